@@ -1,0 +1,83 @@
+#!/bin/sh
+# Builds the demo/test STAND-IN stage3 and lays it out under DIR exactly like a Gentoo release
+# mirror (spec/stage3-mirror.md):
+#   DIR/releases/amd64/autobuilds/latest-stage3-amd64-musl-hardened.txt
+#   DIR/releases/amd64/autobuilds/<stamp>/stage3-amd64-musl-hardened-<stamp>.tar.xz
+#                                          ...tar.xz.DIGESTS  ...tar.xz.sha256  ...tar.xz.CONTENTS.gz
+# The stage3 is NOT Gentoo: Debian's busybox-static plus the stand-in commands of
+# scripts/demo-stage3 (emerge, crossdev, eselect, make, gensquashfs, ... each says STAND-IN).
+# It lets the whole tool run on a machine without Gentoo or network. A real build needs a
+# Gentoo host with network and a real mirror.
+#
+# Usage: scripts/demo-mirror.sh DIR    (needs busybox-static, xz-utils, coreutils; as root so
+#                                       that owners and device nodes are kept)
+set -eu
+[ $# -eq 1 ] || { echo "usage: $0 DIR" >&2; exit 2; }
+here=$(cd "$(dirname "$0")" && pwd)
+out=$1
+busybox=${BUSYBOX:-/bin/busybox}
+[ -x "$busybox" ] || { echo "$0: $busybox missing: apt-get install busybox-static" >&2; exit 2; }
+file "$busybox" 2>/dev/null | grep -q 'dynamically linked' && { echo "$0: $busybox is not static: apt-get install busybox-static" >&2; exit 2; }
+
+flavor=amd64-musl-hardened
+stamp=${BH_DEMO_STAMP:-$(date -u +%Y%m%dT%H%M%SZ)}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+root=$work/root
+
+# Merged-usr layout with busybox as every basic command.
+mkdir -p "$root/usr/bin" "$root/usr/lib" "$root/etc/portage" "$root/var/db/repos" \
+    "$root/var/db/pkg" "$root/var/cache/distfiles" "$root/var/cache/binpkgs" \
+    "$root/var/lib/portage" "$root/var/tmp" "$root/tmp" "$root/root" "$root/proc" \
+    "$root/sys" "$root/dev" "$root/run" "$root/usr/src" "$root/usr/share"
+ln -s usr/bin "$root/bin"
+ln -s usr/bin "$root/sbin"
+ln -s bin "$root/usr/sbin"
+ln -s usr/lib "$root/lib"
+ln -s usr/lib "$root/lib64"
+cp "$busybox" "$root/usr/bin/busybox"
+for applet in $("$busybox" --list); do
+    [ -e "$root/usr/bin/$applet" ] || ln -s busybox "$root/usr/bin/$applet"
+done
+# The stand-in Gentoo commands (they replace nothing busybox has).
+cp -a "$here/demo-stage3/." "$root/"
+chmod 1777 "$root/tmp" "$root/var/tmp"
+
+cat > "$root/etc/passwd" <<'PW'
+root:x:0:0:root:/root:/bin/sh
+portage:x:250:250:portage:/var/tmp/portage:/bin/false
+PW
+cat > "$root/etc/group" <<'GR'
+root:x:0:
+portage:x:250:
+GR
+cat > "$root/etc/profile" <<'PR'
+export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+export PS1='(demo stage3) \w \$ '
+PR
+echo 'NAME="Gentoo stand-in (build-helper demo stage3)"' > "$root/etc/os-release"
+echo 'CHOST="x86_64-gentoo-linux-musl"' > "$root/etc/portage/make.conf"
+ln -s ../../run/resolv.conf "$root/etc/resolv.conf"
+
+dir=$out/releases/amd64/autobuilds
+mkdir -p "$dir/$stamp"
+name=stage3-$flavor-$stamp.tar.xz
+tarball=$dir/$stamp/$name
+tar --numeric-owner --xattrs -C "$root" -cf - . | xz -T0 -3 > "$tarball"
+tar -tvf "$tarball" | gzip -9 > "$tarball.CONTENTS.gz"
+{
+    for f in "$name" "$name.CONTENTS.gz"; do
+        echo "# BLAKE2B HASH"
+        (cd "$dir/$stamp" && b2sum "$f")
+        echo "# SHA512 HASH"
+        (cd "$dir/$stamp" && sha512sum "$f")
+    done
+} > "$tarball.DIGESTS"
+(cd "$dir/$stamp" && sha256sum "$name") > "$tarball.sha256"
+size=$(stat -c %s "$tarball")
+{
+    echo "# Latest as of $(date -u -R)"
+    echo "# ts=$(date -u +%s)"
+    echo "$stamp/$name $size"
+} > "$dir/latest-stage3-$flavor.txt"
+echo "demo mirror: $out ($name, $size bytes)"

@@ -1,0 +1,257 @@
+//! The small commands: `status` (runs and their steps) and `umount` (clean up after a run,
+//! also after the supervisor was killed).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::engine::{Checkpoint, StepState};
+use crate::error::UsageError;
+use crate::mounts::{self, journal::Journal};
+use crate::plan::Plan;
+use crate::sys::LinuxSys;
+use crate::ui::plain::{state_word, target_word};
+
+/// Every run directory under `<tree>/work` (those holding a plan), oldest first by name.
+pub fn runs(tree: &Path) -> Vec<PathBuf> {
+    let Ok(dir) = std::fs::read_dir(tree.join("work")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = dir
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("plan.json").is_file())
+        .collect();
+    out.sort();
+    out
+}
+
+fn run_named(tree: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let dir = crate::plan::run_dir(tree, name);
+    if dir.join("plan.json").is_file() || Journal::path(&dir).is_file() {
+        Ok(dir)
+    } else {
+        Err(UsageError(format!(
+            "run `{name}` does not exist in {}; `build-helper status` lists the runs",
+            tree.join("work").display()
+        ))
+        .into())
+    }
+}
+
+/// `build-helper status [RUN] [--json]`: without RUN, one line per run; with RUN, every step
+/// with state, exit code and duration. JSON prints the checkpoint(s).
+///
+/// Errors: unknown run, unreadable checkpoint.
+pub fn status(tree: &Path, run: Option<&str>, json: bool) -> anyhow::Result<()> {
+    let dirs = match run {
+        Some(name) => vec![run_named(tree, name)?],
+        None => runs(tree),
+    };
+    let mut cps = Vec::new();
+    for d in &dirs {
+        cps.push(Checkpoint::load(d).map_err(|e| UsageError(e.to_string()))?);
+    }
+    if json {
+        let doc = if run.is_some() {
+            serde_json::to_string_pretty(&cps[0])?
+        } else {
+            serde_json::to_string_pretty(&cps)?
+        };
+        println!("{doc}");
+        return Ok(());
+    }
+    if run.is_none() {
+        if cps.is_empty() {
+            println!("no runs in {}", tree.join("work").display());
+        }
+        for cp in &cps {
+            let states: Vec<String> = cp
+                .targets
+                .iter()
+                .map(|t| format!("{} {}", t.target, target_word(t.state())))
+                .collect();
+            println!(
+                "{}  {}  {}",
+                cp.run_id,
+                if cp.finished {
+                    "finished"
+                } else {
+                    "unfinished"
+                },
+                states.join(", ")
+            );
+        }
+        return Ok(());
+    }
+    let cp = &cps[0];
+    println!(
+        "run {}{}",
+        cp.run_id,
+        if cp.finished { " (finished)" } else { "" }
+    );
+    let show = |name: &str, s: &crate::engine::StepRecord| {
+        println!(
+            "  {:<20} {:<8} {:>5} {:>10}",
+            name,
+            state_word(s.state),
+            s.exit_code
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "-".into()),
+            s.duration_ms
+                .map(|d| format!("{:.1}s", d as f64 / 1000.0))
+                .unwrap_or_else(|| "-".into())
+        )
+    };
+    for s in &cp.run_steps {
+        show(&s.name, s);
+    }
+    for t in &cp.targets {
+        println!("{} ({})", t.target, target_word(t.state()));
+        for s in &t.steps {
+            show(&s.name, s);
+        }
+    }
+    Ok(())
+}
+
+fn pid_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn cmdline(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+fn all_pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Processes left from a dead run: chrooted below `m_dir`, or its workers.
+fn leftovers(m_dir: &Path, run_dir: &Path) -> Vec<u32> {
+    let me = std::process::id();
+    let run = run_dir.display().to_string();
+    all_pids()
+        .into_iter()
+        .filter(|&pid| pid != me)
+        .filter(|&pid| {
+            let rooted =
+                std::fs::read_link(format!("/proc/{pid}/root")).is_ok_and(|r| r.starts_with(m_dir));
+            let c = cmdline(pid);
+            rooted || (c.contains(" worker ") && c.contains(&run))
+        })
+        .collect()
+}
+
+/// Tears down one run: refuses while its supervisor lives, kills what a crashed run left
+/// running, unmounts everything under its `M` in this namespace, and checks that no other
+/// namespace still holds its mounts. Returns how many mounts were removed.
+fn umount_run(run_dir: &Path) -> anyhow::Result<usize> {
+    let journal = Journal::load(run_dir).map_err(UsageError)?;
+    let m_dir = match &journal {
+        Some(j) => j.m_dir.clone(),
+        None => run_dir.join("M"),
+    };
+    if let Some(j) = &journal {
+        if j.pid != std::process::id()
+            && pid_alive(j.pid)
+            && cmdline(j.pid).contains("build-helper")
+            && !j.host_namespace
+        {
+            return Err(UsageError(format!(
+                "the run in {} is still active (supervisor pid {}): stop it (Ctrl-C, or kill {}) \
+                 and run `build-helper umount` again",
+                run_dir.display(),
+                j.pid,
+                j.pid
+            ))
+            .into());
+        }
+    }
+    let pids = leftovers(&m_dir, run_dir);
+    for &pid in &pids {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    for _ in 0..100 {
+        if pids.iter().all(|&p| !pid_alive(p) || cmdline(p).is_empty()) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let removed = mounts::teardown(&LinuxSys, &m_dir, false)?;
+    // Another namespace (a live process of the run) may still hold mounts.
+    let holders: Vec<u32> = all_pids()
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+                .is_ok_and(|info| !mounts::mounts_under(&info, &m_dir).is_empty())
+        })
+        .collect();
+    if !holders.is_empty() {
+        anyhow::bail!(
+            "mounts under {} are still held by process(es) {:?} in another mount namespace; \
+             stop them and run `build-helper umount` again",
+            m_dir.display(),
+            holders
+        );
+    }
+    Journal::remove(run_dir)
+        .with_context(|| format!("removing the journal of {}", run_dir.display()))?;
+    Ok(removed)
+}
+
+/// `build-helper umount RUN|--all`.
+///
+/// Errors: unknown run, a run still active, mounts that cannot be removed.
+pub fn umount(tree: &Path, run: Option<&str>) -> anyhow::Result<()> {
+    let dirs = match run {
+        Some(name) => vec![run_named(tree, name)?],
+        None => std::fs::read_dir(tree.join("work"))
+            .map(|d| {
+                let mut v: Vec<PathBuf> = d
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.is_dir())
+                    .collect();
+                v.sort();
+                v
+            })
+            .unwrap_or_default(),
+    };
+    let mut failed = None;
+    for d in dirs {
+        match umount_run(&d) {
+            Ok(n) => println!("{}: {n} mount(s) removed", d.display()),
+            Err(e) => {
+                eprintln!("{}: {e:#}", d.display());
+                failed = Some(e);
+            }
+        }
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Loads a run's plan (for commands that need its layout).
+///
+/// Errors: missing or malformed plan.
+pub fn load_plan(run_dir: &Path) -> anyhow::Result<Plan> {
+    let path = run_dir.join("plan.json");
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// True when `s` is one of the states a finished step can have.
+pub fn is_final(s: StepState) -> bool {
+    matches!(s, StepState::Done | StepState::Failed)
+}

@@ -1,0 +1,133 @@
+//! The event log of a run: `work/<run>/events.jsonl`, one JSON object per line, appended as
+//! things happen, each with `t_us` (microseconds since the Unix epoch, supervisor clock).
+//! `build-helper status` and the tests read it (e.g. the delay between a toolchain-ready
+//! event and the waiting target's first step).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event {
+    /// The supervisor started (or resumed) the run.
+    RunStarted {
+        /// `new`, `resume` or `retry`.
+        mode: String,
+    },
+    /// A supervisor-phase step (`stage3`, `mounts`, `archive-history`) changed state.
+    RunStep {
+        /// Step name.
+        step: String,
+        /// `started`, `done` or `failed`.
+        state: String,
+    },
+    /// A worker process was started.
+    WorkerStarted {
+        /// `<tuple>.<name>`.
+        target: String,
+        /// Its pid.
+        pid: u32,
+    },
+    /// A worker process ended.
+    WorkerExited {
+        /// `<tuple>.<name>`.
+        target: String,
+        /// Its exit code.
+        code: i32,
+    },
+    /// A step started.
+    StepStarted {
+        /// `<tuple>.<name>`.
+        target: String,
+        /// Step name.
+        step: String,
+    },
+    /// A step ended.
+    StepFinished {
+        /// `<tuple>.<name>`.
+        target: String,
+        /// Step name.
+        step: String,
+        /// Exit code.
+        exit_code: i32,
+        /// Milliseconds.
+        duration_ms: u64,
+    },
+    /// A tuple's toolchain is ready.
+    ToolchainReady {
+        /// The tuple.
+        tuple: String,
+    },
+    /// The run ended.
+    RunFinished {
+        /// `done`, `failed` or `interrupted`.
+        result: String,
+    },
+}
+
+/// One line of the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Microseconds since the Unix epoch.
+    pub t_us: u64,
+    /// The event.
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// Microseconds since the Unix epoch.
+pub fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// An append-only event log.
+#[derive(Debug)]
+pub struct EventLog {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl EventLog {
+    /// Opens (appends to) `<run_dir>/events.jsonl`.
+    pub fn open(run_dir: &Path) -> std::io::Result<EventLog> {
+        let path = run_dir.join("events.jsonl");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
+        Ok(EventLog { path, file })
+    }
+
+    /// Appends an event stamped now; returns the record.
+    pub fn append(&mut self, event: Event) -> Record {
+        let record = Record {
+            t_us: now_us(),
+            event,
+        };
+        if let Ok(mut line) = serde_json::to_string(&record) {
+            line.push('\n');
+            if let Err(e) = self.file.write_all(line.as_bytes()) {
+                eprintln!(
+                    "build-helper: cannot append to {}: {e}",
+                    self.path.display()
+                );
+            }
+        }
+        record
+    }
+
+    /// Reads every record of a run's log; malformed lines are skipped.
+    pub fn read(run_dir: &Path) -> Vec<Record> {
+        std::fs::read_to_string(run_dir.join("events.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}

@@ -1,0 +1,236 @@
+//! The `build-helper` command line: parses arguments and dispatches; the work lives in the
+//! library.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use build_helper::error::UsageError;
+use build_helper::starter::{HistorySel, Starter};
+use build_helper::supervisor::{self, Mode};
+use build_helper::{commands, config, plan, plan_text, starter};
+
+#[derive(Parser)]
+#[command(
+    name = "build-helper",
+    version,
+    about = "Builds customised Gentoo installations for many crossdev targets in parallel"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Ui {
+    Plain,
+    Tui,
+    Tmux,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the plan of a starter (targets, world orders, mounts, steps); no root needed.
+    Plan {
+        /// The starter file (TOML).
+        starter: PathBuf,
+        /// Print one JSON document.
+        #[arg(long)]
+        json: bool,
+        /// History to start from: latest, none, a name under history/, or a path.
+        #[arg(long)]
+        history: Option<String>,
+    },
+    /// Validate target configuration directories; exit 0 when valid, 2 otherwise.
+    Check {
+        /// Configuration directories (configs/<tuple>.<name>/ or configs/host).
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+    },
+    /// Run the build of a starter (root).
+    Run {
+        /// The starter file (TOML).
+        starter: PathBuf,
+        /// Front end.
+        #[arg(long, value_enum)]
+        ui: Option<Ui>,
+        /// History to start from: latest, none, a name under history/, or a path.
+        #[arg(long)]
+        history: Option<String>,
+        /// Continue a run (the newest unfinished one without RUN) from each target's first
+        /// step that is not done.
+        #[arg(long, num_args = 0..=1, default_missing_value = "")]
+        resume: Option<String>,
+        /// Restart the run's targets from their first step (with --resume RUN: that run).
+        #[arg(long)]
+        retry: bool,
+    },
+    /// Show runs, or one run's steps with state, exit code and duration.
+    Status {
+        /// The run (`<primary name>-<date>`).
+        run: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// The tree (default: BUILD_HELPER_TREE, else the current directory).
+        #[arg(long)]
+        tree: Option<PathBuf>,
+    },
+    /// Remove every mount of a run (also after its supervisor was killed).
+    Umount {
+        /// The run.
+        #[arg(required_unless_present = "all")]
+        run: Option<String>,
+        /// Every run of the tree.
+        #[arg(long, conflicts_with = "run")]
+        all: bool,
+        /// The tree (default: BUILD_HELPER_TREE, else the current directory).
+        #[arg(long)]
+        tree: Option<PathBuf>,
+    },
+    /// Internal: run one target's steps (started by the supervisor).
+    #[command(hide = true)]
+    Worker {
+        /// The run directory.
+        #[arg(long)]
+        run: PathBuf,
+        /// The target, `<tuple>.<name>`.
+        #[arg(long)]
+        target: String,
+    },
+}
+
+fn load_starter(path: &Path, history: Option<&str>) -> anyhow::Result<Starter> {
+    let mut s =
+        starter::load(path, &|k| std::env::var(k).ok()).map_err(|e| UsageError(e.to_string()))?;
+    if let Some(h) = history {
+        let cwd = std::env::current_dir().context("reading the current directory")?;
+        s.options.history =
+            HistorySel::parse(h, &cwd).map_err(|e| UsageError(format!("--history {h}: {e}")))?;
+    }
+    Ok(s)
+}
+
+fn tree_arg(tree: Option<PathBuf>) -> PathBuf {
+    tree.or_else(|| std::env::var_os("BUILD_HELPER_TREE").map(PathBuf::from))
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn cmd_run(
+    starter_path: &Path,
+    ui: Option<Ui>,
+    history: Option<&str>,
+    resume: Option<String>,
+    retry: bool,
+) -> anyhow::Result<i32> {
+    let starter = load_starter(starter_path, history)?;
+    match ui {
+        Some(Ui::Tui) | Some(Ui::Tmux) => {
+            return Err(UsageError(
+                "the tui and tmux front ends are not in this version yet; use --ui plain".into(),
+            )
+            .into())
+        }
+        _ => {}
+    }
+    if !nix::unistd::geteuid().is_root() {
+        return Err(UsageError(
+            "build-helper run needs root (it mounts and chroots): run it as root".into(),
+        )
+        .into());
+    }
+    let pick = resume.filter(|r| !r.is_empty());
+    let mode = if retry {
+        Mode::Retry(pick)
+    } else if let Some(run) = pick {
+        Mode::Resume(Some(run))
+    } else if std::env::args().any(|a| a == "--resume") {
+        Mode::Resume(None)
+    } else {
+        Mode::New
+    };
+    let prepared = supervisor::prepare(&starter, &starter.options.history, &mode)?;
+    supervisor::private_namespace()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(supervisor::supervise(prepared))
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Plan {
+            starter,
+            json,
+            history,
+        } => {
+            let s = load_starter(&starter, history.as_deref())?;
+            let hist =
+                build_helper::history::resolve(&s.tree, &s.options.history).map_err(UsageError)?;
+            let p =
+                plan::build(&s, &plan::date_now(), hist).map_err(|e| UsageError(e.to_string()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&p)?);
+            } else {
+                print!("{}", plan_text::render(&p));
+            }
+            Ok(0)
+        }
+        Command::Check { dirs } => {
+            let report = config::check(&dirs);
+            for w in &report.warnings {
+                println!("warning: {w}");
+            }
+            for p in &report.errors {
+                println!("{p}");
+            }
+            if report.errors.is_empty() {
+                println!("{} configuration(s) valid", dirs.len());
+                Ok(0)
+            } else {
+                println!("{} problem(s)", report.errors.len());
+                Ok(2)
+            }
+        }
+        Command::Run {
+            starter,
+            ui,
+            history,
+            resume,
+            retry,
+        } => cmd_run(&starter, ui, history.as_deref(), resume, retry),
+        Command::Status { run, json, tree } => {
+            commands::status(&tree_arg(tree), run.as_deref(), json)?;
+            Ok(0)
+        }
+        Command::Umount { run, all: _, tree } => {
+            commands::umount(&tree_arg(tree), run.as_deref())?;
+            Ok(0)
+        }
+        Command::Worker { run, target } => {
+            let target = config::Target::parse(&target).map_err(|e| UsageError(e.to_string()))?;
+            build_helper::worker::main(&run, &target)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            if let Some(u) = e.downcast_ref::<UsageError>() {
+                eprintln!("build-helper: {u}");
+                ExitCode::from(2)
+            } else {
+                eprintln!("build-helper: error: {e:#}");
+                ExitCode::from(1)
+            }
+        }
+    }
+}

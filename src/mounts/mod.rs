@@ -1,0 +1,13 @@
+//! Mounts: the layout as data ([`plan`]), its executor and teardown ([`exec`]), the journal
+//! that lets `build-helper umount` clean up after a crashed run ([`journal`]), and loop
+//! devices for squashfs images ([`loopdev`]).
+//!
+//! Not for deciding *when* to mount (the supervisor does) or what runs inside (the worker).
+
+pub mod exec;
+pub mod journal;
+pub mod loopdev;
+pub mod plan;
+
+pub use exec::{apply, mounts_under, teardown, MountError};
+pub use plan::{Entry, Layout, TargetDirs};

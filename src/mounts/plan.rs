@@ -1,0 +1,326 @@
+//! The mount layout of a run as pure data (spec/recipe.md, "Mount layout").
+//!
+//! [`Layout`] says which directories of the tree go where in each environment root; the
+//! functions here turn it into ordered [`Entry`] lists for the base (`M` and the primary
+//! environment), for each secondary target, and for the history archive. Nothing here touches
+//! the system; [`super::exec`] walks the entries.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Target;
+use crate::starter::{HistoryType, MountType, TmpType};
+
+/// One thing to do while building the layout, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Entry {
+    /// A bind mount (`rbind` when `recursive`). The target directory (or file, when the
+    /// source is a file) is created first.
+    Bind {
+        /// Absolute source path on the build machine.
+        source: PathBuf,
+        /// Absolute mount point.
+        target: PathBuf,
+        /// `MS_REC`.
+        recursive: bool,
+        /// Read-only.
+        readonly: bool,
+    },
+    /// A tmpfs with mount options (`size=30G`, `uid=250,gid=250`...).
+    Tmpfs {
+        /// Absolute mount point.
+        target: PathBuf,
+        /// Mount options, may be empty.
+        options: String,
+    },
+    /// procfs.
+    Proc {
+        /// Absolute mount point.
+        target: PathBuf,
+    },
+    /// An overlayfs `lowerdir=...,upperdir=...,workdir=...`.
+    Overlay {
+        /// Lower layers, top first.
+        lower: Vec<PathBuf>,
+        /// Upper directory.
+        upper: PathBuf,
+        /// Work directory (same filesystem as `upper`).
+        work: PathBuf,
+        /// Absolute mount point.
+        target: PathBuf,
+    },
+    /// A read-only filesystem image (squashfs history) through a loop device.
+    Image {
+        /// The image file.
+        file: PathBuf,
+        /// Absolute mount point.
+        target: PathBuf,
+    },
+    /// A file copied into an environment (not a mount): resolv.conf, the host world.
+    Copy {
+        /// Source file on the build machine.
+        source: PathBuf,
+        /// Destination inside an environment root.
+        target: PathBuf,
+    },
+}
+
+impl Entry {
+    /// The mount point or destination.
+    pub fn target(&self) -> &Path {
+        match self {
+            Entry::Bind { target, .. }
+            | Entry::Tmpfs { target, .. }
+            | Entry::Proc { target }
+            | Entry::Overlay { target, .. }
+            | Entry::Image { target, .. }
+            | Entry::Copy { target, .. } => target,
+        }
+    }
+}
+
+/// Where a target's own directories are (absolute paths on the build machine).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetDirs {
+    /// The target.
+    pub target: Target,
+    /// Its local repositories: (name, path of `configs/<target>/repos/<name>`).
+    pub repos: Vec<(String, PathBuf)>,
+    /// Its binary package directory (`binpkgs/<tuple>.<name>`).
+    pub binpkgs: PathBuf,
+}
+
+/// Everything the layout depends on. All paths are absolute.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layout {
+    /// `M`: the run's mount directory.
+    pub m_dir: PathBuf,
+    /// What `M` is a bind of, for mount type bind (`work/<run>/root`).
+    pub data_dir: PathBuf,
+    /// bind or tmpfs.
+    pub mount_type: MountType,
+    /// tmpfs options of `M` for mount type tmpfs.
+    pub mount_opts: String,
+    /// none or tmpfs for tmp, var/tmp, var/tmp/portage.
+    pub tmp_type: TmpType,
+    /// Size of the var/tmp/portage tmpfs (`30G`).
+    pub tmp_size: String,
+    /// The history to start from, `None` on a first build.
+    pub history: Option<(PathBuf, HistoryType)>,
+    /// The tree (holds configs, builds).
+    pub tree: PathBuf,
+    /// The distfiles directory.
+    pub distfiles: PathBuf,
+    /// The host's binary package directory (`binpkgs/host`).
+    pub host_binpkgs: PathBuf,
+    /// The host configuration (`configs/host`, resolved).
+    pub host_conf: PathBuf,
+    /// Host local repositories: (name, path).
+    pub host_repos: Vec<(String, PathBuf)>,
+    /// Every target, primary first.
+    pub targets: Vec<TargetDirs>,
+    /// The run date (`YYYYMMDD-HHMMSS`), suffix of secondary environment names.
+    pub date: String,
+}
+
+/// `root` joined with an absolute path `abs` (leading `/` dropped).
+pub fn inside(root: &Path, abs: &Path) -> PathBuf {
+    root.join(abs.strip_prefix("/").unwrap_or(abs))
+}
+
+fn bind(source: &Path, target: PathBuf) -> Entry {
+    Entry::Bind {
+        source: source.to_path_buf(),
+        target,
+        recursive: false,
+        readonly: false,
+    }
+}
+
+impl Layout {
+    /// The primary environment root, `M/m`.
+    pub fn primary_root(&self) -> PathBuf {
+        self.m_dir.join("m")
+    }
+
+    /// The directory of a secondary target's environment, `M/<name>-<date>`.
+    pub fn secondary_dir(&self, target: &Target) -> PathBuf {
+        self.m_dir.join(format!("{}-{}", target.name, self.date))
+    }
+
+    /// The environment root a target builds in: `M/m` for the primary, else
+    /// `M/<name>-<date>/m`.
+    pub fn root_of(&self, target: &Target) -> PathBuf {
+        match self.targets.first() {
+            Some(first) if &first.target == target => self.primary_root(),
+            _ => self.secondary_dir(target).join("m"),
+        }
+    }
+
+    /// Directories of the tree the layout binds from, which a run creates when missing (the
+    /// data directory, distfiles, builds, binary package directories).
+    pub fn source_dirs(&self) -> Vec<PathBuf> {
+        let mut out = vec![
+            self.data_dir.clone(),
+            self.distfiles.clone(),
+            self.tree.join("builds"),
+            self.host_binpkgs.clone(),
+        ];
+        out.extend(self.targets.iter().map(|t| t.binpkgs.clone()));
+        out
+    }
+
+    /// `M` itself and, on an update, the history under its overlay. On a first build `M/m` is
+    /// a plain directory that the stage3 is extracted into.
+    pub fn base_entries(&self) -> Vec<Entry> {
+        let mut out = vec![match self.mount_type {
+            MountType::Bind => bind(&self.data_dir, self.m_dir.clone()),
+            MountType::Tmpfs => Entry::Tmpfs {
+                target: self.m_dir.clone(),
+                options: self.mount_opts.clone(),
+            },
+        }];
+        if let Some((history, kind)) = &self.history {
+            let s = self.m_dir.join("s");
+            out.push(match kind {
+                HistoryType::Squashfs => Entry::Image {
+                    file: history.clone(),
+                    target: s.clone(),
+                },
+                HistoryType::Files => Entry::Bind {
+                    source: history.clone(),
+                    target: s.clone(),
+                    recursive: false,
+                    readonly: true,
+                },
+            });
+            out.push(Entry::Overlay {
+                lower: vec![s],
+                upper: self.m_dir.join("u"),
+                work: self.m_dir.join("w"),
+                target: self.primary_root(),
+            });
+        }
+        out
+    }
+
+    /// The binds every environment root gets (spec: "In every environment root"), plus the
+    /// building target's own repositories.
+    pub fn env_entries(&self, root: &Path, target: &TargetDirs) -> Vec<Entry> {
+        let mut out = vec![
+            bind(&self.distfiles, root.join("var/cache/distfiles")),
+            bind(
+                &self.tree.join("configs"),
+                inside(root, &self.tree.join("configs")),
+            ),
+            bind(
+                &self.tree.join("builds"),
+                inside(root, &self.tree.join("builds")),
+            ),
+        ];
+        for (name, path) in &self.host_repos {
+            out.push(bind(path, root.join("var/db/repos").join(name)));
+        }
+        out.push(bind(&self.host_binpkgs, root.join("var/cache/binpkgs")));
+        for t in &self.targets {
+            out.push(bind(&t.binpkgs, inside(root, &t.binpkgs)));
+        }
+        out.push(Entry::Tmpfs {
+            target: root.join("run"),
+            options: "mode=0755".into(),
+        });
+        out.push(Entry::Proc {
+            target: root.join("proc"),
+        });
+        for dir in ["sys", "dev"] {
+            out.push(Entry::Bind {
+                source: PathBuf::from("/").join(dir),
+                target: root.join(dir),
+                recursive: true,
+                readonly: false,
+            });
+        }
+        out.push(bind(
+            &self.host_conf.join("target-portage"),
+            root.join("etc/portage"),
+        ));
+        out.push(Entry::Copy {
+            source: self.host_conf.join("worlds/base"),
+            target: root.join("var/lib/portage/world"),
+        });
+        out.push(Entry::Copy {
+            source: PathBuf::from("/etc/resolv.conf"),
+            target: root.join("etc/resolv.conf"),
+        });
+        if self.tmp_type == TmpType::Tmpfs {
+            out.push(Entry::Tmpfs {
+                target: root.join("tmp"),
+                options: "mode=1777".into(),
+            });
+            out.push(Entry::Tmpfs {
+                target: root.join("var/tmp"),
+                options: "mode=1777".into(),
+            });
+            let portage_tmp = format!("uid=250,gid=250,mode=0775,size={}", self.tmp_size);
+            out.push(Entry::Tmpfs {
+                target: root.join("var/tmp/portage"),
+                options: portage_tmp.clone(),
+            });
+            out.push(Entry::Tmpfs {
+                target: root
+                    .join("usr")
+                    .join(target.target.to_string())
+                    .join("tmp/portage"),
+                options: portage_tmp,
+            });
+        }
+        for (name, path) in &target.repos {
+            out.push(bind(path, root.join("var/db/repos").join(name)));
+        }
+        out
+    }
+
+    /// Everything the primary target's environment needs after [`Layout::base_entries`].
+    pub fn primary_entries(&self) -> Vec<Entry> {
+        match self.targets.first() {
+            Some(primary) => self.env_entries(&self.primary_root(), primary),
+            None => Vec::new(),
+        }
+    }
+
+    /// A secondary target's stacked environment: `l` a bind of the primary `m`, `m` the
+    /// overlay `l`+`u`, the primary package database bound over its own, then the usual binds.
+    pub fn secondary_entries(&self, target: &TargetDirs) -> Vec<Entry> {
+        let dir = self.secondary_dir(&target.target);
+        let root = dir.join("m");
+        let mut out = vec![
+            bind(&self.primary_root(), dir.join("l")),
+            Entry::Overlay {
+                lower: vec![dir.join("l")],
+                upper: dir.join("u"),
+                work: dir.join("w"),
+                target: root.clone(),
+            },
+            bind(
+                &self.primary_root().join("var/db/pkg"),
+                root.join("var/db/pkg"),
+            ),
+        ];
+        out.extend(self.env_entries(&root, target));
+        out
+    }
+
+    /// The archive view `M/b`: a bind of the primary `m` with each secondary target's
+    /// `usr/<tuple>.<name>` bound in, so the history holds every target.
+    pub fn archive_entries(&self) -> Vec<Entry> {
+        let b = self.m_dir.join("b");
+        let mut out = vec![bind(&self.primary_root(), b.clone())];
+        for t in self.targets.iter().skip(1) {
+            let usr = Path::new("usr").join(t.target.to_string());
+            out.push(bind(&self.root_of(&t.target).join(&usr), b.join(&usr)));
+        }
+        out
+    }
+}

@@ -1,0 +1,346 @@
+//! The plan: starter + configurations + the chosen history become a [`Plan`], the whole run
+//! as data (targets, world orders, mount layout, every step with its script and environment).
+//!
+//! Building a plan reads the tree (starter, configuration directories, the history folder's
+//! listing) and touches nothing else; `build-helper plan` prints it without root. The
+//! supervisor writes it to `work/<run>/plan.json`; workers and `--resume` read it back, so a
+//! resumed run executes exactly what was planned.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{self, Problem, Target, TargetConfig};
+use crate::mounts::{Layout, TargetDirs};
+use crate::recipe::{self, HostRecipe, Step, TargetRecipe, TupleInfo};
+use crate::starter::{HistoryType, Starter};
+
+/// Where the stage3 comes from (first builds only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stage3Source {
+    /// Mirror base URL.
+    pub mirror: String,
+    /// Gentoo release arch of the build machine.
+    pub arch: String,
+    /// stage3 flavor.
+    pub flavor: String,
+}
+
+/// How the history archive is written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveOptions {
+    /// squashfs image or plain directory.
+    pub history_type: HistoryType,
+    /// squashfs compressor (`zstd`, `xz`, ...).
+    pub compressor: String,
+    /// Compression level, when the compressor takes one.
+    pub level: Option<u32>,
+}
+
+/// One target of the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetPlan {
+    /// The target.
+    pub target: Target,
+    /// True for the first target, whose environment hosts the shared toolchains.
+    pub primary: bool,
+    /// The environment root it builds in (absolute, on the build machine).
+    pub root: PathBuf,
+    /// Worlds in build order: `base` first, then the world tree order.
+    pub worlds: Vec<String>,
+    /// Environment exported to every step (spec/recipe.md, end), without BUILD_HELPER_STEP.
+    pub env: BTreeMap<String, String>,
+    /// Steps in order: the primary phase first for the primary target.
+    pub steps: Vec<Step>,
+}
+
+/// A whole run as data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// `<primary name>-<date>`.
+    pub run_id: String,
+    /// `YYYYMMDD-HHMMSS` (UTC).
+    pub date: String,
+    /// The tree (absolute).
+    pub tree: PathBuf,
+    /// The starter file (absolute).
+    pub starter: PathBuf,
+    /// No history: the stage3 is fetched and extracted.
+    pub first_build: bool,
+    /// The stage3 source on a first build.
+    pub stage3: Option<Stage3Source>,
+    /// `make -j` jobs for kernels and squashfs.
+    pub jobs: u32,
+    /// Build-machine variables passed through to every step (names).
+    pub pass_env: Vec<String>,
+    /// Archive settings.
+    pub archive: ArchiveOptions,
+    /// Ask before unmounting at the end.
+    pub umount_ask: bool,
+    /// The mount layout.
+    pub layout: Layout,
+    /// Targets, primary first.
+    pub targets: Vec<TargetPlan>,
+}
+
+/// Errors while planning.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// Configuration problems, all of them.
+    #[error("{}", format_problems(.0))]
+    Config(Vec<Problem>),
+    /// The history selection.
+    #[error("{0}")]
+    History(String),
+}
+
+fn format_problems(problems: &[Problem]) -> String {
+    let mut s = String::from("the configuration has problems:");
+    for p in problems {
+        s.push_str(&format!("\n  {p}"));
+    }
+    s.push_str("\nfix them (`build-helper check configs/<target>` lists them) and run again");
+    s
+}
+
+/// The run date for `now` (UTC), `YYYYMMDD-HHMMSS`.
+pub fn date_now() -> String {
+    chrono::Utc::now().format("%Y%m%d-%H%M%S").to_string()
+}
+
+/// The run directory of a run id: `<tree>/work/<run>`.
+pub fn run_dir(tree: &Path, run_id: &str) -> PathBuf {
+    tree.join("work").join(run_id)
+}
+
+fn host_world_has_rust(atoms: &[String]) -> bool {
+    atoms.iter().any(|a| {
+        let a = a.trim_start_matches(['=', '<', '>', '~']);
+        a.starts_with("dev-lang/rust")
+    })
+}
+
+impl Plan {
+    /// The run directory (`<tree>/work/<run_id>`).
+    pub fn run_dir(&self) -> PathBuf {
+        run_dir(&self.tree, &self.run_id)
+    }
+
+    /// The target plan of `target`.
+    pub fn target(&self, target: &Target) -> Option<&TargetPlan> {
+        self.targets.iter().find(|t| &t.target == target)
+    }
+
+    /// Distinct tuples, in target order.
+    pub fn tuples(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for t in &self.targets {
+            if !out.contains(&t.target.tuple) {
+                out.push(t.target.tuple.clone());
+            }
+        }
+        out
+    }
+
+    /// The target's log file.
+    pub fn log_path(&self, target: &Target) -> PathBuf {
+        self.run_dir().join("logs").join(format!("{target}.log"))
+    }
+}
+
+/// Builds the plan of `starter` for run date `date`, starting from `history` (resolved by
+/// [`crate::history::resolve`]; `None` = first build).
+///
+/// Errors: every configuration problem at once ([`PlanError::Config`]).
+pub fn build(
+    starter: &Starter,
+    date: &str,
+    history: Option<(PathBuf, HistoryType)>,
+) -> Result<Plan, PlanError> {
+    let tree = starter.tree.clone();
+    let configs = tree.join("configs");
+    let host_dir = configs.join("host");
+    let mut problems = Vec::new();
+    let host = match config::load_host(&host_dir) {
+        Ok(h) => Some(h),
+        Err(p) => {
+            problems.extend(p);
+            None
+        }
+    };
+    let mut target_configs: Vec<TargetConfig> = Vec::new();
+    for t in &starter.targets {
+        match config::load_target(&configs.join(t.to_string())) {
+            Ok(c) => target_configs.push(c),
+            Err(p) => problems.extend(p),
+        }
+    }
+    let Some(host) = host.filter(|_| problems.is_empty()) else {
+        return Err(PlanError::Config(problems));
+    };
+    let first_build = history.is_none();
+    let opts = &starter.options;
+    let primary_name = starter
+        .targets
+        .first()
+        .map(|t| t.name.clone())
+        .unwrap_or_default();
+    let run_id = format!("{primary_name}-{date}");
+    let run = run_dir(&tree, &run_id);
+    let binpkgs = tree.join("binpkgs");
+
+    let layout = Layout {
+        m_dir: run.join("M"),
+        data_dir: run.join("root"),
+        mount_type: opts.mount_type,
+        mount_opts: opts.mount_opts.clone(),
+        tmp_type: opts.tmp_type,
+        tmp_size: opts.tmp_size.clone(),
+        history: history.clone(),
+        tree: tree.clone(),
+        distfiles: opts.distfiles.clone(),
+        host_binpkgs: binpkgs.join("host"),
+        host_conf: host.dir.clone(),
+        host_repos: host
+            .repos
+            .iter()
+            .map(|r| (r.clone(), host.dir.join("repos").join(r)))
+            .collect(),
+        targets: target_configs
+            .iter()
+            .map(|c| TargetDirs {
+                target: c.target.clone(),
+                repos: c
+                    .repos
+                    .iter()
+                    .map(|r| (r.clone(), c.dir.join("repos").join(r)))
+                    .collect(),
+                binpkgs: binpkgs.join(c.target.to_string()),
+            })
+            .collect(),
+        date: date.to_string(),
+    };
+
+    let mut tuples: Vec<TupleInfo> = Vec::new();
+    for c in &target_configs {
+        if !tuples.iter().any(|t| t.tuple == c.target.tuple) {
+            tuples.push(TupleInfo {
+                tuple: c.target.tuple.clone(),
+                build_arch: c.build_arch.clone(),
+                libc: match c.libc {
+                    config::Libc::Musl => "musl".into(),
+                    config::Libc::Glibc => "glibc".into(),
+                },
+            });
+        }
+    }
+    let host_recipe = HostRecipe {
+        first_build,
+        tuples,
+        cpuflags: host.cpuflags,
+        rust: host_world_has_rust(&host.world_atoms),
+    };
+
+    let mut targets = Vec::new();
+    for (i, c) in target_configs.iter().enumerate() {
+        let primary = i == 0;
+        let mut steps = if primary {
+            recipe::primary_steps(&host_recipe)
+        } else {
+            Vec::new()
+        };
+        steps.extend(recipe::target_steps(&TargetRecipe {
+            config: c,
+            first_build,
+        }));
+        let mut worlds = vec!["base".to_string()];
+        worlds.extend(c.worlds.iter().map(|w| w.name.clone()));
+        targets.push(TargetPlan {
+            target: c.target.clone(),
+            primary,
+            root: layout.root_of(&c.target),
+            worlds,
+            env: step_env(starter, c, date, first_build, primary, &host_dir),
+            steps,
+        });
+    }
+
+    Ok(Plan {
+        run_id,
+        date: date.to_string(),
+        tree,
+        starter: starter.path.clone(),
+        first_build,
+        stage3: first_build.then(|| Stage3Source {
+            mirror: opts.mirror.clone(),
+            arch: opts.arch.clone(),
+            flavor: opts.stage3.clone(),
+        }),
+        jobs: opts.jobs,
+        pass_env: opts.pass_env.clone(),
+        archive: ArchiveOptions {
+            history_type: opts.history_type,
+            compressor: opts.compressor.clone(),
+            level: opts.compression_level,
+        },
+        umount_ask: opts.umount_ask,
+        layout,
+        targets,
+    })
+}
+
+/// The environment of spec/recipe.md ("Environment exported to every step").
+fn step_env(
+    starter: &Starter,
+    c: &TargetConfig,
+    date: &str,
+    first_build: bool,
+    primary: bool,
+    host_dir: &Path,
+) -> BTreeMap<String, String> {
+    let tree = &starter.tree;
+    let t = &c.target;
+    let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
+    let mut env = BTreeMap::new();
+    let mut set = |k: &str, v: String| {
+        env.insert(k.to_string(), v);
+    };
+    set(
+        "PATH",
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+    );
+    set("HOME", "/root".into());
+    set("CROSSDEV_TARGET", t.tuple.clone());
+    set("BUILD_NAME", t.name.clone());
+    set("BUILD_CONF", c.dir.display().to_string());
+    set(
+        "BUILD_PKGS",
+        tree.join("binpkgs")
+            .join(t.to_string())
+            .display()
+            .to_string(),
+    );
+    set("BUILD_ARCH", c.build_arch.clone());
+    set("BUILD_DATE", date.to_string());
+    set(
+        "BUILD_DEST",
+        tree.join("builds")
+            .join(format!("{t}.{date}"))
+            .display()
+            .to_string(),
+    );
+    set("BUILD_HELPER_TREE", tree.display().to_string());
+    set("BUILD_JOBS", starter.options.jobs.to_string());
+    set("HOST_CONF", host_dir.display().to_string());
+    set("PRIMARY_BUILD", yes_no(primary));
+    set("FIRST_BUILD", yes_no(first_build));
+    set("MAKEOPTS", format!("-j{}", starter.options.jobs));
+    if let Some(m) = &starter.options.gentoo_mirrors {
+        set("GENTOO_MIRRORS", m.clone());
+    }
+    for (k, v) in &starter.env {
+        set(k, v.clone());
+    }
+    env
+}

@@ -1,0 +1,31 @@
+//! The stage3 seed: find the newest stage3 on a Gentoo mirror, download it with its DIGESTS
+//! into distfiles while hashing it, keep it only once verified, and extract it safely.
+//!
+//! Format and rules: /work/shared/spec/stage3-mirror.md. The parsers ([`parse_latest`],
+//! [`parse_digests`], [`signed_body`]) are pure; [`obtain`] does the network and file work
+//! (async); [`extract`] is blocking (call it from `spawn_blocking`). OpenPGP verification is
+//! not implemented yet; its seam is [`SignatureVerifier`] and [`obtain_with_verifier`].
+//!
+//! Not for: mounting the extracted environment (`mounts`) or the history (`history`).
+
+mod digests;
+mod error;
+mod extract;
+mod fetch;
+mod index;
+mod kept;
+mod meta;
+mod mirror;
+
+#[cfg(test)]
+mod extract_tests;
+#[cfg(test)]
+mod fetch_tests;
+#[cfg(test)]
+mod parse_tests;
+
+pub use digests::{parse_digests, Digests};
+pub use error::Stage3Error;
+pub use extract::{extract, ExtractStats};
+pub use fetch::{obtain, obtain_with_verifier, Request, Verified};
+pub use index::{is_clearsigned, parse_latest, signed_body, Latest, SignatureVerifier};

@@ -1,0 +1,322 @@
+//! The run options of a starter (`[options]` and the environment overrides) and the rules
+//! for their values. The parsers here return a plain reason; the caller adds where the value
+//! came from (file and line, or variable).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Defines a keyword enum: serialized, parsed ([`FromStr`]) and displayed as its word.
+macro_rules! keywords {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $word:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            /// Every accepted word.
+            pub const WORDS: &'static [&'static str] = &[$($word),+];
+
+            /// The word of this value.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $word,)+
+                }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            /// Parses one of [`Self::WORDS`]; the error lists them.
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($word => Ok($name::$variant),)+
+                    _ => Err(one_of(Self::WORDS)),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+keywords! {
+    /// How workers are shown: a ratatui TUI, tmux windows, or plain prefixed lines.
+    UiKind { Tui = "tui", Tmux = "tmux", Plain = "plain", }
+}
+keywords! {
+    /// The base of the build environment: a bind mount of a directory, or a tmpfs.
+    MountType { Bind = "bind", Tmpfs = "tmpfs", }
+}
+keywords! {
+    /// What backs tmp, var/tmp and var/tmp/portage in the environment.
+    TmpType { None = "none", Tmpfs = "tmpfs", }
+}
+keywords! {
+    /// How a history is stored: a squashfs image or a plain directory.
+    HistoryType { Squashfs = "squashfs", Files = "files", }
+}
+
+/// Squashfs compressors accepted for history archives, with their level range, if any.
+pub const COMPRESSORS: [(&str, Option<(u32, u32)>); 5] = [
+    ("zstd", Some((1, 22))),
+    ("xz", Some((0, 9))),
+    ("gzip", Some((1, 9))),
+    ("lz4", None),
+    ("lzo", Some((1, 9))),
+];
+
+/// The history a run starts from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HistorySel {
+    /// The newest entry under `<tree>/history/` (a fresh stage3 when there is none).
+    Latest,
+    /// A fresh stage3.
+    None,
+    /// An entry under `<tree>/history/`.
+    Name(String),
+    /// An absolute path to a history image or directory.
+    Path(PathBuf),
+}
+
+/// The options of a run: `[options]` of the starter with the environment overrides applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Options {
+    /// `None`: the command line decides (tmux inside tmux, else tui or plain).
+    pub ui: Option<UiKind>,
+    /// The stage3 mirror, an `http(s)://` or `file://` URL without a trailing `/`.
+    pub mirror: String,
+    /// The Gentoo release arch of the build machine (`amd64`).
+    pub arch: String,
+    /// The stage3 flavor (`amd64-musl-hardened`); default `<arch>-musl-hardened`.
+    pub stage3: String,
+    pub mount_type: MountType,
+    /// Mount options of the tmpfs base (`size=30G`).
+    pub mount_opts: String,
+    pub tmp_type: TmpType,
+    /// Size of the var/tmp/portage tmpfs: digits with an optional K/M/G/T suffix, or `N%`.
+    pub tmp_size: String,
+    /// Parallel jobs for kernel builds and squashfs; at least 1.
+    pub jobs: u32,
+    pub history: HistorySel,
+    pub history_type: HistoryType,
+    /// One of [`COMPRESSORS`].
+    pub compressor: String,
+    /// The compressor's level (default 3 for zstd, none for the others).
+    pub compression_level: Option<u32>,
+    /// Absolute distfiles directory (default `<tree>/distfiles`).
+    pub distfiles: PathBuf,
+    /// Ask before unmounting at the end.
+    pub umount_ask: bool,
+    /// `GENTOO_MIRRORS` for make.conf; `None` when empty.
+    pub gentoo_mirrors: Option<String>,
+    /// Build-machine environment variables passed through to every step.
+    pub pass_env: Vec<String>,
+    /// Mount the history and target overlays, then exit without building (`MOUNT_HIST`).
+    pub mount_hist: bool,
+}
+
+/// `expected one of `a`, `b``.
+fn one_of(words: &[&str]) -> String {
+    let quoted: Vec<String> = words.iter().map(|w| format!("`{w}`")).collect();
+    format!("expected one of {}", quoted.join(", "))
+}
+
+/// A mirror URL: `http://`, `https://` or `file://`; returned without trailing `/`.
+pub(crate) fn mirror(s: &str) -> Result<String, String> {
+    let ok = ["http://", "https://", "file://"]
+        .iter()
+        .any(|p| s.starts_with(p) && s.len() > p.len());
+    if ok && !s.contains(char::is_whitespace) {
+        Ok(s.trim_end_matches('/').to_owned())
+    } else {
+        Err("expected an http://, https:// or file:// URL such as https://gentoo.osuosl.org".into())
+    }
+}
+
+/// Space-separated mirror URLs for `GENTOO_MIRRORS`; `None` when empty.
+pub(crate) fn gentoo_mirrors(s: &str) -> Result<Option<String>, String> {
+    let words: Vec<&str> = s.split_whitespace().collect();
+    if words.iter().any(|w| !w.contains("://")) {
+        return Err(
+            "expected space-separated mirror URLs such as https://gentoo.osuosl.org".into(),
+        );
+    }
+    Ok((!words.is_empty()).then(|| words.join(" ")))
+}
+
+/// A word of `[a-z0-9_]` (Gentoo release arch) or, with `extra`, more characters.
+pub(crate) fn word(s: &str, extra: &str, example: &str) -> Result<String, String> {
+    let ok =
+        |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || extra.contains(c);
+    if !s.is_empty() && s.chars().all(ok) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "expected a word of lower-case letters, digits and `_{extra}`, such as {example}"
+        ))
+    }
+}
+
+/// A size: digits, then optionally one of `KMGT` (either case) or `%`.
+pub(crate) fn size(s: &str) -> Result<String, String> {
+    let digits = s.trim_end_matches(|c: char| "KMGTkmgt%".contains(c));
+    let suffix = &s[digits.len()..];
+    if !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()) && suffix.len() <= 1 {
+        Ok(s.to_owned())
+    } else {
+        Err(
+            "expected a size: digits with an optional K, M, G or T suffix (30G), or a \
+             percentage (50%)"
+                .into(),
+        )
+    }
+}
+
+/// Mount options: a comma-separated list without spaces (may be empty).
+pub(crate) fn mount_opts(s: &str) -> Result<String, String> {
+    if s.contains(char::is_whitespace) {
+        Err("expected comma-separated mount options without spaces, such as size=30G".into())
+    } else {
+        Ok(s.to_owned())
+    }
+}
+
+/// Jobs: a whole number from 1 to 4096.
+pub(crate) fn jobs(n: i64) -> Result<u32, String> {
+    match u32::try_from(n) {
+        Ok(n) if (1..=4096).contains(&n) => Ok(n),
+        _ => Err("expected a number of jobs from 1 to 4096".into()),
+    }
+}
+
+/// A history selection; relative paths are taken relative to `base`. `no`/`none` = a fresh
+/// stage3, `latest` (or empty) = newest, a value with `/` = a path, anything else = a name.
+pub(crate) fn history(s: &str, base: &Path) -> Result<HistorySel, String> {
+    Ok(match s {
+        "" | "latest" => HistorySel::Latest,
+        "no" | "none" => HistorySel::None,
+        "." | ".." => return Err("expected `latest`, `none`, a history name or a path".into()),
+        _ if s.contains('/') => HistorySel::Path(base.join(s)),
+        _ => HistorySel::Name(s.to_owned()),
+    })
+}
+
+impl HistorySel {
+    /// Parses a history selection as the starter, BUILD_HIST and `--history` write it;
+    /// relative paths are taken relative to `base`.
+    ///
+    /// Errors: `.` or `..` (a message saying what is expected).
+    pub fn parse(s: &str, base: &Path) -> Result<HistorySel, String> {
+        history(s, base)
+    }
+}
+
+/// A compressor of [`COMPRESSORS`] and its level: the given one (checked against the
+/// compressor's range) or its default (3 for zstd).
+pub(crate) fn compression(compressor: &str, level: Option<i64>) -> Result<Option<u32>, String> {
+    let Some((_, range)) = COMPRESSORS.iter().find(|(name, _)| *name == compressor) else {
+        let names: Vec<&str> = COMPRESSORS.iter().map(|(n, _)| *n).collect();
+        return Err(one_of(&names));
+    };
+    match (level, range) {
+        (None, _) => Ok((compressor == "zstd").then_some(3)),
+        (Some(_), None) => Err(format!(
+            "{compressor} has no compression level; remove compression_level"
+        )),
+        (Some(level), Some((low, high))) => match u32::try_from(level) {
+            Ok(l) if (*low..=*high).contains(&l) => Ok(Some(l)),
+            _ => Err(format!(
+                "the {compressor} level must be from {low} to {high}"
+            )),
+        },
+    }
+}
+
+/// An environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.
+pub(crate) fn env_name(s: &str) -> Result<String, String> {
+    let mut chars = s.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if first_ok && chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        Ok(s.to_owned())
+    } else {
+        Err(
+            "expected an environment variable name: letters, digits and `_`, not starting \
+             with a digit"
+                .into(),
+        )
+    }
+}
+
+/// A yes/no switch: `yes|on|true|1` or `no|off|false|0`.
+pub(crate) fn switch(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "yes" | "on" | "true" | "1" => Ok(true),
+        "no" | "off" | "false" | "0" => Ok(false),
+        _ => Err("expected yes/no, on/off, true/false or 1/0".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keywords_parse_display_and_list_choices() {
+        assert_eq!("tmux".parse::<UiKind>(), Ok(UiKind::Tmux));
+        assert_eq!(MountType::Tmpfs.to_string(), "tmpfs");
+        assert_eq!(
+            "bnd".parse::<MountType>().unwrap_err(),
+            "expected one of `bind`, `tmpfs`"
+        );
+        assert_eq!(serde_json::to_string(&TmpType::None).unwrap(), "\"none\"");
+    }
+
+    #[test]
+    fn sizes_are_digits_with_an_optional_unit() {
+        for ok in ["30G", "512m", "100", "50%"] {
+            assert!(size(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "G", "30GB", "3.5G", "-1", "30 G"] {
+            assert!(size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn compression_levels_follow_the_compressor() {
+        assert_eq!(compression("zstd", None), Ok(Some(3)));
+        assert_eq!(compression("xz", None), Ok(None));
+        assert_eq!(compression("gzip", Some(9)), Ok(Some(9)));
+        assert!(compression("zstd", Some(23)).is_err());
+        assert!(compression("lz4", Some(1)).is_err());
+        assert!(compression("bzip2", None).unwrap_err().contains("`zstd`"));
+    }
+
+    #[test]
+    fn history_values() {
+        let base = Path::new("/tree");
+        assert_eq!(history("", base), Ok(HistorySel::Latest));
+        assert_eq!(history("no", base), Ok(HistorySel::None));
+        assert_eq!(
+            history("2024-05-01", base),
+            Ok(HistorySel::Name("2024-05-01".into()))
+        );
+        assert_eq!(
+            history("h/x.sqfs", base),
+            Ok(HistorySel::Path("/tree/h/x.sqfs".into()))
+        );
+        assert_eq!(history("/abs", base), Ok(HistorySel::Path("/abs".into())));
+    }
+}

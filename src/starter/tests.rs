@@ -1,0 +1,440 @@
+//! Tests of loading starters, on temporary trees.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+const TARGET: &str = "[[target]]\ntuple = \"x86_64-unknown-linux-musl\"\nname = \"demo-a\"\n";
+
+/// A tree with `starters/s.toml` holding `text` and config directories for `targets`.
+struct Tree {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    starter: PathBuf,
+}
+
+fn tree(text: &str, targets: &[&str]) -> Tree {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = fs::canonicalize(tmp.path()).unwrap();
+    for t in targets {
+        fs::create_dir_all(root.join("configs").join(t)).unwrap();
+    }
+    fs::create_dir_all(root.join("starters")).unwrap();
+    let starter = root.join("starters/s.toml");
+    fs::write(&starter, text).unwrap();
+    Tree {
+        _tmp: tmp,
+        root,
+        starter,
+    }
+}
+
+fn demo(text: &str) -> Tree {
+    tree(
+        &format!("{TARGET}{text}"),
+        &["x86_64-unknown-linux-musl.demo-a"],
+    )
+}
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn load_with(t: &Tree, vars: &[(&str, &str)]) -> Result<Starter, StarterError> {
+    let vars: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    load(&t.starter, &|name| vars.get(name).cloned())
+}
+
+fn err(t: &Tree) -> String {
+    load(&t.starter, &no_env).unwrap_err().to_string()
+}
+
+#[test]
+fn minimal_starter_gets_defaults_and_tree_is_parent_of_starter_folder() {
+    let t = demo("");
+    let s = load(&t.starter, &no_env).unwrap();
+    assert_eq!(s.tree, t.root);
+    assert_eq!(s.path, t.starter);
+    assert_eq!(
+        s.targets,
+        [Target::parse("x86_64-unknown-linux-musl.demo-a").unwrap()]
+    );
+    let o = &s.options;
+    assert_eq!(o.ui, None);
+    assert_eq!(
+        (o.mirror.as_str(), o.arch.as_str()),
+        (DEFAULT_MIRROR, "amd64")
+    );
+    assert_eq!(o.stage3, "amd64-musl-hardened");
+    assert_eq!((o.mount_type, o.tmp_type), (MountType::Bind, TmpType::None));
+    assert_eq!(
+        (o.mount_opts.as_str(), o.tmp_size.as_str()),
+        ("size=30G", "30G")
+    );
+    assert!(o.jobs >= 1);
+    assert_eq!(
+        (&o.history, o.history_type),
+        (&HistorySel::Latest, HistoryType::Squashfs)
+    );
+    assert_eq!(
+        (o.compressor.as_str(), o.compression_level),
+        ("zstd", Some(3))
+    );
+    assert_eq!(o.distfiles, t.root.join("distfiles"));
+    assert!(o.umount_ask && !o.mount_hist);
+    assert_eq!(
+        (&o.gentoo_mirrors, o.pass_env.len(), s.env.len()),
+        (&None, 0, 0)
+    );
+}
+
+#[test]
+fn every_documented_key_is_read() {
+    let t = tree(
+        r#"
+[[target]]
+tuple = "x86_64-unknown-linux-musl"
+name  = "demo-a"
+[[target]]
+tuple = "aarch64-unknown-linux-gnu"
+name  = "demo_b"
+[options]
+ui = "plain"
+mirror = "file:///srv/mirror/"
+arch = "arm64"
+mount_type = "tmpfs"
+mount_opts = "size=10G,mode=755"
+tmp_type = "tmpfs"
+tmp_size = "50%"
+jobs = 16
+history = "2024-05-01"
+history_type = "files"
+compressor = "xz"
+compression_level = 9
+distfiles = "/var/cache/distfiles"
+umount_ask = false
+gentoo_mirrors = "https://a.example  https://b.example"
+pass_env = ["BH_DEMO_FAIL", "BH_DEMO_FAIL"]
+[env]
+MAKEOPTS = "-j16"
+"#,
+        &[
+            "x86_64-unknown-linux-musl.demo-a",
+            "aarch64-unknown-linux-gnu.demo_b",
+        ],
+    );
+    let s = load(&t.starter, &no_env).unwrap();
+    assert_eq!(s.targets[1].to_string(), "aarch64-unknown-linux-gnu.demo_b");
+    let o = &s.options;
+    assert_eq!(o.ui, Some(UiKind::Plain));
+    assert_eq!(o.mirror, "file:///srv/mirror");
+    assert_eq!(
+        (o.arch.as_str(), o.stage3.as_str()),
+        ("arm64", "arm64-musl-hardened")
+    );
+    assert_eq!(
+        (o.mount_type, o.tmp_type),
+        (MountType::Tmpfs, TmpType::Tmpfs)
+    );
+    assert_eq!(
+        (o.mount_opts.as_str(), o.tmp_size.as_str(), o.jobs),
+        ("size=10G,mode=755", "50%", 16)
+    );
+    assert_eq!(o.history, HistorySel::Name("2024-05-01".into()));
+    assert_eq!(o.history_type, HistoryType::Files);
+    assert_eq!(
+        (o.compressor.as_str(), o.compression_level),
+        ("xz", Some(9))
+    );
+    assert_eq!(o.distfiles, Path::new("/var/cache/distfiles"));
+    assert!(!o.umount_ask);
+    assert_eq!(
+        o.gentoo_mirrors.as_deref(),
+        Some("https://a.example https://b.example")
+    );
+    assert_eq!(o.pass_env, ["BH_DEMO_FAIL"]);
+    assert_eq!(s.env.get("MAKEOPTS").map(String::as_str), Some("-j16"));
+}
+
+#[test]
+fn plan_json_uses_lower_case_words() {
+    let s = load(&demo("[options]\nui = \"tmux\"\n").starter, &no_env).unwrap();
+    let json = serde_json::to_value(&s).unwrap();
+    assert_eq!(json["options"]["ui"], "tmux");
+    assert_eq!(json["options"]["mount_type"], "bind");
+    assert_eq!(json["options"]["history"], "latest");
+    assert_eq!(json["targets"][0]["name"], "demo-a");
+    assert_eq!(serde_json::from_value::<Starter>(json).unwrap(), s);
+}
+
+#[test]
+fn unknown_option_key_names_key_file_and_line() {
+    let t = demo("[options]\nui = \"plain\"\nmount_typ = \"bind\"\n");
+    let message = err(&t);
+    let at = format!("{}:6: ", t.starter.display());
+    assert!(message.starts_with(&at), "{message}");
+    assert!(message.contains("unknown field `mount_typ`"), "{message}");
+}
+
+#[test]
+fn unknown_top_level_and_target_keys_name_their_line() {
+    let t = demo("\n[option]\nui = \"plain\"\n");
+    let message = err(&t);
+    assert!(message.contains(":5: unknown field `option`"), "{message}");
+    let t = tree(&format!("{TARGET}tupel = \"x\"\n"), &[]);
+    let message = err(&t);
+    assert!(message.contains(":4: unknown field `tupel`"), "{message}");
+}
+
+#[test]
+fn wrong_value_type_names_the_line() {
+    let message = err(&demo("[options]\n\njobs = \"16\"\n"));
+    assert!(
+        message.contains(":6: invalid type: string \"16\""),
+        "{message}"
+    );
+}
+
+#[test]
+fn invalid_value_names_key_value_file_and_line() {
+    let t = demo("[options]\nmount_type = \"bnd\"\n");
+    assert_eq!(
+        err(&t),
+        format!(
+            "{}:5: mount_type = \"bnd\" is not valid: expected one of `bind`, `tmpfs`",
+            t.starter.display()
+        )
+    );
+    let message = err(&demo("[options]\ntmp_size = \"30GB\"\n"));
+    assert!(
+        message.contains(":5: tmp_size = \"30GB\" is not valid: expected a size"),
+        "{message}"
+    );
+    let message = err(&demo("[options]\njobs = 0\n"));
+    assert!(message.contains(":5: jobs = 0 is not valid"), "{message}");
+    let message = err(&demo(
+        "[options]\ncompressor = \"lz4\"\ncompression_level = 1\n",
+    ));
+    assert!(
+        message.contains(":6: compression_level = 1 is not valid: lz4 has no"),
+        "{message}"
+    );
+}
+
+#[test]
+fn tuple_with_three_parts_names_value_and_line() {
+    let t = tree(
+        "[[target]]\ntuple = \"x86_64-linux-musl\"\nname = \"a\"\n",
+        &[],
+    );
+    let message = err(&t);
+    assert!(
+        message.contains(":2: tuple = \"x86_64-linux-musl\" is not valid: "),
+        "{message}"
+    );
+    assert!(message.contains("has 3 parts"), "{message}");
+}
+
+#[test]
+fn name_with_slash_is_rejected() {
+    let t = tree(
+        "[[target]]\ntuple = \"x86_64-unknown-linux-musl\"\nname = \"a/b\"\n",
+        &[],
+    );
+    let message = err(&t);
+    assert!(
+        message.contains(":3: name = \"a/b\" is not valid: build name `a/b` contains '/'"),
+        "{message}"
+    );
+}
+
+#[test]
+fn missing_config_dir_names_the_path_and_what_to_do() {
+    let t = tree(TARGET, &[]);
+    let dir = t.root.join("configs/x86_64-unknown-linux-musl.demo-a");
+    let message = err(&t);
+    assert!(
+        message.starts_with(&format!("{}:2: ", t.starter.display())),
+        "{message}"
+    );
+    assert!(message.contains(&dir.display().to_string()), "{message}");
+    assert!(
+        message.contains("create it") && message.contains("build-helper check"),
+        "{message}"
+    );
+}
+
+#[test]
+fn duplicate_target_and_no_target_are_errors() {
+    let t = demo(TARGET);
+    assert!(
+        err(&t).contains(":5: target x86_64-unknown-linux-musl.demo-a is already listed at line 2")
+    );
+    let t = tree("[options]\nui = \"tui\"\n", &[]);
+    assert!(err(&t).contains("no [[target]]"));
+}
+
+#[test]
+fn env_table_needs_strings_and_valid_names() {
+    let message = err(&demo("[env]\nJOBS = 16\n"));
+    assert!(message.contains(":5: invalid type: integer"), "{message}");
+    let message = err(&demo("[env]\n\"1X\" = \"a\"\n"));
+    assert!(
+        message.contains(":5: [env] key = \"1X\" is not valid"),
+        "{message}"
+    );
+    let message = err(&demo("[options]\npass_env = [\"OK\", \"NOT-OK\"]\n"));
+    assert!(
+        message.contains(":5: pass_env = \"NOT-OK\" is not valid"),
+        "{message}"
+    );
+}
+
+#[test]
+fn env_overrides_beat_the_file() {
+    let t = demo(
+        "[options]\nmirror = \"https://a.example\"\nmount_type = \"tmpfs\"\njobs = 2\n\
+         history = \"old\"\numount_ask = true\ngentoo_mirrors = \"https://g.example\"\n",
+    );
+    let s = load_with(
+        &t,
+        &[
+            ("TMUX_MODE", "on"),
+            ("TARBALL_MIRROR", "http://b.example/"),
+            ("MNT_TYPE", "bind"),
+            ("MNT_OPTS", "size=1G"),
+            ("TMP_TYPE", "tmpfs"),
+            ("TMP_SIZE", "4G"),
+            ("BUILD_JOBS", "7"),
+            ("BUILD_HIST", "no"),
+            ("HIST_TYPE", "files"),
+            ("DISTFILES", "/srv/distfiles"),
+            ("UMOUNT_ASK", "no"),
+            ("MOUNT_HIST", "yes"),
+            ("GENTOO_MIRRORS", ""),
+        ],
+    )
+    .unwrap();
+    let o = &s.options;
+    assert_eq!(
+        (o.ui, o.mirror.as_str()),
+        (Some(UiKind::Tmux), "http://b.example")
+    );
+    assert_eq!(
+        (o.mount_type, o.mount_opts.as_str()),
+        (MountType::Bind, "size=1G")
+    );
+    assert_eq!(
+        (o.tmp_type, o.tmp_size.as_str(), o.jobs),
+        (TmpType::Tmpfs, "4G", 7)
+    );
+    assert_eq!(
+        (&o.history, o.history_type),
+        (&HistorySel::None, HistoryType::Files)
+    );
+    assert_eq!(o.distfiles, Path::new("/srv/distfiles"));
+    assert!(!o.umount_ask && o.mount_hist);
+    assert_eq!(o.gentoo_mirrors, None);
+}
+
+#[test]
+fn tmux_mode_off_only_drops_tmux() {
+    let t = demo("[options]\nui = \"tmux\"\n");
+    assert_eq!(
+        load_with(&t, &[("TMUX_MODE", "off")]).unwrap().options.ui,
+        None
+    );
+    let t = demo("[options]\nui = \"plain\"\n");
+    assert_eq!(
+        load_with(&t, &[("TMUX_MODE", "off")]).unwrap().options.ui,
+        Some(UiKind::Plain)
+    );
+}
+
+#[test]
+fn build_hist_selects_latest_name_or_path() {
+    let t = demo("[options]\nhistory = \"none\"\n");
+    let history = |v: &str| load_with(&t, &[("BUILD_HIST", v)]).unwrap().options.history;
+    assert_eq!(history(""), HistorySel::Latest);
+    assert_eq!(history("2024-05-01"), HistorySel::Name("2024-05-01".into()));
+    assert_eq!(history("/h/x.sqfs"), HistorySel::Path("/h/x.sqfs".into()));
+    let cwd = std::env::current_dir().unwrap();
+    assert_eq!(history("h/x.sqfs"), HistorySel::Path(cwd.join("h/x.sqfs")));
+}
+
+#[test]
+fn invalid_env_value_names_the_variable() {
+    let t = demo("");
+    let message = load_with(&t, &[("MNT_TYPE", "overlay")])
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        message,
+        "environment variable MNT_TYPE=\"overlay\" is not valid: expected one of `bind`, \
+         `tmpfs`; fix or unset it"
+    );
+    let message = load_with(&t, &[("BUILD_JOBS", "many")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.starts_with("environment variable BUILD_JOBS="),
+        "{message}"
+    );
+    let message = load_with(&t, &[("UMOUNT_ASK", "maybe")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.starts_with("environment variable UMOUNT_ASK="),
+        "{message}"
+    );
+}
+
+#[test]
+fn build_helper_tree_moves_the_tree() {
+    let t = demo("");
+    let other = tree("", &["x86_64-unknown-linux-musl.demo-a"]);
+    let root = other.root.display().to_string();
+    let s = load_with(&t, &[("BUILD_HELPER_TREE", &root)]).unwrap();
+    assert_eq!(
+        (s.tree.as_path(), s.options.distfiles.clone()),
+        (other.root.as_path(), other.root.join("distfiles"))
+    );
+    let empty = tempfile::tempdir().unwrap();
+    let root = empty.path().display().to_string();
+    assert!(matches!(
+        load_with(&t, &[("BUILD_HELPER_TREE", &root)]),
+        Err(StarterError::MissingConfig { .. })
+    ));
+    let message = load_with(&t, &[("BUILD_HELPER_TREE", "/no/such/tree")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.starts_with("environment variable BUILD_HELPER_TREE="),
+        "{message}"
+    );
+}
+
+#[test]
+fn broken_files_are_errors_not_panics() {
+    let t = demo("");
+    fs::write(&t.starter, [0xff, 0xfe]).unwrap();
+    assert!(matches!(
+        load(&t.starter, &no_env),
+        Err(StarterError::Read { .. })
+    ));
+    fs::write(&t.starter, "[[target]\ntuple = ").unwrap();
+    assert!(matches!(
+        load(&t.starter, &no_env),
+        Err(StarterError::Syntax { .. })
+    ));
+    let missing = t.root.join("starters/none.toml");
+    let message = load(&missing, &no_env).unwrap_err().to_string();
+    assert!(message.starts_with(&format!("cannot read starter {}", missing.display())));
+    fs::write(&t.starter, "[[target]]\nname = \"a\"\n").unwrap();
+    assert!(err(&t).contains("missing field `tuple`"));
+}

@@ -1,0 +1,218 @@
+//! The system-call seam: every mount, unmount and loop-device operation of the tool goes
+//! through the [`Sys`] trait.
+//!
+//! [`LinuxSys`] performs the real calls (root only); [`RecordingSys`] records them so that
+//! mount plans and teardown order are unit-tested without root. The model is youki's
+//! `Syscall` trait (`crates/libcontainer/src/syscall/`). Process spawning and chroot stay in
+//! the worker, which is tested for real in `tests/e2e`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Mount flags we use, a small subset of `MS_*` (mount(2)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct MountFlags {
+    /// `MS_BIND`.
+    pub bind: bool,
+    /// `MS_REC` (with `bind`: rbind).
+    pub recursive: bool,
+    /// `MS_RDONLY`.
+    pub readonly: bool,
+}
+
+/// One `mount(2)` call, as the seam receives it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MountCall {
+    /// Source path or device name (`proc`, `tmpfs`, `overlay`, a loop device...).
+    pub source: String,
+    /// Absolute mount point.
+    pub target: PathBuf,
+    /// Filesystem type; `None` for binds.
+    pub fstype: Option<String>,
+    /// Flags.
+    pub flags: MountFlags,
+    /// Filesystem-specific options (`lowerdir=...`, `size=30G`).
+    pub data: Option<String>,
+}
+
+/// Errors of the seam. Each carries the path it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum SysError {
+    /// mount(2) failed.
+    #[error("cannot mount {source_name} on {target} (type {fstype}, options {data}): {errno}")]
+    Mount {
+        /// Source.
+        source_name: String,
+        /// Mount point.
+        target: PathBuf,
+        /// Type or `bind`.
+        fstype: String,
+        /// Options or `-`.
+        data: String,
+        /// The error number.
+        errno: nix::Error,
+    },
+    /// umount2(2) failed.
+    #[error("cannot unmount {target}: {errno}")]
+    Umount {
+        /// Mount point.
+        target: PathBuf,
+        /// The error number.
+        errno: nix::Error,
+    },
+    /// Setting up a loop device failed.
+    #[error("cannot attach {file} to a loop device: {reason}")]
+    Loop {
+        /// The image file.
+        file: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// The seam. Implementations must be usable from several threads.
+pub trait Sys: Send + Sync {
+    /// mount(2).
+    fn mount(&self, call: &MountCall) -> Result<(), SysError>;
+    /// umount2(2); `detach` adds `MNT_DETACH` (lazy), used only as a last resort.
+    fn umount(&self, target: &Path, detach: bool) -> Result<(), SysError>;
+    /// Mounts the filesystem image `file` (e.g. a squashfs history) read-only on `target`
+    /// through a loop device with autoclear set, so the device is freed with the mount.
+    fn mount_image(&self, file: &Path, target: &Path, fstype: &str) -> Result<(), SysError>;
+}
+
+/// The real implementation (Linux, root).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LinuxSys;
+
+impl Sys for LinuxSys {
+    fn mount(&self, call: &MountCall) -> Result<(), SysError> {
+        use nix::mount::MsFlags;
+        let mut flags = MsFlags::empty();
+        if call.flags.bind {
+            flags |= MsFlags::MS_BIND;
+        }
+        if call.flags.recursive {
+            flags |= MsFlags::MS_REC;
+        }
+        if call.flags.readonly && !call.flags.bind {
+            flags |= MsFlags::MS_RDONLY;
+        }
+        let result = nix::mount::mount(
+            Some(call.source.as_str()),
+            &call.target,
+            call.fstype.as_deref(),
+            flags,
+            call.data.as_deref(),
+        )
+        .and_then(|()| {
+            // A read-only bind needs a second call (mount(2), "MS_BIND ... MS_RDONLY").
+            if call.flags.bind && call.flags.readonly {
+                nix::mount::mount(
+                    None::<&str>,
+                    &call.target,
+                    None::<&str>,
+                    flags | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                    None::<&str>,
+                )
+            } else {
+                Ok(())
+            }
+        });
+        result.map_err(|errno| SysError::Mount {
+            source_name: call.source.clone(),
+            target: call.target.clone(),
+            fstype: call.fstype.clone().unwrap_or_else(|| "bind".into()),
+            data: call.data.clone().unwrap_or_else(|| "-".into()),
+            errno,
+        })
+    }
+
+    fn umount(&self, target: &Path, detach: bool) -> Result<(), SysError> {
+        let flags = if detach {
+            nix::mount::MntFlags::MNT_DETACH
+        } else {
+            nix::mount::MntFlags::empty()
+        };
+        nix::mount::umount2(target, flags).map_err(|errno| SysError::Umount {
+            target: target.to_path_buf(),
+            errno,
+        })
+    }
+
+    fn mount_image(&self, file: &Path, target: &Path, fstype: &str) -> Result<(), SysError> {
+        let (device, open_device) =
+            crate::mounts::loopdev::attach(file).map_err(|reason| SysError::Loop {
+                file: file.to_path_buf(),
+                reason,
+            })?;
+        let result = self.mount(&MountCall {
+            source: device.display().to_string(),
+            target: target.to_path_buf(),
+            fstype: Some(fstype.to_string()),
+            flags: MountFlags {
+                readonly: true,
+                ..MountFlags::default()
+            },
+            data: None,
+        });
+        drop(open_device);
+        result
+    }
+}
+
+/// A fake that records every call and succeeds; for unit tests of plans and teardown.
+#[derive(Debug, Default)]
+pub struct RecordingSys {
+    /// Everything called so far, as readable lines (`mount ...`, `umount ...`, `loop ...`).
+    pub calls: Mutex<Vec<String>>,
+}
+
+impl RecordingSys {
+    /// The recorded calls.
+    pub fn take(&self) -> Vec<String> {
+        match self.calls.lock() {
+            Ok(mut calls) => std::mem::take(&mut *calls),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        }
+    }
+
+    fn push(&self, line: String) {
+        match self.calls.lock() {
+            Ok(mut calls) => calls.push(line),
+            Err(poisoned) => poisoned.into_inner().push(line),
+        }
+    }
+}
+
+impl Sys for RecordingSys {
+    fn mount(&self, call: &MountCall) -> Result<(), SysError> {
+        self.push(format!(
+            "mount {} {} {} {:?} {}",
+            call.source,
+            call.target.display(),
+            call.fstype.as_deref().unwrap_or("bind"),
+            call.flags,
+            call.data.as_deref().unwrap_or("-")
+        ));
+        Ok(())
+    }
+
+    fn umount(&self, target: &Path, detach: bool) -> Result<(), SysError> {
+        self.push(format!(
+            "umount {}{}",
+            target.display(),
+            if detach { " (detach)" } else { "" }
+        ));
+        Ok(())
+    }
+
+    fn mount_image(&self, file: &Path, target: &Path, fstype: &str) -> Result<(), SysError> {
+        self.push(format!(
+            "mount-image {} {} {fstype}",
+            file.display(),
+            target.display()
+        ));
+        Ok(())
+    }
+}

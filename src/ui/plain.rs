@@ -1,0 +1,126 @@
+//! The plain front end: every worker's output line-prefixed with its target, the
+//! supervisor's own lines prefixed `[build-helper]`, and a summary table at the end.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use crate::config::Target;
+use crate::engine::{Checkpoint, StepState, TargetState};
+
+/// Splits terminal output into lines per target and prints them prefixed.
+#[derive(Debug, Default)]
+pub struct Plain {
+    partial: HashMap<Target, Vec<u8>>,
+}
+
+fn print_line(prefix: &str, line: &[u8]) {
+    let text = String::from_utf8_lossy(line);
+    let text = text.trim_end_matches('\r');
+    // A carriage-return progress line shows its last state.
+    let text = text.rsplit('\r').next().unwrap_or(text);
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "[{prefix}] {text}");
+}
+
+impl Plain {
+    /// Feeds a chunk of a worker's terminal output.
+    pub fn output(&mut self, target: &Target, bytes: &[u8]) {
+        let buf = self.partial.entry(target.clone()).or_default();
+        buf.extend_from_slice(bytes);
+        let prefix = target.to_string();
+        while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=pos).collect();
+            print_line(&prefix, &line[..line.len() - 1]);
+        }
+    }
+
+    /// Prints what is left of a worker's last line (it ended without a newline).
+    pub fn flush(&mut self, target: &Target) {
+        if let Some(buf) = self.partial.remove(target) {
+            if !buf.is_empty() {
+                print_line(&target.to_string(), &buf);
+            }
+        }
+    }
+
+    /// A supervisor message.
+    pub fn say(&self, text: &str) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "[build-helper] {text}");
+    }
+}
+
+/// The summary table: per target, result, steps done, duration and artifacts path.
+pub fn summary(cp: &Checkpoint, artifacts: &dyn Fn(&Target) -> String) -> String {
+    let mut rows = vec![[
+        "target".to_string(),
+        "result".to_string(),
+        "steps".to_string(),
+        "time".to_string(),
+        "artifacts / failed step".to_string(),
+    ]];
+    for t in &cp.targets {
+        let done = t
+            .steps
+            .iter()
+            .filter(|s| s.state == StepState::Done)
+            .count();
+        let ms: u64 = t.steps.iter().filter_map(|s| s.duration_ms).sum();
+        let state = t.state();
+        let detail = match state {
+            TargetState::Done => artifacts(&t.target),
+            _ => t
+                .steps
+                .iter()
+                .find(|s| s.state != StepState::Done)
+                .map(|s| match s.exit_code {
+                    Some(code) if s.state == StepState::Failed => {
+                        format!("{} (exit {code})", s.name)
+                    }
+                    _ => format!("{} ({})", s.name, state_word(s.state)),
+                })
+                .unwrap_or_default(),
+        };
+        rows.push([
+            t.target.to_string(),
+            target_word(state).to_string(),
+            format!("{done}/{}", t.steps.len()),
+            format!("{:.1}s", ms as f64 / 1000.0),
+            detail,
+        ]);
+    }
+    let widths: Vec<usize> = (0..5)
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    let mut s = String::new();
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        s.push_str(line.join("  ").trim_end());
+        s.push('\n');
+    }
+    s
+}
+
+/// A step state as a word.
+pub fn state_word(s: StepState) -> &'static str {
+    match s {
+        StepState::Pending => "pending",
+        StepState::Running => "running",
+        StepState::Done => "done",
+        StepState::Failed => "failed",
+    }
+}
+
+/// A target state as a word.
+pub fn target_word(s: TargetState) -> &'static str {
+    match s {
+        TargetState::Waiting => "waiting",
+        TargetState::Running => "running",
+        TargetState::Failed => "failed",
+        TargetState::Done => "done",
+    }
+}

@@ -1,0 +1,197 @@
+//! The `worker` process: runs one target's steps inside its chroot.
+//!
+//! Started by the supervisor inside a pseudo-terminal (DESIGN.md, Processes). It reads the
+//! plan from the run directory, says hello on the supervisor's socket, receives the list of
+//! steps to run (the engine's resume / retry decision), and runs them one by one as chrooted
+//! `/bin/sh -c` children in their own session, with exactly the plan's environment. Output
+//! goes to the worker's terminal and to `logs/<target>.log`; a step's `toolchain-ready
+//! <tuple>` lines on file descriptor 3 are forwarded as events. When the supervisor goes away
+//! (socket closed, SIGTERM from the parent-death signal, SIGHUP) the running step's whole
+//! process group is killed and the worker exits, so nothing keeps the run's mounts busy.
+//!
+//! Not here: deciding what runs (engine), mounting (supervisor), the interactive rescue shell
+//! (the live-supervision front ends).
+
+mod step;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{anyhow, bail, Context};
+
+use crate::config::Target;
+use crate::engine::protocol::{encode, SupervisorMsg, WorkerMsg, SOCKET};
+use crate::plan::Plan;
+
+/// Process group of the running step (0 when none); read by the signal handler.
+static STEP_PGID: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_terminate(sig: libc::c_int) {
+    let pgid = STEP_PGID.load(Ordering::SeqCst);
+    // SAFETY: kill and _exit are async-signal-safe.
+    unsafe {
+        if pgid > 0 {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+        libc::_exit(128 + sig);
+    }
+}
+
+fn install_signal_handlers() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let action = SigAction::new(
+        SigHandler::Handler(on_terminate),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGTERM, Signal::SIGHUP, Signal::SIGINT] {
+        // SAFETY: the handler only calls async-signal-safe functions.
+        let _ = unsafe { sigaction(sig, &action) };
+    }
+}
+
+/// Kills the running step's process group and exits: the supervisor is gone.
+fn supervisor_gone() -> ! {
+    let pgid = STEP_PGID.load(Ordering::SeqCst);
+    if pgid > 0 {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pgid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    eprintln!("build-helper worker: the supervisor went away; stopping");
+    std::process::exit(1)
+}
+
+/// A connection to the supervisor; `send` may be called from several threads.
+#[derive(Clone)]
+pub struct Link {
+    writer: Arc<Mutex<UnixStream>>,
+}
+
+impl Link {
+    /// Sends one message; a failure means the supervisor is gone.
+    pub fn send(&self, msg: &WorkerMsg) {
+        let line = encode(msg);
+        let ok = match self.writer.lock() {
+            Ok(mut w) => w.write_all(line.as_bytes()).is_ok(),
+            Err(_) => false,
+        };
+        if !ok {
+            supervisor_gone();
+        }
+    }
+}
+
+/// Runs the worker for `target` of the run in `run_dir`; returns the process exit code:
+/// 0 when every step it was given succeeded, 1 when a step failed.
+///
+/// Errors: unreadable plan, unknown target, no supervisor socket.
+pub fn main(run_dir: &Path, target: &Target) -> anyhow::Result<i32> {
+    install_signal_handlers();
+    let plan_path = run_dir.join("plan.json");
+    let plan: Plan = serde_json::from_slice(
+        &std::fs::read(&plan_path).with_context(|| format!("reading {}", plan_path.display()))?,
+    )
+    .with_context(|| format!("parsing {}", plan_path.display()))?;
+    let tp = plan
+        .target(target)
+        .ok_or_else(|| anyhow!("target {target} is not in {}", plan_path.display()))?
+        .clone();
+
+    let socket = run_dir.join(SOCKET);
+    let stream = UnixStream::connect(&socket)
+        .with_context(|| format!("connecting to the supervisor at {}", socket.display()))?;
+    let reader = stream
+        .try_clone()
+        .context("cloning the supervisor socket")?;
+    let link = Link {
+        writer: Arc::new(Mutex::new(stream)),
+    };
+    let (tx, rx) = mpsc::channel::<SupervisorMsg>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines() {
+            let Ok(line) = line else { break };
+            match serde_json::from_str::<SupervisorMsg>(&line) {
+                Ok(msg) => {
+                    if tx.send(msg).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => eprintln!("build-helper worker: bad message from supervisor: {e}"),
+            }
+        }
+        supervisor_gone();
+    });
+    link.send(&WorkerMsg::Hello {
+        target: target.clone(),
+        pid: std::process::id(),
+    });
+    let steps = match rx.recv() {
+        Ok(SupervisorMsg::Start { steps }) => steps,
+        Ok(other) => bail!("unexpected first message from the supervisor: {other:?}"),
+        Err(_) => supervisor_gone(),
+    };
+
+    let log_path = plan.log_path(target);
+    if let Some(dir) = log_path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
+    let log = Arc::new(Mutex::new(log));
+
+    // The plan's environment plus the build machine's pass-through variables.
+    let mut env: BTreeMap<String, String> = tp.env.clone();
+    for name in &plan.pass_env {
+        if let Ok(value) = std::env::var(name) {
+            env.insert(name.clone(), value);
+        }
+    }
+    if let Ok(term) = std::env::var("TERM") {
+        env.entry("TERM".into()).or_insert(term);
+    }
+
+    for name in &steps {
+        let Some(step) = tp.steps.iter().find(|s| &s.name == name) else {
+            bail!("step {name} is not in the plan of {target}");
+        };
+        if step.sync_lock {
+            link.send(&WorkerMsg::AcquireSync);
+            loop {
+                match rx.recv() {
+                    Ok(SupervisorMsg::SyncGranted) => break,
+                    Ok(_) => continue,
+                    Err(_) => supervisor_gone(),
+                }
+            }
+        }
+        link.send(&WorkerMsg::StepStarted { step: name.clone() });
+        let outcome = step::run(&tp.root, step, &env, &log, &link);
+        if step.sync_lock {
+            link.send(&WorkerMsg::ReleaseSync);
+        }
+        link.send(&WorkerMsg::StepFinished {
+            step: name.clone(),
+            exit_code: outcome.exit_code,
+            duration_ms: outcome.duration_ms,
+        });
+        if outcome.exit_code != 0 {
+            println!(
+                "build-helper: step {name} of {target} failed (exit {}); log: {}",
+                outcome.exit_code,
+                log_path.display()
+            );
+            return Ok(1);
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,194 @@
+//! Shared helpers of the end-to-end tests: a throw-away tree with the demo configurations, the
+//! demo/test stand-in mirror (built once per test process), running the binary, and finding
+//! mounts in every mount namespace of the machine.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_build-helper");
+pub const SRC: &str = env!("CARGO_MANIFEST_DIR");
+
+/// Root-only tests fail (never skip) when not root: CI runs as root and must notice.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the end-to-end tests need root (mounts, chroot); run them as root (CI does)"
+    );
+}
+
+/// The demo mirror, built once: `file://` URL.
+pub fn mirror() -> String {
+    static MIRROR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = MIRROR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("bh-e2e-mirror-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let status = Command::new(format!("{SRC}/scripts/demo-mirror.sh"))
+            .arg(&dir)
+            .status()
+            .expect("run demo-mirror.sh");
+        assert!(status.success(), "demo-mirror.sh failed");
+        dir
+    });
+    format!("file://{}", dir.display())
+}
+
+/// A fresh tree: the repository's configs and starters copied into a temporary directory.
+pub struct Tree {
+    pub dir: tempfile::TempDir,
+}
+
+impl Tree {
+    pub fn new() -> Tree {
+        let dir = tempfile::Builder::new()
+            .prefix("bh-e2e-tree-")
+            .tempdir()
+            .expect("tempdir");
+        for sub in ["configs", "starters"] {
+            let status = Command::new("cp")
+                .arg("-a")
+                .arg(format!("{SRC}/{sub}"))
+                .arg(dir.path())
+                .status()
+                .expect("cp");
+            assert!(status.success());
+        }
+        for sub in ["history", "builds", "distfiles", "work", "binpkgs"] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        Tree { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn starter(&self) -> PathBuf {
+        self.path().join("starters/demo.toml")
+    }
+
+    /// Runs `build-helper ARGS` in this tree with the demo mirror and fast stand-ins.
+    pub fn bh(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .env("BUILD_HELPER_TREE", self.path())
+            .env("TARBALL_MIRROR", mirror())
+            .env("BH_DEMO_DELAY", "0.01")
+            .env_remove("BH_DEMO_FAIL")
+            .env_remove("TMUX");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run build-helper");
+        eprintln!(
+            "$ build-helper {}\n--- stdout\n{}\n--- stderr\n{}\n--- exit {:?}",
+            args.join(" "),
+            tail(&String::from_utf8_lossy(&out.stdout), 60),
+            String::from_utf8_lossy(&out.stderr),
+            out.status.code()
+        );
+        out
+    }
+
+    /// The only run directory under work/.
+    pub fn run_dir(&self) -> PathBuf {
+        let mut runs: Vec<PathBuf> = std::fs::read_dir(self.path().join("work"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.join("plan.json").exists())
+            .collect();
+        runs.sort();
+        runs.pop().expect("a run directory")
+    }
+
+    pub fn checkpoint(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.run_dir().join("checkpoint.json")).unwrap())
+            .unwrap()
+    }
+
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.run_dir().join("events.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    pub fn log(&self, target: &str) -> String {
+        std::fs::read_to_string(self.run_dir().join("logs").join(format!("{target}.log")))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        // Never leave mounts behind, even when a test failed half-way.
+        let _ = Command::new(BIN)
+            .args(["umount", "--all", "--tree"])
+            .arg(self.path())
+            .output();
+    }
+}
+
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Every mount point under `dir`, in every mount namespace of the machine.
+pub fn mounts_anywhere(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let Ok(info) = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")) else {
+            continue;
+        };
+        for line in info.lines() {
+            if let Some(mp) = line.split(' ').nth(4) {
+                if Path::new(mp).starts_with(dir) {
+                    out.push(format!("pid {pid}: {mp}"));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Steps of `target` in the checkpoint as (name, state, attempts).
+pub fn steps(cp: &serde_json::Value, target: &str) -> Vec<(String, String, u64)> {
+    cp["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| {
+            format!(
+                "{}.{}",
+                t["target"]["tuple"].as_str().unwrap(),
+                t["target"]["name"].as_str().unwrap()
+            ) == target
+        })
+        .unwrap_or_else(|| panic!("no target {target}"))["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_string(),
+                s["state"].as_str().unwrap().to_string(),
+                s["attempts"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+pub const TARGETS: [&str; 3] = [
+    "x86_64-unknown-linux-musl.demo-a",
+    "x86_64-unknown-linux-musl.demo-b",
+    "aarch64-unknown-linux-musl.demo-c",
+];

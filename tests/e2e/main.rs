@@ -1,0 +1,449 @@
+//! End-to-end tests: the real binary, as root, with real mounts, chroots, overlayfs, squashfs
+//! and worker processes, on the demo/test stand-in stage3 served from a `file://` mirror laid
+//! out like Gentoo's. They fail (never skip) when not run as root.
+
+mod common;
+
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use common::*;
+
+fn date_of(tree: &Tree) -> String {
+    let plan: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tree.run_dir().join("plan.json")).unwrap()).unwrap();
+    plan["date"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn plan_json_works_as_ordinary_user_and_lists_primary_first() {
+    require_root();
+    let tree = Tree::new();
+    // Let an unprivileged user read the tree.
+    Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(tree.path())
+        .status()
+        .unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["plan", "--json"])
+        .arg(tree.starter())
+        .env("BUILD_HELPER_TREE", tree.path())
+        .uid(65534)
+        .gid(65534);
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let targets = plan["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 3);
+    let names: Vec<String> = targets
+        .iter()
+        .map(|t| {
+            format!(
+                "{}.{}",
+                t["target"]["tuple"].as_str().unwrap(),
+                t["target"]["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(names, TARGETS);
+    assert_eq!(targets[0]["primary"], true);
+    let steps: Vec<&str> = targets[0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    let mut expected: Vec<&str> = vec!["host-sync", "host-portage", "host-toolchain", "crossdev"];
+    expected.extend(build_helper::recipe::TARGET_STEPS);
+    assert_eq!(steps, expected);
+    let secondary: Vec<&str> = targets[1]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(secondary, build_helper::recipe::TARGET_STEPS);
+    assert_eq!(plan["first_build"], true);
+}
+
+#[test]
+fn demo_runs_in_parallel_then_updates_from_its_history() {
+    require_root();
+    let tree = Tree::new();
+    let out = tree.bh(
+        &["run", tree.starter().to_str().unwrap(), "--ui", "plain"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let date = date_of(&tree);
+    for t in TARGETS {
+        let efi = tree
+            .path()
+            .join(format!("builds/{t}.{date}/EFI/boot/bootx64.efi"));
+        assert!(efi.is_file(), "{} missing", efi.display());
+    }
+    // Output is line-prefixed per target.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for t in TARGETS {
+        assert!(
+            stdout.contains(&format!("[{t}] ")),
+            "no output prefixed with {t}"
+        );
+    }
+    // The history is a real squashfs holding every target's root.
+    let history = tree.path().join(format!("history/{date}.sqfs"));
+    assert!(history.is_file());
+    let listing = Command::new("unsquashfs")
+        .arg("-l")
+        .arg(&history)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    for t in TARGETS {
+        assert!(
+            listing.contains(&format!("/usr/{t}/usr/src/squashfs")),
+            "history lacks /usr/{t}"
+        );
+    }
+    assert!(
+        mounts_anywhere(tree.path()).is_empty(),
+        "{:?}",
+        mounts_anywhere(tree.path())
+    );
+
+    // toolchain-ready -> first step of the waiting target: measured from the events.
+    let events = tree.events();
+    for tuple in ["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"] {
+        let ready = events
+            .iter()
+            .find(|e| e["event"] == "toolchain-ready" && e["tuple"] == tuple)
+            .unwrap_or_else(|| panic!("no toolchain-ready {tuple}"))["t_us"]
+            .as_u64()
+            .unwrap();
+        let waiting = if tuple.starts_with("x86") {
+            TARGETS[1]
+        } else {
+            TARGETS[2]
+        };
+        let first = events
+            .iter()
+            .find(|e| e["event"] == "step-started" && e["target"] == waiting)
+            .unwrap()["t_us"]
+            .as_u64()
+            .unwrap();
+        let gap_ms = (first - ready) as f64 / 1000.0;
+        eprintln!("toolchain-ready({tuple}) -> first step of {waiting}: {gap_ms:.2} ms");
+        assert!(gap_ms < 100.0, "gap {gap_ms} ms");
+    }
+
+    // A second run starts from that history and takes the update path.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let out = tree.bh(
+        &["run", tree.starter().to_str().unwrap(), "--ui", "plain"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let plan: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tree.run_dir().join("plan.json")).unwrap()).unwrap();
+    assert_eq!(plan["first_build"], false);
+    assert_eq!(plan["targets"][0]["env"]["FIRST_BUILD"], "no");
+    let date2 = date_of(&tree);
+    assert_ne!(date, date2);
+    assert!(tree.path().join(format!("history/{date2}.sqfs")).is_file());
+    assert!(tree.log(TARGETS[0]).contains("stand-in emerge: --sync"));
+    assert!(mounts_anywhere(tree.path()).is_empty());
+}
+
+#[test]
+fn failed_step_resumes_without_rerunning_completed_steps() {
+    require_root();
+    let tree = Tree::new();
+    let failing = format!("{}:target-world", TARGETS[1]);
+    let out = tree.bh(
+        &["run", tree.starter().to_str().unwrap(), "--ui", "plain"],
+        &[("BH_DEMO_FAIL", &failing)],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(mounts_anywhere(tree.path()).is_empty());
+    let status = tree.bh(
+        &[
+            "status",
+            tree.run_dir().file_name().unwrap().to_str().unwrap(),
+        ],
+        &[],
+    );
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(status.contains("target-world         failed"), "{status}");
+    let before = tree.checkpoint();
+    let done_before: Vec<String> = steps(&before, TARGETS[1])
+        .into_iter()
+        .filter(|(_, s, _)| s == "done")
+        .map(|(n, _, _)| n)
+        .collect();
+    assert_eq!(done_before.len(), 5, "{done_before:?}");
+
+    let out = tree.bh(
+        &[
+            "run",
+            tree.starter().to_str().unwrap(),
+            "--ui",
+            "plain",
+            "--resume",
+        ],
+        &[("BH_DEMO_FAIL", &failing)],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let after = tree.checkpoint();
+    assert_eq!(after["finished"], true);
+    for t in TARGETS {
+        for (name, state, attempts) in steps(&after, t) {
+            assert_eq!(state, "done", "{t} {name}");
+            let expected = if t == TARGETS[1] && name == "target-world" {
+                2
+            } else {
+                1
+            };
+            assert_eq!(attempts, expected, "{t} {name} ran {attempts} times");
+        }
+    }
+    // The log agrees: each completed step started once.
+    let log = tree.log(TARGETS[1]);
+    for name in &done_before {
+        assert_eq!(
+            log.matches(&format!("step {name} started")).count(),
+            1,
+            "{name}"
+        );
+    }
+    assert_eq!(log.matches("step target-world started").count(), 2);
+    assert!(mounts_anywhere(tree.path()).is_empty());
+}
+
+#[test]
+fn retry_reruns_every_target_from_its_first_step() {
+    require_root();
+    let tree = Tree::new();
+    let failing = format!("{}:kernel", TARGETS[2]);
+    let out = tree.bh(
+        &["run", tree.starter().to_str().unwrap(), "--ui", "plain"],
+        &[("BH_DEMO_FAIL", &failing)],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let out = tree.bh(
+        &[
+            "run",
+            tree.starter().to_str().unwrap(),
+            "--ui",
+            "plain",
+            "--retry",
+        ],
+        &[("BH_DEMO_FAIL", &failing)],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let cp = tree.checkpoint();
+    for t in TARGETS {
+        let s = steps(&cp, t);
+        let first = if t == TARGETS[0] {
+            "host-sync"
+        } else {
+            "target-env"
+        };
+        assert_eq!(s[0].0, first);
+        assert_eq!(s[0].2, 2, "{t}: first step ran {} times", s[0].2);
+        assert_eq!(
+            tree.log(t)
+                .matches(&format!("step {first} started"))
+                .count(),
+            2
+        );
+    }
+    assert!(mounts_anywhere(tree.path()).is_empty());
+}
+
+#[test]
+fn kill_9_of_the_supervisor_then_umount_all_and_resume() {
+    require_root();
+    let tree = Tree::new();
+    let mut child = Command::new(BIN)
+        .args(["run", tree.starter().to_str().unwrap(), "--ui", "plain"])
+        .env("BUILD_HELPER_TREE", tree.path())
+        .env("TARBALL_MIRROR", mirror())
+        .env("BH_DEMO_DELAY", "0.05")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until a secondary target is building in its stacked overlay.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no secondary target started"
+        );
+        let started = std::fs::read_dir(tree.path().join("work"))
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| std::fs::read_to_string(e.ok()?.path().join("events.jsonl")).ok())
+            .is_some_and(|ev| {
+                ev.contains(&format!("\"step-started\",\"target\":\"{}\"", TARGETS[1]))
+            });
+        if started {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        !mounts_anywhere(tree.path()).is_empty(),
+        "the run should hold mounts now"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = child.wait();
+    let out = tree.bh(&["umount", "--all"], &[]);
+    assert!(out.status.success());
+    assert!(
+        mounts_anywhere(tree.path()).is_empty(),
+        "{:?}",
+        mounts_anywhere(tree.path())
+    );
+    let out = tree.bh(
+        &[
+            "run",
+            tree.starter().to_str().unwrap(),
+            "--ui",
+            "plain",
+            "--resume",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(tree.checkpoint()["finished"], true);
+    assert!(mounts_anywhere(tree.path()).is_empty());
+}
+
+fn assert_bad_input(tree: &Tree, out: &std::process::Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(needle), "`{needle}` not in: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(mounts_anywhere(tree.path()).is_empty());
+    // Nothing extracted: no environment root exists.
+    let extracted = std::fs::read_dir(tree.path().join("work"))
+        .unwrap()
+        .flatten()
+        .any(|e| e.path().join("root/m").exists() || e.path().join("M/m").exists());
+    assert!(!extracted, "something was extracted");
+}
+
+#[test]
+fn bad_input_exits_2_with_a_clear_message_and_touches_nothing() {
+    require_root();
+    let run = |tree: &Tree| {
+        tree.bh(
+            &["run", tree.starter().to_str().unwrap(), "--ui", "plain"],
+            &[],
+        )
+    };
+    let demo_a = "configs/x86_64-unknown-linux-musl.demo-a";
+
+    let tree = Tree::new();
+    std::fs::remove_file(tree.path().join(demo_a).join("build-arch")).unwrap();
+    assert_bad_input(&tree, &run(&tree), "build-arch");
+
+    let tree = Tree::new();
+    std::fs::write(tree.path().join(demo_a).join("worlds/tree/net"), "tools\n").unwrap();
+    assert_bad_input(&tree, &run(&tree), "cycle");
+
+    let tree = Tree::new();
+    std::fs::write(tree.path().join(demo_a).join("worlds/tree/ghost"), "base\n").unwrap();
+    assert_bad_input(&tree, &run(&tree), "ghost");
+
+    let tree = Tree::new();
+    let s = std::fs::read_to_string(tree.starter()).unwrap();
+    std::fs::write(
+        tree.starter(),
+        s.replacen("x86_64-unknown-linux-musl", "x86_64-linux-musl", 1),
+    )
+    .unwrap();
+    assert_bad_input(&tree, &run(&tree), "x86_64-linux-musl");
+
+    let tree = Tree::new();
+    std::fs::write(
+        tree.starter(),
+        s.replacen("name = \"demo-a\"", "name = \"demo/a\"", 1),
+    )
+    .unwrap();
+    assert_bad_input(&tree, &run(&tree), "demo/a");
+
+    let tree = Tree::new();
+    std::fs::write(
+        tree.starter(),
+        s.replacen(
+            "umount_ask = false",
+            "umount_ask = false\nmount_typo = \"bind\"",
+            1,
+        ),
+    )
+    .unwrap();
+    let out = run(&tree);
+    assert_bad_input(&tree, &out, "mount_typo");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = std::fs::read_to_string(tree.starter())
+        .unwrap()
+        .lines()
+        .position(|l| l.starts_with("mount_typo"))
+        .unwrap()
+        + 1;
+    assert!(stderr.contains(&format!("demo.toml:{line}:")), "{stderr}");
+
+    // A stage3 whose digest does not match: a mirror copy with one byte of the tarball changed.
+    let tree = Tree::new();
+    let mirror_dir = tree.path().join("bad-mirror");
+    let src = mirror().trim_start_matches("file://").to_string();
+    assert!(Command::new("cp")
+        .arg("-a")
+        .arg(&src)
+        .arg(&mirror_dir)
+        .status()
+        .unwrap()
+        .success());
+    let tarball = walk(&mirror_dir)
+        .into_iter()
+        .find(|p| p.to_string_lossy().ends_with(".tar.xz"))
+        .unwrap();
+    let mut bytes = std::fs::read(&tarball).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&tarball, bytes).unwrap();
+    let url = format!("file://{}", mirror_dir.display());
+    let out = tree.bh(
+        &["run", tree.starter().to_str().unwrap(), "--ui", "plain"],
+        &[("TARBALL_MIRROR", &url)],
+    );
+    assert_bad_input(&tree, &out, "stage3");
+    let kept: Vec<_> = std::fs::read_dir(tree.path().join("distfiles"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(kept.is_empty(), "a tampered download was kept: {kept:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
