@@ -324,3 +324,95 @@ impl Layout {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout(history: Option<(PathBuf, HistoryType)>) -> Layout {
+        let t = |tuple: &str, name: &str| TargetDirs {
+            target: Target::new(tuple, name).unwrap(),
+            repos: vec![("local".into(), PathBuf::from("/t/configs/x/repos/local"))],
+            binpkgs: PathBuf::from(format!("/t/binpkgs/{tuple}.{name}")),
+        };
+        Layout {
+            m_dir: "/t/work/r/M".into(),
+            data_dir: "/t/work/r/root".into(),
+            mount_type: MountType::Bind,
+            mount_opts: String::new(),
+            tmp_type: TmpType::Tmpfs,
+            tmp_size: "8G".into(),
+            history,
+            tree: "/t".into(),
+            distfiles: "/t/distfiles".into(),
+            host_binpkgs: "/t/binpkgs/host".into(),
+            host_conf: "/t/configs/host".into(),
+            host_repos: Vec::new(),
+            targets: vec![
+                t("x86_64-unknown-linux-musl", "a"),
+                t("x86_64-unknown-linux-musl", "b"),
+            ],
+            date: "20260101-000000".into(),
+        }
+    }
+
+    #[test]
+    fn update_mounts_history_image_under_an_overlay() {
+        let l = layout(Some(("/t/history/h.sqfs".into(), HistoryType::Squashfs)));
+        let base = l.base_entries();
+        assert_eq!(base.len(), 3);
+        assert!(
+            matches!(&base[1], Entry::Image { target, .. } if target == Path::new("/t/work/r/M/s"))
+        );
+        assert!(matches!(&base[2], Entry::Overlay { lower, target, .. }
+            if lower == &[PathBuf::from("/t/work/r/M/s")] && target == Path::new("/t/work/r/M/m")));
+    }
+
+    #[test]
+    fn first_build_mounts_only_m() {
+        let l = layout(None);
+        assert_eq!(l.base_entries().len(), 1);
+    }
+
+    #[test]
+    fn secondary_stacks_on_primary_and_shares_its_package_database() {
+        let l = layout(None);
+        let e = l.secondary_entries(&l.targets[1]);
+        let dir = PathBuf::from("/t/work/r/M/b-20260101-000000");
+        assert_eq!(e[0], bind(Path::new("/t/work/r/M/m"), dir.join("l")));
+        assert!(matches!(&e[1], Entry::Overlay { lower, target, .. }
+            if lower == &[dir.join("l")] && target == &dir.join("m")));
+        assert_eq!(
+            e[2],
+            bind(
+                Path::new("/t/work/r/M/m/var/db/pkg"),
+                dir.join("m/var/db/pkg")
+            )
+        );
+        // tmp type tmpfs: the target's own portage tmp is a tmpfs owned by portage (250).
+        assert!(e
+            .iter()
+            .any(|x| matches!(x, Entry::Tmpfs { target, options }
+            if target == &dir.join("m/usr/x86_64-unknown-linux-musl.b/tmp/portage")
+                && options.contains("uid=250") && options.contains("size=8G"))));
+        // Binds land at the tree's absolute paths inside the root.
+        assert!(e.contains(&bind(Path::new("/t/configs"), dir.join("m/t/configs"))));
+    }
+
+    #[test]
+    fn archive_view_binds_every_secondary_root_into_the_primary() {
+        let l = layout(None);
+        let e = l.archive_entries();
+        assert_eq!(
+            e[0],
+            bind(Path::new("/t/work/r/M/m"), "/t/work/r/M/b".into())
+        );
+        assert_eq!(
+            e[1],
+            bind(
+                Path::new("/t/work/r/M/b-20260101-000000/m/usr/x86_64-unknown-linux-musl.b"),
+                "/t/work/r/M/b/usr/x86_64-unknown-linux-musl.b".into()
+            )
+        );
+    }
+}

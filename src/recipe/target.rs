@@ -335,7 +335,7 @@ if [ -f "{parent_dir}/var/lib/portage/world" ]; then cp "{parent_dir}/var/lib/po
 cp -a "$BUILD_CONF/initramfs" "$F"
 B="/var/tmp/build-helper/{name}.$CROSSDEV_TARGET.$BUILD_NAME"
 rm -rf "$B"
-mkdir -p "$B/root" "$B/pkgs" "$B/etc/portage/savedconfig/sys-apps"
+mkdir -p "$B/root" "$B/pkgs" "$B/etc/portage"
 cp -a "$BUILD_CONF/target-portage/." "$B/etc/portage/"
 mkdir -p "$B/etc/portage/savedconfig/sys-apps"
 cp "$BUILD_CONF/{name}-mini.config" "$B/etc/portage/savedconfig/sys-apps/{name}"

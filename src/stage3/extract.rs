@@ -15,6 +15,7 @@
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -72,15 +73,27 @@ pub fn extract(tarball: &Path, dest: &Path) -> Result<ExtractStats, Stage3Error>
         .mode(0o700)
         .create(&partial)
         .map_err(|e| Stage3Error::io("create directory", &partial, e))?;
-    let result = Unpacker::new(tarball, &partial).run().and_then(|stats| {
-        fs::rename(&partial, dest)
-            .map_err(|e| Stage3Error::io(format!("rename to {}:", dest.display()), &partial, e))
-            .map(|()| stats)
-    });
+    let result = Unpacker::new(tarball, &partial)
+        .run()
+        .and_then(|stats| finish(&partial, dest).map(|()| stats));
     if result.is_err() {
         let _ = remove_any(&partial);
     }
     result
+}
+
+/// Flushes the extracted tree to disk (syncfs), then renames `partial` to `dest` and makes
+/// the rename durable: after a crash, `dest` either does not exist or is complete.
+fn finish(partial: &Path, dest: &Path) -> Result<(), Stage3Error> {
+    let dir = File::open(partial).map_err(|e| Stage3Error::io("open", partial, e))?;
+    nix::unistd::syncfs(dir.as_raw_fd())
+        .map_err(|e| Stage3Error::io("flush to disk", partial, e.into()))?;
+    fs::rename(partial, dest)
+        .map_err(|e| Stage3Error::io(format!("rename to {}:", dest.display()), partial, e))?;
+    if let Some(parent) = dest.parent().and_then(|p| File::open(p).ok()) {
+        let _ = parent.sync_all();
+    }
+    Ok(())
 }
 
 /// Removes a file, symlink or directory tree at `path` (never following symlinks); a missing
@@ -173,8 +186,9 @@ impl<'a> Unpacker<'a> {
                         EntryType::Fifo => (SFlag::S_IFIFO, 0),
                         _ => {
                             let h = entry.header();
-                            let major = h.device_major().ok().flatten().unwrap_or(0);
-                            let minor = h.device_minor().ok().flatten().unwrap_or(0);
+                            let bad = |e| self.archive_err(&name, e);
+                            let major = h.device_major().map_err(bad)?.unwrap_or(0);
+                            let minor = h.device_minor().map_err(bad)?.unwrap_or(0);
                             let dev = nix::sys::stat::makedev(major.into(), minor.into());
                             let sflag = if kind == EntryType::Char {
                                 SFlag::S_IFCHR
@@ -195,7 +209,9 @@ impl<'a> Unpacker<'a> {
                 }
             }
         }
-        // Deepest first, so that setting a parent's mtime and mode comes last.
+        // Deepest first: a parent's mode and mtime are set after everything below it.
+        self.dirs
+            .sort_by_key(|(path, _, _)| path.components().count());
         while let Some((path, name, meta)) = self.dirs.pop() {
             self.set_dir_meta(&path, &name, &meta)?;
         }

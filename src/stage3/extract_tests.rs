@@ -427,3 +427,38 @@ fn extract_of_a_corrupt_archive_leaves_nothing() {
     assert!(!dest.exists());
     assert!(!tmp.path().join("root.partial").exists());
 }
+
+#[test]
+fn extract_of_mutated_archives_never_panics_and_leaves_nothing_on_error() {
+    let mut ar = Ar::new();
+    ar.dir("./", 0o755)
+        .file("etc/passwd", 0o644, b"root:x:0:0::/root:/bin/sh\n")
+        .link(EntryType::Symlink, "bin", "usr/bin")
+        .link(EntryType::Link, "etc/passwd-", "etc/passwd")
+        .node(EntryType::Fifo, "run/fifo", 0, 0)
+        .pax(&[("SCHILY.xattr.user.a", b"1")])
+        .file("usr/bin/x", 0o755, b"elf");
+    let builder = std::mem::replace(&mut ar.0, tar::Builder::new(Vec::new()));
+    let tar = builder.into_inner().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for i in 0..300 {
+        let mut bytes = tar.clone();
+        for _ in 0..3 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let at = (x as usize) % bytes.len();
+            bytes[at] = (x >> 32) as u8;
+        }
+        let mut xz = xz2::write::XzEncoder::new(Vec::new(), 0);
+        std::io::Write::write_all(&mut xz, &bytes).unwrap();
+        let tarball = tmp.path().join(format!("{i}.tar.xz"));
+        std::fs::write(&tarball, xz.finish().unwrap()).unwrap();
+        let dest = tmp.path().join(format!("root{i}"));
+        if extract(&tarball, &dest).is_err() {
+            assert!(!dest.exists());
+        }
+        assert!(!tmp.path().join(format!("root{i}.partial")).exists());
+    }
+}

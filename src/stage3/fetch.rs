@@ -237,6 +237,7 @@ impl Download<'_> {
         }
     }
 }
+
 /// Rate-limited "done/total" progress lines.
 #[derive(Default)]
 pub(super) struct Meter {
@@ -269,6 +270,7 @@ pub(super) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 async fn exists(path: &Path) -> bool {
     tokio::fs::symlink_metadata(path).await.is_ok()
 }
+
 /// Writes `bytes` to `path` through `<path>.partial`, fsync and rename.
 async fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), Stage3Error> {
     let tmp = with_suffix(path, ".partial");
@@ -285,6 +287,7 @@ async fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), Stage3Error> {
     }
     Ok(())
 }
+
 /// Makes a rename in `dir` durable; best effort.
 async fn sync_dir(dir: &Path) {
     if let Ok(d) = tokio::fs::File::open(dir).await {

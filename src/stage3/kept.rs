@@ -135,3 +135,15 @@ pub(super) async fn discard(tarball: &Path, digests_file: &Path) -> Result<(), S
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn is_stamp_takes_only_release_stamps() {
+        assert!(super::is_stamp("20260811T083102Z"));
+        assert!(!super::is_stamp("hardened-20260811T083102Z"));
+        assert!(!super::is_stamp("20260811T083102"));
+        assert!(!super::is_stamp("2026081xT083102Z"));
+        assert!(!super::is_stamp("é0260811T08310Z"));
+    }
+}

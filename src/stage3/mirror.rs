@@ -72,7 +72,10 @@ impl Mirror {
             let path = reqwest::Url::parse(url)
                 .ok()
                 .and_then(|u| u.to_file_path().ok())
-                .unwrap_or_else(|| PathBuf::from(url));
+                .ok_or_else(|| Stage3Error::BadMirror {
+                    mirror: url.to_string(),
+                    reason: "not a local absolute path".into(),
+                })?;
             let file = tokio::fs::File::open(&path)
                 .await
                 .map_err(|e| Stage3Error::io("open", &path, e))?;

@@ -268,3 +268,53 @@ fn parsers_never_panic_on_odd_input() {
         Some("")
     );
 }
+
+/// Deterministic xorshift, for the mutation tests.
+fn next(x: &mut u64) -> u64 {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    *x
+}
+
+#[test]
+fn parsers_never_panic_on_mutated_input() {
+    let seeds = [
+        clearsign(LATEST_BODY),
+        clearsign(&digests_body()),
+        digests_body(),
+    ];
+    let pieces: [&[u8]; 8] = [
+        b"\n",
+        b"\r",
+        b"- ",
+        b"#",
+        b" ",
+        b"/",
+        b"\xc3\xa9",
+        b"-----BEGIN PGP SIGNATURE-----\n",
+    ];
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for seed in &seeds {
+        for _ in 0..2000 {
+            let mut bytes = seed.as_bytes().to_vec();
+            for _ in 0..(next(&mut x) % 4 + 1) {
+                let at = (next(&mut x) as usize) % (bytes.len() + 1);
+                match next(&mut x) % 3 {
+                    0 if at < bytes.len() => {
+                        bytes.remove(at);
+                    }
+                    1 => {
+                        let p = pieces[(next(&mut x) as usize) % pieces.len()];
+                        bytes.splice(at..at, p.iter().copied());
+                    }
+                    _ => bytes.truncate(at),
+                }
+            }
+            let text = String::from_utf8_lossy(&bytes);
+            let _ = parse_latest(&text);
+            let _ = parse_digests(&text, NAME);
+            let _ = signed_body(&text);
+        }
+    }
+}
