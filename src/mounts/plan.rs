@@ -209,7 +209,32 @@ impl Layout {
     /// The binds every environment root gets (spec: "In every environment root"), plus the
     /// building target's own repositories.
     pub fn env_entries(&self, root: &Path, target: &TargetDirs) -> Vec<Entry> {
-        let mut out = vec![
+        // The tmpfs mounts come first: a later one on `tmp` would hide the binds of a tree
+        // that lives under /tmp or /var/tmp.
+        let mut out = Vec::new();
+        if self.tmp_type == TmpType::Tmpfs {
+            out.push(Entry::Tmpfs {
+                target: root.join("tmp"),
+                options: "mode=1777".into(),
+            });
+            out.push(Entry::Tmpfs {
+                target: root.join("var/tmp"),
+                options: "mode=1777".into(),
+            });
+            let portage_tmp = format!("uid=250,gid=250,mode=0775,size={}", self.tmp_size);
+            out.push(Entry::Tmpfs {
+                target: root.join("var/tmp/portage"),
+                options: portage_tmp.clone(),
+            });
+            out.push(Entry::Tmpfs {
+                target: root
+                    .join("usr")
+                    .join(target.target.to_string())
+                    .join("tmp/portage"),
+                options: portage_tmp,
+            });
+        }
+        out.extend([
             bind(&self.distfiles, root.join("var/cache/distfiles")),
             bind(
                 &self.tree.join("configs"),
@@ -219,7 +244,7 @@ impl Layout {
                 &self.tree.join("builds"),
                 inside(root, &self.tree.join("builds")),
             ),
-        ];
+        ]);
         for (name, path) in &self.host_repos {
             out.push(bind(path, root.join("var/db/repos").join(name)));
         }
@@ -254,28 +279,6 @@ impl Layout {
             source: PathBuf::from("/etc/resolv.conf"),
             target: root.join("etc/resolv.conf"),
         });
-        if self.tmp_type == TmpType::Tmpfs {
-            out.push(Entry::Tmpfs {
-                target: root.join("tmp"),
-                options: "mode=1777".into(),
-            });
-            out.push(Entry::Tmpfs {
-                target: root.join("var/tmp"),
-                options: "mode=1777".into(),
-            });
-            let portage_tmp = format!("uid=250,gid=250,mode=0775,size={}", self.tmp_size);
-            out.push(Entry::Tmpfs {
-                target: root.join("var/tmp/portage"),
-                options: portage_tmp.clone(),
-            });
-            out.push(Entry::Tmpfs {
-                target: root
-                    .join("usr")
-                    .join(target.target.to_string())
-                    .join("tmp/portage"),
-                options: portage_tmp,
-            });
-        }
         for (name, path) in &target.repos {
             out.push(bind(path, root.join("var/db/repos").join(name)));
         }
@@ -395,6 +398,16 @@ mod tests {
             .any(|x| matches!(x, Entry::Tmpfs { target, options }
             if target == &dir.join("m/usr/x86_64-unknown-linux-musl.b/tmp/portage")
                 && options.contains("uid=250") && options.contains("size=8G"))));
+        // tmpfs mounts precede the binds they could hide.
+        let tmp = e
+            .iter()
+            .position(|x| x.target() == dir.join("m/tmp"))
+            .unwrap();
+        let configs = e
+            .iter()
+            .position(|x| x.target() == dir.join("m/t/configs"))
+            .unwrap();
+        assert!(tmp < configs);
         // Binds land at the tree's absolute paths inside the root.
         assert!(e.contains(&bind(Path::new("/t/configs"), dir.join("m/t/configs"))));
     }
