@@ -230,7 +230,7 @@ impl Supervisor {
                 Err(e) => {
                     self.run_step("stage3", StepState::Failed);
                     return Err(UsageError(format!(
-                        "stage3: {e}\nnothing was mounted or extracted"
+                        "{e}\nnothing was mounted or extracted"
                     ))
                     .into());
                 }
@@ -262,7 +262,7 @@ impl Supervisor {
                 Ok(_) => self.run_step("stage3", StepState::Done),
                 Err(e) => {
                     self.run_step("stage3", StepState::Failed);
-                    return Err(UsageError(format!("stage3: {e}")).into());
+                    return Err(UsageError(e.to_string()).into());
                 }
             }
         } else if self.plan.first_build && !root.join("etc").is_dir() {
