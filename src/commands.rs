@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::engine::{Checkpoint, StepState};
+use crate::engine::Checkpoint;
 use crate::error::UsageError;
 use crate::mounts::{self, journal::Journal};
 use crate::plan::Plan;
@@ -49,7 +49,25 @@ pub fn status(tree: &Path, run: Option<&str>, json: bool) -> anyhow::Result<()> 
     };
     let mut cps = Vec::new();
     for d in &dirs {
+        let name = d
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if !d.join(crate::engine::state::FILE).exists() {
+            // `--mount-hist` runs mount without building: they have no checkpoint.
+            let mounted = Journal::load(d).ok().flatten().is_some();
+            if !json {
+                println!(
+                    "{name}  exploration (--mount-hist), {}",
+                    if mounted { "mounted" } else { "not mounted" }
+                );
+            }
+            continue;
+        }
         cps.push(Checkpoint::load(d).map_err(|e| UsageError(e.to_string()))?);
+    }
+    if run.is_some() && cps.is_empty() {
+        return Ok(());
     }
     if json {
         let doc = if run.is_some() {
@@ -249,9 +267,4 @@ pub fn load_plan(run_dir: &Path) -> anyhow::Result<Plan> {
     let path = run_dir.join("plan.json");
     let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
-}
-
-/// True when `s` is one of the states a finished step can have.
-pub fn is_final(s: StepState) -> bool {
-    matches!(s, StepState::Done | StepState::Failed)
 }

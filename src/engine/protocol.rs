@@ -55,6 +55,8 @@ pub enum SupervisorMsg {
     },
     /// The sync lock is this worker's until it sends `ReleaseSync`.
     SyncGranted,
+    /// Nothing to run (the target's toolchain can no longer come in this run): exit.
+    Stop,
 }
 
 /// Encodes a message as one line.

@@ -52,6 +52,8 @@ struct Supervisor {
     running: HashMap<Target, u32>,
     exited: HashMap<Target, i32>,
     started: HashSet<Target>,
+    /// Workers told which steps to run (the others wait, connected, for their toolchain).
+    released: HashSet<Target>,
     mounted: HashSet<Target>,
     sync_holder: Option<Target>,
     sync_queue: VecDeque<Target>,
@@ -97,6 +99,7 @@ pub async fn supervise(prepared: Prepared) -> anyhow::Result<i32> {
         running: HashMap::new(),
         exited: HashMap::new(),
         started: HashSet::new(),
+        released: HashSet::new(),
         mounted: HashSet::new(),
         sync_holder: None,
         sync_queue: VecDeque::new(),
@@ -149,15 +152,13 @@ pub async fn supervise(prepared: Prepared) -> anyhow::Result<i32> {
 
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    sup.start_ready();
+    sup.start_workers();
     while !sup.running.is_empty() {
         tokio::select! {
             Some(out) = out_rx.recv() => sup.ui.output(&out.target, &out.bytes),
             Some(msg) = msg_rx.recv() => {
                 sup.handle(msg).await;
-                if !sup.stopping {
-                    sup.start_ready();
-                }
+                sup.release_ready().await;
             }
             _ = sigint.recv() => sup.interrupt("interrupted"),
             _ = sigterm.recv() => sup.interrupt("terminated"),
@@ -229,10 +230,7 @@ impl Supervisor {
                 Ok(v) => tarball = Some(v.tarball),
                 Err(e) => {
                     self.run_step("stage3", StepState::Failed);
-                    return Err(UsageError(format!(
-                        "{e}\nnothing was mounted or extracted"
-                    ))
-                    .into());
+                    return Err(UsageError(format!("{e}\nnothing was mounted or extracted")).into());
                 }
             }
         }
@@ -241,8 +239,27 @@ impl Supervisor {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let base = self.plan.layout.base_entries();
-        self.mount(&base)?;
         let root = self.plan.layout.primary_root();
+        if let Some((history, _)) = self.plan.layout.history.clone() {
+            // A history that mounts but holds no root filesystem would only fail later, in
+            // host-sync, with "no /bin/sh": say what is wrong now.
+            let mounted = self.mount(&base);
+            let usable = root.join("etc").is_dir() && root.join("bin/sh").exists();
+            if mounted.is_err() || !usable {
+                let why = match mounted {
+                    Err(e) => format!("{e:#}"),
+                    Ok(()) => "it holds no root filesystem (no etc/ or bin/sh)".into(),
+                };
+                return Err(UsageError(format!(
+                    "history {} cannot be used: {why}; it may be corrupt: pick another with \
+                     --history (`build-helper history list`), or `--history none` for a stage3",
+                    history.display()
+                ))
+                .into());
+            }
+        } else {
+            self.mount(&base)?;
+        }
         if let Some(tarball) = tarball {
             self.ui.say(&format!(
                 "extracting {} into {}",
@@ -279,9 +296,11 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Starts every target that may start now.
-    fn start_ready(&mut self) {
-        let ready: Vec<Target> = self
+    /// Starts a worker for every target with steps left. Secondary workers connect and wait
+    /// for their tuple's toolchain: when it is ready, releasing them costs a mount and one
+    /// message, not a process start (the toolchain-ready to first-step delay is a goal).
+    fn start_workers(&mut self) {
+        let todo: Vec<Target> = self
             .plan
             .targets
             .iter()
@@ -291,13 +310,60 @@ impl Supervisor {
                     .target(&t.target)
                     .is_some_and(|r| !r.pending_steps().is_empty())
             })
-            .filter(|t| t.primary || self.cp.tuple_ready(&t.target.tuple))
             .map(|t| t.target.clone())
             .collect();
-        for t in ready {
+        for t in todo {
             if let Err(e) = self.start(&t) {
                 self.ui.say(&format!("cannot start {t}: {e:#}"));
                 self.started.insert(t);
+            }
+        }
+    }
+
+    fn is_primary(&self, target: &Target) -> bool {
+        self.plan.targets.first().map(|t| &t.target) == Some(target)
+    }
+
+    /// Sends `Start` to every connected waiting worker whose toolchain is ready (mounting its
+    /// stacked environment first); tells the waiting ones whose toolchain can no longer come
+    /// (the primary worker is gone) to stop.
+    async fn release_ready(&mut self) {
+        let waiting: Vec<Target> = self
+            .conn_target
+            .values()
+            .filter(|t| !self.released.contains(*t))
+            .cloned()
+            .collect();
+        let primary_alive = self
+            .plan
+            .targets
+            .first()
+            .is_some_and(|p| self.running.contains_key(&p.target));
+        for target in waiting {
+            let ready = self.is_primary(&target) || self.cp.tuple_ready(&target.tuple);
+            if ready && !self.stopping {
+                self.released.insert(target.clone());
+                let steps = match self.mount_secondary(&target) {
+                    Ok(()) => self
+                        .cp
+                        .target(&target)
+                        .map(|r| r.pending_steps())
+                        .unwrap_or_default(),
+                    Err(e) => {
+                        self.ui
+                            .say(&format!("cannot mount the environment of {target}: {e:#}"));
+                        Vec::new()
+                    }
+                };
+                let msg = if steps.is_empty() {
+                    SupervisorMsg::Stop
+                } else {
+                    SupervisorMsg::Start { steps }
+                };
+                self.send(&target, &msg).await;
+            } else if !primary_alive || self.stopping {
+                self.released.insert(target.clone());
+                self.send(&target, &SupervisorMsg::Stop).await;
             }
         }
     }
@@ -324,7 +390,6 @@ impl Supervisor {
     }
 
     fn start(&mut self, target: &Target) -> anyhow::Result<()> {
-        self.mount_secondary(target)?;
         let mut child = spawn::worker(&self.run_dir, target, 120, 40, self.out_tx.clone())
             .with_context(|| format!("starting the worker of {target}"))?;
         let pid = child.id().unwrap_or(0);
@@ -431,13 +496,6 @@ impl Supervisor {
     async fn worker_msg(&mut self, id: u64, msg: WorkerMsg) {
         if let WorkerMsg::Hello { target, .. } = &msg {
             self.conn_target.insert(id, target.clone());
-            let steps = self
-                .cp
-                .target(target)
-                .map(|r| r.pending_steps())
-                .unwrap_or_default();
-            let target = target.clone();
-            self.send(&target, &SupervisorMsg::Start { steps }).await;
             return;
         }
         let Some(target) = self.conn_target.get(&id).cloned() else {
@@ -539,18 +597,62 @@ impl Supervisor {
         let date = self.plan.date.clone();
         let opts = self.plan.archive.clone();
         let jobs = self.plan.jobs;
+        let compression = match opts.history_type {
+            crate::starter::HistoryType::Squashfs => Some(format!(
+                "{} {}",
+                opts.compressor,
+                opts.level.map(|l| l.to_string()).unwrap_or_default()
+            )),
+            crate::starter::HistoryType::Files => None,
+        };
         self.ui.say(&format!(
-            "archiving the environment into {}/history ({} {})",
+            "archiving the environment into {}/history ({})",
             tree.display(),
-            opts.compressor,
-            opts.level.map(|l| l.to_string()).unwrap_or_default()
+            compression.as_deref().unwrap_or("plain directory")
         ));
+        let started = std::time::Instant::now();
         let out = tokio::task::spawn_blocking(move || {
             crate::history::archive(&source, &tree, &date, &opts, jobs)
         })
         .await
         .context("the archive task failed")?
         .map_err(|e| anyhow::anyhow!(e))?;
+        let meta = crate::history::Meta {
+            name: self.plan.date.clone(),
+            created: chrono::Utc::now().to_rfc3339(),
+            kind: self.plan.archive.history_type,
+            size_bytes: crate::history::meta::size_of(&out),
+            targets: self
+                .plan
+                .targets
+                .iter()
+                .map(|t| t.target.to_string())
+                .collect(),
+            starter: self.plan.starter.clone(),
+            run_id: self.plan.run_id.clone(),
+            based_on: self.plan.layout.history.as_ref().and_then(|(p, _)| {
+                p.file_name()
+                    .map(|n| n.to_string_lossy().trim_end_matches(".sqfs").to_string())
+            }),
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            compression,
+            archive_ms: started.elapsed().as_millis() as u64,
+            step_ms: self
+                .cp
+                .targets
+                .iter()
+                .map(|t| {
+                    let steps = t
+                        .steps
+                        .iter()
+                        .filter_map(|s| s.duration_ms.map(|d| (s.name.clone(), d)))
+                        .collect();
+                    (t.target.to_string(), steps)
+                })
+                .collect(),
+        };
+        meta.save(&out)
+            .with_context(|| format!("writing the metadata of {}", out.display()))?;
         Ok(out)
     }
 

@@ -28,6 +28,9 @@ use crate::config::Target;
 use crate::engine::protocol::{encode, SupervisorMsg, WorkerMsg, SOCKET};
 use crate::plan::Plan;
 
+/// Exit code of a worker told to stop before its first step.
+pub const NOT_STARTED: i32 = 3;
+
 /// Process group of the running step (0 when none); read by the signal handler.
 static STEP_PGID: AtomicI32 = AtomicI32::new(0);
 
@@ -132,8 +135,10 @@ pub fn main(run_dir: &Path, target: &Target) -> anyhow::Result<i32> {
         target: target.clone(),
         pid: std::process::id(),
     });
+    // A secondary target's worker waits here until its tuple's toolchain is ready.
     let steps = match rx.recv() {
         Ok(SupervisorMsg::Start { steps }) => steps,
+        Ok(SupervisorMsg::Stop) => return Ok(NOT_STARTED),
         Ok(other) => bail!("unexpected first message from the supervisor: {other:?}"),
         Err(_) => supervisor_gone(),
     };
