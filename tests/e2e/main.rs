@@ -145,6 +145,27 @@ fn demo_runs_in_parallel_then_updates_from_its_history() {
         assert!(gap_ms < 500.0, "gap {gap_ms} ms");
     }
 
+    // Repository syncs take turns: no two target-sync steps overlap.
+    let mut syncs: Vec<(u64, u64)> = Vec::new();
+    for t in TARGETS {
+        let at = |kind: &str| {
+            events
+                .iter()
+                .find(|e| e["event"] == kind && e["target"] == t && e["step"] == "target-sync")
+                .unwrap_or_else(|| panic!("no {kind} target-sync for {t}"))["t_us"]
+                .as_u64()
+                .unwrap()
+        };
+        syncs.push((at("step-started"), at("step-finished")));
+    }
+    syncs.sort();
+    for pair in syncs.windows(2) {
+        assert!(
+            pair[0].1 <= pair[1].0,
+            "target-sync steps overlap: {syncs:?}"
+        );
+    }
+
     // A second run starts from that history and takes the update path.
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let out = tree.bh(
