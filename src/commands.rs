@@ -107,7 +107,21 @@ pub fn status(tree: &Path, run: Option<&str>, json: bool) -> anyhow::Result<()> 
         cp.run_id,
         if cp.finished { " (finished)" } else { "" }
     );
-    let show = |name: &str, s: &crate::engine::StepRecord| {
+    // Estimates for steps not done yet: their durations in the history the run started from.
+    let estimates = dirs
+        .first()
+        .and_then(|d| load_plan(d).ok())
+        .and_then(|p| p.layout.history.map(|(h, _)| h))
+        .and_then(|h| crate::history::Meta::load(&h))
+        .map(|m| m.step_ms)
+        .unwrap_or_default();
+    let secs = |ms: u64| format!("{:.1}s", ms as f64 / 1000.0);
+    let show = |name: &str, s: &crate::engine::StepRecord, estimate: Option<u64>| {
+        let time = match (s.duration_ms, estimate) {
+            (Some(d), _) if s.state != crate::engine::StepState::Running => secs(d),
+            (_, Some(e)) => format!("~{} (last run)", secs(e)),
+            _ => "-".into(),
+        };
         println!(
             "  {:<20} {:<8} {:>5} {:>10}",
             name,
@@ -115,18 +129,17 @@ pub fn status(tree: &Path, run: Option<&str>, json: bool) -> anyhow::Result<()> 
             s.exit_code
                 .map(|c| c.to_string())
                 .unwrap_or_else(|| "-".into()),
-            s.duration_ms
-                .map(|d| format!("{:.1}s", d as f64 / 1000.0))
-                .unwrap_or_else(|| "-".into())
+            time
         )
     };
     for s in &cp.run_steps {
-        show(&s.name, s);
+        show(&s.name, s, None);
     }
     for t in &cp.targets {
         println!("{} ({})", t.target, target_word(t.state()));
+        let last = estimates.get(&t.target.to_string());
         for s in &t.steps {
-            show(&s.name, s);
+            show(&s.name, s, last.and_then(|l| l.get(&s.name)).copied());
         }
     }
     Ok(())

@@ -118,6 +118,20 @@ fn mount_hist_exposes_every_target_for_both_history_types_and_umount_removes_it(
     let show = String::from_utf8_lossy(&show.stdout);
     assert!(show.contains(&format!("based on {}", names[0])), "{show}");
     assert!(show.contains("target-world"), "{show}");
+
+    // A run that stops early shows, for its steps not done, their duration last time.
+    let failing = format!("{}:target-libc", TARGETS[2]);
+    let out = run_demo(&tree, &[], &[("BH_DEMO_FAIL", &failing)]);
+    assert_eq!(out.status.code(), Some(1));
+    let run = tree.run_dir();
+    let status = tree.bh(&["status", run.file_name().unwrap().to_str().unwrap()], &[]);
+    let status = String::from_utf8_lossy(&status.stdout);
+    let kernel = status
+        .lines()
+        .skip_while(|l| !l.starts_with(TARGETS[2]))
+        .find(|l| l.trim_start().starts_with("kernel "))
+        .unwrap_or_else(|| panic!("{status}"));
+    assert!(kernel.contains("(last run)"), "{status}");
 }
 
 #[test]
