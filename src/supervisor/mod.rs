@@ -5,6 +5,7 @@
 //!
 //! Not here: what a step does (recipe), how it runs (worker), how it is shown (ui).
 
+mod archive;
 pub mod prepare;
 pub mod spawn;
 
@@ -572,88 +573,6 @@ impl Supervisor {
             }
             Err(e) => self.ui.say(&format!("error: {e}")),
         }
-    }
-
-    async fn archive(&mut self) -> anyhow::Result<PathBuf> {
-        // Targets finished in an earlier session of a resumed run are not mounted yet.
-        let targets: Vec<Target> = self.plan.targets.iter().map(|t| t.target.clone()).collect();
-        for t in &targets {
-            self.mount_secondary(t)?;
-        }
-        let entries = self.plan.layout.archive_entries();
-        self.mount(&entries)?;
-        let world = self
-            .plan
-            .layout
-            .primary_root()
-            .join("var/lib/portage/world");
-        let saved = self.plan.layout.host_conf.join("worlds/base");
-        if world.is_file() {
-            std::fs::copy(&world, &saved)
-                .with_context(|| format!("saving the host world back to {}", saved.display()))?;
-        }
-        let source = self.plan.layout.m_dir.join("b");
-        let tree = self.plan.tree.clone();
-        let date = self.plan.date.clone();
-        let opts = self.plan.archive.clone();
-        let jobs = self.plan.jobs;
-        let compression = match opts.history_type {
-            crate::starter::HistoryType::Squashfs => Some(format!(
-                "{} {}",
-                opts.compressor,
-                opts.level.map(|l| l.to_string()).unwrap_or_default()
-            )),
-            crate::starter::HistoryType::Files => None,
-        };
-        self.ui.say(&format!(
-            "archiving the environment into {}/history ({})",
-            tree.display(),
-            compression.as_deref().unwrap_or("plain directory")
-        ));
-        let started = std::time::Instant::now();
-        let out = tokio::task::spawn_blocking(move || {
-            crate::history::archive(&source, &tree, &date, &opts, jobs)
-        })
-        .await
-        .context("the archive task failed")?
-        .map_err(|e| anyhow::anyhow!(e))?;
-        let meta = crate::history::Meta {
-            name: self.plan.date.clone(),
-            created: chrono::Utc::now().to_rfc3339(),
-            kind: self.plan.archive.history_type,
-            size_bytes: crate::history::meta::size_of(&out),
-            targets: self
-                .plan
-                .targets
-                .iter()
-                .map(|t| t.target.to_string())
-                .collect(),
-            starter: self.plan.starter.clone(),
-            run_id: self.plan.run_id.clone(),
-            based_on: self.plan.layout.history.as_ref().and_then(|(p, _)| {
-                p.file_name()
-                    .map(|n| n.to_string_lossy().trim_end_matches(".sqfs").to_string())
-            }),
-            tool_version: env!("CARGO_PKG_VERSION").to_string(),
-            compression,
-            archive_ms: started.elapsed().as_millis() as u64,
-            step_ms: self
-                .cp
-                .targets
-                .iter()
-                .map(|t| {
-                    let steps = t
-                        .steps
-                        .iter()
-                        .filter_map(|s| s.duration_ms.map(|d| (s.name.clone(), d)))
-                        .collect();
-                    (t.target.to_string(), steps)
-                })
-                .collect(),
-        };
-        meta.save(&out)
-            .with_context(|| format!("writing the metadata of {}", out.display()))?;
-        Ok(out)
     }
 
     async fn finish(mut self) -> anyhow::Result<i32> {

@@ -214,3 +214,33 @@ fn bad_history_choices_exit_2_and_mount_nothing() {
         "holds no root filesystem",
     );
 }
+
+#[test]
+fn without_host_squashfs_tools_the_environment_archives_the_history() {
+    require_root();
+    let tree = Tree::new();
+    let empty = tempfile::tempdir().unwrap();
+    let path = empty.path().display().to_string();
+    let out = run_demo(&tree, &[], &[("PATH", &path)]);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("using the environment's /usr/bin/gensquashfs"),
+        "{stdout}"
+    );
+    // The demo environment's gensquashfs is a stand-in that lists what it was given to pack:
+    // the archive view with every target's root, seen from inside the chroot.
+    let image = build_helper::history::list(tree.path()).pop().unwrap().path;
+    let listing = std::fs::read_to_string(&image).unwrap();
+    assert!(
+        listing.starts_with("stand-in squashfs image of /var/tmp/build-helper-archive/src"),
+        "{listing}"
+    );
+    for t in TARGETS {
+        assert!(
+            listing.contains(&format!("./usr/{t}/usr/src/squashfs")),
+            "no {t} in the archive"
+        );
+    }
+    assert!(mounts_anywhere(tree.path()).is_empty());
+}
