@@ -4,16 +4,6 @@ use std::process::Command;
 
 use crate::common::*;
 
-fn run_demo(tree: &Tree, extra: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    let starter = tree.starter();
-    let mut args = vec!["run", starter.to_str().unwrap(), "--ui", "plain"];
-    args.extend(extra);
-    let out = tree.bh(&args, env);
-    // Runs are named by the second they start: keep them apart.
-    std::thread::sleep(std::time::Duration::from_millis(1100));
-    out
-}
-
 fn history_names(tree: &Tree) -> Vec<String> {
     build_helper::history::list(tree.path())
         .into_iter()
@@ -86,11 +76,9 @@ fn explore(tree: &Tree, history: &str) {
 fn mount_hist_exposes_every_target_for_both_history_types_and_umount_removes_it() {
     require_root();
     let tree = Tree::new();
-    assert_eq!(run_demo(&tree, &[], &[]).status.code(), Some(0));
+    assert_eq!(tree.run_demo(&[], &[]).status.code(), Some(0));
     assert_eq!(
-        run_demo(&tree, &[], &[("HIST_TYPE", "files")])
-            .status
-            .code(),
+        tree.run_demo(&[], &[("HIST_TYPE", "files")]).status.code(),
         Some(0)
     );
     let names = history_names(&tree);
@@ -121,7 +109,7 @@ fn mount_hist_exposes_every_target_for_both_history_types_and_umount_removes_it(
 
     // A run that stops early shows, for its steps not done, their duration last time.
     let failing = format!("{}:target-libc", TARGETS[2]);
-    let out = run_demo(&tree, &[], &[("BH_DEMO_FAIL", &failing)]);
+    let out = tree.run_demo(&[], &[("BH_DEMO_FAIL", &failing)]);
     assert_eq!(out.status.code(), Some(1));
     let run = tree.run_dir();
     let status = tree.bh(&["status", run.file_name().unwrap().to_str().unwrap()], &[]);
@@ -139,11 +127,11 @@ fn prune_keeps_the_newest_and_history_picks_the_oldest() {
     require_root();
     let tree = Tree::new();
     for _ in 0..3 {
-        assert_eq!(run_demo(&tree, &[], &[]).status.code(), Some(0));
+        assert_eq!(tree.run_demo(&[], &[]).status.code(), Some(0));
     }
     let names = history_names(&tree);
     assert_eq!(names.len(), 3);
-    let out = run_demo(&tree, &["--history", &names[0]], &[]);
+    let out = tree.run_demo(&["--history", &names[0]], &[]);
     assert_eq!(out.status.code(), Some(0));
     let plan: serde_json::Value =
         serde_json::from_slice(&std::fs::read(tree.run_dir().join("plan.json")).unwrap()).unwrap();
@@ -221,7 +209,7 @@ fn without_host_squashfs_tools_the_environment_archives_the_history() {
     let tree = Tree::new();
     let empty = tempfile::tempdir().unwrap();
     let path = empty.path().display().to_string();
-    let out = run_demo(&tree, &[], &[("PATH", &path)]);
+    let out = tree.run_demo(&[], &[("PATH", &path)]);
     assert_eq!(out.status.code(), Some(0));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(

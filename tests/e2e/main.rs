@@ -76,10 +76,7 @@ fn plan_json_works_as_ordinary_user_and_lists_primary_first() {
 fn demo_runs_in_parallel_then_updates_from_its_history() {
     require_root();
     let tree = Tree::new();
-    let out = tree.bh(
-        &["run", tree.starter().to_str().unwrap(), "--ui", "plain"],
-        &[],
-    );
+    let out = tree.run_demo(&[], &[]);
     assert_eq!(out.status.code(), Some(0));
     let date = date_of(&tree);
     for t in TARGETS {
@@ -167,11 +164,7 @@ fn demo_runs_in_parallel_then_updates_from_its_history() {
     }
 
     // A second run starts from that history and takes the update path.
-    std::thread::sleep(std::time::Duration::from_millis(1100));
-    let out = tree.bh(
-        &["run", tree.starter().to_str().unwrap(), "--ui", "plain"],
-        &[],
-    );
+    let out = tree.run_demo(&[], &[]);
     assert_eq!(out.status.code(), Some(0));
     let plan: serde_json::Value =
         serde_json::from_slice(&std::fs::read(tree.run_dir().join("plan.json")).unwrap()).unwrap();
@@ -189,10 +182,7 @@ fn failed_step_resumes_without_rerunning_completed_steps() {
     require_root();
     let tree = Tree::new();
     let failing = format!("{}:target-world", TARGETS[1]);
-    let out = tree.bh(
-        &["run", tree.starter().to_str().unwrap(), "--ui", "plain"],
-        &[("BH_DEMO_FAIL", &failing)],
-    );
+    let out = tree.run_demo(&[], &[("BH_DEMO_FAIL", &failing)]);
     assert_eq!(out.status.code(), Some(1));
     assert!(mounts_anywhere(tree.path()).is_empty());
     let status = tree.bh(
@@ -212,16 +202,7 @@ fn failed_step_resumes_without_rerunning_completed_steps() {
         .collect();
     assert_eq!(done_before.len(), 5, "{done_before:?}");
 
-    let out = tree.bh(
-        &[
-            "run",
-            tree.starter().to_str().unwrap(),
-            "--ui",
-            "plain",
-            "--resume",
-        ],
-        &[("BH_DEMO_FAIL", &failing)],
-    );
+    let out = tree.run_demo(&["--resume"], &[("BH_DEMO_FAIL", &failing)]);
     assert_eq!(out.status.code(), Some(0));
     let after = tree.checkpoint();
     assert_eq!(after["finished"], true);
@@ -254,21 +235,9 @@ fn retry_reruns_every_target_from_its_first_step() {
     require_root();
     let tree = Tree::new();
     let failing = format!("{}:kernel", TARGETS[2]);
-    let out = tree.bh(
-        &["run", tree.starter().to_str().unwrap(), "--ui", "plain"],
-        &[("BH_DEMO_FAIL", &failing)],
-    );
+    let out = tree.run_demo(&[], &[("BH_DEMO_FAIL", &failing)]);
     assert_eq!(out.status.code(), Some(1));
-    let out = tree.bh(
-        &[
-            "run",
-            tree.starter().to_str().unwrap(),
-            "--ui",
-            "plain",
-            "--retry",
-        ],
-        &[("BH_DEMO_FAIL", &failing)],
-    );
+    let out = tree.run_demo(&["--retry"], &[("BH_DEMO_FAIL", &failing)]);
     assert_eq!(out.status.code(), Some(0));
     let cp = tree.checkpoint();
     for t in TARGETS {
@@ -338,16 +307,7 @@ fn kill_9_of_the_supervisor_then_umount_all_and_resume() {
         "{:?}",
         mounts_anywhere(tree.path())
     );
-    let out = tree.bh(
-        &[
-            "run",
-            tree.starter().to_str().unwrap(),
-            "--ui",
-            "plain",
-            "--resume",
-        ],
-        &[],
-    );
+    let out = tree.run_demo(&["--resume"], &[]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(tree.checkpoint()["finished"], true);
     assert!(mounts_anywhere(tree.path()).is_empty());
@@ -448,10 +408,7 @@ fn bad_input_exits_2_with_a_clear_message_and_touches_nothing() {
     bytes[mid] ^= 0xff;
     std::fs::write(&tarball, bytes).unwrap();
     let url = format!("file://{}", mirror_dir.display());
-    let out = tree.bh(
-        &["run", tree.starter().to_str().unwrap(), "--ui", "plain"],
-        &[("TARBALL_MIRROR", &url)],
-    );
+    let out = tree.run_demo(&[], &[("TARBALL_MIRROR", &url)]);
     assert_bad_input(&tree, &out, "stage3");
     let kept: Vec<_> = std::fs::read_dir(tree.path().join("distfiles"))
         .unwrap()
