@@ -226,7 +226,7 @@ impl Supervisor {
                 flavor: src.flavor,
                 distfiles: self.plan.layout.distfiles.clone(),
             };
-            let mut progress = |line: String| println!("[build-helper] {line}");
+            let mut progress = |line: String| Plain::default().say(&line);
             match crate::stage3::obtain(&req, &mut progress).await {
                 Ok(v) => tarball = Some(v.tarball),
                 Err(e) => {
@@ -625,7 +625,7 @@ impl Supervisor {
                 .display()
                 .to_string()
         });
-        println!("\n{table}");
+        self.ui.raw(&format!("\n{table}"));
         if code != 0 {
             self.ui.say(&format!(
                 "run {} {result}; logs in {}/logs; continue with `build-helper run {} --resume {}`",

@@ -190,7 +190,8 @@ pub fn main(run_dir: &Path, target: &Target) -> anyhow::Result<i32> {
             duration_ms: outcome.duration_ms,
         });
         if outcome.exit_code != 0 {
-            println!(
+            let _ = writeln!(
+                std::io::stdout(),
                 "build-helper: step {name} of {target} failed (exit {}); log: {}",
                 outcome.exit_code,
                 log_path.display()
