@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 
 use crate::config::Target;
 use crate::engine::events::{now_us, Event, EventLog};
-use crate::engine::protocol::{encode, SupervisorMsg, WorkerMsg, SOCKET};
+use crate::engine::protocol::{encode, socket_path, SupervisorMsg, WorkerMsg};
 use crate::engine::state::CheckpointWriter;
 use crate::engine::{Checkpoint, StepState};
 use crate::error::UsageError;
@@ -117,17 +117,35 @@ pub async fn supervise(prepared: Prepared) -> anyhow::Result<i32> {
         }
     ));
 
+    // Signals and the socket first: nothing is mounted yet if they cannot be set up.
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut sigint, mut sigterm) = match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(i), Ok(t)) => (i, t),
+        (Err(e), _) | (_, Err(e)) => {
+            sup.writer.finish();
+            return Err(anyhow::Error::new(e).context("installing the signal handlers"));
+        }
+    };
+    let socket = socket_path(&sup.run_dir);
+    let _ = std::fs::remove_file(&socket);
+    let listener = match UnixListener::bind(&socket) {
+        Ok(l) => l,
+        Err(e) => {
+            sup.writer.finish();
+            return Err(anyhow::Error::new(e).context(format!("listening on {}", socket.display())));
+        }
+    };
     let result = sup.setup().await;
     if let Err(e) = result {
         sup.teardown();
         sup.writer.finish();
+        let _ = std::fs::remove_file(&socket);
         return Err(e);
     }
 
-    let socket = sup.run_dir.join(SOCKET);
-    let _ = std::fs::remove_file(&socket);
-    let listener = UnixListener::bind(&socket)
-        .with_context(|| format!("listening on {}", socket.display()))?;
     let accept_tx = sup.msg_tx.clone();
     tokio::spawn(async move {
         let mut next = 0u64;
@@ -151,8 +169,6 @@ pub async fn supervise(prepared: Prepared) -> anyhow::Result<i32> {
         }
     });
 
-    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     sup.start_workers();
     while !sup.running.is_empty() {
         tokio::select! {
@@ -182,11 +198,9 @@ pub async fn supervise(prepared: Prepared) -> anyhow::Result<i32> {
 }
 
 impl Supervisor {
+    /// Hands the checkpoint to the writer thread (temp, fsync, rename off the event loop).
     fn save(&mut self) {
-        if let Err(e) = self.cp.save(&self.run_dir) {
-            self.ui
-                .say(&format!("warning: cannot write the checkpoint: {e}"));
-        }
+        self.writer.save(&self.cp);
     }
 
     fn run_step(&mut self, name: &str, state: StepState) {

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{anyhow, bail, Context};
 
 use crate::config::Target;
-use crate::engine::protocol::{encode, SupervisorMsg, WorkerMsg, SOCKET};
+use crate::engine::protocol::{encode, socket_path, SupervisorMsg, WorkerMsg};
 use crate::plan::Plan;
 
 /// Exit code of a worker told to stop before its first step.
@@ -107,7 +107,7 @@ pub fn main(run_dir: &Path, target: &Target) -> anyhow::Result<i32> {
         .ok_or_else(|| anyhow!("target {target} is not in {}", plan_path.display()))?
         .clone();
 
-    let socket = run_dir.join(SOCKET);
+    let socket = socket_path(run_dir);
     let stream = UnixStream::connect(&socket)
         .with_context(|| format!("connecting to the supervisor at {}", socket.display()))?;
     let reader = stream
