@@ -1,6 +1,7 @@
 #!/bin/sh
 # Benchmark: archiving a history with build-helper's default (the build machine's
-# mksquashfs, zstd level 3, every core: exactly what history::archive runs) against xz (the
+# mksquashfs, zstd level 5, 1 MiB blocks, every core: exactly what history::archive runs)
+# against xz (the
 # original tool's choice: gensquashfs's default compressor, and mksquashfs -comp xz).
 # Sources: the demo environment (a demo run's history, unpacked) and a tree of at least
 # 600 MB (default: /usr/bin /usr/include /usr/lib/x86_64-linux-gnu of this machine, binaries,
@@ -45,7 +46,7 @@ for set in demo-env big; do
     in=$(du -sb "$dir" | cut -f1)
     echo "== $set: $in bytes in, $jobs cores"
     {
-        measure default "$dir" mksquashfs "$dir" "$tmp/out.sqfs" -noappend -quiet -no-progress -comp zstd -Xcompression-level 3 -processors "$jobs"
+        measure default "$dir" mksquashfs "$dir" "$tmp/out.sqfs" -noappend -quiet -no-progress -comp zstd -Xcompression-level 5 -b 1048576 -processors "$jobs"
         measure xz-mksquashfs "$dir" mksquashfs "$dir" "$tmp/out.sqfs" -noappend -quiet -no-progress -comp xz -processors "$jobs"
         measure xz-gensquashfs "$dir" gensquashfs -q -f -k -j "$jobs" -D "$dir" "$tmp/out.sqfs"
     } > "$tmp/res"

@@ -24,7 +24,7 @@
 //!                            # (a value with `/`; relative to the tree)
 //! history_type = "squashfs"  # squashfs | files
 //! compressor = "zstd"        # zstd | xz | gzip | lz4 | lzo
-//! compression_level = 3      # default 3 for zstd
+//! compression_level = 5      # default 5 for zstd
 //! distfiles = "distfiles"    # relative to the tree, or absolute
 //! umount_ask = true
 //! gentoo_mirrors = ""

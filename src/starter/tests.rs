@@ -83,7 +83,7 @@ fn minimal_starter_gets_defaults_and_tree_is_parent_of_starter_folder() {
     );
     assert_eq!(
         (o.compressor.as_str(), o.compression_level),
-        ("zstd", Some(3))
+        ("zstd", Some(5))
     );
     assert_eq!(o.distfiles, t.root.join("distfiles"));
     assert!(o.umount_ask && !o.mount_hist);
