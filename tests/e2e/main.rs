@@ -58,7 +58,13 @@ fn plan_json_works_as_ordinary_user_and_lists_primary_first() {
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
-    let mut expected: Vec<&str> = vec!["host-sync", "host-portage", "host-toolchain", "crossdev"];
+    let mut expected: Vec<&str> = vec![
+        "host-sync",
+        "host-portage",
+        "host-toolchain",
+        "crossdev",
+        "rust-cross",
+    ];
     expected.extend(build_helper::recipe::TARGET_STEPS);
     assert_eq!(steps, expected);
     let secondary: Vec<&str> = targets[1]["steps"]
