@@ -139,6 +139,7 @@ fn real_portage_builds_binpkgs_final_root_and_stacked_world_images() {
 
     let repo = tree.join(format!("configs/{TARGET}/repos/bhtest"));
     let (up, mnt) = (work.path().join("up"), work.path().join("m"));
+    let mut outputs = BTreeMap::new();
     for name in ["target-env", "target-world", "final-root", "world-images"] {
         let step = target["steps"]
             .as_array()
@@ -174,6 +175,19 @@ fn real_portage_builds_binpkgs_final_root_and_stacked_world_images() {
         );
         eprintln!("=== step {name}\n{}", tail(&text, 80));
         assert!(out.status.success(), "step {name} failed");
+        outputs.insert(name, text);
+    }
+    // Built from source in target-world; only binary packages afterwards (`-K`).
+    assert!(outputs["target-world"].contains(">>> Emerging (1 of"));
+    for name in ["final-root", "world-images"] {
+        assert!(
+            outputs[name].contains(">>> Emerging binary (1 of"),
+            "{name}"
+        );
+        assert!(
+            !outputs[name].contains(">>> Emerging ("),
+            "{name} built from source"
+        );
     }
 
     // Binary packages really built by emerge into the target's package directory.
