@@ -15,7 +15,10 @@ use std::process::Command;
 
 use crate::common::*;
 
+/// The stage0 target, whose configuration also holds the test ebuild repository.
 const TARGET: &str = "x86_64-unknown-linux-musl.portage";
+/// The full-stage (`@system`) target.
+const FULL_TARGET: &str = "x86_64-unknown-linux-musl.portagefull";
 
 /// Mounts the stage3 under an overlay (upper dir kept between steps), /proc, /dev, the tree and
 /// the target's repository (as the product's mount layout does), then runs `env -i ARGS...`
@@ -33,7 +36,14 @@ mount --bind "$repo" "$m/var/db/repos/bhtest"
 exec chroot "$m" /usr/bin/env -i "$@"
 "#;
 
+/// The stage3 directory, built (or checked) once per test process: the tests run in
+/// parallel and must not build it twice at once.
 fn portage_stage3() -> PathBuf {
+    static STAGE3: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    STAGE3.get_or_init(build_stage3).clone()
+}
+
+fn build_stage3() -> PathBuf {
     let dir = std::env::var_os("BH_PORTAGE_STAGE3")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
@@ -92,10 +102,22 @@ fn has(list: &[String], pkg: &str) -> bool {
         .any(|p| p == &format!("usr/share/{pkg}/{pkg}.txt"))
 }
 
-#[test]
-fn real_portage_builds_binpkgs_final_root_and_stacked_world_images() {
-    require_root();
-    let stage3 = portage_stage3();
+/// What the four steps left behind for one target.
+struct Built {
+    /// Holds the tree, the overlay's upper dir and the packed images.
+    work: tempfile::TempDir,
+    /// `<upper>/usr/<target>/usr/src`: the base image directory and its siblings.
+    src: PathBuf,
+    /// The target's binary packages, relative to its package directory.
+    pkgs: Vec<String>,
+    /// Each step's output.
+    outputs: BTreeMap<&'static str, String>,
+}
+
+/// Plans `starters/<starter>` of tests/e2e/portage-tree and runs the target's target-env,
+/// target-world, final-root and world-images steps with real emerge; `repo_of` names the
+/// configuration holding the test ebuild repository.
+fn build(stage3: &Path, starter: &str, target: &str, repo_of: &str) -> Built {
     let work = tempfile::Builder::new()
         .prefix("bh-e2e-portage-")
         .tempdir()
@@ -111,20 +133,24 @@ fn real_portage_builds_binpkgs_final_root_and_stacked_world_images() {
         assert!(st.success(), "cp {from}");
     };
     cp(&format!("{SRC}/tests/e2e/portage-tree/starters"), &tree);
-    cp(
-        &format!("{SRC}/tests/e2e/portage-tree/configs/{TARGET}"),
-        &tree.join("configs"),
-    );
+    for t in [target, repo_of] {
+        if !tree.join("configs").join(t).exists() {
+            cp(
+                &format!("{SRC}/tests/e2e/portage-tree/configs/{t}"),
+                &tree.join("configs"),
+            );
+        }
+    }
     cp(&format!("{SRC}/configs/host-amd64"), &tree.join("configs"));
     std::os::unix::fs::symlink("host-amd64", tree.join("configs/host")).unwrap();
     for sub in ["binpkgs", "builds", "history", "work", "distfiles"] {
         std::fs::create_dir_all(tree.join(sub)).unwrap();
     }
-    std::fs::create_dir_all(tree.join("binpkgs").join(TARGET)).unwrap();
+    std::fs::create_dir_all(tree.join("binpkgs").join(target)).unwrap();
 
     let out = Command::new(BIN)
         .args(["plan", "--json"])
-        .arg(tree.join("starters/portage.toml"))
+        .arg(tree.join("starters").join(starter))
         .env("BUILD_HELPER_TREE", &tree)
         .output()
         .unwrap();
@@ -134,14 +160,14 @@ fn real_portage_builds_binpkgs_final_root_and_stacked_world_images() {
         String::from_utf8_lossy(&out.stderr)
     );
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let target = &plan["targets"][0];
-    let env: BTreeMap<String, String> = serde_json::from_value(target["env"].clone()).unwrap();
+    let planned = &plan["targets"][0];
+    let env: BTreeMap<String, String> = serde_json::from_value(planned["env"].clone()).unwrap();
 
-    let repo = tree.join(format!("configs/{TARGET}/repos/bhtest"));
+    let repo = tree.join(format!("configs/{repo_of}/repos/bhtest"));
     let (up, mnt) = (work.path().join("up"), work.path().join("m"));
     let mut outputs = BTreeMap::new();
     for name in ["target-env", "target-world", "final-root", "world-images"] {
-        let step = target["steps"]
+        let step = planned["steps"]
             .as_array()
             .unwrap()
             .iter()
@@ -157,7 +183,7 @@ fn real_portage_builds_binpkgs_final_root_and_stacked_world_images() {
             RUNNER,
             "sh",
         ])
-        .arg(&stage3)
+        .arg(stage3)
         .arg(&up)
         .arg(&mnt)
         .arg(&tree)
@@ -173,8 +199,8 @@ fn real_portage_builds_binpkgs_final_root_and_stacked_world_images() {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        eprintln!("=== step {name}\n{}", tail(&text, 80));
-        assert!(out.status.success(), "step {name} failed");
+        eprintln!("=== {target} step {name}\n{}", tail(&text, 80));
+        assert!(out.status.success(), "{target}: step {name} failed");
         outputs.insert(name, text);
     }
     // Built from source in target-world; only binary packages afterwards (`-K`).
@@ -189,9 +215,18 @@ fn real_portage_builds_binpkgs_final_root_and_stacked_world_images() {
             "{name} built from source"
         );
     }
+    let pkgs = files(&tree.join("binpkgs").join(target));
+    let src = up.join("u/usr").join(target).join("usr/src");
+    Built {
+        work,
+        src,
+        pkgs,
+        outputs,
+    }
+}
 
-    // Binary packages really built by emerge into the target's package directory.
-    let pkgs = files(&tree.join("binpkgs").join(TARGET));
+/// Asserts the binary packages and the stacked images `net` (on base) and `gui` (on net).
+fn assert_packages_and_stacked_images(b: &Built) {
     for p in [
         "sys-apps/baselayout",
         "test-base/libbase",
@@ -202,35 +237,16 @@ fn real_portage_builds_binpkgs_final_root_and_stacked_world_images() {
         "test-gui/desktop",
     ] {
         assert!(
-            pkgs.iter()
+            b.pkgs
+                .iter()
                 .any(|f| f.starts_with(p) && f.ends_with(".gpkg.tar")),
-            "no binary package of {p} in {pkgs:?}"
+            "no binary package of {p} in {:?}",
+            b.pkgs
         );
     }
-
-    // The final root: installed from those packages, INSTALL_MASK on, database moved out.
-    let r = up.join("u/usr").join(TARGET).join("usr/src");
-    let base = files(&r.join("squashfs"));
-    for p in ["baselayout", "libbase", "tool"] {
-        assert!(has(&base, p), "{p} missing from the final root: {base:?}");
-    }
-    assert!(
-        !base.iter().any(|f| f.starts_with("usr/share/doc")),
-        "{base:?}"
-    );
-    assert!(
-        !base.iter().any(|f| f.starts_with("var/db/pkg")),
-        "{base:?}"
-    );
-    let db = files(&r.join("squashfs.exclude/pkg.base"));
-    assert!(
-        db.iter().any(|f| f.starts_with("test-base/tool-1.0/")),
-        "{db:?}"
-    );
-
-    // Stacked images: each holds its own packages and none of its parent chain's.
-    let net = squashfs_listing(&r.join("squashfs.net"), &work.path().join("net.sqfs"));
-    let gui = squashfs_listing(&r.join("squashfs.gui"), &work.path().join("gui.sqfs"));
+    let (r, w) = (&b.src, b.work.path());
+    let net = squashfs_listing(&r.join("squashfs.net"), &w.join("net.sqfs"));
+    let gui = squashfs_listing(&r.join("squashfs.gui"), &w.join("gui.sqfs"));
     assert!(has(&net, "netd") && has(&net, "libnet"), "{net:?}");
     for p in ["libbase", "tool", "baselayout", "desktop"] {
         assert!(!has(&net, p), "net image holds {p}: {net:?}");
@@ -250,4 +266,54 @@ fn real_portage_builds_binpkgs_final_root_and_stacked_world_images() {
             "{p} not in {gui_db:?}"
         );
     }
+}
+
+#[test]
+fn real_portage_builds_a_stage0_with_install_mask_and_stacked_world_images() {
+    require_root();
+    let stage3 = portage_stage3();
+    let b = build(&stage3, "portage.toml", TARGET, TARGET);
+    assert_packages_and_stacked_images(&b);
+    // The final root: INSTALL_MASK on, package database moved out (stage0).
+    let base = files(&b.src.join("squashfs"));
+    for p in ["baselayout", "libbase", "tool"] {
+        assert!(has(&base, p), "{p} missing from the final root: {base:?}");
+    }
+    assert!(
+        !base.iter().any(|f| f.starts_with("usr/share/doc")),
+        "{base:?}"
+    );
+    assert!(
+        !base.iter().any(|f| f.starts_with("var/db/pkg")),
+        "{base:?}"
+    );
+    let db = files(&b.src.join("squashfs.exclude/pkg.base"));
+    assert!(
+        db.iter().any(|f| f.starts_with("test-base/tool-1.0/")),
+        "{db:?}"
+    );
+    assert!(b.outputs["final-root"].contains("install_mask_on"));
+}
+
+#[test]
+fn real_portage_builds_a_full_stage_that_keeps_its_package_database() {
+    require_root();
+    let stage3 = portage_stage3();
+    let b = build(&stage3, "portagefull.toml", FULL_TARGET, TARGET);
+    assert_packages_and_stacked_images(&b);
+    let base = files(&b.src.join("squashfs"));
+    for p in ["baselayout", "libbase", "tool"] {
+        assert!(has(&base, p), "{p} missing from the final root: {base:?}");
+    }
+    // No INSTALL_MASK for a full stage, and its package database stays in the image.
+    assert!(
+        base.iter().any(|f| f.starts_with("usr/share/doc/tool-1.0")),
+        "{base:?}"
+    );
+    assert!(
+        base.iter()
+            .any(|f| f.starts_with("var/db/pkg/test-base/tool-1.0/")),
+        "{base:?}"
+    );
+    assert!(!b.src.join("squashfs.exclude/pkg.base").exists());
 }
