@@ -148,13 +148,36 @@ fn demo_runs_in_parallel_then_updates_from_its_history() {
         assert!(gap_ms < 100.0, "gap {gap_ms} ms");
     }
 
-    // A second run starts from that history and takes the update path.
+    // A second run starts from that history and takes the update path, with
+    // GENTOO_MIRRORS added to every make.conf for the run only.
     std::thread::sleep(std::time::Duration::from_millis(1100));
+    let mirrors = "http://mirror.invalid/gentoo http://second.invalid/gentoo";
     let out = tree.bh(
         &["run", tree.starter().to_str().unwrap(), "--ui", "plain"],
-        &[],
+        &[("GENTOO_MIRRORS", mirrors)],
     );
     assert_eq!(out.status.code(), Some(0));
+    let marker = build_helper::recipe::MIRRORS_MARKER;
+    for t in TARGETS {
+        assert!(
+            tree.log(t)
+                .contains(&format!("GENTOO_MIRRORS=\"{mirrors}\" {marker}")),
+            "{t} did not add GENTOO_MIRRORS"
+        );
+        let conf = tree
+            .path()
+            .join(format!("configs/{t}/target-portage/make.conf"));
+        let text = std::fs::read_to_string(&conf).unwrap();
+        assert!(!text.contains(marker), "{}: {text}", conf.display());
+    }
+    let host_conf = tree
+        .path()
+        .join("configs/host-amd64/target-portage/make.conf");
+    let text = std::fs::read_to_string(&host_conf).unwrap();
+    assert!(
+        !text.contains(marker) && !text.contains("GENTOO_MIRRORS="),
+        "{text}"
+    );
     let plan: serde_json::Value =
         serde_json::from_slice(&std::fs::read(tree.run_dir().join("plan.json")).unwrap()).unwrap();
     assert_eq!(plan["first_build"], false);
