@@ -120,7 +120,9 @@ eselect binutils set "$(newest binutils)"
             ));
         }
     }
-    // Rust cross builds are switched off while @world is rebuilt (spec, host-toolchain).
+    // Rust cross builds are switched off while @world is rebuilt (spec, host-toolchain): all
+    // of them on a first build; on an update only those of tuples whose rust target is still
+    // missing, so a rust rebuilt by the update keeps the cross targets it already has.
     s.push_str(
         r#"rust_env=/etc/portage/env/dev-lang/rust
 restore() { if [ -e "$rust_env.build-helper" ]; then mv "$rust_env.build-helper" "$rust_env"; fi; }
@@ -129,6 +131,25 @@ restore
 if [ -e "$rust_env" ]; then mv "$rust_env" "$rust_env.build-helper"; fi
 "#,
     );
+    if !r.first_build {
+        s.push_str(
+            "if [ -e \"$rust_env.build-helper\" ]; then
+  cp \"$rust_env.build-helper\" \"$rust_env\"
+",
+        );
+        for t in &r.tuples {
+            s.push_str(&format!(
+                "  if {}; then sed -i -e '/:{tuple}:/d' -e '/:{tuple}$/d' \"$rust_env\"; fi
+",
+                rust_target_missing(&t.tuple),
+                tuple = t.tuple
+            ));
+        }
+        s.push_str(
+            "fi
+",
+        );
+    }
     if r.first_build {
         s.push_str("emerge -ekq --with-bdeps=y @world\n");
     } else {

@@ -122,6 +122,21 @@ fn first_build_rebuilds_world_with_e_and_update_with_udn() {
 }
 
 #[test]
+fn update_disables_rust_cross_only_for_tuples_whose_rust_target_is_missing() {
+    let first = host_script(&host(true), "host-toolchain");
+    let update = host_script(&host(false), "host-toolchain");
+    let aside = "mv \"$rust_env\" \"$rust_env.build-helper\"";
+    assert!(first.contains(aside) && update.contains(aside));
+    assert!(!first.contains("sed -i -e '/:aarch64-unknown-linux-musl:/d'"));
+    assert!(update.contains("cp \"$rust_env.build-helper\" \"$rust_env\""));
+    assert!(update.contains(
+        "/usr/lib/rustlib/aarch64-unknown-linux-musl >/dev/null 2>&1; then sed -i -e '/:aarch64-unknown-linux-musl:/d' -e '/:aarch64-unknown-linux-musl$/d' \"$rust_env\"; fi"
+    ));
+    let world = update.find("emerge -uDNkq --with-bdeps=y @world").unwrap();
+    assert!(update.find("sed -i -e '/:aarch64").unwrap() < world);
+}
+
+#[test]
 fn first_build_applies_base_patch_and_update_does_not() {
     let mut c = config();
     c.base_patch = true;
