@@ -81,6 +81,7 @@ fn plan_json_works_as_ordinary_user_and_lists_primary_first() {
 #[test]
 fn demo_runs_in_parallel_then_updates_from_its_history() {
     require_root();
+    let _heavy = heavy_lock();
     let tree = Tree::new();
     let out = tree.bh(
         &["run", tree.starter().to_str().unwrap(), "--ui", "plain"],

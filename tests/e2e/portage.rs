@@ -272,6 +272,7 @@ fn assert_packages_and_stacked_images(b: &Built) {
 fn real_portage_builds_a_stage0_with_install_mask_and_stacked_world_images() {
     require_root();
     let stage3 = portage_stage3();
+    let _heavy = heavy_lock();
     let b = build(&stage3, "portage.toml", TARGET, TARGET);
     assert_packages_and_stacked_images(&b);
     // The final root: INSTALL_MASK on, package database moved out (stage0).
@@ -299,6 +300,7 @@ fn real_portage_builds_a_stage0_with_install_mask_and_stacked_world_images() {
 fn real_portage_builds_a_full_stage_that_keeps_its_package_database() {
     require_root();
     let stage3 = portage_stage3();
+    let _heavy = heavy_lock();
     let b = build(&stage3, "portagefull.toml", FULL_TARGET, TARGET);
     assert_packages_and_stacked_images(&b);
     let base = files(&b.src.join("squashfs"));
