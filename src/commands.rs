@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::engine::{Checkpoint, StepState};
+use crate::engine::Checkpoint;
 use crate::error::UsageError;
 use crate::mounts::{self, journal::Journal};
 use crate::plan::Plan;
@@ -25,7 +25,10 @@ pub fn runs(tree: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn run_named(tree: &Path, name: &str) -> anyhow::Result<PathBuf> {
+/// The directory of run `name` under `<tree>/work` (one with a plan or a mount journal).
+///
+/// Errors: [`UsageError`] naming the run when there is no such run.
+pub fn run_named(tree: &Path, name: &str) -> anyhow::Result<PathBuf> {
     let dir = crate::plan::run_dir(tree, name);
     if dir.join("plan.json").is_file() || Journal::path(&dir).is_file() {
         Ok(dir)
@@ -49,7 +52,25 @@ pub fn status(tree: &Path, run: Option<&str>, json: bool) -> anyhow::Result<()> 
     };
     let mut cps = Vec::new();
     for d in &dirs {
+        let name = d
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if !d.join(crate::engine::state::FILE).exists() {
+            // `--mount-hist` runs mount without building: they have no checkpoint.
+            let mounted = Journal::load(d).ok().flatten().is_some();
+            if !json {
+                println!(
+                    "{name}  exploration (--mount-hist), {}",
+                    if mounted { "mounted" } else { "not mounted" }
+                );
+            }
+            continue;
+        }
         cps.push(Checkpoint::load(d).map_err(|e| UsageError(e.to_string()))?);
+    }
+    if run.is_some() && cps.is_empty() {
+        return Ok(());
     }
     if json {
         let doc = if run.is_some() {
@@ -89,7 +110,21 @@ pub fn status(tree: &Path, run: Option<&str>, json: bool) -> anyhow::Result<()> 
         cp.run_id,
         if cp.finished { " (finished)" } else { "" }
     );
-    let show = |name: &str, s: &crate::engine::StepRecord| {
+    // Estimates for steps not done yet: their durations in the history the run started from.
+    let estimates = dirs
+        .first()
+        .and_then(|d| load_plan(d).ok())
+        .and_then(|p| p.layout.history.map(|(h, _)| h))
+        .and_then(|h| crate::history::Meta::load(&h))
+        .map(|m| m.step_ms)
+        .unwrap_or_default();
+    let secs = |ms: u64| format!("{:.1}s", ms as f64 / 1000.0);
+    let show = |name: &str, s: &crate::engine::StepRecord, estimate: Option<u64>| {
+        let time = match (s.duration_ms, estimate) {
+            (Some(d), _) if s.state != crate::engine::StepState::Running => secs(d),
+            (_, Some(e)) => format!("~{} (last run)", secs(e)),
+            _ => "-".into(),
+        };
         println!(
             "  {:<20} {:<8} {:>5} {:>10}",
             name,
@@ -97,18 +132,17 @@ pub fn status(tree: &Path, run: Option<&str>, json: bool) -> anyhow::Result<()> 
             s.exit_code
                 .map(|c| c.to_string())
                 .unwrap_or_else(|| "-".into()),
-            s.duration_ms
-                .map(|d| format!("{:.1}s", d as f64 / 1000.0))
-                .unwrap_or_else(|| "-".into())
+            time
         )
     };
     for s in &cp.run_steps {
-        show(&s.name, s);
+        show(&s.name, s, None);
     }
     for t in &cp.targets {
         println!("{} ({})", t.target, target_word(t.state()));
+        let last = estimates.get(&t.target.to_string());
         for s in &t.steps {
-            show(&s.name, s);
+            show(&s.name, s, last.and_then(|l| l.get(&s.name)).copied());
         }
     }
     Ok(())
@@ -188,7 +222,9 @@ fn umount_run(run_dir: &Path) -> anyhow::Result<usize> {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let removed = mounts::teardown(&LinuxSys, &m_dir, false)?;
-    // Another namespace (a live process of the run) may still hold mounts.
+    // Other mount namespaces may hold copies of these mounts: a build that started while
+    // they were mounted copied them (it detaches them itself; a foreign one keeps them until
+    // it ends). This run's own processes were stopped above.
     let holders: Vec<u32> = all_pids()
         .into_iter()
         .filter(|pid| {
@@ -197,11 +233,10 @@ fn umount_run(run_dir: &Path) -> anyhow::Result<usize> {
         })
         .collect();
     if !holders.is_empty() {
-        anyhow::bail!(
-            "mounts under {} are still held by process(es) {:?} in another mount namespace; \
-             stop them and run `build-helper umount` again",
-            m_dir.display(),
-            holders
+        println!(
+            "note: process(es) {holders:?} in other mount namespaces still hold copies of mounts \
+             under {}; the copies go away when those processes end",
+            m_dir.display()
         );
     }
     Journal::remove(run_dir)
@@ -249,9 +284,4 @@ pub fn load_plan(run_dir: &Path) -> anyhow::Result<Plan> {
     let path = run_dir.join("plan.json");
     let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
-}
-
-/// True when `s` is one of the states a finished step can have.
-pub fn is_final(s: StepState) -> bool {
-    matches!(s, StepState::Done | StepState::Failed)
 }

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use build_helper::error::UsageError;
 use build_helper::starter::{HistorySel, Starter};
 use build_helper::supervisor::{self, Mode};
-use build_helper::{commands, config, plan, plan_text, starter};
+use build_helper::{commands, config, explore, history_cmd, plan, plan_text, starter};
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +28,23 @@ enum Ui {
     Plain,
     Tui,
     Tmux,
+}
+
+#[derive(Subcommand)]
+enum HistoryAction {
+    /// One line per history: name, date, type, size, targets, starter.
+    List,
+    /// Everything about one history, with its step durations.
+    Show {
+        /// The history's name.
+        name: String,
+    },
+    /// Remove all but the newest N histories (never one a run uses).
+    Prune {
+        /// How many to keep.
+        #[arg(long)]
+        keep: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -66,6 +83,31 @@ enum Command {
         /// Restart the run's targets from their first step (with --resume RUN: that run).
         #[arg(long)]
         retry: bool,
+        /// Mount the history and every target's overlay for exploring, then exit without
+        /// building (also MOUNT_HIST=yes).
+        #[arg(long, conflicts_with_all = ["resume", "retry"])]
+        mount_hist: bool,
+    },
+    /// List, show or prune saved histories.
+    History {
+        #[command(subcommand)]
+        action: HistoryAction,
+        /// The tree (default: BUILD_HELPER_TREE, else the current directory).
+        #[arg(long, global = true)]
+        tree: Option<PathBuf>,
+    },
+    /// Open a shell inside a mounted environment (a --mount-hist run, or a running build).
+    Shell {
+        /// The run (`<primary name>-<date>`).
+        run: String,
+        /// The target (default: the primary).
+        target: Option<String>,
+        /// Arguments for the shell, e.g. `-c 'ls /usr'`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+        /// The tree (default: BUILD_HELPER_TREE, else the current directory).
+        #[arg(long)]
+        tree: Option<PathBuf>,
     },
     /// Show runs, or one run's steps with state, exit code and duration.
     Status {
@@ -125,8 +167,18 @@ fn cmd_run(
     history: Option<&str>,
     resume: Option<String>,
     retry: bool,
+    mount_hist: bool,
 ) -> anyhow::Result<i32> {
     let starter = load_starter(starter_path, history)?;
+    if mount_hist || starter.options.mount_hist {
+        if !nix::unistd::geteuid().is_root() {
+            return Err(
+                UsageError("--mount-hist needs root (it mounts): run it as root".into()).into(),
+            );
+        }
+        explore::mount_hist(&starter)?;
+        return Ok(0);
+    }
     match ui {
         Some(Ui::Tui) | Some(Ui::Tmux) => {
             return Err(UsageError(
@@ -203,7 +255,29 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             history,
             resume,
             retry,
-        } => cmd_run(&starter, ui, history.as_deref(), resume, retry),
+            mount_hist,
+        } => cmd_run(&starter, ui, history.as_deref(), resume, retry, mount_hist),
+        Command::History { action, tree } => {
+            let tree = tree_arg(tree);
+            match action {
+                HistoryAction::List => history_cmd::list(&tree),
+                HistoryAction::Show { name } => history_cmd::show(&tree, &name)?,
+                HistoryAction::Prune { keep } => history_cmd::prune(&tree, keep)?,
+            }
+            Ok(0)
+        }
+        Command::Shell {
+            run,
+            mut target,
+            mut args,
+            tree,
+        } => {
+            // `shell RUN -- -c CMD`: clap hands `-c` to TARGET; it belongs to the shell.
+            if let Some(t) = target.take_if(|t| t.starts_with('-')) {
+                args.insert(0, t);
+            }
+            explore::shell(&tree_arg(tree), &run, target.as_deref(), &args)
+        }
         Command::Status { run, json, tree } => {
             commands::status(&tree_arg(tree), run.as_deref(), json)?;
             Ok(0)

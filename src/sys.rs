@@ -70,8 +70,25 @@ pub enum SysError {
     },
 }
 
+/// Mount propagation types (mount_namespaces(7), "Shared subtrees").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Propagation {
+    /// `MS_PRIVATE`: events neither received nor sent.
+    Private,
+    /// `MS_SLAVE`: events received from the master, never sent back.
+    Slave,
+}
+
 /// The seam. Implementations must be usable from several threads.
 pub trait Sys: Send + Sync {
+    /// Changes the propagation type of the mount at `target` (and its submounts when
+    /// `recursive`), as `mount --make-[r]private|[r]slave` does.
+    fn set_propagation(
+        &self,
+        target: &Path,
+        kind: Propagation,
+        recursive: bool,
+    ) -> Result<(), SysError>;
     /// mount(2).
     fn mount(&self, call: &MountCall) -> Result<(), SysError>;
     /// umount2(2); `detach` adds `MNT_DETACH` (lazy), used only as a last resort.
@@ -86,6 +103,31 @@ pub trait Sys: Send + Sync {
 pub struct LinuxSys;
 
 impl Sys for LinuxSys {
+    fn set_propagation(
+        &self,
+        target: &Path,
+        kind: Propagation,
+        recursive: bool,
+    ) -> Result<(), SysError> {
+        use nix::mount::MsFlags;
+        let mut flags = match kind {
+            Propagation::Private => MsFlags::MS_PRIVATE,
+            Propagation::Slave => MsFlags::MS_SLAVE,
+        };
+        if recursive {
+            flags |= MsFlags::MS_REC;
+        }
+        nix::mount::mount(None::<&str>, target, None::<&str>, flags, None::<&str>).map_err(
+            |errno| SysError::Mount {
+                source_name: "(propagation)".into(),
+                target: target.to_path_buf(),
+                fstype: format!("{kind:?}").to_lowercase(),
+                data: "-".into(),
+                errno,
+            },
+        )
+    }
+
     fn mount(&self, call: &MountCall) -> Result<(), SysError> {
         use nix::mount::MsFlags;
         let mut flags = MsFlags::empty();
@@ -186,6 +228,20 @@ impl RecordingSys {
 }
 
 impl Sys for RecordingSys {
+    fn set_propagation(
+        &self,
+        target: &Path,
+        kind: Propagation,
+        recursive: bool,
+    ) -> Result<(), SysError> {
+        self.push(format!(
+            "propagation {} {kind:?}{}",
+            target.display(),
+            if recursive { " recursive" } else { "" }
+        ));
+        Ok(())
+    }
+
     fn mount(&self, call: &MountCall) -> Result<(), SysError> {
         self.push(format!(
             "mount {} {} {} {:?} {}",

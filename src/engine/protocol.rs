@@ -1,12 +1,33 @@
 //! Messages between a worker and the supervisor: one JSON object per line over the run's
 //! unix socket (`work/<run>/supervisor.sock`).
 
+use std::path::{Path, PathBuf};
+
 use serde::{Deserialize, Serialize};
 
 use crate::config::Target;
 
 /// File name of the supervisor's socket inside the run directory.
 pub const SOCKET: &str = "supervisor.sock";
+
+/// Longest socket path used as it is; `sun_path` holds 108 bytes with the final NUL (unix(7)).
+const MAX_SOCKET_PATH: usize = 100;
+
+/// The supervisor's socket for a run directory: `<run_dir>/supervisor.sock`, or, when that
+/// path is too long for a unix socket (a deep tree), `/run/build-helper-<16 hex>.sock`
+/// named after a SHA-256 of the run directory. Supervisor and workers compute the same path.
+pub fn socket_path(run_dir: &Path) -> PathBuf {
+    let path = run_dir.join(SOCKET);
+    if path.as_os_str().len() <= MAX_SOCKET_PATH {
+        return path;
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(run_dir.as_os_str().as_encoded_bytes());
+    PathBuf::from(format!(
+        "/run/build-helper-{}.sock",
+        hex::encode(&digest[..8])
+    ))
+}
 
 /// Worker -> supervisor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +76,8 @@ pub enum SupervisorMsg {
     },
     /// The sync lock is this worker's until it sends `ReleaseSync`.
     SyncGranted,
+    /// Nothing to run (the target's toolchain can no longer come in this run): exit.
+    Stop,
 }
 
 /// Encodes a message as one line.
@@ -67,6 +90,20 @@ pub fn encode<T: Serialize>(msg: &T) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_run_directories_get_a_short_socket_path() {
+        let short = Path::new("/t/work/a-1");
+        assert_eq!(socket_path(short), short.join(SOCKET));
+        let deep = PathBuf::from(format!("/{}/work/a-1", "d".repeat(120)));
+        let p = socket_path(&deep);
+        assert!(
+            p.starts_with("/run") && p.as_os_str().len() < 60,
+            "{}",
+            p.display()
+        );
+        assert_eq!(p, socket_path(&deep));
+    }
 
     #[test]
     fn messages_round_trip_as_single_lines() {

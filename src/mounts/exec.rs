@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::journal::Journal;
 use super::plan::Entry;
-use crate::sys::{MountCall, MountFlags, Sys, SysError};
+use crate::sys::{MountCall, MountFlags, Propagation, Sys, SysError};
 
 /// Errors of mounting and unmounting; each names the path.
 #[derive(Debug, thiserror::Error)]
@@ -216,6 +216,15 @@ fn apply_entries(
         }
         sys.mount(&call)?;
         journal.mounts.push(target.to_path_buf());
+        // In a shared namespace (`--mount-hist`) `M` would otherwise share events with the
+        // tree it lives in, and an rbind of /dev or /sys would join the host's peer group:
+        // unmounting its children would then unmount the host's /dev/pts. Private `M` and
+        // slave rbinds stop that (the Gentoo handbook's `--make-rslave`).
+        if target == m_dir {
+            sys.set_propagation(target, Propagation::Private, false)?;
+        } else if call.flags.bind && call.flags.recursive {
+            sys.set_propagation(target, Propagation::Slave, true)?;
+        }
     }
     Ok(())
 }
@@ -341,5 +350,32 @@ mod tests {
         let err = apply(&sys, &m, &entries, &mut journal, dir.path()).unwrap_err();
         assert!(err.to_string().contains("is a symbolic link"), "{err}");
         assert!(sys.take().is_empty());
+    }
+
+    #[test]
+    fn m_becomes_private_and_rbinds_become_slaves() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = dir.path().join("M");
+        let entries = [
+            Entry::Tmpfs {
+                target: m.clone(),
+                options: String::new(),
+            },
+            Entry::Bind {
+                source: "/dev".into(),
+                target: m.join("m/dev"),
+                recursive: true,
+                readonly: false,
+            },
+        ];
+        let sys = crate::sys::RecordingSys::default();
+        apply(&sys, &m, &entries, &mut Journal::default(), dir.path()).unwrap();
+        let calls = sys.take();
+        assert_eq!(calls.len(), 4, "{calls:?}");
+        assert_eq!(calls[1], format!("propagation {} Private", m.display()));
+        assert_eq!(
+            calls[3],
+            format!("propagation {} Slave recursive", m.join("m/dev").display())
+        );
     }
 }

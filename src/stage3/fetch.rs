@@ -71,7 +71,10 @@ pub(super) type Progress<'a> = &'a mut (dyn FnMut(String) + Send);
 ///
 /// Errors: every [`Stage3Error`] kind of fetching and checking: `BadRequest`, `BadMirror`,
 /// `Network`, `HttpStatus`, `Io`, the parse errors, `SizeMismatch`, `DigestMismatch`.
-pub async fn obtain(req: &Request, progress: Progress<'_>) -> Result<Verified, Stage3Error> {
+pub async fn obtain(
+    req: &Request,
+    progress: &mut (dyn FnMut(String) + Send),
+) -> Result<Verified, Stage3Error> {
     obtain_with_verifier(req, None, progress).await
 }
 
@@ -83,7 +86,7 @@ pub async fn obtain(req: &Request, progress: Progress<'_>) -> Result<Verified, S
 pub async fn obtain_with_verifier(
     req: &Request,
     verifier: Option<&dyn SignatureVerifier>,
-    progress: Progress<'_>,
+    progress: &mut (dyn FnMut(String) + Send),
 ) -> Result<Verified, Stage3Error> {
     let mirror = Mirror::new(req)?;
     let index_url = mirror.url(&format!("latest-stage3-{}.txt", req.flavor));

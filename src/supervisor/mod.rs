@@ -5,6 +5,7 @@
 //!
 //! Not here: what a step does (recipe), how it runs (worker), how it is shown (ui).
 
+mod archive;
 pub mod prepare;
 pub mod spawn;
 
@@ -19,7 +20,7 @@ use tokio::sync::mpsc;
 
 use crate::config::Target;
 use crate::engine::events::{now_us, Event, EventLog};
-use crate::engine::protocol::{encode, SupervisorMsg, WorkerMsg, SOCKET};
+use crate::engine::protocol::{encode, socket_path, SupervisorMsg, WorkerMsg};
 use crate::engine::state::CheckpointWriter;
 use crate::engine::{Checkpoint, StepState};
 use crate::error::UsageError;
@@ -52,6 +53,8 @@ struct Supervisor {
     running: HashMap<Target, u32>,
     exited: HashMap<Target, i32>,
     started: HashSet<Target>,
+    /// Workers told which steps to run (the others wait, connected, for their toolchain).
+    released: HashSet<Target>,
     mounted: HashSet<Target>,
     sync_holder: Option<Target>,
     sync_queue: VecDeque<Target>,
@@ -97,6 +100,7 @@ pub async fn supervise(prepared: Prepared) -> anyhow::Result<i32> {
         running: HashMap::new(),
         exited: HashMap::new(),
         started: HashSet::new(),
+        released: HashSet::new(),
         mounted: HashSet::new(),
         sync_holder: None,
         sync_queue: VecDeque::new(),
@@ -113,17 +117,35 @@ pub async fn supervise(prepared: Prepared) -> anyhow::Result<i32> {
         }
     ));
 
+    // Signals and the socket first: nothing is mounted yet if they cannot be set up.
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut sigint, mut sigterm) = match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(i), Ok(t)) => (i, t),
+        (Err(e), _) | (_, Err(e)) => {
+            sup.writer.finish();
+            return Err(anyhow::Error::new(e).context("installing the signal handlers"));
+        }
+    };
+    let socket = socket_path(&sup.run_dir);
+    let _ = std::fs::remove_file(&socket);
+    let listener = match UnixListener::bind(&socket) {
+        Ok(l) => l,
+        Err(e) => {
+            sup.writer.finish();
+            return Err(anyhow::Error::new(e).context(format!("listening on {}", socket.display())));
+        }
+    };
     let result = sup.setup().await;
     if let Err(e) = result {
         sup.teardown();
         sup.writer.finish();
+        let _ = std::fs::remove_file(&socket);
         return Err(e);
     }
 
-    let socket = sup.run_dir.join(SOCKET);
-    let _ = std::fs::remove_file(&socket);
-    let listener = UnixListener::bind(&socket)
-        .with_context(|| format!("listening on {}", socket.display()))?;
     let accept_tx = sup.msg_tx.clone();
     tokio::spawn(async move {
         let mut next = 0u64;
@@ -147,17 +169,13 @@ pub async fn supervise(prepared: Prepared) -> anyhow::Result<i32> {
         }
     });
 
-    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    sup.start_ready();
+    sup.start_workers();
     while !sup.running.is_empty() {
         tokio::select! {
             Some(out) = out_rx.recv() => sup.ui.output(&out.target, &out.bytes),
             Some(msg) = msg_rx.recv() => {
                 sup.handle(msg).await;
-                if !sup.stopping {
-                    sup.start_ready();
-                }
+                sup.release_ready().await;
             }
             _ = sigint.recv() => sup.interrupt("interrupted"),
             _ = sigterm.recv() => sup.interrupt("terminated"),
@@ -180,11 +198,9 @@ pub async fn supervise(prepared: Prepared) -> anyhow::Result<i32> {
 }
 
 impl Supervisor {
+    /// Hands the checkpoint to the writer thread (temp, fsync, rename off the event loop).
     fn save(&mut self) {
-        if let Err(e) = self.cp.save(&self.run_dir) {
-            self.ui
-                .say(&format!("warning: cannot write the checkpoint: {e}"));
-        }
+        self.writer.save(&self.cp);
     }
 
     fn run_step(&mut self, name: &str, state: StepState) {
@@ -224,15 +240,12 @@ impl Supervisor {
                 flavor: src.flavor,
                 distfiles: self.plan.layout.distfiles.clone(),
             };
-            let mut progress = |line: String| println!("[build-helper] {line}");
+            let mut progress = |line: String| Plain::default().say(&line);
             match crate::stage3::obtain(&req, &mut progress).await {
                 Ok(v) => tarball = Some(v.tarball),
                 Err(e) => {
                     self.run_step("stage3", StepState::Failed);
-                    return Err(UsageError(format!(
-                        "stage3: {e}\nnothing was mounted or extracted"
-                    ))
-                    .into());
+                    return Err(UsageError(format!("{e}\nnothing was mounted or extracted")).into());
                 }
             }
         }
@@ -241,8 +254,27 @@ impl Supervisor {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let base = self.plan.layout.base_entries();
-        self.mount(&base)?;
         let root = self.plan.layout.primary_root();
+        if let Some((history, _)) = self.plan.layout.history.clone() {
+            // A history that mounts but holds no root filesystem would only fail later, in
+            // host-sync, with "no /bin/sh": say what is wrong now.
+            let mounted = self.mount(&base);
+            let usable = root.join("etc").is_dir() && root.join("bin/sh").exists();
+            if mounted.is_err() || !usable {
+                let why = match mounted {
+                    Err(e) => format!("{e:#}"),
+                    Ok(()) => "it holds no root filesystem (no etc/ or bin/sh)".into(),
+                };
+                return Err(UsageError(format!(
+                    "history {} cannot be used: {why}; it may be corrupt: pick another with \
+                     --history (`build-helper history list`), or `--history none` for a stage3",
+                    history.display()
+                ))
+                .into());
+            }
+        } else {
+            self.mount(&base)?;
+        }
         if let Some(tarball) = tarball {
             self.ui.say(&format!(
                 "extracting {} into {}",
@@ -262,7 +294,7 @@ impl Supervisor {
                 Ok(_) => self.run_step("stage3", StepState::Done),
                 Err(e) => {
                     self.run_step("stage3", StepState::Failed);
-                    return Err(UsageError(format!("stage3: {e}")).into());
+                    return Err(UsageError(e.to_string()).into());
                 }
             }
         } else if self.plan.first_build && !root.join("etc").is_dir() {
@@ -279,9 +311,11 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Starts every target that may start now.
-    fn start_ready(&mut self) {
-        let ready: Vec<Target> = self
+    /// Starts a worker for every target with steps left. Secondary workers connect and wait
+    /// for their tuple's toolchain: when it is ready, releasing them costs a mount and one
+    /// message, not a process start (the toolchain-ready to first-step delay is a goal).
+    fn start_workers(&mut self) {
+        let todo: Vec<Target> = self
             .plan
             .targets
             .iter()
@@ -291,13 +325,60 @@ impl Supervisor {
                     .target(&t.target)
                     .is_some_and(|r| !r.pending_steps().is_empty())
             })
-            .filter(|t| t.primary || self.cp.tuple_ready(&t.target.tuple))
             .map(|t| t.target.clone())
             .collect();
-        for t in ready {
+        for t in todo {
             if let Err(e) = self.start(&t) {
                 self.ui.say(&format!("cannot start {t}: {e:#}"));
                 self.started.insert(t);
+            }
+        }
+    }
+
+    fn is_primary(&self, target: &Target) -> bool {
+        self.plan.targets.first().map(|t| &t.target) == Some(target)
+    }
+
+    /// Sends `Start` to every connected waiting worker whose toolchain is ready (mounting its
+    /// stacked environment first); tells the waiting ones whose toolchain can no longer come
+    /// (the primary worker is gone) to stop.
+    async fn release_ready(&mut self) {
+        let waiting: Vec<Target> = self
+            .conn_target
+            .values()
+            .filter(|t| !self.released.contains(*t))
+            .cloned()
+            .collect();
+        let primary_alive = self
+            .plan
+            .targets
+            .first()
+            .is_some_and(|p| self.running.contains_key(&p.target));
+        for target in waiting {
+            let ready = self.is_primary(&target) || self.cp.tuple_ready(&target.tuple);
+            if ready && !self.stopping {
+                self.released.insert(target.clone());
+                let steps = match self.mount_secondary(&target) {
+                    Ok(()) => self
+                        .cp
+                        .target(&target)
+                        .map(|r| r.pending_steps())
+                        .unwrap_or_default(),
+                    Err(e) => {
+                        self.ui
+                            .say(&format!("cannot mount the environment of {target}: {e:#}"));
+                        Vec::new()
+                    }
+                };
+                let msg = if steps.is_empty() {
+                    SupervisorMsg::Stop
+                } else {
+                    SupervisorMsg::Start { steps }
+                };
+                self.send(&target, &msg).await;
+            } else if !primary_alive || self.stopping {
+                self.released.insert(target.clone());
+                self.send(&target, &SupervisorMsg::Stop).await;
             }
         }
     }
@@ -324,7 +405,6 @@ impl Supervisor {
     }
 
     fn start(&mut self, target: &Target) -> anyhow::Result<()> {
-        self.mount_secondary(target)?;
         let mut child = spawn::worker(&self.run_dir, target, 120, 40, self.out_tx.clone())
             .with_context(|| format!("starting the worker of {target}"))?;
         let pid = child.id().unwrap_or(0);
@@ -431,13 +511,6 @@ impl Supervisor {
     async fn worker_msg(&mut self, id: u64, msg: WorkerMsg) {
         if let WorkerMsg::Hello { target, .. } = &msg {
             self.conn_target.insert(id, target.clone());
-            let steps = self
-                .cp
-                .target(target)
-                .map(|r| r.pending_steps())
-                .unwrap_or_default();
-            let target = target.clone();
-            self.send(&target, &SupervisorMsg::Start { steps }).await;
             return;
         }
         let Some(target) = self.conn_target.get(&id).cloned() else {
@@ -516,56 +589,6 @@ impl Supervisor {
         }
     }
 
-    async fn archive(&mut self) -> anyhow::Result<PathBuf> {
-        // Targets finished in an earlier session of a resumed run are not mounted yet.
-        let targets: Vec<Target> = self.plan.targets.iter().map(|t| t.target.clone()).collect();
-        for t in &targets {
-            self.mount_secondary(t)?;
-        }
-        let entries = self.plan.layout.archive_entries();
-        self.mount(&entries)?;
-        let world = self
-            .plan
-            .layout
-            .primary_root()
-            .join("var/lib/portage/world");
-        let saved = self.plan.layout.host_conf.join("worlds/base");
-        if world.is_file() {
-            std::fs::copy(&world, &saved)
-                .with_context(|| format!("saving the host world back to {}", saved.display()))?;
-        }
-        let make_conf = self.plan.layout.host_conf.join("target-portage/make.conf");
-        if let Ok(text) = std::fs::read_to_string(&make_conf) {
-            let kept = crate::recipe::strip_run_lines(&text);
-            if kept != text {
-                std::fs::write(&make_conf, kept).with_context(|| {
-                    format!(
-                        "removing the run's GENTOO_MIRRORS from {}",
-                        make_conf.display()
-                    )
-                })?;
-            }
-        }
-        let source = self.plan.layout.m_dir.join("b");
-        let tree = self.plan.tree.clone();
-        let date = self.plan.date.clone();
-        let opts = self.plan.archive.clone();
-        let jobs = self.plan.jobs;
-        self.ui.say(&format!(
-            "archiving the environment into {}/history ({} {})",
-            tree.display(),
-            opts.compressor,
-            opts.level.map(|l| l.to_string()).unwrap_or_default()
-        ));
-        let out = tokio::task::spawn_blocking(move || {
-            crate::history::archive(&source, &tree, &date, &opts, jobs)
-        })
-        .await
-        .context("the archive task failed")?
-        .map_err(|e| anyhow::anyhow!(e))?;
-        Ok(out)
-    }
-
     async fn finish(mut self) -> anyhow::Result<i32> {
         let mut code = if self.stopping { 130 } else { 1 };
         if !self.stopping && self.cp.all_done() {
@@ -616,7 +639,7 @@ impl Supervisor {
                 .display()
                 .to_string()
         });
-        println!("\n{table}");
+        self.ui.raw(&format!("\n{table}"));
         if code != 0 {
             self.ui.say(&format!(
                 "run {} {result}; logs in {}/logs; continue with `build-helper run {} --resume {}`",

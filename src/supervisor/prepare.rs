@@ -53,18 +53,7 @@ pub fn unfinished_runs(tree: &Path) -> Vec<PathBuf> {
 
 fn existing_run(tree: &Path, name: Option<&str>) -> anyhow::Result<PathBuf> {
     match name {
-        Some(name) => {
-            let dir = plan::run_dir(tree, name);
-            if dir.join("plan.json").is_file() {
-                Ok(dir)
-            } else {
-                Err(UsageError(format!(
-                    "run `{name}` does not exist in {}: see `build-helper status` for the runs",
-                    tree.join("work").display()
-                ))
-                .into())
-            }
-        }
+        Some(name) => crate::commands::run_named(tree, name),
         None => unfinished_runs(tree).pop().ok_or_else(|| {
             UsageError(format!(
                 "no unfinished run in {} to continue; start one with `build-helper run STARTER`",
@@ -126,7 +115,10 @@ pub fn prepare(starter: &Starter, history: &HistorySel, mode: &Mode) -> anyhow::
 
 /// Enters a private mount namespace whose mounts never propagate to the build machine
 /// (catalyst does the same), so every mount of the run disappears with its last process.
-/// Must be called while the process is single-threaded.
+/// The new namespace starts with copies of every mount of the machine; copies of other runs'
+/// mount directories (a `--mount-hist` exploration) are detached at once, so this run never
+/// keeps them, or their loop devices, busy. Must be called while the process is
+/// single-threaded.
 ///
 /// Errors: not root, or the kernel refuses.
 pub fn private_namespace() -> anyhow::Result<()> {
@@ -141,5 +133,56 @@ pub fn private_namespace() -> anyhow::Result<()> {
         None::<&str>,
     )
     .context("making / private in the run's mount namespace")?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for m in other_runs(&info) {
+        let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
+    }
     Ok(())
+}
+
+/// The mount directories `<tree>/work/<run>/M` of runs (identified by their mount journal)
+/// that have mounts in a mountinfo text.
+fn other_runs(mountinfo: &str) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    for line in mountinfo.lines() {
+        let Some(mp) = line.split(' ').nth(4) else {
+            continue;
+        };
+        let m = Path::new(mp)
+            .ancestors()
+            .find(|a| {
+                a.file_name().is_some_and(|n| n == "M")
+                    && a.parent()
+                        .is_some_and(|run| crate::mounts::journal::Journal::path(run).is_file())
+            })
+            .map(Path::to_path_buf);
+        if let Some(m) = m {
+            if !out.contains(&m) {
+                out.push(m);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn other_runs_finds_mount_directories_of_runs_with_a_journal() {
+        let tree = tempfile::tempdir().unwrap();
+        let run = tree.path().join("work/a-1");
+        std::fs::create_dir_all(run.join("M")).unwrap();
+        std::fs::write(run.join("journal.json"), b"{}").unwrap();
+        std::fs::create_dir_all(tree.path().join("work/b-2/M")).unwrap();
+        let m = run.join("M");
+        let info = format!(
+            "1 0 0:1 / / rw - ext4 /dev/vda rw\n\
+             2 1 0:2 / {m} rw - tmpfs tmpfs rw\n\
+             3 2 0:3 / {m}/m/proc rw - proc proc rw\n\
+             4 1 0:4 / {other}/M/m rw - overlay overlay rw\n",
+            m = m.display(),
+            other = tree.path().join("work/b-2").display()
+        );
+        assert_eq!(super::other_runs(&info), [m]);
+    }
 }

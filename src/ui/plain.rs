@@ -43,6 +43,12 @@ impl Plain {
         }
     }
 
+    /// Text as it is (a table); write errors (a closed pipe) are ignored, never a panic.
+    pub fn raw(&self, text: &str) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{text}");
+    }
+
     /// A supervisor message.
     pub fn say(&self, text: &str) {
         let mut out = std::io::stdout().lock();

@@ -25,8 +25,11 @@ use std::sync::{Arc, Mutex};
 use anyhow::{anyhow, bail, Context};
 
 use crate::config::Target;
-use crate::engine::protocol::{encode, SupervisorMsg, WorkerMsg, SOCKET};
+use crate::engine::protocol::{encode, socket_path, SupervisorMsg, WorkerMsg};
 use crate::plan::Plan;
+
+/// Exit code of a worker told to stop before its first step.
+pub const NOT_STARTED: i32 = 3;
 
 /// Process group of the running step (0 when none); read by the signal handler.
 static STEP_PGID: AtomicI32 = AtomicI32::new(0);
@@ -104,7 +107,7 @@ pub fn main(run_dir: &Path, target: &Target) -> anyhow::Result<i32> {
         .ok_or_else(|| anyhow!("target {target} is not in {}", plan_path.display()))?
         .clone();
 
-    let socket = run_dir.join(SOCKET);
+    let socket = socket_path(run_dir);
     let stream = UnixStream::connect(&socket)
         .with_context(|| format!("connecting to the supervisor at {}", socket.display()))?;
     let reader = stream
@@ -132,8 +135,10 @@ pub fn main(run_dir: &Path, target: &Target) -> anyhow::Result<i32> {
         target: target.clone(),
         pid: std::process::id(),
     });
+    // A secondary target's worker waits here until its tuple's toolchain is ready.
     let steps = match rx.recv() {
         Ok(SupervisorMsg::Start { steps }) => steps,
+        Ok(SupervisorMsg::Stop) => return Ok(NOT_STARTED),
         Ok(other) => bail!("unexpected first message from the supervisor: {other:?}"),
         Err(_) => supervisor_gone(),
     };
@@ -185,7 +190,8 @@ pub fn main(run_dir: &Path, target: &Target) -> anyhow::Result<i32> {
             duration_ms: outcome.duration_ms,
         });
         if outcome.exit_code != 0 {
-            println!(
+            let _ = writeln!(
+                std::io::stdout(),
                 "build-helper: step {name} of {target} failed (exit {}); log: {}",
                 outcome.exit_code,
                 log_path.display()

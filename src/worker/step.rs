@@ -29,8 +29,11 @@ fn stamp() -> String {
 }
 
 fn log_line(log: &Mutex<File>, line: &str) {
-    print!("{line}");
-    let _ = std::io::stdout().flush();
+    // The terminal may be gone (supervisor died): never panic on a failed write.
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(line.as_bytes());
+    let _ = out.flush();
+    drop(out);
     if let Ok(mut f) = log.lock() {
         let _ = f.write_all(line.as_bytes());
     }

@@ -98,7 +98,18 @@ impl Tree {
         out
     }
 
-    /// The only run directory under work/.
+    /// `build-helper run starters/demo.toml --ui plain EXTRA...` with `env`; then waits a
+    /// second, since runs are named by the second they start.
+    pub fn run_demo(&self, extra: &[&str], env: &[(&str, &str)]) -> Output {
+        let starter = self.starter();
+        let mut args = vec!["run", starter.to_str().unwrap(), "--ui", "plain"];
+        args.extend(extra);
+        let out = self.bh(&args, env);
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        out
+    }
+
+    /// The newest run directory under work/.
     pub fn run_dir(&self) -> PathBuf {
         let mut runs: Vec<PathBuf> = std::fs::read_dir(self.path().join("work"))
             .unwrap()

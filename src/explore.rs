@@ -1,0 +1,187 @@
+//! Exploring a saved history by hand: `run STARTER --mount-hist` mounts the chosen history
+//! and every target's stacked overlay exactly as a build would, but in the build machine's
+//! own mount namespace so the user can look around, and exits; `shell RUN [TARGET]` opens a
+//! shell inside a mounted environment (a `--mount-hist` one, or a running build's, by
+//! joining its private namespace); `umount RUN` takes either down.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::Context;
+
+use crate::config::Target;
+use crate::error::UsageError;
+use crate::mounts::{self, journal::Journal, mounts_under};
+use crate::plan::{self, Plan};
+use crate::starter::Starter;
+use crate::sys::LinuxSys;
+
+/// Mounts the starter's history (and every target's overlay) for exploration; prints where
+/// each environment is and how to enter and unmount it. Returns the run id.
+///
+/// Errors: [`UsageError`] when there is no history or the configuration is bad; mount
+/// errors (everything mounted so far is taken down again).
+pub fn mount_hist(starter: &Starter) -> anyhow::Result<String> {
+    let hist = crate::history::resolve(&starter.tree, &starter.options.history)
+        .map_err(UsageError)?
+        .ok_or_else(|| {
+            UsageError(format!(
+                "--mount-hist: there is no history in {} to mount; a build makes one",
+                starter.tree.join("history").display()
+            ))
+        })?;
+    let plan = plan::build(starter, &plan::date_now(), Some(hist))
+        .map_err(|e| UsageError(e.to_string()))?;
+    let run_dir = plan.run_dir();
+    std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+    let json = serde_json::to_vec_pretty(&plan).context("encoding the plan")?;
+    crate::fsutil::write_atomic(&run_dir.join("plan.json"), &json)?;
+    let layout = &plan.layout;
+    let mut journal = Journal {
+        m_dir: layout.m_dir.clone(),
+        pid: std::process::id(),
+        host_namespace: true,
+        mounts: Vec::new(),
+    };
+    let mut entries = layout.base_entries();
+    entries.extend(layout.primary_entries());
+    for t in layout.targets.iter().skip(1) {
+        entries.extend(layout.secondary_entries(t));
+    }
+    let result = (|| -> anyhow::Result<()> {
+        for dir in layout.source_dirs() {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        mounts::apply(&LinuxSys, &layout.m_dir, &entries, &mut journal, &run_dir)?;
+        let root = layout.primary_root();
+        if !(root.join("etc").is_dir() && root.join("bin/sh").exists()) {
+            let history = layout
+                .history
+                .as_ref()
+                .map(|(p, _)| p.display().to_string());
+            return Err(UsageError(format!(
+                "history {} cannot be used: it holds no root filesystem (no etc/ or bin/sh); \
+                 it may be corrupt: pick another with --history",
+                history.unwrap_or_default()
+            ))
+            .into());
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = mounts::teardown(&LinuxSys, &layout.m_dir, false);
+        let _ = Journal::remove(&run_dir);
+        return Err(e);
+    }
+    let history = layout
+        .history
+        .as_ref()
+        .map(|(p, _)| p.display().to_string())
+        .unwrap_or_default();
+    let count = std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|info| mounts_under(&info, &layout.m_dir).len())
+        .unwrap_or(0);
+    println!(
+        "history {history} is mounted for exploration as run {} ({count} mounts, in this \
+         machine's mount namespace)",
+        plan.run_id
+    );
+    for t in &plan.targets {
+        println!("  {}: {}", t.target, t.root.display());
+        println!(
+            "      enter:   build-helper shell {} {}",
+            plan.run_id, t.target
+        );
+    }
+    println!(
+        "changes go to the overlays' upper directories under {}, not into the history",
+        layout.data_dir.display()
+    );
+    println!("unmount:   build-helper umount {}", plan.run_id);
+    Ok(plan.run_id)
+}
+
+fn is_mounted(pid: Option<u32>, path: &Path) -> bool {
+    let file = match pid {
+        Some(pid) => format!("/proc/{pid}/mountinfo"),
+        None => "/proc/self/mountinfo".to_string(),
+    };
+    std::fs::read_to_string(file)
+        .is_ok_and(|info| mounts_under(&info, path).iter().any(|m| m == path))
+}
+
+/// Opens a shell (the environment's `/bin/bash`, else `/bin/sh`) chrooted in `target`'s
+/// environment of run `run` with the plan's step environment; `args` go to the shell (e.g.
+/// `-c 'ls /usr'`). Returns the shell's exit status.
+///
+/// Errors: [`UsageError`] for an unknown run or target, or an environment that is not
+/// mounted; joining a build's namespace or starting the shell failed.
+pub fn shell(tree: &Path, run: &str, target: Option<&str>, args: &[String]) -> anyhow::Result<i32> {
+    let run_dir = plan::run_dir(tree, run);
+    let plan: Plan = crate::commands::load_plan(&run_dir).map_err(|e| {
+        UsageError(format!(
+            "run `{run}` cannot be entered ({e:#}); `build-helper status --tree {}` lists the runs",
+            tree.display()
+        ))
+    })?;
+    let target = match target {
+        Some(t) => Target::parse(t).map_err(|e| UsageError(e.to_string()))?,
+        None => plan
+            .targets
+            .first()
+            .map(|t| t.target.clone())
+            .context("the plan has no target")?,
+    };
+    let tp = plan
+        .target(&target)
+        .ok_or_else(|| UsageError(format!("run `{run}` has no target {target}")))?;
+    let journal = Journal::load(&run_dir).map_err(UsageError)?.ok_or_else(|| {
+        UsageError(format!(
+            "run `{run}` is not mounted: mount its history with `build-helper run STARTER --mount-hist`"
+        ))
+    })?;
+    // A build mounts in its own namespace: join it (setns needs a single-threaded caller).
+    let ns_pid = (!journal.host_namespace).then_some(journal.pid);
+    let proc_dir = tp.root.join("proc");
+    if !is_mounted(ns_pid, &proc_dir) {
+        return Err(UsageError(format!(
+            "the environment of {target} in run `{run}` is not mounted ({} has no proc); mount \
+             it with `build-helper run STARTER --mount-hist` or start the run",
+            tp.root.display()
+        ))
+        .into());
+    }
+    if let Some(pid) = ns_pid {
+        let ns = std::fs::File::open(format!("/proc/{pid}/ns/mnt"))
+            .with_context(|| format!("opening the mount namespace of run {run} (pid {pid})"))?;
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNS)
+            .with_context(|| format!("joining the mount namespace of run {run}"))?;
+    }
+    let shell: PathBuf = ["bin/bash", "bin/sh"]
+        .iter()
+        .map(|s| tp.root.join(s))
+        .find(|p| p.exists())
+        .map(|p| PathBuf::from("/").join(p.strip_prefix(&tp.root).unwrap_or(&p)))
+        .ok_or_else(|| UsageError(format!("{} has no /bin/sh", tp.root.display())))?;
+    let root = tp.root.clone();
+    let mut cmd = Command::new(&shell);
+    cmd.args(args)
+        .env_clear()
+        .envs(&tp.env)
+        .env("BUILD_HELPER_STEP", "shell")
+        .env(
+            "TERM",
+            std::env::var("TERM").unwrap_or_else(|_| "linux".into()),
+        );
+    // SAFETY: chroot and chdir are async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            std::os::unix::fs::chroot(&root)?;
+            std::env::set_current_dir("/")
+        });
+    }
+    let status = cmd
+        .status()
+        .with_context(|| format!("starting {} in {}", shell.display(), tp.root.display()))?;
+    Ok(status.code().unwrap_or(1))
+}
