@@ -1,5 +1,6 @@
-//! The real-Portage end-to-end test: the plan's `target-env`, `target-world`, `final-root` and
-//! `world-images` steps of a stage0 target run with REAL emerge (Portage from PyPI) in the
+//! The real-Portage end-to-end tests: the plan's `target-env`, `kernel-sources`,
+//! `target-world`, `target-maintenance`, `final-root` and `world-images` steps of a stage0 and
+//! of a full-stage target run with REAL emerge (Portage from PyPI) in the
 //! Debian stand-in stage3 of scripts/portage-stage3.sh, with the test ebuild repository of
 //! tests/e2e/portage-tree. It checks that binary packages are really built into the target's
 //! package directory, that the final root is installed from them (`-K`, INSTALL_MASK on), and
@@ -17,6 +18,16 @@ use crate::common::*;
 
 /// The stage0 target, whose configuration also holds the test ebuild repository.
 const TARGET: &str = "x86_64-unknown-linux-musl.portage";
+/// The planned steps run with real emerge, in plan order (target-sync needs a synced tree,
+/// target-libc a libc and pam-bootstrap pam: the test repository has none of them).
+const STEPS: [&str; 6] = [
+    "target-env",
+    "kernel-sources",
+    "target-world",
+    "target-maintenance",
+    "final-root",
+    "world-images",
+];
 /// The full-stage (`@system`) target.
 const FULL_TARGET: &str = "x86_64-unknown-linux-musl.portagefull";
 
@@ -114,8 +125,8 @@ struct Built {
     outputs: BTreeMap<&'static str, String>,
 }
 
-/// Plans `starters/<starter>` of tests/e2e/portage-tree and runs the target's target-env,
-/// target-world, final-root and world-images steps with real emerge; `repo_of` names the
+/// Plans `starters/<starter>` of tests/e2e/portage-tree and runs the target's [`STEPS`]
+/// with real emerge; `repo_of` names the
 /// configuration holding the test ebuild repository.
 fn build(stage3: &Path, starter: &str, target: &str, repo_of: &str) -> Built {
     let work = tempfile::Builder::new()
@@ -166,7 +177,7 @@ fn build(stage3: &Path, starter: &str, target: &str, repo_of: &str) -> Built {
     let repo = tree.join(format!("configs/{repo_of}/repos/bhtest"));
     let (up, mnt) = (work.path().join("up"), work.path().join("m"));
     let mut outputs = BTreeMap::new();
-    for name in ["target-env", "target-world", "final-root", "world-images"] {
+    for name in STEPS {
         let step = planned["steps"]
             .as_array()
             .unwrap()
