@@ -59,8 +59,19 @@ fi
         s
     }
 
+    /// `world-images`: per world, in tree order, the image directory with its parent chain's
+    /// package database and world file, the base image's `/etc` bound over its own (so
+    /// configuration files land in the base image, as in the original), its packages from
+    /// binary packages only, and its database saved to `$X/pkg.<W>`.
     pub(super) fn world_images(&self) -> String {
         let mut s = String::from(DIRS);
+        if !self.config.worlds.is_empty() {
+            s.push_str(
+                r#"unbind() { if [ -n "${I:-}" ] && mountpoint -q "$I/etc"; then umount "$I/etc"; fi; }
+trap unbind EXIT
+"#,
+            );
+        }
         for w in &self.config.worlds {
             let parent_dir = Self::parent_dir(&w.parent);
             s.push_str(&format!(
@@ -69,6 +80,9 @@ mkdir -p "$I/var/db" "$I/var/lib/portage"
 rm -rf "$I/var/db/pkg"
 cp -a "{db}" "$I/var/db/pkg"
 if [ -f "{parent_dir}/var/lib/portage/world" ]; then cp "{parent_dir}/var/lib/portage/world" "$I/var/lib/portage/world"; fi
+mkdir -p "$I/etc"
+unbind
+mount --bind "$S/etc" "$I/etc"
 "#,
                 name = w.name,
                 db = self.parent_db(&w.parent),
@@ -77,7 +91,7 @@ if [ -f "{parent_dir}/var/lib/portage/world" ]; then cp "{parent_dir}/var/lib/po
                 s.push_str(&format!("FI --root=\"$I\" -uDNKq {}\n", sh_words(&w.atoms)));
             }
             s.push_str(&format!(
-                "FI --root=\"$I\" -q --depclean\nunstray \"$I\"\nrm -rf \"$X/pkg.{name}\"\nmv \"$I/var/db/pkg\" \"$X/pkg.{name}\"\n",
+                "FI --root=\"$I\" -q --depclean\numount \"$I/etc\"\nunstray \"$I\"\nrm -rf \"$X/pkg.{name}\"\nmv \"$I/var/db/pkg\" \"$X/pkg.{name}\"\n",
                 name = w.name
             ));
         }

@@ -266,6 +266,20 @@ fn assert_packages_and_stacked_images(b: &Built) {
     for p in ["libbase", "tool", "baselayout", "libnet", "netd"] {
         assert!(!has(&gui, p), "gui image holds {p}: {gui:?}");
     }
+    // The base image's /etc is bound over each world image's: configuration files of every
+    // world land in the base image.
+    let base = files(&r.join("squashfs"));
+    for p in ["netd", "libnet", "desktop", "libgui"] {
+        let conf = format!("etc/{p}.conf");
+        assert!(
+            base.contains(&conf),
+            "{conf} not in the base image: {base:?}"
+        );
+        assert!(
+            !net.contains(&conf) && !gui.contains(&conf),
+            "{conf} in a world image"
+        );
+    }
     let gui_db = files(&r.join("squashfs.exclude/pkg.gui"));
     for p in [
         "test-base/libbase-1.0/",

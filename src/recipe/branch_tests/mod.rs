@@ -324,6 +324,14 @@ fn world_images_stack_on_their_parent_chain_and_save_their_own_database() {
     assert!(s[office..].contains("cp \"$R/usr/src/squashfs.desktop/var/lib/portage/world\""));
     assert!(s[office..].contains("FI --root=\"$I\" -uDNKq app-office/libreoffice"));
     assert!(s[office..].contains("mv \"$I/var/db/pkg\" \"$X/pkg.office\""));
+    let bind = s[office..]
+        .find("mount --bind \"$S/etc\" \"$I/etc\"")
+        .unwrap();
+    let install = s[office..].find("-uDNKq app-office").unwrap();
+    let unbind = s[office..].find("umount \"$I/etc\"").unwrap();
+    assert!(bind < install && install < unbind);
+    assert!(s.contains("trap unbind EXIT"));
+    assert!(!script(&config(), "world-images").contains("mount --bind"));
     let w = script(&c, "target-world");
     assert!(w.find("x11-base/xorg-server") < w.find("app-office/libreoffice"));
 }

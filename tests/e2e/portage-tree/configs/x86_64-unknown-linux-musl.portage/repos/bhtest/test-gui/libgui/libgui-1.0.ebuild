@@ -9,7 +9,8 @@ KEYWORDS="amd64"
 RDEPEND="test-net/libnet"
 
 src_install() {
-	mkdir -p "${ED}/usr/share/${PN}" "${ED}/usr/share/doc/${PF}" || die
+	mkdir -p "${ED}/usr/share/${PN}" "${ED}/usr/share/doc/${PF}" "${ED}/etc" || die
+	echo "# configuration of ${PN}" > "${ED}/etc/${PN}.conf" || die
 	echo "${CATEGORY}/${PF}" > "${ED}/usr/share/${PN}/${PN}.txt" || die
 	echo "documentation of ${PN}" > "${ED}/usr/share/doc/${PF}/README" || die
 }
