@@ -232,6 +232,7 @@ pub fn build(
                     config::Libc::Musl => "musl".into(),
                     config::Libc::Glibc => "glibc".into(),
                 },
+                rust_clean: c.rust_clean_atoms.clone(),
             });
         }
     }
@@ -240,6 +241,7 @@ pub fn build(
         tuples,
         cpuflags: host.cpuflags,
         rust: host_world_has_rust(&host.world_atoms),
+        gentoo_mirrors: opts.gentoo_mirrors.is_some(),
     };
 
     let mut targets = Vec::new();
@@ -253,6 +255,7 @@ pub fn build(
         steps.extend(recipe::target_steps(&TargetRecipe {
             config: c,
             first_build,
+            gentoo_mirrors: opts.gentoo_mirrors.is_some(),
         }));
         let mut worlds = vec!["base".to_string()];
         worlds.extend(c.worlds.iter().map(|w| w.name.clone()));

@@ -1,7 +1,7 @@
 //! The primary phase (spec/recipe.md steps 1-5): host sync, host portage, host toolchain,
 //! one crossdev toolchain per distinct tuple, rust cross toolchains.
 
-use super::{lib_bits, skeleton_commands, step, Phase, Step};
+use super::{lib_bits, sh_words, skeleton_commands, step, Phase, Step};
 
 /// A distinct target tuple and the build-arch of its first target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,6 +12,9 @@ pub struct TupleInfo {
     pub build_arch: String,
     /// The libc package name of the tuple (`musl` or `glibc`).
     pub libc: String,
+    /// `worlds/rust.clean` of the first target with this tuple: packages installed into the
+    /// skeleton only to build the rust cross toolchain, unmerged afterwards.
+    pub rust_clean: Vec<String>,
 }
 
 /// What the primary phase depends on.
@@ -26,6 +29,10 @@ pub struct HostRecipe {
     /// The host world installs rust (`dev-lang/rust` or `dev-lang/rust-bin`): rust cross
     /// toolchains are built for tuples whose rust target is missing.
     pub rust: bool,
+    /// The starter sets GENTOO_MIRRORS: `host-sync` adds it to the build environment's
+    /// make.conf (the host configuration's) for the run, marked with
+    /// [`super::MIRRORS_MARKER`]; the supervisor removes it at `archive-history`.
+    pub gentoo_mirrors: bool,
 }
 
 const TOOLCHAIN: &str = "sys-kernel/linux-headers sys-devel/binutils sys-devel/gcc virtual/libc";
@@ -33,7 +40,20 @@ const TOOLCHAIN: &str = "sys-kernel/linux-headers sys-devel/binutils sys-devel/g
 const SELECT_NEWEST: &str = r#"newest() { eselect "$1" list | sed -n 's/^ *\[\([0-9]*\)\].*/\1/p' | tail -n 1; }
 "#;
 
-fn host_sync(first: bool) -> String {
+fn host_sync(first: bool, mirrors: bool) -> String {
+    let mut s = String::new();
+    if mirrors {
+        s.push_str(&format!(
+            "sed -i '/ {m}$/d' /etc/portage/make.conf\n\
+             echo \"GENTOO_MIRRORS=\\\"$GENTOO_MIRRORS\\\" {m}\" >> /etc/portage/make.conf\n",
+            m = super::MIRRORS_MARKER
+        ));
+    }
+    s.push_str(&host_sync_body(first));
+    s
+}
+
+fn host_sync_body(first: bool) -> String {
     if first {
         r#"repo=/var/db/repos/crossdev
 mkdir -p "$repo/profiles" "$repo/metadata"
@@ -100,7 +120,9 @@ eselect binutils set "$(newest binutils)"
             ));
         }
     }
-    // Rust cross builds are switched off while @world is rebuilt (spec, host-toolchain).
+    // Rust cross builds are switched off while @world is rebuilt (spec, host-toolchain): all
+    // of them on a first build; on an update only those of tuples whose rust target is still
+    // missing, so a rust rebuilt by the update keeps the cross targets it already has.
     s.push_str(
         r#"rust_env=/etc/portage/env/dev-lang/rust
 restore() { if [ -e "$rust_env.build-helper" ]; then mv "$rust_env.build-helper" "$rust_env"; fi; }
@@ -109,6 +131,25 @@ restore
 if [ -e "$rust_env" ]; then mv "$rust_env" "$rust_env.build-helper"; fi
 "#,
     );
+    if !r.first_build {
+        s.push_str(
+            "if [ -e \"$rust_env.build-helper\" ]; then
+  cp \"$rust_env.build-helper\" \"$rust_env\"
+",
+        );
+        for t in &r.tuples {
+            s.push_str(&format!(
+                "  if {}; then sed -i -e '/:{tuple}:/d' -e '/:{tuple}$/d' \"$rust_env\"; fi
+",
+                rust_target_missing(&t.tuple),
+                tuple = t.tuple
+            ));
+        }
+        s.push_str(
+            "fi
+",
+        );
+    }
     if r.first_build {
         s.push_str("emerge -ekq --with-bdeps=y @world\n");
     } else {
@@ -171,15 +212,21 @@ fn rust_cross(r: &HostRecipe) -> String {
   S=/usr/{tuple}.skeleton
   {tuple}-emerge --root="$S" --sysroot="$S" -1kq virtual/libc sys-devel/gcc dev-libs/openssl
   emerge -1q dev-lang/rust
-  clean=$(grep -v '^#' "$BUILD_CONF/worlds/rust.clean" 2>/dev/null || true)
-  if [ -n "$clean" ]; then {tuple}-emerge --root="$S" --sysroot="$S" -Cq $clean; fi
-  {tuple}-emerge --root="$S" --sysroot="$S" -q --depclean
+{clean}  {tuple}-emerge --root="$S" --sysroot="$S" -q --depclean
   emerge -1kq cross-{tuple}/gcc cross-{tuple}/{libc}
 fi
 announce {tuple}
 "#,
             missing = rust_target_missing(tuple),
-            libc = t.libc
+            libc = t.libc,
+            clean = if t.rust_clean.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "  {tuple}-emerge --root=\"$S\" --sysroot=\"$S\" -Cq {}\n",
+                    sh_words(&t.rust_clean)
+                )
+            },
         ));
     }
     s
@@ -188,7 +235,11 @@ announce {tuple}
 /// The primary phase's steps. `rust-cross` is present only when the host world installs rust.
 pub fn primary_steps(r: &HostRecipe) -> Vec<Step> {
     let mut steps = vec![
-        step("host-sync", Phase::Primary, host_sync(r.first_build)),
+        step(
+            "host-sync",
+            Phase::Primary,
+            host_sync(r.first_build, r.gentoo_mirrors),
+        ),
         step("host-portage", Phase::Primary, host_portage(r.cpuflags)),
         step("host-toolchain", Phase::Primary, host_toolchain(r)),
     ];

@@ -7,13 +7,16 @@
 //! Step names are part of the interface (CLI, checkpoints, logs): see [`PRIMARY_STEPS`] and
 //! [`TARGET_STEPS`].
 
+#[cfg(test)]
+mod branch_tests;
 mod host;
+mod images;
 mod target;
 
 use serde::{Deserialize, Serialize};
 
 pub use host::{primary_steps, HostRecipe, TupleInfo};
-pub use target::{target_steps, TargetRecipe};
+pub use target::{target_steps, TargetRecipe, MIRRORS_MARKER};
 
 /// Steps of the primary phase, in order (run once, in the primary target's chroot).
 pub const PRIMARY_STEPS: [&str; 5] = [
@@ -128,6 +131,14 @@ pub fn skeleton_commands(dir: &str, bits: u32) -> String {
     )
 }
 
+/// `text` (a make.conf) without the lines the run added (those ending in
+/// [`MIRRORS_MARKER`]); other lines are kept byte for byte.
+pub fn strip_run_lines(text: &str) -> String {
+    text.split_inclusive('\n')
+        .filter(|l| !l.trim_end().ends_with(MIRRORS_MARKER))
+        .collect()
+}
+
 /// 64 when the build-arch names a 64-bit architecture (contains `64`), else 32.
 pub fn lib_bits(build_arch: &str) -> u32 {
     if build_arch.contains("64") {
@@ -147,6 +158,12 @@ mod tests {
         assert_eq!(sh_quote(">=a/b-1"), "'>=a/b-1'");
         assert_eq!(sh_quote("it's"), r"'it'\''s'");
         assert_eq!(sh_quote(""), "''");
+    }
+
+    #[test]
+    fn strip_run_lines_removes_only_the_marked_line() {
+        let text = format!("A=1\nGENTOO_MIRRORS=\"x\" {MIRRORS_MARKER}\nB=2");
+        assert_eq!(strip_run_lines(&text), "A=1\nB=2");
     }
 
     #[test]

@@ -1,8 +1,10 @@
-//! The target phase (spec/recipe.md steps 6-18): one target's installation, from its cross
-//! root to the collected artifacts. `$R` is the target's cross root, `$S` its base image
-//! directory, `$X` what stays out of the images, `$K` its kernel sources, `$F` its initramfs.
+//! The first half of the target phase (spec/recipe.md steps 6-12): one target's cross root,
+//! from the crossdev skeleton to its built world; the rest is in [`super::images`]. `$R` is
+//! the target's cross root, `$S` its base image directory, `$X` what stays out of the images,
+//! `$K` its kernel sources, `$F` its initramfs, `$KI` the kept kernel image, `$KB` the kept
+//! raspberry pi boot files (dtbs, overlays).
 
-use super::{lib_bits, sh_words, skeleton_commands, step, Phase, Step};
+use super::{sh_words, step, Phase, Step};
 use crate::config::{BoxKind, Libc, TargetConfig};
 
 /// Kernel packages whose sources are built here (target-config.md, linux.config).
@@ -19,13 +21,22 @@ pub struct TargetRecipe<'a> {
     pub config: &'a TargetConfig,
     /// No history was mounted.
     pub first_build: bool,
+    /// The starter sets GENTOO_MIRRORS: the target-portage make.conf gets a
+    /// `GENTOO_MIRRORS="$GENTOO_MIRRORS"` line for the run (added in `target-env`, removed in
+    /// `collect`, spec/recipe.md "Environment").
+    pub gentoo_mirrors: bool,
 }
 
-const DIRS: &str = r#"S="$R/usr/src/squashfs"
+/// The marker ending the make.conf line that [`TargetRecipe`] adds for GENTOO_MIRRORS, so
+/// it (and only it) can be removed again.
+pub const MIRRORS_MARKER: &str = "# build-helper: this run only";
+
+pub(super) const DIRS: &str = r#"S="$R/usr/src/squashfs"
 X="$R/usr/src/squashfs.exclude"
 K="$R/usr/src/linux"
 F="$R/usr/src/initramfs"
 KI="$R/usr/src/kernel-image"
+KB="$R/usr/src/kernel-boot"
 kmake() { make -C "$K" ARCH="$BUILD_ARCH" CROSS_COMPILE="$CROSSDEV_TARGET-" "$@"; }
 FI() { FEATURES=-collision-protect "$CROSSDEV_TARGET-emerge" --config-root="$S" "$@"; }
 nodes() {
@@ -39,14 +50,16 @@ unstray() { if [ -d "$1$R" ]; then cp -a "$1$R/." "$1/"; rm -rf "$1/usr/$CROSSDE
 "#;
 
 impl TargetRecipe<'_> {
-    fn source_kernel(&self) -> bool {
+    /// The kernel package is built from sources here (full `.config`).
+    pub(super) fn source_kernel(&self) -> bool {
         self.config
             .kernel_package
             .as_deref()
             .is_some_and(|k| SOURCE_KERNELS.contains(&k))
     }
 
-    fn dist_kernel(&self) -> bool {
+    /// The kernel package is `gentoo-kernel` (a config.d fragment).
+    pub(super) fn dist_kernel(&self) -> bool {
         self.config.kernel_package.as_deref() == Some("sys-kernel/gentoo-kernel")
     }
 
@@ -57,7 +70,7 @@ impl TargetRecipe<'_> {
         }
     }
 
-    fn box_package(&self) -> (&'static str, &'static str) {
+    pub(super) fn box_package(&self) -> (&'static str, &'static str) {
         match self.config.box_kind {
             BoxKind::Toybox => ("sys-apps/toybox", "toybox"),
             BoxKind::Busybox => ("sys-apps/busybox", "busybox"),
@@ -65,7 +78,7 @@ impl TargetRecipe<'_> {
     }
 
     /// The path of the built kernel image below `$K`, by build-arch.
-    fn kernel_image(&self) -> &'static str {
+    pub(super) fn kernel_image(&self) -> &'static str {
         match self.config.build_arch.as_str() {
             "x86_64" | "x86" | "i386" => "arch/x86/boot/bzImage",
             "arm64" => "arch/arm64/boot/Image",
@@ -88,7 +101,7 @@ impl TargetRecipe<'_> {
         }
     }
 
-    fn parent_db(&self, parent: &str) -> String {
+    pub(super) fn parent_db(&self, parent: &str) -> String {
         if parent == "base" {
             if self.config.stage0 {
                 "$X/pkg.base".into()
@@ -100,7 +113,7 @@ impl TargetRecipe<'_> {
         }
     }
 
-    fn parent_dir(parent: &str) -> String {
+    pub(super) fn parent_dir(parent: &str) -> String {
         if parent == "base" {
             "$S".into()
         } else {
@@ -122,15 +135,56 @@ ln -sfn "$BUILD_PKGS" "$R/packages"
 ln -sfn "$CROSSDEV_TARGET.$BUILD_NAME" "/usr/$CROSSDEV_TARGET"
 "#,
         );
-        if self.config.target.name.contains("native") {
+        if self.native() {
             s.push_str(
-                r#"if [ "$CROSSDEV_TARGET" = "$(portageq envvar CHOST)" ]; then
+                r#"if [ "$native" = yes ]; then
+  mkdir -p "$BUILD_CONF/target-portage/package.use"
   echo "*/* $(cpuid2cpuflags)" > "$BUILD_CONF/target-portage/package.use/00cpu-flags-native"
 fi
 "#,
             );
         }
+        if self.config.stage0 && self.config.full_box_config {
+            let name = self.config.box_kind.name();
+            s.push_str(&format!(
+                "mkdir -p \"$BUILD_CONF/target-portage/savedconfig/sys-apps\"\n\
+                 cp \"$BUILD_CONF/{name}.config\" \"$BUILD_CONF/target-portage/savedconfig/sys-apps/{name}\"\n"
+            ));
+        }
+        if self.gentoo_mirrors {
+            s.push_str(&format!(
+                "sed -i '/ {MIRRORS_MARKER}$/d' \"$BUILD_CONF/target-portage/make.conf\"\n\
+                 echo \"GENTOO_MIRRORS=\\\"$GENTOO_MIRRORS\\\" {MIRRORS_MARKER}\" >> \"$BUILD_CONF/target-portage/make.conf\"\n"
+            ));
+        }
         s
+    }
+
+    /// The build name asks for a native build (contains `native`).
+    fn native(&self) -> bool {
+        self.config.target.name.contains("native")
+    }
+
+    /// What every target step starts with: the VIDEO_CARDS decision of `target-env`. A
+    /// native build (name contains `native`) of the host's architecture gets
+    /// VIDEO_CARDS from the starter's VIDEO_CARDS_NATIVE and LLVM_TARGETS=AMDGPU when amdgpu
+    /// is among them; every other build runs with VIDEO_CARDS unset. Exported in each step
+    /// because every step is its own process.
+    pub(super) fn video_cards(&self) -> String {
+        if self.native() {
+            r#"native=no
+if [ "${CROSSDEV_TARGET%%-*}" = "$(portageq envvar CHOST | cut -d- -f1)" ]; then native=yes; fi
+if [ "$native" = yes ]; then
+  export VIDEO_CARDS="${VIDEO_CARDS_NATIVE:-}"
+  case " $VIDEO_CARDS " in *" amdgpu "*) export LLVM_TARGETS=AMDGPU ;; esac
+else
+  unset VIDEO_CARDS
+fi
+"#
+            .into()
+        } else {
+            "unset VIDEO_CARDS\n".into()
+        }
     }
 
     fn target_libc(&self) -> String {
@@ -249,235 +303,27 @@ fi
         s.push_str("E -q --depclean\nE -q @preserved-rebuild\nE -q @module-rebuild\n");
         s
     }
-
-    fn final_root(&self) -> String {
-        let mut s = String::from(DIRS);
-        s.push_str("if [ ! -d \"$S/usr\" ]; then\n");
-        for line in skeleton_commands("\"$S\"", lib_bits(&self.config.build_arch)).lines() {
-            s.push_str(&format!("  {line}\n"));
-        }
-        s.push_str("fi\nmkdir -p \"$S/etc\" \"$X\"\n");
-        if self.config.stage0 {
-            s.push_str(
-                r#"install_mask_on
-if [ -d "$X/pkg.base" ] && [ ! -d "$S/var/db/pkg" ]; then mkdir -p "$S/var/db"; mv "$X/pkg.base" "$S/var/db/pkg"; fi
-"#,
-            );
-        }
-        s.push_str(
-            r#"rm -rf "$S/etc/portage"
-cp -a "$BUILD_CONF/target-portage" "$S/etc/portage"
-PORTAGE_CONFIGROOT="$R" ROOT="$R" emaint binhost -f
-FI --root="$S" -uDNKq sys-apps/baselayout
-"#,
-        );
-        if !self.config.base_atoms.is_empty() {
-            s.push_str(&format!(
-                "FI --root=\"$S\" -uDNKq {}\n",
-                sh_words(&self.config.base_atoms)
-            ));
-        }
-        s.push_str(
-            r#"FI --root="$S" -q --depclean
-mkdir -p "$S/dev" "$S/home" "$S/media" "$S/mnt" "$S/opt" "$S/proc" "$S/sys"
-nodes "$S"
-unstray "$S"
-if [ -d "$S/lib/modules" ]; then
-  newest=$(ls "$S/lib/modules" | sort -V | tail -n 1)
-  for m in "$S"/lib/modules/*; do
-    if [ "$(basename "$m")" != "$newest" ]; then
-      mkdir -p "$X/modules"
-      rm -rf "$X/modules/$(basename "$m")"
-      mv "$m" "$X/modules/"
-    fi
-  done
-fi
-"#,
-        );
-        if self.config.stage0 {
-            s.push_str(
-                "if [ -d \"$S/var/db/pkg\" ]; then rm -rf \"$X/pkg.base\"; mv \"$S/var/db/pkg\" \"$X/pkg.base\"; fi\n",
-            );
-        }
-        s
-    }
-
-    fn world_images(&self) -> String {
-        let mut s = String::from(DIRS);
-        for w in &self.config.worlds {
-            let parent_dir = Self::parent_dir(&w.parent);
-            s.push_str(&format!(
-                r#"I="$R/usr/src/squashfs.{name}"
-mkdir -p "$I/var/db" "$I/var/lib/portage"
-rm -rf "$I/var/db/pkg"
-cp -a "{db}" "$I/var/db/pkg"
-if [ -f "{parent_dir}/var/lib/portage/world" ]; then cp "{parent_dir}/var/lib/portage/world" "$I/var/lib/portage/world"; fi
-"#,
-                name = w.name,
-                db = self.parent_db(&w.parent),
-            ));
-            if !w.atoms.is_empty() {
-                s.push_str(&format!("FI --root=\"$I\" -uDNKq {}\n", sh_words(&w.atoms)));
-            }
-            s.push_str(&format!(
-                "FI --root=\"$I\" -q --depclean\nunstray \"$I\"\nrm -rf \"$X/pkg.{name}\"\nmv \"$I/var/db/pkg\" \"$X/pkg.{name}\"\n",
-                name = w.name
-            ));
-        }
-        s
-    }
-
-    fn initramfs(&self) -> String {
-        let (pkg, name) = self.box_package();
-        let mut s = String::from(DIRS);
-        s.push_str(&format!(
-            r#"rm -rf "$F"
-cp -a "$BUILD_CONF/initramfs" "$F"
-B="/var/tmp/build-helper/{name}.$CROSSDEV_TARGET.$BUILD_NAME"
-rm -rf "$B"
-mkdir -p "$B/root" "$B/pkgs" "$B/etc/portage"
-cp -a "$BUILD_CONF/target-portage/." "$B/etc/portage/"
-mkdir -p "$B/etc/portage/savedconfig/sys-apps"
-cp "$BUILD_CONF/{name}-mini.config" "$B/etc/portage/savedconfig/sys-apps/{name}"
-USE="static savedconfig" PKGDIR="$B/pkgs" "$CROSSDEV_TARGET-emerge" --root="$B/root" --sysroot="$R" --config-root="$B" --buildpkg=n -1q --nodeps {pkg}
-mkdir -p "$F/bin"
-for d in bin sbin usr/bin usr/sbin; do
-  if [ -d "$B/root/$d" ]; then cp -a "$B/root/$d/." "$F/bin/"; fi
-done
-nodes "$F"
-rm -rf "$B"
-"#
-        ));
-        s
-    }
-
-    fn kernel(&self) -> String {
-        let mut s = String::from(DIRS);
-        if self.source_kernel() {
-            s.push_str(
-                "kmake -j\"$BUILD_JOBS\"\nkmake modules_install INSTALL_MOD_PATH=\"$S\" INSTALL_MOD_STRIP=1\n",
-            );
-        } else {
-            s.push_str(
-                r#"newest=$(ls "$R/lib/modules" 2>/dev/null | sort -V | tail -n 1)
-if [ -n "$newest" ]; then
-  mkdir -p "$S/lib/modules"
-  rm -rf "$S/lib/modules/$newest"
-  cp -a "$R/lib/modules/$newest" "$S/lib/modules/"
-fi
-"#,
-            );
-        }
-        s
-    }
-
-    fn images(&self) -> String {
-        let c = self.config;
-        let mut s = String::from(DIRS);
-        s.push_str("O=\"$R/usr/src/out\"\nrm -rf \"$O\"\nmkdir -p \"$O\" \"$F\"\n");
-        if self.first_build && c.base_patch {
-            s.push_str("(cd \"$S\" && patch -p0 < \"$BUILD_CONF/base.patch\")\n");
-        }
-        let pack = "gensquashfs -f -j \"$BUILD_JOBS\" -c zstd -D";
-        let base_out = if c.split_base {
-            "\"$O/base-$BUILD_DATE\""
-        } else {
-            "\"$F/base.sqfs\""
-        };
-        s.push_str(&format!("{pack} \"$S\" {base_out}\n"));
-        for w in &c.worlds {
-            let out = if c.split_extra {
-                format!("\"$O/{}-$BUILD_DATE\"", w.name)
-            } else {
-                format!("\"$F/{}.sqfs\"", w.name)
-            };
-            s.push_str(&format!(
-                "{pack} \"$R/usr/src/squashfs.{}\" {out}\n",
-                w.name
-            ));
-        }
-        if c.split_initramfs {
-            let compress = if c.build_arch == "m68k" {
-                "cat"
-            } else {
-                "gzip -9"
-            };
-            s.push_str(&format!(
-                r#"for lib in "$R"/usr/lib/libc.so "$R"/usr/lib/ld-musl-*.so.1 "$R"/usr/lib/libatomic.so* "$R"/usr/lib/libcrypto.so* "$R"/usr/lib/libssl.so*; do
-  if [ -e "$lib" ]; then mkdir -p "$F/lib"; cp -a "$lib" "$F/lib/"; fi
-done
-ver=$(ls "$S/lib/modules" 2>/dev/null | sort -V | tail -n 1)
-if [ -n "$ver" ]; then
-  for m in loop virtio virtio_blk virtio_pci 9p 9pnet_virtio squashfs overlay vfat fat; do
-    find "$S/lib/modules/$ver" -name "$m.ko*" -exec sh -c 'mkdir -p "$1/$(dirname "${{2#$3/}}")" && cp "$2" "$1/$(dirname "${{2#$3/}}")/"' _ "$F" {{}} "$S" \;
-  done
-  depmod -b "$F" "$ver" || true
-fi
-(cd "$F" && find . | cpio -o -H newc | {compress} > "$O/initramfs-$BUILD_DATE")
-"#
-            ));
-        } else if self.source_kernel() {
-            s.push_str("kmake -j\"$BUILD_JOBS\"\n");
-        }
-        // The kernel image is kept for `collect` before `make mrproper` cleans the sources.
-        let image = if self.source_kernel() {
-            format!("\"$K/{}\"", self.kernel_image())
-        } else {
-            "\"$(ls \"$R\"/boot/vmlinuz-* \"$R\"/boot/kernel-* 2>/dev/null | sort -V | tail -n 1)\""
-                .to_string()
-        };
-        s.push_str(&format!("cp {image} \"$KI\"\n"));
-        if c.stage0 {
-            s.push_str("install_mask_off\n");
-        }
-        if self.source_kernel() && !c.skip_mrproper {
-            s.push_str(
-                "cp \"$K/.config\" \"$K/.config.build-helper\"\nkmake mrproper\nmv \"$K/.config.build-helper\" \"$K/.config\"\n",
-            );
-        }
-        s
-    }
-
-    fn collect(&self) -> String {
-        let mut s = String::from(DIRS);
-        s.push_str(
-            r#"O="$R/usr/src/out"
-D="$BUILD_DEST"
-mkdir -p "$D"
-rm -rf "$D/EFI" "$D/.EFI.partial"
-mkdir -p "$D/.EFI.partial/boot"
-if [ -d "$O" ]; then cp -a "$O/." "$D/"; fi
-"#,
-        );
-        if self.config.build_arch == "m68k" {
-            s.push_str(
-                "cp \"$KI\" \"$D/kernel\"\nln -sfn ../../kernel \"$D/.EFI.partial/boot/bootx64.efi\"\n",
-            );
-        } else {
-            s.push_str("cp \"$KI\" \"$D/.EFI.partial/boot/bootx64.efi\"\n");
-        }
-        s.push_str("mv \"$D/.EFI.partial\" \"$D/EFI\"\n");
-        s
-    }
 }
 
 /// The target phase's steps for one target, in [`super::TARGET_STEPS`] order.
 pub fn target_steps(r: &TargetRecipe<'_>) -> Vec<Step> {
-    let mut sync = step("target-sync", Phase::Target, "E --sync\n".to_string());
+    let video = r.video_cards();
+    let mk = |name: &str, body: String| step(name, Phase::Target, format!("{video}{body}"));
+    let mut sync = mk("target-sync", "E --sync\n".to_string());
     sync.sync_lock = true;
     vec![
-        step("target-env", Phase::Target, r.target_env()),
+        mk("target-env", r.target_env()),
         sync,
-        step("target-libc", Phase::Target, r.target_libc()),
-        step("kernel-sources", Phase::Target, r.kernel_sources()),
-        step("pam-bootstrap", Phase::Target, r.pam_bootstrap()),
-        step("target-world", Phase::Target, r.target_world()),
-        step("target-maintenance", Phase::Target, r.target_maintenance()),
-        step("final-root", Phase::Target, r.final_root()),
-        step("world-images", Phase::Target, r.world_images()),
-        step("initramfs", Phase::Target, r.initramfs()),
-        step("kernel", Phase::Target, r.kernel()),
-        step("images", Phase::Target, r.images()),
-        step("collect", Phase::Target, r.collect()),
+        mk("target-libc", r.target_libc()),
+        mk("kernel-sources", r.kernel_sources()),
+        mk("pam-bootstrap", r.pam_bootstrap()),
+        mk("target-world", r.target_world()),
+        mk("target-maintenance", r.target_maintenance()),
+        mk("final-root", r.final_root()),
+        mk("world-images", r.world_images()),
+        mk("initramfs", r.initramfs()),
+        mk("kernel", r.kernel()),
+        mk("images", r.images()),
+        mk("collect", r.collect()),
     ]
 }

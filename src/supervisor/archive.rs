@@ -36,6 +36,18 @@ impl Supervisor {
             std::fs::copy(&world, &saved)
                 .with_context(|| format!("saving the host world back to {}", saved.display()))?;
         }
+        let make_conf = self.plan.layout.host_conf.join("target-portage/make.conf");
+        if let Ok(text) = std::fs::read_to_string(&make_conf) {
+            let kept = crate::recipe::strip_run_lines(&text);
+            if kept != text {
+                std::fs::write(&make_conf, kept).with_context(|| {
+                    format!(
+                        "removing the run's GENTOO_MIRRORS from {}",
+                        make_conf.display()
+                    )
+                })?;
+            }
+        }
         let source = self.plan.layout.m_dir.join("b");
         let tree = self.plan.tree.clone();
         let date = self.plan.date.clone();

@@ -17,6 +17,14 @@ pub fn require_root() {
     );
 }
 
+/// Serialises the tests that load both cores (real emerge) with the one that measures
+/// latencies (toolchain-ready -> first step), so neither disturbs the other on a small
+/// machine. A poisoned lock (a failed test) is taken over: the failure is reported there.
+pub fn heavy_lock() -> std::sync::MutexGuard<'static, ()> {
+    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The demo mirror, built once: `file://` URL.
 pub fn mirror() -> String {
     static MIRROR: OnceLock<PathBuf> = OnceLock::new();

@@ -4,6 +4,7 @@
 
 mod common;
 mod history;
+mod portage;
 
 use std::os::unix::process::CommandExt;
 use std::process::Command;
@@ -59,7 +60,13 @@ fn plan_json_works_as_ordinary_user_and_lists_primary_first() {
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
-    let mut expected: Vec<&str> = vec!["host-sync", "host-portage", "host-toolchain", "crossdev"];
+    let mut expected: Vec<&str> = vec![
+        "host-sync",
+        "host-portage",
+        "host-toolchain",
+        "crossdev",
+        "rust-cross",
+    ];
     expected.extend(build_helper::recipe::TARGET_STEPS);
     assert_eq!(steps, expected);
     let secondary: Vec<&str> = targets[1]["steps"]
@@ -75,6 +82,7 @@ fn plan_json_works_as_ordinary_user_and_lists_primary_first() {
 #[test]
 fn demo_runs_in_parallel_then_updates_from_its_history() {
     require_root();
+    let _heavy = heavy_lock();
     let tree = Tree::new();
     let out = tree.run_demo(&[], &[]);
     assert_eq!(out.status.code(), Some(0));
@@ -163,9 +171,32 @@ fn demo_runs_in_parallel_then_updates_from_its_history() {
         );
     }
 
-    // A second run starts from that history and takes the update path.
-    let out = tree.run_demo(&[], &[]);
+    // A second run starts from that history and takes the update path, with
+    // GENTOO_MIRRORS added to every make.conf for the run only.
+    let mirrors = "http://mirror.invalid/gentoo http://second.invalid/gentoo";
+    let out = tree.run_demo(&[], &[("GENTOO_MIRRORS", mirrors)]);
     assert_eq!(out.status.code(), Some(0));
+    let marker = build_helper::recipe::MIRRORS_MARKER;
+    for t in TARGETS {
+        assert!(
+            tree.log(t)
+                .contains(&format!("GENTOO_MIRRORS=\"{mirrors}\" {marker}")),
+            "{t} did not add GENTOO_MIRRORS"
+        );
+        let conf = tree
+            .path()
+            .join(format!("configs/{t}/target-portage/make.conf"));
+        let text = std::fs::read_to_string(&conf).unwrap();
+        assert!(!text.contains(marker), "{}: {text}", conf.display());
+    }
+    let host_conf = tree
+        .path()
+        .join("configs/host-amd64/target-portage/make.conf");
+    let text = std::fs::read_to_string(&host_conf).unwrap();
+    assert!(
+        !text.contains(marker) && !text.contains("GENTOO_MIRRORS="),
+        "{text}"
+    );
     let plan: serde_json::Value =
         serde_json::from_slice(&std::fs::read(tree.run_dir().join("plan.json")).unwrap()).unwrap();
     assert_eq!(plan["first_build"], false);

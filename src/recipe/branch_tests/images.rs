@@ -1,0 +1,123 @@
+//! Kernel and image branches: the kernel packages, split images, m68k, skip.mrproper.
+
+use super::*;
+
+#[test]
+fn gentoo_kernel_copies_linux_config_to_config_d() {
+    let s = script(&kernel(config(), "gentoo-kernel"), "kernel-sources");
+    assert!(s.contains(
+        "cp \"$BUILD_CONF/linux.config\" \"$R/etc/kernel/config.d/build-helper.config\""
+    ));
+    assert!(!s.contains("\nkmake "));
+    let k = script(&kernel(config(), "gentoo-kernel"), "kernel");
+    assert!(k.contains("cp -a \"$R/lib/modules/$newest\" \"$S/lib/modules/\""));
+}
+
+#[test]
+fn gentoo_kernel_bin_removes_a_stale_fragment_and_builds_nothing() {
+    let c = kernel(config(), "gentoo-kernel-bin");
+    let s = script(&c, "kernel-sources");
+    assert!(s.contains("rm -f \"$R/etc/kernel/config.d/build-helper.config\""));
+    assert!(!s.contains("\nkmake ") && !s.contains("$K/.config"));
+    assert!(!script(&c, "kernel").contains("\nkmake "));
+    assert!(script(&c, "images").contains("\"$R\"/boot/vmlinuz-*"));
+}
+
+#[test]
+fn source_kernels_get_a_full_config_oldconfig_and_the_initramfs_source() {
+    for pkg in ["gentoo-sources", "git-sources"] {
+        let c = kernel(config(), pkg);
+        let s = script(&c, "kernel-sources");
+        assert!(
+            s.contains("cp \"$BUILD_CONF/linux.config\" \"$K/.config\""),
+            "{pkg}"
+        );
+        assert!(s.contains("echo \"CONFIG_INITRAMFS_SOURCE=\\\"$F\\\"\" >> \"$K/.config\""));
+        assert!(s.contains("kmake olddefconfig\nkmake modules_prepare\n"));
+        assert!(script(&c, "kernel").contains("kmake modules_install INSTALL_MOD_PATH=\"$S\""));
+        assert!(script(&c, "images").contains("cp \"$K/arch/x86/boot/bzImage\" \"$KI\""));
+    }
+}
+
+#[test]
+fn raspberrypi_sources_collects_kernel8_img_dtbs_and_overlays_in_boot() {
+    let mut c = kernel(config(), "raspberrypi-sources");
+    c.build_arch = "arm64".into();
+    let images = script(&c, "images");
+    assert!(images.contains("cp \"$K/arch/arm64/boot/Image\" \"$KI\""));
+    assert!(images.contains("-name '*.dtb' -exec cp {} \"$KB/\""));
+    assert!(images.contains("-name '*.dtbo' -exec cp {} \"$KB/overlays/\""));
+    let collect = script(&c, "collect");
+    assert!(collect.contains("cp \"$KI\" \"$D/boot/kernel8.img\""));
+    assert!(collect.contains("cp -a \"$KB/.\" \"$D/boot/\""));
+    assert!(collect.contains("ln -sfn ../../boot/kernel8.img \"$D/.EFI.partial/boot/bootx64.efi\""));
+    c.build_arch = "arm".into();
+    assert!(script(&c, "collect").contains("\"$D/boot/kernel.img\""));
+    assert!(script(&c, "images").contains("arch/arm/boot/zImage"));
+    assert!(!script(&config(), "collect").contains("$D/boot"));
+}
+
+#[test]
+fn raspberrypi_image_takes_kernel_and_dtbs_from_the_installed_boot() {
+    let mut c = kernel(config(), "raspberrypi-image");
+    c.build_arch = "arm64".into();
+    let images = script(&c, "images");
+    assert!(images.contains("cp \"$R/boot/kernel8.img\" \"$KI\""));
+    assert!(images.contains("cp -a \"$R/boot/overlays/.\" \"$KB/overlays/\""));
+    assert!(!script(&c, "kernel-sources").contains("\nkmake "));
+    assert!(script(&c, "collect").contains("\"$D/boot/kernel8.img\""));
+}
+
+#[test]
+fn split_base_writes_the_base_image_beside_the_kernel() {
+    let mut c = config();
+    assert!(script(&c, "images").contains("\"$S\" \"$F/base.sqfs\""));
+    c.split_base = true;
+    assert!(script(&c, "images").contains("\"$S\" \"$O/base-$BUILD_DATE\""));
+}
+
+#[test]
+fn split_extra_writes_world_images_beside_the_kernel() {
+    let mut c = config();
+    c.worlds = vec![world("net", "base", &["net-misc/curl"])];
+    assert!(script(&c, "images").contains("squashfs.net\" \"$F/net.sqfs\""));
+    c.split_extra = true;
+    assert!(script(&c, "images").contains("squashfs.net\" \"$O/net-$BUILD_DATE\""));
+}
+
+#[test]
+fn split_initramfs_writes_a_gzip_cpio_and_keeps_the_kernel_without_it() {
+    let mut c = config();
+    let embedded = script(&c, "images");
+    assert!(script(&c, "kernel-sources").contains("CONFIG_INITRAMFS_SOURCE"));
+    assert!(embedded.contains("kmake -j\"$BUILD_JOBS\"\n") && !embedded.contains("cpio"));
+    c.split_initramfs = true;
+    let split = script(&c, "images");
+    assert!(!script(&c, "kernel-sources").contains("CONFIG_INITRAMFS_SOURCE"));
+    assert!(split.contains("cpio -o -H newc | gzip -9 > \"$O/initramfs-$BUILD_DATE\""));
+    assert!(split.contains("depmod -b \"$F\""));
+    assert!(split.contains("ld-musl-*.so.1") && split.contains("libssl.so*"));
+    assert!(!split.contains("kmake -j\"$BUILD_JOBS\"\n"));
+    c.libc = Libc::Glibc;
+    assert!(script(&c, "images").contains("libc.so.6"));
+}
+
+#[test]
+fn m68k_names_the_kernel_kernel_and_leaves_the_initramfs_uncompressed() {
+    let mut c = config();
+    c.build_arch = "m68k".into();
+    c.split_initramfs = true;
+    assert!(script(&c, "images").contains("cpio -o -H newc | cat > "));
+    assert!(script(&c, "images").contains("cp \"$K/vmlinux\" \"$KI\""));
+    let collect = script(&c, "collect");
+    assert!(collect.contains("cp \"$KI\" \"$D/kernel\""));
+    assert!(collect.contains("ln -sfn ../../kernel \"$D/.EFI.partial/boot/bootx64.efi\""));
+}
+
+#[test]
+fn skip_mrproper_keeps_the_built_kernel_tree() {
+    let mut c = config();
+    assert!(script(&c, "images").contains("kmake mrproper"));
+    c.skip_mrproper = true;
+    assert!(!script(&c, "images").contains("mrproper"));
+}

@@ -1,0 +1,337 @@
+//! One test per configuration branch of the recipe (spec/recipe.md, spec/target-config.md):
+//! each builds the steps of a small [`TargetConfig`] fixture with and without the branch and
+//! checks that the generated commands change as the spec says.
+
+mod images;
+
+use std::path::PathBuf;
+
+use super::*;
+use crate::config::{BoxKind, Libc, Target, TargetConfig, World};
+
+/// A minimal stage0 musl x86_64 target on toybox with gentoo-sources and no worlds.
+fn config() -> TargetConfig {
+    TargetConfig {
+        dir: PathBuf::from("/tree/configs/x86_64-unknown-linux-musl.t"),
+        target: Target::new("x86_64-unknown-linux-musl", "t").unwrap(),
+        build_arch: "x86_64".into(),
+        box_kind: BoxKind::Toybox,
+        libc: Libc::Musl,
+        stage0: true,
+        base_atoms: vec!["sys-apps/toybox".into()],
+        worlds: Vec::new(),
+        kernel_atoms: vec!["sys-kernel/gentoo-sources".into()],
+        kernel_package: Some("sys-kernel/gentoo-sources".into()),
+        rust_clean_atoms: Vec::new(),
+        repos: Vec::new(),
+        split_base: false,
+        split_extra: false,
+        split_initramfs: false,
+        skip_mrproper: false,
+        base_patch: false,
+        has_linux_config: true,
+        full_box_config: false,
+        warnings: Vec::new(),
+    }
+}
+
+/// A full stage (`@system` in worlds/base).
+fn full(mut c: TargetConfig) -> TargetConfig {
+    c.stage0 = false;
+    c.base_atoms = vec!["@system".into()];
+    c
+}
+
+fn kernel(mut c: TargetConfig, pkg: &str) -> TargetConfig {
+    c.kernel_package = Some(format!("sys-kernel/{pkg}"));
+    c.kernel_atoms = vec![format!("sys-kernel/{pkg}")];
+    c
+}
+
+fn steps_of(c: &TargetConfig, first_build: bool, gentoo_mirrors: bool) -> Vec<Step> {
+    target_steps(&TargetRecipe {
+        config: c,
+        first_build,
+        gentoo_mirrors,
+    })
+}
+
+/// The script of step `name` (prelude included) for `c` on a first build.
+fn script(c: &TargetConfig, name: &str) -> String {
+    script_with(c, name, true, false)
+}
+
+fn script_with(c: &TargetConfig, name: &str, first: bool, mirrors: bool) -> String {
+    steps_of(c, first, mirrors)
+        .into_iter()
+        .find(|s| s.name == name)
+        .map(|s| s.script)
+        .unwrap_or_else(|| panic!("no step {name}"))
+}
+
+fn host(first_build: bool) -> HostRecipe {
+    HostRecipe {
+        first_build,
+        tuples: vec![TupleInfo {
+            tuple: "aarch64-unknown-linux-musl".into(),
+            build_arch: "arm64".into(),
+            libc: "musl".into(),
+            rust_clean: vec!["dev-libs/openssl".into()],
+        }],
+        cpuflags: false,
+        rust: false,
+        gentoo_mirrors: false,
+    }
+}
+
+fn host_script(r: &HostRecipe, name: &str) -> String {
+    primary_steps(r)
+        .into_iter()
+        .find(|s| s.name == name)
+        .map(|s| s.script)
+        .unwrap_or_else(|| panic!("no step {name}"))
+}
+
+fn world(name: &str, parent: &str, atoms: &[&str]) -> World {
+    World {
+        name: name.into(),
+        parent: parent.into(),
+        atoms: atoms.iter().map(|a| a.to_string()).collect(),
+    }
+}
+
+#[test]
+fn first_build_fetches_a_snapshot_and_update_only_syncs() {
+    let first = host_script(&host(true), "host-sync");
+    let update = host_script(&host(false), "host-sync");
+    assert!(first.contains("emerge-webrsync") && first.contains("masters = gentoo"));
+    assert!(!update.contains("emerge-webrsync"));
+    assert!(update.contains("emerge --sync || { rm -rf /var/db/repos/gentoo; emerge --sync; }"));
+}
+
+#[test]
+fn first_build_rebuilds_world_with_e_and_update_with_udn() {
+    let first = host_script(&host(true), "host-toolchain");
+    let update = host_script(&host(false), "host-toolchain");
+    assert!(first.contains("emerge -ekq --with-bdeps=y @world"));
+    assert!(first.contains("emerge -1kq sys-kernel/linux-headers"));
+    assert!(update.contains("emerge -uDNkq --with-bdeps=y @world"));
+    assert!(update.contains("emerge -1ukq sys-kernel/linux-headers"));
+    assert!(update.contains("ln -sfn \"${newest_env#/usr/}\" /usr/aarch64-unknown-linux-musl"));
+    assert!(!first.contains("newest_env"));
+}
+
+#[test]
+fn update_disables_rust_cross_only_for_tuples_whose_rust_target_is_missing() {
+    let first = host_script(&host(true), "host-toolchain");
+    let update = host_script(&host(false), "host-toolchain");
+    let aside = "mv \"$rust_env\" \"$rust_env.build-helper\"";
+    assert!(first.contains(aside) && update.contains(aside));
+    assert!(!first.contains("sed -i -e '/:aarch64-unknown-linux-musl:/d'"));
+    assert!(update.contains("cp \"$rust_env.build-helper\" \"$rust_env\""));
+    assert!(update.contains(
+        "/usr/lib/rustlib/aarch64-unknown-linux-musl >/dev/null 2>&1; then sed -i -e '/:aarch64-unknown-linux-musl:/d' -e '/:aarch64-unknown-linux-musl$/d' \"$rust_env\"; fi"
+    ));
+    let world = update.find("emerge -uDNkq --with-bdeps=y @world").unwrap();
+    assert!(update.find("sed -i -e '/:aarch64").unwrap() < world);
+}
+
+#[test]
+fn first_build_applies_base_patch_and_update_does_not() {
+    let mut c = config();
+    c.base_patch = true;
+    let patch = "patch -p0 < \"$BUILD_CONF/base.patch\"";
+    assert!(script_with(&c, "images", true, false).contains(patch));
+    assert!(!script_with(&c, "images", false, false).contains(patch));
+    assert!(!script(&config(), "images").contains(patch));
+}
+
+#[test]
+fn glibc_target_adds_en_us_to_locale_gen() {
+    let mut c = config();
+    assert!(!script(&c, "target-libc").contains("locale.gen"));
+    c.libc = Libc::Glibc;
+    let s = script(&c, "target-libc");
+    assert!(s.contains("echo 'en_US.UTF-8 UTF-8' >> \"$R/etc/locale.gen\""));
+    assert!(s.contains("E -1kq sys-libs/glibc sys-apps/baselayout"));
+}
+
+#[test]
+fn musl_target_writes_the_ld_musl_path_and_glibc_does_not() {
+    let mut c = config();
+    assert!(script(&c, "kernel-sources").contains("/etc/ld-musl-x86_64.path"));
+    c.libc = Libc::Glibc;
+    assert!(!script(&c, "kernel-sources").contains("ld-musl"));
+}
+
+#[test]
+fn stage0_switches_install_mask_off_for_libc_on_for_final_root_and_off_after_images() {
+    let c = config();
+    assert!(script(&c, "target-libc").contains("\ninstall_mask_off\nE -1kq"));
+    assert!(script(&c, "final-root").contains("\ninstall_mask_on\n"));
+    assert!(script(&c, "images").contains("\ninstall_mask_off\n"));
+    let f = full(config());
+    for step in ["target-libc", "final-root", "images"] {
+        let s = script(&f, step);
+        assert!(!s.contains("\ninstall_mask_on\n"), "{step}");
+        assert!(!s.contains("\ninstall_mask_off\n"), "{step}");
+    }
+}
+
+#[test]
+fn stage0_moves_the_package_database_out_of_the_final_root() {
+    let move_out = "mv \"$S/var/db/pkg\" \"$X/pkg.base\"";
+    assert!(script(&config(), "final-root").contains(move_out));
+    assert!(!script(&full(config()), "final-root").contains(move_out));
+}
+
+#[test]
+fn stage0_with_full_box_config_copies_it_to_savedconfig() {
+    let mut c = config();
+    c.full_box_config = true;
+    let save = "cp \"$BUILD_CONF/toybox.config\" \"$BUILD_CONF/target-portage/savedconfig/sys-apps/toybox\"";
+    assert!(script(&c, "target-env").contains(save));
+    c.box_kind = BoxKind::Busybox;
+    assert!(script(&c, "target-env").contains("savedconfig/sys-apps/busybox"));
+    let mut f = full(config());
+    f.full_box_config = true;
+    assert!(!script(&f, "target-env").contains("savedconfig"));
+}
+
+#[test]
+fn full_stage_swaps_package_provided_kernel_around_the_kernel_emerge() {
+    let s = script(&full(config()), "kernel-sources");
+    let swap = s.find("cp \"$P/package.provided.kernel\" \"$P/package.provided\"");
+    let emerge = s.find("E -ukq --with-bdeps=y sys-kernel/gentoo-sources");
+    let back = s.find("rm -f \"$P/package.provided\"\nrestore");
+    assert!(swap < emerge && emerge < back && swap.is_some(), "{s}");
+    assert!(!script(&config(), "kernel-sources").contains("package.provided"));
+}
+
+#[test]
+fn full_stage_keeps_the_package_database_and_stacks_worlds_on_it() {
+    let mut c = full(config());
+    c.worlds = vec![world("gui", "base", &["x11-base/xorg-server"])];
+    let s = script(&c, "world-images");
+    assert!(s.contains("cp -a \"$S/var/db/pkg\" \"$I/var/db/pkg\""));
+    let mut c0 = config();
+    c0.worlds = c.worlds.clone();
+    assert!(script(&c0, "world-images").contains("cp -a \"$X/pkg.base\" \"$I/var/db/pkg\""));
+}
+
+#[test]
+fn toybox_and_busybox_build_their_own_box_for_the_initramfs() {
+    let s = script(&config(), "initramfs");
+    assert!(s.contains("--nodeps sys-apps/toybox"));
+    assert!(s.contains("cp \"$BUILD_CONF/toybox-mini.config\""));
+    let mut c = config();
+    c.box_kind = BoxKind::Busybox;
+    let s = script(&c, "initramfs");
+    assert!(s.contains("--nodeps sys-apps/busybox"));
+    assert!(s.contains("cp \"$BUILD_CONF/busybox-mini.config\""));
+    assert!(s.contains("PKGDIR=\"$B/pkgs\"") && s.contains("--buildpkg=n"));
+}
+
+#[test]
+fn native_build_name_writes_cpu_flags_and_exports_video_cards() {
+    let mut c = config();
+    let plain = script(&c, "target-world");
+    assert!(plain.contains("unset VIDEO_CARDS\n") && !plain.contains("VIDEO_CARDS_NATIVE"));
+    assert!(!script(&c, "target-env").contains("cpuid2cpuflags"));
+    c.target = Target::new("x86_64-unknown-linux-musl", "zen2-native").unwrap();
+    let world = script(&c, "target-world");
+    assert!(world.contains("export VIDEO_CARDS=\"${VIDEO_CARDS_NATIVE:-}\""));
+    assert!(world.contains("*\" amdgpu \"*) export LLVM_TARGETS=AMDGPU"));
+    assert!(script(&c, "target-env").contains("package.use/00cpu-flags-native"));
+}
+
+#[test]
+fn rust_host_builds_cross_toolchains_and_cleans_rust_clean_from_the_skeleton() {
+    let mut r = host(true);
+    assert!(primary_steps(&r).iter().all(|s| s.name != "rust-cross"));
+    assert!(host_script(&r, "crossdev").contains("announce aarch64-unknown-linux-musl\n"));
+    r.rust = true;
+    let cross = host_script(&r, "crossdev");
+    assert!(cross.contains("rust-cross builds it\"; else announce aarch64-unknown-linux-musl"));
+    let rust = host_script(&r, "rust-cross");
+    assert!(rust.contains("emerge -1q dev-lang/rust"));
+    assert!(rust.contains(
+        "aarch64-unknown-linux-musl-emerge --root=\"$S\" --sysroot=\"$S\" -Cq dev-libs/openssl"
+    ));
+    assert!(rust.contains(
+        "emerge -1kq cross-aarch64-unknown-linux-musl/gcc cross-aarch64-unknown-linux-musl/musl"
+    ));
+    r.first_build = false;
+    assert!(host_script(&r, "host-toolchain").contains("eselect rust update"));
+}
+
+#[test]
+fn build_arch_with_64_links_lib64_and_others_lib32() {
+    let s = script(&config(), "final-root");
+    assert!(s.contains("ln -s usr/lib \"$S\"/lib64"));
+    let mut c = config();
+    c.build_arch = "arm".into();
+    let s = script(&c, "final-root");
+    assert!(s.contains("ln -s usr/lib \"$S\"/lib32") && !s.contains("lib64"));
+    let mut r = host(true);
+    assert!(
+        host_script(&r, "crossdev").contains("ln -s usr/lib /usr/aarch64-unknown-linux-musl/lib64")
+    );
+    r.tuples[0].build_arch = "m68k".into();
+    assert!(host_script(&r, "crossdev").contains("/usr/aarch64-unknown-linux-musl/lib32"));
+}
+
+#[test]
+fn gentoo_mirrors_are_added_to_make_conf_and_removed_after() {
+    let c = config();
+    let env = script_with(&c, "target-env", true, true);
+    assert!(env.contains(&format!(
+        "echo \"GENTOO_MIRRORS=\\\"$GENTOO_MIRRORS\\\" {MIRRORS_MARKER}\" >> \"$BUILD_CONF/target-portage/make.conf\""
+    )));
+    let collect = script_with(&c, "collect", true, true);
+    assert!(collect.contains(&format!("sed -i '/ {MIRRORS_MARKER}$/d'")));
+    assert!(!script(&c, "target-env").contains("GENTOO_MIRRORS"));
+    assert!(
+        !script(&c, "collect").contains("GENTOO_MIRRORS")
+            && !script(&c, "collect").contains(MIRRORS_MARKER)
+    );
+    let mut r = host(true);
+    r.gentoo_mirrors = true;
+    assert!(host_script(&r, "host-sync").contains(">> /etc/portage/make.conf"));
+}
+
+#[test]
+fn host_cpuflags_writes_cpuid2cpuflags_to_package_use() {
+    let mut r = host(true);
+    let line = "echo \"*/* $(cpuid2cpuflags)\" > /etc/portage/package.use/00cpu-flags-native";
+    assert!(!host_script(&r, "host-portage").contains(line));
+    r.cpuflags = true;
+    assert!(host_script(&r, "host-portage").contains(line));
+}
+
+#[test]
+fn world_images_stack_on_their_parent_chain_and_save_their_own_database() {
+    let mut c = config();
+    c.worlds = vec![
+        world("desktop", "base", &["x11-base/xorg-server"]),
+        world("office", "desktop", &["app-office/libreoffice"]),
+    ];
+    let s = script(&c, "world-images");
+    let desk = s.find("I=\"$R/usr/src/squashfs.desktop\"").unwrap();
+    let office = s.find("I=\"$R/usr/src/squashfs.office\"").unwrap();
+    assert!(desk < office);
+    assert!(s[office..].contains("cp -a \"$X/pkg.desktop\" \"$I/var/db/pkg\""));
+    assert!(s[office..].contains("cp \"$R/usr/src/squashfs.desktop/var/lib/portage/world\""));
+    assert!(s[office..].contains("FI --root=\"$I\" -uDNKq app-office/libreoffice"));
+    assert!(s[office..].contains("mv \"$I/var/db/pkg\" \"$X/pkg.office\""));
+    let bind = s[office..]
+        .find("mount --bind \"$S/etc\" \"$I/etc\"")
+        .unwrap();
+    let install = s[office..].find("-uDNKq app-office").unwrap();
+    let unbind = s[office..].find("umount \"$I/etc\"").unwrap();
+    assert!(bind < install && install < unbind);
+    assert!(s.contains("trap unbind EXIT"));
+    assert!(!script(&config(), "world-images").contains("mount --bind"));
+    let w = script(&c, "target-world");
+    assert!(w.find("x11-base/xorg-server") < w.find("app-office/libreoffice"));
+}

@@ -1,0 +1,287 @@
+//! The second half of the target phase (spec/recipe.md steps 13-18): the final root, the
+//! stacked world images, the initramfs, the kernel, the squashfs images and the collected
+//! artifacts. Methods of [`TargetRecipe`]; the variables are those of [`super::target`].
+
+use super::target::{TargetRecipe, DIRS, MIRRORS_MARKER};
+use super::{lib_bits, sh_words, skeleton_commands};
+use crate::config::Libc;
+
+impl TargetRecipe<'_> {
+    pub(super) fn final_root(&self) -> String {
+        let mut s = String::from(DIRS);
+        s.push_str("if [ ! -d \"$S/usr\" ]; then\n");
+        for line in skeleton_commands("\"$S\"", lib_bits(&self.config.build_arch)).lines() {
+            s.push_str(&format!("  {line}\n"));
+        }
+        s.push_str("fi\nmkdir -p \"$S/etc\" \"$X\"\n");
+        if self.config.stage0 {
+            s.push_str(
+                r#"install_mask_on
+if [ -d "$X/pkg.base" ] && [ ! -d "$S/var/db/pkg" ]; then mkdir -p "$S/var/db"; mv "$X/pkg.base" "$S/var/db/pkg"; fi
+"#,
+            );
+        }
+        s.push_str(
+            r#"rm -rf "$S/etc/portage"
+cp -a "$BUILD_CONF/target-portage" "$S/etc/portage"
+PORTAGE_CONFIGROOT="$R" ROOT="$R" emaint binhost -f
+FI --root="$S" -uDNKq sys-apps/baselayout
+"#,
+        );
+        if !self.config.base_atoms.is_empty() {
+            s.push_str(&format!(
+                "FI --root=\"$S\" -uDNKq {}\n",
+                sh_words(&self.config.base_atoms)
+            ));
+        }
+        s.push_str(
+            r#"FI --root="$S" -q --depclean
+mkdir -p "$S/dev" "$S/home" "$S/media" "$S/mnt" "$S/opt" "$S/proc" "$S/sys"
+nodes "$S"
+unstray "$S"
+if [ -d "$S/lib/modules" ]; then
+  newest=$(ls "$S/lib/modules" | sort -V | tail -n 1)
+  for m in "$S"/lib/modules/*; do
+    if [ "$(basename "$m")" != "$newest" ]; then
+      mkdir -p "$X/modules"
+      rm -rf "$X/modules/$(basename "$m")"
+      mv "$m" "$X/modules/"
+    fi
+  done
+fi
+"#,
+        );
+        if self.config.stage0 {
+            s.push_str(
+                "if [ -d \"$S/var/db/pkg\" ]; then rm -rf \"$X/pkg.base\"; mv \"$S/var/db/pkg\" \"$X/pkg.base\"; fi\n",
+            );
+        }
+        s
+    }
+
+    /// `world-images`: per world, in tree order, the image directory with its parent chain's
+    /// package database and world file, the base image's `/etc` bound over its own (so
+    /// configuration files land in the base image, as in the original), its packages from
+    /// binary packages only, and its database saved to `$X/pkg.<W>`.
+    pub(super) fn world_images(&self) -> String {
+        let mut s = String::from(DIRS);
+        if !self.config.worlds.is_empty() {
+            s.push_str(
+                r#"unbind() { if [ -n "${I:-}" ] && mountpoint -q "$I/etc"; then umount "$I/etc"; fi; }
+trap unbind EXIT
+"#,
+            );
+        }
+        for w in &self.config.worlds {
+            let parent_dir = Self::parent_dir(&w.parent);
+            s.push_str(&format!(
+                r#"I="$R/usr/src/squashfs.{name}"
+mkdir -p "$I/var/db" "$I/var/lib/portage"
+rm -rf "$I/var/db/pkg"
+cp -a "{db}" "$I/var/db/pkg"
+if [ -f "{parent_dir}/var/lib/portage/world" ]; then cp "{parent_dir}/var/lib/portage/world" "$I/var/lib/portage/world"; fi
+mkdir -p "$I/etc"
+unbind
+mount --bind "$S/etc" "$I/etc"
+"#,
+                name = w.name,
+                db = self.parent_db(&w.parent),
+            ));
+            if !w.atoms.is_empty() {
+                s.push_str(&format!("FI --root=\"$I\" -uDNKq {}\n", sh_words(&w.atoms)));
+            }
+            s.push_str(&format!(
+                "FI --root=\"$I\" -q --depclean\numount \"$I/etc\"\nunstray \"$I\"\nrm -rf \"$X/pkg.{name}\"\nmv \"$I/var/db/pkg\" \"$X/pkg.{name}\"\n",
+                name = w.name
+            ));
+        }
+        s
+    }
+
+    pub(super) fn initramfs(&self) -> String {
+        let (pkg, name) = self.box_package();
+        let mut s = String::from(DIRS);
+        s.push_str(&format!(
+            r#"rm -rf "$F"
+cp -a "$BUILD_CONF/initramfs" "$F"
+B="/var/tmp/build-helper/{name}.$CROSSDEV_TARGET.$BUILD_NAME"
+rm -rf "$B"
+mkdir -p "$B/root" "$B/pkgs" "$B/etc/portage"
+cp -a "$BUILD_CONF/target-portage/." "$B/etc/portage/"
+mkdir -p "$B/etc/portage/savedconfig/sys-apps"
+cp "$BUILD_CONF/{name}-mini.config" "$B/etc/portage/savedconfig/sys-apps/{name}"
+USE="static savedconfig" PKGDIR="$B/pkgs" "$CROSSDEV_TARGET-emerge" --root="$B/root" --sysroot="$R" --config-root="$B" --buildpkg=n -1q --nodeps {pkg}
+mkdir -p "$F/bin"
+for d in bin sbin usr/bin usr/sbin; do
+  if [ -d "$B/root/$d" ]; then cp -a "$B/root/$d/." "$F/bin/"; fi
+done
+nodes "$F"
+rm -rf "$B"
+"#
+        ));
+        s
+    }
+
+    pub(super) fn kernel(&self) -> String {
+        let mut s = String::from(DIRS);
+        if self.source_kernel() {
+            s.push_str(
+                "kmake -j\"$BUILD_JOBS\"\nkmake modules_install INSTALL_MOD_PATH=\"$S\" INSTALL_MOD_STRIP=1\n",
+            );
+        } else {
+            s.push_str(
+                r#"newest=$(ls "$R/lib/modules" 2>/dev/null | sort -V | tail -n 1)
+if [ -n "$newest" ]; then
+  mkdir -p "$S/lib/modules"
+  rm -rf "$S/lib/modules/$newest"
+  cp -a "$R/lib/modules/$newest" "$S/lib/modules/"
+fi
+"#,
+            );
+        }
+        s
+    }
+
+    pub(super) fn images(&self) -> String {
+        let c = self.config;
+        let mut s = String::from(DIRS);
+        s.push_str("O=\"$R/usr/src/out\"\nrm -rf \"$O\"\nmkdir -p \"$O\" \"$F\"\n");
+        if self.first_build && c.base_patch {
+            s.push_str("(cd \"$S\" && patch -p0 < \"$BUILD_CONF/base.patch\")\n");
+        }
+        let pack = "gensquashfs -f -j \"$BUILD_JOBS\" -c zstd -D";
+        let base_out = if c.split_base {
+            "\"$O/base-$BUILD_DATE\""
+        } else {
+            "\"$F/base.sqfs\""
+        };
+        s.push_str(&format!("{pack} \"$S\" {base_out}\n"));
+        for w in &c.worlds {
+            let out = if c.split_extra {
+                format!("\"$O/{}-$BUILD_DATE\"", w.name)
+            } else {
+                format!("\"$F/{}.sqfs\"", w.name)
+            };
+            s.push_str(&format!(
+                "{pack} \"$R/usr/src/squashfs.{}\" {out}\n",
+                w.name
+            ));
+        }
+        if c.split_initramfs {
+            let libc = match c.libc {
+                Libc::Musl => r#""$R"/usr/lib/libc.so "$R"/usr/lib/ld-musl-*.so.1"#,
+                Libc::Glibc => {
+                    r#""$R"/usr/lib*/libc.so.6 "$R"/usr/lib*/libm.so.6 "$R"/usr/lib*/ld-linux*.so.*"#
+                }
+            };
+            let compress = if c.build_arch == "m68k" {
+                "cat"
+            } else {
+                "gzip -9"
+            };
+            s.push_str(&format!(
+                r#"for lib in {libc} "$R"/usr/lib*/libatomic.so* "$R"/usr/lib*/libcrypto.so* "$R"/usr/lib*/libssl.so*; do
+  if [ -e "$lib" ]; then mkdir -p "$F/lib"; cp -a "$lib" "$F/lib/"; fi
+done
+ver=$(ls "$S/lib/modules" 2>/dev/null | sort -V | tail -n 1)
+if [ -n "$ver" ]; then
+  for m in loop virtio virtio_blk virtio_pci 9p 9pnet_virtio squashfs overlay vfat fat; do
+    find "$S/lib/modules/$ver" -name "$m.ko*" -exec sh -c 'mkdir -p "$1/$(dirname "${{2#$3/}}")" && cp "$2" "$1/$(dirname "${{2#$3/}}")/"' _ "$F" {{}} "$S" \;
+  done
+  depmod -b "$F" "$ver" || true
+fi
+(cd "$F" && find . | cpio -o -H newc | {compress} > "$O/initramfs-$BUILD_DATE")
+"#
+            ));
+        } else if self.source_kernel() {
+            s.push_str("kmake -j\"$BUILD_JOBS\"\n");
+        }
+        // The kernel image (and a raspberry pi's dtbs and overlays) are kept for `collect`
+        // before `make mrproper` cleans the sources.
+        let image = if self.source_kernel() {
+            format!("\"$K/{}\"", self.kernel_image())
+        } else if let Some(name) = self.rpi_kernel_name() {
+            format!("\"$R/boot/{name}\"")
+        } else {
+            "\"$(ls \"$R\"/boot/vmlinuz-* \"$R\"/boot/kernel-* 2>/dev/null | sort -V | tail -n 1)\""
+                .to_string()
+        };
+        s.push_str(&format!("cp {image} \"$KI\"\n"));
+        if self.rpi_kernel_name().is_some() {
+            s.push_str("rm -rf \"$KB\"\nmkdir -p \"$KB/overlays\"\n");
+            if self.source_kernel() {
+                s.push_str(
+                    r#"find "$K/arch/$BUILD_ARCH/boot/dts" -name '*.dtb' -exec cp {} "$KB/" \;
+find "$K/arch/$BUILD_ARCH/boot/dts" -name '*.dtbo' -exec cp {} "$KB/overlays/" \;
+"#,
+                );
+            } else {
+                s.push_str(
+                    r#"for dtb in "$R"/boot/*.dtb; do if [ -e "$dtb" ]; then cp "$dtb" "$KB/"; fi; done
+if [ -d "$R/boot/overlays" ]; then cp -a "$R/boot/overlays/." "$KB/overlays/"; fi
+"#,
+                );
+            }
+        }
+        if c.stage0 {
+            s.push_str("install_mask_off\n");
+        }
+        if self.source_kernel() && !c.skip_mrproper {
+            s.push_str(
+                "cp \"$K/.config\" \"$K/.config.build-helper\"\nkmake mrproper\nmv \"$K/.config.build-helper\" \"$K/.config\"\n",
+            );
+        }
+        s
+    }
+
+    pub(super) fn collect(&self) -> String {
+        let mut s = String::from(DIRS);
+        s.push_str(
+            r#"O="$R/usr/src/out"
+D="$BUILD_DEST"
+mkdir -p "$D"
+rm -rf "$D/EFI" "$D/.EFI.partial"
+mkdir -p "$D/.EFI.partial/boot"
+if [ -d "$O" ]; then cp -a "$O/." "$D/"; fi
+"#,
+        );
+        if let Some(name) = self.rpi_kernel_name() {
+            s.push_str(&format!(
+                r#"rm -rf "$D/boot"
+mkdir -p "$D/boot"
+cp "$KI" "$D/boot/{name}"
+cp -a "$KB/." "$D/boot/"
+ln -sfn ../../boot/{name} "$D/.EFI.partial/boot/bootx64.efi"
+"#
+            ));
+        } else if self.config.build_arch == "m68k" {
+            s.push_str(
+                "cp \"$KI\" \"$D/kernel\"\nln -sfn ../../kernel \"$D/.EFI.partial/boot/bootx64.efi\"\n",
+            );
+        } else {
+            s.push_str("cp \"$KI\" \"$D/.EFI.partial/boot/bootx64.efi\"\n");
+        }
+        if self.gentoo_mirrors {
+            s.push_str(&format!(
+                "sed -i '/ {MIRRORS_MARKER}$/d' \"$BUILD_CONF/target-portage/make.conf\"\n"
+            ));
+        }
+        s.push_str("mv \"$D/.EFI.partial\" \"$D/EFI\"\n");
+        s
+    }
+
+    /// The raspberry pi firmware's kernel file name, for `raspberrypi-sources` and
+    /// `raspberrypi-image`: `kernel8.img` on arm64, `kernel.img` otherwise (32-bit arm).
+    pub(super) fn rpi_kernel_name(&self) -> Option<&'static str> {
+        match self.config.kernel_package.as_deref() {
+            Some("sys-kernel/raspberrypi-sources" | "sys-kernel/raspberrypi-image") => {
+                Some(if self.config.build_arch == "arm64" {
+                    "kernel8.img"
+                } else {
+                    "kernel.img"
+                })
+            }
+            _ => None,
+        }
+    }
+}
