@@ -66,6 +66,10 @@ enum Command {
         /// Restart the run's targets from their first step (with --resume RUN: that run).
         #[arg(long)]
         retry: bool,
+        /// Do not check the stage3's OpenPGP signatures (its digests are still checked; a
+        /// warning is shown). Without it, a missing key file stops the run.
+        #[arg(long)]
+        no_verify_signatures: bool,
     },
     /// Show runs, or one run's steps with state, exit code and duration.
     Status {
@@ -125,8 +129,12 @@ fn cmd_run(
     history: Option<&str>,
     resume: Option<String>,
     retry: bool,
+    no_verify_signatures: bool,
 ) -> anyhow::Result<i32> {
-    let starter = load_starter(starter_path, history)?;
+    let mut starter = load_starter(starter_path, history)?;
+    if no_verify_signatures {
+        starter.options.verify_signatures = false;
+    }
     match ui {
         Some(Ui::Tui) | Some(Ui::Tmux) => {
             return Err(UsageError(
@@ -203,7 +211,15 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             history,
             resume,
             retry,
-        } => cmd_run(&starter, ui, history.as_deref(), resume, retry),
+            no_verify_signatures,
+        } => cmd_run(
+            &starter,
+            ui,
+            history.as_deref(),
+            resume,
+            retry,
+            no_verify_signatures,
+        ),
         Command::Status { run, json, tree } => {
             commands::status(&tree_arg(tree), run.as_deref(), json)?;
             Ok(0)
