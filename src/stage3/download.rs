@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
 
-use super::digests::Hasher;
 use super::fetch::CHUNK;
+use super::hashing::Hasher;
 use super::index::DetachedCheck;
 use super::mirror::Mirror;
 use super::progress::{Meter, Progress};
@@ -54,7 +54,7 @@ pub(super) struct Checks {
 impl Checks {
     fn update(&mut self, chunk: &[u8]) {
         self.hasher.update(chunk);
-        if let Some(sig) = &mut self.signature {
+        if let Some(sig) = self.signature.as_mut().filter(|s| !s.wants_sha512()) {
             sig.update(chunk);
         }
     }
@@ -66,8 +66,9 @@ impl Download<'_> {
             Some(s) => Some(s.verifier.start_detached(s.armored, s.location)?),
             None => None,
         };
+        let sha512_state = signature.as_ref().is_some_and(|s| s.wants_sha512());
         Ok(Checks {
-            hasher: Hasher::new(self.expected),
+            hasher: Hasher::new(self.expected, sha512_state),
             signature,
         })
     }

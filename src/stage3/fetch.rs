@@ -228,11 +228,11 @@ async fn keep(
 ) -> Result<Digests, Stage3Error> {
     let result = async {
         let checks = dl.run(mirror, progress).await?;
-        let got = checks.hasher.finish();
+        let (got, sha512_state) = checks.hasher.finish(dl.expected);
         let checked = check(dl.expected, &got, dl.tarball)?;
         progress(format!("stage3: verified {}", checked.join(", ")));
         if let Some(sig) = checks.signature {
-            let signer = sig.finish()?;
+            let signer = sig.finish(sha512_state)?;
             say_signed(&format!("{}.asc", dl.url), Some(signer), progress);
         }
         // The DIGESTS first: a tarball is only ever reused together with them.

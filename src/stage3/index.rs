@@ -67,15 +67,22 @@ pub trait SignatureVerifier: Send + Sync {
     ) -> Result<Box<dyn DetachedCheck>, Stage3Error>;
 }
 
-/// A detached signature being checked over bytes fed in order, each byte exactly once.
+/// A detached signature being checked over the bytes of a file, fed in order, each byte
+/// exactly once: either through [`DetachedCheck::update`], or (when
+/// [`DetachedCheck::wants_sha512`]) as the running SHA512 state the caller computes anyway
+/// for the DIGESTS, so the file is not hashed twice with SHA512.
 pub trait DetachedCheck: Send {
-    /// Feeds the next bytes of the signed file.
+    /// `true` when the caller must pass the SHA512 state over all bytes to
+    /// [`DetachedCheck::finish`] instead of feeding [`DetachedCheck::update`].
+    fn wants_sha512(&self) -> bool;
+    /// Feeds the next bytes of the signed file (ignored when [`DetachedCheck::wants_sha512`]).
     fn update(&mut self, chunk: &[u8]);
-    /// Ends the input and returns the signer (as [`Signed::signer`]).
+    /// Ends the input and returns the signer (as [`Signed::signer`]); `sha512` is the SHA512
+    /// state over every byte of the file, before finalisation.
     ///
-    /// Errors: [`Stage3Error::Signature`] when the signature does not match the bytes or its
-    /// key is not trusted, revoked or expired.
-    fn finish(self: Box<Self>) -> Result<String, Stage3Error>;
+    /// Errors: [`Stage3Error::Signature`] when the signature does not match the bytes, its
+    /// key is not trusted, revoked or expired, or the SHA512 state it wants is missing.
+    fn finish(self: Box<Self>, sha512: Option<sha2::Sha512>) -> Result<String, Stage3Error>;
 }
 
 /// Whether `text` contains a clear-signed message (a line `-----BEGIN PGP SIGNED

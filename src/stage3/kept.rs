@@ -8,8 +8,9 @@ use std::path::Path;
 
 use tokio::io::AsyncReadExt;
 
-use super::digests::{check, Hasher};
+use super::digests::check;
 use super::fetch::{say_signed, with_suffix, CHUNK};
+use super::hashing::Hasher;
 use super::index::trusted_text;
 use super::mirror::read_text_file;
 use super::progress::{Meter, Progress};
@@ -54,7 +55,8 @@ pub(super) async fn verify_kept(
         }
     }
     progress(format!("stage3: checking the kept {}", tarball.display()));
-    let mut hasher = Hasher::new(&expected);
+    let sha512_state = detached.as_ref().is_some_and(|d| d.wants_sha512());
+    let mut hasher = Hasher::new(&expected, sha512_state);
     let mut meter = Meter::new("checking ", len, 0, false);
     let mut buf = vec![0u8; CHUNK];
     loop {
@@ -63,17 +65,17 @@ pub(super) async fn verify_kept(
             break;
         }
         hasher.update(&buf[..n]);
-        if let Some(d) = &mut detached {
+        if let Some(d) = detached.as_mut().filter(|d| !d.wants_sha512()) {
             d.update(&buf[..n]);
         }
         meter.tick(hasher.len(), progress);
     }
     meter.finish();
     let size = hasher.len();
-    let got = hasher.finish();
+    let (got, sha512_state) = hasher.finish(&expected);
     let checked = check(&expected, &got, tarball)?;
     if let Some(d) = detached {
-        say_signed(&asc_location, Some(d.finish()?), progress);
+        say_signed(&asc_location, Some(d.finish(sha512_state)?), progress);
     }
     progress(format!(
         "stage3: verified {} of the kept {}",

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use pgp::composed::{Deserializable, SignedPublicKey, SignedPublicSubKey};
 use pgp::packet::{PublicKey, PublicSubkey, Signature, SignatureType};
-use pgp::types::{KeyDetails, Timestamp};
+use pgp::types::{KeyDetails, Timestamp, VerifyingKey};
 
 use super::Stage3Error;
 
@@ -63,6 +63,19 @@ impl AnyKey {
         match self {
             AnyKey::Primary(k) => sig.verify(k, data),
             AnyKey::Sub(k) => sig.verify(k, data),
+        }
+    }
+
+    /// Checks a signature `bytes` over the finished `hash` (made with `alg`) with this key.
+    pub(super) fn verify_hash(
+        &self,
+        alg: pgp::crypto::hash::HashAlgorithm,
+        hash: &[u8],
+        bytes: &pgp::types::SignatureBytes,
+    ) -> pgp::errors::Result<()> {
+        match self {
+            AnyKey::Primary(k) => k.verify(alg, hash, bytes),
+            AnyKey::Sub(k) => k.verify(alg, hash, bytes),
         }
     }
 

@@ -13,6 +13,7 @@ mod download;
 mod error;
 mod extract;
 mod fetch;
+mod hashing;
 mod index;
 mod kept;
 mod keyring;
@@ -28,6 +29,8 @@ mod extract_tests;
 mod fetch_tests;
 #[cfg(test)]
 mod parse_tests;
+#[cfg(test)]
+mod prop_tests;
 
 pub use digests::{parse_digests, Digests};
 pub use error::Stage3Error;

@@ -24,7 +24,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use pgp::composed::{CleartextSignedMessage, Deserializable, DetachedSignature};
-use pgp::packet::Signature;
+use pgp::crypto::hash::HashAlgorithm;
+use pgp::packet::{Signature, SignatureType, SignatureVersion};
 
 use super::index::{DetachedCheck, Signed};
 use super::keyring::{Keyring, SigningKey, Unusable};
@@ -101,6 +102,13 @@ impl SignatureVerifier for OpenPgpVerifier {
         let (sig, _) = DetachedSignature::from_string(armored)
             .map_err(|e| bad(format!("not an armored OpenPGP signature ({e})")))?;
         let sig = sig.signature;
+        if prefix_mode(&sig) {
+            return Ok(Box::new(Prefixed {
+                ring: self.ring.clone(),
+                sig,
+                location: location.to_string(),
+            }));
+        }
         let (tx, rx) = sync_channel::<Vec<u8>>(QUEUE);
         let ring = self.ring.clone();
         let handle = std::thread::Builder::new()
@@ -122,7 +130,71 @@ impl SignatureVerifier for OpenPgpVerifier {
     }
 }
 
-/// A detached signature being checked on its own thread.
+/// Whether `sig` hashes exactly `SHA512(data || signature data || trailer)`: a version 4
+/// signature of binary data with SHA512 (what Gentoo's release signatures are). Then the
+/// SHA512 state the DIGESTS check computes anyway is continued instead of hashing again.
+fn prefix_mode(sig: &Signature) -> bool {
+    sig.version() == SignatureVersion::V4
+        && sig.typ() == Some(SignatureType::Binary)
+        && sig.hash_alg() == Some(HashAlgorithm::Sha512)
+}
+
+/// A detached signature checked from the caller's SHA512 state ([`prefix_mode`]).
+struct Prefixed {
+    ring: Arc<Keyring>,
+    sig: Signature,
+    location: String,
+}
+
+impl DetachedCheck for Prefixed {
+    fn wants_sha512(&self) -> bool {
+        true
+    }
+
+    fn update(&mut self, _chunk: &[u8]) {}
+
+    fn finish(self: Box<Self>, sha512: Option<sha2::Sha512>) -> Result<String, Stage3Error> {
+        let bad = |reason: String| Stage3Error::Signature {
+            location: self.location.clone(),
+            reason,
+        };
+        let Some(state) = sha512 else {
+            return Err(bad("the SHA512 of the file was not computed".into()));
+        };
+        let Some(key) = self
+            .ring
+            .keys
+            .iter()
+            .find(|k| k.key.is_issuer_of(&self.sig))
+        else {
+            return Err(bad(untrusted(&self.ring, &self.sig)));
+        };
+        let verified = (|| -> Result<(), String> {
+            let config = self.sig.config().ok_or("unknown signature version")?;
+            let mut hasher: Box<dyn sha2::digest::DynDigest + Send> = Box::new(state);
+            let len = config
+                .hash_signature_data(&mut hasher)
+                .map_err(|e| e.to_string())?;
+            hasher.update(&config.trailer(len).map_err(|e| e.to_string())?);
+            let hash = hasher.finalize();
+            let (Some(left16), Some(bytes)) = (self.sig.signed_hash_value(), self.sig.signature())
+            else {
+                return Err("incomplete signature packet".into());
+            };
+            if hash.get(..2) != Some(&left16[..]) {
+                return Err("the hash does not match".into());
+            }
+            key.key
+                .verify_hash(HashAlgorithm::Sha512, &hash, bytes)
+                .map_err(|e| e.to_string())
+        })();
+        verified.map_err(|e| bad(bad_signature(key, &e)))?;
+        judge(key, &self.sig).map_err(bad)
+    }
+}
+
+/// A detached signature being checked on its own thread over the fed bytes (signatures
+/// that are not [`prefix_mode`]).
 struct Streamed {
     tx: Option<SyncSender<Vec<u8>>>,
     handle: Option<JoinHandle<Result<String, String>>>,
@@ -130,6 +202,10 @@ struct Streamed {
 }
 
 impl DetachedCheck for Streamed {
+    fn wants_sha512(&self) -> bool {
+        false
+    }
+
     fn update(&mut self, chunk: &[u8]) {
         if let Some(tx) = &self.tx {
             // A send fails only when the thread ended early; `finish` reports its result.
@@ -137,7 +213,7 @@ impl DetachedCheck for Streamed {
         }
     }
 
-    fn finish(mut self: Box<Self>) -> Result<String, Stage3Error> {
+    fn finish(mut self: Box<Self>, _sha512: Option<sha2::Sha512>) -> Result<String, Stage3Error> {
         self.tx = None;
         let joined = self.handle.take().map(JoinHandle::join);
         let reason = match joined {
@@ -187,21 +263,31 @@ fn check(ring: &Keyring, sig: &Signature, data: &[u8]) -> Result<String, String>
 /// <fpr>` (or `key <fpr>`); the error says why the signature is refused.
 fn check_stream(ring: &Keyring, sig: &Signature, data: impl Read) -> Result<String, String> {
     let Some(key) = ring.keys.iter().find(|k| k.key.is_issuer_of(sig)) else {
-        return Err(format!(
-            "made by a key that is not trusted (issuer {}); {} holds only key(s) {} and their \
-             signing subkeys",
-            issuer(sig),
-            ring.path.display(),
-            ring.primaries.join(", ")
-        ));
+        return Err(untrusted(ring, sig));
     };
-    key.key.verify(sig, data).map_err(|e| {
-        format!(
-            "bad signature by {} ({e}): the file was changed after it was signed",
-            key.describe()
-        )
-    })?;
+    key.key
+        .verify(sig, data)
+        .map_err(|e| bad_signature(key, &e.to_string()))?;
     judge(key, sig)
+}
+
+/// The reason for a signature by a key outside the key file.
+fn untrusted(ring: &Keyring, sig: &Signature) -> String {
+    format!(
+        "made by a key that is not trusted (issuer {}); {} holds only key(s) {} and their \
+         signing subkeys",
+        issuer(sig),
+        ring.path.display(),
+        ring.primaries.join(", ")
+    )
+}
+
+/// The reason for a signature that does not match the bytes.
+fn bad_signature(key: &SigningKey, e: &str) -> String {
+    format!(
+        "bad signature by {} ({e}): the file was changed after it was signed",
+        key.describe()
+    )
 }
 
 /// Applies revocation and expiry to a cryptographically good signature by `key`.
