@@ -141,19 +141,18 @@ impl TestKey {
         String::from_utf8(gpg(self.home.path(), &args)).unwrap()
     }
 
-    /// A detached armored signature of `file`.
+    /// A detached armored signature of `file` made with SHA512 (as Gentoo's).
     pub fn detach_sign(&self, file: &Path) -> Vec<u8> {
+        self.detach_sign_with(file, "SHA512")
+    }
+
+    /// A detached armored signature of `file` made with the digest `algo` (`SHA256`...).
+    pub fn detach_sign_with(&self, file: &Path, algo: &str) -> Vec<u8> {
         let t: Vec<&str> = self.sign_args.iter().map(String::as_str).collect();
         let args = [
             &t[..],
-            &[
-                "--local-user",
-                &self.fpr,
-                "--armor",
-                "--detach-sign",
-                "--output",
-                "-",
-            ],
+            &["--local-user", &self.fpr, "--digest-algo", algo],
+            &["--armor", "--detach-sign", "--output", "-"],
             &[file.to_str().unwrap()],
         ]
         .concat();

@@ -218,6 +218,75 @@ fn revoked_key_fails() {
     case.assert_nothing_kept();
 }
 
+/// Re-makes the DIGESTS of the (changed) tarball and signs index and DIGESTS with `key`.
+fn redigest(case: &Case, key: &TestKey) {
+    let tarball = case.tarball();
+    let name = tarball.file_name().unwrap().to_str().unwrap().to_string();
+    let mut body = String::new();
+    for (header, tool) in [("BLAKE2B", "b2sum"), ("SHA512", "sha512sum")] {
+        let out = Command::new(tool)
+            .arg(&name)
+            .current_dir(tarball.parent().unwrap())
+            .output();
+        body.push_str(&format!(
+            "# {header} HASH\n{}",
+            String::from_utf8(out.unwrap().stdout).unwrap()
+        ));
+    }
+    std::fs::write(case.file_ending(".DIGESTS"), key.clearsign(&body)).unwrap();
+}
+
+#[test]
+fn tarball_signature_mismatch_fails_even_with_matching_digests() {
+    // The .asc (SHA512: checked from the DIGESTS' SHA512 state) is of the original tarball;
+    // the tarball is then changed and the DIGESTS re-made and signed to match it.
+    let case = Case::new();
+    let key = TestKey::new(Kind::Plain);
+    key.resign_mirror(&case.mirror());
+    key.export(&case.key());
+    let tarball = case.tarball();
+    let mut bytes = std::fs::read(&tarball).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&tarball, bytes).unwrap();
+    redigest(&case, &key);
+    let srv = serve(case.mirror(), None);
+    let msg = expect_err(case.obtain(&srv.url, &case.key()).0, "bad signature");
+    assert!(msg.contains(".tar.xz.asc"), "{msg}");
+    case.assert_nothing_kept();
+}
+
+#[test]
+fn sha256_tarball_signature_is_checked_on_its_own_thread() {
+    let case = Case::new();
+    let key = TestKey::new(Kind::Plain);
+    key.resign_mirror(&case.mirror());
+    key.export(&case.key());
+    let tarball = case.tarball();
+    let asc = case.file_ending(".tar.xz.asc");
+    std::fs::write(&asc, key.detach_sign_with(&tarball, "SHA256")).unwrap();
+    let srv = serve(case.mirror(), None);
+    let (result, lines) = case.obtain(&srv.url, &case.key());
+    result.unwrap();
+    assert!(
+        lines.iter().any(|l| l.contains(".tar.xz.asc by subkey")),
+        "{lines:#?}"
+    );
+    // And a mismatch in that mode fails too.
+    let case = Case::new();
+    key.resign_mirror(&case.mirror());
+    key.export(&case.key());
+    let tarball = case.tarball();
+    let asc = case.file_ending(".tar.xz.asc");
+    std::fs::write(&asc, key.detach_sign_with(&tarball, "SHA256")).unwrap();
+    let mut bytes = std::fs::read(&tarball).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&tarball, bytes).unwrap();
+    redigest(&case, &key);
+    let srv = serve(case.mirror(), None);
+    expect_err(case.obtain(&srv.url, &case.key()).0, "bad signature");
+    case.assert_nothing_kept();
+}
+
 #[test]
 fn truncated_download_fails_after_retries() {
     let case = Case::new();
