@@ -6,6 +6,7 @@
 # subkey), serves it from scripts/bench-server.py on 127.0.0.1 twice (limited to
 # RATE_MB_PER_S x 10^6 bytes/s, and unlimited), and times, RUNS times each:
 #   curl -o                      the bare download
+#   curl -o && sync FILE         the bare download made durable (build-helper fsyncs)
 #   curl -o && sha512sum         what the original tool did
 #   bench_fetch                  build-helper's fetch + verify (SHA512, BLAKE2B, OpenPGP on
 #                                the index, the DIGESTS and the tarball; fsync; rename)
@@ -21,9 +22,9 @@ target_dir=${CARGO_TARGET_DIR:-$src/target}
 (cd "$src" && cargo build --release --quiet --example bench_fetch)
 bin=$target_dir/release/examples/bench_fetch
 work=$(mktemp -d /var/tmp/bh-bench.XXXXXX)
-pids=
 cleanup() {
-    for p in $pids; do kill "$p" 2>/dev/null || true; done
+    # The servers this script started (their pids are in $work/pids).
+    for p in $(cat "$work/pids" 2>/dev/null); do kill "$p" 2>/dev/null || true; done
     GNUPGHOME=$work/gnupg gpgconf --kill gpg-agent 2>/dev/null || true
     rm -rf "$work"
 }
@@ -52,7 +53,7 @@ gpg --batch --armor --export "$fpr" > "$work/key.asc"
 
 start_server() { # RATE -> prints the port
     python3 "$src/scripts/bench-server.py" "$work/mirror" 0 "$1" > "$work/port.$1" &
-    pids="$pids $!"
+    echo $! >> "$work/pids"
     while ! grep -q port "$work/port.$1" 2>/dev/null; do sleep 0.1; done
     awk '{ print $2 }' "$work/port.$1"
 }
@@ -75,26 +76,29 @@ bench() { # RATE LABEL
     port=$(start_server "$1")
     url=$(url_of "$port")
     echo "== $2 (server 127.0.0.1:$port) =="
-    c=; cs=; f=
+    c=; cy=; cs=; f=
     i=0
     while [ $i -lt "$runs" ]; do
         i=$((i + 1))
         rm -f "$work/dl/f"
         time_cmd "run $i curl -o" curl -s -o "$work/dl/f" "$url"; c="$c $t"
         rm -f "$work/dl/f"
+        time_cmd "run $i curl -o && sync FILE" sh -c "curl -s -o '$work/dl/f' '$url' && sync '$work/dl/f'"; cy="$cy $t"
+        rm -f "$work/dl/f"
         time_cmd "run $i curl -o && sha512sum" sh -c "curl -s -o '$work/dl/f' '$url' && sha512sum '$work/dl/f'"; cs="$cs $t"
         rm -rf "$work/distfiles"
         time_cmd "run $i build-helper fetch+verify" "$bin" "http://127.0.0.1:$port" "$work/distfiles" "$work/key.asc"; f="$f $t"
     done
-    mc=$(echo "$c" | median); mcs=$(echo "$cs" | median); mf=$(echo "$f" | median)
-    echo "  median: curl -o $mc s, curl -o && sha512sum $mcs s, fetch+verify $mf s"
+    mc=$(echo "$c" | median); mcy=$(echo "$cy" | median); mcs=$(echo "$cs" | median); mf=$(echo "$f" | median)
+    echo "  median: curl -o $mc s, curl -o && sync $mcy s, curl -o && sha512sum $mcs s, fetch+verify $mf s"
+    echo "  fetch+verify / (curl -o && sync) = $(awk -v a="$mf" -v b="$mcy" 'BEGIN { printf "%.3f", a / b }')"
     echo "  fetch+verify / curl -o = $(awk -v a="$mf" -v b="$mc" 'BEGIN { printf "%.3f", a / b }')"
     echo "  fetch+verify / (curl -o && sha512sum) = $(awk -v a="$mf" -v b="$mcs" 'BEGIN { printf "%.3f", a / b }')"
     mb=$(awk -v s="$size" -v t="$mf" 'BEGIN { printf "%.1f", s / t / 1e6 }')
     echo "  fetch+verify throughput: $mb MB/s"
 }
 
-echo "file: $size bytes; runs per figure: $runs; CPUs: $(nproc)"
+echo "file: $size bytes; runs per figure: $runs; CPUs: $(nproc); load: $(cut -d' ' -f1-3 /proc/loadavg)"
 bench $((rate_mb * 1000 * 1000)) "limited to $rate_mb MB/s"
 bench 0 "unlimited loopback"
 echo "== hashes alone on the downloaded file (in the page cache) =="
@@ -106,6 +110,7 @@ while [ $i -lt "$runs" ]; do
     time_cmd "run $i sha512sum" sha512sum "$work/dl/f"; s="$s $t"
     time_cmd "run $i b2sum" b2sum "$work/dl/f"; b="$b $t"
 done
+echo "load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 ms=$(echo "$s" | median); mb2=$(echo "$b" | median)
 slower=$(awk -v a="$ms" -v b="$mb2" 'BEGIN { print (a > b ? a : b) }')
 echo "  median: sha512sum $ms s, b2sum $mb2 s; slower: $slower s"

@@ -6,6 +6,7 @@
 //!
 //! Not for: choosing the mirror or the file (`fetch.rs`), keeping the result (`fetch.rs`).
 
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
 use std::time::Duration;
 
@@ -20,6 +21,8 @@ use super::{Digests, SignatureVerifier, Stage3Error};
 
 /// Transfer attempts per mirror (the first one and the retries).
 pub(super) const ATTEMPTS: u32 = 4;
+/// Bytes written between two write-back starts ([`start_write_back`]).
+const WRITE_BACK: u64 = 32 << 20;
 /// Pause before the first retry; doubled before each further one.
 pub(super) const BACKOFF: Duration = Duration::from_millis(500);
 
@@ -181,8 +184,10 @@ impl Download<'_> {
         file.seek(std::io::SeekFrom::Start(checks.hasher.len()))
             .await
             .map_err(write_err)?;
+        let fd = file.as_raw_fd();
         let mut out = BufWriter::with_capacity(CHUNK, &mut *file);
         let mut meter = Meter::new("", self.size, checks.hasher.len(), self.bar);
+        let mut written_back = checks.hasher.len();
         let result = async {
             while let Some(chunk) = body.next().await? {
                 let got = checks.hasher.len() + chunk.len() as u64;
@@ -192,6 +197,11 @@ impl Download<'_> {
                 checks.update(&chunk);
                 out.write_all(&chunk).await.map_err(write_err)?;
                 meter.tick(got, progress);
+                if got - written_back >= WRITE_BACK {
+                    out.flush().await.map_err(write_err)?;
+                    start_write_back(fd, written_back, got - written_back);
+                    written_back = got;
+                }
             }
             Ok(())
         }
@@ -209,6 +219,21 @@ impl Download<'_> {
             got,
             path: self.tarball.to_path_buf(),
         }
+    }
+}
+
+/// Starts writing `len` bytes at `offset` of the file `fd` to disk without waiting
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`), so the final fsync finds little left to do
+/// and the download's end is not held up by flushing the whole file. Best effort: errors
+/// are ignored (the final fsync reports real ones).
+fn start_write_back(fd: RawFd, offset: u64, len: u64) {
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: `fd` is the open partial file, borrowed by the caller for this call; the
+    // kernel only reads the arguments; no memory is passed.
+    unsafe {
+        libc::sync_file_range(fd, offset, len, libc::SYNC_FILE_RANGE_WRITE);
     }
 }
 
