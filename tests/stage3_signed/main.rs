@@ -5,6 +5,7 @@
 //! a dead mirror falls through to the next; a kept tarball is reused offline.
 
 mod gpg;
+mod legacy;
 mod server;
 
 use std::path::{Path, PathBuf};
