@@ -6,6 +6,7 @@
 
 mod gpg;
 mod legacy;
+mod resume;
 mod server;
 
 use std::path::{Path, PathBuf};
