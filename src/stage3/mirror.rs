@@ -1,5 +1,7 @@
-//! Reading from a mirror: `http(s)://` through reqwest (the body streamed chunk by chunk)
-//! or `file:///` from the local filesystem, plus reading small local text files.
+//! Reading from one mirror: `http(s)://` through reqwest (the body streamed chunk by chunk,
+//! from a byte offset with an HTTP `Range` request when resuming; connect timeout 30 s, at
+//! most 60 s between bytes) or `file:///` from the local filesystem, plus reading small local
+//! text files.
 //!
 //! Not for: deciding what to fetch or checking it (`fetch.rs`).
 
