@@ -245,7 +245,7 @@ impl Supervisor {
             if verifier.is_none() {
                 self.ui.say(
                     "WARNING: the stage3's OpenPGP signatures were NOT checked \
-                     (--no-verify-signatures); only its digests were",
+                     (--no-verify-signatures or verify_signatures = false); only its digests were",
                 );
             }
             match obtained {
