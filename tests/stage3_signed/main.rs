@@ -106,7 +106,9 @@ impl Case {
 }
 
 fn primary_and_subkey(key: &Path) -> (String, String) {
+    let home = tempfile::tempdir().unwrap();
     let out = Command::new("gpg")
+        .env("GNUPGHOME", home.path())
         .args(["--batch", "--with-colons", "--show-keys"])
         .arg(key)
         .output()
