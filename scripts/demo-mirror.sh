@@ -4,13 +4,20 @@
 #   DIR/releases/amd64/autobuilds/latest-stage3-amd64-musl-hardened.txt
 #   DIR/releases/amd64/autobuilds/<stamp>/stage3-amd64-musl-hardened-<stamp>.tar.xz
 #                                          ...tar.xz.DIGESTS  ...tar.xz.sha256  ...tar.xz.CONTENTS.gz
+#                                          ...tar.xz.asc
+#   DIR/demo-release.asc      the public key that signs it
+# Like Gentoo's, the index and the DIGESTS are clear-signed and the tarball has a detached
+# .asc, all made by a signing SUBKEY of a certify-only primary key. The key is a THROW-AWAY
+# made for the demo and the tests (no passphrase; its secret part is deleted with the work
+# directory): point build-helper at DIR/demo-release.asc (BH_OPENPGP_KEY, or the starter's
+# openpgp_key), never at Gentoo's key.
 # The stage3 is NOT Gentoo: Debian's busybox-static plus the stand-in commands of
 # scripts/demo-stage3 (emerge, crossdev, eselect, make, gensquashfs, ... each says STAND-IN).
 # It lets the whole tool run on a machine without Gentoo or network. A real build needs a
 # Gentoo host with network and a real mirror.
 #
-# Usage: scripts/demo-mirror.sh DIR    (needs busybox-static, xz-utils, coreutils; as root so
-#                                       that owners and device nodes are kept)
+# Usage: scripts/demo-mirror.sh DIR    (needs busybox-static, xz-utils, coreutils, gnupg; as
+#                                       root so that owners and device nodes are kept)
 set -eu
 [ $# -eq 1 ] || { echo "usage: $0 DIR" >&2; exit 2; }
 here=$(cd "$(dirname "$0")" && pwd)
@@ -19,11 +26,22 @@ busybox=${BUSYBOX:-/bin/busybox}
 [ -x "$busybox" ] || { echo "$0: $busybox missing: apt-get install busybox-static" >&2; exit 2; }
 file "$busybox" 2>/dev/null | grep -q 'dynamically linked' && { echo "$0: $busybox is not static: apt-get install busybox-static" >&2; exit 2; }
 
+command -v gpg >/dev/null || { echo "$0: gpg missing: apt-get install gnupg" >&2; exit 2; }
+
 flavor=amd64-musl-hardened
 stamp=${BH_DEMO_STAMP:-$(date -u +%Y%m%dT%H%M%SZ)}
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+trap 'GNUPGHOME="$work/gnupg" gpgconf --kill gpg-agent 2>/dev/null; rm -rf "$work"' EXIT
 root=$work/root
+
+# The throw-away release key: a certify-only primary key and a signing subkey (as Gentoo's).
+export GNUPGHOME=$work/gnupg
+mkdir -m 700 "$GNUPGHOME"
+gpg_q() { gpg --batch --quiet --no-tty --pinentry-mode loopback --passphrase '' "$@"; }
+gpg_q --quick-gen-key 'build-helper demo release key (THROW-AWAY, demo and tests only) <demo-release@build-helper.invalid>' ed25519 cert never 2>/dev/null
+fpr=$(gpg --batch --with-colons --list-keys | awk -F: '/^fpr/ { print $10; exit }')
+gpg_q --quick-add-key "$fpr" ed25519 sign never 2>/dev/null
+clearsign() { gpg_q --yes --local-user "$fpr" --digest-algo SHA512 --clearsign --output "$1.signed" "$1" && mv "$1.signed" "$1"; }
 
 # Merged-usr layout with busybox as every basic command.
 mkdir -p "$root/usr/bin" "$root/usr/lib" "$root/etc/portage" "$root/var/db/repos" \
@@ -73,6 +91,8 @@ tar -tvf "$tarball" | gzip -9 > "$tarball.CONTENTS.gz"
         (cd "$dir/$stamp" && sha512sum "$f")
     done
 } > "$tarball.DIGESTS"
+clearsign "$tarball.DIGESTS"
+gpg_q --yes --local-user "$fpr" --digest-algo SHA512 --armor --detach-sign --output "$tarball.asc" "$tarball"
 (cd "$dir/$stamp" && sha256sum "$name") > "$tarball.sha256"
 size=$(stat -c %s "$tarball")
 {
@@ -80,4 +100,6 @@ size=$(stat -c %s "$tarball")
     echo "# ts=$(date -u +%s)"
     echo "$stamp/$name $size"
 } > "$dir/latest-stage3-$flavor.txt"
-echo "demo mirror: $out ($name, $size bytes)"
+clearsign "$dir/latest-stage3-$flavor.txt"
+gpg --batch --armor --export "$fpr" > "$out/demo-release.asc"
+echo "demo mirror: $out ($name, $size bytes, signed by key $fpr)"

@@ -1,13 +1,14 @@
 #!/bin/sh
 # Installs the Debian packages the demo and the tests need (as root; idempotent):
 # busybox-static for the stand-in stage3, squashfs-tools (mksquashfs archives the history,
-# unsquashfs reads it), squashfs-tools-ng, rsync (history type files), xz-utils and file;
-# debootstrap and python3-pip build the real-Portage stand-in stage3
-# (scripts/portage-stage3.sh: Debian minbase + Portage from PyPI).
+# unsquashfs reads it), squashfs-tools-ng, rsync (history type files), xz-utils, file, gnupg
+# (signs the demo mirror with a throw-away key), curl (scripts/bench-fetch.sh); debootstrap
+# and python3-pip build the real-Portage stand-in stage3 (scripts/portage-stage3.sh:
+# Debian minbase + Portage from PyPI).
 set -eu
 need=
-for p in busybox-static squashfs-tools squashfs-tools-ng rsync xz-utils file debootstrap \
-    python3-pip; do
+for p in busybox-static squashfs-tools squashfs-tools-ng rsync xz-utils file gnupg curl \
+    debootstrap python3-pip; do
     dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
 done
 if [ -n "$need" ]; then

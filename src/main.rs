@@ -83,6 +83,10 @@ enum Command {
         /// Restart the run's targets from their first step (with --resume RUN: that run).
         #[arg(long)]
         retry: bool,
+        /// Do not check the stage3's OpenPGP signatures (its digests are still checked; a
+        /// warning is shown). Without it, a missing key file stops the run.
+        #[arg(long)]
+        no_verify_signatures: bool,
         /// Mount the history and every target's overlay for exploring, then exit without
         /// building (also MOUNT_HIST=yes).
         #[arg(long, conflicts_with_all = ["resume", "retry"])]
@@ -167,9 +171,13 @@ fn cmd_run(
     history: Option<&str>,
     resume: Option<String>,
     retry: bool,
+    no_verify_signatures: bool,
     mount_hist: bool,
 ) -> anyhow::Result<i32> {
-    let starter = load_starter(starter_path, history)?;
+    let mut starter = load_starter(starter_path, history)?;
+    if no_verify_signatures {
+        starter.options.verify_signatures = false;
+    }
     if mount_hist || starter.options.mount_hist {
         if !nix::unistd::geteuid().is_root() {
             return Err(
@@ -255,8 +263,17 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             history,
             resume,
             retry,
+            no_verify_signatures,
             mount_hist,
-        } => cmd_run(&starter, ui, history.as_deref(), resume, retry, mount_hist),
+        } => cmd_run(
+            &starter,
+            ui,
+            history.as_deref(),
+            resume,
+            retry,
+            no_verify_signatures,
+            mount_hist,
+        ),
         Command::History { action, tree } => {
             let tree = tree_arg(tree);
             match action {

@@ -25,6 +25,8 @@ pub struct Stage3Source {
     pub arch: String,
     /// stage3 flavor.
     pub flavor: String,
+    /// The trusted OpenPGP key file; `None` when the user turned signature checks off.
+    pub openpgp_key: Option<PathBuf>,
 }
 
 /// How the history archive is written.
@@ -279,6 +281,7 @@ pub fn build(
             mirror: opts.mirror.clone(),
             arch: opts.arch.clone(),
             flavor: opts.stage3.clone(),
+            openpgp_key: opts.verify_signatures.then(|| opts.openpgp_key.clone()),
         }),
         jobs: opts.jobs,
         pass_env: opts.pass_env.clone(),

@@ -1,15 +1,11 @@
 //! The `.DIGESTS` file of a stage3 (SHA512 and BLAKE2B-512 blocks, format:
-//! /work/shared/spec/stage3-mirror.md) and the running hashes that check a tarball while its
-//! bytes arrive.
+//! /work/shared/spec/stage3-mirror.md) and the comparison of what a tarball hashed to.
 //!
-//! [`parse_digests`] is pure. [`Hasher`] is fed chunk by chunk by the download or by the
-//! check of a kept file, so a tarball is never read twice. Not for: signatures (see
+//! [`parse_digests`] is pure. The running hashes are in `hashing.rs`, fed chunk by chunk by
+//! the download or by the check of a kept file, so a tarball is never read twice. Not for: signatures (see
 //! [`super::SignatureVerifier`]).
 
 use std::path::Path;
-
-use blake2::Blake2b512;
-use sha2::{Digest, Sha512};
 
 use super::index::parsable;
 use super::Stage3Error;
@@ -101,49 +97,6 @@ pub fn parse_digests(text: &str, file_name: &str) -> Result<Digests, Stage3Error
 /// The part after the last `/`.
 fn base_name(name: &str) -> &str {
     name.rsplit('/').next().unwrap_or(name)
-}
-
-/// Running SHA512 and BLAKE2B-512 hashes of a byte stream, only of the kinds the DIGESTS
-/// file lists, and the number of bytes seen.
-pub(crate) struct Hasher {
-    sha512: Option<Sha512>,
-    blake2b: Option<Blake2b512>,
-    len: u64,
-}
-
-impl Hasher {
-    /// Hashers for the digests `expected` lists.
-    pub(crate) fn new(expected: &Digests) -> Self {
-        Hasher {
-            sha512: expected.sha512.as_ref().map(|_| Sha512::new()),
-            blake2b: expected.blake2b.as_ref().map(|_| Blake2b512::new()),
-            len: 0,
-        }
-    }
-
-    /// Feeds the next chunk.
-    pub(crate) fn update(&mut self, chunk: &[u8]) {
-        if let Some(h) = &mut self.sha512 {
-            h.update(chunk);
-        }
-        if let Some(h) = &mut self.blake2b {
-            h.update(chunk);
-        }
-        self.len += chunk.len() as u64;
-    }
-
-    /// Bytes fed so far.
-    pub(crate) fn len(&self) -> u64 {
-        self.len
-    }
-
-    /// The computed digests (lower-case hex).
-    pub(crate) fn finish(self) -> Digests {
-        Digests {
-            sha512: self.sha512.map(|h| hex::encode(h.finalize())),
-            blake2b: self.blake2b.map(|h| hex::encode(h.finalize())),
-        }
-    }
 }
 
 /// Compares every listed digest with the computed one and returns the names of the checked

@@ -115,6 +115,32 @@ pub enum Stage3Error {
         reason: String,
     },
 
+    /// The trusted OpenPGP key file does not exist.
+    #[error(
+        "stage3: the OpenPGP key file {path} does not exist, so the release signatures cannot \
+         be checked; on Gentoo run `emerge sec-keys/openpgp-keys-gentoo-release`, elsewhere \
+         download Gentoo's release key from https://www.gentoo.org/downloads/signatures/ and \
+         check that its fingerprint is 13EBBDBEDE7A12775DFDB1BABB572E0E2D182910, then point \
+         the starter option openpgp_key (or BH_OPENPGP_KEY) at it; to go on without \
+         signatures (digests only) pass --no-verify-signatures"
+    )]
+    NoKeyFile {
+        /// The key file looked for.
+        path: PathBuf,
+    },
+
+    /// The trusted OpenPGP key file holds no usable public key.
+    #[error(
+        "stage3: the OpenPGP key file {path} is not usable: {reason}; replace it with Gentoo's \
+         armored release key (fingerprint 13EBBDBEDE7A12775DFDB1BABB572E0E2D182910)"
+    )]
+    BadKeyFile {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// A DIGESTS line for the tarball could not be understood, or two lines disagree.
     #[error("stage3 digests {location} line {line}: {reason}; {TRY_MIRROR}")]
     BadDigests {

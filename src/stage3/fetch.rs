@@ -3,25 +3,28 @@
 //! digest and the listed size match. A tarball kept by an earlier run is checked again and
 //! reused without downloading.
 //!
-//! Mirrors are `http://`, `https://` (reqwest, streamed) or `file:///` (read in chunks).
-//! Not for: extraction ([`super::extract`]) or OpenPGP checks ([`super::SignatureVerifier`]).
+//! Mirrors are `http://`, `https://` (reqwest, streamed) or `file:///` (read in chunks),
+//! several tried in order. Not for: extraction ([`super::extract`]), the transfer itself
+//! (`download.rs`) or OpenPGP checks ([`super::SignatureVerifier`]).
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::io::AsyncWriteExt;
 
-use super::digests::{check, Hasher};
+use super::digests::check;
+use super::download::{DetachedSig, Download};
 use super::index::trusted_text;
 use super::kept::{discard, newest_kept, verify_kept};
 use super::mirror::Mirror;
-use super::{parse_digests, parse_latest, Digests, SignatureVerifier, Stage3Error};
+use super::progress::Progress;
+use super::signed::{signed_files, SignedFiles};
+use super::{parse_latest, Digests, SignatureVerifier, Stage3Error};
 
 /// Where to get a stage3 from and where to keep it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
-    /// Mirror root, e.g. `https://gentoo.osuosl.org`, `http://127.0.0.1:8080` or
-    /// `file:///srv/mirror`; a trailing `/` is allowed.
+    /// Mirror roots, tried in order, separated by spaces, e.g. `https://gentoo.osuosl.org`,
+    /// `http://127.0.0.1:8080` or `file:///srv/mirror`; a trailing `/` is allowed.
     pub mirror: String,
     /// Gentoo release arch, e.g. `amd64` (letters, digits, `._+-`).
     pub arch: String,
@@ -29,6 +32,9 @@ pub struct Request {
     pub flavor: String,
     /// Directory where verified tarballs and their `.DIGESTS` are kept (created if missing).
     pub distfiles: PathBuf,
+    /// Draw an indicatif progress bar on stderr when it is a terminal (plain mode) instead
+    /// of progress lines.
+    pub progress_bar: bool,
 }
 
 /// A verified tarball on disk.
@@ -48,29 +54,12 @@ pub struct Verified {
 
 /// Read buffer and write buffer size, in bytes.
 pub(super) const CHUNK: usize = 1 << 20;
-/// At most one progress line per this interval while bytes flow.
-const PROGRESS_EVERY: Duration = Duration::from_millis(500);
-
-/// Receives human-readable progress lines.
-pub(super) type Progress<'a> = &'a mut (dyn FnMut(String) + Send);
 
 /// Fetches `latest-stage3-<flavor>.txt`, downloads the tarball it lists and its `.DIGESTS`
 /// into `req.distfiles`, and checks the listed size and every listed digest (SHA512,
-/// BLAKE2B-512) on the bytes as they arrive. The tarball is written to `<name>.partial` and
-/// renamed to `<name>` only after the checks pass; on any failure the partial file is deleted.
-///
-/// When `<name>` and `<name>.DIGESTS` already exist in distfiles, the kept tarball is checked
-/// against the kept DIGESTS and reused (`reused: true`); if it fails, it is deleted and
-/// downloaded again. When the index cannot be fetched at all (mirror unreachable), the newest
-/// kept `stage3-<flavor>-<stamp>.tar.xz` that passes its check is used instead.
-///
-/// OpenPGP signatures are **not** checked (see [`obtain_with_verifier`]): only the signed part
-/// of each clear-signed text is parsed, and a progress line says so. `progress` receives lines
-/// such as `stage3: fetching <url>`, `stage3: 120/496 MiB`, `stage3: verified SHA512, BLAKE2B`,
-/// at most a few per second.
-///
-/// Errors: every [`Stage3Error`] kind of fetching and checking: `BadRequest`, `BadMirror`,
-/// `Network`, `HttpStatus`, `Io`, the parse errors, `SizeMismatch`, `DigestMismatch`.
+/// BLAKE2B-512) on the bytes as they arrive, **without** OpenPGP signatures (only the signed
+/// part of each clear-signed text is parsed; a progress line says the signatures were not
+/// checked). Same as [`obtain_with_verifier`] with `None`; see there.
 pub async fn obtain(
     req: &Request,
     progress: &mut (dyn FnMut(String) + Send),
@@ -78,84 +67,139 @@ pub async fn obtain(
     obtain_with_verifier(req, None, progress).await
 }
 
-/// [`obtain`] with an optional OpenPGP verifier for the clear-signed index and DIGESTS (the
-/// seam for the later signature issue). With `Some`, unsigned texts are refused and only the
-/// text the verifier returns is parsed. `obtain` passes `None`.
+/// Obtains a verified stage3: tries each mirror of `req.mirror` (space-separated) in order
+/// and keeps the first verified tarball; when no mirror can even serve the index, uses the
+/// newest kept copy in distfiles that still verifies (offline reuse).
 ///
-/// Errors: as [`obtain`], plus `Unsigned` and `Signature` from the verifier.
+/// From one mirror: fetches `latest-stage3-<flavor>.txt` and the `.DIGESTS` it implies, and
+/// with a `verifier` checks their OpenPGP signatures (the pre-2022 `.DIGESTS.asc` when the
+/// `.DIGESTS` is not clear-signed) and parses only the signed text. The tarball goes to
+/// `<name>.partial` while SHA512, BLAKE2B-512 and (with a verifier, when the mirror has a
+/// `<name>.asc`) its detached signature are computed on the arriving bytes; transfers cut
+/// short are resumed with HTTP `Range` (see `download.rs`). Only when the size, every digest
+/// and every signature match is the `.DIGESTS` (and `.asc`) written next to it and the
+/// partial renamed to `<name>`. A tarball kept by an earlier run is checked again (digests and
+/// signatures) and reused (`reused: true`); if it fails, it is deleted and downloaded again.
+///
+/// `progress` receives lines such as `stage3: fetching <url>`, `stage3: 120/496 MiB, 95.1
+/// MiB/s, ETA 4 s`, `stage3: good signature on <url> by subkey <fpr> of key <fpr>`.
+///
+/// Errors: every [`Stage3Error`] kind of fetching and checking (`BadRequest`, `BadMirror`,
+/// `Network`, `HttpStatus`, `Io`, the parse errors, `Unsigned`, `Signature`, `SizeMismatch`,
+/// `DigestMismatch`); with several mirrors, the error of the last one tried.
 pub async fn obtain_with_verifier(
     req: &Request,
     verifier: Option<&dyn SignatureVerifier>,
     progress: &mut (dyn FnMut(String) + Send),
 ) -> Result<Verified, Stage3Error> {
-    let mirror = Mirror::new(req)?;
-    let index_url = mirror.url(&format!("latest-stage3-{}.txt", req.flavor));
-    progress(format!("stage3: fetching {index_url}"));
-    let index_text = match mirror.fetch_text(&index_url).await {
-        Ok(text) => text,
-        Err(err) => {
-            progress(format!(
-                "stage3: cannot read the index ({err}); looking for a kept stage3 in {}",
-                req.distfiles.display()
-            ));
-            return match newest_kept(req, verifier, progress).await? {
-                Some(kept) => Ok(kept),
-                None => Err(err),
-            };
-        }
-    };
+    let roots: Vec<&str> = req.mirror.split_whitespace().collect();
     if verifier.is_none() {
         progress(
-            "stage3: OpenPGP signatures are not checked (not implemented yet); using the \
-             signed part of each text and the digests"
+            "stage3: WARNING: OpenPGP signatures are NOT checked (signature checking was \
+             turned off); only the digests protect this download"
                 .into(),
         );
     }
-    let latest = parse_latest(&trusted_text(&index_text, &index_url, verifier)?)
-        .map_err(|e| e.at(&index_url))?;
+    let mut last = Stage3Error::BadMirror {
+        mirror: req.mirror.clone(),
+        reason: "no mirror given".into(),
+    };
+    let mut index_reached = false;
+    for (i, root) in roots.iter().enumerate() {
+        let mirror = Mirror::new(root, req)?;
+        match from_mirror(req, &mirror, verifier, progress).await {
+            Ok(v) => return Ok(v),
+            Err((reached, e)) => {
+                index_reached |= reached;
+                if i + 1 < roots.len() {
+                    progress(format!(
+                        "stage3: mirror {root} failed ({e}); trying the next"
+                    ));
+                }
+                last = e;
+            }
+        }
+    }
+    let err = last;
+    if index_reached || roots.is_empty() {
+        return Err(err);
+    }
+    progress(format!(
+        "stage3: no mirror serves the index ({err}); looking for a kept stage3 in {}",
+        req.distfiles.display()
+    ));
+    match newest_kept(req, verifier, progress).await? {
+        Some(kept) => Ok(kept),
+        None => Err(err),
+    }
+}
+
+/// Obtains the stage3 from one mirror. The error comes with whether the index was read (if
+/// not, the caller may fall back to a kept copy).
+async fn from_mirror(
+    req: &Request,
+    mirror: &Mirror,
+    verifier: Option<&dyn SignatureVerifier>,
+    progress: Progress<'_>,
+) -> Result<Verified, (bool, Stage3Error)> {
+    let index_url = mirror.url(&format!("latest-stage3-{}.txt", req.flavor));
+    progress(format!("stage3: fetching {index_url}"));
+    let index_text = mirror
+        .fetch_text(&index_url)
+        .await
+        .map_err(|e| (false, e))?;
+    let reached = |e| (true, e);
+    let (text, signer) = trusted_text(&index_text, &index_url, verifier).map_err(reached)?;
+    say_signed(&index_url, signer, progress);
+    let latest = parse_latest(&text)
+        .map_err(|e| e.at(&index_url))
+        .map_err(reached)?;
     let tarball = req.distfiles.join(&latest.file_name);
     let digests_file = with_suffix(&tarball, ".DIGESTS");
     if exists(&tarball).await && exists(&digests_file).await {
         let listed = Some((latest.size, index_url.as_str()));
         match verify_kept(&tarball, &digests_file, listed, verifier, progress).await {
             Ok(kept) => return Ok(kept),
-            Err(e @ Stage3Error::Io { .. }) => return Err(e),
+            Err(e @ Stage3Error::Io { .. }) => return Err(reached(e)),
             Err(e) => {
                 progress(format!(
                     "stage3: the kept copy is not usable ({e}); downloading again"
                 ));
-                discard(&tarball, &digests_file).await?;
+                discard(&tarball, &digests_file).await.map_err(reached)?;
             }
         }
     }
-
     let tar_url = mirror.url(&latest.rel_path);
-    let digests_url = format!("{tar_url}.DIGESTS");
-    progress(format!("stage3: fetching {digests_url}"));
-    let digests_text = mirror.fetch_text(&digests_url).await?;
-    let expected = parse_digests(
-        &trusted_text(&digests_text, &digests_url, verifier)?,
-        &latest.file_name,
-    )
-    .map_err(|e| e.at(&digests_url))?;
-
+    let files = signed_files(mirror, &tar_url, &latest.file_name, verifier, progress)
+        .await
+        .map_err(reached)?;
     tokio::fs::create_dir_all(&req.distfiles)
         .await
-        .map_err(|e| Stage3Error::io("create directory", &req.distfiles, e))?;
+        .map_err(|e| reached(Stage3Error::io("create directory", &req.distfiles, e)))?;
     progress(format!("stage3: fetching {tar_url}"));
+    let asc_url = format!("{tar_url}.asc");
+    let signature = match (verifier, &files.asc) {
+        (Some(verifier), Some(armored)) => Some(DetachedSig {
+            armored,
+            location: &asc_url,
+            verifier,
+        }),
+        _ => None,
+    };
     let download = Download {
         url: &tar_url,
         index_url: &index_url,
         size: latest.size,
-        expected: &expected,
+        expected: &files.expected,
         tarball: &tarball,
         partial: &with_suffix(&tarball, ".partial"),
+        signature,
+        bar: req.progress_bar,
     };
-    let (got, checked) = download
-        .keep(&mirror, &digests_file, &digests_text, progress)
-        .await?;
+    let got = keep(&download, mirror, &files, progress)
+        .await
+        .map_err(reached)?;
     sync_dir(&req.distfiles).await;
-    progress(format!("stage3: verified {}", checked.join(", ")));
     Ok(Verified {
         tarball,
         size: latest.size,
@@ -165,102 +209,59 @@ pub async fn obtain_with_verifier(
     })
 }
 
-/// One tarball download into its `.partial` file.
-struct Download<'a> {
-    url: &'a str,
-    index_url: &'a str,
-    size: u64,
-    expected: &'a Digests,
-    tarball: &'a Path,
-    partial: &'a Path,
+/// Says who signed `location`, when it was verified.
+pub(super) fn say_signed(location: &str, signer: Option<String>, progress: Progress<'_>) {
+    if let Some(signer) = signer {
+        progress(format!("stage3: good signature on {location} by {signer}"));
+    }
 }
 
-impl Download<'_> {
-    /// Downloads, checks every listed digest, writes the DIGESTS next to the tarball, then
-    /// renames the partial file to its final name. On any failure the partial file is
-    /// deleted. Returns the computed digests and the names of the checked kinds.
-    async fn keep(
-        &self,
-        mirror: &Mirror,
-        digests_file: &Path,
-        digests_text: &str,
-        progress: Progress<'_>,
-    ) -> Result<(Digests, Vec<&'static str>), Stage3Error> {
-        let result = async {
-            let got = self.run(mirror, progress).await?;
-            let checked = check(self.expected, &got, self.tarball)?;
-            // The DIGESTS first: a tarball is only ever reused together with them.
-            write_synced(digests_file, digests_text.as_bytes()).await?;
-            tokio::fs::rename(self.partial, self.tarball)
-                .await
-                .map_err(|e| Stage3Error::io("rename to its final name", self.partial, e))?;
-            Ok((got, checked))
+/// Downloads, checks every listed digest and the detached signature, writes the DIGESTS (and
+/// `.asc`) next to the tarball, then renames the partial file to its final name. The partial
+/// file is kept after a network failure (the next run resumes it) and deleted after any
+/// other failure. Returns the computed digests.
+async fn keep(
+    dl: &Download<'_>,
+    mirror: &Mirror,
+    files: &SignedFiles,
+    progress: Progress<'_>,
+) -> Result<Digests, Stage3Error> {
+    let result = async {
+        let checks = dl.run(mirror, progress).await?;
+        let (got, sha512_state) = checks.hasher.finish(dl.expected);
+        let checked = check(dl.expected, &got, dl.tarball)?;
+        progress(format!("stage3: verified {}", checked.join(", ")));
+        if let Some(sig) = checks.signature {
+            let signer = sig.finish(sha512_state)?;
+            say_signed(&format!("{}.asc", dl.url), Some(signer), progress);
         }
-        .await;
-        if result.is_err() {
-            let _ = tokio::fs::remove_file(self.partial).await;
-        }
-        result
-    }
-
-    /// Streams the body into the partial file, hashing each chunk as it is written; stops as
-    /// soon as more bytes arrive than listed. Returns the computed digests.
-    async fn run(&self, mirror: &Mirror, progress: Progress<'_>) -> Result<Digests, Stage3Error> {
-        let file = tokio::fs::File::create(self.partial)
-            .await
-            .map_err(|e| Stage3Error::io("create", self.partial, e))?;
-        let mut out = BufWriter::with_capacity(CHUNK, file);
-        let mut body = mirror.open(self.url).await?;
-        let mut hasher = Hasher::new(self.expected);
-        let mut meter = Meter::default();
-        let write_err = |e| Stage3Error::io("write", self.partial, e);
-        while let Some(chunk) = body.next().await? {
-            let got = hasher.len() + chunk.len() as u64;
-            if got > self.size {
-                return Err(self.size_mismatch(got));
+        // The DIGESTS first: a tarball is only ever reused together with them.
+        let digests_file = with_suffix(dl.tarball, ".DIGESTS");
+        write_synced(&digests_file, files.digests_text.as_bytes()).await?;
+        let asc_file = with_suffix(dl.tarball, ".asc");
+        match &files.asc {
+            Some(asc) => write_synced(&asc_file, asc.as_bytes()).await?,
+            None => {
+                let _ = tokio::fs::remove_file(&asc_file).await;
             }
-            hasher.update(&chunk);
-            out.write_all(&chunk).await.map_err(write_err)?;
-            meter.tick("", got, self.size, progress);
         }
-        out.flush().await.map_err(write_err)?;
-        out.into_inner().sync_all().await.map_err(write_err)?;
-        if hasher.len() != self.size {
-            return Err(self.size_mismatch(hasher.len()));
-        }
-        Ok(hasher.finish())
+        tokio::fs::rename(dl.partial, dl.tarball)
+            .await
+            .map_err(|e| Stage3Error::io("rename to its final name", dl.partial, e))?;
+        Ok(got)
     }
-
-    fn size_mismatch(&self, got: u64) -> Stage3Error {
-        Stage3Error::SizeMismatch {
-            location: self.index_url.to_string(),
-            expected: self.size,
-            got,
-            path: self.tarball.to_path_buf(),
+    .await;
+    match &result {
+        Err(e @ Stage3Error::Network { .. }) => progress(format!(
+            "stage3: kept {} to resume it next time ({e})",
+            dl.partial.display()
+        )),
+        Err(_) => {
+            let _ = tokio::fs::remove_file(dl.partial).await;
         }
+        Ok(_) => {}
     }
-}
-
-/// Rate-limited "done/total" progress lines.
-#[derive(Default)]
-pub(super) struct Meter {
-    last: Option<Instant>,
-}
-
-impl Meter {
-    pub(super) fn tick(&mut self, verb: &str, done: u64, total: u64, progress: Progress<'_>) {
-        if self.last.is_some_and(|t| t.elapsed() < PROGRESS_EVERY) {
-            return;
-        }
-        self.last = Some(Instant::now());
-        const MIB: u64 = 1 << 20;
-        let amount = if total >= MIB {
-            format!("{}/{} MiB", done / MIB, total / MIB)
-        } else {
-            format!("{done}/{total} bytes")
-        };
-        progress(format!("stage3: {verb}{amount}"));
-    }
+    result
 }
 
 /// `path` with `suffix` appended to its file name.

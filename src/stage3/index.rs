@@ -2,9 +2,10 @@
 //! shares with the `.DIGESTS` files (format: /work/shared/spec/stage3-mirror.md, RFC 4880
 //! section 7).
 //!
-//! Pure text handling, no I/O. Not for: verifying signatures. That is a later issue; its seam
-//! is [`SignatureVerifier`]. Until a verifier exists, callers parse only the signed part of a
-//! clear-signed text ([`signed_body`]) and say that the signature was not checked.
+//! Pure text handling, no I/O, and the seam for OpenPGP verification ([`SignatureVerifier`],
+//! implemented in `openpgp.rs`). Without a verifier (the user opted out), callers parse only
+//! the signed part of a clear-signed text ([`signed_body`]) and say that the signature was
+//! not checked.
 
 use std::borrow::Cow;
 
@@ -32,18 +33,56 @@ pub struct Latest {
     pub size: u64,
 }
 
-/// The seam for OpenPGP verification of clear-signed texts (`latest-stage3-*.txt`,
-/// `*.DIGESTS`). **No implementation exists yet**: [`obtain`](super::obtain) runs without
-/// one, parses only the signed part of each text and reports that the signature was not
-/// checked. An implementation must accept signatures made by a signing subkey bound to the
-/// trusted primary key (the Gentoo release key signs with a subkey; see the spec).
+/// A clear-signed text whose signature was verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    /// Exactly the text the signature covers, dash-escaping undone, `\n` line breaks.
+    pub text: String,
+    /// Who signed it: `subkey <fingerprint> of key <fingerprint>` or `key <fingerprint>`
+    /// (upper-case hex).
+    pub signer: String,
+}
+
+/// OpenPGP verification of release files. The implementation is
+/// [`OpenPgpVerifier`](super::OpenPgpVerifier); tests may supply others. An implementation
+/// must accept signatures made by a signing subkey bound to the trusted primary key (the
+/// Gentoo release key signs with a subkey; see the spec).
 pub trait SignatureVerifier: Send + Sync {
     /// Verifies the clear-signed `text` fetched from `location` (URL or path, for messages)
-    /// and returns exactly the text the signature covers, dash-escaping undone.
+    /// and returns the text the signature covers and the signer.
     ///
-    /// Errors: [`Stage3Error::Signature`] when the signature is invalid, made by an untrusted
-    /// key, or missing.
-    fn verify_clearsigned(&self, text: &str, location: &str) -> Result<String, Stage3Error>;
+    /// Errors: [`Stage3Error::Signature`] when the signature is invalid, made by an untrusted,
+    /// revoked or expired key, missing, or when text lies outside the signed part.
+    fn verify_clearsigned(&self, text: &str, location: &str) -> Result<Signed, Stage3Error>;
+
+    /// Starts checking the ASCII-armored detached signature `armored` (fetched from
+    /// `location`) over a stream of bytes fed to the returned check.
+    ///
+    /// Errors: [`Stage3Error::Signature`] when `armored` is not a signature; errors of the
+    /// check itself come from [`DetachedCheck::finish`].
+    fn start_detached(
+        &self,
+        armored: &str,
+        location: &str,
+    ) -> Result<Box<dyn DetachedCheck>, Stage3Error>;
+}
+
+/// A detached signature being checked over the bytes of a file, fed in order, each byte
+/// exactly once: either through [`DetachedCheck::update`], or (when
+/// [`DetachedCheck::wants_sha512`]) as the running SHA512 state the caller computes anyway
+/// for the DIGESTS, so the file is not hashed twice with SHA512.
+pub trait DetachedCheck: Send {
+    /// `true` when the caller must pass the SHA512 state over all bytes to
+    /// [`DetachedCheck::finish`] instead of feeding [`DetachedCheck::update`].
+    fn wants_sha512(&self) -> bool;
+    /// Feeds the next bytes of the signed file (ignored when [`DetachedCheck::wants_sha512`]).
+    fn update(&mut self, chunk: &[u8]);
+    /// Ends the input and returns the signer (as [`Signed::signer`]); `sha512` is the SHA512
+    /// state over every byte of the file, before finalisation.
+    ///
+    /// Errors: [`Stage3Error::Signature`] when the signature does not match the bytes, its
+    /// key is not trusted, revoked or expired, or the SHA512 state it wants is missing.
+    fn finish(self: Box<Self>, sha512: Option<sha2::Sha512>) -> Result<String, Stage3Error>;
 }
 
 /// Whether `text` contains a clear-signed message (a line `-----BEGIN PGP SIGNED
@@ -106,22 +145,25 @@ pub(crate) fn parsable<'a>(text: &'a str, generic: &str) -> Result<Cow<'a, str>,
     })
 }
 
-/// The text to hand to the parsers for a download from `location`: with a verifier, the text
-/// its signature covers (an unsigned text is refused); without one, the text as it is (the
-/// parsers then take its signed part, unverified).
+/// The text to hand to the parsers for a download from `location`, and its signer: with a
+/// verifier, the text its signature covers (an unsigned text is refused); without one, the
+/// text as it is and no signer (the parsers then take its signed part, unverified).
 ///
 /// Errors: [`Stage3Error::Unsigned`], or the verifier's error.
 pub(crate) fn trusted_text<'a>(
     text: &'a str,
     location: &str,
     verifier: Option<&dyn SignatureVerifier>,
-) -> Result<Cow<'a, str>, Stage3Error> {
+) -> Result<(Cow<'a, str>, Option<String>), Stage3Error> {
     match verifier {
-        None => Ok(Cow::Borrowed(text)),
+        None => Ok((Cow::Borrowed(text), None)),
         Some(_) if !is_clearsigned(text) => Err(Stage3Error::Unsigned {
             location: location.to_string(),
         }),
-        Some(v) => v.verify_clearsigned(text, location).map(Cow::Owned),
+        Some(v) => {
+            let signed = v.verify_clearsigned(text, location)?;
+            Ok((Cow::Owned(signed.text), Some(signed.signer)))
+        }
     }
 }
 

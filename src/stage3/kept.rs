@@ -8,10 +8,12 @@ use std::path::Path;
 
 use tokio::io::AsyncReadExt;
 
-use super::digests::{check, Hasher};
-use super::fetch::{with_suffix, Meter, Progress, CHUNK};
+use super::digests::check;
+use super::fetch::{say_signed, with_suffix, CHUNK};
+use super::hashing::Hasher;
 use super::index::trusted_text;
 use super::mirror::read_text_file;
+use super::progress::{Meter, Progress};
 use super::{parse_digests, Request, SignatureVerifier, Stage3Error, Verified};
 
 /// Checks a kept tarball against its kept DIGESTS in one read (and against the size the index
@@ -26,8 +28,19 @@ pub(super) async fn verify_kept(
     let location = digests_file.display().to_string();
     let text = read_text_file(digests_file).await?;
     let file_name = tarball.file_name().unwrap_or_default().to_string_lossy();
-    let expected = parse_digests(&trusted_text(&text, &location, verifier)?, &file_name)
-        .map_err(|e| e.at(&location))?;
+    let (signed, signer) = trusted_text(&text, &location, verifier)?;
+    say_signed(&location, signer, progress);
+    let expected = parse_digests(&signed, &file_name).map_err(|e| e.at(&location))?;
+    // The detached signature kept with the tarball, checked on the same single read.
+    let asc_file = with_suffix(tarball, ".asc");
+    let asc_location = asc_file.display().to_string();
+    let mut detached = match verifier {
+        Some(v) if tokio::fs::symlink_metadata(&asc_file).await.is_ok() => {
+            let armored = read_text_file(&asc_file).await?;
+            Some(v.start_detached(&armored, &asc_location)?)
+        }
+        _ => None,
+    };
     let read_err = |e| Stage3Error::io("read", tarball, e);
     let mut file = tokio::fs::File::open(tarball).await.map_err(read_err)?;
     let len = file.metadata().await.map_err(read_err)?.len();
@@ -42,8 +55,9 @@ pub(super) async fn verify_kept(
         }
     }
     progress(format!("stage3: checking the kept {}", tarball.display()));
-    let mut hasher = Hasher::new(&expected);
-    let mut meter = Meter::default();
+    let sha512_state = detached.as_ref().is_some_and(|d| d.wants_sha512());
+    let mut hasher = Hasher::new(&expected, sha512_state);
+    let mut meter = Meter::new("checking ", len, 0, false);
     let mut buf = vec![0u8; CHUNK];
     loop {
         let n = file.read(&mut buf).await.map_err(read_err)?;
@@ -51,11 +65,18 @@ pub(super) async fn verify_kept(
             break;
         }
         hasher.update(&buf[..n]);
-        meter.tick("checking ", hasher.len(), len, progress);
+        if let Some(d) = detached.as_mut().filter(|d| !d.wants_sha512()) {
+            d.update(&buf[..n]);
+        }
+        meter.tick(hasher.len(), progress);
     }
+    meter.finish();
     let size = hasher.len();
-    let got = hasher.finish();
+    let (got, sha512_state) = hasher.finish(&expected);
     let checked = check(&expected, &got, tarball)?;
+    if let Some(d) = detached {
+        say_signed(&asc_location, Some(d.finish(sha512_state)?), progress);
+    }
     progress(format!(
         "stage3: verified {} of the kept {}",
         checked.join(", "),
@@ -123,9 +144,9 @@ fn is_stamp(s: &str) -> bool {
         && b[..8].iter().chain(&b[9..15]).all(u8::is_ascii_digit)
 }
 
-/// Deletes a kept tarball and its DIGESTS (missing files are fine).
+/// Deletes a kept tarball, its DIGESTS and its `.asc` (missing files are fine).
 pub(super) async fn discard(tarball: &Path, digests_file: &Path) -> Result<(), Stage3Error> {
-    for path in [tarball, digests_file] {
+    for path in [tarball, digests_file, &with_suffix(tarball, ".asc")] {
         match tokio::fs::remove_file(path).await {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 return Err(Stage3Error::io("delete", path, e));

@@ -1,5 +1,7 @@
-//! Reading from a mirror: `http(s)://` through reqwest (the body streamed chunk by chunk)
-//! or `file:///` from the local filesystem, plus reading small local text files.
+//! Reading from one mirror: `http(s)://` through reqwest (the body streamed chunk by chunk,
+//! from a byte offset with an HTTP `Range` request when resuming; connect timeout 30 s, at
+//! most 60 s between bytes) or `file:///` from the local filesystem, plus reading small local
+//! text files.
 //!
 //! Not for: deciding what to fetch or checking it (`fetch.rs`).
 
@@ -8,7 +10,7 @@ use std::time::Duration;
 
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::error::chain;
 use super::fetch::CHUNK;
@@ -34,13 +36,14 @@ pub(super) enum Body {
 }
 
 impl Mirror {
-    /// Checks the request and builds the HTTP client for http(s) mirrors.
-    pub(super) fn new(req: &Request) -> Result<Self, Stage3Error> {
+    /// Checks the request and builds the HTTP client for one mirror `root` (one of the
+    /// space-separated URLs of `req.mirror`).
+    pub(super) fn new(root: &str, req: &Request) -> Result<Self, Stage3Error> {
         check_name("arch", &req.arch)?;
         check_name("flavor", &req.flavor)?;
-        let root = req.mirror.trim().trim_end_matches('/');
+        let root = root.trim().trim_end_matches('/');
         let bad = |reason: String| Stage3Error::BadMirror {
-            mirror: req.mirror.clone(),
+            mirror: root.to_string(),
             reason,
         };
         let url = reqwest::Url::parse(root).map_err(|e| bad(e.to_string()))?;
@@ -68,6 +71,19 @@ impl Mirror {
 
     /// Starts reading `url`. Errors: `Network`, `HttpStatus`, `Io` (file mirrors).
     pub(super) async fn open(&self, url: &str) -> Result<Body, Stage3Error> {
+        Ok(self.open_from(url, 0).await?.0)
+    }
+
+    /// Starts reading `url` from byte `offset` (an HTTP `Range: bytes=<offset>-` request when
+    /// `offset > 0`). Returns the body and whether it starts at `offset` (`false`: the server
+    /// ignored the range and sends the whole file from byte 0).
+    ///
+    /// Errors: `Network`, `HttpStatus` (416 when `offset` is past the end), `Io`.
+    pub(super) async fn open_from(
+        &self,
+        url: &str,
+        offset: u64,
+    ) -> Result<(Body, bool), Stage3Error> {
         let Some(client) = &self.client else {
             let path = reqwest::Url::parse(url)
                 .ok()
@@ -76,24 +92,43 @@ impl Mirror {
                     mirror: url.to_string(),
                     reason: "not a local absolute path".into(),
                 })?;
-            let file = tokio::fs::File::open(&path)
+            let mut file = tokio::fs::File::open(&path)
                 .await
                 .map_err(|e| Stage3Error::io("open", &path, e))?;
-            return Ok(Body::File(path, file));
+            if offset > 0 {
+                file.seek(std::io::SeekFrom::Start(offset))
+                    .await
+                    .map_err(|e| Stage3Error::io("seek in", &path, e))?;
+            }
+            return Ok((Body::File(path, file), true));
         };
         let net = |e: reqwest::Error| Stage3Error::Network {
             url: url.to_string(),
             detail: chain(&e),
         };
-        let resp = client.get(url).send().await.map_err(net)?;
-        if !resp.status().is_success() {
+        let mut get = client.get(url);
+        if offset > 0 {
+            get = get.header(reqwest::header::RANGE, format!("bytes={offset}-"));
+        }
+        let resp = get.send().await.map_err(net)?;
+        let status = resp.status();
+        if !status.is_success() {
             return Err(Stage3Error::HttpStatus {
                 url: url.to_string(),
-                status: resp.status().as_u16(),
+                status: status.as_u16(),
+            });
+        }
+        let resumed = offset == 0
+            || (status == reqwest::StatusCode::PARTIAL_CONTENT
+                && range_start(&resp) == Some(offset));
+        if offset > 0 && status == reqwest::StatusCode::PARTIAL_CONTENT && !resumed {
+            return Err(Stage3Error::Network {
+                url: url.to_string(),
+                detail: format!("asked for bytes from {offset}, got another range"),
             });
         }
         let stream = resp.bytes_stream().map(|r| r.map(|b| b.to_vec())).boxed();
-        Ok(Body::Http(url.to_string(), stream))
+        Ok((Body::Http(url.to_string(), stream), resumed))
     }
 
     /// Reads a whole small text (index, DIGESTS). Errors: as [`Mirror::open`], `TooLarge`,
@@ -139,6 +174,13 @@ impl Body {
             }
         }
     }
+}
+
+/// The first byte of a `Content-Range: bytes <first>-<last>/<total>` answer.
+fn range_start(resp: &reqwest::Response) -> Option<u64> {
+    let value = resp.headers().get(reqwest::header::CONTENT_RANGE)?;
+    let rest = value.to_str().ok()?.trim().strip_prefix("bytes ")?;
+    rest.split('-').next()?.trim().parse().ok()
 }
 
 /// Refuses empty names and anything but letters, digits and `._+-` (the names become URL

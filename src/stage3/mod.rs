@@ -3,19 +3,25 @@
 //!
 //! Format and rules: /work/shared/spec/stage3-mirror.md. The parsers ([`parse_latest`],
 //! [`parse_digests`], [`signed_body`]) are pure; [`obtain`] does the network and file work
-//! (async); [`extract`] is blocking (call it from `spawn_blocking`). OpenPGP verification is
-//! not implemented yet; its seam is [`SignatureVerifier`] and [`obtain_with_verifier`].
+//! (async); [`extract`] is blocking (call it from `spawn_blocking`). OpenPGP signatures are
+//! checked by [`OpenPgpVerifier`] (pure Rust, rPGP) passed to [`obtain_with_verifier`].
 //!
 //! Not for: mounting the extracted environment (`mounts`) or the history (`history`).
 
 mod digests;
+mod download;
 mod error;
 mod extract;
 mod fetch;
+mod hashing;
 mod index;
 mod kept;
+mod keyring;
 mod meta;
 mod mirror;
+mod openpgp;
+mod progress;
+mod signed;
 
 #[cfg(test)]
 mod extract_tests;
@@ -23,9 +29,15 @@ mod extract_tests;
 mod fetch_tests;
 #[cfg(test)]
 mod parse_tests;
+#[cfg(test)]
+mod prop_tests;
 
 pub use digests::{parse_digests, Digests};
 pub use error::Stage3Error;
 pub use extract::{extract, ExtractStats};
 pub use fetch::{obtain, obtain_with_verifier, Request, Verified};
-pub use index::{is_clearsigned, parse_latest, signed_body, Latest, SignatureVerifier};
+pub use index::{
+    is_clearsigned, parse_latest, signed_body, DetachedCheck, Latest, SignatureVerifier, Signed,
+};
+pub use keyring::{Keyring, DEFAULT_KEY_FILE, GENTOO_RELEASE_FINGERPRINT};
+pub use openpgp::OpenPgpVerifier;

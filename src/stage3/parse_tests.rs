@@ -9,7 +9,7 @@ const LATEST_BODY: &str = "# Latest as of Sat, 15 Aug 2026 09:15:01 +0000\n\
 20260811T083102Z/stage3-amd64-openrc-20260811T083102Z.tar.xz 496363884\n";
 
 fn hex_of(c: char) -> String {
-    std::iter::repeat(c).take(128).collect()
+    std::iter::repeat_n(c, 128).collect()
 }
 
 fn digests_body() -> String {

@@ -57,6 +57,9 @@ pub(crate) fn apply(o: &mut Options, env: EnvFn<'_>) -> Result<(), StarterError>
     if let Some(v) = set("DISTFILES") {
         o.distfiles = absolute("DISTFILES", &v, PathBuf::from(&v))?;
     }
+    if let Some(v) = set("BH_OPENPGP_KEY") {
+        o.openpgp_key = absolute("BH_OPENPGP_KEY", &v, PathBuf::from(&v))?;
+    }
     if let Some(v) = set("UMOUNT_ASK") {
         o.umount_ask = check("UMOUNT_ASK", &v, options::switch)?;
     }

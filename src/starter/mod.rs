@@ -12,7 +12,10 @@
 //! name = "demo"
 //! [options]
 //! ui = "plain"               # tui | tmux | plain (default: the command line decides)
-//! mirror = "https://gentoo.osuosl.org"
+//! mirror = "https://gentoo.osuosl.org"   # several: space-separated, tried in order
+//! openpgp_key = "/usr/share/openpgp-keys/gentoo-release.asc"   # relative to the tree, or
+//!                            # absolute; env BH_OPENPGP_KEY (relative to the current directory)
+//! verify_signatures = true   # false (or `run --no-verify-signatures`): digests only
 //! arch = "amd64"             # the build machine's Gentoo release arch
 //! stage3 = "amd64-musl-hardened"   # default: <arch>-musl-hardened
 //! mount_type = "bind"        # bind | tmpfs
@@ -168,6 +171,8 @@ struct RawOptions {
     compressor: Option<Spanned<String>>,
     compression_level: Option<Spanned<i64>>,
     distfiles: Option<Spanned<String>>,
+    openpgp_key: Option<Spanned<String>>,
+    verify_signatures: Option<bool>,
     umount_ask: Option<bool>,
     gentoo_mirrors: Option<Spanned<String>>,
     #[serde(default)]
@@ -352,6 +357,10 @@ impl Source<'_> {
             distfiles: self
                 .opt("distfiles", &raw.distfiles, |s| Ok(tree.join(s)))?
                 .unwrap_or_else(|| tree.join("distfiles")),
+            openpgp_key: self
+                .opt("openpgp_key", &raw.openpgp_key, |s| Ok(tree.join(s)))?
+                .unwrap_or_else(|| PathBuf::from(crate::stage3::DEFAULT_KEY_FILE)),
+            verify_signatures: raw.verify_signatures.unwrap_or(true),
             umount_ask: raw.umount_ask.unwrap_or(true),
             gentoo_mirrors: self
                 .opt("gentoo_mirrors", &raw.gentoo_mirrors, |s| {

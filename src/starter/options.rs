@@ -94,7 +94,8 @@ pub enum HistorySel {
 pub struct Options {
     /// `None`: the command line decides (tmux inside tmux, else tui or plain).
     pub ui: Option<UiKind>,
-    /// The stage3 mirror, an `http(s)://` or `file://` URL without a trailing `/`.
+    /// The stage3 mirrors, `http(s)://` or `file://` URLs without a trailing `/`, separated
+    /// by one space, tried in order.
     pub mirror: String,
     /// The Gentoo release arch of the build machine (`amd64`).
     pub arch: String,
@@ -117,6 +118,14 @@ pub struct Options {
     pub compression_level: Option<u32>,
     /// Absolute distfiles directory (default `<tree>/distfiles`).
     pub distfiles: PathBuf,
+    /// Absolute path of the trusted OpenPGP key file for the stage3 signatures (default
+    /// `/usr/share/openpgp-keys/gentoo-release.asc`; starter: relative to the tree;
+    /// `BH_OPENPGP_KEY`: relative to the current directory).
+    pub openpgp_key: PathBuf,
+    /// Check the stage3's OpenPGP signatures (default true). `false` only by explicit choice
+    /// (`verify_signatures = false`, `run --no-verify-signatures`): the digests are still
+    /// checked and a warning is shown.
+    pub verify_signatures: bool,
     /// Ask before unmounting at the end.
     pub umount_ask: bool,
     /// `GENTOO_MIRRORS` for make.conf; `None` when empty.
@@ -133,16 +142,29 @@ fn one_of(words: &[&str]) -> String {
     format!("expected one of {}", quoted.join(", "))
 }
 
-/// A mirror URL: `http://`, `https://` or `file://`; returned without trailing `/`.
+/// One or more mirror URLs separated by whitespace, each `http://`, `https://` or `file://`;
+/// returned without trailing `/`, joined by one space.
 pub(crate) fn mirror(s: &str) -> Result<String, String> {
-    let ok = ["http://", "https://", "file://"]
-        .iter()
-        .any(|p| s.starts_with(p) && s.len() > p.len());
-    if ok && !s.contains(char::is_whitespace) {
-        Ok(s.trim_end_matches('/').to_owned())
-    } else {
-        Err("expected an http://, https:// or file:// URL such as https://gentoo.osuosl.org".into())
+    let mut out = Vec::new();
+    for url in s.split_whitespace() {
+        let ok = ["http://", "https://", "file://"]
+            .iter()
+            .any(|p| url.starts_with(p) && url.len() > p.len());
+        if !ok {
+            return Err(
+                "expected http://, https:// or file:// URLs (space-separated, tried in \
+                        order) such as https://gentoo.osuosl.org"
+                    .into(),
+            );
+        }
+        out.push(url.trim_end_matches('/'));
     }
+    if out.is_empty() {
+        return Err(
+            "expected an http://, https:// or file:// URL such as https://gentoo.osuosl.org".into(),
+        );
+    }
+    Ok(out.join(" "))
 }
 
 /// Space-separated mirror URLs for `GENTOO_MIRRORS`; `None` when empty.

@@ -239,9 +239,32 @@ impl Supervisor {
                 arch: src.arch,
                 flavor: src.flavor,
                 distfiles: self.plan.layout.distfiles.clone(),
+                progress_bar: true,
             };
             let mut progress = |line: String| Plain::default().say(&line);
-            match crate::stage3::obtain(&req, &mut progress).await {
+            let verifier = match src.openpgp_key.as_deref() {
+                Some(key) => match crate::stage3::OpenPgpVerifier::from_file(key) {
+                    Ok(v) => Some(v),
+                    Err(e) => {
+                        self.run_step("stage3", StepState::Failed);
+                        return Err(
+                            UsageError(format!("{e}\nnothing was mounted or extracted")).into()
+                        );
+                    }
+                },
+                None => None,
+            };
+            let verifier = verifier
+                .as_ref()
+                .map(|v| v as &dyn crate::stage3::SignatureVerifier);
+            let obtained = crate::stage3::obtain_with_verifier(&req, verifier, &mut progress).await;
+            if verifier.is_none() {
+                self.ui.say(
+                    "WARNING: the stage3's OpenPGP signatures were NOT checked \
+                     (--no-verify-signatures or verify_signatures = false); only its digests were",
+                );
+            }
+            match obtained {
                 Ok(v) => tarball = Some(v.tarball),
                 Err(e) => {
                     self.run_step("stage3", StepState::Failed);

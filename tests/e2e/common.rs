@@ -41,6 +41,11 @@ pub fn mirror() -> String {
     format!("file://{}", dir.display())
 }
 
+/// The throw-away public key that signs the demo mirror (made by demo-mirror.sh).
+pub fn mirror_key() -> PathBuf {
+    PathBuf::from(mirror().trim_start_matches("file://")).join("demo-release.asc")
+}
+
 /// A fresh tree: the repository's configs and starters copied into a temporary directory.
 pub struct Tree {
     pub dir: tempfile::TempDir,
@@ -81,6 +86,7 @@ impl Tree {
         cmd.args(args)
             .env("BUILD_HELPER_TREE", self.path())
             .env("TARBALL_MIRROR", mirror())
+            .env("BH_OPENPGP_KEY", mirror_key())
             .env("BH_DEMO_DELAY", "0.01")
             .env_remove("BH_DEMO_FAIL")
             .env_remove("TMUX");

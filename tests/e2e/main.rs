@@ -298,6 +298,7 @@ fn kill_9_of_the_supervisor_then_umount_all_and_resume() {
         .args(["run", tree.starter().to_str().unwrap(), "--ui", "plain"])
         .env("BUILD_HELPER_TREE", tree.path())
         .env("TARBALL_MIRROR", mirror())
+        .env("BH_OPENPGP_KEY", mirror_key())
         .env("BH_DEMO_DELAY", "0.05")
         .stdout(std::process::Stdio::null())
         .spawn()
