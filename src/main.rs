@@ -1,6 +1,7 @@
 //! The `build-helper` command line: parses arguments and dispatches; the work lives in the
 //! library.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -8,8 +9,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use build_helper::error::UsageError;
-use build_helper::starter::{HistorySel, Starter};
+use build_helper::starter::{HistorySel, Starter, UiKind};
 use build_helper::supervisor::{self, Mode};
+use build_helper::ui::plain::Plain;
+use build_helper::ui::{tui, Frontend};
 use build_helper::{commands, config, plan, plan_text, starter};
 
 #[derive(Parser)]
@@ -99,6 +102,10 @@ enum Command {
         /// The target, `<tuple>.<name>`.
         #[arg(long)]
         target: String,
+        /// Someone watches this worker's terminal: on a failed step open a rescue shell and
+        /// ask resume / retry / abort instead of stopping.
+        #[arg(long)]
+        interactive: bool,
     },
 }
 
@@ -127,15 +134,7 @@ fn cmd_run(
     retry: bool,
 ) -> anyhow::Result<i32> {
     let starter = load_starter(starter_path, history)?;
-    match ui {
-        Some(Ui::Tui) | Some(Ui::Tmux) => {
-            return Err(UsageError(
-                "the tui and tmux front ends are not in this version yet; use --ui plain".into(),
-            )
-            .into())
-        }
-        _ => {}
-    }
+    let ui = choose_ui(ui, starter.options.ui)?;
     if !nix::unistd::geteuid().is_root() {
         return Err(UsageError(
             "build-helper run needs root (it mounts and chroots): run it as root".into(),
@@ -159,7 +158,43 @@ fn cmd_run(
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(supervisor::supervise(prepared))
+    let (req_tx, req_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut frontend: Box<dyn Frontend> = match ui {
+        Ui::Tui => Box::new(tui::start(req_tx).context("starting the TUI on this terminal")?),
+        Ui::Plain | Ui::Tmux => Box::new(Plain::default()),
+    };
+    frontend.checkpoint(&prepared.checkpoint);
+    runtime.block_on(supervisor::supervise(prepared, frontend, req_rx))
+}
+
+/// The front end: `--ui`, else the starter's `ui`, else tmux inside tmux, the TUI on a
+/// terminal, plain otherwise. The TUI needs a terminal; tmux needs to run inside tmux.
+fn choose_ui(cli: Option<Ui>, starter: Option<UiKind>) -> anyhow::Result<Ui> {
+    let in_tmux = std::env::var_os("TMUX").is_some_and(|v| !v.is_empty());
+    let terminal = std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
+    let ui = cli.or(starter.map(|k| match k {
+        UiKind::Tui => Ui::Tui,
+        UiKind::Tmux => Ui::Tmux,
+        UiKind::Plain => Ui::Plain,
+    }));
+    let ui = ui.unwrap_or(if in_tmux {
+        Ui::Tmux
+    } else if terminal {
+        Ui::Tui
+    } else {
+        Ui::Plain
+    });
+    match ui {
+        Ui::Tui if !terminal => Err(UsageError(
+            "--ui tui needs a terminal on standard input and output; use --ui plain".into(),
+        )
+        .into()),
+        Ui::Tmux => Err(UsageError(
+            "the tmux front end is not in this version yet; use --ui tui or --ui plain".into(),
+        )
+        .into()),
+        ui => Ok(ui),
+    }
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<i32> {
@@ -212,9 +247,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             commands::umount(&tree_arg(tree), run.as_deref())?;
             Ok(0)
         }
-        Command::Worker { run, target } => {
+        Command::Worker {
+            run,
+            target,
+            interactive,
+        } => {
             let target = config::Target::parse(&target).map_err(|e| UsageError(e.to_string()))?;
-            build_helper::worker::main(&run, &target)
+            build_helper::worker::main(&run, &target, interactive)
         }
     }
 }

@@ -250,6 +250,21 @@ impl Checkpoint {
         self.finished = false;
     }
 
+    /// The rescue flow's retry of one target (its worker asked): every step of `target` back
+    /// to pending, so its worker runs them all again; the other targets and the tuple's
+    /// readiness stay as they are. Returns the steps to run (empty for an unknown target).
+    pub fn reset_target(&mut self, target: &Target) -> Vec<String> {
+        match self.targets.iter_mut().find(|t| &t.target == target) {
+            Some(t) => {
+                for s in &mut t.steps {
+                    s.reset();
+                }
+                t.pending_steps()
+            }
+            None => Vec::new(),
+        }
+    }
+
     /// The record of `target`.
     pub fn target(&self, target: &Target) -> Option<&TargetRecord> {
         self.targets.iter().find(|t| &t.target == target)

@@ -26,7 +26,8 @@ use crate::error::UsageError;
 use crate::mounts::{self, journal::Journal, Entry};
 use crate::plan::Plan;
 use crate::sys::LinuxSys;
-use crate::ui::plain::{self, Plain};
+use crate::ui::plain;
+use crate::ui::{Frontend, Request};
 
 pub use prepare::{prepare, private_namespace, Mode, Prepared};
 
@@ -44,7 +45,7 @@ struct Supervisor {
     run_dir: PathBuf,
     events: EventLog,
     journal: Journal,
-    ui: Plain,
+    ui: Box<dyn Frontend>,
     msg_tx: mpsc::UnboundedSender<Msg>,
     out_tx: mpsc::UnboundedSender<spawn::Output>,
     writers: HashMap<u64, OwnedWriteHalf>,
@@ -58,14 +59,19 @@ struct Supervisor {
     stopping: bool,
 }
 
-/// Supervises a prepared run to its end; returns the exit status: 0 when every target is
-/// done and the history archived, 1 when a target failed, 130 when interrupted.
+/// Supervises a prepared run to its end, shown by `ui` (which sends its [`Request`]s on
+/// `requests`); returns the exit status: 0 when every target is done and the history
+/// archived, 1 when a target failed, 130 when interrupted.
 ///
 /// Must run inside the private mount namespace ([`private_namespace`]) on the thread that
 /// lives for the whole run (workers get SIGTERM when it ends).
 ///
 /// Errors: mounts, stage3 ([`UsageError`] when it does not verify), socket.
-pub async fn supervise(prepared: Prepared) -> anyhow::Result<i32> {
+pub async fn supervise(
+    prepared: Prepared,
+    ui: Box<dyn Frontend>,
+    mut requests: mpsc::UnboundedReceiver<Request>,
+) -> anyhow::Result<i32> {
     let Prepared {
         plan,
         checkpoint,
@@ -89,7 +95,7 @@ pub async fn supervise(prepared: Prepared) -> anyhow::Result<i32> {
         cp: checkpoint,
         run_dir,
         events,
-        ui: Plain::default(),
+        ui,
         msg_tx,
         out_tx,
         writers: HashMap::new(),
@@ -117,6 +123,7 @@ pub async fn supervise(prepared: Prepared) -> anyhow::Result<i32> {
     if let Err(e) = result {
         sup.teardown();
         sup.writer.finish();
+        sup.ui.close();
         return Err(e);
     }
 
@@ -159,6 +166,7 @@ pub async fn supervise(prepared: Prepared) -> anyhow::Result<i32> {
                     sup.start_ready();
                 }
             }
+            Some(Request::Quit) = requests.recv() => sup.interrupt("quit"),
             _ = sigint.recv() => sup.interrupt("interrupted"),
             _ = sigterm.recv() => sup.interrupt("terminated"),
         }
@@ -185,6 +193,7 @@ impl Supervisor {
             self.ui
                 .say(&format!("warning: cannot write the checkpoint: {e}"));
         }
+        self.ui.checkpoint(&self.cp);
     }
 
     fn run_step(&mut self, name: &str, state: StepState) {
@@ -224,7 +233,8 @@ impl Supervisor {
                 flavor: src.flavor,
                 distfiles: self.plan.layout.distfiles.clone(),
             };
-            let mut progress = |line: String| println!("[build-helper] {line}");
+            let ui = &mut self.ui;
+            let mut progress = |line: String| ui.say(&line);
             match crate::stage3::obtain(&req, &mut progress).await {
                 Ok(v) => tarball = Some(v.tarball),
                 Err(e) => {
@@ -325,8 +335,18 @@ impl Supervisor {
 
     fn start(&mut self, target: &Target) -> anyhow::Result<()> {
         self.mount_secondary(target)?;
-        let mut child = spawn::worker(&self.run_dir, target, 120, 40, self.out_tx.clone())
-            .with_context(|| format!("starting the worker of {target}"))?;
+        let (cols, rows) = self.ui.pty_size(target);
+        let interactive = self.ui.interactive();
+        let (mut child, pty) = spawn::worker(
+            &self.run_dir,
+            target,
+            cols,
+            rows,
+            interactive,
+            self.out_tx.clone(),
+        )
+        .with_context(|| format!("starting the worker of {target}"))?;
+        self.ui.attach(target, pty);
         let pid = child.id().unwrap_or(0);
         self.started.insert(target.clone());
         self.running.insert(target.clone(), pid);
@@ -478,6 +498,11 @@ impl Supervisor {
                 self.sync_queue.push_back(target);
                 self.grant_sync().await;
             }
+            WorkerMsg::Retry => {
+                let steps = self.cp.reset_target(&target);
+                self.save();
+                self.send(&target, &SupervisorMsg::Start { steps }).await;
+            }
             WorkerMsg::ReleaseSync => {
                 if self.sync_holder.as_ref() == Some(&target) {
                     self.sync_holder = None;
@@ -572,18 +597,24 @@ impl Supervisor {
                 }
             }
         }
-        if code == 0 && self.plan.umount_ask && std::io::IsTerminal::is_terminal(&std::io::stdin())
-        {
-            self.ui.say(&format!(
+        let date = self.plan.date.clone();
+        let tree = self.plan.tree.clone();
+        let table = plain::summary(&self.cp, &|t| {
+            tree.join("builds")
+                .join(format!("{t}.{date}"))
+                .display()
+                .to_string()
+        });
+        self.ui.summary(&table);
+        if code == 0 && self.plan.umount_ask {
+            let question = format!(
                 "everything is built. Unmount now? [Y/n] (no keeps the mounts while this \
                  process waits; explore with `nsenter -m -t {}`)",
                 std::process::id()
-            ));
-            let mut answer = String::new();
-            let _ = std::io::stdin().read_line(&mut answer);
-            if answer.trim().eq_ignore_ascii_case("n") || answer.trim().eq_ignore_ascii_case("no") {
-                self.ui.say("mounts kept; press Enter to unmount and exit");
-                let _ = std::io::stdin().read_line(&mut answer);
+            );
+            if self.ui.ask(&question) == Some(false) {
+                self.ui
+                    .wait_for_user("mounts kept; press Enter to unmount and exit");
             }
         }
         self.teardown();
@@ -596,15 +627,6 @@ impl Supervisor {
             result: result.into(),
         });
         self.writer.finish();
-        let date = self.plan.date.clone();
-        let tree = self.plan.tree.clone();
-        let table = plain::summary(&self.cp, &|t| {
-            tree.join("builds")
-                .join(format!("{t}.{date}"))
-                .display()
-                .to_string()
-        });
-        println!("\n{table}");
         if code != 0 {
             self.ui.say(&format!(
                 "run {} {result}; logs in {}/logs; continue with `build-helper run {} --resume {}`",
@@ -614,6 +636,7 @@ impl Supervisor {
                 self.plan.run_id
             ));
         }
+        self.ui.close();
         Ok(code)
     }
 }

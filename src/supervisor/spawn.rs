@@ -1,9 +1,10 @@
 //! Starting a worker process inside a new pseudo-terminal (pty(7)) that the supervisor owns.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::Arc;
 
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -18,8 +19,38 @@ pub struct Output {
     pub bytes: Vec<u8>,
 }
 
+/// The supervisor's end of a worker's terminal: what a front end uses to type into it and to
+/// give it the size of its pane. Cheap to clone; writing to a worker that is gone fails
+/// silently (its output has ended already).
+#[derive(Debug, Clone)]
+pub struct Pty {
+    master: Arc<std::fs::File>,
+}
+
+impl Pty {
+    /// Sends keystrokes (raw bytes, as a terminal would) to the worker's terminal.
+    pub fn write(&self, bytes: &[u8]) {
+        let _ = (&*self.master).write_all(bytes);
+    }
+
+    /// Sets the terminal size (`cols` x `rows` cells); the worker's programs get SIGWINCH.
+    pub fn resize(&self, cols: u16, rows: u16) {
+        let size = nix::pty::Winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads one Winsize from a valid pointer.
+        unsafe {
+            libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &size);
+        }
+    }
+}
+
 /// Starts `build-helper worker --run <run_dir> --target <target>` on a new pty of
-/// `cols`x`rows`; its terminal output is sent to `out`. The worker is a session leader with
+/// `cols`x`rows` (with `--interactive` when a person watches it: the worker then opens a
+/// rescue shell on a failed step); its terminal output is sent to `out`. The worker is a session leader with
 /// the pty as controlling terminal and gets SIGTERM when the supervisor dies
 /// (`PR_SET_PDEATHSIG`; the caller must spawn from a thread that lives as long as the run).
 ///
@@ -29,8 +60,9 @@ pub fn worker(
     target: &Target,
     cols: u16,
     rows: u16,
+    interactive: bool,
     out: UnboundedSender<Output>,
-) -> std::io::Result<tokio::process::Child> {
+) -> std::io::Result<(tokio::process::Child, Pty)> {
     let size = nix::pty::Winsize {
         ws_row: rows,
         ws_col: cols,
@@ -53,6 +85,7 @@ pub fn worker(
         .arg(run_dir)
         .arg("--target")
         .arg(target.to_string())
+        .args(interactive.then_some("--interactive"))
         .stdin(Stdio::from(slave.try_clone()?))
         .stdout(Stdio::from(slave.try_clone()?))
         .stderr(Stdio::from(slave))
@@ -73,9 +106,12 @@ pub fn worker(
     let child = cmd.spawn()?;
     drop(cmd); // closes our copies of the slave: the master sees EIO when the worker is gone
     let target = target.clone();
-    let master = std::fs::File::from(pty.master);
+    let master = Arc::new(std::fs::File::from(pty.master));
+    let handle = Pty {
+        master: Arc::clone(&master),
+    };
     std::thread::spawn(move || {
-        let mut master = master;
+        let mut master = &*master;
         let mut buf = [0u8; 16 * 1024];
         loop {
             match master.read(&mut buf) {
@@ -92,5 +128,5 @@ pub fn worker(
             }
         }
     });
-    Ok(child)
+    Ok((child, handle))
 }

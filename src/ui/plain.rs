@@ -6,6 +6,7 @@ use std::io::Write;
 
 use crate::config::Target;
 use crate::engine::{Checkpoint, StepState, TargetState};
+use crate::ui::Frontend;
 
 /// Splits terminal output into lines per target and prints them prefixed.
 #[derive(Debug, Default)]
@@ -47,6 +48,41 @@ impl Plain {
     pub fn say(&self, text: &str) {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "[build-helper] {text}");
+    }
+}
+
+impl Frontend for Plain {
+    fn say(&mut self, text: &str) {
+        Plain::say(self, text);
+    }
+
+    fn output(&mut self, target: &Target, bytes: &[u8]) {
+        Plain::output(self, target, bytes);
+    }
+
+    fn flush(&mut self, target: &Target) {
+        Plain::flush(self, target);
+    }
+
+    fn summary(&mut self, table: &str) {
+        println!("\n{table}");
+    }
+
+    fn ask(&mut self, question: &str) -> Option<bool> {
+        if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            return None;
+        }
+        Plain::say(self, question);
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer).ok()?;
+        let a = answer.trim();
+        Some(!(a.eq_ignore_ascii_case("n") || a.eq_ignore_ascii_case("no")))
+    }
+
+    fn wait_for_user(&mut self, text: &str) {
+        Plain::say(self, text);
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
     }
 }
 

@@ -9,9 +9,12 @@
 //! (socket closed, SIGTERM from the parent-death signal, SIGHUP) the running step's whole
 //! process group is killed and the worker exits, so nothing keeps the run's mounts busy.
 //!
-//! Not here: deciding what runs (engine), mounting (supervisor), the interactive rescue shell
-//! (the live-supervision front ends).
+//! An interactive worker (`--interactive`: someone watches its terminal) does not stop on a
+//! failed step: [`rescue`] opens a shell in the chroot and asks resume / retry / abort.
+//!
+//! Not here: deciding what runs (engine), mounting (supervisor), showing it (ui).
 
+pub mod rescue;
 mod step;
 
 use std::collections::BTreeMap;
@@ -89,10 +92,11 @@ impl Link {
 }
 
 /// Runs the worker for `target` of the run in `run_dir`; returns the process exit code:
-/// 0 when every step it was given succeeded, 1 when a step failed.
+/// 0 when every step it was given succeeded, 1 when a step failed (and, when `interactive`,
+/// the user chose abort).
 ///
 /// Errors: unreadable plan, unknown target, no supervisor socket.
-pub fn main(run_dir: &Path, target: &Target) -> anyhow::Result<i32> {
+pub fn main(run_dir: &Path, target: &Target, interactive: bool) -> anyhow::Result<i32> {
     install_signal_handlers();
     let plan_path = run_dir.join("plan.json");
     let plan: Plan = serde_json::from_slice(
@@ -132,7 +136,7 @@ pub fn main(run_dir: &Path, target: &Target) -> anyhow::Result<i32> {
         target: target.clone(),
         pid: std::process::id(),
     });
-    let steps = match rx.recv() {
+    let mut steps = match rx.recv() {
         Ok(SupervisorMsg::Start { steps }) => steps,
         Ok(other) => bail!("unexpected first message from the supervisor: {other:?}"),
         Err(_) => supervisor_gone(),
@@ -160,7 +164,9 @@ pub fn main(run_dir: &Path, target: &Target) -> anyhow::Result<i32> {
         env.entry("TERM".into()).or_insert(term);
     }
 
-    for name in &steps {
+    let mut i = 0;
+    while let Some(name) = steps.get(i).cloned() {
+        let name = &name;
         let Some(step) = tp.steps.iter().find(|s| &s.name == name) else {
             bail!("step {name} is not in the plan of {target}");
         };
@@ -184,13 +190,32 @@ pub fn main(run_dir: &Path, target: &Target) -> anyhow::Result<i32> {
             exit_code: outcome.exit_code,
             duration_ms: outcome.duration_ms,
         });
-        if outcome.exit_code != 0 {
+        if outcome.exit_code == 0 {
+            i += 1;
+            continue;
+        }
+        if !interactive {
             println!(
                 "build-helper: step {name} of {target} failed (exit {}); log: {}",
                 outcome.exit_code,
                 log_path.display()
             );
             return Ok(1);
+        }
+        match rescue::run(&tp.root, &env, target, name, outcome.exit_code, &log_path) {
+            rescue::Decision::Resume => {}
+            rescue::Decision::Abort => return Ok(1),
+            rescue::Decision::Retry => {
+                link.send(&WorkerMsg::Retry);
+                steps = loop {
+                    match rx.recv() {
+                        Ok(SupervisorMsg::Start { steps }) => break steps,
+                        Ok(_) => continue,
+                        Err(_) => supervisor_gone(),
+                    }
+                };
+                i = 0;
+            }
         }
     }
     Ok(0)

@@ -1,0 +1,290 @@
+//! The TUI's state and its update rules (the "model" and "update" of ratatui's component
+//! template): panes fed with worker output, the last checkpoint snapshot, focus, zoom,
+//! scrolling, keyboard hand-over and dialogs. Nothing here draws ([`super::view`] does) or
+//! touches a terminal, so every rule is testable with plain values.
+
+use std::collections::VecDeque;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use super::keys;
+use crate::config::Target;
+use crate::engine::{Checkpoint, StepState, TargetState};
+use crate::supervisor::spawn::Pty;
+
+/// Lines of scrollback kept per worker.
+pub const SCROLLBACK: usize = 10_000;
+
+/// Supervisor messages kept for the header and the end.
+const MESSAGES: usize = 200;
+
+/// One worker's pane: its emulated terminal and the pty to type into.
+pub struct Pane {
+    /// The target.
+    pub target: Target,
+    /// The terminal emulator holding the worker's screen and scrollback.
+    pub term: vt100::Parser,
+    /// The worker's terminal, once started.
+    pub pty: Option<Pty>,
+    /// Lines scrolled back from the live screen (0 = live).
+    pub scroll: usize,
+}
+
+/// What an update asks the outside world to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Ask the supervisor to stop the run (confirmed by the user).
+    Quit,
+    /// Answer the pending question.
+    Answer(bool),
+}
+
+/// A yes/no question shown over the screen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Question {
+    /// The text.
+    pub text: String,
+    /// Enter alone answers this (the default shown in capitals).
+    pub default: bool,
+}
+
+/// The whole screen's state.
+pub struct App {
+    /// Panes in checkpoint order (primary first).
+    pub panes: Vec<Pane>,
+    /// The last checkpoint snapshot (a copy: the engine owns the state).
+    pub cp: Option<Checkpoint>,
+    /// Index of the focused pane.
+    pub focus: usize,
+    /// The focused pane fills the body.
+    pub zoom: bool,
+    /// Keys go to the focused worker's terminal (Ctrl-] takes them back).
+    pub typing: bool,
+    /// "Quit?" is being asked.
+    pub confirm_quit: bool,
+    /// The question being asked (the umount question), if any.
+    pub question: Option<Question>,
+    /// The end-of-run summary table, once the run ended.
+    pub summary: Option<String>,
+    /// Supervisor messages, oldest first.
+    pub messages: VecDeque<String>,
+    /// The clock for elapsed times, microseconds since the Unix epoch (set before drawing).
+    pub now_us: u64,
+}
+
+impl Default for App {
+    fn default() -> Self {
+        App::new()
+    }
+}
+
+impl App {
+    /// An empty screen.
+    pub fn new() -> App {
+        App {
+            panes: Vec::new(),
+            cp: None,
+            focus: 0,
+            zoom: false,
+            typing: false,
+            confirm_quit: false,
+            question: None,
+            summary: None,
+            messages: VecDeque::new(),
+            now_us: 0,
+        }
+    }
+
+    fn pane_mut(&mut self, target: &Target) -> &mut Pane {
+        let i = match self.panes.iter().position(|p| &p.target == target) {
+            Some(i) => i,
+            None => {
+                self.panes.push(Pane {
+                    target: target.clone(),
+                    term: vt100::Parser::new(24, 80, SCROLLBACK),
+                    pty: None,
+                    scroll: 0,
+                });
+                self.panes.len() - 1
+            }
+        };
+        &mut self.panes[i]
+    }
+
+    /// A supervisor message.
+    pub fn say(&mut self, text: &str) {
+        if self.messages.len() == MESSAGES {
+            self.messages.pop_front();
+        }
+        self.messages.push_back(text.to_string());
+    }
+
+    /// Feeds a worker's terminal output to its pane.
+    pub fn output(&mut self, target: &Target, bytes: &[u8]) {
+        self.pane_mut(target).term.process(bytes);
+    }
+
+    /// Keeps a worker's pty for typing and resizing.
+    pub fn attach(&mut self, target: &Target, pty: Pty) {
+        let pane = self.pane_mut(target);
+        let (rows, cols) = pane.term.screen().size();
+        pty.resize(cols, rows);
+        pane.pty = Some(pty);
+    }
+
+    /// A new checkpoint snapshot: adds panes for new targets and moves the focus to a target
+    /// that has just failed (its rescue shell wants attention) unless the user is typing.
+    pub fn checkpoint(&mut self, cp: &Checkpoint) {
+        for t in &cp.targets {
+            let _ = self.pane_mut(&t.target);
+        }
+        let failed_now = cp.targets.iter().position(|t| {
+            t.state() == TargetState::Failed
+                && self
+                    .target_state(&t.target)
+                    .is_some_and(|s| s != TargetState::Failed)
+        });
+        self.cp = Some(cp.clone());
+        if let (Some(i), false) = (failed_now, self.typing) {
+            if let Some(pi) = self
+                .panes
+                .iter()
+                .position(|p| p.target == cp.targets[i].target)
+            {
+                self.focus = pi;
+            }
+        }
+    }
+
+    /// The state of `target` in the last snapshot.
+    pub fn target_state(&self, target: &Target) -> Option<TargetState> {
+        let cp = self.cp.as_ref()?;
+        cp.target(target).map(|r| r.state())
+    }
+
+    /// Title facts of a pane: state, `k/N name` of the current (or last) step, elapsed
+    /// seconds.
+    pub fn progress(&self, target: &Target) -> (TargetState, String, u64) {
+        let Some(r) = self.cp.as_ref().and_then(|cp| cp.target(target)) else {
+            return (TargetState::Waiting, String::new(), 0);
+        };
+        let n = r.steps.len();
+        let current = r
+            .steps
+            .iter()
+            .position(|s| s.state == StepState::Running)
+            .or_else(|| r.steps.iter().position(|s| s.state == StepState::Failed))
+            .or_else(|| r.steps.iter().position(|s| s.state == StepState::Pending));
+        let step = match current {
+            Some(i) => format!("{}/{n} {}", i + 1, r.steps[i].name),
+            None => format!("{n}/{n}"),
+        };
+        let mut ms: u64 = r
+            .steps
+            .iter()
+            .filter(|s| s.state != StepState::Running)
+            .filter_map(|s| s.duration_ms)
+            .sum();
+        if let Some(s) = r.steps.iter().find(|s| s.state == StepState::Running) {
+            if let Some(t0) = s.started_us {
+                ms += self.now_us.saturating_sub(t0) / 1000;
+            }
+        }
+        (r.state(), step, ms / 1000)
+    }
+
+    /// Handles one key; returns what the outside world must do. Keystrokes for a worker are
+    /// written to its pty here.
+    pub fn key(&mut self, k: KeyEvent) -> Option<Effect> {
+        if let Some(q) = &self.question {
+            let answer = match k.code {
+                KeyCode::Char('y') | KeyCode::Char('Y') => Some(true),
+                KeyCode::Char('n') | KeyCode::Char('N') => Some(false),
+                KeyCode::Enter => Some(q.default),
+                _ => None,
+            };
+            if answer.is_some() {
+                self.question = None;
+            }
+            return answer.map(Effect::Answer);
+        }
+        if self.typing {
+            if keys::is_take_back(&k) {
+                self.typing = false;
+            } else if let Some(pty) = self.panes.get(self.focus).and_then(|p| p.pty.as_ref()) {
+                pty.write(&keys::bytes(&k));
+            }
+            return None;
+        }
+        if self.confirm_quit {
+            self.confirm_quit = false;
+            return matches!(k.code, KeyCode::Char('y') | KeyCode::Char('Y'))
+                .then_some(Effect::Quit);
+        }
+        let n = self.panes.len().max(1);
+        match k.code {
+            KeyCode::Tab | KeyCode::Right | KeyCode::Down => self.focus = (self.focus + 1) % n,
+            KeyCode::BackTab | KeyCode::Left | KeyCode::Up => self.focus = (self.focus + n - 1) % n,
+            KeyCode::Char(c @ '1'..='9') => {
+                let i = (c as usize) - ('1' as usize);
+                if i < self.panes.len() {
+                    self.focus = i;
+                }
+            }
+            KeyCode::Char('z') | KeyCode::Enter => self.zoom = !self.zoom,
+            KeyCode::Char('i') if self.summary.is_none() => {
+                if let Some(p) = self.panes.get_mut(self.focus) {
+                    p.scroll = 0;
+                    p.term.set_scrollback(0);
+                    self.typing = p.pty.is_some();
+                }
+            }
+            KeyCode::PageUp => self.scroll(true, k.modifiers),
+            KeyCode::PageDown => self.scroll(false, k.modifiers),
+            KeyCode::Home => self.scroll_to(SCROLLBACK),
+            KeyCode::End => self.scroll_to(0),
+            KeyCode::Esc => {
+                self.zoom = false;
+                self.scroll_to(0);
+            }
+            KeyCode::Char('q') if self.summary.is_none() => self.confirm_quit = true,
+            _ => {}
+        }
+        None
+    }
+
+    fn scroll(&mut self, up: bool, _m: KeyModifiers) {
+        let Some(p) = self.panes.get(self.focus) else {
+            return;
+        };
+        let page = usize::from(p.term.screen().size().0 / 2).max(1);
+        let to = if up {
+            p.scroll.saturating_add(page)
+        } else {
+            p.scroll.saturating_sub(page)
+        };
+        self.scroll_to(to);
+    }
+
+    fn scroll_to(&mut self, lines: usize) {
+        if let Some(p) = self.panes.get_mut(self.focus) {
+            p.term.set_scrollback(lines);
+            // vt100 clamps to what it holds.
+            p.scroll = p.term.screen().scrollback();
+        }
+    }
+
+    /// Gives pane `i` a terminal of `cols` x `rows` (its emulator and its worker's pty).
+    pub fn resize_pane(&mut self, i: usize, cols: u16, rows: u16) {
+        let Some(p) = self.panes.get_mut(i) else {
+            return;
+        };
+        let (r, c) = p.term.screen().size();
+        if (r, c) != (rows, cols) && rows > 0 && cols > 0 {
+            p.term.set_size(rows, cols);
+            if let Some(pty) = &p.pty {
+                pty.resize(cols, rows);
+            }
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! The ratatui front end: one pane per worker rendering the worker's terminal (a vt100
+//! emulator per pane), a header with the run's progress, a footer with the keys.
+//!
+//! State ([`app`]) and drawing ([`view`]) are apart, as in ratatui's component template:
+//! the supervisor's calls only update the state under a lock; a drawing thread renders it at
+//! most [`FPS`] times a second, and an input thread turns keys into state changes, keystrokes
+//! for a worker's pty, or [`Request`]s for the supervisor. The rescue shell and the
+//! resume / retry / abort prompt are the worker's own (DESIGN.md): they appear in its pane
+//! and the user types into them after `i`.
+
+pub mod app;
+pub mod keys;
+pub mod layout;
+#[cfg(test)]
+mod tests;
+pub mod view;
+
+use std::io::Stdout;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossterm::event::{self, Event};
+use crossterm::terminal;
+use ratatui::backend::CrosstermBackend;
+use ratatui::layout::Rect;
+use ratatui::Terminal;
+use tokio::sync::mpsc::UnboundedSender;
+
+use self::app::{App, Effect, Question};
+use crate::config::Target;
+use crate::engine::events::now_us;
+use crate::engine::Checkpoint;
+use crate::supervisor::spawn::Pty;
+use crate::ui::{Frontend, Request};
+
+/// Most frames drawn per second.
+pub const FPS: u64 = 20;
+
+struct Shared {
+    app: Mutex<App>,
+    dirty: AtomicBool,
+    stop: AtomicBool,
+}
+
+impl Shared {
+    fn app(&self) -> MutexGuard<'_, App> {
+        // A panic while holding the lock leaves a usable App: take it anyway.
+        self.app.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The live TUI on this process's terminal.
+pub struct Tui {
+    shared: Arc<Shared>,
+    answers: mpsc::Receiver<bool>,
+    threads: Vec<JoinHandle<()>>,
+    closed: bool,
+}
+
+/// Switches the terminal to the alternate screen in raw mode and starts drawing and reading
+/// keys; `requests` receives the user's [`Request`]s.
+///
+/// Errors: the terminal cannot be set up (not a terminal).
+pub fn start(requests: UnboundedSender<Request>) -> std::io::Result<Tui> {
+    terminal::enable_raw_mode()?;
+    crossterm::execute!(std::io::stdout(), terminal::EnterAlternateScreen)?;
+    let mut term = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
+    term.clear()?;
+    let shared = Arc::new(Shared {
+        app: Mutex::new(App::new()),
+        dirty: AtomicBool::new(true),
+        stop: AtomicBool::new(false),
+    });
+    let (answer_tx, answers) = mpsc::channel();
+    let draw = {
+        let shared = Arc::clone(&shared);
+        std::thread::spawn(move || draw_loop(&shared, term))
+    };
+    let input = {
+        let shared = Arc::clone(&shared);
+        std::thread::spawn(move || input_loop(&shared, &requests, &answer_tx))
+    };
+    Ok(Tui {
+        shared,
+        answers,
+        threads: vec![draw, input],
+        closed: false,
+    })
+}
+
+fn draw_loop(shared: &Shared, mut term: Terminal<CrosstermBackend<Stdout>>) {
+    let frame = Duration::from_millis(1000 / FPS);
+    let mut last_second = 0;
+    while !shared.stop.load(Ordering::SeqCst) {
+        std::thread::sleep(frame);
+        let now = now_us();
+        // Redraw on change, and once a second for the elapsed times.
+        if !shared.dirty.swap(false, Ordering::SeqCst) && now / 1_000_000 == last_second {
+            continue;
+        }
+        last_second = now / 1_000_000;
+        let Ok(size) = term.size() else { continue };
+        let mut app = shared.app();
+        app.now_us = now;
+        fit(&mut app, Rect::new(0, 0, size.width, size.height));
+        let _ = term.draw(|f| view::render(f, &app));
+    }
+}
+
+/// Gives every pane's terminal the size it is drawn at.
+pub fn fit(app: &mut App, area: Rect) {
+    for (i, r) in view::placements(app, area) {
+        app.resize_pane(i, r.width, r.height.saturating_sub(1));
+    }
+}
+
+fn input_loop(shared: &Shared, requests: &UnboundedSender<Request>, answers: &mpsc::Sender<bool>) {
+    while !shared.stop.load(Ordering::SeqCst) {
+        match event::poll(Duration::from_millis(100)) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(_) => break,
+        }
+        let effect = match event::read() {
+            Ok(Event::Key(k)) if k.kind != event::KeyEventKind::Release => shared.app().key(k),
+            Ok(Event::Paste(text)) => {
+                let app = shared.app();
+                if app.typing {
+                    if let Some(pty) = app.panes.get(app.focus).and_then(|p| p.pty.as_ref()) {
+                        pty.write(text.as_bytes());
+                    }
+                }
+                None
+            }
+            Ok(_) => None,
+            Err(_) => break,
+        };
+        shared.dirty.store(true, Ordering::SeqCst);
+        match effect {
+            Some(Effect::Quit) => {
+                let _ = requests.send(Request::Quit);
+            }
+            Some(Effect::Answer(a)) => {
+                let _ = answers.send(a);
+            }
+            None => {}
+        }
+    }
+}
+
+impl Tui {
+    fn update(&self, f: impl FnOnce(&mut App)) {
+        f(&mut self.shared.app());
+        self.shared.dirty.store(true, Ordering::SeqCst);
+    }
+
+    fn wait_answer(&mut self, text: &str, default: bool) -> Option<bool> {
+        self.update(|a| {
+            a.question = Some(Question {
+                text: text.to_string(),
+                default,
+            })
+        });
+        self.answers.recv().ok()
+    }
+}
+
+impl Frontend for Tui {
+    fn say(&mut self, text: &str) {
+        self.update(|a| a.say(text));
+    }
+
+    fn output(&mut self, target: &Target, bytes: &[u8]) {
+        self.update(|a| a.output(target, bytes));
+    }
+
+    fn checkpoint(&mut self, cp: &Checkpoint) {
+        self.update(|a| a.checkpoint(cp));
+    }
+
+    fn attach(&mut self, target: &Target, pty: Pty) {
+        self.update(|a| a.attach(target, pty));
+    }
+
+    fn pty_size(&self, _target: &Target) -> (u16, u16) {
+        // The first frame after `attach` resizes it to its pane.
+        (80, 24)
+    }
+
+    fn interactive(&self) -> bool {
+        true
+    }
+
+    fn summary(&mut self, table: &str) {
+        self.update(|a| {
+            a.summary = Some(table.to_string());
+            a.typing = false;
+        });
+    }
+
+    fn ask(&mut self, question: &str) -> Option<bool> {
+        self.wait_answer(question, true)
+    }
+
+    fn wait_for_user(&mut self, text: &str) {
+        let _ = self.wait_answer(text, true);
+    }
+
+    fn close(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        let has_summary = self.shared.app().summary.is_some();
+        if has_summary {
+            // Let the user read the summary in place before the screen goes.
+            let _ = self.wait_answer("Press Enter to close.", true);
+        }
+        self.shared.stop.store(true, Ordering::SeqCst);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        restore_terminal();
+        let app = self.shared.app();
+        for m in app
+            .messages
+            .iter()
+            .rev()
+            .take(5)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
+            println!("[build-helper] {m}");
+        }
+        if let Some(s) = &app.summary {
+            println!("\n{s}");
+        }
+    }
+}
+
+fn restore_terminal() {
+    let _ = crossterm::execute!(
+        std::io::stdout(),
+        terminal::LeaveAlternateScreen,
+        crossterm::cursor::Show
+    );
+    let _ = terminal::disable_raw_mode();
+}
+
+impl Drop for Tui {
+    fn drop(&mut self) {
+        if !self.closed {
+            self.shared.stop.store(true, Ordering::SeqCst);
+            restore_terminal();
+        }
+    }
+}
