@@ -9,7 +9,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::keys;
 use crate::config::Target;
-use crate::engine::{Checkpoint, StepState, TargetState};
+use crate::engine::{Checkpoint, StepState, TargetRecord, TargetState};
 use crate::supervisor::spawn::Pty;
 
 /// Lines of scrollback kept per worker.
@@ -28,6 +28,24 @@ pub struct Pane {
     pub pty: Option<Pty>,
     /// Lines scrolled back from the live screen (0 = live).
     pub scroll: usize,
+}
+
+/// A target's state as the TUI shows it. Unlike [`TargetRecord::state`] (which calls a
+/// target stopped between two steps failed, right for a run that ended), a live target
+/// between two steps is running: its worker is about to start the next one.
+pub fn shown_state(r: &TargetRecord) -> TargetState {
+    let any = |st: StepState| r.steps.iter().any(|s| s.state == st);
+    if r.steps.iter().all(|s| s.state == StepState::Done) {
+        TargetState::Done
+    } else if any(StepState::Running) {
+        TargetState::Running
+    } else if any(StepState::Failed) {
+        TargetState::Failed
+    } else if any(StepState::Done) {
+        TargetState::Running
+    } else {
+        TargetState::Waiting
+    }
 }
 
 /// What an update asks the outside world to do.
@@ -139,7 +157,7 @@ impl App {
             let _ = self.pane_mut(&t.target);
         }
         let failed_now = cp.targets.iter().position(|t| {
-            t.state() == TargetState::Failed
+            shown_state(t) == TargetState::Failed
                 && self
                     .target_state(&t.target)
                     .is_some_and(|s| s != TargetState::Failed)
@@ -159,7 +177,7 @@ impl App {
     /// The state of `target` in the last snapshot.
     pub fn target_state(&self, target: &Target) -> Option<TargetState> {
         let cp = self.cp.as_ref()?;
-        cp.target(target).map(|r| r.state())
+        cp.target(target).map(shown_state)
     }
 
     /// Title facts of a pane: state, `k/N name` of the current (or last) step, elapsed
@@ -190,7 +208,7 @@ impl App {
                 ms += self.now_us.saturating_sub(t0) / 1000;
             }
         }
-        (r.state(), step, ms / 1000)
+        (shown_state(r), step, ms / 1000)
     }
 
     /// Handles one key; returns what the outside world must do. Keystrokes for a worker are

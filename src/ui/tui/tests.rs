@@ -221,3 +221,19 @@ fn typing_without_a_worker_terminal_stays_in_the_tui() {
     a.key(key(KeyCode::Char('i')));
     assert!(!a.typing, "no pty attached: nothing to type into");
 }
+
+#[test]
+fn a_target_between_two_steps_keeps_running_and_leaves_the_focus() {
+    let mut a = app(3);
+    let mut cp = checkpoint(3);
+    // board2's running step just finished; its next one has not started yet.
+    let s = &mut cp.targets[1].steps[1];
+    s.state = StepState::Done;
+    a.checkpoint(&cp);
+    assert_eq!(a.focus, 0);
+    let (state, step, _) = a.progress(&cp.targets[1].target);
+    assert_eq!(
+        (state, step.as_str()),
+        (crate::engine::TargetState::Running, "3/5 world-extra")
+    );
+}

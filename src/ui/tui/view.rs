@@ -95,7 +95,12 @@ fn header(app: &App) -> Vec<Line<'static>> {
         .flat_map(|t| &t.steps)
         .filter(|s| s.state == StepState::Done)
         .count();
-    let count = |s: TargetState| cp.targets.iter().filter(|t| t.state() == s).count();
+    let count = |s: TargetState| {
+        cp.targets
+            .iter()
+            .filter(|t| super::app::shown_state(t) == s)
+            .count()
+    };
     let bold = Style::new().add_modifier(Modifier::BOLD);
     let first = Line::from(vec![
         Span::styled(format!("build-helper run {}", cp.run_id), bold),

@@ -1,0 +1,149 @@
+//! The TUI on a real terminal: the demo starter runs with `--ui tui` inside a detached tmux
+//! session (a private tmux server), driven with send-keys and read with capture-pane.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+/// A private tmux server with one session running a command; killed on drop.
+pub struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    /// Starts `command` (a shell line) in a detached 160x48 session with `env` set.
+    pub fn start(name: &str, command: &str, env: &[(&str, String)]) -> Tmux {
+        let t = Tmux {
+            socket: format!("bh-e2e-{name}-{}", std::process::id()),
+        };
+        let mut cmd = Command::new("tmux");
+        cmd.args([
+            "-L",
+            &t.socket,
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-s",
+            name,
+        ]);
+        cmd.args(["-x", "160", "-y", "48"]);
+        for (k, v) in env {
+            cmd.arg("-e").arg(format!("{k}={v}"));
+        }
+        cmd.arg(command).env_remove("TMUX");
+        let st = cmd.status().expect("run tmux (install tmux)");
+        assert!(st.success(), "tmux new-session failed");
+        t
+    }
+
+    /// Runs a tmux command on this server.
+    pub fn cmd(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .env_remove("TMUX")
+            .output()
+            .expect("run tmux");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Types keys (tmux key names or literal text) into `pane`.
+    pub fn keys(&self, pane: &str, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", pane];
+        args.extend_from_slice(keys);
+        self.cmd(&args);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    /// The screen of `pane`.
+    pub fn screen(&self, pane: &str) -> String {
+        self.cmd(&["capture-pane", "-p", "-t", pane])
+    }
+
+    /// Waits until `pane` shows `needle`; panics with the screen after `secs` seconds.
+    pub fn wait_for(&self, pane: &str, needle: &str, secs: u64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let s = self.screen(pane);
+            if s.contains(needle) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waited {secs} s for {needle:?}; the screen:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        self.cmd(&["kill-server"]);
+    }
+}
+
+/// What the tests give the run: the demo mirror, a small stand-in delay, the failing step.
+pub fn run_env(tree: &Path, fail: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("BUILD_HELPER_TREE", tree.display().to_string()),
+        ("TARBALL_MIRROR", mirror()),
+        ("BH_DEMO_DELAY", "0.05".into()),
+        ("BH_DEMO_FAIL", fail.into()),
+        ("TERM", "xterm-256color".into()),
+    ]
+}
+
+#[test]
+fn tui_failed_pane_opens_the_rescue_shell_and_resume_completes_the_run() {
+    require_root();
+    let tree = Tree::new();
+    let failing = format!("{}:target-world", TARGETS[1]);
+    let line = format!(
+        "env -u TMUX {BIN} run {} --ui tui; echo BH-EXIT=$?; sleep 600",
+        tree.starter().display()
+    );
+    let tmux = Tmux::start("tui", &line, &run_env(tree.path(), &failing));
+    let pane = "tui";
+
+    let s = tmux.wait_for(pane, "(rescue x86_64-unknown-linux-musl.demo-b) / #", 120);
+    assert!(
+        s.contains("▶2 demo-b (x86_64) failed"),
+        "the failed pane has the focus:\n{s}"
+    );
+    assert!(
+        s.contains("step target-world of x86_64-unknown-linux-musl.demo-b failed"),
+        "{s}"
+    );
+
+    tmux.keys(pane, &["i"]);
+    tmux.wait_for(pane, "TYPING into x86_64-unknown-linux-musl.demo-b", 10);
+    tmux.keys(pane, &["echo rescued-$((6*7))", "Enter"]);
+    tmux.wait_for(pane, "rescued-42", 10);
+    tmux.keys(pane, &["exit", "Enter"]);
+    tmux.wait_for(pane, "resume (re-run", 10);
+    tmux.keys(pane, &["resume", "Enter"]);
+    tmux.keys(pane, &["C-]"]);
+    tmux.wait_for(pane, "Run finished", 120);
+    tmux.keys(pane, &["Enter"]);
+    let s = tmux.wait_for(pane, "BH-EXIT=", 60);
+    assert!(s.contains("BH-EXIT=0"), "{s}");
+
+    let cp = tree.checkpoint();
+    assert_eq!(cp["finished"], true);
+    let world = steps(&cp, TARGETS[1])
+        .into_iter()
+        .find(|(n, _, _)| n == "target-world")
+        .expect("target-world");
+    assert_eq!(
+        (world.1.as_str(), world.2),
+        ("done", 2),
+        "resume re-ran the failed step"
+    );
+    let first = steps(&cp, TARGETS[1]);
+    assert!(first.iter().all(|(_, s, a)| s == "done" && *a >= 1));
+    assert!(mounts_anywhere(tree.path()).is_empty());
+}
