@@ -12,6 +12,7 @@ use build_helper::error::UsageError;
 use build_helper::starter::{HistorySel, Starter, UiKind};
 use build_helper::supervisor::{self, Mode};
 use build_helper::ui::plain::Plain;
+use build_helper::ui::tmux::TmuxUi;
 use build_helper::ui::{tui, Frontend};
 use build_helper::{commands, config, plan, plan_text, starter};
 
@@ -106,6 +107,10 @@ enum Command {
         /// ask resume / retry / abort instead of stopping.
         #[arg(long)]
         interactive: bool,
+        /// Join the mount namespace of this supervisor pid first (a worker started by tmux
+        /// is outside the supervisor's private namespace).
+        #[arg(long)]
+        join_ns: Option<u32>,
     },
 }
 
@@ -161,7 +166,8 @@ fn cmd_run(
     let (req_tx, req_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut frontend: Box<dyn Frontend> = match ui {
         Ui::Tui => Box::new(tui::start(req_tx).context("starting the TUI on this terminal")?),
-        Ui::Plain | Ui::Tmux => Box::new(Plain::default()),
+        Ui::Tmux => Box::new(TmuxUi::new()),
+        Ui::Plain => Box::new(Plain::default()),
     };
     frontend.checkpoint(&prepared.checkpoint);
     runtime.block_on(supervisor::supervise(prepared, frontend, req_rx))
@@ -189,8 +195,10 @@ fn choose_ui(cli: Option<Ui>, starter: Option<UiKind>) -> anyhow::Result<Ui> {
             "--ui tui needs a terminal on standard input and output; use --ui plain".into(),
         )
         .into()),
-        Ui::Tmux => Err(UsageError(
-            "the tmux front end is not in this version yet; use --ui tui or --ui plain".into(),
+        Ui::Tmux if !in_tmux => Err(UsageError(
+            "--ui tmux (or TMUX_MODE=on) works only inside tmux: start tmux first, or use \
+             --ui tui"
+                .into(),
         )
         .into()),
         ui => Ok(ui),
@@ -251,7 +259,11 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             run,
             target,
             interactive,
+            join_ns,
         } => {
+            if let Some(pid) = join_ns {
+                build_helper::worker::join_namespace(pid)?;
+            }
             let target = config::Target::parse(&target).map_err(|e| UsageError(e.to_string()))?;
             build_helper::worker::main(&run, &target, interactive)
         }

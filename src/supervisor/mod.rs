@@ -31,6 +31,9 @@ use crate::ui::{Frontend, Request};
 
 pub use prepare::{prepare, private_namespace, Mode, Prepared};
 
+/// Resolves to a worker's exit code.
+type ExitWait = std::pin::Pin<Box<dyn std::future::Future<Output = i32> + Send>>;
+
 enum Msg {
     Connected(u64, OwnedWriteHalf),
     Worker(u64, WorkerMsg),
@@ -335,19 +338,41 @@ impl Supervisor {
 
     fn start(&mut self, target: &Target) -> anyhow::Result<()> {
         self.mount_secondary(target)?;
-        let (cols, rows) = self.ui.pty_size(target);
-        let interactive = self.ui.interactive();
-        let (mut child, pty) = spawn::worker(
-            &self.run_dir,
-            target,
-            cols,
-            rows,
-            interactive,
-            self.out_tx.clone(),
-        )
-        .with_context(|| format!("starting the worker of {target}"))?;
-        self.ui.attach(target, pty);
-        let pid = child.id().unwrap_or(0);
+        let (pid, exit) = match self.ui.start_worker(&self.run_dir, target) {
+            Some(started) => {
+                let s = started.with_context(|| format!("starting the worker of {target}"))?;
+                let exited = s.exited;
+                let wait: ExitWait = Box::pin(async move { exited.await.unwrap_or(-1) });
+                (s.pid, wait)
+            }
+            None => {
+                let (cols, rows) = self.ui.pty_size(target);
+                let interactive = self.ui.interactive();
+                let (mut child, pty) = spawn::worker(
+                    &self.run_dir,
+                    target,
+                    cols,
+                    rows,
+                    interactive,
+                    self.out_tx.clone(),
+                )
+                .with_context(|| format!("starting the worker of {target}"))?;
+                self.ui.attach(target, pty);
+                let pid = child.id().unwrap_or(0);
+                let wait: ExitWait = Box::pin(async move {
+                    match child.wait().await {
+                        Ok(status) => {
+                            use std::os::unix::process::ExitStatusExt;
+                            status
+                                .code()
+                                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+                        }
+                        Err(_) => -1,
+                    }
+                });
+                (pid, wait)
+            }
+        };
         self.started.insert(target.clone());
         self.running.insert(target.clone(), pid);
         self.events.append(Event::WorkerStarted {
@@ -357,15 +382,7 @@ impl Supervisor {
         let tx = self.msg_tx.clone();
         let t = target.clone();
         tokio::spawn(async move {
-            let code = match child.wait().await {
-                Ok(status) => {
-                    use std::os::unix::process::ExitStatusExt;
-                    status
-                        .code()
-                        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
-                }
-                Err(_) => -1,
-            };
+            let code = exit.await;
             let _ = tx.send(Msg::Exited(t, code));
         });
         Ok(())

@@ -5,11 +5,23 @@
 //! line-prefixed output for scripts and CI, `tui` is a ratatui screen with a pane per worker.
 
 pub mod plain;
+pub mod tmux;
 pub mod tui;
+
+use std::path::Path;
 
 use crate::config::Target;
 use crate::engine::Checkpoint;
 use crate::supervisor::spawn::Pty;
+
+/// A worker a front end started itself (a tmux window).
+#[derive(Debug)]
+pub struct Started {
+    /// The worker's process id.
+    pub pid: u32,
+    /// Receives the worker's exit code once it is gone.
+    pub exited: tokio::sync::oneshot::Receiver<i32>,
+}
 
 /// What a front end asks of the supervisor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +44,15 @@ pub trait Frontend: Send {
     fn checkpoint(&mut self, _cp: &Checkpoint) {}
     /// A worker was started on `pty`; a front end that forwards keys keeps it.
     fn attach(&mut self, _target: &Target, _pty: Pty) {}
+    /// Starts the worker of `target` itself (tmux: in a window of its own), or `None` to let
+    /// the supervisor start it on a pty it owns and report it with [`Frontend::attach`].
+    fn start_worker(
+        &mut self,
+        _run_dir: &Path,
+        _target: &Target,
+    ) -> Option<std::io::Result<Started>> {
+        None
+    }
     /// The terminal size (columns, rows) a new worker's pty should get.
     fn pty_size(&self, _target: &Target) -> (u16, u16) {
         (120, 40)

@@ -91,6 +91,20 @@ impl Link {
     }
 }
 
+/// Joins the mount namespace of process `pid` (the supervisor's private one): a worker
+/// that tmux started sees the run's mounts only after this. Must be called while the process
+/// is single-threaded (setns(2) refuses CLONE_NEWNS otherwise).
+///
+/// Errors: no such process, or not allowed (not root).
+pub fn join_namespace(pid: u32) -> anyhow::Result<()> {
+    let path = format!("/proc/{pid}/ns/mnt");
+    let ns = std::fs::File::open(&path)
+        .with_context(|| format!("opening {path} (is the supervisor {pid} still running?)"))?;
+    nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNS)
+        .with_context(|| format!("joining the supervisor's mount namespace {path}"))?;
+    Ok(())
+}
+
 /// Runs the worker for `target` of the run in `run_dir`; returns the process exit code:
 /// 0 when every step it was given succeeded, 1 when a step failed (and, when `interactive`,
 /// the user chose abort).

@@ -147,3 +147,83 @@ fn tui_failed_pane_opens_the_rescue_shell_and_resume_completes_the_run() {
     assert!(first.iter().all(|(_, s, a)| s == "done" && *a >= 1));
     assert!(mounts_anywhere(tree.path()).is_empty());
 }
+
+#[test]
+fn tmux_mode_opens_a_window_per_target_and_resume_completes_the_run() {
+    require_root();
+    let tree = Tree::new();
+    let failing = format!("{}:target-world", TARGETS[1]);
+    let line = format!(
+        "{BIN} run {} --ui tmux; echo BH-EXIT=$?; sleep 600",
+        tree.starter().display()
+    );
+    let tmux = Tmux::start("sup", &line, &run_env(tree.path(), &failing));
+    // Window names hold dots, which tmux targets read as `window.pane`: use indexes.
+    let window = |name: &str| -> Option<String> {
+        tmux.cmd(&[
+            "list-windows",
+            "-t",
+            "sup",
+            "-F",
+            "#{window_index} #{window_name}",
+        ])
+        .lines()
+        .find(|l| l.ends_with(&format!(" {name}")))
+        .and_then(|l| l.split(' ').next())
+        .map(|i| format!("sup:{i}"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let failed = loop {
+        if let Some(w) = window(TARGETS[1]) {
+            break w;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no window {}:\n{}",
+            TARGETS[1],
+            tmux.screen("sup:0")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    tmux.wait_for(
+        &failed,
+        "(rescue x86_64-unknown-linux-musl.demo-b) / #",
+        120,
+    );
+    for t in TARGETS {
+        assert!(window(t).is_some(), "one window per target: {t} missing");
+    }
+    tmux.keys(&failed, &["exit", "Enter"]);
+    tmux.wait_for(&failed, "resume (re-run the step)", 10);
+    tmux.keys(&failed, &["resume", "Enter"]);
+    let s = tmux.wait_for("sup:0", "BH-EXIT=", 120);
+    assert!(s.contains("BH-EXIT=0"), "{s}");
+    // remain-on-exit keeps the finished windows, with their exit status.
+    let dead = tmux.cmd(&[
+        "display-message",
+        "-p",
+        "-t",
+        &failed,
+        "#{pane_dead} #{pane_dead_status}",
+    ]);
+    assert_eq!(dead.trim(), "1 0");
+    let tty_log = std::fs::read_to_string(
+        tree.run_dir()
+            .join("logs")
+            .join(format!("{}.tty.log", TARGETS[1])),
+    )
+    .unwrap_or_default();
+    assert!(
+        tty_log.contains("resume (re-run the step)"),
+        "pipe-pane transcript:\n{tty_log}"
+    );
+
+    let cp = tree.checkpoint();
+    assert_eq!(cp["finished"], true);
+    let world = steps(&cp, TARGETS[1])
+        .into_iter()
+        .find(|(n, _, _)| n == "target-world")
+        .expect("target-world");
+    assert_eq!((world.1.as_str(), world.2), ("done", 2));
+    assert!(mounts_anywhere(tree.path()).is_empty());
+}
