@@ -34,6 +34,11 @@ enum Ui {
     Tmux,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum EventsFormat {
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Print the plan of a starter (targets, world orders, mounts, steps); no root needed.
@@ -70,6 +75,10 @@ enum Command {
         /// Restart the run's targets from their first step (with --resume RUN: that run).
         #[arg(long)]
         retry: bool,
+        /// Write the run's events to stdout, one JSON object per line (step-started,
+        /// step-finished, step-failed, toolchain-ready, ...); the plain lines go to stderr.
+        #[arg(long, value_enum)]
+        events: Option<EventsFormat>,
     },
     /// Show runs, or one run's steps with state, exit code and duration.
     Status {
@@ -137,9 +146,19 @@ fn cmd_run(
     history: Option<&str>,
     resume: Option<String>,
     retry: bool,
+    events: Option<EventsFormat>,
 ) -> anyhow::Result<i32> {
     let starter = load_starter(starter_path, history)?;
-    let ui = choose_ui(ui, starter.options.ui)?;
+    let ui = match (events, ui) {
+        (Some(EventsFormat::Json), None | Some(Ui::Plain)) => Ui::Plain,
+        (Some(EventsFormat::Json), Some(_)) => {
+            return Err(UsageError(
+                "--events json writes the events to stdout: use it with --ui plain".into(),
+            )
+            .into())
+        }
+        (None, ui) => choose_ui(ui, starter.options.ui)?,
+    };
     if !nix::unistd::geteuid().is_root() {
         return Err(UsageError(
             "build-helper run needs root (it mounts and chroots): run it as root".into(),
@@ -167,6 +186,7 @@ fn cmd_run(
     let mut frontend: Box<dyn Frontend> = match ui {
         Ui::Tui => Box::new(tui::start(req_tx).context("starting the TUI on this terminal")?),
         Ui::Tmux => Box::new(TmuxUi::new()),
+        Ui::Plain if events.is_some() => Box::new(Plain::events_json()),
         Ui::Plain => Box::new(Plain::default()),
     };
     frontend.checkpoint(&prepared.checkpoint);
@@ -246,7 +266,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             history,
             resume,
             retry,
-        } => cmd_run(&starter, ui, history.as_deref(), resume, retry),
+            events,
+        } => cmd_run(&starter, ui, history.as_deref(), resume, retry, events),
         Command::Status { run, json, tree } => {
             commands::status(&tree_arg(tree), run.as_deref(), json)?;
             Ok(0)

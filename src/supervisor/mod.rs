@@ -72,7 +72,7 @@ struct Supervisor {
 /// Errors: mounts, stage3 ([`UsageError`] when it does not verify), socket.
 pub async fn supervise(
     prepared: Prepared,
-    ui: Box<dyn Frontend>,
+    mut ui: Box<dyn Frontend>,
     mut requests: mpsc::UnboundedReceiver<Request>,
 ) -> anyhow::Result<i32> {
     let Prepared {
@@ -83,6 +83,9 @@ pub async fn supervise(
     let run_dir = plan.run_dir();
     let mut events = EventLog::open(&run_dir)
         .with_context(|| format!("opening the event log in {}", run_dir.display()))?;
+    if let Some(out) = ui.event_sink() {
+        events.tee(out);
+    }
     events.append(Event::RunStarted { mode: mode.into() });
     let (msg_tx, mut msg_rx) = mpsc::unbounded_channel();
     let (out_tx, mut out_rx) = mpsc::unbounded_channel();
@@ -500,10 +503,18 @@ impl Supervisor {
                 self.save();
                 self.events.append(Event::StepFinished {
                     target: target.to_string(),
-                    step,
+                    step: step.clone(),
                     exit_code,
                     duration_ms,
                 });
+                if exit_code != 0 {
+                    self.events.append(Event::StepFailed {
+                        target: target.to_string(),
+                        log: self.plan.log_path(&target).display().to_string(),
+                        step,
+                        exit_code,
+                    });
+                }
             }
             WorkerMsg::ToolchainReady { tuple } => {
                 if self.cp.set_toolchain_ready(&tuple) {

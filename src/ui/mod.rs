@@ -53,6 +53,10 @@ pub trait Frontend: Send {
     ) -> Option<std::io::Result<Started>> {
         None
     }
+    /// Where the run's events should also go as JSON lines (`--events json`), if anywhere.
+    fn event_sink(&mut self) -> Option<Box<dyn std::io::Write + Send>> {
+        None
+    }
     /// The terminal size (columns, rows) a new worker's pty should get.
     fn pty_size(&self, _target: &Target) -> (u16, u16) {
         (120, 40)

@@ -12,18 +12,32 @@ use crate::ui::Frontend;
 #[derive(Debug, Default)]
 pub struct Plain {
     partial: HashMap<Target, Vec<u8>>,
+    /// `--events json`: stdout carries the events, the lines go to stderr.
+    events_json: bool,
 }
 
-fn print_line(prefix: &str, line: &[u8]) {
+fn print_line(to_stderr: bool, prefix: &str, line: &[u8]) {
     let text = String::from_utf8_lossy(line);
     let text = text.trim_end_matches('\r');
     // A carriage-return progress line shows its last state.
     let text = text.rsplit('\r').next().unwrap_or(text);
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "[{prefix}] {text}");
+    if to_stderr {
+        let _ = writeln!(std::io::stderr().lock(), "[{prefix}] {text}");
+    } else {
+        let _ = writeln!(std::io::stdout().lock(), "[{prefix}] {text}");
+    }
 }
 
 impl Plain {
+    /// The plain front end for `--events json`: one JSON event per line on stdout (see
+    /// [`crate::engine::events::Event`]), the prefixed lines and the summary on stderr.
+    pub fn events_json() -> Plain {
+        Plain {
+            partial: HashMap::new(),
+            events_json: true,
+        }
+    }
+
     /// Feeds a chunk of a worker's terminal output.
     pub fn output(&mut self, target: &Target, bytes: &[u8]) {
         let buf = self.partial.entry(target.clone()).or_default();
@@ -31,7 +45,7 @@ impl Plain {
         let prefix = target.to_string();
         while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = buf.drain(..=pos).collect();
-            print_line(&prefix, &line[..line.len() - 1]);
+            print_line(self.events_json, &prefix, &line[..line.len() - 1]);
         }
     }
 
@@ -39,15 +53,14 @@ impl Plain {
     pub fn flush(&mut self, target: &Target) {
         if let Some(buf) = self.partial.remove(target) {
             if !buf.is_empty() {
-                print_line(&target.to_string(), &buf);
+                print_line(self.events_json, &target.to_string(), &buf);
             }
         }
     }
 
     /// A supervisor message.
     pub fn say(&self, text: &str) {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "[build-helper] {text}");
+        print_line(self.events_json, "build-helper", text.as_bytes());
     }
 }
 
@@ -65,7 +78,16 @@ impl Frontend for Plain {
     }
 
     fn summary(&mut self, table: &str) {
-        println!("\n{table}");
+        if self.events_json {
+            eprintln!("\n{table}");
+        } else {
+            println!("\n{table}");
+        }
+    }
+
+    fn event_sink(&mut self) -> Option<Box<dyn Write + Send>> {
+        self.events_json
+            .then(|| Box::new(std::io::stdout()) as Box<dyn Write + Send>)
     }
 
     fn ask(&mut self, question: &str) -> Option<bool> {
