@@ -63,6 +63,29 @@ pub fn worker(
     interactive: bool,
     out: UnboundedSender<Output>,
 ) -> std::io::Result<(tokio::process::Child, Pty)> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.arg("worker")
+        .arg("--run")
+        .arg(run_dir)
+        .arg("--target")
+        .arg(target.to_string())
+        .args(interactive.then_some("--interactive"));
+    on_pty(cmd, target, cols, rows, out)
+}
+
+/// Starts `cmd` (program and arguments set) as a session leader on a new pty of
+/// `cols`x`rows` that becomes its controlling terminal; a thread sends what it writes to
+/// `out` as `target`'s output. Used for workers, and by the throughput benchmark.
+///
+/// Errors: the pty or the process cannot be created.
+pub fn on_pty(
+    mut cmd: tokio::process::Command,
+    target: &Target,
+    cols: u16,
+    rows: u16,
+    out: UnboundedSender<Output>,
+) -> std::io::Result<(tokio::process::Child, Pty)> {
     let size = nix::pty::Winsize {
         ws_row: rows,
         ws_col: cols,
@@ -78,15 +101,7 @@ pub fn worker(
         .map_err(std::io::Error::from)?;
     }
     let slave: OwnedFd = pty.slave;
-    let exe = std::env::current_exe()?;
-    let mut cmd = tokio::process::Command::new(exe);
-    cmd.arg("worker")
-        .arg("--run")
-        .arg(run_dir)
-        .arg("--target")
-        .arg(target.to_string())
-        .args(interactive.then_some("--interactive"))
-        .stdin(Stdio::from(slave.try_clone()?))
+    cmd.stdin(Stdio::from(slave.try_clone()?))
         .stdout(Stdio::from(slave.try_clone()?))
         .stderr(Stdio::from(slave))
         .kill_on_drop(false);

@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::keys;
+use super::scrollback::Scrollback;
 use crate::config::Target;
 use crate::engine::{Checkpoint, StepState, TargetRecord, TargetState};
 use crate::supervisor::spawn::Pty;
@@ -18,16 +19,27 @@ pub const SCROLLBACK: usize = 10_000;
 /// Supervisor messages kept for the header and the end.
 const MESSAGES: usize = 200;
 
-/// One worker's pane: its emulated terminal and the pty to type into.
+/// One worker's pane: its emulated terminal, its scrollback and the pty to type into.
 pub struct Pane {
     /// The target.
     pub target: Target,
-    /// The terminal emulator holding the worker's screen and scrollback.
+    /// The terminal emulator holding the worker's live screen.
     pub term: vt100::Parser,
+    /// The last [`SCROLLBACK`] lines of output.
+    pub lines: Scrollback,
+    /// Lines scrolled back from the newest (0 = the live screen).
+    pub scroll: usize,
+    /// The scrolled-back screen, rebuilt by [`App::refresh_views`] while `scroll > 0`.
+    pub view: Option<vt100::Parser>,
     /// The worker's terminal, once started.
     pub pty: Option<Pty>,
-    /// Lines scrolled back from the live screen (0 = live).
-    pub scroll: usize,
+}
+
+impl Pane {
+    /// The screen to draw: the scrolled-back view, else the live screen.
+    pub fn screen(&self) -> &vt100::Screen {
+        self.view.as_ref().unwrap_or(&self.term).screen()
+    }
 }
 
 /// A target's state as the TUI shows it. Unlike [`TargetRecord::state`] (which calls a
@@ -46,6 +58,12 @@ pub fn shown_state(r: &TargetRecord) -> TargetState {
     } else {
         TargetState::Waiting
     }
+}
+
+/// How far a pane scrolls back: until its oldest kept line is at the top.
+fn max_scroll(p: &Pane) -> usize {
+    let rows = usize::from(p.term.screen().size().0);
+    p.lines.len().saturating_sub(rows)
 }
 
 /// What an update asks the outside world to do.
@@ -119,9 +137,11 @@ impl App {
             None => {
                 self.panes.push(Pane {
                     target: target.clone(),
-                    term: vt100::Parser::new(24, 80, SCROLLBACK),
-                    pty: None,
+                    term: vt100::Parser::new(24, 80, 0),
+                    lines: Scrollback::new(SCROLLBACK),
                     scroll: 0,
+                    view: None,
+                    pty: None,
                 });
                 self.panes.len() - 1
             }
@@ -139,7 +159,27 @@ impl App {
 
     /// Feeds a worker's terminal output to its pane.
     pub fn output(&mut self, target: &Target, bytes: &[u8]) {
-        self.pane_mut(target).term.process(bytes);
+        let pane = self.pane_mut(target);
+        pane.term.process(bytes);
+        let added = pane.lines.feed(bytes);
+        if pane.scroll > 0 {
+            // Keep the scrolled-back view where it is.
+            pane.scroll = pane.scroll.saturating_add(added).min(max_scroll(pane));
+        }
+    }
+
+    /// Rebuilds the screens of scrolled-back panes (call before drawing).
+    pub fn refresh_views(&mut self) {
+        for p in &mut self.panes {
+            if p.scroll == 0 {
+                p.view = None;
+                continue;
+            }
+            let (rows, cols) = p.term.screen().size();
+            let mut view = vt100::Parser::new(rows, cols, 0);
+            view.process(&p.lines.window(p.scroll, usize::from(rows)));
+            p.view = Some(view);
+        }
     }
 
     /// Keeps a worker's pty for typing and resizing.
@@ -251,11 +291,8 @@ impl App {
             }
             KeyCode::Char('z') | KeyCode::Enter => self.zoom = !self.zoom,
             KeyCode::Char('i') if self.summary.is_none() => {
-                if let Some(p) = self.panes.get_mut(self.focus) {
-                    p.scroll = 0;
-                    p.term.set_scrollback(0);
-                    self.typing = p.pty.is_some();
-                }
+                self.scroll_to(0);
+                self.typing = self.panes.get(self.focus).is_some_and(|p| p.pty.is_some());
             }
             KeyCode::PageUp => self.scroll(true, k.modifiers),
             KeyCode::PageDown => self.scroll(false, k.modifiers),
@@ -286,10 +323,9 @@ impl App {
 
     fn scroll_to(&mut self, lines: usize) {
         if let Some(p) = self.panes.get_mut(self.focus) {
-            p.term.set_scrollback(lines);
-            // vt100 clamps to what it holds.
-            p.scroll = p.term.screen().scrollback();
+            p.scroll = lines.min(max_scroll(p));
         }
+        self.refresh_views();
     }
 
     /// Gives pane `i` a terminal of `cols` x `rows` (its emulator and its worker's pty).
@@ -300,6 +336,7 @@ impl App {
         let (r, c) = p.term.screen().size();
         if (r, c) != (rows, cols) && rows > 0 && cols > 0 {
             p.term.set_size(rows, cols);
+            p.scroll = p.scroll.min(max_scroll(p));
             if let Some(pty) = &p.pty {
                 pty.resize(cols, rows);
             }

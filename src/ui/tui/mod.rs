@@ -11,21 +11,22 @@
 pub mod app;
 pub mod keys;
 pub mod layout;
+pub mod scrollback;
 #[cfg(test)]
 mod tests;
 pub mod view;
 
-use std::io::Stdout;
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossterm::event::{self, Event};
 use crossterm::terminal;
 use ratatui::backend::CrosstermBackend;
 use ratatui::layout::Rect;
-use ratatui::Terminal;
+use ratatui::{Terminal, TerminalOptions, Viewport};
 use tokio::sync::mpsc::UnboundedSender;
 
 use self::app::{App, Effect, Question};
@@ -38,10 +39,22 @@ use crate::ui::{Frontend, Request};
 /// Most frames drawn per second.
 pub const FPS: u64 = 20;
 
+/// How long drawing took, over the frames drawn so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FrameStats {
+    /// Frames drawn.
+    pub frames: u64,
+    /// Time spent drawing them (layout, render, diff, writing to the terminal).
+    pub total: Duration,
+    /// The slowest frame.
+    pub max: Duration,
+}
+
 struct Shared {
     app: Mutex<App>,
     dirty: AtomicBool,
     stop: AtomicBool,
+    stats: Mutex<FrameStats>,
 }
 
 impl Shared {
@@ -57,6 +70,7 @@ pub struct Tui {
     answers: mpsc::Receiver<bool>,
     threads: Vec<JoinHandle<()>>,
     closed: bool,
+    headless: bool,
 }
 
 /// Switches the terminal to the alternate screen in raw mode and starts drawing and reading
@@ -68,29 +82,66 @@ pub fn start(requests: UnboundedSender<Request>) -> std::io::Result<Tui> {
     crossterm::execute!(std::io::stdout(), terminal::EnterAlternateScreen)?;
     let mut term = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
     term.clear()?;
+    let mut tui = spawn_drawing(term, None);
+    let (answer_tx, answers) = mpsc::channel();
+    tui.answers = answers;
+    let shared = Arc::clone(&tui.shared);
+    tui.threads.push(std::thread::spawn(move || {
+        input_loop(&shared, &requests, &answer_tx)
+    }));
+    Ok(tui)
+}
+
+/// A TUI that draws a `width` x `height` screen into `out` and reads no keys: for measuring
+/// (the throughput benchmark). [`Frontend::close`] stops it; [`Tui::frame_stats`] tells
+/// how long its frames took.
+///
+/// Errors: writing to `out` fails.
+pub fn headless<W: Write + Send + 'static>(
+    out: W,
+    width: u16,
+    height: u16,
+) -> std::io::Result<Tui> {
+    let area = Rect::new(0, 0, width, height);
+    let term = Terminal::with_options(
+        CrosstermBackend::new(out),
+        TerminalOptions {
+            viewport: Viewport::Fixed(area),
+        },
+    )?;
+    let mut tui = spawn_drawing(term, Some(area));
+    tui.headless = true;
+    Ok(tui)
+}
+
+fn spawn_drawing<W: Write + Send + 'static>(
+    term: Terminal<CrosstermBackend<W>>,
+    fixed: Option<Rect>,
+) -> Tui {
     let shared = Arc::new(Shared {
         app: Mutex::new(App::new()),
         dirty: AtomicBool::new(true),
         stop: AtomicBool::new(false),
+        stats: Mutex::new(FrameStats::default()),
     });
-    let (answer_tx, answers) = mpsc::channel();
     let draw = {
         let shared = Arc::clone(&shared);
-        std::thread::spawn(move || draw_loop(&shared, term))
+        std::thread::spawn(move || draw_loop(&shared, term, fixed))
     };
-    let input = {
-        let shared = Arc::clone(&shared);
-        std::thread::spawn(move || input_loop(&shared, &requests, &answer_tx))
-    };
-    Ok(Tui {
+    Tui {
         shared,
-        answers,
-        threads: vec![draw, input],
+        answers: mpsc::channel().1,
+        threads: vec![draw],
         closed: false,
-    })
+        headless: false,
+    }
 }
 
-fn draw_loop(shared: &Shared, mut term: Terminal<CrosstermBackend<Stdout>>) {
+fn draw_loop<W: Write>(
+    shared: &Shared,
+    mut term: Terminal<CrosstermBackend<W>>,
+    fixed: Option<Rect>,
+) {
     let frame = Duration::from_millis(1000 / FPS);
     let mut last_second = 0;
     while !shared.stop.load(Ordering::SeqCst) {
@@ -101,11 +152,24 @@ fn draw_loop(shared: &Shared, mut term: Terminal<CrosstermBackend<Stdout>>) {
             continue;
         }
         last_second = now / 1_000_000;
-        let Ok(size) = term.size() else { continue };
+        let area = match fixed {
+            Some(a) => a,
+            None => match term.size() {
+                Ok(s) => Rect::new(0, 0, s.width, s.height),
+                Err(_) => continue,
+            },
+        };
+        let t0 = Instant::now();
         let mut app = shared.app();
         app.now_us = now;
-        fit(&mut app, Rect::new(0, 0, size.width, size.height));
+        fit(&mut app, area);
         let _ = term.draw(|f| view::render(f, &app));
+        drop(app);
+        let took = t0.elapsed();
+        let mut st = shared.stats.lock().unwrap_or_else(|e| e.into_inner());
+        st.frames += 1;
+        st.total += took;
+        st.max = st.max.max(took);
     }
 }
 
@@ -114,6 +178,7 @@ pub fn fit(app: &mut App, area: Rect) {
     for (i, r) in view::placements(app, area) {
         app.resize_pane(i, r.width, r.height.saturating_sub(1));
     }
+    app.refresh_views();
 }
 
 fn input_loop(shared: &Shared, requests: &UnboundedSender<Request>, answers: &mpsc::Sender<bool>) {
@@ -151,6 +216,11 @@ fn input_loop(shared: &Shared, requests: &UnboundedSender<Request>, answers: &mp
 }
 
 impl Tui {
+    /// How long drawing took so far.
+    pub fn frame_stats(&self) -> FrameStats {
+        *self.shared.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn update(&self, f: impl FnOnce(&mut App)) {
         f(&mut self.shared.app());
         self.shared.dirty.store(true, Ordering::SeqCst);
@@ -214,6 +284,13 @@ impl Frontend for Tui {
         }
         self.closed = true;
         let has_summary = self.shared.app().summary.is_some();
+        if self.headless {
+            self.shared.stop.store(true, Ordering::SeqCst);
+            for t in self.threads.drain(..) {
+                let _ = t.join();
+            }
+            return;
+        }
         if has_summary {
             // Let the user read the summary in place before the screen goes.
             let _ = self.wait_answer("Press Enter to close.", true);
@@ -254,7 +331,9 @@ impl Drop for Tui {
     fn drop(&mut self) {
         if !self.closed {
             self.shared.stop.store(true, Ordering::SeqCst);
-            restore_terminal();
+            if !self.headless {
+                restore_terminal();
+            }
         }
     }
 }

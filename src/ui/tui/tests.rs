@@ -204,15 +204,36 @@ fn scrollback_keeps_ten_thousand_lines_per_worker() {
         a.output(&t, format!("line {i}\r\n").as_bytes());
     }
     a.key(key(KeyCode::Home));
-    assert_eq!(a.panes[0].scroll, super::app::SCROLLBACK);
-    // The live screen holds the last `rows - 1` lines and the cursor's empty line; the
-    // scrollback the 10,000 lines before them.
     let rows = usize::from(a.panes[0].term.screen().size().0);
-    let top = a.panes[0].term.screen().contents();
-    let oldest = 12_000 - super::app::SCROLLBACK - (rows - 1);
-    assert!(top.starts_with(&format!("line {oldest}\n")), "{top}");
+    assert_eq!(a.panes[0].scroll, super::app::SCROLLBACK - rows);
+    // The oldest line kept is at the top: the last 10,000 of 12,000.
+    let top = a.panes[0].screen().contents();
+    assert!(top.starts_with("line 2000\n"), "{top}");
+    // New output does not move a scrolled-back view.
+    a.output(&t, b"more\r\n");
+    a.refresh_views();
+    assert!(a.panes[0].screen().contents().starts_with("line 2001\n"));
     a.key(key(KeyCode::End));
     assert_eq!(a.panes[0].scroll, 0);
+    assert!(a.panes[0].screen().contents().contains("more"));
+}
+
+#[test]
+fn scrolled_back_view_shows_older_lines_with_their_colours() {
+    let mut a = app(1);
+    let t = a.panes[0].target.clone();
+    for i in 0..100 {
+        a.output(&t, format!("\x1b[31mred {i}\x1b[0m\r\n").as_bytes());
+    }
+    a.key(key(KeyCode::PageUp));
+    let term = screen(&mut a, 80, 24);
+    insta::assert_snapshot!(term.backend());
+    let buf = term.backend().buffer();
+    assert_eq!(
+        buf[(0, 4)].fg,
+        Color::Indexed(1),
+        "red stays red in the scrollback"
+    );
 }
 
 #[test]

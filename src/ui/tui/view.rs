@@ -300,7 +300,7 @@ fn colour(c: vt100::Color) -> Color {
 
 impl Widget for Screen<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
-        let screen = self.0.term.screen();
+        let screen = self.0.screen();
         for row in 0..area.height {
             for col in 0..area.width {
                 let Some(cell) = screen.cell(row, col) else {
