@@ -357,6 +357,7 @@ impl Supervisor {
                     cols,
                     rows,
                     interactive,
+                    self.ui.backlog(),
                     self.out_tx.clone(),
                 )
                 .with_context(|| format!("starting the worker of {target}"))?;

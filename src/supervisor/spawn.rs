@@ -4,6 +4,7 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::mpsc::UnboundedSender;
@@ -17,7 +18,29 @@ pub struct Output {
     pub target: Target,
     /// Raw bytes (escape sequences included).
     pub bytes: Vec<u8>,
+    /// Counts the chunk as queued until it is consumed (dropped).
+    _queued: Queued,
 }
+
+/// Bytes read from a worker's terminal and not consumed yet.
+#[derive(Debug)]
+struct Queued {
+    backlog: Arc<AtomicUsize>,
+    bytes: usize,
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.backlog.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
+/// What a worker's terminal output may cost while the front end falls behind: `None` keeps
+/// every byte (plain output, where a line dropped is a line lost), `Some(bytes)` drops what
+/// arrives while that much is queued, so neither a flood of output nor a slow front end can
+/// slow a worker down or grow the supervisor's memory; a marker line says what was dropped
+/// (the target's log has everything).
+pub type Backlog = Option<usize>;
 
 /// The supervisor's end of a worker's terminal: what a front end uses to type into it and to
 /// give it the size of its pane. Cheap to clone; writing to a worker that is gone fails
@@ -61,6 +84,7 @@ pub fn worker(
     cols: u16,
     rows: u16,
     interactive: bool,
+    backlog: Backlog,
     out: UnboundedSender<Output>,
 ) -> std::io::Result<(tokio::process::Child, Pty)> {
     let exe = std::env::current_exe()?;
@@ -71,7 +95,7 @@ pub fn worker(
         .arg("--target")
         .arg(target.to_string())
         .args(interactive.then_some("--interactive"));
-    on_pty(cmd, target, cols, rows, out)
+    on_pty(cmd, target, cols, rows, backlog, out)
 }
 
 /// Starts `cmd` (program and arguments set) as a session leader on a new pty of
@@ -84,6 +108,7 @@ pub fn on_pty(
     target: &Target,
     cols: u16,
     rows: u16,
+    backlog: Backlog,
     out: UnboundedSender<Output>,
 ) -> std::io::Result<(tokio::process::Child, Pty)> {
     let size = nix::pty::Winsize {
@@ -125,23 +150,65 @@ pub fn on_pty(
     let handle = Pty {
         master: Arc::clone(&master),
     };
-    std::thread::spawn(move || {
-        let mut master = &*master;
-        let mut buf = [0u8; 16 * 1024];
-        loop {
-            match master.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    let chunk = Output {
-                        target: target.clone(),
-                        bytes: buf[..n].to_vec(),
-                    };
-                    if out.send(chunk).is_err() {
-                        break;
-                    }
+    std::thread::spawn(move || read_loop(&master, &target, backlog, &out));
+    Ok((child, handle))
+}
+
+/// Reads a worker's terminal until it closes, sending chunks to `out` (see [`Backlog`]).
+fn read_loop(
+    master: &std::fs::File,
+    target: &Target,
+    limit: Backlog,
+    out: &UnboundedSender<Output>,
+) {
+    let queued = Arc::new(AtomicUsize::new(0));
+    let mut master = master;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut dropped = 0u64;
+    let send = |bytes: Vec<u8>| {
+        queued.fetch_add(bytes.len(), Ordering::Relaxed);
+        let q = Queued {
+            backlog: Arc::clone(&queued),
+            bytes: bytes.len(),
+        };
+        out.send(Output {
+            target: target.clone(),
+            bytes,
+            _queued: q,
+        })
+        .is_ok()
+    };
+    let marker = |dropped: u64| {
+        // CAN ends any escape sequence the drop cut in two.
+        format!(
+            "\x18\x1b[0m\r\n\x1b[7m[build-helper: {dropped} bytes of output not shown (the \
+             screen fell behind); the target's log has them]\x1b[0m\r\n"
+        )
+        .into_bytes()
+    };
+    loop {
+        let n = match master.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if let Some(limit) = limit {
+            let q = queued.load(Ordering::Relaxed);
+            if q + n > limit {
+                dropped += n as u64;
+                continue;
+            }
+            if dropped > 0 && q <= limit / 2 {
+                if !send(marker(dropped)) {
+                    return;
                 }
+                dropped = 0;
             }
         }
-    });
-    Ok((child, handle))
+        if !send(buf[..n].to_vec()) {
+            return;
+        }
+    }
+    if dropped > 0 {
+        send(marker(dropped));
+    }
 }

@@ -57,6 +57,11 @@ pub trait Frontend: Send {
     fn event_sink(&mut self) -> Option<Box<dyn std::io::Write + Send>> {
         None
     }
+    /// How much of a worker's output may wait for this front end before more is dropped
+    /// (see [`crate::supervisor::spawn::Backlog`]); `None` keeps everything.
+    fn backlog(&self) -> crate::supervisor::spawn::Backlog {
+        None
+    }
     /// The terminal size (columns, rows) a new worker's pty should get.
     fn pty_size(&self, _target: &Target) -> (u16, u16) {
         (120, 40)

@@ -39,6 +39,10 @@ use crate::ui::{Frontend, Request};
 /// Most frames drawn per second.
 pub const FPS: u64 = 20;
 
+/// Bytes of a worker's output that may wait for the screen (per worker) before more is
+/// dropped: a screen cannot show 100 MB/s anyway, and the log keeps everything.
+pub const BACKLOG: usize = 4 << 20;
+
 /// How long drawing took, over the frames drawn so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FrameStats {
@@ -261,6 +265,10 @@ impl Frontend for Tui {
 
     fn interactive(&self) -> bool {
         true
+    }
+
+    fn backlog(&self) -> crate::supervisor::spawn::Backlog {
+        Some(BACKLOG)
     }
 
     fn summary(&mut self, table: &str) {
