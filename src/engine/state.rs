@@ -480,6 +480,26 @@ mod tests {
     }
 
     #[test]
+    fn rescue_retry_resets_only_that_target_and_keeps_readiness() {
+        let mut c = cp();
+        let a = c.targets[0].target.clone();
+        let b = c.targets[1].target.clone();
+        c.step_started(&a, "crossdev", 1);
+        c.step_finished(&a, "crossdev", 0, 5);
+        c.set_toolchain_ready("aarch64-unknown-linux-musl");
+        c.step_started(&b, "target-env", 2);
+        c.step_finished(&b, "target-env", 0, 5);
+        c.step_started(&b, "collect", 3);
+        c.step_finished(&b, "collect", 1, 5);
+        assert_eq!(c.reset_target(&b), vec!["target-env", "collect"]);
+        assert_eq!(c.targets[1].state(), TargetState::Waiting);
+        assert_eq!(c.targets[0].steps[0].state, StepState::Done);
+        assert!(c.tuple_ready("aarch64-unknown-linux-musl"));
+        let unknown = Target::new("riscv64-unknown-linux-musl", "x").unwrap();
+        assert!(c.reset_target(&unknown).is_empty());
+    }
+
+    #[test]
     fn retry_resets_every_target_step_and_readiness() {
         let mut c = cp();
         let a = c.targets[0].target.clone();

@@ -4,7 +4,7 @@
 use ratatui::layout::Rect;
 
 /// The narrowest readable pane (columns).
-pub const MIN_COLS: u16 = 26;
+pub const MIN_COLS: u16 = 38;
 /// The lowest readable pane (rows, title included).
 pub const MIN_ROWS: u16 = 4;
 /// Width of the target list when panes do not fit.

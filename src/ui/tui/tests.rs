@@ -138,6 +138,12 @@ snap!(eight_workers_80x24, 8, 80, 24);
 snap!(one_worker_160x48, 1, 160, 48);
 snap!(three_workers_160x48, 3, 160, 48);
 snap!(eight_workers_160x48, 8, 160, 48);
+snap!(
+    twelve_workers_80x24_become_a_list_and_the_focused_pane,
+    12,
+    80,
+    24
+);
 
 #[test]
 fn failed_pane_turns_red_and_takes_the_focus() {
