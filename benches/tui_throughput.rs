@@ -74,11 +74,18 @@ fn read_time(path: &std::path::Path) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// Peak resident set size of this process (VmHWM), MB. Not getrusage's ru_maxrss: that
+/// keeps the peak of the program that exec'd this one (cargo's, ~77 MB).
 fn peak_rss_mb() -> f64 {
-    // SAFETY: getrusage fills the struct we own.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    ru.ru_maxrss as f64 / 1024.0
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 fn gen_command(bytes: u64, time_file: &std::path::Path) -> std::process::Command {
@@ -130,29 +137,6 @@ fn main() {
         .build()
         .expect("runtime");
 
-    // A pty each, read by the supervisor's reader and thrown away: what a pty costs.
-    let pty_wall = runtime.block_on(async {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let t0 = Instant::now();
-        for i in 0..WORKERS {
-            let cmd = tokio::process::Command::from(gen_command(
-                bytes,
-                &dir.path().join(format!("pty{i}.time")),
-            ));
-            let (mut child, _pty) =
-                spawn::on_pty(cmd, &target(i), 80, 24, None, tx.clone()).expect("start on a pty");
-            tokio::spawn(async move {
-                let _ = child.wait().await;
-            });
-        }
-        drop(tx);
-        while rx.recv().await.is_some() {}
-        t0.elapsed()
-    });
-    let pty_times: Vec<f64> = (0..WORKERS)
-        .map(|i| read_time(&dir.path().join(format!("pty{i}.time"))))
-        .collect();
-
     // The TUI: the supervisor's path from pty to screen.
     let devnull = std::fs::OpenOptions::new()
         .write(true)
@@ -200,7 +184,33 @@ fn main() {
     std::thread::sleep(Duration::from_millis(100));
     let frames = ui.frame_stats();
     ui.close();
-    let rss = peak_rss_mb();
+    // Peak RSS so far: the TUI run is the only one that kept data in this process.
+    let rss_tui = peak_rss_mb();
+
+    // A pty each, read by the supervisor's reader and thrown away: what a pty costs. (Run
+    // after the TUI: its queue may grow while the CPUs are busy, which would blur the
+    // TUI's peak RSS.)
+    let pty_wall = runtime.block_on(async {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let t0 = Instant::now();
+        for i in 0..WORKERS {
+            let cmd = tokio::process::Command::from(gen_command(
+                bytes,
+                &dir.path().join(format!("pty{i}.time")),
+            ));
+            let (mut child, _pty) =
+                spawn::on_pty(cmd, &target(i), 80, 24, None, tx.clone()).expect("start on a pty");
+            tokio::spawn(async move {
+                let _ = child.wait().await;
+            });
+        }
+        drop(tx);
+        while rx.recv().await.is_some() {}
+        t0.elapsed()
+    });
+    let pty_times: Vec<f64> = (0..WORKERS)
+        .map(|i| read_time(&dir.path().join(format!("pty{i}.time"))))
+        .collect();
 
     let total_mib = (bytes * WORKERS as u64) as f64 / 1048576.0;
     let fmt = |v: &[f64]| {
@@ -244,8 +254,8 @@ fn main() {
         frames.max.as_secs_f64() * 1000.0
     );
     println!(
-        "  peak RSS   : {rss:.1} MB (budget {RSS_BUDGET_MB} MB): {}",
-        if rss < RSS_BUDGET_MB {
+        "  peak RSS   : {rss_tui:.1} MB with the TUI (budget {RSS_BUDGET_MB} MB): {}",
+        if rss_tui < RSS_BUDGET_MB {
             "ok"
         } else {
             "OVER BUDGET"

@@ -11,6 +11,7 @@ use std::io::{BufRead, Write};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::Ordering;
 
 use crate::config::Target;
 
@@ -68,7 +69,11 @@ fn open_shell(root: &Path, env: &BTreeMap<String, String>, target: &Target, step
     }
     match cmd.spawn() {
         Ok(mut child) => {
+            // A worker told to stop (quit, supervisor gone) takes its shell with it: the
+            // shell would keep the target's mounts busy.
+            super::STEP_PGID.store(child.id() as i32, Ordering::SeqCst);
             let _ = child.wait();
+            super::STEP_PGID.store(0, Ordering::SeqCst);
         }
         Err(e) => println!("build-helper: cannot open the rescue shell: {e}"),
     }

@@ -84,6 +84,12 @@ pub struct Tui {
 pub fn start(requests: UnboundedSender<Request>) -> std::io::Result<Tui> {
     terminal::enable_raw_mode()?;
     crossterm::execute!(std::io::stdout(), terminal::EnterAlternateScreen)?;
+    // A panic must not leave the user's terminal raw and on the alternate screen.
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        restore_terminal();
+        previous(info);
+    }));
     let mut term = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
     term.clear()?;
     let mut tui = spawn_drawing(term, None);
@@ -163,8 +169,9 @@ fn draw_loop<W: Write>(
                 Err(_) => continue,
             },
         };
-        let t0 = Instant::now();
         let mut app = shared.app();
+        // Timed from here: waiting for the lock is the output's time, not drawing's.
+        let t0 = Instant::now();
         app.now_us = now;
         fit(&mut app, area);
         let _ = term.draw(|f| view::render(f, &app));
