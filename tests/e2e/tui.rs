@@ -147,6 +147,22 @@ fn tui_failed_pane_opens_the_rescue_shell_and_resume_completes_the_run() {
     assert!(mounts_anywhere(tree.path()).is_empty());
 }
 
+/// The target of the window named `name` in `session` (window names hold dots, which tmux
+/// targets read as `window.pane`: use its index).
+fn window_of(tmux: &Tmux, session: &str, name: &str) -> Option<String> {
+    tmux.cmd(&[
+        "list-windows",
+        "-t",
+        session,
+        "-F",
+        "#{window_index} #{window_name}",
+    ])
+    .lines()
+    .find(|l| l.ends_with(&format!(" {name}")))
+    .and_then(|l| l.split(' ').next())
+    .map(|i| format!("{session}:{i}"))
+}
+
 #[test]
 fn tmux_mode_opens_a_window_per_target_and_resume_completes_the_run() {
     require_root();
@@ -157,20 +173,7 @@ fn tmux_mode_opens_a_window_per_target_and_resume_completes_the_run() {
         tree.starter().display()
     );
     let tmux = Tmux::start("sup", &line, &run_env(tree.path(), &failing));
-    // Window names hold dots, which tmux targets read as `window.pane`: use indexes.
-    let window = |name: &str| -> Option<String> {
-        tmux.cmd(&[
-            "list-windows",
-            "-t",
-            "sup",
-            "-F",
-            "#{window_index} #{window_name}",
-        ])
-        .lines()
-        .find(|l| l.ends_with(&format!(" {name}")))
-        .and_then(|l| l.split(' ').next())
-        .map(|i| format!("sup:{i}"))
-    };
+    let window = |name: &str| window_of(&tmux, "sup", name);
     let deadline = Instant::now() + Duration::from_secs(120);
     let failed = loop {
         if let Some(w) = window(TARGETS[1]) {
@@ -224,5 +227,57 @@ fn tmux_mode_opens_a_window_per_target_and_resume_completes_the_run() {
         .find(|(n, _, _)| n == "target-world")
         .expect("target-world");
     assert_eq!((world.1.as_str(), world.2), ("done", 2));
+    assert!(mounts_anywhere(tree.path()).is_empty());
+}
+
+#[test]
+fn rescue_retry_runs_the_failed_target_again_from_its_first_step() {
+    require_root();
+    let tree = Tree::new();
+    let failing = format!("{}:target-world", TARGETS[1]);
+    let line = format!(
+        "{BIN} run {} --ui tmux; echo BH-EXIT=$?; sleep 600",
+        tree.starter().display()
+    );
+    let tmux = Tmux::start("retry", &line, &run_env(tree.path(), &failing));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let failed = loop {
+        if let Some(w) = window_of(&tmux, "retry", TARGETS[1]) {
+            break w;
+        }
+        assert!(Instant::now() < deadline, "no window {}", TARGETS[1]);
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    tmux.wait_for(
+        &failed,
+        "(rescue x86_64-unknown-linux-musl.demo-b) / #",
+        120,
+    );
+    tmux.keys(&failed, &["exit", "Enter"]);
+    tmux.wait_for(&failed, "resume (re-run the step)", 10);
+    // Anything else reopens the shell.
+    tmux.keys(&failed, &["later", "Enter"]);
+    tmux.wait_for(&failed, "is none of resume, retry, abort", 10);
+    tmux.keys(&failed, &["exit", "Enter"]);
+    tmux.keys(&failed, &["retry", "Enter"]);
+    let s = tmux.wait_for("retry:0", "BH-EXIT=", 120);
+    assert!(s.contains("BH-EXIT=0"), "{s}");
+
+    let cp = tree.checkpoint();
+    assert_eq!(cp["finished"], true);
+    let b = steps(&cp, TARGETS[1]);
+    let world = b
+        .iter()
+        .position(|(n, _, _)| n == "target-world")
+        .expect("target-world");
+    assert!(
+        b[..=world].iter().all(|(_, s, a)| s == "done" && *a == 2),
+        "every step up to the failed one ran twice: {b:?}"
+    );
+    assert!(b[world + 1..].iter().all(|(_, _, a)| *a == 1), "{b:?}");
+    assert!(
+        steps(&cp, TARGETS[2]).iter().all(|(_, _, a)| *a == 1),
+        "other targets untouched"
+    );
     assert!(mounts_anywhere(tree.path()).is_empty());
 }
