@@ -1,10 +1,11 @@
 #!/bin/sh
 # Installs the Debian packages the demo and the tests need (as root; idempotent):
 # busybox-static for the stand-in stage3, squashfs-tools (mksquashfs archives the history,
-# unsquashfs reads it), squashfs-tools-ng, rsync (history type files), xz-utils and file.
+# unsquashfs reads it), squashfs-tools-ng, rsync (history type files), xz-utils and file;
+# tmux for the TUI and tmux-mode end-to-end tests.
 set -eu
 need=
-for p in busybox-static squashfs-tools squashfs-tools-ng rsync xz-utils file; do
+for p in busybox-static squashfs-tools squashfs-tools-ng rsync xz-utils file tmux; do
     dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
 done
 if [ -n "$need" ]; then
