@@ -303,6 +303,12 @@ impl App {
                 self.scroll_to(0);
             }
             KeyCode::Char('q') if self.summary.is_none() => self.confirm_quit = true,
+            // Raw mode turns Ctrl-C into a key: it asks too.
+            KeyCode::Char('c')
+                if k.modifiers.contains(KeyModifiers::CONTROL) && self.summary.is_none() =>
+            {
+                self.confirm_quit = true
+            }
             _ => {}
         }
         None

@@ -264,3 +264,27 @@ fn a_target_between_two_steps_keeps_running_and_leaves_the_focus() {
         (crate::engine::TargetState::Running, "3/5 world-extra")
     );
 }
+
+#[test]
+fn ctrl_c_asks_to_quit_like_q() {
+    let mut a = app(1);
+    a.key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
+    assert!(a.confirm_quit);
+}
+
+#[test]
+fn the_umount_question_takes_y_n_or_enter_for_its_default() {
+    let mut a = app(1);
+    let ask = |a: &mut App| {
+        a.question = Some(super::app::Question {
+            text: "Unmount now? [Y/n]".into(),
+            default: true,
+        })
+    };
+    ask(&mut a);
+    assert_eq!(a.key(key(KeyCode::Char('x'))), None, "other keys wait");
+    assert_eq!(a.key(key(KeyCode::Char('n'))), Some(Effect::Answer(false)));
+    assert!(a.question.is_none());
+    ask(&mut a);
+    assert_eq!(a.key(key(KeyCode::Enter)), Some(Effect::Answer(true)));
+}
