@@ -112,7 +112,15 @@ fn tui_failed_pane_opens_the_rescue_shell_and_resume_completes_the_run() {
     tmux.wait_for(pane, "(rescue x86_64-unknown-linux-musl.demo-b) / #", 120);
     // The checkpoint's step-failed and the pane's output travel apart (socket, pty): the
     // title follows within a frame or two.
-    let s = tmux.wait_for(pane, "▶2 demo-b (x86_64) failed", 10);
+    let s = tmux.wait_for(pane, "failed 6/13 target-world: rescue shell", 10);
+    let title = s
+        .lines()
+        .find(|l| l.contains("failed 6/13"))
+        .unwrap_or_default();
+    assert!(
+        title.contains("▶2 "),
+        "the failed pane has the focus: {title}"
+    );
     assert!(
         s.contains("step target-world of x86_64-unknown-linux-musl.demo-b failed"),
         "{s}"

@@ -198,20 +198,25 @@ fn draw_pane(frame: &mut Frame, app: &App, i: usize, area: Rect) {
         title_style = title_style.add_modifier(Modifier::BOLD);
     }
     let marker = if focused { "▶" } else { " " };
-    let mut title = format!(
-        "{marker}{} {} ({}) {} {}",
-        i + 1,
-        pane.target.name,
-        arch(&pane.target.tuple),
-        target_word(state),
-        step
-    );
-    if state == TargetState::Failed {
-        title.push_str(": rescue shell, i to type");
-    }
     let time = elapsed(secs);
+    let room = usize::from(area.width).saturating_sub(time.chars().count() + 1);
+    let rescue = if state == TargetState::Failed {
+        ": rescue shell, i to type"
+    } else {
+        ""
+    };
+    let word = target_word(state);
+    // The whole target when it fits, else its build name and architecture.
+    let mut title = format!("{marker}{} {} {word} {step}{rescue}", i + 1, pane.target);
+    if title.chars().count() > room {
+        title = format!(
+            "{marker}{} {} ({}) {word} {step}{rescue}",
+            i + 1,
+            pane.target.name,
+            arch(&pane.target.tuple)
+        );
+    }
     let width = usize::from(area.width);
-    let room = width.saturating_sub(time.chars().count() + 1);
     let mut text: String = title.chars().take(room).collect();
     let pad = width.saturating_sub(text.chars().count() + time.chars().count());
     text.push_str(&" ".repeat(pad));
