@@ -263,7 +263,12 @@ fn main() {
             "OVER BUDGET"
         }
     );
-    if received == 0 || rss_tui >= RSS_BUDGET_MB {
+    let ok = received > 0 && rss_tui < RSS_BUDGET_MB;
+    if !benching {
+        // Under cargo test this is a check: say so the way test runners do.
+        println!("smoke: {} passed, {} failed", u8::from(ok), u8::from(!ok));
+    }
+    if !ok {
         std::process::exit(1);
     }
 }
