@@ -112,6 +112,8 @@ pub fn join_namespace(pid: u32) -> anyhow::Result<()> {
 /// Errors: unreadable plan, unknown target, no supervisor socket.
 pub fn main(run_dir: &Path, target: &Target, interactive: bool) -> anyhow::Result<i32> {
     install_signal_handlers();
+    // Nobody can answer the prompt without a terminal: behave as in plain mode.
+    let interactive = interactive && std::io::IsTerminal::is_terminal(&std::io::stdin());
     let plan_path = run_dir.join("plan.json");
     let plan: Plan = serde_json::from_slice(
         &std::fs::read(&plan_path).with_context(|| format!("reading {}", plan_path.display()))?,
