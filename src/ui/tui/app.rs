@@ -102,6 +102,8 @@ pub struct App {
     pub question: Option<Question>,
     /// The end-of-run summary table, once the run ended.
     pub summary: Option<String>,
+    /// Enter was pressed on the summary: the screen may close.
+    pub closing: bool,
     /// Supervisor messages, oldest first.
     pub messages: VecDeque<String>,
     /// The clock for elapsed times, microseconds since the Unix epoch (set before drawing).
@@ -126,6 +128,7 @@ impl App {
             confirm_quit: false,
             question: None,
             summary: None,
+            closing: false,
             messages: VecDeque::new(),
             now_us: 0,
         }
@@ -265,6 +268,10 @@ impl App {
                 self.question = None;
             }
             return answer.map(Effect::Answer);
+        }
+        if self.summary.is_some() && k.code == KeyCode::Enter {
+            self.closing = true;
+            return None;
         }
         if self.typing {
             if keys::is_take_back(&k) {

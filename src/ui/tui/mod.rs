@@ -298,7 +298,10 @@ impl Frontend for Tui {
             return;
         }
         self.closed = true;
-        let has_summary = self.shared.app().summary.is_some();
+        let (has_summary, closing) = {
+            let app = self.shared.app();
+            (app.summary.is_some(), app.closing)
+        };
         if self.headless {
             self.shared.stop.store(true, Ordering::SeqCst);
             for t in self.threads.drain(..) {
@@ -306,7 +309,7 @@ impl Frontend for Tui {
             }
             return;
         }
-        if has_summary {
+        if has_summary && !closing {
             // Let the user read the summary in place before the screen goes.
             let _ = self.wait_answer("Press Enter to close.", true);
         }

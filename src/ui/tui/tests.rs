@@ -288,3 +288,12 @@ fn the_umount_question_takes_y_n_or_enter_for_its_default() {
     ask(&mut a);
     assert_eq!(a.key(key(KeyCode::Enter)), Some(Effect::Answer(true)));
 }
+
+#[test]
+fn enter_on_the_summary_closes_even_before_the_screen_asks() {
+    let mut a = app(1);
+    a.summary = Some("target result".into());
+    assert_eq!(a.key(key(KeyCode::Enter)), None);
+    assert!(a.closing);
+    assert!(!a.zoom, "Enter on the summary is not zoom");
+}
