@@ -2,12 +2,12 @@
 # Installs the Debian packages the demo and the tests need (as root; idempotent):
 # busybox-static for the stand-in stage3, squashfs-tools (mksquashfs archives the history,
 # unsquashfs reads it), squashfs-tools-ng, rsync (history type files), xz-utils, file, gnupg
-# (signs the demo mirror with a throw-away key), curl (scripts/bench-fetch.sh); debootstrap
-# and python3-pip build the real-Portage stand-in stage3 (scripts/portage-stage3.sh:
-# Debian minbase + Portage from PyPI).
+# (signs the demo mirror with a throw-away key), curl (scripts/bench-fetch.sh), tmux (the TUI
+# and tmux-mode end-to-end tests); debootstrap and python3-pip build the real-Portage
+# stand-in stage3 (scripts/portage-stage3.sh: Debian minbase + Portage from PyPI).
 set -eu
 need=
-for p in busybox-static squashfs-tools squashfs-tools-ng rsync xz-utils file gnupg curl \
+for p in busybox-static squashfs-tools squashfs-tools-ng rsync xz-utils file gnupg curl tmux \
     debootstrap python3-pip; do
     dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
 done

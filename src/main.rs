@@ -1,6 +1,7 @@
 //! The `build-helper` command line: parses arguments and dispatches; the work lives in the
 //! library.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -8,8 +9,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use build_helper::error::UsageError;
-use build_helper::starter::{HistorySel, Starter};
+use build_helper::starter::{HistorySel, Starter, UiKind};
 use build_helper::supervisor::{self, Mode};
+use build_helper::ui::plain::Plain;
+use build_helper::ui::tmux::TmuxUi;
+use build_helper::ui::{tui, Frontend};
 use build_helper::{commands, config, explore, history_cmd, plan, plan_text, starter};
 
 #[derive(Parser)]
@@ -28,6 +32,11 @@ enum Ui {
     Plain,
     Tui,
     Tmux,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum EventsFormat {
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -83,6 +92,10 @@ enum Command {
         /// Restart the run's targets from their first step (with --resume RUN: that run).
         #[arg(long)]
         retry: bool,
+        /// Write the run's events to stdout, one JSON object per line (step-started,
+        /// step-finished, step-failed, toolchain-ready, ...); the plain lines go to stderr.
+        #[arg(long, value_enum)]
+        events: Option<EventsFormat>,
         /// Do not check the stage3's OpenPGP signatures (its digests are still checked; a
         /// warning is shown). Without it, a missing key file stops the run.
         #[arg(long)]
@@ -145,6 +158,14 @@ enum Command {
         /// The target, `<tuple>.<name>`.
         #[arg(long)]
         target: String,
+        /// Someone watches this worker's terminal: on a failed step open a rescue shell and
+        /// ask resume / retry / abort instead of stopping.
+        #[arg(long)]
+        interactive: bool,
+        /// Join the mount namespace of this supervisor pid first (a worker started by tmux
+        /// is outside the supervisor's private namespace).
+        #[arg(long)]
+        join_ns: Option<u32>,
     },
 }
 
@@ -165,16 +186,28 @@ fn tree_arg(tree: Option<PathBuf>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-fn cmd_run(
-    starter_path: &Path,
+/// The flags of `build-helper run`.
+struct RunFlags {
     ui: Option<Ui>,
-    history: Option<&str>,
+    history: Option<String>,
     resume: Option<String>,
     retry: bool,
     no_verify_signatures: bool,
     mount_hist: bool,
-) -> anyhow::Result<i32> {
-    let mut starter = load_starter(starter_path, history)?;
+    events: Option<EventsFormat>,
+}
+
+fn cmd_run(starter_path: &Path, flags: RunFlags) -> anyhow::Result<i32> {
+    let RunFlags {
+        ui,
+        history,
+        resume,
+        retry,
+        no_verify_signatures,
+        mount_hist,
+        events,
+    } = flags;
+    let mut starter = load_starter(starter_path, history.as_deref())?;
     if no_verify_signatures {
         starter.options.verify_signatures = false;
     }
@@ -187,15 +220,16 @@ fn cmd_run(
         explore::mount_hist(&starter)?;
         return Ok(0);
     }
-    match ui {
-        Some(Ui::Tui) | Some(Ui::Tmux) => {
+    let ui = match (events, ui) {
+        (Some(EventsFormat::Json), None | Some(Ui::Plain)) => Ui::Plain,
+        (Some(EventsFormat::Json), Some(_)) => {
             return Err(UsageError(
-                "the tui and tmux front ends are not in this version yet; use --ui plain".into(),
+                "--events json writes the events to stdout: use it with --ui plain".into(),
             )
             .into())
         }
-        _ => {}
-    }
+        (None, ui) => choose_ui(ui, starter.options.ui)?,
+    };
     if !nix::unistd::geteuid().is_root() {
         return Err(UsageError(
             "build-helper run needs root (it mounts and chroots): run it as root".into(),
@@ -219,7 +253,47 @@ fn cmd_run(
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(supervisor::supervise(prepared))
+    let (req_tx, req_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut frontend: Box<dyn Frontend> = match ui {
+        Ui::Tui => Box::new(tui::start(req_tx).context("starting the TUI on this terminal")?),
+        Ui::Tmux => Box::new(TmuxUi::new()),
+        Ui::Plain if events.is_some() => Box::new(Plain::events_json()),
+        Ui::Plain => Box::new(Plain::default()),
+    };
+    frontend.checkpoint(&prepared.checkpoint);
+    runtime.block_on(supervisor::supervise(prepared, frontend, req_rx))
+}
+
+/// The front end: `--ui`, else the starter's `ui`, else tmux inside tmux, the TUI on a
+/// terminal, plain otherwise. The TUI needs a terminal; tmux needs to run inside tmux.
+fn choose_ui(cli: Option<Ui>, starter: Option<UiKind>) -> anyhow::Result<Ui> {
+    let in_tmux = std::env::var_os("TMUX").is_some_and(|v| !v.is_empty());
+    let terminal = std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
+    let ui = cli.or(starter.map(|k| match k {
+        UiKind::Tui => Ui::Tui,
+        UiKind::Tmux => Ui::Tmux,
+        UiKind::Plain => Ui::Plain,
+    }));
+    let ui = ui.unwrap_or(if in_tmux {
+        Ui::Tmux
+    } else if terminal {
+        Ui::Tui
+    } else {
+        Ui::Plain
+    });
+    match ui {
+        Ui::Tui if !terminal => Err(UsageError(
+            "--ui tui needs a terminal on standard input and output; use --ui plain".into(),
+        )
+        .into()),
+        Ui::Tmux if !in_tmux => Err(UsageError(
+            "--ui tmux (or TMUX_MODE=on) works only inside tmux: start tmux first, or use \
+             --ui tui"
+                .into(),
+        )
+        .into()),
+        ui => Ok(ui),
+    }
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<i32> {
@@ -265,14 +339,18 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             retry,
             no_verify_signatures,
             mount_hist,
+            events,
         } => cmd_run(
             &starter,
-            ui,
-            history.as_deref(),
-            resume,
-            retry,
-            no_verify_signatures,
-            mount_hist,
+            RunFlags {
+                ui,
+                history,
+                resume,
+                retry,
+                no_verify_signatures,
+                mount_hist,
+                events,
+            },
         ),
         Command::History { action, tree } => {
             let tree = tree_arg(tree);
@@ -303,9 +381,17 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             commands::umount(&tree_arg(tree), run.as_deref())?;
             Ok(0)
         }
-        Command::Worker { run, target } => {
+        Command::Worker {
+            run,
+            target,
+            interactive,
+            join_ns,
+        } => {
+            if let Some(pid) = join_ns {
+                build_helper::worker::join_namespace(pid)?;
+            }
             let target = config::Target::parse(&target).map_err(|e| UsageError(e.to_string()))?;
-            build_helper::worker::main(&run, &target)
+            build_helper::worker::main(&run, &target, interactive)
         }
     }
 }

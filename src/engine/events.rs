@@ -56,6 +56,17 @@ pub enum Event {
         /// Milliseconds.
         duration_ms: u64,
     },
+    /// A step failed (follows its `step-finished`): where to look.
+    StepFailed {
+        /// `<tuple>.<name>`.
+        target: String,
+        /// Step name.
+        step: String,
+        /// Exit code.
+        exit_code: i32,
+        /// The target's log.
+        log: String,
+    },
     /// A tuple's toolchain is ready.
     ToolchainReady {
         /// The tuple.
@@ -87,10 +98,18 @@ pub fn now_us() -> u64 {
 }
 
 /// An append-only event log.
-#[derive(Debug)]
 pub struct EventLog {
     path: PathBuf,
     file: std::fs::File,
+    tee: Option<Box<dyn Write + Send>>,
+}
+
+impl std::fmt::Debug for EventLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLog")
+            .field("path", &self.path)
+            .finish()
+    }
 }
 
 impl EventLog {
@@ -101,7 +120,17 @@ impl EventLog {
             .create(true)
             .append(true)
             .open(&path)?;
-        Ok(EventLog { path, file })
+        Ok(EventLog {
+            path,
+            file,
+            tee: None,
+        })
+    }
+
+    /// Also writes every record to `out` (one JSON object per line, flushed), e.g. stdout
+    /// for `build-helper run --events json`.
+    pub fn tee(&mut self, out: Box<dyn Write + Send>) {
+        self.tee = Some(out);
     }
 
     /// Appends an event stamped now; returns the record.
@@ -112,6 +141,9 @@ impl EventLog {
         };
         if let Ok(mut line) = serde_json::to_string(&record) {
             line.push('\n');
+            if let Some(out) = &mut self.tee {
+                let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
+            }
             if let Err(e) = self.file.write_all(line.as_bytes()) {
                 eprintln!(
                     "build-helper: cannot append to {}: {e}",

@@ -63,13 +63,16 @@ pub enum WorkerMsg {
     AcquireSync,
     /// Gives the sync lock back.
     ReleaseSync,
+    /// The rescue flow's retry: reset this target's steps and send `Start` again.
+    Retry,
 }
 
 /// Supervisor -> worker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "msg", rename_all = "kebab-case")]
 pub enum SupervisorMsg {
-    /// The steps to run, in order (the engine's resume / retry decision).
+    /// The steps to run, in order (the engine's resume / retry decision); sent after
+    /// `Hello`, and again in answer to `Retry`.
     Start {
         /// Step names.
         steps: Vec<String>,

@@ -250,6 +250,21 @@ impl Checkpoint {
         self.finished = false;
     }
 
+    /// The rescue flow's retry of one target (its worker asked): every step of `target` back
+    /// to pending, so its worker runs them all again; the other targets and the tuple's
+    /// readiness stay as they are. Returns the steps to run (empty for an unknown target).
+    pub fn reset_target(&mut self, target: &Target) -> Vec<String> {
+        match self.targets.iter_mut().find(|t| &t.target == target) {
+            Some(t) => {
+                for s in &mut t.steps {
+                    s.reset();
+                }
+                t.pending_steps()
+            }
+            None => Vec::new(),
+        }
+    }
+
     /// The record of `target`.
     pub fn target(&self, target: &Target) -> Option<&TargetRecord> {
         self.targets.iter().find(|t| &t.target == target)
@@ -462,6 +477,26 @@ mod tests {
         let back = Checkpoint::load(dir.path()).unwrap();
         assert_eq!(back.targets[0].steps[0].state, StepState::Failed);
         assert_eq!(back.targets[0].steps[0].attempts, 1);
+    }
+
+    #[test]
+    fn rescue_retry_resets_only_that_target_and_keeps_readiness() {
+        let mut c = cp();
+        let a = c.targets[0].target.clone();
+        let b = c.targets[1].target.clone();
+        c.step_started(&a, "crossdev", 1);
+        c.step_finished(&a, "crossdev", 0, 5);
+        c.set_toolchain_ready("aarch64-unknown-linux-musl");
+        c.step_started(&b, "target-env", 2);
+        c.step_finished(&b, "target-env", 0, 5);
+        c.step_started(&b, "collect", 3);
+        c.step_finished(&b, "collect", 1, 5);
+        assert_eq!(c.reset_target(&b), vec!["target-env", "collect"]);
+        assert_eq!(c.targets[1].state(), TargetState::Waiting);
+        assert_eq!(c.targets[0].steps[0].state, StepState::Done);
+        assert!(c.tuple_ready("aarch64-unknown-linux-musl"));
+        let unknown = Target::new("riscv64-unknown-linux-musl", "x").unwrap();
+        assert!(c.reset_target(&unknown).is_empty());
     }
 
     #[test]

@@ -27,9 +27,13 @@ use crate::error::UsageError;
 use crate::mounts::{self, journal::Journal, Entry};
 use crate::plan::Plan;
 use crate::sys::LinuxSys;
-use crate::ui::plain::{self, Plain};
+use crate::ui::plain;
+use crate::ui::{Frontend, Request};
 
 pub use prepare::{prepare, private_namespace, Mode, Prepared};
+
+/// Resolves to a worker's exit code.
+type ExitWait = std::pin::Pin<Box<dyn std::future::Future<Output = i32> + Send>>;
 
 enum Msg {
     Connected(u64, OwnedWriteHalf),
@@ -45,7 +49,7 @@ struct Supervisor {
     run_dir: PathBuf,
     events: EventLog,
     journal: Journal,
-    ui: Plain,
+    ui: Box<dyn Frontend>,
     msg_tx: mpsc::UnboundedSender<Msg>,
     out_tx: mpsc::UnboundedSender<spawn::Output>,
     writers: HashMap<u64, OwnedWriteHalf>,
@@ -61,14 +65,19 @@ struct Supervisor {
     stopping: bool,
 }
 
-/// Supervises a prepared run to its end; returns the exit status: 0 when every target is
-/// done and the history archived, 1 when a target failed, 130 when interrupted.
+/// Supervises a prepared run to its end, shown by `ui` (which sends its [`Request`]s on
+/// `requests`); returns the exit status: 0 when every target is done and the history
+/// archived, 1 when a target failed, 130 when interrupted.
 ///
 /// Must run inside the private mount namespace ([`private_namespace`]) on the thread that
 /// lives for the whole run (workers get SIGTERM when it ends).
 ///
 /// Errors: mounts, stage3 ([`UsageError`] when it does not verify), socket.
-pub async fn supervise(prepared: Prepared) -> anyhow::Result<i32> {
+pub async fn supervise(
+    prepared: Prepared,
+    mut ui: Box<dyn Frontend>,
+    mut requests: mpsc::UnboundedReceiver<Request>,
+) -> anyhow::Result<i32> {
     let Prepared {
         plan,
         checkpoint,
@@ -77,6 +86,9 @@ pub async fn supervise(prepared: Prepared) -> anyhow::Result<i32> {
     let run_dir = plan.run_dir();
     let mut events = EventLog::open(&run_dir)
         .with_context(|| format!("opening the event log in {}", run_dir.display()))?;
+    if let Some(out) = ui.event_sink() {
+        events.tee(out);
+    }
     events.append(Event::RunStarted { mode: mode.into() });
     let (msg_tx, mut msg_rx) = mpsc::unbounded_channel();
     let (out_tx, mut out_rx) = mpsc::unbounded_channel();
@@ -92,7 +104,7 @@ pub async fn supervise(prepared: Prepared) -> anyhow::Result<i32> {
         cp: checkpoint,
         run_dir,
         events,
-        ui: Plain::default(),
+        ui,
         msg_tx,
         out_tx,
         writers: HashMap::new(),
@@ -143,6 +155,7 @@ pub async fn supervise(prepared: Prepared) -> anyhow::Result<i32> {
         sup.teardown();
         sup.writer.finish();
         let _ = std::fs::remove_file(&socket);
+        sup.ui.close();
         return Err(e);
     }
 
@@ -177,6 +190,7 @@ pub async fn supervise(prepared: Prepared) -> anyhow::Result<i32> {
                 sup.handle(msg).await;
                 sup.release_ready().await;
             }
+            Some(Request::Quit) = requests.recv() => sup.interrupt("quit"),
             _ = sigint.recv() => sup.interrupt("interrupted"),
             _ = sigterm.recv() => sup.interrupt("terminated"),
         }
@@ -201,6 +215,7 @@ impl Supervisor {
     /// Hands the checkpoint to the writer thread (temp, fsync, rename off the event loop).
     fn save(&mut self) {
         self.writer.save(&self.cp);
+        self.ui.checkpoint(&self.cp);
     }
 
     fn run_step(&mut self, name: &str, state: StepState) {
@@ -241,7 +256,6 @@ impl Supervisor {
                 distfiles: self.plan.layout.distfiles.clone(),
                 progress_bar: true,
             };
-            let mut progress = |line: String| Plain::default().say(&line);
             let verifier = match src.openpgp_key.as_deref() {
                 Some(key) => match crate::stage3::OpenPgpVerifier::from_file(key) {
                     Ok(v) => Some(v),
@@ -257,7 +271,11 @@ impl Supervisor {
             let verifier = verifier
                 .as_ref()
                 .map(|v| v as &dyn crate::stage3::SignatureVerifier);
-            let obtained = crate::stage3::obtain_with_verifier(&req, verifier, &mut progress).await;
+            let obtained = {
+                let ui = &mut self.ui;
+                let mut progress = |line: String| ui.say(&line);
+                crate::stage3::obtain_with_verifier(&req, verifier, &mut progress).await
+            };
             if verifier.is_none() {
                 self.ui.say(
                     "WARNING: the stage3's OpenPGP signatures were NOT checked \
@@ -428,9 +446,42 @@ impl Supervisor {
     }
 
     fn start(&mut self, target: &Target) -> anyhow::Result<()> {
-        let mut child = spawn::worker(&self.run_dir, target, 120, 40, self.out_tx.clone())
-            .with_context(|| format!("starting the worker of {target}"))?;
-        let pid = child.id().unwrap_or(0);
+        let (pid, exit) = match self.ui.start_worker(&self.run_dir, target) {
+            Some(started) => {
+                let s = started.with_context(|| format!("starting the worker of {target}"))?;
+                let exited = s.exited;
+                let wait: ExitWait = Box::pin(async move { exited.await.unwrap_or(-1) });
+                (s.pid, wait)
+            }
+            None => {
+                let (cols, rows) = self.ui.pty_size(target);
+                let interactive = self.ui.interactive();
+                let (mut child, pty) = spawn::worker(
+                    &self.run_dir,
+                    target,
+                    cols,
+                    rows,
+                    interactive,
+                    self.ui.backlog(),
+                    self.out_tx.clone(),
+                )
+                .with_context(|| format!("starting the worker of {target}"))?;
+                self.ui.attach(target, pty);
+                let pid = child.id().unwrap_or(0);
+                let wait: ExitWait = Box::pin(async move {
+                    match child.wait().await {
+                        Ok(status) => {
+                            use std::os::unix::process::ExitStatusExt;
+                            status
+                                .code()
+                                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+                        }
+                        Err(_) => -1,
+                    }
+                });
+                (pid, wait)
+            }
+        };
         self.started.insert(target.clone());
         self.running.insert(target.clone(), pid);
         self.events.append(Event::WorkerStarted {
@@ -440,15 +491,7 @@ impl Supervisor {
         let tx = self.msg_tx.clone();
         let t = target.clone();
         tokio::spawn(async move {
-            let code = match child.wait().await {
-                Ok(status) => {
-                    use std::os::unix::process::ExitStatusExt;
-                    status
-                        .code()
-                        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
-                }
-                Err(_) => -1,
-            };
+            let code = exit.await;
             let _ = tx.send(Msg::Exited(t, code));
         });
         Ok(())
@@ -559,10 +602,18 @@ impl Supervisor {
                 self.save();
                 self.events.append(Event::StepFinished {
                     target: target.to_string(),
-                    step,
+                    step: step.clone(),
                     exit_code,
                     duration_ms,
                 });
+                if exit_code != 0 {
+                    self.events.append(Event::StepFailed {
+                        target: target.to_string(),
+                        log: self.plan.log_path(&target).display().to_string(),
+                        step,
+                        exit_code,
+                    });
+                }
             }
             WorkerMsg::ToolchainReady { tuple } => {
                 if self.cp.set_toolchain_ready(&tuple) {
@@ -573,6 +624,11 @@ impl Supervisor {
             WorkerMsg::AcquireSync => {
                 self.sync_queue.push_back(target);
                 self.grant_sync().await;
+            }
+            WorkerMsg::Retry => {
+                let steps = self.cp.reset_target(&target);
+                self.save();
+                self.send(&target, &SupervisorMsg::Start { steps }).await;
             }
             WorkerMsg::ReleaseSync => {
                 if self.sync_holder.as_ref() == Some(&target) {
@@ -630,18 +686,24 @@ impl Supervisor {
                 }
             }
         }
-        if code == 0 && self.plan.umount_ask && std::io::IsTerminal::is_terminal(&std::io::stdin())
-        {
-            self.ui.say(&format!(
+        let date = self.plan.date.clone();
+        let tree = self.plan.tree.clone();
+        let table = plain::summary(&self.cp, &|t| {
+            tree.join("builds")
+                .join(format!("{t}.{date}"))
+                .display()
+                .to_string()
+        });
+        self.ui.summary(&table);
+        if code == 0 && self.plan.umount_ask {
+            let question = format!(
                 "everything is built. Unmount now? [Y/n] (no keeps the mounts while this \
                  process waits; explore with `nsenter -m -t {}`)",
                 std::process::id()
-            ));
-            let mut answer = String::new();
-            let _ = std::io::stdin().read_line(&mut answer);
-            if answer.trim().eq_ignore_ascii_case("n") || answer.trim().eq_ignore_ascii_case("no") {
-                self.ui.say("mounts kept; press Enter to unmount and exit");
-                let _ = std::io::stdin().read_line(&mut answer);
+            );
+            if self.ui.ask(&question) == Some(false) {
+                self.ui
+                    .wait_for_user("mounts kept; press Enter to unmount and exit");
             }
         }
         self.teardown();
@@ -654,15 +716,6 @@ impl Supervisor {
             result: result.into(),
         });
         self.writer.finish();
-        let date = self.plan.date.clone();
-        let tree = self.plan.tree.clone();
-        let table = plain::summary(&self.cp, &|t| {
-            tree.join("builds")
-                .join(format!("{t}.{date}"))
-                .display()
-                .to_string()
-        });
-        self.ui.raw(&format!("\n{table}"));
         if code != 0 {
             self.ui.say(&format!(
                 "run {} {result}; logs in {}/logs; continue with `build-helper run {} --resume {}`",
@@ -672,6 +725,7 @@ impl Supervisor {
                 self.plan.run_id
             ));
         }
+        self.ui.close();
         Ok(code)
     }
 }

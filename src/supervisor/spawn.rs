@@ -1,9 +1,11 @@
 //! Starting a worker process inside a new pseudo-terminal (pty(7)) that the supervisor owns.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -16,10 +18,62 @@ pub struct Output {
     pub target: Target,
     /// Raw bytes (escape sequences included).
     pub bytes: Vec<u8>,
+    /// Counts the chunk as queued until it is consumed (dropped).
+    _queued: Queued,
+}
+
+/// Bytes read from a worker's terminal and not consumed yet.
+#[derive(Debug)]
+struct Queued {
+    backlog: Arc<AtomicUsize>,
+    bytes: usize,
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.backlog.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
+/// What a worker's terminal output may cost while the front end falls behind: `None` keeps
+/// every byte (plain output, where a line dropped is a line lost), `Some(bytes)` drops what
+/// arrives while that much is queued, so neither a flood of output nor a slow front end can
+/// slow a worker down or grow the supervisor's memory; a marker line says what was dropped
+/// (the target's log has everything).
+pub type Backlog = Option<usize>;
+
+/// The supervisor's end of a worker's terminal: what a front end uses to type into it and to
+/// give it the size of its pane. Cheap to clone; writing to a worker that is gone fails
+/// silently (its output has ended already).
+#[derive(Debug, Clone)]
+pub struct Pty {
+    master: Arc<std::fs::File>,
+}
+
+impl Pty {
+    /// Sends keystrokes (raw bytes, as a terminal would) to the worker's terminal.
+    pub fn write(&self, bytes: &[u8]) {
+        let _ = (&*self.master).write_all(bytes);
+    }
+
+    /// Sets the terminal size (`cols` x `rows` cells); the worker's programs get SIGWINCH.
+    pub fn resize(&self, cols: u16, rows: u16) {
+        let size = nix::pty::Winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads one Winsize from a valid pointer.
+        unsafe {
+            libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &size);
+        }
+    }
 }
 
 /// Starts `build-helper worker --run <run_dir> --target <target>` on a new pty of
-/// `cols`x`rows`; its terminal output is sent to `out`. The worker is a session leader with
+/// `cols`x`rows` (with `--interactive` when a person watches it: the worker then opens a
+/// rescue shell on a failed step); its terminal output is sent to `out`. The worker is a session leader with
 /// the pty as controlling terminal and gets SIGTERM when the supervisor dies
 /// (`PR_SET_PDEATHSIG`; the caller must spawn from a thread that lives as long as the run).
 ///
@@ -29,8 +83,34 @@ pub fn worker(
     target: &Target,
     cols: u16,
     rows: u16,
+    interactive: bool,
+    backlog: Backlog,
     out: UnboundedSender<Output>,
-) -> std::io::Result<tokio::process::Child> {
+) -> std::io::Result<(tokio::process::Child, Pty)> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.arg("worker")
+        .arg("--run")
+        .arg(run_dir)
+        .arg("--target")
+        .arg(target.to_string())
+        .args(interactive.then_some("--interactive"));
+    on_pty(cmd, target, cols, rows, backlog, out)
+}
+
+/// Starts `cmd` (program and arguments set) as a session leader on a new pty of
+/// `cols`x`rows` that becomes its controlling terminal; a thread sends what it writes to
+/// `out` as `target`'s output. Used for workers, and by the throughput benchmark.
+///
+/// Errors: the pty or the process cannot be created.
+pub fn on_pty(
+    mut cmd: tokio::process::Command,
+    target: &Target,
+    cols: u16,
+    rows: u16,
+    backlog: Backlog,
+    out: UnboundedSender<Output>,
+) -> std::io::Result<(tokio::process::Child, Pty)> {
     let size = nix::pty::Winsize {
         ws_row: rows,
         ws_col: cols,
@@ -46,14 +126,7 @@ pub fn worker(
         .map_err(std::io::Error::from)?;
     }
     let slave: OwnedFd = pty.slave;
-    let exe = std::env::current_exe()?;
-    let mut cmd = tokio::process::Command::new(exe);
-    cmd.arg("worker")
-        .arg("--run")
-        .arg(run_dir)
-        .arg("--target")
-        .arg(target.to_string())
-        .stdin(Stdio::from(slave.try_clone()?))
+    cmd.stdin(Stdio::from(slave.try_clone()?))
         .stdout(Stdio::from(slave.try_clone()?))
         .stderr(Stdio::from(slave))
         .kill_on_drop(false);
@@ -73,24 +146,69 @@ pub fn worker(
     let child = cmd.spawn()?;
     drop(cmd); // closes our copies of the slave: the master sees EIO when the worker is gone
     let target = target.clone();
-    let master = std::fs::File::from(pty.master);
-    std::thread::spawn(move || {
-        let mut master = master;
-        let mut buf = [0u8; 16 * 1024];
-        loop {
-            match master.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    let chunk = Output {
-                        target: target.clone(),
-                        bytes: buf[..n].to_vec(),
-                    };
-                    if out.send(chunk).is_err() {
-                        break;
-                    }
+    let master = Arc::new(std::fs::File::from(pty.master));
+    let handle = Pty {
+        master: Arc::clone(&master),
+    };
+    std::thread::spawn(move || read_loop(&master, &target, backlog, &out));
+    Ok((child, handle))
+}
+
+/// Reads a worker's terminal until it closes, sending chunks to `out` (see [`Backlog`]).
+fn read_loop(
+    master: &std::fs::File,
+    target: &Target,
+    limit: Backlog,
+    out: &UnboundedSender<Output>,
+) {
+    let queued = Arc::new(AtomicUsize::new(0));
+    let mut master = master;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut dropped = 0u64;
+    let send = |bytes: Vec<u8>| {
+        queued.fetch_add(bytes.len(), Ordering::Relaxed);
+        let q = Queued {
+            backlog: Arc::clone(&queued),
+            bytes: bytes.len(),
+        };
+        out.send(Output {
+            target: target.clone(),
+            bytes,
+            _queued: q,
+        })
+        .is_ok()
+    };
+    let marker = |dropped: u64| {
+        // CAN ends any escape sequence the drop cut in two.
+        format!(
+            "\x18\x1b[0m\r\n\x1b[7m[build-helper: {dropped} bytes of output not shown (the \
+             screen fell behind); the target's log has them]\x1b[0m\r\n"
+        )
+        .into_bytes()
+    };
+    loop {
+        let n = match master.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if let Some(limit) = limit {
+            let q = queued.load(Ordering::Relaxed);
+            if q + n > limit {
+                dropped += n as u64;
+                continue;
+            }
+            if dropped > 0 && q <= limit / 2 {
+                if !send(marker(dropped)) {
+                    return;
                 }
+                dropped = 0;
             }
         }
-    });
-    Ok(child)
+        if !send(buf[..n].to_vec()) {
+            return;
+        }
+    }
+    if dropped > 0 {
+        send(marker(dropped));
+    }
 }

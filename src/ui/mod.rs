@@ -1,4 +1,83 @@
-//! Front ends. They consume what the supervisor reports and render it; they own no state.
-//! `plain` is line-prefixed output for scripts and CI.
+//! Front ends. They consume what the supervisor reports and render it; they own no state of
+//! the run (the engine does) and send back only requests (quit, keystrokes to a worker).
+//!
+//! [`Frontend`] is the seam between the supervisor's event loop and a front end: `plain` is
+//! line-prefixed output for scripts and CI, `tui` is a ratatui screen with a pane per worker.
 
 pub mod plain;
+pub mod tmux;
+pub mod tui;
+
+use std::path::Path;
+
+use crate::config::Target;
+use crate::engine::Checkpoint;
+use crate::supervisor::spawn::Pty;
+
+/// A worker a front end started itself (a tmux window).
+#[derive(Debug)]
+pub struct Started {
+    /// The worker's process id.
+    pub pid: u32,
+    /// Receives the worker's exit code once it is gone.
+    pub exited: tokio::sync::oneshot::Receiver<i32>,
+}
+
+/// What a front end asks of the supervisor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// The user confirmed quitting: stop the workers (their checkpoints stay) and end the run.
+    Quit,
+}
+
+/// The supervisor's view of a front end. Every method is called from the supervisor's event
+/// loop and must return quickly (a front end that draws does so on its own thread), except
+/// [`Frontend::ask`] and [`Frontend::summary`], which are called once the workers are gone.
+pub trait Frontend: Send {
+    /// A supervisor message (one line, no newline).
+    fn say(&mut self, text: &str);
+    /// A chunk of a worker's terminal output, escape sequences included.
+    fn output(&mut self, target: &Target, bytes: &[u8]);
+    /// A worker's output has ended (print what is left of its last line).
+    fn flush(&mut self, _target: &Target) {}
+    /// The run state changed (called after every checkpoint write).
+    fn checkpoint(&mut self, _cp: &Checkpoint) {}
+    /// A worker was started on `pty`; a front end that forwards keys keeps it.
+    fn attach(&mut self, _target: &Target, _pty: Pty) {}
+    /// Starts the worker of `target` itself (tmux: in a window of its own), or `None` to let
+    /// the supervisor start it on a pty it owns and report it with [`Frontend::attach`].
+    fn start_worker(
+        &mut self,
+        _run_dir: &Path,
+        _target: &Target,
+    ) -> Option<std::io::Result<Started>> {
+        None
+    }
+    /// Where the run's events should also go as JSON lines (`--events json`), if anywhere.
+    fn event_sink(&mut self) -> Option<Box<dyn std::io::Write + Send>> {
+        None
+    }
+    /// How much of a worker's output may wait for this front end before more is dropped
+    /// (see [`crate::supervisor::spawn::Backlog`]); `None` keeps everything.
+    fn backlog(&self) -> crate::supervisor::spawn::Backlog {
+        None
+    }
+    /// The terminal size (columns, rows) a new worker's pty should get.
+    fn pty_size(&self, _target: &Target) -> (u16, u16) {
+        (120, 40)
+    }
+    /// Whether workers run interactively (rescue shell and resume / retry / abort prompt on
+    /// their own terminal, which someone watches).
+    fn interactive(&self) -> bool {
+        false
+    }
+    /// The end-of-run summary table (see [`plain::summary`]).
+    fn summary(&mut self, table: &str);
+    /// Asks a yes/no question (the umount question); blocks until answered. `None` when
+    /// nobody can answer (no terminal).
+    fn ask(&mut self, question: &str) -> Option<bool>;
+    /// Tells the user the mounts are kept and waits until they are done with them.
+    fn wait_for_user(&mut self, text: &str);
+    /// Ends the front end (restores the terminal); called once, last.
+    fn close(&mut self) {}
+}

@@ -6,23 +6,38 @@ use std::io::Write;
 
 use crate::config::Target;
 use crate::engine::{Checkpoint, StepState, TargetState};
+use crate::ui::Frontend;
 
 /// Splits terminal output into lines per target and prints them prefixed.
 #[derive(Debug, Default)]
 pub struct Plain {
     partial: HashMap<Target, Vec<u8>>,
+    /// `--events json`: stdout carries the events, the lines go to stderr.
+    events_json: bool,
 }
 
-fn print_line(prefix: &str, line: &[u8]) {
+fn print_line(to_stderr: bool, prefix: &str, line: &[u8]) {
     let text = String::from_utf8_lossy(line);
     let text = text.trim_end_matches('\r');
     // A carriage-return progress line shows its last state.
     let text = text.rsplit('\r').next().unwrap_or(text);
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "[{prefix}] {text}");
+    if to_stderr {
+        let _ = writeln!(std::io::stderr().lock(), "[{prefix}] {text}");
+    } else {
+        let _ = writeln!(std::io::stdout().lock(), "[{prefix}] {text}");
+    }
 }
 
 impl Plain {
+    /// The plain front end for `--events json`: one JSON event per line on stdout (see
+    /// [`crate::engine::events::Event`]), the prefixed lines and the summary on stderr.
+    pub fn events_json() -> Plain {
+        Plain {
+            partial: HashMap::new(),
+            events_json: true,
+        }
+    }
+
     /// Feeds a chunk of a worker's terminal output.
     pub fn output(&mut self, target: &Target, bytes: &[u8]) {
         let buf = self.partial.entry(target.clone()).or_default();
@@ -30,7 +45,7 @@ impl Plain {
         let prefix = target.to_string();
         while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = buf.drain(..=pos).collect();
-            print_line(&prefix, &line[..line.len() - 1]);
+            print_line(self.events_json, &prefix, &line[..line.len() - 1]);
         }
     }
 
@@ -38,7 +53,7 @@ impl Plain {
     pub fn flush(&mut self, target: &Target) {
         if let Some(buf) = self.partial.remove(target) {
             if !buf.is_empty() {
-                print_line(&target.to_string(), &buf);
+                print_line(self.events_json, &target.to_string(), &buf);
             }
         }
     }
@@ -51,8 +66,51 @@ impl Plain {
 
     /// A supervisor message.
     pub fn say(&self, text: &str) {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "[build-helper] {text}");
+        print_line(self.events_json, "build-helper", text.as_bytes());
+    }
+}
+
+impl Frontend for Plain {
+    fn say(&mut self, text: &str) {
+        Plain::say(self, text);
+    }
+
+    fn output(&mut self, target: &Target, bytes: &[u8]) {
+        Plain::output(self, target, bytes);
+    }
+
+    fn flush(&mut self, target: &Target) {
+        Plain::flush(self, target);
+    }
+
+    fn summary(&mut self, table: &str) {
+        if self.events_json {
+            eprintln!("\n{table}");
+        } else {
+            println!("\n{table}");
+        }
+    }
+
+    fn event_sink(&mut self) -> Option<Box<dyn Write + Send>> {
+        self.events_json
+            .then(|| Box::new(std::io::stdout()) as Box<dyn Write + Send>)
+    }
+
+    fn ask(&mut self, question: &str) -> Option<bool> {
+        if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            return None;
+        }
+        Plain::say(self, question);
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer).ok()?;
+        let a = answer.trim();
+        Some(!(a.eq_ignore_ascii_case("n") || a.eq_ignore_ascii_case("no")))
+    }
+
+    fn wait_for_user(&mut self, text: &str) {
+        Plain::say(self, text);
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
     }
 }
 

@@ -9,9 +9,12 @@
 //! (socket closed, SIGTERM from the parent-death signal, SIGHUP) the running step's whole
 //! process group is killed and the worker exits, so nothing keeps the run's mounts busy.
 //!
-//! Not here: deciding what runs (engine), mounting (supervisor), the interactive rescue shell
-//! (the live-supervision front ends).
+//! An interactive worker (`--interactive`: someone watches its terminal) does not stop on a
+//! failed step: [`rescue`] opens a shell in the chroot and asks resume / retry / abort.
+//!
+//! Not here: deciding what runs (engine), mounting (supervisor), showing it (ui).
 
+pub mod rescue;
 mod step;
 
 use std::collections::BTreeMap;
@@ -91,12 +94,29 @@ impl Link {
     }
 }
 
+/// Joins the mount namespace of process `pid` (the supervisor's private one): a worker
+/// that tmux started sees the run's mounts only after this. Must be called while the process
+/// is single-threaded (setns(2) refuses CLONE_NEWNS otherwise).
+///
+/// Errors: no such process, or not allowed (not root).
+pub fn join_namespace(pid: u32) -> anyhow::Result<()> {
+    let path = format!("/proc/{pid}/ns/mnt");
+    let ns = std::fs::File::open(&path)
+        .with_context(|| format!("opening {path} (is the supervisor {pid} still running?)"))?;
+    nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNS)
+        .with_context(|| format!("joining the supervisor's mount namespace {path}"))?;
+    Ok(())
+}
+
 /// Runs the worker for `target` of the run in `run_dir`; returns the process exit code:
-/// 0 when every step it was given succeeded, 1 when a step failed.
+/// 0 when every step it was given succeeded, 1 when a step failed (and, when `interactive`,
+/// the user chose abort).
 ///
 /// Errors: unreadable plan, unknown target, no supervisor socket.
-pub fn main(run_dir: &Path, target: &Target) -> anyhow::Result<i32> {
+pub fn main(run_dir: &Path, target: &Target, interactive: bool) -> anyhow::Result<i32> {
     install_signal_handlers();
+    // Nobody can answer the prompt without a terminal: behave as in plain mode.
+    let interactive = interactive && std::io::IsTerminal::is_terminal(&std::io::stdin());
     let plan_path = run_dir.join("plan.json");
     let plan: Plan = serde_json::from_slice(
         &std::fs::read(&plan_path).with_context(|| format!("reading {}", plan_path.display()))?,
@@ -136,7 +156,7 @@ pub fn main(run_dir: &Path, target: &Target) -> anyhow::Result<i32> {
         pid: std::process::id(),
     });
     // A secondary target's worker waits here until its tuple's toolchain is ready.
-    let steps = match rx.recv() {
+    let mut steps = match rx.recv() {
         Ok(SupervisorMsg::Start { steps }) => steps,
         Ok(SupervisorMsg::Stop) => return Ok(NOT_STARTED),
         Ok(other) => bail!("unexpected first message from the supervisor: {other:?}"),
@@ -165,7 +185,9 @@ pub fn main(run_dir: &Path, target: &Target) -> anyhow::Result<i32> {
         env.entry("TERM".into()).or_insert(term);
     }
 
-    for name in &steps {
+    let mut i = 0;
+    while let Some(name) = steps.get(i).cloned() {
+        let name = &name;
         let Some(step) = tp.steps.iter().find(|s| &s.name == name) else {
             bail!("step {name} is not in the plan of {target}");
         };
@@ -189,7 +211,11 @@ pub fn main(run_dir: &Path, target: &Target) -> anyhow::Result<i32> {
             exit_code: outcome.exit_code,
             duration_ms: outcome.duration_ms,
         });
-        if outcome.exit_code != 0 {
+        if outcome.exit_code == 0 {
+            i += 1;
+            continue;
+        }
+        if !interactive {
             let _ = writeln!(
                 std::io::stdout(),
                 "build-helper: step {name} of {target} failed (exit {}); log: {}",
@@ -197,6 +223,21 @@ pub fn main(run_dir: &Path, target: &Target) -> anyhow::Result<i32> {
                 log_path.display()
             );
             return Ok(1);
+        }
+        match rescue::run(&tp.root, &env, target, name, outcome.exit_code, &log_path) {
+            rescue::Decision::Resume => {}
+            rescue::Decision::Abort => return Ok(1),
+            rescue::Decision::Retry => {
+                link.send(&WorkerMsg::Retry);
+                steps = loop {
+                    match rx.recv() {
+                        Ok(SupervisorMsg::Start { steps }) => break steps,
+                        Ok(_) => continue,
+                        Err(_) => supervisor_gone(),
+                    }
+                };
+                i = 0;
+            }
         }
     }
     Ok(0)

@@ -3,8 +3,10 @@
 //! out like Gentoo's. They fail (never skip) when not run as root.
 
 mod common;
+mod events;
 mod history;
 mod portage;
+mod tui;
 
 use std::os::unix::process::CommandExt;
 use std::process::Command;

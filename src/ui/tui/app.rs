@@ -1,0 +1,358 @@
+//! The TUI's state and its update rules (the "model" and "update" of ratatui's component
+//! template): panes fed with worker output, the last checkpoint snapshot, focus, zoom,
+//! scrolling, keyboard hand-over and dialogs. Nothing here draws ([`super::view`] does) or
+//! touches a terminal, so every rule is testable with plain values.
+
+use std::collections::VecDeque;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use super::keys;
+use super::scrollback::Scrollback;
+use crate::config::Target;
+use crate::engine::{Checkpoint, StepState, TargetRecord, TargetState};
+use crate::supervisor::spawn::Pty;
+
+/// Lines of scrollback kept per worker.
+pub const SCROLLBACK: usize = 10_000;
+
+/// Supervisor messages kept for the header and the end.
+const MESSAGES: usize = 200;
+
+/// One worker's pane: its emulated terminal, its scrollback and the pty to type into.
+pub struct Pane {
+    /// The target.
+    pub target: Target,
+    /// The terminal emulator holding the worker's live screen.
+    pub term: vt100::Parser,
+    /// The last [`SCROLLBACK`] lines of output.
+    pub lines: Scrollback,
+    /// Lines scrolled back from the newest (0 = the live screen).
+    pub scroll: usize,
+    /// The scrolled-back screen, rebuilt by [`App::refresh_views`] while `scroll > 0`.
+    pub view: Option<vt100::Parser>,
+    /// The worker's terminal, once started.
+    pub pty: Option<Pty>,
+}
+
+impl Pane {
+    /// The screen to draw: the scrolled-back view, else the live screen.
+    pub fn screen(&self) -> &vt100::Screen {
+        self.view.as_ref().unwrap_or(&self.term).screen()
+    }
+}
+
+/// A target's state as the TUI shows it. Unlike [`TargetRecord::state`] (which calls a
+/// target stopped between two steps failed, right for a run that ended), a live target
+/// between two steps is running: its worker is about to start the next one.
+pub fn shown_state(r: &TargetRecord) -> TargetState {
+    let any = |st: StepState| r.steps.iter().any(|s| s.state == st);
+    if r.steps.iter().all(|s| s.state == StepState::Done) {
+        TargetState::Done
+    } else if any(StepState::Running) {
+        TargetState::Running
+    } else if any(StepState::Failed) {
+        TargetState::Failed
+    } else if any(StepState::Done) {
+        TargetState::Running
+    } else {
+        TargetState::Waiting
+    }
+}
+
+/// How far a pane scrolls back: until its oldest kept line is at the top.
+fn max_scroll(p: &Pane) -> usize {
+    let rows = usize::from(p.term.screen().size().0);
+    p.lines.len().saturating_sub(rows)
+}
+
+/// What an update asks the outside world to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Ask the supervisor to stop the run (confirmed by the user).
+    Quit,
+    /// Answer the pending question.
+    Answer(bool),
+}
+
+/// A yes/no question shown over the screen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Question {
+    /// The text.
+    pub text: String,
+    /// Enter alone answers this (the default shown in capitals).
+    pub default: bool,
+}
+
+/// The whole screen's state.
+pub struct App {
+    /// Panes in checkpoint order (primary first).
+    pub panes: Vec<Pane>,
+    /// The last checkpoint snapshot (a copy: the engine owns the state).
+    pub cp: Option<Checkpoint>,
+    /// Index of the focused pane.
+    pub focus: usize,
+    /// The focused pane fills the body.
+    pub zoom: bool,
+    /// Keys go to the focused worker's terminal (Ctrl-] takes them back).
+    pub typing: bool,
+    /// "Quit?" is being asked.
+    pub confirm_quit: bool,
+    /// The question being asked (the umount question), if any.
+    pub question: Option<Question>,
+    /// The end-of-run summary table, once the run ended.
+    pub summary: Option<String>,
+    /// Enter was pressed on the summary: the screen may close.
+    pub closing: bool,
+    /// Supervisor messages, oldest first.
+    pub messages: VecDeque<String>,
+    /// The clock for elapsed times, microseconds since the Unix epoch (set before drawing).
+    pub now_us: u64,
+}
+
+impl Default for App {
+    fn default() -> Self {
+        App::new()
+    }
+}
+
+impl App {
+    /// An empty screen.
+    pub fn new() -> App {
+        App {
+            panes: Vec::new(),
+            cp: None,
+            focus: 0,
+            zoom: false,
+            typing: false,
+            confirm_quit: false,
+            question: None,
+            summary: None,
+            closing: false,
+            messages: VecDeque::new(),
+            now_us: 0,
+        }
+    }
+
+    fn pane_mut(&mut self, target: &Target) -> &mut Pane {
+        let i = match self.panes.iter().position(|p| &p.target == target) {
+            Some(i) => i,
+            None => {
+                self.panes.push(Pane {
+                    target: target.clone(),
+                    term: vt100::Parser::new(24, 80, 0),
+                    lines: Scrollback::new(SCROLLBACK),
+                    scroll: 0,
+                    view: None,
+                    pty: None,
+                });
+                self.panes.len() - 1
+            }
+        };
+        &mut self.panes[i]
+    }
+
+    /// A supervisor message.
+    pub fn say(&mut self, text: &str) {
+        if self.messages.len() == MESSAGES {
+            self.messages.pop_front();
+        }
+        self.messages.push_back(text.to_string());
+    }
+
+    /// Feeds a worker's terminal output to its pane.
+    pub fn output(&mut self, target: &Target, bytes: &[u8]) {
+        let pane = self.pane_mut(target);
+        pane.term.process(bytes);
+        let added = pane.lines.feed(bytes);
+        if pane.scroll > 0 {
+            // Keep the scrolled-back view where it is.
+            pane.scroll = pane.scroll.saturating_add(added).min(max_scroll(pane));
+        }
+    }
+
+    /// Rebuilds the screens of scrolled-back panes (call before drawing).
+    pub fn refresh_views(&mut self) {
+        for p in &mut self.panes {
+            if p.scroll == 0 {
+                p.view = None;
+                continue;
+            }
+            let (rows, cols) = p.term.screen().size();
+            let mut view = vt100::Parser::new(rows, cols, 0);
+            view.process(&p.lines.window(p.scroll, usize::from(rows)));
+            p.view = Some(view);
+        }
+    }
+
+    /// Keeps a worker's pty for typing and resizing.
+    pub fn attach(&mut self, target: &Target, pty: Pty) {
+        let pane = self.pane_mut(target);
+        let (rows, cols) = pane.term.screen().size();
+        pty.resize(cols, rows);
+        pane.pty = Some(pty);
+    }
+
+    /// A new checkpoint snapshot: adds panes for new targets and moves the focus to a target
+    /// that has just failed (its rescue shell wants attention) unless the user is typing.
+    pub fn checkpoint(&mut self, cp: &Checkpoint) {
+        for t in &cp.targets {
+            let _ = self.pane_mut(&t.target);
+        }
+        let failed_now = cp.targets.iter().position(|t| {
+            shown_state(t) == TargetState::Failed
+                && self
+                    .target_state(&t.target)
+                    .is_some_and(|s| s != TargetState::Failed)
+        });
+        self.cp = Some(cp.clone());
+        if let (Some(i), false) = (failed_now, self.typing) {
+            if let Some(pi) = self
+                .panes
+                .iter()
+                .position(|p| p.target == cp.targets[i].target)
+            {
+                self.focus = pi;
+            }
+        }
+    }
+
+    /// The state of `target` in the last snapshot.
+    pub fn target_state(&self, target: &Target) -> Option<TargetState> {
+        let cp = self.cp.as_ref()?;
+        cp.target(target).map(shown_state)
+    }
+
+    /// Title facts of a pane: state, `k/N name` of the current (or last) step, elapsed
+    /// seconds.
+    pub fn progress(&self, target: &Target) -> (TargetState, String, u64) {
+        let Some(r) = self.cp.as_ref().and_then(|cp| cp.target(target)) else {
+            return (TargetState::Waiting, String::new(), 0);
+        };
+        let n = r.steps.len();
+        let current = r
+            .steps
+            .iter()
+            .position(|s| s.state == StepState::Running)
+            .or_else(|| r.steps.iter().position(|s| s.state == StepState::Failed))
+            .or_else(|| r.steps.iter().position(|s| s.state == StepState::Pending));
+        let step = match current {
+            Some(i) => format!("{}/{n} {}", i + 1, r.steps[i].name),
+            None => format!("{n}/{n}"),
+        };
+        let mut ms: u64 = r
+            .steps
+            .iter()
+            .filter(|s| s.state != StepState::Running)
+            .filter_map(|s| s.duration_ms)
+            .sum();
+        if let Some(s) = r.steps.iter().find(|s| s.state == StepState::Running) {
+            if let Some(t0) = s.started_us {
+                ms += self.now_us.saturating_sub(t0) / 1000;
+            }
+        }
+        (shown_state(r), step, ms / 1000)
+    }
+
+    /// Handles one key; returns what the outside world must do. Keystrokes for a worker are
+    /// written to its pty here.
+    pub fn key(&mut self, k: KeyEvent) -> Option<Effect> {
+        if let Some(q) = &self.question {
+            let answer = match k.code {
+                KeyCode::Char('y') | KeyCode::Char('Y') => Some(true),
+                KeyCode::Char('n') | KeyCode::Char('N') => Some(false),
+                KeyCode::Enter => Some(q.default),
+                _ => None,
+            };
+            if answer.is_some() {
+                self.question = None;
+            }
+            return answer.map(Effect::Answer);
+        }
+        if self.summary.is_some() && k.code == KeyCode::Enter {
+            self.closing = true;
+            return None;
+        }
+        if self.typing {
+            if keys::is_take_back(&k) {
+                self.typing = false;
+            } else if let Some(pty) = self.panes.get(self.focus).and_then(|p| p.pty.as_ref()) {
+                pty.write(&keys::bytes(&k));
+            }
+            return None;
+        }
+        if self.confirm_quit {
+            self.confirm_quit = false;
+            return matches!(k.code, KeyCode::Char('y') | KeyCode::Char('Y'))
+                .then_some(Effect::Quit);
+        }
+        let n = self.panes.len().max(1);
+        match k.code {
+            KeyCode::Tab | KeyCode::Right | KeyCode::Down => self.focus = (self.focus + 1) % n,
+            KeyCode::BackTab | KeyCode::Left | KeyCode::Up => self.focus = (self.focus + n - 1) % n,
+            KeyCode::Char(c @ '1'..='9') => {
+                let i = (c as usize) - ('1' as usize);
+                if i < self.panes.len() {
+                    self.focus = i;
+                }
+            }
+            KeyCode::Char('z') | KeyCode::Enter => self.zoom = !self.zoom,
+            KeyCode::Char('i') if self.summary.is_none() => {
+                self.scroll_to(0);
+                self.typing = self.panes.get(self.focus).is_some_and(|p| p.pty.is_some());
+            }
+            KeyCode::PageUp => self.scroll(true, k.modifiers),
+            KeyCode::PageDown => self.scroll(false, k.modifiers),
+            KeyCode::Home => self.scroll_to(SCROLLBACK),
+            KeyCode::End => self.scroll_to(0),
+            KeyCode::Esc => {
+                self.zoom = false;
+                self.scroll_to(0);
+            }
+            KeyCode::Char('q') if self.summary.is_none() => self.confirm_quit = true,
+            // Raw mode turns Ctrl-C into a key: it asks too.
+            KeyCode::Char('c')
+                if k.modifiers.contains(KeyModifiers::CONTROL) && self.summary.is_none() =>
+            {
+                self.confirm_quit = true
+            }
+            _ => {}
+        }
+        None
+    }
+
+    fn scroll(&mut self, up: bool, _m: KeyModifiers) {
+        let Some(p) = self.panes.get(self.focus) else {
+            return;
+        };
+        let page = usize::from(p.term.screen().size().0 / 2).max(1);
+        let to = if up {
+            p.scroll.saturating_add(page)
+        } else {
+            p.scroll.saturating_sub(page)
+        };
+        self.scroll_to(to);
+    }
+
+    fn scroll_to(&mut self, lines: usize) {
+        if let Some(p) = self.panes.get_mut(self.focus) {
+            p.scroll = lines.min(max_scroll(p));
+        }
+        self.refresh_views();
+    }
+
+    /// Gives pane `i` a terminal of `cols` x `rows` (its emulator and its worker's pty).
+    pub fn resize_pane(&mut self, i: usize, cols: u16, rows: u16) {
+        let Some(p) = self.panes.get_mut(i) else {
+            return;
+        };
+        let (r, c) = p.term.screen().size();
+        if (r, c) != (rows, cols) && rows > 0 && cols > 0 {
+            p.term.set_size(rows, cols);
+            p.scroll = p.scroll.min(max_scroll(p));
+            if let Some(pty) = &p.pty {
+                pty.resize(cols, rows);
+            }
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! Snapshot tests of the TUI screens (ratatui `TestBackend` + insta): 1, 3 and 8 workers at
+//! 80x24 and 160x48, a failed pane, zoom, the end summary; and the update rules.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::backend::TestBackend;
+use ratatui::layout::Rect;
+use ratatui::style::Color;
+use ratatui::Terminal;
+
+use super::app::{App, Effect};
+use super::{fit, view};
+use crate::config::Target;
+use crate::engine::{Checkpoint, StepRecord, StepState, TargetRecord};
+use crate::recipe::Phase;
+
+const T0: u64 = 1_700_000_000_000_000;
+const STEPS: [&str; 5] = [
+    "target-env",
+    "world-base",
+    "world-extra",
+    "squashfs",
+    "kernel",
+];
+
+fn step(name: &str, state: StepState, started_s: Option<u64>) -> StepRecord {
+    StepRecord {
+        name: name.into(),
+        phase: Some(Phase::Target),
+        state,
+        exit_code: match state {
+            StepState::Done => Some(0),
+            StepState::Failed => Some(1),
+            _ => None,
+        },
+        started_us: started_s.map(|s| T0 + s * 1_000_000),
+        duration_ms: match state {
+            StepState::Done | StepState::Failed => Some(12_000),
+            _ => None,
+        },
+        attempts: u32::from(started_s.is_some()),
+    }
+}
+
+/// Target `i` of `n`: the first is done, the last waits, the others run step `i % 5`.
+fn record(i: usize, n: usize) -> TargetRecord {
+    let tuple = if i.is_multiple_of(2) {
+        "x86_64-unknown-linux-musl"
+    } else {
+        "aarch64-unknown-linux-musl"
+    };
+    let running = if i == n - 1 && n > 1 {
+        None
+    } else {
+        Some(i % STEPS.len())
+    };
+    let steps = STEPS
+        .iter()
+        .enumerate()
+        .map(|(k, s)| match running {
+            _ if i == 0 && n > 1 => step(s, StepState::Done, Some(k as u64 * 12)),
+            Some(r) if k < r => step(s, StepState::Done, Some(k as u64 * 12)),
+            Some(r) if k == r => step(s, StepState::Running, Some(k as u64 * 12)),
+            _ => step(s, StepState::Pending, None),
+        })
+        .collect();
+    TargetRecord {
+        target: Target {
+            tuple: tuple.into(),
+            name: format!("board{}", i + 1),
+        },
+        steps,
+    }
+}
+
+fn checkpoint(n: usize) -> Checkpoint {
+    Checkpoint {
+        run_id: "board1-20261122".into(),
+        run_steps: vec![
+            step("stage3", StepState::Done, Some(0)),
+            step("mounts", StepState::Done, Some(0)),
+            step("archive-history", StepState::Pending, None),
+        ],
+        toolchain_ready: vec!["x86_64-unknown-linux-musl".into()],
+        targets: (0..n).map(|i| record(i, n)).collect(),
+        finished: false,
+    }
+}
+
+/// An app with `n` workers, each having printed some coloured output and a progress line.
+fn app(n: usize) -> App {
+    let mut app = App::new();
+    let cp = checkpoint(n);
+    app.checkpoint(&cp);
+    app.now_us = T0 + 75 * 1_000_000;
+    app.say("run board1-20261122 (new), 3 target(s), first build from a stage3");
+    let area = Rect::new(0, 0, 80, 24);
+    fit(&mut app, area);
+    for (i, t) in cp.targets.iter().enumerate() {
+        let out = format!(
+            "\x1b[32m>>>\x1b[0m Emerging (1 of 3) sys-libs/zlib-1.3 for /usr/{}/\r\n\
+             \x1b[1;33m * \x1b[0mApplying patch {}...\r\n\
+             progress 10%\rprogress 50%\rprogress 100%\r\n\
+             line after the progress line of worker {}\r\n",
+            t.target.tuple,
+            i + 1,
+            i + 1
+        );
+        app.output(&t.target, out.as_bytes());
+    }
+    app
+}
+
+fn screen(app: &mut App, w: u16, h: u16) -> Terminal<TestBackend> {
+    fit(app, Rect::new(0, 0, w, h));
+    let mut term = Terminal::new(TestBackend::new(w, h)).expect("test terminal");
+    term.draw(|f| view::render(f, app)).expect("draw");
+    term
+}
+
+fn key(code: KeyCode) -> KeyEvent {
+    KeyEvent::new(code, KeyModifiers::NONE)
+}
+
+macro_rules! snap {
+    ($name:ident, $n:expr, $w:expr, $h:expr) => {
+        #[test]
+        fn $name() {
+            let mut a = app($n);
+            let term = screen(&mut a, $w, $h);
+            insta::assert_snapshot!(term.backend());
+        }
+    };
+}
+
+snap!(one_worker_80x24, 1, 80, 24);
+snap!(three_workers_80x24, 3, 80, 24);
+snap!(eight_workers_80x24, 8, 80, 24);
+snap!(one_worker_160x48, 1, 160, 48);
+snap!(three_workers_160x48, 3, 160, 48);
+snap!(eight_workers_160x48, 8, 160, 48);
+snap!(
+    twelve_workers_80x24_become_a_list_and_the_focused_pane,
+    12,
+    80,
+    24
+);
+
+#[test]
+fn failed_pane_turns_red_and_takes_the_focus() {
+    let mut a = app(3);
+    let mut cp = checkpoint(3);
+    let failed = cp.targets[1].target.clone();
+    let s = &mut cp.targets[1].steps[1];
+    s.state = StepState::Failed;
+    s.exit_code = Some(1);
+    a.checkpoint(&cp);
+    a.output(
+        &failed,
+        b"\x1b[1;31mbuild-helper: step world-base failed (exit 1)\x1b[0m\r\n(rescue board2) / # ",
+    );
+    assert_eq!(a.focus, 1, "the failed target's pane gets the focus");
+    let term = screen(&mut a, 80, 24);
+    let buf = term.backend().buffer();
+    let title_row = (0..24)
+        .find(|y| (0..80).any(|x| buf[(x, *y)].symbol() == "▶"))
+        .expect("a focused title");
+    let x = (0..80)
+        .find(|x| buf[(*x, title_row)].symbol() == "▶")
+        .unwrap_or(0);
+    assert_eq!(buf[(x, title_row)].bg, Color::Red);
+    insta::assert_snapshot!(term.backend());
+}
+
+#[test]
+fn zoom_shows_the_focused_pane_full_screen() {
+    let mut a = app(3);
+    a.key(key(KeyCode::Tab));
+    a.key(key(KeyCode::Char('z')));
+    assert!(a.zoom);
+    let term = screen(&mut a, 80, 24);
+    insta::assert_snapshot!(term.backend());
+}
+
+#[test]
+fn end_summary_is_shown_over_the_panes() {
+    let mut a = app(3);
+    a.summary = Some(crate::ui::plain::summary(&checkpoint(3), &|t| {
+        format!("/builds/{t}.20261122")
+    }));
+    let term = screen(&mut a, 80, 24);
+    insta::assert_snapshot!(term.backend());
+}
+
+#[test]
+fn quit_asks_first_and_only_yes_quits() {
+    let mut a = app(1);
+    assert_eq!(a.key(key(KeyCode::Char('q'))), None);
+    assert!(a.confirm_quit);
+    assert_eq!(a.key(key(KeyCode::Char('n'))), None);
+    assert!(!a.confirm_quit);
+    a.key(key(KeyCode::Char('q')));
+    assert_eq!(a.key(key(KeyCode::Char('y'))), Some(Effect::Quit));
+}
+
+#[test]
+fn scrollback_keeps_ten_thousand_lines_per_worker() {
+    let mut a = app(1);
+    let t = a.panes[0].target.clone();
+    for i in 0..12_000 {
+        a.output(&t, format!("line {i}\r\n").as_bytes());
+    }
+    a.key(key(KeyCode::Home));
+    let rows = usize::from(a.panes[0].term.screen().size().0);
+    assert_eq!(a.panes[0].scroll, super::app::SCROLLBACK - rows);
+    // The oldest line kept is at the top: the last 10,000 of 12,000.
+    let top = a.panes[0].screen().contents();
+    assert!(top.starts_with("line 2000\n"), "{top}");
+    // New output does not move a scrolled-back view.
+    a.output(&t, b"more\r\n");
+    a.refresh_views();
+    assert!(a.panes[0].screen().contents().starts_with("line 2001\n"));
+    a.key(key(KeyCode::End));
+    assert_eq!(a.panes[0].scroll, 0);
+    assert!(a.panes[0].screen().contents().contains("more"));
+}
+
+#[test]
+fn scrolled_back_view_shows_older_lines_with_their_colours() {
+    let mut a = app(1);
+    let t = a.panes[0].target.clone();
+    for i in 0..100 {
+        a.output(&t, format!("\x1b[31mred {i}\x1b[0m\r\n").as_bytes());
+    }
+    a.key(key(KeyCode::PageUp));
+    let term = screen(&mut a, 80, 24);
+    insta::assert_snapshot!(term.backend());
+    let buf = term.backend().buffer();
+    assert_eq!(
+        buf[(0, 4)].fg,
+        Color::Indexed(1),
+        "red stays red in the scrollback"
+    );
+}
+
+#[test]
+fn typing_without_a_worker_terminal_stays_in_the_tui() {
+    let mut a = app(1);
+    a.key(key(KeyCode::Char('i')));
+    assert!(!a.typing, "no pty attached: nothing to type into");
+}
+
+#[test]
+fn a_target_between_two_steps_keeps_running_and_leaves_the_focus() {
+    let mut a = app(3);
+    let mut cp = checkpoint(3);
+    // board2's running step just finished; its next one has not started yet.
+    let s = &mut cp.targets[1].steps[1];
+    s.state = StepState::Done;
+    a.checkpoint(&cp);
+    assert_eq!(a.focus, 0);
+    let (state, step, _) = a.progress(&cp.targets[1].target);
+    assert_eq!(
+        (state, step.as_str()),
+        (crate::engine::TargetState::Running, "3/5 world-extra")
+    );
+}
+
+#[test]
+fn ctrl_c_asks_to_quit_like_q() {
+    let mut a = app(1);
+    a.key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
+    assert!(a.confirm_quit);
+}
+
+#[test]
+fn the_umount_question_takes_y_n_or_enter_for_its_default() {
+    let mut a = app(1);
+    let ask = |a: &mut App| {
+        a.question = Some(super::app::Question {
+            text: "Unmount now? [Y/n]".into(),
+            default: true,
+        })
+    };
+    ask(&mut a);
+    assert_eq!(a.key(key(KeyCode::Char('x'))), None, "other keys wait");
+    assert_eq!(a.key(key(KeyCode::Char('n'))), Some(Effect::Answer(false)));
+    assert!(a.question.is_none());
+    ask(&mut a);
+    assert_eq!(a.key(key(KeyCode::Enter)), Some(Effect::Answer(true)));
+}
+
+#[test]
+fn enter_on_the_summary_closes_even_before_the_screen_asks() {
+    let mut a = app(1);
+    a.summary = Some("target result".into());
+    assert_eq!(a.key(key(KeyCode::Enter)), None);
+    assert!(a.closing);
+    assert!(!a.zoom, "Enter on the summary is not zoom");
+}

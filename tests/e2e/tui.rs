@@ -1,0 +1,291 @@
+//! The TUI on a real terminal: the demo starter runs with `--ui tui` inside a detached tmux
+//! session (a private tmux server), driven with send-keys and read with capture-pane.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+/// A private tmux server with one session running a command; killed on drop.
+pub struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    /// Starts `command` (a shell line) in a detached 160x48 session with `env` set.
+    pub fn start(name: &str, command: &str, env: &[(&str, String)]) -> Tmux {
+        let t = Tmux {
+            socket: format!("bh-e2e-{name}-{}", std::process::id()),
+        };
+        let mut cmd = Command::new("tmux");
+        cmd.args([
+            "-L",
+            &t.socket,
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-s",
+            name,
+        ]);
+        cmd.args(["-x", "160", "-y", "48"]);
+        for (k, v) in env {
+            cmd.arg("-e").arg(format!("{k}={v}"));
+        }
+        cmd.arg(command).env_remove("TMUX");
+        let st = cmd.status().expect("run tmux (install tmux)");
+        assert!(st.success(), "tmux new-session failed");
+        t
+    }
+
+    /// Runs a tmux command on this server.
+    pub fn cmd(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .env_remove("TMUX")
+            .output()
+            .expect("run tmux");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Types keys (tmux key names or literal text) into `pane`.
+    pub fn keys(&self, pane: &str, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", pane];
+        args.extend_from_slice(keys);
+        self.cmd(&args);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    /// The screen of `pane`.
+    pub fn screen(&self, pane: &str) -> String {
+        self.cmd(&["capture-pane", "-p", "-t", pane])
+    }
+
+    /// Waits until `pane` shows `needle`; panics with the screen after `secs` seconds.
+    pub fn wait_for(&self, pane: &str, needle: &str, secs: u64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let s = self.screen(pane);
+            if s.contains(needle) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waited {secs} s for {needle:?}; the screen:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        self.cmd(&["kill-server"]);
+    }
+}
+
+/// What the tests give the run: the demo mirror, a small stand-in delay, the failing step.
+pub fn run_env(tree: &Path, fail: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("BUILD_HELPER_TREE", tree.display().to_string()),
+        ("TARBALL_MIRROR", mirror()),
+        ("BH_DEMO_DELAY", "0.05".into()),
+        ("BH_DEMO_FAIL", fail.into()),
+        ("TERM", "xterm-256color".into()),
+    ]
+}
+
+#[test]
+fn tui_failed_pane_opens_the_rescue_shell_and_resume_completes_the_run() {
+    require_root();
+    let tree = Tree::new();
+    let failing = format!("{}:target-world", TARGETS[1]);
+    let line = format!(
+        "env -u TMUX {BIN} run {} --ui tui; echo BH-EXIT=$?; sleep 600",
+        tree.starter().display()
+    );
+    let tmux = Tmux::start("tui", &line, &run_env(tree.path(), &failing));
+    let pane = "tui";
+
+    tmux.wait_for(pane, "(rescue x86_64-unknown-linux-musl.demo-b) / #", 120);
+    // The checkpoint's step-failed and the pane's output travel apart (socket, pty): the
+    // title follows within a frame or two.
+    let s = tmux.wait_for(pane, "failed 6/13 target-world: rescue shell", 10);
+    let title = s
+        .lines()
+        .find(|l| l.contains("failed 6/13"))
+        .unwrap_or_default();
+    assert!(
+        title.contains("▶2 "),
+        "the failed pane has the focus: {title}"
+    );
+    assert!(
+        s.contains("step target-world of x86_64-unknown-linux-musl.demo-b failed"),
+        "{s}"
+    );
+
+    tmux.keys(pane, &["i"]);
+    tmux.wait_for(pane, "TYPING into x86_64-unknown-linux-musl.demo-b", 10);
+    tmux.keys(pane, &["echo rescued-$((6*7))", "Enter"]);
+    tmux.wait_for(pane, "rescued-42", 10);
+    tmux.keys(pane, &["exit", "Enter"]);
+    tmux.wait_for(pane, "resume (re-run", 10);
+    tmux.keys(pane, &["resume", "Enter"]);
+    tmux.keys(pane, &["C-]"]);
+    tmux.wait_for(pane, "Run finished", 120);
+    tmux.keys(pane, &["Enter"]);
+    let s = tmux.wait_for(pane, "BH-EXIT=", 60);
+    assert!(s.contains("BH-EXIT=0"), "{s}");
+
+    let cp = tree.checkpoint();
+    assert_eq!(cp["finished"], true);
+    let world = steps(&cp, TARGETS[1])
+        .into_iter()
+        .find(|(n, _, _)| n == "target-world")
+        .expect("target-world");
+    assert_eq!(
+        (world.1.as_str(), world.2),
+        ("done", 2),
+        "resume re-ran the failed step"
+    );
+    let first = steps(&cp, TARGETS[1]);
+    assert!(first.iter().all(|(_, s, a)| s == "done" && *a >= 1));
+    assert!(mounts_anywhere(tree.path()).is_empty());
+}
+
+/// The target of the window named `name` in `session` (window names hold dots, which tmux
+/// targets read as `window.pane`: use its index).
+fn window_of(tmux: &Tmux, session: &str, name: &str) -> Option<String> {
+    tmux.cmd(&[
+        "list-windows",
+        "-t",
+        session,
+        "-F",
+        "#{window_index} #{window_name}",
+    ])
+    .lines()
+    .find(|l| l.ends_with(&format!(" {name}")))
+    .and_then(|l| l.split(' ').next())
+    .map(|i| format!("{session}:{i}"))
+}
+
+#[test]
+fn tmux_mode_opens_a_window_per_target_and_resume_completes_the_run() {
+    require_root();
+    let tree = Tree::new();
+    let failing = format!("{}:target-world", TARGETS[1]);
+    let line = format!(
+        "{BIN} run {} --ui tmux; echo BH-EXIT=$?; sleep 600",
+        tree.starter().display()
+    );
+    let tmux = Tmux::start("sup", &line, &run_env(tree.path(), &failing));
+    let window = |name: &str| window_of(&tmux, "sup", name);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let failed = loop {
+        if let Some(w) = window(TARGETS[1]) {
+            break w;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no window {}:\n{}",
+            TARGETS[1],
+            tmux.screen("sup:0")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    tmux.wait_for(
+        &failed,
+        "(rescue x86_64-unknown-linux-musl.demo-b) / #",
+        120,
+    );
+    for t in TARGETS {
+        assert!(window(t).is_some(), "one window per target: {t} missing");
+    }
+    tmux.keys(&failed, &["exit", "Enter"]);
+    tmux.wait_for(&failed, "resume (re-run the step)", 10);
+    tmux.keys(&failed, &["resume", "Enter"]);
+    let s = tmux.wait_for("sup:0", "BH-EXIT=", 120);
+    assert!(s.contains("BH-EXIT=0"), "{s}");
+    // remain-on-exit keeps the finished windows, with their exit status.
+    let dead = tmux.cmd(&[
+        "display-message",
+        "-p",
+        "-t",
+        &failed,
+        "#{pane_dead} #{pane_dead_status}",
+    ]);
+    assert_eq!(dead.trim(), "1 0");
+    let tty_log = std::fs::read_to_string(
+        tree.run_dir()
+            .join("logs")
+            .join(format!("{}.tty.log", TARGETS[1])),
+    )
+    .unwrap_or_default();
+    assert!(
+        tty_log.contains("resume (re-run the step)"),
+        "pipe-pane transcript:\n{tty_log}"
+    );
+
+    let cp = tree.checkpoint();
+    assert_eq!(cp["finished"], true);
+    let world = steps(&cp, TARGETS[1])
+        .into_iter()
+        .find(|(n, _, _)| n == "target-world")
+        .expect("target-world");
+    assert_eq!((world.1.as_str(), world.2), ("done", 2));
+    assert!(mounts_anywhere(tree.path()).is_empty());
+}
+
+#[test]
+fn rescue_retry_runs_the_failed_target_again_from_its_first_step() {
+    require_root();
+    let tree = Tree::new();
+    let failing = format!("{}:target-world", TARGETS[1]);
+    let line = format!(
+        "{BIN} run {} --ui tmux; echo BH-EXIT=$?; sleep 600",
+        tree.starter().display()
+    );
+    let tmux = Tmux::start("retry", &line, &run_env(tree.path(), &failing));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let failed = loop {
+        if let Some(w) = window_of(&tmux, "retry", TARGETS[1]) {
+            break w;
+        }
+        assert!(Instant::now() < deadline, "no window {}", TARGETS[1]);
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    tmux.wait_for(
+        &failed,
+        "(rescue x86_64-unknown-linux-musl.demo-b) / #",
+        120,
+    );
+    tmux.keys(&failed, &["exit", "Enter"]);
+    tmux.wait_for(&failed, "resume (re-run the step)", 10);
+    // Anything else reopens the shell.
+    tmux.keys(&failed, &["later", "Enter"]);
+    tmux.wait_for(&failed, "is none of resume, retry, abort", 10);
+    tmux.keys(&failed, &["exit", "Enter"]);
+    tmux.keys(&failed, &["retry", "Enter"]);
+    let s = tmux.wait_for("retry:0", "BH-EXIT=", 120);
+    assert!(s.contains("BH-EXIT=0"), "{s}");
+
+    let cp = tree.checkpoint();
+    assert_eq!(cp["finished"], true);
+    let b = steps(&cp, TARGETS[1]);
+    let world = b
+        .iter()
+        .position(|(n, _, _)| n == "target-world")
+        .expect("target-world");
+    assert!(
+        b[..=world].iter().all(|(_, s, a)| s == "done" && *a == 2),
+        "every step up to the failed one ran twice: {b:?}"
+    );
+    assert!(b[world + 1..].iter().all(|(_, _, a)| *a == 1), "{b:?}");
+    assert!(
+        steps(&cp, TARGETS[2]).iter().all(|(_, _, a)| *a == 1),
+        "other targets untouched"
+    );
+    assert!(mounts_anywhere(tree.path()).is_empty());
+}
