@@ -254,7 +254,8 @@ impl Supervisor {
                 arch: src.arch,
                 flavor: src.flavor,
                 distfiles: self.plan.layout.distfiles.clone(),
-                progress_bar: true,
+                // The TUI owns the terminal: a bar on stderr would scroll it apart.
+                progress_bar: !self.ui.owns_terminal(),
             };
             let verifier = match src.openpgp_key.as_deref() {
                 Some(key) => match crate::stage3::OpenPgpVerifier::from_file(key) {

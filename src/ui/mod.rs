@@ -71,6 +71,11 @@ pub trait Frontend: Send {
     fn interactive(&self) -> bool {
         false
     }
+    /// Whether this front end draws the supervisor's terminal itself: then nothing else may
+    /// write to it (no progress bar on stderr).
+    fn owns_terminal(&self) -> bool {
+        false
+    }
     /// The end-of-run summary table (see [`plain::summary`]).
     fn summary(&mut self, table: &str);
     /// Asks a yes/no question (the umount question); blocks until answered. `None` when

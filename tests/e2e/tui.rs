@@ -91,6 +91,7 @@ pub fn run_env(tree: &Path, fail: &str) -> Vec<(&'static str, String)> {
     vec![
         ("BUILD_HELPER_TREE", tree.display().to_string()),
         ("TARBALL_MIRROR", mirror()),
+        ("BH_OPENPGP_KEY", mirror_key().display().to_string()),
         ("BH_DEMO_DELAY", "0.05".into()),
         ("BH_DEMO_FAIL", fail.into()),
         ("TERM", "xterm-256color".into()),

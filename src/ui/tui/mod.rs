@@ -274,6 +274,10 @@ impl Frontend for Tui {
         true
     }
 
+    fn owns_terminal(&self) -> bool {
+        true
+    }
+
     fn backlog(&self) -> crate::supervisor::spawn::Backlog {
         Some(BACKLOG)
     }
