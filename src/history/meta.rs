@@ -28,7 +28,7 @@ pub struct Meta {
     pub based_on: Option<String>,
     /// build-helper's version.
     pub tool_version: String,
-    /// The squashfs compressor and level (`zstd 3`), `None` for directories.
+    /// The squashfs compressor and level (`zstd 5`), `None` for directories.
     pub compression: Option<String>,
     /// Milliseconds the archive took.
     pub archive_ms: u64,
