@@ -79,31 +79,8 @@ enum Command {
     Run {
         /// The starter file (TOML).
         starter: PathBuf,
-        /// Front end.
-        #[arg(long, value_enum)]
-        ui: Option<Ui>,
-        /// History to start from: latest, none, a name under history/, or a path.
-        #[arg(long)]
-        history: Option<String>,
-        /// Continue a run (the newest unfinished one without RUN) from each target's first
-        /// step that is not done.
-        #[arg(long, num_args = 0..=1, default_missing_value = "")]
-        resume: Option<String>,
-        /// Restart the run's targets from their first step (with --resume RUN: that run).
-        #[arg(long)]
-        retry: bool,
-        /// Write the run's events to stdout, one JSON object per line (step-started,
-        /// step-finished, step-failed, toolchain-ready, ...); the plain lines go to stderr.
-        #[arg(long, value_enum)]
-        events: Option<EventsFormat>,
-        /// Do not check the stage3's OpenPGP signatures (its digests are still checked; a
-        /// warning is shown). Without it, a missing key file stops the run.
-        #[arg(long)]
-        no_verify_signatures: bool,
-        /// Mount the history and every target's overlay for exploring, then exit without
-        /// building (also MOUNT_HIST=yes).
-        #[arg(long, conflicts_with_all = ["resume", "retry"])]
-        mount_hist: bool,
+        #[command(flatten)]
+        flags: RunFlags,
     },
     /// List, show or prune saved histories.
     History {
@@ -187,14 +164,33 @@ fn tree_arg(tree: Option<PathBuf>) -> PathBuf {
 }
 
 /// The flags of `build-helper run`.
+#[derive(clap::Args)]
 struct RunFlags {
+    /// Front end.
+    #[arg(long, value_enum)]
     ui: Option<Ui>,
+    /// History to start from: latest, none, a name under history/, or a path.
+    #[arg(long)]
     history: Option<String>,
+    /// Continue a run (the newest unfinished one without RUN) from each target's first
+    /// step that is not done.
+    #[arg(long, num_args = 0..=1, default_missing_value = "")]
     resume: Option<String>,
+    /// Restart the run's targets from their first step (with --resume RUN: that run).
+    #[arg(long)]
     retry: bool,
-    no_verify_signatures: bool,
-    mount_hist: bool,
+    /// Write the run's events to stdout, one JSON object per line (step-started,
+    /// step-finished, step-failed, toolchain-ready, ...); the plain lines go to stderr.
+    #[arg(long, value_enum)]
     events: Option<EventsFormat>,
+    /// Do not check the stage3's OpenPGP signatures (its digests are still checked; a
+    /// warning is shown). Without it, a missing key file stops the run.
+    #[arg(long)]
+    no_verify_signatures: bool,
+    /// Mount the history and every target's overlay for exploring, then exit without
+    /// building (also MOUNT_HIST=yes).
+    #[arg(long, conflicts_with_all = ["resume", "retry"])]
+    mount_hist: bool,
 }
 
 fn cmd_run(starter_path: &Path, flags: RunFlags) -> anyhow::Result<i32> {
@@ -331,27 +327,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 Ok(2)
             }
         }
-        Command::Run {
-            starter,
-            ui,
-            history,
-            resume,
-            retry,
-            no_verify_signatures,
-            mount_hist,
-            events,
-        } => cmd_run(
-            &starter,
-            RunFlags {
-                ui,
-                history,
-                resume,
-                retry,
-                no_verify_signatures,
-                mount_hist,
-                events,
-            },
-        ),
+        Command::Run { starter, flags } => cmd_run(&starter, flags),
         Command::History { action, tree } => {
             let tree = tree_arg(tree);
             match action {
