@@ -20,7 +20,7 @@ trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/tree"
 cp -a "$src/configs" "$src/starters" "$tmp/tree/"
 "$src/scripts/demo-mirror.sh" "$tmp/mirror" >/dev/null
-BUILD_HELPER_TREE=$tmp/tree TARBALL_MIRROR=file://$tmp/mirror BH_DEMO_DELAY=0.01 \
+BUILD_HELPER_TREE=$tmp/tree TARBALL_MIRROR=file://$tmp/mirror BH_OPENPGP_KEY=$tmp/mirror/demo-release.asc BH_DEMO_DELAY=0.01 \
     "$target_dir/release/build-helper" run "$tmp/tree/starters/demo.toml" --ui plain >/dev/null
 unsquashfs -q -no-progress -d "$tmp/demo-env" "$tmp/tree/history/"*.sqfs >/dev/null
 

@@ -15,7 +15,7 @@ cp -a "$src/configs" "$src/starters" "$tree/"
 "$src/scripts/demo-mirror.sh" "$tree/mirror" >/dev/null
 i=0
 while [ "$i" -lt "$n" ]; do
-    BUILD_HELPER_TREE=$tree TARBALL_MIRROR=file://$tree/mirror BH_DEMO_DELAY=0.01 \
+    BUILD_HELPER_TREE=$tree TARBALL_MIRROR=file://$tree/mirror BH_OPENPGP_KEY=$tree/mirror/demo-release.asc BH_DEMO_DELAY=0.01 \
         "$target_dir/release/build-helper" run "$tree/starters/demo.toml" --ui plain --history none >/dev/null
     i=$((i + 1))
     sleep 1
