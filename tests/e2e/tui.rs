@@ -98,16 +98,40 @@ pub fn run_env(tree: &Path, fail: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
-#[test]
-fn tui_failed_pane_opens_the_rescue_shell_and_resume_completes_the_run() {
-    require_root();
+/// Starts the demo in tmux session `session` with `--ui UI`, demo-b's target-world failing
+/// once; `prefix` goes before the binary (e.g. `env -u TMUX`).
+fn failing_run(session: &str, prefix: &str, ui: &str) -> (Tree, Tmux) {
     let tree = Tree::new();
     let failing = format!("{}:target-world", TARGETS[1]);
     let line = format!(
-        "env -u TMUX {BIN} run {} --ui tui; echo BH-EXIT=$?; sleep 600",
+        "{prefix} {BIN} run {} --ui {ui}; echo BH-EXIT=$?; sleep 600",
         tree.starter().display()
     );
-    let tmux = Tmux::start("tui", &line, &run_env(tree.path(), &failing));
+    let tmux = Tmux::start(session, &line, &run_env(tree.path(), &failing));
+    (tree, tmux)
+}
+
+/// Waits up to 120 s for the window named `name` in `session`; panics with the supervisor's
+/// window.
+fn wait_window(tmux: &Tmux, session: &str, name: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(w) = window_of(tmux, session, name) {
+            return w;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no window {name}:\n{}",
+            tmux.screen(&format!("{session}:0"))
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn tui_failed_pane_opens_the_rescue_shell_and_resume_completes_the_run() {
+    require_root();
+    let (tree, tmux) = failing_run("tui", "env -u TMUX", "tui");
     let pane = "tui";
 
     tmux.wait_for(pane, "(rescue x86_64-unknown-linux-musl.demo-b) / #", 120);
@@ -175,27 +199,9 @@ fn window_of(tmux: &Tmux, session: &str, name: &str) -> Option<String> {
 #[test]
 fn tmux_mode_opens_a_window_per_target_and_resume_completes_the_run() {
     require_root();
-    let tree = Tree::new();
-    let failing = format!("{}:target-world", TARGETS[1]);
-    let line = format!(
-        "{BIN} run {} --ui tmux; echo BH-EXIT=$?; sleep 600",
-        tree.starter().display()
-    );
-    let tmux = Tmux::start("sup", &line, &run_env(tree.path(), &failing));
+    let (tree, tmux) = failing_run("sup", "", "tmux");
     let window = |name: &str| window_of(&tmux, "sup", name);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let failed = loop {
-        if let Some(w) = window(TARGETS[1]) {
-            break w;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no window {}:\n{}",
-            TARGETS[1],
-            tmux.screen("sup:0")
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let failed = wait_window(&tmux, "sup", TARGETS[1]);
     tmux.wait_for(
         &failed,
         "(rescue x86_64-unknown-linux-musl.demo-b) / #",
@@ -242,21 +248,8 @@ fn tmux_mode_opens_a_window_per_target_and_resume_completes_the_run() {
 #[test]
 fn rescue_retry_runs_the_failed_target_again_from_its_first_step() {
     require_root();
-    let tree = Tree::new();
-    let failing = format!("{}:target-world", TARGETS[1]);
-    let line = format!(
-        "{BIN} run {} --ui tmux; echo BH-EXIT=$?; sleep 600",
-        tree.starter().display()
-    );
-    let tmux = Tmux::start("retry", &line, &run_env(tree.path(), &failing));
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let failed = loop {
-        if let Some(w) = window_of(&tmux, "retry", TARGETS[1]) {
-            break w;
-        }
-        assert!(Instant::now() < deadline, "no window {}", TARGETS[1]);
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let (tree, tmux) = failing_run("retry", "", "tmux");
+    let failed = wait_window(&tmux, "retry", TARGETS[1]);
     tmux.wait_for(
         &failed,
         "(rescue x86_64-unknown-linux-musl.demo-b) / #",
