@@ -126,6 +126,37 @@ enum Command {
         #[arg(long)]
         tree: Option<PathBuf>,
     },
+    /// Serve a history's compilers to other build machines: its own distccd, chrooted in it
+    /// (read-only, in a private mount namespace), in the foreground until Ctrl-C (root).
+    DistccHelper {
+        /// History to serve: latest, a name under history/, or a path.
+        #[arg(long, default_value = "latest")]
+        history: String,
+        /// Address to listen on.
+        #[arg(long, default_value = "0.0.0.0")]
+        listen: std::net::IpAddr,
+        /// TCP port.
+        #[arg(long, default_value_t = build_helper::distcc::helper::DEFAULT_PORT)]
+        port: u16,
+        /// A network allowed to connect (ADDR or ADDR/BITS); required, may repeat.
+        #[arg(long = "allow", value_name = "CIDR")]
+        allow: Vec<String>,
+        /// Compile jobs at once (default: the number of CPUs).
+        #[arg(long)]
+        jobs: Option<u32>,
+        /// The tree (default: BUILD_HELPER_TREE, else the current directory).
+        #[arg(long)]
+        tree: Option<PathBuf>,
+    },
+    /// Write the Packages index of binpkgs/host and every target's binpkgs in a mounted run
+    /// (a --mount-hist run, or a running build), with the environment's emaint (root).
+    Binhost {
+        /// The run (`<primary name>-<date>`).
+        run: String,
+        /// The tree (default: BUILD_HELPER_TREE, else the current directory).
+        #[arg(long)]
+        tree: Option<PathBuf>,
+    },
     /// Internal: run one target's steps (started by the supervisor).
     #[command(hide = true)]
     Worker {
@@ -357,6 +388,32 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             commands::umount(&tree_arg(tree), run.as_deref())?;
             Ok(0)
         }
+        Command::DistccHelper {
+            history,
+            listen,
+            port,
+            allow,
+            jobs,
+            tree,
+        } => {
+            let cwd = std::env::current_dir().context("reading the current directory")?;
+            let history = HistorySel::parse(&history, &cwd)
+                .map_err(|e| UsageError(format!("--history {history}: {e}")))?;
+            let jobs = jobs.unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get() as u32)
+                    .unwrap_or(1)
+            });
+            build_helper::distcc::serve(&build_helper::distcc::HelperOptions {
+                tree: tree_arg(tree),
+                history,
+                listen,
+                port,
+                allow,
+                jobs,
+            })
+        }
+        Command::Binhost { run, tree } => build_helper::binhost::command(&tree_arg(tree), &run),
         Command::Worker {
             run,
             target,

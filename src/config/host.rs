@@ -76,6 +76,17 @@ pub(crate) fn inspect_host(dir: &Path) -> (Option<HostConfig>, Report) {
     if portage_ok {
         files::check_make_profile(&mut report, &portage.join("make.profile"), false);
     }
+    if let Some(atoms) = &world_atoms {
+        if !world_has_distcc(atoms) {
+            report.warn(
+                &base,
+                None,
+                "the host world has no sys-devel/distcc: a starter's `distcc_hosts` then \
+                 compiles everything locally, and `distcc-helper` cannot serve the histories of \
+                 this environment; add sys-devel/distcc here to use distcc helpers",
+            );
+        }
+    }
     let cpuflags = files::is_file(&dir.join("cpuflags"));
     let host = world_atoms.map(|world_atoms| HostConfig {
         dir: dir.to_path_buf(),
@@ -84,4 +95,14 @@ pub(crate) fn inspect_host(dir: &Path) -> (Option<HostConfig>, Report) {
         cpuflags,
     });
     (host, report)
+}
+
+/// The host world installs distcc (`sys-devel/distcc`, with or without a version operator).
+pub fn world_has_distcc(atoms: &[String]) -> bool {
+    atoms.iter().any(|a| {
+        let a = a.trim_start_matches(['=', '<', '>', '~']);
+        a == "sys-devel/distcc"
+            || a.starts_with("sys-devel/distcc-")
+            || a.starts_with("sys-devel/distcc:")
+    })
 }
