@@ -1,7 +1,7 @@
 #!/bin/sh
 # Builds the distcc variant of the STAND-IN real-Portage stage3 for the distcc end-to-end test
 # (tests/e2e/distcc.rs): a copy of the stage3 of scripts/portage-stage3.sh with Debian's REAL
-# gcc, libc6-dev and distcc added (apt-get, chrooted). It is NOT Gentoo: the compilers are
+# gcc, libc6-dev, make and distcc added (apt-get, chrooted). It is NOT Gentoo: the compilers are
 # Debian's x86_64-linux-gnu gcc, which the test's ebuild calls as `gcc`; distcc's masquerade
 # directory /usr/lib/distcc (Debian's layout) is one of the two Portage looks for with
 # FEATURES=distcc. Package scripts are stopped from starting services (policy-rc.d).
@@ -12,7 +12,7 @@ set -eu
 [ $# -eq 2 ] || { echo "usage: $0 PORTAGE_STAGE3 DIR" >&2; exit 2; }
 src=$1
 root=$2
-mark=.build-helper-distcc-1
+mark=.build-helper-distcc-2
 [ -e "$root/$mark" ] && exit 0
 [ -e "$src/usr/local/bin/emerge" ] || { echo "$0: $src is not the stage3 of scripts/portage-stage3.sh" >&2; exit 2; }
 part=$root.partial
@@ -26,7 +26,7 @@ cp -L /etc/resolv.conf "$part/etc/resolv.conf"
 unshare --mount --propagation private sh -c '
     mount -t proc proc "$1/proc"
     chroot "$1" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
-        sh -c "apt-get update -qq && apt-get install -y -qq --no-install-recommends gcc libc6-dev distcc >/dev/null"
+        sh -c "apt-get update -qq && apt-get install -y -qq --no-install-recommends gcc libc6-dev make distcc >/dev/null"
 ' sh "$part"
 rm -f "$part/usr/sbin/policy-rc.d"
 chroot "$part" apt-get clean
