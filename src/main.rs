@@ -69,9 +69,11 @@ enum Command {
         #[arg(long)]
         history: Option<String>,
     },
-    /// Validate target configuration directories; exit 0 when valid, 2 otherwise.
+    /// Validate configuration directories, or a starter's (the host's and each target's);
+    /// exit 0 when valid, 2 otherwise.
     Check {
-        /// Configuration directories (configs/<tuple>.<name>/ or configs/host).
+        /// Configuration directories (configs/<tuple>.<name>/ or configs/host), or starter
+        /// files (*.toml).
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
     },
@@ -323,6 +325,35 @@ fn choose_ui(cli: Option<Ui>, starter: Option<UiKind>) -> anyhow::Result<Ui> {
     }
 }
 
+/// What `check` looks at: directories as given; for a starter file (`*.toml`), the host
+/// configuration and each target's configuration, plus the starter's own warnings (distcc
+/// wanted but not in the host world).
+fn check_targets(args: &[PathBuf]) -> anyhow::Result<(Vec<PathBuf>, Vec<config::Problem>)> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    let mut warnings = Vec::new();
+    for arg in args {
+        if arg.is_file() && arg.extension().is_some_and(|e| e == "toml") {
+            let s = load_starter(arg, None)?;
+            let host = s.tree.join("configs/host");
+            warnings.extend(build_helper::distcc::hosts::host_world_warning(
+                &host,
+                s.options.distcc_hosts.as_deref(),
+            ));
+            dirs.push(host);
+            dirs.extend(
+                s.targets
+                    .iter()
+                    .map(|t| s.tree.join("configs").join(t.to_string())),
+            );
+        } else {
+            dirs.push(arg.clone());
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    dirs.retain(|d| seen.insert(d.clone()));
+    Ok((dirs, warnings))
+}
+
 fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Plan {
@@ -343,7 +374,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Check { dirs } => {
-            let report = config::check(&dirs);
+            let (dirs, starter_warnings) = check_targets(&dirs)?;
+            let mut report = config::check(&dirs);
+            report.warnings.extend(starter_warnings);
             for w in &report.warnings {
                 println!("warning: {w}");
             }

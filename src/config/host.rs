@@ -76,17 +76,6 @@ pub(crate) fn inspect_host(dir: &Path) -> (Option<HostConfig>, Report) {
     if portage_ok {
         files::check_make_profile(&mut report, &portage.join("make.profile"), false);
     }
-    if let Some(atoms) = &world_atoms {
-        if !world_has_distcc(atoms) {
-            report.warn(
-                &base,
-                None,
-                "the host world has no sys-devel/distcc: a starter's `distcc_hosts` then \
-                 compiles everything locally, and `distcc-helper` cannot serve the histories of \
-                 this environment; add sys-devel/distcc here to use distcc helpers",
-            );
-        }
-    }
     let cpuflags = files::is_file(&dir.join("cpuflags"));
     let host = world_atoms.map(|world_atoms| HostConfig {
         dir: dir.to_path_buf(),

@@ -410,21 +410,3 @@ fn missing_directory_is_one_problem() {
     let dir = tmp.path().join(DEMO);
     assert!(only_error(&dir, &dir).starts_with("missing"));
 }
-
-#[test]
-fn host_world_without_distcc_is_a_warning_not_an_error() {
-    let tmp = tempfile::tempdir().unwrap();
-    let host = tmp.path().join("host");
-    fs::create_dir_all(host.join("target-portage")).unwrap();
-    write(&host.join("worlds/base"), "sys-devel/crossdev\n");
-    let report = check(std::slice::from_ref(&host));
-    assert!(report.is_ok(), "{:?}", report.errors);
-    assert_eq!(report.warnings.len(), 1);
-    assert_eq!(report.warnings[0].path, host.join("worlds/base"));
-    assert!(report.warnings[0].message.contains("sys-devel/distcc"));
-    write(
-        &host.join("worlds/base"),
-        "sys-devel/crossdev\nsys-devel/distcc\n",
-    );
-    assert!(check(&[host]).warnings.is_empty());
-}

@@ -7,6 +7,9 @@
 //! `--localslots_cpp=N`. Pure: nothing here touches the system.
 
 use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::config::Problem;
 
 /// distcc's job limit for a host that names none (distcc(1): 4 for remote hosts, 2 for
 /// `localhost`).
@@ -123,9 +126,47 @@ pub fn add_run_env(env: &mut BTreeMap<String, String>, hosts: &str, jobs: u32) {
     }
 }
 
+/// The `check` warning for a starter that sets `distcc_hosts` while its host world
+/// (`<host_dir>/worlds/base`) lacks `sys-devel/distcc`: its emerges would then compile
+/// everything locally (Portage finds no distcc), and its histories could not serve as
+/// helpers. `None` when distcc is off or installed, or the world cannot be read (the host
+/// check reports that).
+pub fn host_world_warning(host_dir: &Path, hosts: Option<&str>) -> Option<Problem> {
+    hosts?;
+    let base = host_dir.join("worlds/base");
+    let text = std::fs::read_to_string(&base).ok()?;
+    let atoms: Vec<String> = text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or_default().trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    (!crate::config::world_has_distcc(&atoms)).then(|| Problem {
+        path: base,
+        line: None,
+        message: "the starter sets distcc_hosts but the host world has no sys-devel/distcc: \
+                  the run's emerges would compile everything locally and its histories \
+                  cannot serve as distcc helpers; add sys-devel/distcc here"
+            .into(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn check_warns_only_when_distcc_is_wanted_and_missing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().join("worlds/base");
+        std::fs::create_dir_all(base.parent().unwrap()).unwrap();
+        std::fs::write(&base, "sys-devel/crossdev\n# sys-devel/distcc\n").unwrap();
+        assert_eq!(host_world_warning(tmp.path(), None), None);
+        let w = host_world_warning(tmp.path(), Some("a/8")).expect("a warning");
+        assert_eq!(w.path, base);
+        assert!(w.message.contains("add sys-devel/distcc"), "{w}");
+        std::fs::write(&base, "sys-devel/crossdev\n>=sys-devel/distcc-3.4\n").unwrap();
+        assert_eq!(host_world_warning(tmp.path(), Some("a/8")), None);
+    }
 
     #[test]
     fn parse_accepts_distcc_host_specifications() {
