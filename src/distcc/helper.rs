@@ -311,6 +311,10 @@ fn mount_and_run(
     );
     println!("distcc-helper: use it with  distcc_hosts = \"{entry}\"  (starter [options])");
     println!("distcc-helper: DISTCC_HOSTS entry: {entry}");
+    println!(
+        "distcc-helper: the environment is mounted at {} (in this command's own mount namespace)",
+        root.display()
+    );
     println!("distcc-helper: Ctrl-C stops it; nothing is written to the history");
     use std::io::Write;
     let _ = std::io::stdout().flush();

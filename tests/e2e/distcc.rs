@@ -322,7 +322,25 @@ fn distcc_helper_compiles_a_runs_jobs_from_a_history_and_the_binhost_lists_the_p
         );
     }
 
+    let log = helper.log();
+    let root = log
+        .lines()
+        .find_map(|l| l.strip_prefix("distcc-helper: the environment is mounted at "))
+        .and_then(|l| l.split_whitespace().next())
+        .map(PathBuf::from)
+        .expect("the helper says where it mounted the history");
+    assert!(
+        mounts_anywhere(&root).len() >= 4,
+        "history, overlay, proc, dev"
+    );
     assert_eq!(helper.interrupt(), Some(0), "Ctrl-C is a normal stop");
+    let mdir = root.parent().and_then(Path::parent).unwrap();
+    assert_eq!(
+        mounts_anywhere(mdir),
+        Vec::<String>::new(),
+        "helper mounts left"
+    );
+    assert!(!mdir.exists(), "{} left behind", mdir.display());
     let log = helper.log();
     eprintln!("--- distcc-helper log\n{}", tail(&log, 40));
     for file in SOURCES {
