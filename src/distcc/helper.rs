@@ -90,6 +90,13 @@ pub fn check(opts: &HelperOptions) -> Result<(), UsageError> {
     for a in &opts.allow {
         check_allow(a).map_err(UsageError)?;
     }
+    if opts.history == HistorySel::None {
+        return Err(UsageError(
+            "distcc-helper --history none: the helper serves the compilers of a history; name \
+             one (latest, a name under history/, or a path)"
+                .into(),
+        ));
+    }
     if opts.jobs == 0 || opts.port == 0 {
         return Err(UsageError(
             "distcc-helper: --jobs and --port must be at least 1".into(),
@@ -389,6 +396,13 @@ mod tests {
     fn helper_refuses_to_start_without_allow() {
         let err = check(&opts(&[])).unwrap_err().to_string();
         assert!(err.contains("--allow 192.168.1.0/24"), "{err}");
+    }
+
+    #[test]
+    fn helper_needs_a_history() {
+        let mut o = opts(&["127.0.0.1"]);
+        o.history = HistorySel::None;
+        assert!(check(&o).unwrap_err().to_string().contains("name one"));
     }
 
     #[test]

@@ -16,9 +16,9 @@ use crate::config::Problem;
 const DEFAULT_REMOTE_LIMIT: u32 = 4;
 const DEFAULT_LOCAL_LIMIT: u32 = 2;
 
-/// Options distcc accepts after a TCP host (distcc(1)): compression and pump mode, and the
-/// compiler-selection options of newer releases.
-const HOST_OPTIONS: [&str; 4] = ["lzo", "cpp", "auth", "zstd"];
+/// Options distcc accepts after a host (distcc(1)): `lzo` compression, `cpp` (pump mode),
+/// `auth` (GSSAPI authentication).
+const HOST_OPTIONS: [&str; 3] = ["lzo", "cpp", "auth"];
 
 /// Checks a starter's `distcc_hosts` value; returns it with its entries joined by one space,
 /// `None` when empty.
@@ -51,7 +51,7 @@ fn check_entry(word: &str) -> Result<(), String> {
     let host_limit = parts.next().unwrap_or_default();
     for opt in parts {
         if !HOST_OPTIONS.contains(&opt) {
-            return bad("unknown option after `,`: lzo, cpp, zstd or auth");
+            return bad("unknown option after `,`: lzo, cpp or auth");
         }
     }
     let (host, limit) = match host_limit.split_once('/') {
