@@ -307,6 +307,17 @@ fn empty_or_multi_word_tree_entries_are_errors() {
 }
 
 #[test]
+fn world_named_like_another_artifact_is_an_error() {
+    for name in ["config", "initramfs", "EFI", "boot"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = target_dir(tmp.path(), DEMO);
+        add_world(&dir, name, "base", "dev-libs/x\n");
+        let message = only_error(&dir, &dir.join("worlds/tree").join(name));
+        assert!(message.contains("collide"), "{name}: {message}");
+    }
+}
+
+#[test]
 fn world_without_tree_entry_is_a_warning_and_not_built() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = target_dir(tmp.path(), DEMO);
