@@ -88,6 +88,13 @@ fn kernel_package_of(atom: &str) -> Option<&'static str> {
 pub(super) fn stacked_worlds(r: &mut Report, worlds_dir: &Path) -> Vec<World> {
     let tree_dir = worlds_dir.join("tree");
     let world_files = files::names(r, worlds_dir, |k| k != Kind::Dir);
+    if matches!(files::kind(&tree_dir), Ok(Kind::Missing)) {
+        // The original builds no stacked image then; say so once instead of per world.
+        let message = "missing, so no stacked world image is built (an empty world tree); \
+                       create it with one file per stacked world naming its parent to build some";
+        r.warn(&tree_dir, None, message);
+        return Vec::new();
+    }
     if !files::require(
         r,
         &tree_dir,
