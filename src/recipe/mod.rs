@@ -79,9 +79,17 @@ set -eux
 R="/usr/$CROSSDEV_TARGET.$BUILD_NAME"
 E() { "$CROSSDEV_TARGET-emerge" --root="$R" --sysroot="$R" "$@"; }
 announce() { if { true >&3; } 2>/dev/null; then echo "toolchain-ready $1" >&3; fi; }
-install_mask_on() { sed -i 's/^#\(INSTALL_MASK=\)/\1/' "$BUILD_CONF/target-portage/make.conf"; }
-install_mask_off() { sed -i 's/^\(INSTALL_MASK=\)/#\1/' "$BUILD_CONF/target-portage/make.conf"; }
 "#;
+
+/// `mkdir -p` of each `PORTAGE_TMPDIR` (spec/recipe.md, "Portage's temporary directories"),
+/// run at the start of every step that may emerge; empty when there are none.
+pub fn tmpdir_commands(dirs: &[String]) -> String {
+    if dirs.is_empty() {
+        String::new()
+    } else {
+        format!("mkdir -p {}\n", sh_words(dirs))
+    }
+}
 
 fn step(name: &str, phase: Phase, body: String) -> Step {
     Step {
