@@ -19,7 +19,8 @@ pub struct HostConfig {
     pub world_atoms: Vec<String>,
     /// Sub-directory names of `repos/` (optional), sorted.
     pub repos: Vec<String>,
-    /// `cpuflags` exists: write `cpuid2cpuflags` output to `package.use/00cpu-flags-native`.
+    /// `cpuflags` exists: the primary steps export `cpuid2cpuflags`' flags (the original wrote
+    /// them to `package.use/00cpu-flags-native`; here nothing is written into `configs/`).
     pub cpuflags: bool,
     /// `PORTAGE_TMPDIR` of `target-portage/make.conf`: created before the first emerge.
     pub portage_tmpdir: Option<String>,

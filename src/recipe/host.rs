@@ -28,7 +28,9 @@ pub struct HostRecipe {
     pub first_build: bool,
     /// Distinct tuples among the targets, in target order.
     pub tuples: Vec<TupleInfo>,
-    /// The host configuration has an empty `cpuflags` file.
+    /// The host configuration has an empty `cpuflags` file: every primary step exports the
+    /// build machine's CPU flags ([`super::CPU_FLAGS_EXPORT`]) instead of writing them into
+    /// the host configuration.
     pub cpuflags: bool,
     /// The host world installs rust (`dev-lang/rust` or `dev-lang/rust-bin`): rust cross
     /// toolchains are built for tuples whose rust target is missing.
@@ -103,9 +105,8 @@ fn host_portage(cpuflags: bool) -> String {
     let mut s = String::from(HOST_VIDEO_CARDS);
     s.push_str("emerge -1kq app-portage/cpuid2cpuflags\n");
     if cpuflags {
-        s.push_str(
-            "echo \"*/* $(cpuid2cpuflags)\" > /etc/portage/package.use/00cpu-flags-native\n",
-        );
+        // Again, now that it is installed (the step's prelude ran before).
+        s.push_str(super::CPU_FLAGS_EXPORT);
     }
     s.push_str(
         r#"if emerge -pquDN --with-bdeps=y @world 2>/dev/null | grep -q 'dev-lang/python-[0-9]'; then
@@ -291,8 +292,13 @@ announce {tuple}
 /// The primary phase's steps. `rust-cross` is present only when the host world installs rust
 /// and some tuple has a rust target. Each step first creates the `PORTAGE_TMPDIR`s.
 pub fn primary_steps(r: &HostRecipe) -> Vec<Step> {
-    let tmpdirs = super::tmpdir_commands(&r.portage_tmpdirs);
-    let mk = |name: &str, body: String| step(name, Phase::Primary, format!("{tmpdirs}{body}"));
+    let mut prelude = super::tmpdir_commands(&r.portage_tmpdirs);
+    if r.cpuflags {
+        // The host's CPU flags for every primary step from the moment cpuid2cpuflags is
+        // installed (host-portage installs it).
+        prelude.push_str(super::CPU_FLAGS_EXPORT);
+    }
+    let mk = |name: &str, body: String| step(name, Phase::Primary, format!("{prelude}{body}"));
     let mut steps = vec![
         mk("host-sync", host_sync(r.first_build, r.gentoo_mirrors)),
         mk("host-portage", host_portage(r.cpuflags)),

@@ -141,15 +141,6 @@ ln -sfn "$BUILD_PKGS" "$R/packages"
 ln -sfn "$CROSSDEV_TARGET.$BUILD_NAME" "/usr/$CROSSDEV_TARGET"
 "#,
         );
-        if self.native() {
-            s.push_str(
-                r#"if [ "$native" = yes ]; then
-  mkdir -p "$BUILD_CONF/target-portage/package.use"
-  echo "*/* $(cpuid2cpuflags)" > "$BUILD_CONF/target-portage/package.use/00cpu-flags-native"
-fi
-"#,
-            );
-        }
         if self.config.stage0 && self.config.full_box_config {
             let name = self.config.box_kind.name();
             s.push_str(&format!(
@@ -174,7 +165,8 @@ fi
     /// What every target step starts with: the VIDEO_CARDS decision of `target-env`. A
     /// native build (name contains `native`) of the host's architecture gets
     /// VIDEO_CARDS from the starter's VIDEO_CARDS_NATIVE and LLVM_TARGETS=AMDGPU when amdgpu
-    /// is among them; every other build runs with VIDEO_CARDS unset. Exported in each step
+    /// is among them, and the build machine's CPU flags ([`super::CPU_FLAGS_EXPORT`]); every
+    /// other build runs with VIDEO_CARDS unset. Exported in each step
     /// because every step is its own process.
     pub(super) fn video_cards(&self) -> String {
         if self.native() {
@@ -186,8 +178,14 @@ if [ "$native" = yes ]; then
 else
   unset VIDEO_CARDS
 fi
+if [ "$native" = yes ]; then
 "#
-            .into()
+            .to_string()
+                + &super::CPU_FLAGS_EXPORT
+                    .lines()
+                    .map(|l| format!("  {l}\n"))
+                    .collect::<String>()
+                + "fi\n"
         } else {
             "unset VIDEO_CARDS\n".into()
         }

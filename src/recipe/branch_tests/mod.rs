@@ -253,7 +253,9 @@ fn native_build_name_writes_cpu_flags_and_exports_video_cards() {
     let world = script(&c, "target-world");
     assert!(world.contains("export VIDEO_CARDS=\"${VIDEO_CARDS_NATIVE:-}\""));
     assert!(world.contains("*\" amdgpu \"*) export LLVM_TARGETS=AMDGPU"));
-    assert!(script(&c, "target-env").contains("package.use/00cpu-flags-native"));
+    assert!(world.contains("export \"${cpu_flags%%:*}=${cpu_flags#*: }\""));
+    // Nothing is written into the configuration.
+    assert!(!script(&c, "target-env").contains("00cpu-flags-native"));
 }
 
 #[test]
@@ -312,12 +314,15 @@ fn gentoo_mirrors_are_added_to_make_conf_and_removed_after() {
 }
 
 #[test]
-fn host_cpuflags_writes_cpuid2cpuflags_to_package_use() {
+fn host_cpuflags_are_exported_to_the_primary_steps_not_written_into_configs() {
     let mut r = host(true);
-    let line = "echo \"*/* $(cpuid2cpuflags)\" > /etc/portage/package.use/00cpu-flags-native";
+    let line = "export \"${cpu_flags%%:*}=${cpu_flags#*: }\"";
     assert!(!host_script(&r, "host-portage").contains(line));
     r.cpuflags = true;
-    assert!(host_script(&r, "host-portage").contains(line));
+    for s in primary_steps(&r) {
+        assert!(s.script.contains(line), "{}", s.name);
+        assert!(!s.script.contains("00cpu-flags-native"), "{}", s.name);
+    }
 }
 
 #[test]
