@@ -72,8 +72,12 @@ enum Command {
     /// Validate target configuration directories; exit 0 when valid, 2 otherwise.
     Check {
         /// Configuration directories (configs/<tuple>.<name>/ or configs/host).
-        #[arg(required = true)]
+        #[arg(required_unless_present = "starter")]
         dirs: Vec<PathBuf>,
+        /// Also check the host and every target configuration of this starter, and that
+        /// each target's kernel reads the starter's image_compressor.
+        #[arg(long)]
+        starter: Option<PathBuf>,
     },
     /// Convert one of the original tool's starter scripts (example-starter-*.sh) into
     /// starter TOML, printed on standard output.
@@ -317,8 +321,25 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Command::Check { dirs } => {
-            let report = config::check(&dirs);
+        Command::Check { mut dirs, starter } => {
+            let mut wanted = None;
+            if let Some(path) = &starter {
+                let s = load_starter(path, None)?;
+                let configs = s.tree.join("configs");
+                dirs.push(configs.join("host"));
+                dirs.extend(s.targets.iter().map(|t| configs.join(t.to_string())));
+                wanted = s.options.image_compressor.clone();
+            }
+            let mut report = config::check(&dirs);
+            if let Some(wanted) = wanted.as_deref() {
+                for dir in dirs.iter().filter(|d| !config::is_host_dir(d)) {
+                    if let Ok(c) = config::load_target(dir) {
+                        if let Err(p) = c.image_compressor(Some(wanted)) {
+                            report.errors.push(p);
+                        }
+                    }
+                }
+            }
             for w in &report.warnings {
                 println!("warning: {w}");
             }

@@ -259,3 +259,46 @@ fn a_starter_compressor_the_m68k_kernel_cannot_read_is_refused() {
     .unwrap();
     assert!(step(&ok, "i686-unknown-linux-gnu.zen2-steam", "images").contains("-c zstd -D"));
 }
+
+/// Runs the `build-helper` binary with `args`; returns its exit code and standard output.
+fn cli(args: &[&std::ffi::OsStr]) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_build-helper"))
+        .args(args)
+        .env_remove("BUILD_HELPER_TREE")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn import_starter_and_check_starter_work_from_the_command_line() {
+    let tree = tempfile::tempdir().unwrap();
+    original::write_tree(tree.path());
+    let script = tree.path().join("example-starter-marchintosh.sh");
+    std::fs::write(&script, original::MARCHINTOSH_STARTER).unwrap();
+    let (code, toml) = cli(&["import-starter".as_ref(), script.as_os_str()]);
+    assert_eq!(code, 0, "{toml}");
+    let starter = tree.path().join("starters/marchintosh.toml");
+    std::fs::create_dir_all(starter.parent().unwrap()).unwrap();
+    std::fs::write(&starter, &toml).unwrap();
+    let (code, out) = cli(&["check".as_ref(), "--starter".as_ref(), starter.as_os_str()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("2 configuration(s) valid"), "{out}");
+    let zstd = toml.replace("[options]\n", "[options]\nimage_compressor = \"zstd\"\n");
+    std::fs::write(&starter, zstd).unwrap();
+    let (code, out) = cli(&["check".as_ref(), "--starter".as_ref(), starter.as_os_str()]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("marchintosh/linux.config: the starter's image_compressor `zstd`"),
+        "{out}"
+    );
+    let (code, out) = cli(&[
+        "import-starter".as_ref(),
+        tree.path().join("none.sh").as_os_str(),
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("cannot read starter script"), "{out}");
+}
