@@ -37,8 +37,10 @@ const STEPS: [&str; 6] = [
 const FULL_TARGET: &str = "x86_64-unknown-linux-musl.portagefull";
 
 /// Mounts the stage3 under an overlay (upper dir kept between steps), /proc, /dev, the tree and
-/// the target's repository (as the product's mount layout does), then runs `env -i ARGS...`
-/// chrooted. Runs inside `unshare --mount`: every mount disappears with it.
+/// the target's repository at `/var/db/repos/<its directory>` (as the product's mount layout
+/// does), and the same repository as the stage3 host configuration's own `bhtest` (emerge
+/// also loads the build machine's configuration, for build dependencies), then runs
+/// `env -i ARGS...` chrooted. Runs inside `unshare --mount`: every mount disappears with it.
 const RUNNER: &str = r#"set -eu
 st=$1 up=$2 m=$3 tree=$4 repo=$5
 shift 5
@@ -46,9 +48,10 @@ mkdir -p "$up/u" "$up/w" "$m"
 mount -t overlay overlay -o "lowerdir=$st,upperdir=$up/u,workdir=$up/w" "$m"
 mount -t proc proc "$m/proc"
 mount --rbind /dev "$m/dev"
-mkdir -p "$m$tree" "$m/var/db/repos/$(basename "$repo")"
+mkdir -p "$m$tree" "$m/var/db/repos/$(basename "$repo")" "$m/var/db/repos/bhtest"
 mount --bind "$tree" "$m$tree"
 mount --bind "$repo" "$m/var/db/repos/$(basename "$repo")"
+mount --bind "$repo" "$m/var/db/repos/bhtest"
 exec chroot "$m" /usr/bin/env -i "$@"
 "#;
 
