@@ -73,9 +73,20 @@ enum Command {
     /// exit 0 when valid, 2 otherwise.
     Check {
         /// Configuration directories (configs/<tuple>.<name>/ or configs/host), or starter
-        /// files (*.toml).
-        #[arg(required = true)]
+        /// files (*.toml): a starter checks the host's and each target's configuration.
+        #[arg(required_unless_present = "starter")]
         dirs: Vec<PathBuf>,
+        /// Also check the host and every target configuration of this starter (the same as
+        /// naming the starter among the directories), and that each target's kernel reads
+        /// the starter's image_compressor.
+        #[arg(long)]
+        starter: Option<PathBuf>,
+    },
+    /// Convert one of the original tool's starter scripts (example-starter-*.sh) into
+    /// starter TOML, printed on standard output.
+    ImportStarter {
+        /// The starter script (shell).
+        script: PathBuf,
     },
     /// Run the build of a starter (root).
     Run {
@@ -328,9 +339,20 @@ fn choose_ui(cli: Option<Ui>, starter: Option<UiKind>) -> anyhow::Result<Ui> {
 /// What `check` looks at: directories as given; for a starter file (`*.toml`), the host
 /// configuration and each target's configuration, plus the starter's own warnings (distcc
 /// wanted but not in the host world).
-fn check_targets(args: &[PathBuf]) -> anyhow::Result<(Vec<PathBuf>, Vec<config::Problem>)> {
+/// What `check` checks: the configuration directories named or implied by starters, the
+/// starters' warnings, and each target directory's starter-chosen image compressor.
+struct CheckTargets {
+    dirs: Vec<PathBuf>,
+    warnings: Vec<config::Problem>,
+    compressors: Vec<(PathBuf, String)>,
+}
+
+/// Expands `check`'s arguments: a `*.toml` file is a starter (its host and every target's
+/// configuration, the distcc warning, its `image_compressor`), anything else a directory.
+fn check_targets(args: &[PathBuf]) -> anyhow::Result<CheckTargets> {
     let mut dirs: Vec<PathBuf> = Vec::new();
     let mut warnings = Vec::new();
+    let mut compressors = Vec::new();
     for arg in args {
         if arg.is_file() && arg.extension().is_some_and(|e| e == "toml") {
             let s = load_starter(arg, None)?;
@@ -340,18 +362,24 @@ fn check_targets(args: &[PathBuf]) -> anyhow::Result<(Vec<PathBuf>, Vec<config::
                 s.options.distcc_hosts.as_deref(),
             ));
             dirs.push(host);
-            dirs.extend(
-                s.targets
-                    .iter()
-                    .map(|t| s.tree.join("configs").join(t.to_string())),
-            );
+            for t in &s.targets {
+                let dir = s.tree.join("configs").join(t.to_string());
+                if let Some(wanted) = &s.options.image_compressor {
+                    compressors.push((dir.clone(), wanted.clone()));
+                }
+                dirs.push(dir);
+            }
         } else {
             dirs.push(arg.clone());
         }
     }
     let mut seen = std::collections::BTreeSet::new();
     dirs.retain(|d| seen.insert(d.clone()));
-    Ok((dirs, warnings))
+    Ok(CheckTargets {
+        dirs,
+        warnings,
+        compressors,
+    })
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<i32> {
@@ -366,30 +394,51 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 build_helper::history::resolve(&s.tree, &s.options.history).map_err(UsageError)?;
             let p =
                 plan::build(&s, &plan::date_now(), hist).map_err(|e| UsageError(e.to_string()))?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&p)?);
+            let text = if json {
+                format!("{}\n", serde_json::to_string_pretty(&p)?)
             } else {
-                print!("{}", plan_text::render(&p));
-            }
+                plan_text::render(&p)
+            };
+            print_quietly_on_closed_pipe(&text)?;
             Ok(0)
         }
-        Command::Check { dirs } => {
-            let (dirs, starter_warnings) = check_targets(&dirs)?;
-            let mut report = config::check(&dirs);
-            report.warnings.extend(starter_warnings);
+        Command::Check { mut dirs, starter } => {
+            dirs.extend(starter);
+            let checked = check_targets(&dirs)?;
+            let mut report = config::check(&checked.dirs);
+            report.warnings.extend(checked.warnings);
+            for (dir, wanted) in &checked.compressors {
+                if let Ok(c) = config::load_target(dir) {
+                    if let Err(p) = c.image_compressor(Some(wanted)) {
+                        report.errors.push(p);
+                    }
+                }
+            }
+            let dirs = checked.dirs;
+            let mut out = String::new();
             for w in &report.warnings {
-                println!("warning: {w}");
+                out.push_str(&format!("warning: {w}\n"));
             }
             for p in &report.errors {
-                println!("{p}");
+                out.push_str(&format!("{p}\n"));
             }
-            if report.errors.is_empty() {
-                println!("{} configuration(s) valid", dirs.len());
-                Ok(0)
+            let code = if report.errors.is_empty() {
+                out.push_str(&format!("{} configuration(s) valid\n", dirs.len()));
+                0
             } else {
-                println!("{} problem(s)", report.errors.len());
-                Ok(2)
-            }
+                out.push_str(&format!("{} problem(s)\n", report.errors.len()));
+                2
+            };
+            print_quietly_on_closed_pipe(&out)?;
+            Ok(code)
+        }
+        Command::ImportStarter { script } => {
+            let text = std::fs::read_to_string(&script)
+                .with_context(|| format!("cannot read starter script {}", script.display()))?;
+            let toml =
+                starter::import_starter(&text, &script).map_err(|e| UsageError(e.to_string()))?;
+            print_quietly_on_closed_pipe(&toml)?;
+            Ok(0)
         }
         Command::Run { starter, flags } => cmd_run(&starter, flags),
         Command::History { action, tree } => {
@@ -459,6 +508,18 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             let target = config::Target::parse(&target).map_err(|e| UsageError(e.to_string()))?;
             build_helper::worker::main(&run, &target, interactive)
         }
+    }
+}
+
+/// Writes `text` to standard output; a closed pipe (`| head`) ends the output quietly.
+fn print_quietly_on_closed_pipe(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(e).context("cannot write to standard output")
+        }
+        _ => Ok(()),
     }
 }
 
