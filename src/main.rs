@@ -93,6 +93,12 @@ enum Command {
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
     },
+    /// Convert one of the original tool's starter scripts (example-starter-*.sh) into
+    /// starter TOML, printed on standard output.
+    ImportStarter {
+        /// The starter script (shell).
+        script: PathBuf,
+    },
     /// Run the build of a starter (root).
     Run {
         /// The starter file (TOML).
@@ -386,6 +392,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 Ok(2)
             }
         }
+        Command::ImportStarter { script } => {
+            let text = std::fs::read_to_string(&script)
+                .with_context(|| format!("cannot read starter script {}", script.display()))?;
+            let toml =
+                starter::import_starter(&text, &script).map_err(|e| UsageError(e.to_string()))?;
+            print_quietly_on_closed_pipe(&toml)?;
+            Ok(0)
+        }
         Command::Run { starter, flags } => cmd_run(&starter, flags),
         Command::History { action, tree } => {
             let tree = tree_arg(tree);
@@ -524,6 +538,18 @@ fn cmd_boot(
             );
             Ok(1)
         }
+    }
+}
+
+/// Writes `text` to standard output; a closed pipe (`| head`) ends the output quietly.
+fn print_quietly_on_closed_pipe(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(e).context("cannot write to standard output")
+        }
+        _ => Ok(()),
     }
 }
 

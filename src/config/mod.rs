@@ -30,7 +30,7 @@ pub use host::{load_host, HostConfig};
 pub use libc::Libc;
 pub use load::{load_target, BoxKind, TargetConfig};
 pub use target::{validate_name, validate_tuple, NameError, Target};
-pub use worlds::{World, KERNEL_PACKAGES};
+pub use worlds::{World, KERNEL_PACKAGES, RESERVED_IMAGE_NAMES};
 
 /// One thing wrong (or worth a warning) in a configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

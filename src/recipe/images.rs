@@ -151,16 +151,16 @@ fi
         }
         let pack = "gensquashfs -f -j \"$BUILD_JOBS\" -c zstd -D";
         let base_out = if c.split_base {
-            "\"$O/base-$BUILD_DATE\""
+            "\"$O/base\""
         } else {
-            "\"$F/base.sqfs\""
+            "\"$F/base\""
         };
         s.push_str(&format!("{pack} \"$S\" {base_out}\n"));
         for w in &c.worlds {
             let out = if c.split_extra {
-                format!("\"$O/{}-$BUILD_DATE\"", w.name)
+                format!("\"$O/{}\"", w.name)
             } else {
-                format!("\"$F/{}.sqfs\"", w.name)
+                format!("\"$F/{}\"", w.name)
             };
             s.push_str(&format!(
                 "{pack} \"$R/usr/src/squashfs.{}\" {out}\n",
@@ -191,7 +191,7 @@ if [ -n "$ver" ]; then
   done
   depmod -b "$F" "$ver" || true
 fi
-(cd "$F" && find . | cpio -o -H newc | {compress} > "$O/initramfs-$BUILD_DATE")
+(cd "$F" && find . | cpio -o -H newc | {compress} > "$O/initramfs")
 "#
             ));
         } else if self.source_kernel() {

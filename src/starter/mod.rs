@@ -38,6 +38,7 @@
 
 mod env;
 mod error;
+mod import;
 mod options;
 #[cfg(test)]
 mod tests;
@@ -54,6 +55,7 @@ use toml::Spanned;
 use crate::config::target::{validate_name, validate_tuple, Target};
 pub use env::EnvFn;
 pub use error::{Location, StarterError};
+pub use import::{import_starter, ImportError};
 pub use options::{HistorySel, HistoryType, MountType, Options, TmpType, UiKind, COMPRESSORS};
 
 /// The stage3 mirror used when neither the starter nor `TARBALL_MIRROR` names one.
