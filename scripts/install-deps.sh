@@ -29,25 +29,32 @@ done
 # built kernel. Kept: vmlinuz, its config and the modules an initramfs needs to stack squashfs
 # images from the initramfs, a virtio disk or virtio 9p (with their dependencies).
 kdir=${BH_DEMO_KERNEL:-/var/cache/build-helper/demo-kernel}
-if [ ! -f "$kdir/vmlinuz" ]; then
+modules="squashfs overlay loop 9p 9pnet fscache netfs 9pnet_virtio virtio virtio_ring virtio_blk
+    virtio_pci virtio_pci_modern_dev virtio_pci_legacy_dev vfat fat nls_cp437 nls_ascii nls_utf8"
+if [ ! -f "$kdir/vmlinuz" ] || [ "$(cat "$kdir/modules.wanted" 2>/dev/null)" != "$modules" ]; then
     [ -n "$need" ] || apt-get update -qq
     pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
     [ -n "$pkg" ] || { echo "$0: no versioned kernel package behind linux-image-amd64" >&2; exit 1; }
     tmp=$(mktemp -d)
-    (cd "$tmp" && apt-get download -qq "$pkg" 2>/dev/null) && dpkg-deb -x "$tmp"/*.deb "$tmp/x"
+    chown _apt "$tmp" 2>/dev/null || true # apt downloads as _apt where that user exists
+    (cd "$tmp" && apt-get download -qq "$pkg") ||
+        { echo "$0: apt-get download $pkg failed" >&2; rm -rf "$tmp"; exit 1; }
+    dpkg-deb -x "$tmp"/*.deb "$tmp/x"
     ver=$(ls "$tmp/x/lib/modules")
+    rm -rf "$kdir.partial"
     mkdir -p "$kdir.partial/modules/$ver"
     cp "$tmp/x/boot/vmlinuz-$ver" "$kdir.partial/vmlinuz"
     cp "$tmp/x/boot/config-$ver" "$kdir.partial/config"
-    for m in squashfs overlay loop 9p 9pnet fscache netfs 9pnet_virtio virtio virtio_ring \
-        virtio_blk virtio_pci virtio_pci_modern_dev virtio_pci_legacy_dev vfat fat; do
+    for m in $modules; do
         f=$(cd "$tmp/x/lib/modules/$ver" && find kernel -name "$m.ko*")
+        [ -n "$f" ] || continue # built into this kernel
         mkdir -p "$kdir.partial/modules/$ver/$(dirname "$f")"
         cp "$tmp/x/lib/modules/$ver/$f" "$kdir.partial/modules/$ver/$f"
     done
     cp "$tmp/x/lib/modules/$ver/modules.order" "$tmp/x/lib/modules/$ver/modules.builtin" \
         "$kdir.partial/modules/$ver/" 2>/dev/null || true
     echo "$pkg" > "$kdir.partial/package"
+    echo "$modules" > "$kdir.partial/modules.wanted"
     rm -rf "$tmp" "$kdir"
     mv "$kdir.partial" "$kdir"
 fi

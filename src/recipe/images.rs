@@ -186,7 +186,7 @@ done
 ver=$(ls "$S/lib/modules" 2>/dev/null | sort -V | tail -n 1)
 if [ -n "$ver" ]; then
   for m in loop virtio virtio_ring virtio_blk virtio_pci virtio_pci_modern_dev virtio_pci_legacy_dev \
-    9p 9pnet 9pnet_virtio netfs fscache squashfs overlay vfat fat; do
+    9p 9pnet 9pnet_virtio netfs fscache squashfs overlay vfat fat nls_cp437 nls_ascii nls_utf8; do
     find "$S/lib/modules/$ver" -name "$m.ko*" -exec sh -c 'mkdir -p "$1/$(dirname "${{2#$3/}}")" && cp "$2" "$1/$(dirname "${{2#$3/}}")/"' _ "$F" {{}} "$S" \;
   done
   depmod -b "$F" "$ver" || true
