@@ -166,6 +166,18 @@ pub fn default_stack(config: &TargetConfig) -> Vec<String> {
     config.worlds.iter().rev().map(|w| w.name.clone()).collect()
 }
 
+/// The medium when none is asked for: 9p when the build directory holds `base`, `config` or
+/// an image of `stack` (split.base / split.extra), none when every image is inside the
+/// initramfs.
+pub fn default_medium(build_dir: &Path, stack: &[String]) -> Medium {
+    let in_dir = |name: &str| build_dir.join(name).is_file();
+    if ["base", "config"].iter().any(|n| in_dir(n)) || stack.iter().any(|n| in_dir(n)) {
+        Medium::NineP
+    } else {
+        Medium::None
+    }
+}
+
 /// KVM works here for `arch`: the build machine is that machine, `/dev/kvm` opens for
 /// reading and writing, and the CPU has hardware virtualisation (`vmx` or `svm` in
 /// /proc/cpuinfo on x86; a nested or paravirtual KVM without them cannot run a plain guest).
@@ -251,13 +263,9 @@ pub fn prepare(build: &Build, req: &BootRequest) -> Result<(PathBuf, BootSpec), 
             });
         }
     }
-    let needs_medium =
-        ["base", "config"].iter().any(|n| in_dir(n)) || stack.iter().any(|n| in_dir(n));
-    let medium = req.medium.unwrap_or(if needs_medium {
-        Medium::NineP
-    } else {
-        Medium::None
-    });
+    let medium = req
+        .medium
+        .unwrap_or_else(|| default_medium(&build.dir, &stack));
     let accel = match req.accel {
         Some(Accel::Kvm) => {
             kvm_works(arch).map_err(BootError::NoKvm)?;
@@ -292,3 +300,6 @@ pub fn prepare(build: &Build, req: &BootRequest) -> Result<(PathBuf, BootSpec), 
     };
     Ok((qemu, spec))
 }
+
+#[cfg(test)]
+mod tests;
