@@ -22,7 +22,9 @@ pub enum Outcome {
 /// A smoke test's result: the outcome and the transcript's path.
 #[derive(Debug)]
 pub struct SmokeResult {
+    /// How it ended.
     pub outcome: Outcome,
+    /// The console transcript written.
     pub transcript: PathBuf,
 }
 

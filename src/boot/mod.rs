@@ -61,6 +61,7 @@ pub struct BootRequest {
     pub stack: Option<Vec<String>>,
     /// `squash_load`; `None`: the init's default.
     pub load: Option<Vec<String>>,
+    /// `docache`: the init copies the images into memory and releases the medium.
     pub docache: bool,
     /// Kernel arguments appended last.
     pub append: Vec<String>,
@@ -77,7 +78,9 @@ pub struct BootRequest {
 /// A build located on disk: its directory and its target's configuration.
 #[derive(Debug, Clone)]
 pub struct Build {
+    /// `builds/<tuple>.<name>.<date>/`, absolute when it was given as a path.
     pub dir: PathBuf,
+    /// The target's configuration (`configs/<tuple>.<name>/` of the build's tree).
     pub config: TargetConfig,
 }
 

@@ -86,7 +86,9 @@ pub const NINEP_TAG: &str = "build";
 /// Everything one boot needs; paths are absolute or relative to the current directory.
 #[derive(Debug, Clone)]
 pub struct BootSpec {
+    /// The machine QEMU emulates.
     pub arch: Arch,
+    /// KVM or TCG.
     pub accel: Accel,
     /// The kernel image (bzImage / arm64 Image).
     pub kernel: PathBuf,
@@ -94,6 +96,7 @@ pub struct BootSpec {
     pub initramfs: Option<PathBuf>,
     /// The build directory, shared through [`Self::medium`].
     pub build_dir: PathBuf,
+    /// How the build directory reaches the guest.
     pub medium: Medium,
     /// `squash_stack`: world images over base, leftmost on top; empty: base only.
     pub stack: Vec<String>,
