@@ -8,6 +8,7 @@
 //! the environment as the next history.
 
 pub mod binhost;
+pub mod boot;
 pub mod commands;
 pub mod config;
 pub mod distcc;

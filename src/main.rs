@@ -14,7 +14,7 @@ use build_helper::supervisor::{self, Mode};
 use build_helper::ui::plain::Plain;
 use build_helper::ui::tmux::TmuxUi;
 use build_helper::ui::{tui, Frontend};
-use build_helper::{commands, config, explore, history_cmd, plan, plan_text, starter};
+use build_helper::{boot, commands, config, explore, history_cmd, plan, plan_text, starter};
 
 #[derive(Parser)]
 #[command(
@@ -37,6 +37,24 @@ enum Ui {
 #[derive(Clone, Copy, ValueEnum)]
 enum EventsFormat {
     Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum MediumArg {
+    /// No medium: every image is inside the initramfs.
+    None,
+    /// virtio 9p, read-only (squash_type=9p).
+    #[value(name = "9p")]
+    NineP,
+    /// A read-only virtio disk showing the directory as FAT (squash_type=vfat).
+    Disk,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AccelArg {
+    Auto,
+    Kvm,
+    Tcg,
 }
 
 #[derive(Subcommand)]
@@ -166,6 +184,47 @@ enum Command {
     Binhost {
         /// The run (`<primary name>-<date>`).
         run: String,
+        /// The tree (default: BUILD_HELPER_TREE, else the current directory).
+        #[arg(long)]
+        tree: Option<PathBuf>,
+    },
+    /// Start a build in QEMU: its kernel, its initramfs, the build directory as the medium
+    /// holding the images, the original's boot parameters; with --expect a smoke test.
+    Boot {
+        /// A target `<tuple>.<name>` (its newest build under builds/) or a build directory
+        /// `builds/<tuple>.<name>.<date>/`.
+        build: String,
+        /// `squash_stack`: world images stacked over base, leftmost on top, colon-separated
+        /// (default: every world of the target, children above their parents; `` for base
+        /// only).
+        #[arg(long)]
+        stack: Option<String>,
+        /// `squash_load`: images copied into memory with --docache, colon-separated.
+        #[arg(long)]
+        load: Option<String>,
+        /// `docache`: the initramfs copies the images into memory and releases the medium.
+        #[arg(long)]
+        docache: bool,
+        /// More kernel arguments (repeatable; each may hold several words).
+        #[arg(long, allow_hyphen_values = true)]
+        append: Vec<String>,
+        /// How the build directory reaches the guest (default: 9p when it holds an image,
+        /// else none).
+        #[arg(long, value_enum)]
+        medium: Option<MediumArg>,
+        /// CPU: KVM when /dev/kvm works here, else TCG (software emulation).
+        #[arg(long, value_enum, default_value = "auto")]
+        accel: AccelArg,
+        /// Guest memory in MiB.
+        #[arg(long, default_value_t = 512)]
+        memory: u32,
+        /// Smoke test: exit 0 when the console prints this text, 1 otherwise; the console
+        /// transcript is kept in the build directory (boot-console.log).
+        #[arg(long)]
+        expect: Option<String>,
+        /// With --expect: seconds to wait for the text.
+        #[arg(long, default_value_t = 300, requires = "expect")]
+        timeout: u64,
         /// The tree (default: BUILD_HELPER_TREE, else the current directory).
         #[arg(long)]
         tree: Option<PathBuf>,
@@ -496,6 +555,48 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             })
         }
         Command::Binhost { run, tree } => build_helper::binhost::command(&tree_arg(tree), &run),
+        Command::Boot {
+            build,
+            stack,
+            load,
+            docache,
+            append,
+            medium,
+            accel,
+            memory,
+            expect,
+            timeout,
+            tree,
+        } => {
+            let colon = |s: String| -> Vec<String> {
+                s.split(':')
+                    .filter(|w| !w.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            };
+            let req = boot::BootRequest {
+                stack: stack.map(colon),
+                load: load.map(colon),
+                docache,
+                append: append
+                    .iter()
+                    .flat_map(|a| a.split_whitespace().map(str::to_string))
+                    .collect(),
+                medium: medium.map(|m| match m {
+                    MediumArg::None => boot::Medium::None,
+                    MediumArg::NineP => boot::Medium::NineP,
+                    MediumArg::Disk => boot::Medium::Disk,
+                }),
+                accel: match accel {
+                    AccelArg::Auto => None,
+                    AccelArg::Kvm => Some(boot::Accel::Kvm),
+                    AccelArg::Tcg => Some(boot::Accel::Tcg),
+                },
+                memory_mib: memory,
+                smoke: expect.is_some(),
+            };
+            cmd_boot(&tree_arg(tree), &build, &req, expect.as_deref(), timeout)
+        }
         Command::Worker {
             run,
             target,
@@ -507,6 +608,60 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             }
             let target = config::Target::parse(&target).map_err(|e| UsageError(e.to_string()))?;
             build_helper::worker::main(&run, &target, interactive)
+        }
+    }
+}
+
+/// `build-helper boot`: locate, prepare, then run QEMU on the terminal or as a smoke test.
+fn cmd_boot(
+    tree: &Path,
+    what: &str,
+    req: &boot::BootRequest,
+    expect: Option<&str>,
+    timeout: u64,
+) -> anyhow::Result<i32> {
+    let build = boot::find_build(tree, what).map_err(|e| UsageError(e.to_string()))?;
+    let (qemu, spec) = boot::prepare(&build, req).map_err(|e| UsageError(e.to_string()))?;
+    let args = boot::qemu::qemu_args(&spec);
+    let accel = match spec.accel {
+        boot::Accel::Kvm => "KVM",
+        boot::Accel::Tcg => "TCG, software emulation",
+    };
+    eprintln!("build-helper: booting {} ({accel})", build.dir.display());
+    eprintln!("build-helper: {} {}", qemu.display(), args.join(" "));
+    let Some(expect) = expect else {
+        let status = boot::console::interactive(&qemu, &args)?;
+        return Ok(status.code().unwrap_or(1));
+    };
+    let transcript = build.dir.join("boot-console.log");
+    let r = boot::console::smoke(
+        &qemu,
+        &args,
+        expect,
+        std::time::Duration::from_secs(timeout),
+        &transcript,
+        &mut std::io::stdout(),
+    )?;
+    let t = transcript.display();
+    match r.outcome {
+        boot::console::Outcome::Seen(at) => {
+            eprintln!(
+                "build-helper: `{expect}` seen after {:.1} s; transcript: {t}",
+                at.as_secs_f64()
+            );
+            Ok(0)
+        }
+        boot::console::Outcome::Ended(status) => {
+            eprintln!(
+                "build-helper: QEMU ended ({status}) before `{expect}` was seen; transcript: {t}"
+            );
+            Ok(1)
+        }
+        boot::console::Outcome::TimedOut => {
+            eprintln!(
+                "build-helper: no `{expect}` within {timeout} s (QEMU stopped); transcript: {t}"
+            );
+            Ok(1)
         }
     }
 }

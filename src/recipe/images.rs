@@ -5,9 +5,11 @@
 use super::target::{TargetRecipe, DIRS, MIRRORS_MARKER};
 use super::{lib_bits, sh_words, skeleton_commands};
 
-/// Kernel modules the split initramfs's init loads (the original's list: block loop and
-/// virtio, netfs and 9p over virtio, fat/vfat/msdos, squashfs, overlay).
-const INITRAMFS_MODULES: [&str; 11] = [
+/// Kernel modules the split initramfs's init loads: the original's list (block loop and
+/// virtio, netfs and 9p over virtio, fat/vfat/msdos, squashfs, overlay), then what those
+/// need when the kernel builds them as modules (virtio transport and PCI, fscache for netfs,
+/// the FAT code pages), as Debian's kernel does.
+const INITRAMFS_MODULES: [&str; 20] = [
     "loop",
     "virtio_blk",
     "netfs",
@@ -19,6 +21,15 @@ const INITRAMFS_MODULES: [&str; 11] = [
     "msdos",
     "squashfs",
     "overlay",
+    "virtio",
+    "virtio_ring",
+    "virtio_pci",
+    "virtio_pci_modern_dev",
+    "virtio_pci_legacy_dev",
+    "fscache",
+    "nls_cp437",
+    "nls_ascii",
+    "nls_utf8",
 ];
 
 impl TargetRecipe<'_> {

@@ -203,14 +203,16 @@ pub fn main(run_dir: &Path, target: &Target, interactive: bool) -> anyhow::Resul
         }
         link.send(&WorkerMsg::StepStarted { step: name.clone() });
         let outcome = step::run(&tp.root, step, &env, &log, &link);
-        if step.sync_lock {
-            link.send(&WorkerMsg::ReleaseSync);
-        }
         link.send(&WorkerMsg::StepFinished {
             step: name.clone(),
             exit_code: outcome.exit_code,
             duration_ms: outcome.duration_ms,
         });
+        // Released after the step is reported finished (same socket, so in this order): the
+        // next holder's step can never be seen starting before this one ended.
+        if step.sync_lock {
+            link.send(&WorkerMsg::ReleaseSync);
+        }
         if outcome.exit_code == 0 {
             i += 1;
             continue;
