@@ -88,6 +88,30 @@ impl SafeError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, SafeError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
     }
+
+    /// The error as an [`io::Error`] whose message does not repeat the path, for callers
+    /// that name the path themselves.
+    pub fn into_io(self) -> io::Error {
+        let (kind, message) = match self {
+            SafeError::Io { source, .. } => return source,
+            SafeError::Escapes { root, .. } => (
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "reaches out of {} through a symbolic link; it is not followed",
+                    root.display()
+                ),
+            ),
+            SafeError::NotRegular { kind, .. } => (
+                io::ErrorKind::InvalidInput,
+                format!("is a {kind}, not a regular file; it is not read"),
+            ),
+            SafeError::TooLarge { limit, .. } => (
+                io::ErrorKind::InvalidInput,
+                format!("is larger than {limit} bytes, the limit for this file; it is not read"),
+            ),
+        };
+        io::Error::new(kind, message)
+    }
 }
 
 /// An open directory that paths are resolved against, with the path it was opened at (for

@@ -11,6 +11,7 @@ use std::io;
 use std::path::Path;
 
 use super::Report;
+use crate::saferoot::{self, Resolve, SafeError};
 
 /// What a path is on the build host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,22 +77,41 @@ pub(crate) fn is_file(path: &Path) -> bool {
     matches!(kind(path), Ok(Kind::File))
 }
 
-/// The text of `path`, or `None` after recording why it could not be read.
-pub(crate) fn read_text(report: &mut Report, path: &Path) -> Option<String> {
-    match fs::read_to_string(path) {
-        Ok(text) => Some(text),
-        Err(e) => {
-            report.error(path, None, format!("cannot read: {e}"));
-            None
+/// The text of `path`, a file of the configuration directory `root`, or `None` after
+/// recording why it could not be read. Only a regular file of at most
+/// [`saferoot::CONFIG_LIMIT`] bytes is read (a FIFO or a device node is refused without
+/// blocking), and a link on the way is followed only while it stays inside `root`: one that
+/// leads out is reported, never followed, and neither its target nor what lies there is
+/// printed.
+pub(crate) fn read_text(report: &mut Report, root: &Path, path: &Path) -> Option<String> {
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    let result = saferoot::Root::open(root)
+        .and_then(|r| r.read_to_string(rel, Resolve::Beneath, saferoot::CONFIG_LIMIT));
+    let message = match result {
+        Ok(text) => return Some(text),
+        Err(SafeError::Escapes { .. }) => format!(
+            "is a symbolic link (or lies behind one) that leads out of the configuration {}; \
+             it is not read: replace the link with the file itself",
+            root.display()
+        ),
+        Err(SafeError::NotRegular { kind, .. }) => {
+            format!("is a {kind}, not a regular file; it is not read: replace it with a file")
         }
-    }
+        Err(SafeError::TooLarge { limit, .. }) => format!(
+            "is larger than {} KiB, the limit for a configuration file; it is not read",
+            limit / 1024
+        ),
+        Err(SafeError::Io { source, .. }) => format!("cannot read: {source}"),
+    };
+    report.error(path, None, message);
+    None
 }
 
 /// Reads an atom file (a world): one atom or set per line; `#` starts a comment, blank lines
 /// are skipped. A line with several words or characters no atom has is an error with its
 /// line number, and is left out. `None` when the file cannot be read.
-pub(crate) fn read_atoms(report: &mut Report, path: &Path) -> Option<Vec<String>> {
-    let text = read_text(report, path)?;
+pub(crate) fn read_atoms(report: &mut Report, root: &Path, path: &Path) -> Option<Vec<String>> {
+    let text = read_text(report, root, path)?;
     let mut atoms = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let content = line.split('#').next().unwrap_or_default();
@@ -99,6 +119,14 @@ pub(crate) fn read_atoms(report: &mut Report, path: &Path) -> Option<Vec<String>
         let line_no = Some(index + 1);
         match words.as_slice() {
             [] => {}
+            [atom] if atom.starts_with('-') => report.error(
+                path,
+                line_no,
+                format!(
+                    "{atom:?} starts with `-`, which no atom or set does (emerge would take it \
+                     as an option); remove it or write the atom"
+                ),
+            ),
             [atom] => match atom.chars().find(|&c| !is_atom_char(c)) {
                 None => atoms.push((*atom).to_owned()),
                 Some(ch) => report.error(
@@ -119,6 +147,36 @@ pub(crate) fn read_atoms(report: &mut Report, path: &Path) -> Option<Vec<String>
         }
     }
     Some(atoms)
+}
+
+/// The characters of a world name or a local repository directory name (the names that
+/// reach generated scripts and image file names): ASCII letters, digits, `_`, `.`, `+` and
+/// `-`, not starting with `.`, `-` or `+`, at most 64 characters. Portage's own repository
+/// names (PMS 3.1.5: `[A-Za-z0-9_][A-Za-z0-9_-]*`) and every world of the original's
+/// configurations (`base`, `rust.clean`, `net`, ...) fit.
+pub const NAME_CHARS: &str = "ASCII letters, digits, `_`, `.`, `+` and `-`, not starting with \
+                              `.`, `-` or `+`, at most 64 characters";
+
+/// Whether `name` is made of [`NAME_CHARS`].
+pub(crate) fn is_plain_name(name: &str) -> bool {
+    let ok = |c: char| c.is_ascii_alphanumeric() || "_.+-".contains(c);
+    name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        && name.chars().all(ok)
+}
+
+/// Records an error unless `name` (of the entry `path`, a `what`) is made of
+/// [`NAME_CHARS`]; returns whether it is. The name is shown escaped.
+pub(crate) fn check_name(report: &mut Report, path: &Path, name: &str, what: &str) -> bool {
+    if is_plain_name(name) {
+        return true;
+    }
+    report.error(
+        path,
+        None,
+        format!("{what} name {name:?} is not allowed: use {NAME_CHARS}; rename it"),
+    );
+    false
 }
 
 fn is_atom_char(c: char) -> bool {
@@ -165,15 +223,19 @@ pub(crate) fn names(report: &mut Report, dir: &Path, keep: fn(Kind) -> bool) -> 
 /// section `[name]` in `portage_dir/repos.conf` (a directory of files, or a single file).
 pub(crate) fn local_repos(
     report: &mut Report,
+    root: &Path,
     repos_dir: &Path,
     portage_dir: &Path,
 ) -> Vec<String> {
-    let repos = names(report, repos_dir, |k| k == Kind::Dir);
+    let repos: Vec<String> = names(report, repos_dir, |k| k == Kind::Dir)
+        .into_iter()
+        .filter(|r| check_name(report, &repos_dir.join(r), r, "local repository"))
+        .collect();
     if repos.is_empty() {
         return repos;
     }
     let conf = portage_dir.join("repos.conf");
-    let declared = declared_repos(report, &conf);
+    let declared = declared_repos(report, root, &conf);
     for repo in repos.iter().filter(|r| !declared.contains(*r)) {
         report.error(
             repos_dir.join(repo),
@@ -189,7 +251,7 @@ pub(crate) fn local_repos(
 }
 
 /// Section names of `repos.conf` (file or directory of files; missing = none).
-fn declared_repos(report: &mut Report, conf: &Path) -> BTreeSet<String> {
+fn declared_repos(report: &mut Report, root: &Path, conf: &Path) -> BTreeSet<String> {
     let files: Vec<_> = match kind(conf) {
         Ok(Kind::Dir) => names(report, conf, |k| k == Kind::File)
             .into_iter()
@@ -204,7 +266,7 @@ fn declared_repos(report: &mut Report, conf: &Path) -> BTreeSet<String> {
     };
     let mut sections = BTreeSet::new();
     for file in files {
-        let Some(text) = read_text(report, &file) else {
+        let Some(text) = read_text(report, root, &file) else {
             continue;
         };
         for line in text.lines().map(str::trim) {

@@ -55,7 +55,7 @@ pub(crate) fn inspect_host(dir: &Path) -> (Option<HostConfig>, Report) {
         Kind::File,
         "the host world, one atom per line",
     ) {
-        files::read_atoms(&mut report, &base)
+        files::read_atoms(&mut report, dir, &base)
     } else {
         None
     };
@@ -69,7 +69,7 @@ pub(crate) fn inspect_host(dir: &Path) -> (Option<HostConfig>, Report) {
             "local ebuild repositories",
         ) =>
         {
-            files::local_repos(&mut report, &repos_dir, &portage)
+            files::local_repos(&mut report, dir, &repos_dir, &portage)
         }
         _ => Vec::new(),
     };
