@@ -10,12 +10,48 @@ use crate::config::Target;
 use crate::history::archive::{env_tool, paths, run, squashfs_command};
 use crate::mounts::{self, Entry};
 use crate::plan::ArchiveOptions;
+use crate::saferoot::{self, Resolve, Root};
 use crate::starter::HistoryType;
 use crate::sys::LinuxSys;
 
 /// Where the archive view and the history folder appear inside the environment when its own
 /// squashfs tool writes the archive.
 const INSIDE: &str = "var/tmp/build-helper-archive";
+
+/// Saves the environment's host world (`var/lib/portage/world` under `root`, resolved as
+/// seen from inside it: a link there never reaches the build machine) back to
+/// `host_conf/worlds/base`, and removes the run's GENTOO_MIRRORS line from
+/// `host_conf/target-portage/make.conf`. The host configuration is bound into the
+/// environment, so both files are opened without following any link below `host_conf`
+/// (a link planted there is replaced by the file, never written through), read only when
+/// regular and at most [`saferoot::ENV_LIMIT`] bytes.
+///
+/// Errors: a file that cannot be read or written safely, with its path.
+pub(crate) fn save_world_and_make_conf(root: &Path, host_conf: &Path) -> anyhow::Result<()> {
+    let env = Root::open(root)?;
+    let conf = Root::open(host_conf)?;
+    let world = Path::new("var/lib/portage/world");
+    match env.read(world, Resolve::InRoot, saferoot::ENV_LIMIT) {
+        Ok(bytes) => conf
+            .write(Path::new("worlds/base"), Resolve::NoSymlinks, &bytes, 0o644)
+            .context("saving the host world back to the host configuration")?,
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(e).context("reading the environment's host world to save it back"),
+    }
+    let make_conf = Path::new("target-portage/make.conf");
+    match conf.read_to_string(make_conf, Resolve::NoSymlinks, saferoot::ENV_LIMIT) {
+        Ok(text) => {
+            let kept = crate::recipe::strip_run_lines(&text);
+            if kept != text {
+                conf.write(make_conf, Resolve::NoSymlinks, kept.as_bytes(), 0o644)
+                    .context("removing the run's GENTOO_MIRRORS from the host make.conf")?;
+            }
+        }
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(e).context("reading the host make.conf"),
+    }
+    Ok(())
+}
 
 impl Supervisor {
     pub(super) async fn archive(&mut self) -> anyhow::Result<PathBuf> {
@@ -26,28 +62,10 @@ impl Supervisor {
         }
         let entries = self.plan.layout.archive_entries();
         self.mount(&entries)?;
-        let world = self
-            .plan
-            .layout
-            .primary_root()
-            .join("var/lib/portage/world");
-        let saved = self.plan.layout.host_conf.join("worlds/base");
-        if world.is_file() {
-            std::fs::copy(&world, &saved)
-                .with_context(|| format!("saving the host world back to {}", saved.display()))?;
-        }
-        let make_conf = self.plan.layout.host_conf.join("target-portage/make.conf");
-        if let Ok(text) = std::fs::read_to_string(&make_conf) {
-            let kept = crate::recipe::strip_run_lines(&text);
-            if kept != text {
-                std::fs::write(&make_conf, kept).with_context(|| {
-                    format!(
-                        "removing the run's GENTOO_MIRRORS from {}",
-                        make_conf.display()
-                    )
-                })?;
-            }
-        }
+        save_world_and_make_conf(
+            &self.plan.layout.primary_root(),
+            &self.plan.layout.host_conf,
+        )?;
         let source = self.plan.layout.m_dir.join("b");
         let tree = self.plan.tree.clone();
         let date = self.plan.date.clone();
@@ -185,5 +203,43 @@ impl Supervisor {
         std::fs::rename(&partial, &out)
             .with_context(|| format!("renaming {}", partial.display()))?;
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn links_planted_in_the_environment_or_the_host_conf_reach_nothing_outside() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (root, conf) = (tmp.path().join("root"), tmp.path().join("host"));
+        let secret = tmp.path().join("secret");
+        std::fs::write(&secret, "host secret\n").unwrap();
+        std::fs::create_dir_all(root.join("var/lib/portage")).unwrap();
+        std::fs::create_dir_all(conf.join("worlds")).unwrap();
+        std::fs::create_dir_all(conf.join("target-portage")).unwrap();
+        // The environment's world is a link to a host file: read inside the root, where
+        // that path does not exist, so nothing is saved.
+        symlink(&secret, root.join("var/lib/portage/world")).unwrap();
+        std::fs::write(conf.join("worlds/base"), "app-misc/old\n").unwrap();
+        super::save_world_and_make_conf(&root, &conf).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(conf.join("worlds/base")).unwrap(),
+            "app-misc/old\n"
+        );
+        // A real world is saved over a link planted at worlds/base, not through it; a
+        // make.conf that is a link to a host file is refused, the host file untouched.
+        std::fs::remove_file(root.join("var/lib/portage/world")).unwrap();
+        std::fs::write(root.join("var/lib/portage/world"), "app-misc/new\n").unwrap();
+        std::fs::remove_file(conf.join("worlds/base")).unwrap();
+        symlink(&secret, conf.join("worlds/base")).unwrap();
+        symlink(&secret, conf.join("target-portage/make.conf")).unwrap();
+        let e = super::save_world_and_make_conf(&root, &conf).unwrap_err();
+        assert!(format!("{e:#}").contains("make.conf"), "{e:#}");
+        assert_eq!(std::fs::read_to_string(&secret).unwrap(), "host secret\n");
+        let saved = conf.join("worlds/base");
+        assert!(std::fs::symlink_metadata(&saved).unwrap().is_file());
+        assert_eq!(std::fs::read_to_string(saved).unwrap(), "app-misc/new\n");
     }
 }
