@@ -10,7 +10,7 @@ use crate::config::Target;
 use crate::history::archive::{env_tool, paths, run, squashfs_command};
 use crate::mounts::{self, Entry};
 use crate::plan::ArchiveOptions;
-use crate::saferoot::{self, Resolve, Root};
+use crate::saferoot::{self, Resolve, Root, SafeError};
 use crate::starter::HistoryType;
 use crate::sys::LinuxSys;
 
@@ -24,33 +24,51 @@ const INSIDE: &str = "var/tmp/build-helper-archive";
 /// `host_conf/target-portage/make.conf`. The host configuration is bound into the
 /// environment, so both files are opened without following any link below `host_conf`
 /// (a link planted there is replaced by the file, never written through), read only when
-/// regular and at most [`saferoot::ENV_LIMIT`] bytes.
+/// regular and at most [`saferoot::ENV_LIMIT`] bytes. A file refused that way is left alone
+/// (the archive goes on) and returned as a warning saying what was not saved and why.
 ///
-/// Errors: a file that cannot be read or written safely, with its path.
-pub(crate) fn save_world_and_make_conf(root: &Path, host_conf: &Path) -> anyhow::Result<()> {
+/// Errors: a file that cannot be written for another reason (I/O), with its path.
+pub(crate) fn save_world_and_make_conf(
+    root: &Path,
+    host_conf: &Path,
+) -> anyhow::Result<Vec<String>> {
+    let refused = |e: &SafeError| !matches!(e, SafeError::Io { .. });
+    let mut warnings = Vec::new();
     let env = Root::open(root)?;
     let conf = Root::open(host_conf)?;
     let world = Path::new("var/lib/portage/world");
-    match env.read(world, Resolve::InRoot, saferoot::ENV_LIMIT) {
-        Ok(bytes) => conf
-            .write(Path::new("worlds/base"), Resolve::NoSymlinks, &bytes, 0o644)
-            .context("saving the host world back to the host configuration")?,
-        Err(e) if e.is_not_found() => {}
-        Err(e) => return Err(e).context("reading the environment's host world to save it back"),
+    let saved = env
+        .read(world, Resolve::InRoot, saferoot::ENV_LIMIT)
+        .and_then(|bytes| conf.write(Path::new("worlds/base"), Resolve::NoSymlinks, &bytes, 0o644));
+    match saved {
+        Ok(()) => {}
+        Err(e) if e.is_not_found() || refused(&e) => {
+            warnings.push(format!("the host world was not saved back: {e}"))
+        }
+        Err(e) => return Err(e).context("saving the host world back to the host configuration"),
     }
     let make_conf = Path::new("target-portage/make.conf");
-    match conf.read_to_string(make_conf, Resolve::NoSymlinks, saferoot::ENV_LIMIT) {
-        Ok(text) => {
+    let stripped = conf
+        .read_to_string(make_conf, Resolve::NoSymlinks, saferoot::ENV_LIMIT)
+        .and_then(|text| {
             let kept = crate::recipe::strip_run_lines(&text);
-            if kept != text {
+            if kept == text {
+                Ok(())
+            } else {
                 conf.write(make_conf, Resolve::NoSymlinks, kept.as_bytes(), 0o644)
-                    .context("removing the run's GENTOO_MIRRORS from the host make.conf")?;
             }
-        }
+        });
+    match stripped {
+        Ok(()) => {}
         Err(e) if e.is_not_found() => {}
-        Err(e) => return Err(e).context("reading the host make.conf"),
+        Err(e) if refused(&e) => warnings.push(format!(
+            "the run's GENTOO_MIRRORS line was not removed from the host make.conf: {e}"
+        )),
+        Err(e) => {
+            return Err(e).context("removing the run's GENTOO_MIRRORS from the host make.conf")
+        }
     }
-    Ok(())
+    Ok(warnings)
 }
 
 impl Supervisor {
@@ -62,10 +80,13 @@ impl Supervisor {
         }
         let entries = self.plan.layout.archive_entries();
         self.mount(&entries)?;
-        save_world_and_make_conf(
+        let refused = save_world_and_make_conf(
             &self.plan.layout.primary_root(),
             &self.plan.layout.host_conf,
         )?;
+        for why in refused {
+            self.ui.say(&format!("warning: {why}"));
+        }
         let source = self.plan.layout.m_dir.join("b");
         let tree = self.plan.tree.clone();
         let date = self.plan.date.clone();
@@ -223,7 +244,11 @@ mod tests {
         // that path does not exist, so nothing is saved.
         symlink(&secret, root.join("var/lib/portage/world")).unwrap();
         std::fs::write(conf.join("worlds/base"), "app-misc/old\n").unwrap();
-        super::save_world_and_make_conf(&root, &conf).unwrap();
+        let warnings = super::save_world_and_make_conf(&root, &conf).unwrap();
+        assert!(
+            warnings[0].contains("host world was not saved"),
+            "{warnings:?}"
+        );
         assert_eq!(
             std::fs::read_to_string(conf.join("worlds/base")).unwrap(),
             "app-misc/old\n"
@@ -235,8 +260,10 @@ mod tests {
         std::fs::remove_file(conf.join("worlds/base")).unwrap();
         symlink(&secret, conf.join("worlds/base")).unwrap();
         symlink(&secret, conf.join("target-portage/make.conf")).unwrap();
-        let e = super::save_world_and_make_conf(&root, &conf).unwrap_err();
-        assert!(format!("{e:#}").contains("make.conf"), "{e:#}");
+        let warnings = super::save_world_and_make_conf(&root, &conf).unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("make.conf"), "{warnings:?}");
+        assert!(!warnings[0].contains("host secret"), "{warnings:?}");
         assert_eq!(std::fs::read_to_string(&secret).unwrap(), "host secret\n");
         let saved = conf.join("worlds/base");
         assert!(std::fs::symlink_metadata(&saved).unwrap().is_file());
