@@ -5,6 +5,7 @@
 mod common;
 mod events;
 mod history;
+mod hostile;
 mod portage;
 mod tui;
 
