@@ -219,6 +219,28 @@ pub(crate) fn names(report: &mut Report, dir: &Path, keep: fn(Kind) -> bool) -> 
     out
 }
 
+/// Whether `path` (a directory the run binds into an environment) resolves inside the
+/// configuration `root`; records an error naming neither where a link leads nor what lies
+/// there when it does not.
+pub(crate) fn stays_inside(report: &mut Report, root: &Path, path: &Path) -> bool {
+    let inside = match (fs::canonicalize(root), fs::canonicalize(path)) {
+        (Ok(root), Ok(real)) => real.starts_with(root),
+        _ => true, // a missing entry is reported where it is required
+    };
+    if !inside {
+        report.error(
+            path,
+            None,
+            format!(
+                "is a symbolic link (or lies behind one) that leads out of the configuration \
+                 {}; it would be bound into the environment: replace it with the directory",
+                root.display()
+            ),
+        );
+    }
+    inside
+}
+
 /// The sub-directory names of `repos_dir` (sorted), each checked to be declared as an INI
 /// section `[name]` in `portage_dir/repos.conf` (a directory of files, or a single file).
 pub(crate) fn local_repos(
@@ -229,7 +251,10 @@ pub(crate) fn local_repos(
 ) -> Vec<String> {
     let repos: Vec<String> = names(report, repos_dir, |k| k == Kind::Dir)
         .into_iter()
-        .filter(|r| check_name(report, &repos_dir.join(r), r, "local repository"))
+        .filter(|r| {
+            check_name(report, &repos_dir.join(r), r, "local repository")
+                && stays_inside(report, root, &repos_dir.join(r))
+        })
         .collect();
     if repos.is_empty() {
         return repos;

@@ -47,7 +47,7 @@ pub(crate) fn inspect_host(dir: &Path) -> (Option<HostConfig>, Report) {
         &portage,
         Kind::Dir,
         "the build environment's /etc/portage",
-    );
+    ) && files::stays_inside(&mut report, dir, &portage);
     let base = dir.join("worlds/base");
     let world_atoms = if files::require(
         &mut report,

@@ -537,3 +537,32 @@ fn a_link_out_of_the_configuration_is_not_read_nor_printed() {
     }
     assert!(!text.contains("worlds/kernel:"), "{text}");
 }
+
+#[test]
+fn a_repository_or_host_portage_linked_out_of_the_configuration_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let outside = tmp.path().join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    let dir = target_dir(tmp.path(), DEMO);
+    symlink(&outside, dir.join("repos/evil")).unwrap();
+    write(
+        &dir.join("target-portage/repos.conf/evil.conf"),
+        "[evil]\nlocation = /var/db/repos/evil\n",
+    );
+    let message = only_error(&dir, &dir.join("repos/evil"));
+    assert!(
+        message.contains("leads out of the configuration"),
+        "{message}"
+    );
+    assert!(!message.contains(&*outside.to_string_lossy()), "{message}");
+
+    let host = host_dir(tmp.path(), "host-amd64");
+    fs::rename(host.join("target-portage"), &outside.join("tp")).unwrap();
+    symlink(outside.join("tp"), host.join("target-portage")).unwrap();
+    let errors = load_host(&host).unwrap_err();
+    assert!(
+        errors.iter().any(|e| e.path == host.join("target-portage")
+            && e.message.contains("leads out of the configuration")),
+        "{errors:#?}"
+    );
+}
