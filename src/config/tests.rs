@@ -557,7 +557,7 @@ fn a_repository_or_host_portage_linked_out_of_the_configuration_is_refused() {
     assert!(!message.contains(&*outside.to_string_lossy()), "{message}");
 
     let host = host_dir(tmp.path(), "host-amd64");
-    fs::rename(host.join("target-portage"), &outside.join("tp")).unwrap();
+    fs::rename(host.join("target-portage"), outside.join("tp")).unwrap();
     symlink(outside.join("tp"), host.join("target-portage")).unwrap();
     let errors = load_host(&host).unwrap_err();
     assert!(
