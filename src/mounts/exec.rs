@@ -160,6 +160,12 @@ fn apply_entries(
                 recursive,
                 readonly,
             } => {
+                // A source inside an environment (the primary package database, a target's
+                // root in the archive view) must not be a link: bound as it is, a link to `/`
+                // would put the build machine's root into the environment or the history.
+                if source.starts_with(m_dir) {
+                    check_no_symlink(m_dir, source)?;
+                }
                 if source.is_file() {
                     if let Some(parent) = target.parent() {
                         prepare_dir(m_dir, parent)?;
@@ -365,6 +371,25 @@ mod tests {
             options: String::new(),
         }];
         let err = apply(&sys, &m, &entries, &mut journal, dir.path()).unwrap_err();
+        assert!(err.to_string().contains("is a symbolic link"), "{err}");
+        assert!(sys.take().is_empty());
+    }
+
+    #[test]
+    fn apply_refuses_a_bind_source_behind_a_symlink_in_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = dir.path().join("M");
+        std::fs::create_dir_all(m.join("m/usr")).unwrap();
+        std::fs::create_dir_all(m.join("b")).unwrap();
+        std::os::unix::fs::symlink("/", m.join("m/usr/x86_64-unknown-linux-musl.b")).unwrap();
+        let sys = crate::sys::RecordingSys::default();
+        let entries = [Entry::Bind {
+            source: m.join("m/usr/x86_64-unknown-linux-musl.b"),
+            target: m.join("b/usr/x86_64-unknown-linux-musl.b"),
+            recursive: false,
+            readonly: false,
+        }];
+        let err = apply(&sys, &m, &entries, &mut Journal::default(), dir.path()).unwrap_err();
         assert!(err.to_string().contains("is a symbolic link"), "{err}");
         assert!(sys.take().is_empty());
     }
