@@ -164,7 +164,13 @@ fn apply_entries(
                 // root in the archive view) must not be a link: bound as it is, a link to `/`
                 // would put the build machine's root into the environment or the history.
                 if source.starts_with(m_dir) {
-                    check_no_symlink(m_dir, source)?;
+                    check_no_symlink(m_dir, source).map_err(|e| match e {
+                        MountError::Symlink { link, .. } => MountError::Symlink {
+                            target: target.clone(),
+                            link,
+                        },
+                        other => other,
+                    })?;
                 }
                 if source.is_file() {
                     if let Some(parent) = target.parent() {

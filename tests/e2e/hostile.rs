@@ -363,6 +363,46 @@ fn links_planted_inside_an_environment_reach_nothing_outside() {
     assert!(mounts_anywhere(tree.path()).is_empty());
 }
 
+#[test]
+fn a_target_root_turned_into_a_link_never_brings_the_host_into_the_history() {
+    require_root();
+    let tree = Tree::new();
+    let outside = tempfile::tempdir().unwrap();
+    let secret = Secret::new(outside.path(), "host-file");
+    // The primary target fails; the secondary targets finish in the first session.
+    let failing = format!("{}:target-world", TARGETS[0]);
+    let out = tree.run_demo(&[], &[("BH_DEMO_FAIL", &failing)]);
+    assert_eq!(out.status.code(), Some(1));
+    // Inside demo-c's environment (its overlay's upper directory), its root becomes a link
+    // to a directory of the build machine; the archive view binds that root into M/b.
+    let run = tree.run_dir();
+    let plan: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("plan.json")).unwrap()).unwrap();
+    let date = plan["date"].as_str().unwrap();
+    let upper = run.join(format!("root/demo-c-{date}/u"));
+    let target_root = upper.join(format!("usr/{}", TARGETS[2]));
+    assert!(target_root.is_dir(), "no {}", target_root.display());
+    std::fs::remove_dir_all(&target_root).unwrap();
+    symlink(outside.path(), &target_root).unwrap();
+
+    let out = tree.run_demo(&["--resume"], &[("BH_DEMO_FAIL", &failing)]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("is a symbolic link"), "{said}");
+    let histories: Vec<_> = std::fs::read_dir(tree.path().join("history"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(histories.is_empty(), "a history was written: {histories:?}");
+    secret.assert_untouched();
+    assert!(mounts_anywhere(tree.path()).is_empty());
+}
+
 /// `s` as a TOML basic string.
 fn toml_string(s: &str) -> String {
     let mut out = String::from("\"");
