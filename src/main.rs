@@ -72,8 +72,18 @@ enum Command {
     /// Validate target configuration directories; exit 0 when valid, 2 otherwise.
     Check {
         /// Configuration directories (configs/<tuple>.<name>/ or configs/host).
-        #[arg(required = true)]
+        #[arg(required_unless_present = "starter")]
         dirs: Vec<PathBuf>,
+        /// Also check the host and every target configuration of this starter, and that
+        /// each target's kernel reads the starter's image_compressor.
+        #[arg(long)]
+        starter: Option<PathBuf>,
+    },
+    /// Convert one of the original tool's starter scripts (example-starter-*.sh) into
+    /// starter TOML, printed on standard output.
+    ImportStarter {
+        /// The starter script (shell).
+        script: PathBuf,
     },
     /// Run the build of a starter (root).
     Run {
@@ -311,8 +321,25 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Command::Check { dirs } => {
-            let report = config::check(&dirs);
+        Command::Check { mut dirs, starter } => {
+            let mut wanted = None;
+            if let Some(path) = &starter {
+                let s = load_starter(path, None)?;
+                let configs = s.tree.join("configs");
+                dirs.push(configs.join("host"));
+                dirs.extend(s.targets.iter().map(|t| configs.join(t.to_string())));
+                wanted = s.options.image_compressor.clone();
+            }
+            let mut report = config::check(&dirs);
+            if let Some(wanted) = wanted.as_deref() {
+                for dir in dirs.iter().filter(|d| !config::is_host_dir(d)) {
+                    if let Ok(c) = config::load_target(dir) {
+                        if let Err(p) = c.image_compressor(Some(wanted)) {
+                            report.errors.push(p);
+                        }
+                    }
+                }
+            }
             for w in &report.warnings {
                 println!("warning: {w}");
             }
@@ -326,6 +353,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 println!("{} problem(s)", report.errors.len());
                 Ok(2)
             }
+        }
+        Command::ImportStarter { script } => {
+            let text = std::fs::read_to_string(&script)
+                .with_context(|| format!("cannot read starter script {}", script.display()))?;
+            let toml =
+                starter::import_starter(&text, &script).map_err(|e| UsageError(e.to_string()))?;
+            print_quietly_on_closed_pipe(&toml)?;
+            Ok(0)
         }
         Command::Run { starter, flags } => cmd_run(&starter, flags),
         Command::History { action, tree } => {
@@ -369,6 +404,18 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             let target = config::Target::parse(&target).map_err(|e| UsageError(e.to_string()))?;
             build_helper::worker::main(&run, &target, interactive)
         }
+    }
+}
+
+/// Writes `text` to standard output; a closed pipe (`| head`) ends the output quietly.
+fn print_quietly_on_closed_pipe(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(e).context("cannot write to standard output")
+        }
+        _ => Ok(()),
     }
 }
 

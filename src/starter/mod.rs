@@ -28,6 +28,8 @@
 //! history_type = "squashfs"  # squashfs | files
 //! compressor = "zstd"        # zstd | xz | gzip | lz4 | lzo
 //! compression_level = 5      # default 5 for zstd
+//! image_compressor = "xz"    # base and world images: xz | zstd | gzip | lzo | lz4;
+//!                            # default: the first the target's kernel reads, xz first
 //! distfiles = "distfiles"    # relative to the tree, or absolute
 //! umount_ask = true
 //! gentoo_mirrors = ""
@@ -38,6 +40,7 @@
 
 mod env;
 mod error;
+mod import;
 mod options;
 #[cfg(test)]
 mod tests;
@@ -54,6 +57,7 @@ use toml::Spanned;
 use crate::config::target::{validate_name, validate_tuple, Target};
 pub use env::EnvFn;
 pub use error::{Location, StarterError};
+pub use import::{import_starter, ImportError};
 pub use options::{HistorySel, HistoryType, MountType, Options, TmpType, UiKind, COMPRESSORS};
 
 /// The stage3 mirror used when neither the starter nor `TARBALL_MIRROR` names one.
@@ -178,6 +182,7 @@ struct RawOptions {
     history_type: Option<Spanned<String>>,
     compressor: Option<Spanned<String>>,
     compression_level: Option<Spanned<i64>>,
+    image_compressor: Option<Spanned<String>>,
     distfiles: Option<Spanned<String>>,
     openpgp_key: Option<Spanned<String>>,
     verify_signatures: Option<bool>,
@@ -364,6 +369,20 @@ impl Source<'_> {
                 None => options::compression(&compressor, None).unwrap_or_default(),
             },
             compressor,
+            image_compressor: self.opt("image_compressor", &raw.image_compressor, |s| {
+                if crate::config::KERNEL_COMPRESSORS
+                    .iter()
+                    .any(|(c, _)| c == s)
+                {
+                    Ok(s.clone())
+                } else {
+                    let names: Vec<&str> = crate::config::KERNEL_COMPRESSORS
+                        .iter()
+                        .map(|(c, _)| *c)
+                        .collect();
+                    Err(format!("expected one of {}", names.join(", ")))
+                }
+            })?,
             distfiles: self
                 .opt("distfiles", &raw.distfiles, |s| {
                     options::path_option(options::non_empty(s)?.as_ref(), tree)

@@ -7,6 +7,11 @@
 //! that each stacked world image, packed with gensquashfs and listed with `unsquashfs -l`,
 //! holds its own packages and none of its parent chain's.
 //!
+//! The configurations have the shape of the original's (armtux/build-helper `configs/`): the
+//! repository `repos/portage-musl-portage` is named `bhtest` and declared by its location,
+//! make.conf sets `PORTAGE_TMPDIR=/var/tmp/portage/<name>` (which the steps must create: emerge
+//! refuses to run without it), and `env/sys-devel/gcc` carries a second commented INSTALL_MASK.
+//!
 //! The stage3 takes about three minutes to build (debootstrap); it is kept in
 //! `$BH_PORTAGE_STAGE3`, else `target/bh-portage-stage3`, and reused.
 
@@ -41,9 +46,9 @@ mkdir -p "$up/u" "$up/w" "$m"
 mount -t overlay overlay -o "lowerdir=$st,upperdir=$up/u,workdir=$up/w" "$m"
 mount -t proc proc "$m/proc"
 mount --rbind /dev "$m/dev"
-mkdir -p "$m$tree" "$m/var/db/repos/bhtest"
+mkdir -p "$m$tree" "$m/var/db/repos/$(basename "$repo")"
 mount --bind "$tree" "$m$tree"
-mount --bind "$repo" "$m/var/db/repos/bhtest"
+mount --bind "$repo" "$m/var/db/repos/$(basename "$repo")"
 exec chroot "$m" /usr/bin/env -i "$@"
 "#;
 
@@ -174,7 +179,9 @@ fn build(stage3: &Path, starter: &str, target: &str, repo_of: &str) -> Built {
     let planned = &plan["targets"][0];
     let env: BTreeMap<String, String> = serde_json::from_value(planned["env"].clone()).unwrap();
 
-    let repo = tree.join(format!("configs/{repo_of}/repos/bhtest"));
+    // Named `bhtest` (profiles/repo_name) in a directory of another name, declared by its
+    // location, as the original's `repos/portage-musl-<name>` are.
+    let repo = tree.join(format!("configs/{repo_of}/repos/portage-musl-portage"));
     let (up, mnt) = (work.path().join("up"), work.path().join("m"));
     let mut outputs = BTreeMap::new();
     for name in STEPS {
@@ -319,6 +326,22 @@ fn real_portage_builds_a_stage0_with_install_mask_and_stacked_world_images() {
         "{db:?}"
     );
     assert!(b.outputs["final-root"].contains("install_mask_on"));
+    // INSTALL_MASK was switched on in every file that carries it, env/sys-devel/gcc included.
+    let conf = b
+        .work
+        .path()
+        .join("tree/configs")
+        .join(TARGET)
+        .join("target-portage");
+    for f in ["make.conf", "env/sys-devel/gcc"] {
+        let text = std::fs::read_to_string(conf.join(f)).unwrap();
+        assert!(
+            text.lines().any(|l| l.starts_with("INSTALL_MASK=")),
+            "{f}: {text}"
+        );
+    }
+    // The PORTAGE_TMPDIR of the target's make.conf was created in the environment.
+    assert!(b.work.path().join("up/u/var/tmp/portage/portage").is_dir());
 }
 
 #[test]
@@ -343,4 +366,14 @@ fn real_portage_builds_a_full_stage_that_keeps_its_package_database() {
         "{base:?}"
     );
     assert!(!b.src.join("squashfs.exclude/pkg.base").exists());
+    // Each world image keeps its package database too, and a copy is saved.
+    assert!(files(&b.src.join("squashfs.gui"))
+        .iter()
+        .any(|f| f.starts_with("var/db/pkg/test-gui/desktop-1.0/")));
+    assert!(b.src.join("squashfs.exclude/pkg.gui").is_dir());
+    assert!(b
+        .work
+        .path()
+        .join("up/u/var/tmp/portage/portagefull")
+        .is_dir());
 }
