@@ -17,7 +17,7 @@ mod target;
 use serde::{Deserialize, Serialize};
 
 pub use host::{primary_steps, HostRecipe, TupleInfo};
-pub use quote::{sh_dq, sh_quote, sh_words};
+pub use quote::{sh_dq, sh_quote, sh_sq, sh_words};
 pub use target::{target_steps, TargetRecipe, MIRRORS_MARKER};
 
 /// Steps of the primary phase, in order (run once, in the primary target's chroot).

@@ -1,6 +1,7 @@
 //! The one place that turns a value into shell text: every name or path from a
 //! configuration, a starter or the plan that a generated step script holds goes through
-//! [`sh_quote`] (a word of its own) or [`sh_dq`] (inside a double-quoted string).
+//! [`sh_quote`] (a word of its own), [`sh_dq`] (inside a double-quoted string) or [`sh_sq`]
+//! (inside a single-quoted one).
 //!
 //! Names are also validated at `check` time (see the README's "Security model"), so for
 //! every valid name both return it unchanged and the scripts stay readable; quoting is what
@@ -43,6 +44,12 @@ pub fn sh_dq(text: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// `text` for use inside a single-quoted string (`'...{}...'`, e.g. a sed script): each `'`
+/// closes the string, is escaped, and reopens it (`'\''`); everything else is literal there.
+pub fn sh_sq(text: &str) -> String {
+    text.replace('\'', r"'\''")
 }
 
 #[cfg(test)]
@@ -88,6 +95,8 @@ mod tests {
             prop_assert_eq!(word, text.as_bytes());
             let inside = sh(&format!("printf %s \"x{}x\"", sh_dq(&text)));
             prop_assert_eq!(inside, format!("x{text}x").into_bytes());
+            let single = sh(&format!("printf %s 'x{}x'", sh_sq(&text)));
+            prop_assert_eq!(single, format!("x{text}x").into_bytes());
         }
     }
 }
