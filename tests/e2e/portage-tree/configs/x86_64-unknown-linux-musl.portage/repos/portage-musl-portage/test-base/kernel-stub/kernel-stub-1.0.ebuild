@@ -9,6 +9,9 @@ KEYWORDS="amd64"
 RDEPEND=""
 
 src_install() {
+	# A STAND-IN kernel image where a binary kernel package puts its own.
+	mkdir -p "${ED}/boot" || die
+	echo "STAND-IN kernel image ${PF}" > "${ED}/boot/vmlinuz-${PV}" || die
 	mkdir -p "${ED}/usr/share/${PN}" "${ED}/usr/share/doc/${PF}" "${ED}/etc" || die
 	echo "# configuration of ${PN}" > "${ED}/etc/${PN}.conf" || die
 	echo "${CATEGORY}/${PF}" > "${ED}/usr/share/${PN}/${PN}.txt" || die
