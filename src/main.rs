@@ -314,11 +314,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 build_helper::history::resolve(&s.tree, &s.options.history).map_err(UsageError)?;
             let p =
                 plan::build(&s, &plan::date_now(), hist).map_err(|e| UsageError(e.to_string()))?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&p)?);
+            let text = if json {
+                format!("{}\n", serde_json::to_string_pretty(&p)?)
             } else {
-                print!("{}", plan_text::render(&p));
-            }
+                plan_text::render(&p)
+            };
+            print_quietly_on_closed_pipe(&text)?;
             Ok(0)
         }
         Command::Check { mut dirs, starter } => {
@@ -340,19 +341,22 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                     }
                 }
             }
+            let mut out = String::new();
             for w in &report.warnings {
-                println!("warning: {w}");
+                out.push_str(&format!("warning: {w}\n"));
             }
             for p in &report.errors {
-                println!("{p}");
+                out.push_str(&format!("{p}\n"));
             }
-            if report.errors.is_empty() {
-                println!("{} configuration(s) valid", dirs.len());
-                Ok(0)
+            let code = if report.errors.is_empty() {
+                out.push_str(&format!("{} configuration(s) valid\n", dirs.len()));
+                0
             } else {
-                println!("{} problem(s)", report.errors.len());
-                Ok(2)
-            }
+                out.push_str(&format!("{} problem(s)\n", report.errors.len()));
+                2
+            };
+            print_quietly_on_closed_pipe(&out)?;
+            Ok(code)
         }
         Command::ImportStarter { script } => {
             let text = std::fs::read_to_string(&script)

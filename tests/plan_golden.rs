@@ -302,3 +302,35 @@ fn import_starter_and_check_starter_work_from_the_command_line() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("cannot read starter script"), "{out}");
 }
+
+#[test]
+fn plan_check_and_import_starter_end_quietly_on_a_closed_pipe() {
+    let tree = tempfile::tempdir().unwrap();
+    original::write_tree(tree.path());
+    let script = tree.path().join("example-starter-parallel.sh");
+    std::fs::write(&script, original::PARALLEL_STARTER).unwrap();
+    let starter = tree.path().join("starters/parallel.toml");
+    std::fs::create_dir_all(starter.parent().unwrap()).unwrap();
+    let (_, toml) = cli(&["import-starter".as_ref(), script.as_os_str()]);
+    std::fs::write(&starter, toml).unwrap();
+    let runs: [Vec<&std::ffi::OsStr>; 3] = [
+        vec!["plan".as_ref(), starter.as_os_str()],
+        vec!["check".as_ref(), "--starter".as_ref(), starter.as_os_str()],
+        vec!["import-starter".as_ref(), script.as_os_str()],
+    ];
+    for args in runs {
+        // A reader that closes the pipe at once, as `| head -c0` does.
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_build-helper"))
+            .args(&args)
+            .env_remove("BUILD_HELPER_TREE")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(out.status.code().is_some_and(|c| c == 0), "{args:?}: {err}");
+    }
+}
