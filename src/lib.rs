@@ -22,6 +22,7 @@ pub mod mounts;
 pub mod plan;
 pub mod plan_text;
 pub mod recipe;
+pub mod saferoot;
 pub mod stage3;
 pub mod starter;
 pub mod supervisor;

@@ -254,8 +254,8 @@ fn load_starter(path: &Path, history: Option<&str>) -> anyhow::Result<Starter> {
         starter::load(path, &|k| std::env::var(k).ok()).map_err(|e| UsageError(e.to_string()))?;
     if let Some(h) = history {
         let cwd = std::env::current_dir().context("reading the current directory")?;
-        s.options.history =
-            HistorySel::parse(h, &cwd).map_err(|e| UsageError(format!("--history {h}: {e}")))?;
+        s.options.history = HistorySel::parse_for_tree(h, &cwd, &s.tree)
+            .map_err(|e| UsageError(format!("--history {h}: {e}")))?;
     }
     Ok(s)
 }

@@ -10,6 +10,7 @@ use std::io;
 use std::path::Path;
 
 use super::Report;
+use crate::saferoot::{self, Resolve, SafeError};
 
 /// What a path is on the build host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,22 +76,41 @@ pub(crate) fn is_file(path: &Path) -> bool {
     matches!(kind(path), Ok(Kind::File))
 }
 
-/// The text of `path`, or `None` after recording why it could not be read.
-pub(crate) fn read_text(report: &mut Report, path: &Path) -> Option<String> {
-    match fs::read_to_string(path) {
-        Ok(text) => Some(text),
-        Err(e) => {
-            report.error(path, None, format!("cannot read: {e}"));
-            None
+/// The text of `path`, a file of the configuration directory `root`, or `None` after
+/// recording why it could not be read. Only a regular file of at most
+/// [`saferoot::CONFIG_LIMIT`] bytes is read (a FIFO or a device node is refused without
+/// blocking), and a link on the way is followed only while it stays inside `root`: one that
+/// leads out is reported, never followed, and neither its target nor what lies there is
+/// printed.
+pub(crate) fn read_text(report: &mut Report, root: &Path, path: &Path) -> Option<String> {
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    let result = saferoot::Root::open(root)
+        .and_then(|r| r.read_to_string(rel, Resolve::Beneath, saferoot::CONFIG_LIMIT));
+    let message = match result {
+        Ok(text) => return Some(text),
+        Err(SafeError::Escapes { .. }) => format!(
+            "is a symbolic link (or lies behind one) that leads out of the configuration {}; \
+             it is not read: replace the link with the file itself",
+            root.display()
+        ),
+        Err(SafeError::NotRegular { kind, .. }) => {
+            format!("is a {kind}, not a regular file; it is not read: replace it with a file")
         }
-    }
+        Err(SafeError::TooLarge { limit, .. }) => format!(
+            "is larger than {} KiB, the limit for a configuration file; it is not read",
+            limit / 1024
+        ),
+        Err(SafeError::Io { source, .. }) => format!("cannot read: {source}"),
+    };
+    report.error(path, None, message);
+    None
 }
 
 /// Reads an atom file (a world): one atom or set per line; `#` starts a comment, blank lines
 /// are skipped. A line with several words or characters no atom has is an error with its
 /// line number, and is left out. `None` when the file cannot be read.
-pub(crate) fn read_atoms(report: &mut Report, path: &Path) -> Option<Vec<String>> {
-    let text = read_text(report, path)?;
+pub(crate) fn read_atoms(report: &mut Report, root: &Path, path: &Path) -> Option<Vec<String>> {
+    let text = read_text(report, root, path)?;
     let mut atoms = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let content = line.split('#').next().unwrap_or_default();
@@ -98,6 +118,14 @@ pub(crate) fn read_atoms(report: &mut Report, path: &Path) -> Option<Vec<String>
         let line_no = Some(index + 1);
         match words.as_slice() {
             [] => {}
+            [atom] if atom.starts_with('-') => report.error(
+                path,
+                line_no,
+                format!(
+                    "{atom:?} starts with `-`, which no atom or set does (emerge would take it \
+                     as an option); remove it or write the atom"
+                ),
+            ),
             [atom] => match atom.chars().find(|&c| !is_atom_char(c)) {
                 None => atoms.push((*atom).to_owned()),
                 Some(ch) => report.error(
@@ -118,6 +146,36 @@ pub(crate) fn read_atoms(report: &mut Report, path: &Path) -> Option<Vec<String>
         }
     }
     Some(atoms)
+}
+
+/// The characters of a world name or a local repository directory name (the names that
+/// reach generated scripts and image file names): ASCII letters, digits, `_`, `.`, `+` and
+/// `-`, not starting with `.`, `-` or `+`, at most 64 characters. Portage's own repository
+/// names (PMS 3.1.5: `[A-Za-z0-9_][A-Za-z0-9_-]*`) and every world of the original's
+/// configurations (`base`, `rust.clean`, `net`, ...) fit.
+pub const NAME_CHARS: &str = "ASCII letters, digits, `_`, `.`, `+` and `-`, not starting with \
+                              `.`, `-` or `+`, at most 64 characters";
+
+/// Whether `name` is made of [`NAME_CHARS`].
+pub(crate) fn is_plain_name(name: &str) -> bool {
+    let ok = |c: char| c.is_ascii_alphanumeric() || "_.+-".contains(c);
+    name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        && name.chars().all(ok)
+}
+
+/// Records an error unless `name` (of the entry `path`, a `what`) is made of
+/// [`NAME_CHARS`]; returns whether it is. The name is shown escaped.
+pub(crate) fn check_name(report: &mut Report, path: &Path, name: &str, what: &str) -> bool {
+    if is_plain_name(name) {
+        return true;
+    }
+    report.error(
+        path,
+        None,
+        format!("{what} name {name:?} is not allowed: use {NAME_CHARS}; rename it"),
+    );
+    false
 }
 
 fn is_atom_char(c: char) -> bool {
@@ -160,6 +218,28 @@ pub(crate) fn names(report: &mut Report, dir: &Path, keep: fn(Kind) -> bool) -> 
     out
 }
 
+/// Whether `path` (a directory the run binds into an environment) resolves inside the
+/// configuration `root`; records an error naming neither where a link leads nor what lies
+/// there when it does not.
+pub(crate) fn stays_inside(report: &mut Report, root: &Path, path: &Path) -> bool {
+    let inside = match (fs::canonicalize(root), fs::canonicalize(path)) {
+        (Ok(root), Ok(real)) => real.starts_with(root),
+        _ => true, // a missing entry is reported where it is required
+    };
+    if !inside {
+        report.error(
+            path,
+            None,
+            format!(
+                "is a symbolic link (or lies behind one) that leads out of the configuration \
+                 {}; it would be bound into the environment: replace it with the directory",
+                root.display()
+            ),
+        );
+    }
+    inside
+}
+
 /// Where the build environment mounts each local repository directory `repos/<dir>`
 /// (spec/recipe.md, mount layout).
 pub(crate) const REPOS_ROOT: &str = "/var/db/repos";
@@ -173,15 +253,22 @@ pub(crate) const REPOS_ROOT: &str = "/var/db/repos";
 /// must name the same repository, since Portage matches the two.
 pub(crate) fn local_repos(
     report: &mut Report,
+    root: &Path,
     repos_dir: &Path,
     portage_dir: &Path,
 ) -> Vec<String> {
-    let repos = names(report, repos_dir, |k| k == Kind::Dir);
+    let repos: Vec<String> = names(report, repos_dir, |k| k == Kind::Dir)
+        .into_iter()
+        .filter(|r| {
+            check_name(report, &repos_dir.join(r), r, "local repository")
+                && stays_inside(report, root, &repos_dir.join(r))
+        })
+        .collect();
     if repos.is_empty() {
         return repos;
     }
     let conf = portage_dir.join("repos.conf");
-    let sections = repo_sections(report, &conf);
+    let sections = repo_sections(report, root, &conf);
     for repo in &repos {
         let dir = repos_dir.join(repo);
         let location = format!("{REPOS_ROOT}/{repo}");
@@ -200,7 +287,7 @@ pub(crate) fn local_repos(
                 Some(_) => format!("; its section `[{repo}]` has no location"),
                 None => String::new(),
             };
-            let name = repo_name(report, &dir).unwrap_or_else(|| repo.clone());
+            let name = repo_name(report, root, &dir).unwrap_or_else(|| repo.clone());
             report.error(
                 &dir,
                 None,
@@ -213,7 +300,7 @@ pub(crate) fn local_repos(
             continue;
         };
         let repo_name_file = dir.join("profiles/repo_name");
-        match repo_name(report, &dir) {
+        match repo_name(report, root, &dir) {
             Some(name) if name != section.name => report.error(
                 &repo_name_file,
                 None,
@@ -251,12 +338,12 @@ struct RepoSection {
 
 /// The first line of `repo/profiles/repo_name`, trimmed; `None` when missing or unreadable
 /// (unreadable is reported).
-fn repo_name(report: &mut Report, repo: &Path) -> Option<String> {
+fn repo_name(report: &mut Report, root: &Path, repo: &Path) -> Option<String> {
     let path = repo.join("profiles/repo_name");
     if !matches!(kind(&path), Ok(Kind::File)) {
         return None;
     }
-    let text = read_text(report, &path)?;
+    let text = read_text(report, root, &path)?;
     text.lines()
         .next()
         .map(|l| l.trim().to_owned())
@@ -265,7 +352,7 @@ fn repo_name(report: &mut Report, repo: &Path) -> Option<String> {
 
 /// Sections of `repos.conf` (file or directory of files; missing = none), in file order;
 /// `[DEFAULT]` is skipped.
-fn repo_sections(report: &mut Report, conf: &Path) -> Vec<RepoSection> {
+fn repo_sections(report: &mut Report, root: &Path, conf: &Path) -> Vec<RepoSection> {
     let files: Vec<_> = match kind(conf) {
         Ok(Kind::Dir) => names(report, conf, |k| k == Kind::File)
             .into_iter()
@@ -280,7 +367,7 @@ fn repo_sections(report: &mut Report, conf: &Path) -> Vec<RepoSection> {
     };
     let mut sections: Vec<RepoSection> = Vec::new();
     for file in files {
-        let Some(text) = read_text(report, &file) else {
+        let Some(text) = read_text(report, root, &file) else {
             continue;
         };
         let mut current: Option<usize> = None;

@@ -55,7 +55,7 @@ pub(crate) fn inspect_host(dir: &Path) -> (Option<HostConfig>, Report) {
         &portage,
         Kind::Dir,
         "the build environment's /etc/portage",
-    );
+    ) && files::stays_inside(&mut report, dir, &portage);
     let base = dir.join("worlds/base");
     let world_atoms = if files::require(
         &mut report,
@@ -63,7 +63,7 @@ pub(crate) fn inspect_host(dir: &Path) -> (Option<HostConfig>, Report) {
         Kind::File,
         "the host world, one atom per line",
     ) {
-        files::read_atoms(&mut report, &base)
+        files::read_atoms(&mut report, dir, &base)
     } else {
         None
     };
@@ -77,7 +77,7 @@ pub(crate) fn inspect_host(dir: &Path) -> (Option<HostConfig>, Report) {
             "local ebuild repositories",
         ) =>
         {
-            files::local_repos(&mut report, &repos_dir, &portage)
+            files::local_repos(&mut report, dir, &repos_dir, &portage)
         }
         _ => Vec::new(),
     };
@@ -87,8 +87,9 @@ pub(crate) fn inspect_host(dir: &Path) -> (Option<HostConfig>, Report) {
     let cpuflags = files::is_file(&dir.join("cpuflags"));
     let (mut tmpdir, mut rust_targets) = (None, Vec::new());
     if portage_ok {
-        tmpdir = portage::portage_tmpdir(&mut report, &portage.join("make.conf"));
-        rust_targets = portage::rust_cross_targets(&mut report, &portage.join("env/dev-lang/rust"));
+        tmpdir = portage::portage_tmpdir(&mut report, dir, &portage.join("make.conf"));
+        rust_targets =
+            portage::rust_cross_targets(&mut report, dir, &portage.join("env/dev-lang/rust"));
     }
     let host = world_atoms.map(|world_atoms| HostConfig {
         dir: dir.to_path_buf(),

@@ -30,11 +30,11 @@ impl Libc {
 
 /// `ELIBC` from a make.defaults (last assignment wins); `None` when the file or the
 /// variable is missing, or after recording a bad value.
-pub(super) fn elibc(r: &mut Report, path: &Path) -> Option<Libc> {
+pub(super) fn elibc(r: &mut Report, root: &Path, path: &Path) -> Option<Libc> {
     if !files::is_file(path) {
         return None;
     }
-    let text = files::read_text(r, path)?;
+    let text = files::read_text(r, root, path)?;
     let mut found = None;
     for (index, line) in text.lines().enumerate() {
         let Some(value) = line.trim().strip_prefix("ELIBC=") else {

@@ -159,7 +159,7 @@ pub(crate) fn inspect_target(dir: &Path) -> (Option<TargetConfig>, Report) {
         return (None, r);
     }
     let target = target_from_dir(&mut r, dir);
-    let build_arch = build_arch(&mut r, &dir.join("build-arch"));
+    let build_arch = build_arch(&mut r, dir, &dir.join("build-arch"));
     files::require(
         &mut r,
         &dir.join("initramfs"),
@@ -180,14 +180,14 @@ pub(crate) fn inspect_target(dir: &Path) -> (Option<TargetConfig>, Report) {
     let box_kind = box_kind(&mut r, dir);
 
     let repos = if repos_ok {
-        files::local_repos(&mut r, &repos_dir, &portage)
+        files::local_repos(&mut r, dir, &repos_dir, &portage)
     } else {
         Vec::new()
     };
     let mut libc = None;
     if portage_ok {
         files::check_make_profile(&mut r, &portage.join("make.profile"), true);
-        libc = elibc(&mut r, &portage.join("profile/make.defaults"));
+        libc = elibc(&mut r, dir, &portage.join("profile/make.defaults"));
     }
     if let Some(target) = &target {
         libc = resolve_libc(&mut r, &portage, target, libc);
@@ -203,11 +203,11 @@ pub(crate) fn inspect_target(dir: &Path) -> (Option<TargetConfig>, Report) {
             Kind::File,
             "the base world, one atom or set per line",
         ) {
-            base_atoms = files::read_atoms(&mut r, &base);
+            base_atoms = files::read_atoms(&mut r, dir, &base);
         }
-        worlds = stacked_worlds(&mut r, &worlds_dir);
-        kernel_atoms = optional_atoms(&mut r, &worlds_dir.join("kernel"));
-        rust_clean_atoms = optional_atoms(&mut r, &worlds_dir.join("rust.clean"));
+        worlds = stacked_worlds(&mut r, dir, &worlds_dir);
+        kernel_atoms = optional_atoms(&mut r, dir, &worlds_dir.join("kernel"));
+        rust_clean_atoms = optional_atoms(&mut r, dir, &worlds_dir.join("rust.clean"));
     }
     let kernel_package = kernel_package(&mut r, &worlds_dir.join("kernel"), &kernel_atoms);
 
@@ -232,13 +232,13 @@ pub(crate) fn inspect_target(dir: &Path) -> (Option<TargetConfig>, Report) {
         .as_deref()
         .is_some_and(|p| NEEDS_LINUX_CONFIG.contains(&p) && p != "sys-kernel/gentoo-kernel");
     let squashfs_compressors = if source_kernel && has_linux_config {
-        squashfs_compressors(&mut r, &linux_config)
+        squashfs_compressors(&mut r, dir, &linux_config)
     } else {
         None
     };
     let (mut tmpdir, mut mask_files) = (None, Vec::new());
     if portage_ok {
-        tmpdir = portage_tmpdir(&mut r, &portage.join("make.conf"));
+        tmpdir = portage_tmpdir(&mut r, dir, &portage.join("make.conf"));
         mask_files = install_mask_files(&mut r, &portage);
     }
 
@@ -278,8 +278,8 @@ pub(crate) fn inspect_target(dir: &Path) -> (Option<TargetConfig>, Report) {
 
 /// The squashfs compressors of a full kernel configuration; a kernel that cannot mount any
 /// squashfs image is an error, since every build boots from them.
-fn squashfs_compressors(r: &mut Report, linux_config: &Path) -> Option<Vec<String>> {
-    let text = files::read_text(r, linux_config)?;
+fn squashfs_compressors(r: &mut Report, root: &Path, linux_config: &Path) -> Option<Vec<String>> {
+    let text = files::read_text(r, root, linux_config)?;
     match kernel_squashfs_compressors(&text) {
         Some(list) if !list.is_empty() => Some(list),
         Some(_) => {
@@ -330,7 +330,7 @@ fn target_from_dir(r: &mut Report, dir: &Path) -> Option<Target> {
 }
 
 /// `build-arch`: exactly one word.
-fn build_arch(r: &mut Report, path: &Path) -> Option<String> {
+fn build_arch(r: &mut Report, root: &Path, path: &Path) -> Option<String> {
     if !files::require(
         r,
         path,
@@ -339,8 +339,19 @@ fn build_arch(r: &mut Report, path: &Path) -> Option<String> {
     ) {
         return None;
     }
-    let text = files::read_text(r, path)?;
+    let text = files::read_text(r, root, path)?;
     match text.split_whitespace().collect::<Vec<_>>().as_slice() {
+        [word] if !word.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+            r.error(
+                path,
+                None,
+                format!(
+                    "{word:?} is not a kernel ARCH: use ASCII letters, digits and `_` \
+                     (such as arm64 or x86_64)"
+                ),
+            );
+            None
+        }
         [word] => Some((*word).to_owned()),
         [] => {
             r.error(

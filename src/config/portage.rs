@@ -40,10 +40,10 @@ fn make_conf_files(report: &mut Report, make_conf: &Path) -> Vec<std::path::Path
 /// `PORTAGE_TMPDIR` set in `make_conf` (the last plain assignment wins, as in Portage): an
 /// absolute path of plain characters, which the recipe creates before the first emerge.
 /// A value with shell expansion or odd characters is an error naming its line.
-pub(crate) fn portage_tmpdir(report: &mut Report, make_conf: &Path) -> Option<String> {
+pub(crate) fn portage_tmpdir(report: &mut Report, root: &Path, make_conf: &Path) -> Option<String> {
     let mut found = None;
     for file in make_conf_files(report, make_conf) {
-        let Some(text) = files::read_text(report, &file) else {
+        let Some(text) = files::read_text(report, root, &file) else {
             continue;
         };
         for (i, line) in text.lines().enumerate() {
@@ -139,11 +139,15 @@ fn walk(report: &mut Report, root: &Path, dir: &Path, out: &mut Vec<String>) {
 /// `target-portage/env/dev-lang/rust`): `RUST_CROSS_TARGETS=( "LLVM:rust-target:CHOST" ... )`
 /// as Gentoo's rust ebuild reads it. Returns `(tuple, rust target)` pairs in file order; the
 /// rust target may be a custom one (`x86_64-crossdev-linux-musl`).
-pub(crate) fn rust_cross_targets(report: &mut Report, env_rust: &Path) -> Vec<(String, String)> {
+pub(crate) fn rust_cross_targets(
+    report: &mut Report,
+    root: &Path,
+    env_rust: &Path,
+) -> Vec<(String, String)> {
     if !files::is_file(env_rust) {
         return Vec::new();
     }
-    let Some(text) = files::read_text(report, env_rust) else {
+    let Some(text) = files::read_text(report, root, env_rust) else {
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -227,11 +231,11 @@ mod tests {
         );
         let mut r = Report::default();
         assert_eq!(
-            portage_tmpdir(&mut r, &conf).as_deref(),
+            portage_tmpdir(&mut r, tmp.path(), &conf).as_deref(),
             Some("/var/tmp/portage/zen2")
         );
         write(&conf, "PORTAGE_TMPDIR=\"${ROOT}tmp/\"\n");
-        assert_eq!(portage_tmpdir(&mut r, &conf), None);
+        assert_eq!(portage_tmpdir(&mut r, tmp.path(), &conf), None);
         assert_eq!(r.errors.len(), 1);
         assert_eq!(r.errors[0].line, Some(1));
     }
@@ -268,7 +272,7 @@ mod tests {
         );
         let mut r = Report::default();
         assert_eq!(
-            rust_cross_targets(&mut r, &f),
+            rust_cross_targets(&mut r, tmp.path(), &f),
             [
                 (
                     "x86_64-unknown-linux-musl".to_owned(),

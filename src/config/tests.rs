@@ -506,3 +506,159 @@ fn missing_directory_is_one_problem() {
     let dir = tmp.path().join(DEMO);
     assert!(only_error(&dir, &dir).starts_with("missing"));
 }
+
+#[test]
+fn hostile_world_names_are_refused_without_quoting_their_content() {
+    let names = [
+        "a$(touch${IFS}pwned)b",
+        "a`id`b",
+        "it's",
+        "a\"b",
+        "new\nline",
+        "two words",
+        "a;b",
+        "-rf",
+    ];
+    for name in names {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = target_dir(tmp.path(), DEMO);
+        add_world(&dir, name, "base", "app-misc/foo");
+        let errors = errors(&dir);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.path == dir.join("worlds").join(name)
+                    && e.message.contains("is not allowed")),
+            "{name:?}: {errors:#?}"
+        );
+    }
+}
+
+#[test]
+fn hostile_repository_names_and_build_arch_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = target_dir(tmp.path(), DEMO);
+    let repo = "x$(reboot)";
+    fs::create_dir_all(dir.join("repos").join(repo)).unwrap();
+    let message = only_error(&dir, &dir.join("repos").join(repo));
+    assert!(message.contains("local repository name"), "{message}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = target_dir(tmp.path(), DEMO);
+    write(&dir.join("build-arch"), "arm64;reboot\n");
+    let message = only_error(&dir, &dir.join("build-arch"));
+    assert!(message.contains("not a kernel ARCH"), "{message}");
+}
+
+#[test]
+fn atoms_starting_with_a_dash_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = target_dir(tmp.path(), DEMO);
+    write(&dir.join("worlds/base"), "@system\n--root=/\n");
+    let message = only_error(&dir, &dir.join("worlds/base"));
+    assert!(message.contains("starts with `-`"), "{message}");
+}
+
+#[test]
+fn a_fifo_or_device_as_world_file_is_refused_without_blocking() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = target_dir(tmp.path(), DEMO);
+    fs::remove_file(dir.join("worlds/base")).unwrap();
+    nix::unistd::mkfifo(
+        &dir.join("worlds/base"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
+    add_world(&dir, "net", "base", "net-misc/curl");
+    fs::remove_file(dir.join("worlds/net")).unwrap();
+    nix::unistd::mkfifo(
+        &dir.join("worlds/net"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
+    fs::remove_file(dir.join("worlds/kernel")).unwrap();
+    symlink("/dev/zero", dir.join("worlds/kernel")).unwrap();
+    let errors = errors(&dir);
+    let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("worlds/net") && m.contains("not a regular file")),
+        "{messages:#?}"
+    );
+}
+
+#[test]
+fn a_link_out_of_the_configuration_is_not_read_nor_printed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = tmp.path().join("secret");
+    fs::write(
+        &secret,
+        "root:$6$hash:19000::::::\nsecond line of the secret\n",
+    )
+    .unwrap();
+    let dir = target_dir(tmp.path(), DEMO);
+    fs::remove_file(dir.join("worlds/base")).unwrap();
+    symlink(&secret, dir.join("worlds/base")).unwrap();
+    fs::remove_file(dir.join("build-arch")).unwrap();
+    symlink("../secret", dir.join("build-arch")).unwrap();
+    // A link that stays inside the configuration is followed.
+    write(
+        &dir.join("worlds/kernel.real"),
+        "sys-kernel/gentoo-sources\n",
+    );
+    fs::remove_file(dir.join("worlds/kernel")).unwrap();
+    symlink("kernel.real", dir.join("worlds/kernel")).unwrap();
+    let report = check(std::slice::from_ref(&dir));
+    let all: Vec<String> = report
+        .errors
+        .iter()
+        .chain(&report.warnings)
+        .map(ToString::to_string)
+        .collect();
+    let text = all.join("\n");
+    assert!(
+        !text.contains("hash") && !text.contains("second line"),
+        "{text}"
+    );
+    assert!(!text.contains(&*secret.to_string_lossy()), "{text}");
+    for entry in ["worlds/base", "build-arch"] {
+        assert!(
+            report
+                .errors
+                .iter()
+                .any(|e| e.path == dir.join(entry) && e.message.contains("leads out")),
+            "{entry}: {text}"
+        );
+    }
+    assert!(!text.contains("worlds/kernel:"), "{text}");
+}
+
+#[test]
+fn a_repository_or_host_portage_linked_out_of_the_configuration_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let outside = tmp.path().join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    let dir = target_dir(tmp.path(), DEMO);
+    symlink(&outside, dir.join("repos/evil")).unwrap();
+    write(
+        &dir.join("target-portage/repos.conf/evil.conf"),
+        "[evil]\nlocation = /var/db/repos/evil\n",
+    );
+    let message = only_error(&dir, &dir.join("repos/evil"));
+    assert!(
+        message.contains("leads out of the configuration"),
+        "{message}"
+    );
+    assert!(!message.contains(&*outside.to_string_lossy()), "{message}");
+
+    let host = host_dir(tmp.path(), "host-amd64");
+    fs::rename(host.join("target-portage"), outside.join("tp")).unwrap();
+    symlink(outside.join("tp"), host.join("target-portage")).unwrap();
+    let errors = load_host(&host).unwrap_err();
+    assert!(
+        errors.iter().any(|e| e.path == host.join("target-portage")
+            && e.message.contains("leads out of the configuration")),
+        "{errors:#?}"
+    );
+}

@@ -40,11 +40,11 @@ pub struct World {
 }
 
 /// The atoms of an optional world file (empty when missing).
-pub(super) fn optional_atoms(r: &mut Report, path: &Path) -> Vec<String> {
+pub(super) fn optional_atoms(r: &mut Report, root: &Path, path: &Path) -> Vec<String> {
     if matches!(files::kind(path), Ok(Kind::Missing)) {
         return Vec::new();
     }
-    files::read_atoms(r, path).unwrap_or_default()
+    files::read_atoms(r, root, path).unwrap_or_default()
 }
 
 /// The kernel package named in `worlds/kernel`; two different ones are an error.
@@ -85,9 +85,12 @@ fn kernel_package_of(atom: &str) -> Option<&'static str> {
 }
 
 /// The stacked worlds in build order, from `worlds/tree/` and the world files.
-pub(super) fn stacked_worlds(r: &mut Report, worlds_dir: &Path) -> Vec<World> {
+pub(super) fn stacked_worlds(r: &mut Report, root: &Path, worlds_dir: &Path) -> Vec<World> {
     let tree_dir = worlds_dir.join("tree");
-    let world_files = files::names(r, worlds_dir, |k| k != Kind::Dir);
+    let world_files: Vec<String> = files::names(r, worlds_dir, |k| k != Kind::Dir)
+        .into_iter()
+        .filter(|w| files::check_name(r, &worlds_dir.join(w), w, "world"))
+        .collect();
     if matches!(files::kind(&tree_dir), Ok(Kind::Missing)) {
         // The original builds no stacked image then; say so once instead of per world.
         let message = "missing, so no stacked world image is built (an empty world tree); \
@@ -106,6 +109,13 @@ pub(super) fn stacked_worlds(r: &mut Report, worlds_dir: &Path) -> Vec<World> {
     let mut parents = BTreeMap::new();
     for world in files::names(r, &tree_dir, |k| k != Kind::Dir) {
         let entry = tree_dir.join(&world);
+        if !files::is_plain_name(&world) {
+            // Reported with the world file, when there is one.
+            if !worlds_dir.join(&world).exists() {
+                files::check_name(r, &entry, &world, "world tree entry");
+            }
+            continue;
+        }
         if NOT_IMAGES.contains(&world.as_str()) {
             r.error(
                 &entry,
@@ -135,10 +145,19 @@ pub(super) fn stacked_worlds(r: &mut Report, worlds_dir: &Path) -> Vec<World> {
                 ),
             );
         }
-        let Some(text) = files::read_text(r, &entry) else {
+        let Some(text) = files::read_text(r, root, &entry) else {
             continue;
         };
         match text.split_whitespace().collect::<Vec<_>>().as_slice() {
+            [parent] if !files::is_plain_name(parent) => r.error(
+                &entry,
+                None,
+                format!(
+                    "names parent {parent:?}, which is no world name ({}); write `base` or \
+                     another world",
+                    files::NAME_CHARS
+                ),
+            ),
             [parent] => {
                 parents.insert(world, (*parent).to_owned());
             }
@@ -194,7 +213,7 @@ pub(super) fn stacked_worlds(r: &mut Report, worlds_dir: &Path) -> Vec<World> {
         if !world_files.contains(&name) {
             continue; // reported with its tree entry
         }
-        let Some(atoms) = files::read_atoms(r, &path) else {
+        let Some(atoms) = files::read_atoms(r, root, &path) else {
             continue;
         };
         if atoms.is_empty() {

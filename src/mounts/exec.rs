@@ -78,6 +78,29 @@ fn check_no_symlink(anchor: &Path, target: &Path) -> Result<(), MountError> {
     Ok(())
 }
 
+/// Copies the build machine's file `source` (a regular file of at most
+/// [`saferoot::ENV_LIMIT`] bytes) to `target` under `m_dir` without following any link below
+/// `m_dir`: a link at `target` (resolv.conf -> /run/...) is replaced, never written through.
+fn copy_into(m_dir: &Path, source: &Path, target: &Path) -> Result<(), MountError> {
+    use crate::saferoot::{self, Resolve, Root};
+    let safe = |e: saferoot::SafeError| MountError::Io {
+        path: target.to_path_buf(),
+        source: e.into_io(),
+    };
+    let bytes = saferoot::read_file(source, saferoot::ENV_LIMIT).map_err(|e| MountError::Io {
+        path: source.to_path_buf(),
+        source: e.into_io(),
+    })?;
+    let rel = target.strip_prefix(m_dir).map_err(|_| MountError::Io {
+        path: target.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not under M"),
+    })?;
+    Root::open(m_dir)
+        .map_err(safe)?
+        .write(rel, Resolve::NoSymlinks, &bytes, 0o644)
+        .map_err(safe)
+}
+
 fn prepare_dir(anchor: &Path, dir: &Path) -> Result<(), MountError> {
     check_no_symlink(anchor, dir)?;
     std::fs::create_dir_all(dir).map_err(io(dir))
@@ -122,13 +145,7 @@ fn apply_entries(
                 if let Some(parent) = target.parent() {
                     prepare_dir(m_dir, parent)?;
                 }
-                // The environment may hold a link here (resolv.conf -> /run/...): replace it.
-                if let Ok(meta) = std::fs::symlink_metadata(target) {
-                    if meta.file_type().is_symlink() {
-                        std::fs::remove_file(target).map_err(io(target))?;
-                    }
-                }
-                std::fs::copy(source, target).map_err(io(target))?;
+                copy_into(m_dir, source, target)?;
                 continue;
             }
             Entry::Image { file, target } => {
@@ -143,6 +160,18 @@ fn apply_entries(
                 recursive,
                 readonly,
             } => {
+                // A source inside an environment (the primary package database, a target's
+                // root in the archive view) must not be a link: bound as it is, a link to `/`
+                // would put the build machine's root into the environment or the history.
+                if source.starts_with(m_dir) {
+                    check_no_symlink(m_dir, source).map_err(|e| match e {
+                        MountError::Symlink { link, .. } => MountError::Symlink {
+                            target: target.clone(),
+                            link,
+                        },
+                        other => other,
+                    })?;
+                }
                 if source.is_file() {
                     if let Some(parent) = target.parent() {
                         prepare_dir(m_dir, parent)?;
@@ -348,6 +377,25 @@ mod tests {
             options: String::new(),
         }];
         let err = apply(&sys, &m, &entries, &mut journal, dir.path()).unwrap_err();
+        assert!(err.to_string().contains("is a symbolic link"), "{err}");
+        assert!(sys.take().is_empty());
+    }
+
+    #[test]
+    fn apply_refuses_a_bind_source_behind_a_symlink_in_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = dir.path().join("M");
+        std::fs::create_dir_all(m.join("m/usr")).unwrap();
+        std::fs::create_dir_all(m.join("b")).unwrap();
+        std::os::unix::fs::symlink("/", m.join("m/usr/x86_64-unknown-linux-musl.b")).unwrap();
+        let sys = crate::sys::RecordingSys::default();
+        let entries = [Entry::Bind {
+            source: m.join("m/usr/x86_64-unknown-linux-musl.b"),
+            target: m.join("b/usr/x86_64-unknown-linux-musl.b"),
+            recursive: false,
+            readonly: false,
+        }];
+        let err = apply(&sys, &m, &entries, &mut Journal::default(), dir.path()).unwrap_err();
         assert!(err.to_string().contains("is a symbolic link"), "{err}");
         assert!(sys.take().is_empty());
     }

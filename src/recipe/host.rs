@@ -1,7 +1,7 @@
 //! The primary phase (spec/recipe.md steps 1-5): host sync, host portage, host toolchain,
 //! one crossdev toolchain per distinct tuple, rust cross toolchains.
 
-use super::{lib_bits, sh_words, skeleton_commands, step, Phase, Step};
+use super::{lib_bits, sh_dq, sh_quote, sh_sq, sh_words, skeleton_commands, step, Phase, Step};
 
 /// A distinct target tuple and the build-arch of its first target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,7 +143,7 @@ eselect binutils set "$chost-$(newest_in "/usr/$chost/binutils-bin")"
             s.push_str(&format!(
                 "newest_env=$(ls -d /usr/{t}.* 2>/dev/null | grep -v '\\.skeleton$' | sort | tail -n 1 || true)\n\
                  if [ -n \"$newest_env\" ]; then ln -sfn \"${{newest_env#/usr/}}\" /usr/{t}; fi\n",
-                t = t.tuple
+                t = sh_quote(&t.tuple)
             ));
         }
     }
@@ -171,7 +171,7 @@ if [ -e "$rust_env" ]; then mv "$rust_env" "$rust_env.build-helper"; fi
             s.push_str(&format!(
                 "  if {missing}; then sed -i -e '/:{tuple}\"/d' -e '/:{tuple}$/d' \"$rust_env\"; fi
 ",
-                tuple = t.tuple
+                tuple = sh_sq(&t.tuple)
             ));
         }
         s.push_str(
@@ -196,6 +196,7 @@ if [ -e "$rust_env" ]; then mv "$rust_env" "$rust_env.build-helper"; fi
 /// `None` when the tuple has no rust target.
 fn rust_target_missing(t: &TupleInfo) -> Option<String> {
     t.rust_target.as_ref().map(|rt| {
+        let rt = sh_quote(rt);
         format!("! ls -d /usr/lib/rust/*/lib/rustlib/{rt} /usr/lib/rustlib/{rt} >/dev/null 2>&1")
     })
 }
@@ -213,7 +214,8 @@ if [ -e /etc/clang ]; then : > /etc/clang/gentoo-gcc-install.cfg; fi
 "#,
     );
     for t in &r.tuples {
-        let tuple = &t.tuple;
+        // `tuple` where the shell reads a word, `dq` inside double quotes.
+        let (tuple, dq) = (&sh_quote(&t.tuple), &sh_dq(&t.tuple));
         let skel = format!("/usr/{tuple}.skeleton");
         s.push_str(&format!(
             "if [ ! -d {skel} ]; then\n  rm -rf /usr/{tuple}\n"
@@ -235,21 +237,21 @@ if [ -e /etc/clang ]; then : > /etc/clang/gentoo-gcc-install.cfg; fi
         s.push_str("  b=\"/usr/lib/llvm/$llvm/bin\"\n");
         for name in CLANG_LINKS {
             s.push_str(&format!(
-                "  ln -sfn \"$chost-clang\" \"$b/{tuple}-{name}\"\n  \
-                 ln -sfn \"$chost-clang\" \"$b/{tuple}-{name}-$llvm\"\n"
+                "  ln -sfn \"$chost-clang\" \"$b/{dq}-{name}\"\n  \
+                 ln -sfn \"$chost-clang\" \"$b/{dq}-{name}-$llvm\"\n"
             ));
         }
         s.push_str(&format!(
-            "  ln -sfn \"$chost-llvm-config\" \"$b/{tuple}-llvm-config\"\nfi\n"
+            "  ln -sfn \"$chost-llvm-config\" \"$b/{dq}-llvm-config\"\nfi\n"
         ));
         s.push_str(&format!(
-            "eselect gcc set \"{tuple}-$(newest_in /usr/lib/gcc/{tuple})\"\n\
-             eselect binutils set \"{tuple}-$(newest_in \"/usr/$chost/{tuple}/binutils-bin\")\"\n"
+            "eselect gcc set \"{dq}-$(newest_in /usr/lib/gcc/{tuple})\"\n\
+             eselect binutils set \"{dq}-$(newest_in \"/usr/$chost/{dq}/binutils-bin\")\"\n"
         ));
         match rust_target_missing(t).filter(|_| r.rust) {
             Some(missing) => s.push_str(&format!(
                 "if {missing} ; then echo \"build-helper: rust target {rt} missing; rust-cross builds it\"; else announce {tuple}; fi\n",
-                rt = t.rust_target.as_deref().unwrap_or_default()
+                rt = sh_dq(t.rust_target.as_deref().unwrap_or_default())
             )),
             None => s.push_str(&format!("announce {tuple}\n")),
         }
@@ -260,7 +262,7 @@ if [ -e /etc/clang ]; then : > /etc/clang/gentoo-gcc-install.cfg; fi
 fn rust_cross(r: &HostRecipe) -> String {
     let mut s = String::from("unset VIDEO_CARDS\n");
     for t in &r.tuples {
-        let tuple = &t.tuple;
+        let tuple = &sh_quote(&t.tuple);
         let Some(missing) = rust_target_missing(t) else {
             // No rust target (m68k): crossdev announced it already.
             continue;
@@ -275,7 +277,7 @@ fn rust_cross(r: &HostRecipe) -> String {
 fi
 announce {tuple}
 "#,
-            libc = t.libc,
+            libc = sh_quote(&t.libc),
             clean = if t.rust_clean.is_empty() {
                 String::new()
             } else {

@@ -3,7 +3,7 @@
 //! artifacts. Methods of [`TargetRecipe`]; the variables are those of [`super::target`].
 
 use super::target::{TargetRecipe, DIRS, MIRRORS_MARKER};
-use super::{lib_bits, sh_words, skeleton_commands};
+use super::{lib_bits, sh_dq, sh_quote, sh_words, skeleton_commands};
 
 /// Kernel modules the split initramfs's init loads: the original's list (block loop and
 /// virtio, netfs and 9p over virtio, fat/vfat/msdos, squashfs, overlay), then what those
@@ -106,7 +106,7 @@ trap unbind EXIT
             let parent_dir = Self::parent_dir(&w.parent);
             s.push_str(&format!(
                 "I=\"$R/usr/src/squashfs.{name}\"\nmkdir -p \"$I/var/db\" \"$I/var/lib/portage\"\n",
-                name = w.name
+                name = sh_dq(&w.name)
             ));
             // The merged-usr links of the base: an upper layer without them would hide them.
             s.push_str(&skeleton_commands("\"$I\"", bits));
@@ -120,7 +120,7 @@ mkdir -p "$I/etc"
 unbind
 mount --bind "$S/etc" "$I/etc"
 "#,
-                name = w.name,
+                name = sh_dq(&w.name),
                 db = self.parent_db(&w.parent),
             ));
             if !w.atoms.is_empty() {
@@ -130,13 +130,19 @@ mount --bind "$S/etc" "$I/etc"
             // configuration files of the base image.
             s.push_str(&format!(
                 "umount \"$I/etc\"\nFI --root=\"$I\" -q --depclean\nunstray \"$I\"\nrm -rf \"$X/pkg.{name}\"\n",
-                name = w.name
+                name = sh_dq(&w.name)
             ));
             if self.config.stage0 {
-                s.push_str(&format!("mv \"$I/var/db/pkg\" \"$X/pkg.{}\"\n", w.name));
+                s.push_str(&format!(
+                    "mv \"$I/var/db/pkg\" \"$X/pkg.{}\"\n",
+                    sh_dq(&w.name)
+                ));
             } else {
                 // @system installations keep their package database in the image.
-                s.push_str(&format!("cp -a \"$I/var/db/pkg\" \"$X/pkg.{}\"\n", w.name));
+                s.push_str(&format!(
+                    "cp -a \"$I/var/db/pkg\" \"$X/pkg.{}\"\n",
+                    sh_dq(&w.name)
+                ));
             }
         }
         s
@@ -198,7 +204,7 @@ fi
         // -k keeps the files' times; the compressor is one the target's kernel reads.
         let pack = format!(
             "gensquashfs -f -k -j \"$BUILD_JOBS\" -c {} -D",
-            self.image_compressor
+            sh_quote(&self.image_compressor)
         );
         let base_out = if c.split_base {
             "\"$O/base\""
@@ -208,13 +214,13 @@ fi
         s.push_str(&format!("{pack} \"$S\" {base_out}\n"));
         for w in &c.worlds {
             let out = if c.split_extra {
-                format!("\"$O/{}\"", w.name)
+                format!("\"$O/{}\"", sh_dq(&w.name))
             } else {
-                format!("\"$F/{}\"", w.name)
+                format!("\"$F/{}\"", sh_dq(&w.name))
             };
             s.push_str(&format!(
                 "{pack} \"$R/usr/src/squashfs.{}\" {out}\n",
-                w.name
+                sh_dq(&w.name)
             ));
         }
         if c.split_initramfs {

@@ -11,11 +11,13 @@
 mod branch_tests;
 mod host;
 mod images;
+mod quote;
 mod target;
 
 use serde::{Deserialize, Serialize};
 
 pub use host::{primary_steps, HostRecipe, TupleInfo};
+pub use quote::{sh_dq, sh_quote, sh_sq, sh_words};
 pub use target::{target_steps, TargetRecipe, MIRRORS_MARKER};
 
 /// Steps of the primary phase, in order (run once, in the primary target's chroot).
@@ -112,28 +114,6 @@ fn step(name: &str, phase: Phase, body: String) -> Step {
     }
 }
 
-/// Quotes a word for POSIX sh (single quotes; `'` becomes `'\''`).
-pub fn sh_quote(word: &str) -> String {
-    if !word.is_empty()
-        && word
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"@%+=:,./_-".contains(&b))
-    {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
-}
-
-/// Quotes and joins words.
-pub fn sh_words<S: AsRef<str>>(words: &[S]) -> String {
-    words
-        .iter()
-        .map(|w| sh_quote(w.as_ref()))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// The merged-usr directory skeleton in directory `$1` (usr/lib, usr/bin, and the lib, bin,
 /// sbin links); `bits` is 64 or 32 and names the extra libNN links (target-config.md,
 /// build-arch).
@@ -170,14 +150,6 @@ pub fn lib_bits(build_arch: &str) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sh_quote_leaves_plain_words_and_quotes_the_rest() {
-        assert_eq!(sh_quote("sys-libs/musl"), "sys-libs/musl");
-        assert_eq!(sh_quote(">=a/b-1"), "'>=a/b-1'");
-        assert_eq!(sh_quote("it's"), r"'it'\''s'");
-        assert_eq!(sh_quote(""), "''");
-    }
 
     #[test]
     fn strip_run_lines_removes_only_the_marked_line() {

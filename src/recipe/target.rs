@@ -4,7 +4,7 @@
 //! `$K` its kernel sources, `$F` its initramfs, `$KI` the kept kernel image, `$KB` the kept
 //! raspberry pi boot files (dtbs, overlays).
 
-use super::{sh_quote, sh_words, step, tmpdir_commands, Phase, Step};
+use super::{sh_dq, sh_quote, sh_words, step, tmpdir_commands, Phase, Step};
 use crate::config::{BoxKind, Libc, TargetConfig};
 
 /// Kernel packages whose sources are built here (target-config.md, linux.config).
@@ -115,7 +115,7 @@ impl TargetRecipe<'_> {
                 "$S/var/db/pkg".into()
             }
         } else {
-            format!("$X/pkg.{parent}")
+            format!("$X/pkg.{}", sh_dq(parent))
         }
     }
 
@@ -123,7 +123,7 @@ impl TargetRecipe<'_> {
         if parent == "base" {
             "$S".into()
         } else {
-            format!("$R/usr/src/squashfs.{parent}")
+            format!("$R/usr/src/squashfs.{}", sh_dq(parent))
         }
     }
 
@@ -296,7 +296,7 @@ echo "CONFIG_INITRAMFS_SOURCE=\"$F\"" >> "$K/.config"
         if self.config.libc == Libc::Musl {
             s.push_str(&format!(
                 "cat \"$R\"/etc/ld.so.conf.d/*.conf \"$R/etc/ld.so.conf\" 2>/dev/null | grep -v -e '^#' -e '^include' > \"$R/etc/ld-musl-{}.path\" || true\n",
-                self.musl_arch()
+                sh_dq(&self.musl_arch())
             ));
         }
         s

@@ -2,7 +2,7 @@
 //! over the starter's options. Variables that are unset or empty change nothing, except
 //! `BUILD_HIST` (empty = latest) and `GENTOO_MIRRORS` (empty = none).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::options::{self, HistorySel, Options, UiKind};
 use super::StarterError;
@@ -14,7 +14,7 @@ pub type EnvFn<'a> = &'a dyn Fn(&str) -> Option<String>;
 ///
 /// # Errors
 /// [`StarterError::Env`] naming the first variable whose value is not allowed.
-pub(crate) fn apply(o: &mut Options, env: EnvFn<'_>) -> Result<(), StarterError> {
+pub(crate) fn apply(o: &mut Options, env: EnvFn<'_>, tree: &Path) -> Result<(), StarterError> {
     let set = |var: &str| env(var).filter(|v| !v.is_empty());
     if let Some(v) = set("TMUX_MODE") {
         if check("TMUX_MODE", &v, options::switch)? {
@@ -47,7 +47,11 @@ pub(crate) fn apply(o: &mut Options, env: EnvFn<'_>) -> Result<(), StarterError>
     }
     if let Some(v) = env("BUILD_HIST") {
         o.history = match check("BUILD_HIST", &v, |s| options::history(s, "".as_ref()))? {
-            HistorySel::Path(p) => HistorySel::Path(absolute("BUILD_HIST", &v, p)?),
+            HistorySel::Path(p) => {
+                let p = absolute("BUILD_HIST", &v, p)?;
+                check("BUILD_HIST", &v, |_| options::path_option(&p, tree))?;
+                HistorySel::Path(p)
+            }
             other => other,
         };
     }
@@ -55,7 +59,8 @@ pub(crate) fn apply(o: &mut Options, env: EnvFn<'_>) -> Result<(), StarterError>
         o.history_type = check("HIST_TYPE", &v, str::parse)?;
     }
     if let Some(v) = set("DISTFILES") {
-        o.distfiles = absolute("DISTFILES", &v, PathBuf::from(&v))?;
+        let p = absolute("DISTFILES", &v, PathBuf::from(&v))?;
+        o.distfiles = check("DISTFILES", &v, |_| options::path_option(&p, tree))?;
     }
     if let Some(v) = set("BH_OPENPGP_KEY") {
         o.openpgp_key = absolute("BH_OPENPGP_KEY", &v, PathBuf::from(&v))?;

@@ -90,14 +90,21 @@ pub fn load(path: &Path, env: EnvFn<'_>) -> Result<Starter, StarterError> {
         path: path.to_path_buf(),
         source,
     };
-    let text = fs::read_to_string(path).map_err(read_error)?;
+    let bytes = crate::saferoot::read_file(path, crate::saferoot::CONFIG_LIMIT)
+        .map_err(|e| read_error(e.into_io()))?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        read_error(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "is not valid UTF-8 text",
+        ))
+    })?;
     let src = Source { path, text: &text };
     let raw: RawStarter = toml::from_str(&text).map_err(|e| src.syntax(&e))?;
     let abs = fs::canonicalize(path).map_err(read_error)?;
     let tree = tree(&abs, env)?;
     let targets = src.targets(&raw.target, &tree)?;
     let mut options = src.options(&raw.options, &tree)?;
-    env::apply(&mut options, env)?;
+    env::apply(&mut options, env, &tree)?;
     let mut env_table = BTreeMap::new();
     for (key, value) in raw.env {
         let name = options::env_name(&key).map_err(|reason| StarterError::Invalid {
@@ -106,7 +113,8 @@ pub fn load(path: &Path, env: EnvFn<'_>) -> Result<Starter, StarterError> {
             value: format!("{key:?}"),
             reason,
         })?;
-        env_table.insert(name, value.into_inner());
+        let value = src.check(&format!("[env] {name}"), &value, |v| options::env_value(v))?;
+        env_table.insert(name, value);
     }
     Ok(Starter {
         path: abs,
@@ -352,7 +360,9 @@ impl Source<'_> {
                 None => default_jobs(),
             },
             history: self
-                .opt("history", &raw.history, |s| options::history(s, tree))?
+                .opt("history", &raw.history, |s| {
+                    options::history(s, tree).and_then(|h| options::history_path(h, tree))
+                })?
                 .unwrap_or(HistorySel::Latest),
             history_type: self
                 .opt("history_type", &raw.history_type, |s| s.parse())?
@@ -377,10 +387,14 @@ impl Source<'_> {
                 }
             })?,
             distfiles: self
-                .opt("distfiles", &raw.distfiles, |s| Ok(tree.join(s)))?
+                .opt("distfiles", &raw.distfiles, |s| {
+                    options::path_option(options::non_empty(s)?.as_ref(), tree)
+                })?
                 .unwrap_or_else(|| tree.join("distfiles")),
             openpgp_key: self
-                .opt("openpgp_key", &raw.openpgp_key, |s| Ok(tree.join(s)))?
+                .opt("openpgp_key", &raw.openpgp_key, |s| {
+                    Ok(tree.join(options::non_empty(s)?))
+                })?
                 .unwrap_or_else(|| PathBuf::from(crate::stage3::DEFAULT_KEY_FILE)),
             verify_signatures: raw.verify_signatures.unwrap_or(true),
             umount_ask: raw.umount_ask.unwrap_or(true),

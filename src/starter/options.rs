@@ -156,7 +156,8 @@ pub(crate) fn mirror(s: &str) -> Result<String, String> {
     for url in s.split_whitespace() {
         let ok = ["http://", "https://", "file://"]
             .iter()
-            .any(|p| url.starts_with(p) && url.len() > p.len());
+            .any(|p| url.starts_with(p) && url.len() > p.len())
+            && url.chars().all(is_url_char);
         if !ok {
             return Err(
                 "expected http://, https:// or file:// URLs (space-separated, tried in \
@@ -177,12 +178,23 @@ pub(crate) fn mirror(s: &str) -> Result<String, String> {
 /// Space-separated mirror URLs for `GENTOO_MIRRORS`; `None` when empty.
 pub(crate) fn gentoo_mirrors(s: &str) -> Result<Option<String>, String> {
     let words: Vec<&str> = s.split_whitespace().collect();
-    if words.iter().any(|w| !w.contains("://")) {
+    if words
+        .iter()
+        .any(|w| !w.contains("://") || !w.chars().all(is_url_char))
+    {
         return Err(
-            "expected space-separated mirror URLs such as https://gentoo.osuosl.org".into(),
+            "expected space-separated mirror URLs such as https://gentoo.osuosl.org (letters, \
+             digits and -._~:/?#[]@!&*+,=%; no quotes, `$`, `;`, parentheses or backslashes)"
+                .into(),
         );
     }
     Ok((!words.is_empty()).then(|| words.join(" ")))
+}
+
+/// The characters a mirror URL may hold (RFC 3986's, less the quotes, `$`, `;`, `(`, `)`
+/// and `\`, which a shell or make.conf would read): the URL lands in make.conf.
+fn is_url_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-._~:/?#[]@!&*+,=%".contains(c)
 }
 
 /// A word of `[a-z0-9_]` (Gentoo release arch) or, with `extra`, more characters.
@@ -250,6 +262,14 @@ impl HistorySel {
     pub fn parse(s: &str, base: &Path) -> Result<HistorySel, String> {
         history(s, base)
     }
+
+    /// [`HistorySel::parse`], then a path is refused when it is the build machine's root or
+    /// lies in (or holds) the `work/` of `tree` (see the README's "Security model").
+    ///
+    /// Errors: a message saying what is wrong and what is expected.
+    pub fn parse_for_tree(s: &str, base: &Path, tree: &Path) -> Result<HistorySel, String> {
+        history(s, base).and_then(|h| history_path(h, tree))
+    }
 }
 
 /// A compressor of [`COMPRESSORS`] and its level: the given one (checked against the
@@ -271,6 +291,84 @@ pub(crate) fn compression(compressor: &str, level: Option<i64>) -> Result<Option
             )),
         },
     }
+}
+
+/// An `[env]` value: any text without a NUL byte (an environment entry cannot hold one) or
+/// a line break (a value is one line).
+pub(crate) fn env_value(s: &str) -> Result<String, String> {
+    if s.contains(['\0', '\n', '\r']) {
+        Err("holds a NUL byte or a line break; a variable's value is one line of text".into())
+    } else {
+        Ok(s.to_owned())
+    }
+}
+
+/// `s` unless it is empty or blank (a path option never is).
+pub(crate) fn non_empty(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        Err("is empty; give a path (relative to the tree, or absolute)".into())
+    } else if s.contains('\0') {
+        Err("holds a NUL byte; give a path".into())
+    } else {
+        Ok(s.to_owned())
+    }
+}
+
+/// A directory or file option (distfiles, a history path), taken relative to `tree`: refused
+/// when it is, or would bind into an environment, the build machine's root or the tree's
+/// `work/` (where the environments themselves live): it may be neither `/`, nor `work/` or
+/// anything inside it, nor a directory holding `work/` (the tree itself, or a parent). `..`
+/// is resolved first, and links when the path exists. Returns the path as joined (links
+/// kept, so the plan shows what was written).
+pub(crate) fn path_option(p: &Path, tree: &Path) -> Result<PathBuf, String> {
+    let joined = tree.join(p);
+    if joined.as_os_str().as_encoded_bytes().contains(&0) {
+        return Err("holds a NUL byte; give a path".into());
+    }
+    let real = std::fs::canonicalize(&joined).unwrap_or_else(|_| lexical(&joined));
+    let work = std::fs::canonicalize(tree.join("work")).unwrap_or_else(|_| tree.join("work"));
+    if real == Path::new("/") {
+        return Err("is the build machine's root directory; give a directory of its own".into());
+    }
+    if real.starts_with(&work) {
+        return Err(format!(
+            "lies inside {}, where the run's environments live; give a directory outside it",
+            work.display()
+        ));
+    }
+    if work.starts_with(&real) {
+        return Err(format!(
+            "holds {} (the run's environments), so it would bind them into themselves; give \
+             a directory of its own, such as {}",
+            work.display(),
+            tree.join("distfiles").display()
+        ));
+    }
+    Ok(joined)
+}
+
+/// [`path_option`] for a [`HistorySel::Path`]; other selections pass unchanged.
+pub(crate) fn history_path(h: HistorySel, tree: &Path) -> Result<HistorySel, String> {
+    match h {
+        HistorySel::Path(p) => path_option(&p, tree).map(HistorySel::Path),
+        other => Ok(other),
+    }
+}
+
+/// `p` with `.` dropped and `..` taken back, without looking at the filesystem.
+fn lexical(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::from("/");
+    for c in p.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
 }
 
 /// An environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.

@@ -458,3 +458,80 @@ fn distcc_hosts_is_checked_and_names_the_bad_entry_and_line() {
     let s = load_with(&demo("[options]\ndistcc_hosts = \"\"\n"), &[]).unwrap();
     assert_eq!(s.options.distcc_hosts, None);
 }
+
+#[test]
+fn env_values_with_nul_or_line_breaks_are_refused() {
+    for value in ["a\\u0000b", "a\\nb", "a\\rb"] {
+        let t = demo(&format!("[env]\nFOO = \"{value}\"\n"));
+        let e = err(&t);
+        assert!(
+            e.contains("[env] FOO") && e.contains("NUL byte or a line break"),
+            "{e}"
+        );
+    }
+    let t = demo("[env]\nFOO = \"spaces and $(dollars) are fine\"\n");
+    let s = load(&t.starter, &no_env).unwrap();
+    assert_eq!(s.env["FOO"], "spaces and $(dollars) are fine");
+}
+
+#[test]
+fn path_options_may_not_be_empty_root_or_work() {
+    for (key, value, want) in [
+        ("distfiles", "", "is empty"),
+        ("distfiles", " ", "is empty"),
+        ("distfiles", "/", "root directory"),
+        ("distfiles", "../../../../../../../..", "root directory"),
+        ("distfiles", ".", "would bind them into themselves"),
+        ("distfiles", "work/x", "lies inside"),
+        ("distfiles", "work/../work", "lies inside"),
+        ("history", "/", "root directory"),
+        ("history", "./work/run/m", "lies inside"),
+        ("openpgp_key", "", "is empty"),
+    ] {
+        let t = demo(&format!("[options]\n{key} = \"{value}\"\n"));
+        let e = err(&t);
+        assert!(e.contains(key) && e.contains(want), "{key}={value:?}: {e}");
+    }
+    let t = demo("");
+    for (var, value) in [
+        ("DISTFILES", "/"),
+        ("BUILD_HIST", "/"),
+        ("DISTFILES", &*t.root.join("work").to_string_lossy()),
+    ] {
+        let e = load_with(&t, &[(var, value)]).unwrap_err().to_string();
+        assert!(e.contains(var), "{var}={value}: {e}");
+    }
+}
+
+#[test]
+fn mirror_urls_may_not_hold_shell_characters() {
+    for value in [
+        "https://x/$(id)",
+        "https://x/`id`",
+        "https://x/\\\"a",
+        "https://x/a;b",
+    ] {
+        for key in ["mirror", "gentoo_mirrors"] {
+            let t = demo(&format!("[options]\n{key} = '{value}'\n"));
+            let e = err(&t);
+            assert!(e.contains(key), "{key}={value}: {e}");
+        }
+    }
+}
+
+#[test]
+fn a_fifo_or_device_as_starter_is_refused_without_blocking() {
+    let t = demo("");
+    fs::remove_file(&t.starter).unwrap();
+    nix::unistd::mkfifo(&t.starter, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    let e = err(&t);
+    assert!(e.contains("FIFO, not a regular file"), "{e}");
+    fs::remove_file(&t.starter).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &t.starter).unwrap();
+    let e = err(&t);
+    assert!(e.contains("character device"), "{e}");
+    fs::remove_file(&t.starter).unwrap();
+    fs::write(&t.starter, vec![b'#'; 2 << 20]).unwrap();
+    let e = err(&t);
+    assert!(e.contains("larger than"), "{e}");
+}

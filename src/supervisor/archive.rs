@@ -10,12 +10,66 @@ use crate::config::Target;
 use crate::history::archive::{env_tool, paths, run, squashfs_command};
 use crate::mounts::{self, Entry};
 use crate::plan::ArchiveOptions;
+use crate::saferoot::{self, Resolve, Root, SafeError};
 use crate::starter::HistoryType;
 use crate::sys::LinuxSys;
 
 /// Where the archive view and the history folder appear inside the environment when its own
 /// squashfs tool writes the archive.
 const INSIDE: &str = "var/tmp/build-helper-archive";
+
+/// Saves the environment's host world (`var/lib/portage/world` under `root`, resolved as
+/// seen from inside it: a link there never reaches the build machine) back to
+/// `host_conf/worlds/base`, and removes the run's GENTOO_MIRRORS line from
+/// `host_conf/target-portage/make.conf`. The host configuration is bound into the
+/// environment, so both files are opened without following any link below `host_conf`
+/// (a link planted there is replaced by the file, never written through), read only when
+/// regular and at most [`saferoot::ENV_LIMIT`] bytes. A file refused that way is left alone
+/// (the archive goes on) and returned as a warning saying what was not saved and why.
+///
+/// Errors: a file that cannot be written for another reason (I/O), with its path.
+pub(crate) fn save_world_and_make_conf(
+    root: &Path,
+    host_conf: &Path,
+) -> anyhow::Result<Vec<String>> {
+    let refused = |e: &SafeError| !matches!(e, SafeError::Io { .. });
+    let mut warnings = Vec::new();
+    let env = Root::open(root)?;
+    let conf = Root::open(host_conf)?;
+    let world = Path::new("var/lib/portage/world");
+    let saved = env
+        .read(world, Resolve::InRoot, saferoot::ENV_LIMIT)
+        .and_then(|bytes| conf.write(Path::new("worlds/base"), Resolve::NoSymlinks, &bytes, 0o644));
+    match saved {
+        Ok(()) => {}
+        Err(e) if e.is_not_found() || refused(&e) => {
+            warnings.push(format!("the host world was not saved back: {e}"))
+        }
+        Err(e) => return Err(e).context("saving the host world back to the host configuration"),
+    }
+    let make_conf = Path::new("target-portage/make.conf");
+    let stripped = conf
+        .read_to_string(make_conf, Resolve::NoSymlinks, saferoot::ENV_LIMIT)
+        .and_then(|text| {
+            let kept = crate::recipe::strip_run_lines(&text);
+            if kept == text {
+                Ok(())
+            } else {
+                conf.write(make_conf, Resolve::NoSymlinks, kept.as_bytes(), 0o644)
+            }
+        });
+    match stripped {
+        Ok(()) => {}
+        Err(e) if e.is_not_found() => {}
+        Err(e) if refused(&e) => warnings.push(format!(
+            "the run's GENTOO_MIRRORS line was not removed from the host make.conf: {e}"
+        )),
+        Err(e) => {
+            return Err(e).context("removing the run's GENTOO_MIRRORS from the host make.conf")
+        }
+    }
+    Ok(warnings)
+}
 
 impl Supervisor {
     pub(super) async fn archive(&mut self) -> anyhow::Result<PathBuf> {
@@ -27,27 +81,12 @@ impl Supervisor {
         self.index_binhosts().await;
         let entries = self.plan.layout.archive_entries();
         self.mount(&entries)?;
-        let world = self
-            .plan
-            .layout
-            .primary_root()
-            .join("var/lib/portage/world");
-        let saved = self.plan.layout.host_conf.join("worlds/base");
-        if world.is_file() {
-            std::fs::copy(&world, &saved)
-                .with_context(|| format!("saving the host world back to {}", saved.display()))?;
-        }
-        let make_conf = self.plan.layout.host_conf.join("target-portage/make.conf");
-        if let Ok(text) = std::fs::read_to_string(&make_conf) {
-            let kept = crate::recipe::strip_run_lines(&text);
-            if kept != text {
-                std::fs::write(&make_conf, kept).with_context(|| {
-                    format!(
-                        "removing the run's GENTOO_MIRRORS from {}",
-                        make_conf.display()
-                    )
-                })?;
-            }
+        let refused = save_world_and_make_conf(
+            &self.plan.layout.primary_root(),
+            &self.plan.layout.host_conf,
+        )?;
+        for why in refused {
+            self.ui.say(&format!("warning: {why}"));
         }
         let source = self.plan.layout.m_dir.join("b");
         let tree = self.plan.tree.clone();
@@ -206,5 +245,49 @@ impl Supervisor {
         std::fs::rename(&partial, &out)
             .with_context(|| format!("renaming {}", partial.display()))?;
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn links_planted_in_the_environment_or_the_host_conf_reach_nothing_outside() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (root, conf) = (tmp.path().join("root"), tmp.path().join("host"));
+        let secret = tmp.path().join("secret");
+        std::fs::write(&secret, "host secret\n").unwrap();
+        std::fs::create_dir_all(root.join("var/lib/portage")).unwrap();
+        std::fs::create_dir_all(conf.join("worlds")).unwrap();
+        std::fs::create_dir_all(conf.join("target-portage")).unwrap();
+        // The environment's world is a link to a host file: read inside the root, where
+        // that path does not exist, so nothing is saved.
+        symlink(&secret, root.join("var/lib/portage/world")).unwrap();
+        std::fs::write(conf.join("worlds/base"), "app-misc/old\n").unwrap();
+        let warnings = super::save_world_and_make_conf(&root, &conf).unwrap();
+        assert!(
+            warnings[0].contains("host world was not saved"),
+            "{warnings:?}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(conf.join("worlds/base")).unwrap(),
+            "app-misc/old\n"
+        );
+        // A real world is saved over a link planted at worlds/base, not through it; a
+        // make.conf that is a link to a host file is refused, the host file untouched.
+        std::fs::remove_file(root.join("var/lib/portage/world")).unwrap();
+        std::fs::write(root.join("var/lib/portage/world"), "app-misc/new\n").unwrap();
+        std::fs::remove_file(conf.join("worlds/base")).unwrap();
+        symlink(&secret, conf.join("worlds/base")).unwrap();
+        symlink(&secret, conf.join("target-portage/make.conf")).unwrap();
+        let warnings = super::save_world_and_make_conf(&root, &conf).unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("make.conf"), "{warnings:?}");
+        assert!(!warnings[0].contains("host secret"), "{warnings:?}");
+        assert_eq!(std::fs::read_to_string(&secret).unwrap(), "host secret\n");
+        let saved = conf.join("worlds/base");
+        assert!(std::fs::symlink_metadata(&saved).unwrap().is_file());
+        assert_eq!(std::fs::read_to_string(saved).unwrap(), "app-misc/new\n");
     }
 }

@@ -7,6 +7,7 @@ mod common;
 mod distcc;
 mod events;
 mod history;
+mod hostile;
 mod portage;
 mod tui;
 

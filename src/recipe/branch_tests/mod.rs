@@ -2,6 +2,7 @@
 //! each builds the steps of a small [`TargetConfig`] fixture with and without the branch and
 //! checks that the generated commands change as the spec says.
 
+mod hostile;
 mod images;
 
 use std::path::PathBuf;

@@ -1,0 +1,645 @@
+//! The hostile suite (issue 10): what a configuration, a stage3 or anything created inside an
+//! environment can try against the tool running as root. Each test is one of the
+//! reproductions of the security pass, and asserts the attempt is refused with exit status 2
+//! (or stays inert) and that nothing outside is read, written or executed.
+//!
+//! The run-directory permission cases (umask 000, a second local user, peer credentials,
+//! run ids) belong to the run directory module and are tested with it.
+
+use std::io::Write;
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use tar::{EntryType, Header};
+
+use crate::common::*;
+
+const DEMO_A: &str = "configs/x86_64-unknown-linux-musl.demo-a";
+
+/// Names that would run a command, split a word or end a line in a shell script.
+const HOSTILE_NAMES: [&str; 8] = [
+    "a$(touch${IFS}pwned)b",
+    "a`touch${IFS}pwned`b",
+    "a'b",
+    "a\"b",
+    "a\nb",
+    "a b",
+    "a;touch pwned",
+    "-rf",
+];
+
+/// Runs `build-helper ARGS` in `tree` with the current directory `cwd` and a deadline: a
+/// command that hangs (a FIFO read) is killed and the test fails.
+fn bh_within(tree: &Tree, cwd: &Path, args: &[&std::ffi::OsStr], secs: u64) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .current_dir(cwd)
+        .env("BUILD_HELPER_TREE", tree.path())
+        .env("TARBALL_MIRROR", "file:///nonexistent")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run build-helper");
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("build-helper {args:?} still ran after {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn check_and_plan(tree: &Tree, cwd: &Path) -> (Output, Output) {
+    let config = tree.path().join(DEMO_A);
+    let check = bh_within(tree, cwd, &["check".as_ref(), config.as_os_str()], 20);
+    let starter = tree.starter();
+    let plan = bh_within(tree, cwd, &["plan".as_ref(), starter.as_os_str()], 20);
+    (check, plan)
+}
+
+fn assert_exit_2(out: &Output, needle: &str) -> String {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains(needle), "`{needle}` not in: {text}");
+    assert!(!text.contains("panicked"), "{text}");
+    text
+}
+
+/// Every file called `pwned` under `dir`.
+fn pwned_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            out.extend(pwned_under(&p));
+        } else if p
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().contains("pwned"))
+        {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn hostile_names_in_a_configuration_make_check_and_plan_exit_2() {
+    require_root();
+    let cwd = tempfile::tempdir().unwrap();
+    for name in HOSTILE_NAMES {
+        // As a world (with its tree entry), then as a local repository directory.
+        let tree = Tree::new();
+        let config = tree.path().join(DEMO_A);
+        std::fs::write(config.join("worlds").join(name), "app-misc/foo\n").unwrap();
+        std::fs::write(config.join("worlds/tree").join(name), "base\n").unwrap();
+        let (check, plan) = check_and_plan(&tree, cwd.path());
+        assert_exit_2(&check, "is not allowed");
+        assert_exit_2(&plan, "is not allowed");
+
+        let tree = Tree::new();
+        let config = tree.path().join(DEMO_A);
+        std::fs::create_dir_all(config.join("repos").join(name)).unwrap();
+        let (check, plan) = check_and_plan(&tree, cwd.path());
+        assert_exit_2(&check, "local repository name");
+        assert_exit_2(&plan, "local repository name");
+    }
+    // build-arch, an atom that is an option, a build name in the starter.
+    let tree = Tree::new();
+    let config = tree.path().join(DEMO_A);
+    std::fs::write(config.join("build-arch"), "x86_64$(touch${IFS}pwned)\n").unwrap();
+    let (check, _) = check_and_plan(&tree, cwd.path());
+    assert_exit_2(&check, "not a kernel ARCH");
+    let tree = Tree::new();
+    let config = tree.path().join(DEMO_A);
+    std::fs::write(config.join("worlds/net"), "--config-root=/\n").unwrap();
+    let (check, _) = check_and_plan(&tree, cwd.path());
+    assert_exit_2(&check, "starts with `-`");
+    let tree = Tree::new();
+    let s = std::fs::read_to_string(tree.starter()).unwrap();
+    std::fs::write(
+        tree.starter(),
+        s.replacen("name = \"demo-a\"", "name = \"demo-a$(touch pwned)\"", 1),
+    )
+    .unwrap();
+    let (_, plan) = check_and_plan(&tree, cwd.path());
+    assert_exit_2(&plan, "build name");
+    assert!(pwned_under(cwd.path()).is_empty());
+}
+
+#[test]
+fn fifos_devices_and_links_out_of_a_configuration_are_not_read_nor_printed() {
+    require_root();
+    let cwd = tempfile::tempdir().unwrap();
+    let secret = cwd.path().join("secret");
+    std::fs::write(&secret, "root:$6$very-secret-hash:19000::::::\n").unwrap();
+    for (entry, how) in [
+        ("worlds/net", "fifo"),
+        ("worlds/net", "/dev/zero"),
+        ("worlds/base", "secret"),
+        ("worlds/tree/net", "secret"),
+        ("build-arch", "secret"),
+        ("target-portage/profile/make.defaults", "secret"),
+    ] {
+        let tree = Tree::new();
+        let path = tree.path().join(DEMO_A).join(entry);
+        std::fs::remove_file(&path).unwrap();
+        match how {
+            "fifo" => {
+                nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap()
+            }
+            "secret" => symlink(&secret, &path).unwrap(),
+            other => symlink(other, &path).unwrap(),
+        }
+        let (check, plan) = check_and_plan(&tree, cwd.path());
+        let needle = if how == "fifo" {
+            "FIFO, not a regular file"
+        } else {
+            "leads out of the configuration"
+        };
+        for out in [&check, &plan] {
+            let text = assert_exit_2(out, needle);
+            assert!(!text.contains("very-secret-hash"), "{entry}: {text}");
+            assert!(
+                !text.contains(&*secret.to_string_lossy()),
+                "{entry}: {text}"
+            );
+        }
+    }
+    // The starter itself as a FIFO or a device.
+    for how in ["fifo", "/dev/zero"] {
+        let tree = Tree::new();
+        let starter = tree.starter();
+        std::fs::remove_file(&starter).unwrap();
+        if how == "fifo" {
+            nix::unistd::mkfifo(&starter, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        } else {
+            symlink(how, &starter).unwrap();
+        }
+        let plan = bh_within(
+            &tree,
+            cwd.path(),
+            &["plan".as_ref(), starter.as_os_str()],
+            20,
+        );
+        assert_exit_2(&plan, "not a regular file");
+    }
+}
+
+#[test]
+fn plan_refuses_nul_newlines_and_paths_reaching_root_or_work() {
+    require_root();
+    let cwd = tempfile::tempdir().unwrap();
+    for (options, needle) in [
+        ("[env]\nX = \"a\\u0000b\"\n", "NUL byte or a line break"),
+        ("[env]\nX = \"a\\nb\"\n", "NUL byte or a line break"),
+        ("[options]\ndistfiles = \"\"\n", "is empty"),
+        ("[options]\ndistfiles = \"/\"\n", "root directory"),
+        (
+            "[options]\ndistfiles = \".\"\n",
+            "bind them into themselves",
+        ),
+        ("[options]\ndistfiles = \"work/x\"\n", "lies inside"),
+        ("[options]\nhistory = \"/\"\n", "root directory"),
+        (
+            "[options]\nhistory = \"../../../../../../..\"\n",
+            "root directory",
+        ),
+        (
+            "[options]\ngentoo_mirrors = \"http://x/$(id)\"\n",
+            "gentoo_mirrors",
+        ),
+    ] {
+        let tree = Tree::new();
+        let s = std::fs::read_to_string(tree.starter()).unwrap();
+        // Drop the starter's own tables after the targets, then add the hostile one.
+        let head = &s[..s.find("[options]").unwrap()];
+        std::fs::write(tree.starter(), format!("{head}{options}")).unwrap();
+        let starter = tree.starter();
+        let plan = bh_within(
+            &tree,
+            cwd.path(),
+            &["plan".as_ref(), starter.as_os_str()],
+            20,
+        );
+        assert_exit_2(&plan, needle);
+    }
+    // The same through the original's variables.
+    let tree = Tree::new();
+    for (var, value) in [
+        ("DISTFILES", "/".to_string()),
+        ("BUILD_HIST", "/".to_string()),
+    ] {
+        let out = tree.bh(
+            &["plan", tree.starter().to_str().unwrap()],
+            &[(var, &value)],
+        );
+        assert_exit_2(&out, var);
+    }
+}
+
+/// A file of the build machine outside the tree, with its content, for "nothing outside is
+/// read or written".
+struct Secret {
+    path: PathBuf,
+    content: String,
+}
+
+impl Secret {
+    fn new(dir: &Path, name: &str) -> Secret {
+        let path = dir.join(name);
+        let content = format!("secret {name} of the build machine\n");
+        std::fs::write(&path, &content).unwrap();
+        Secret { path, content }
+    }
+
+    fn assert_untouched(&self) {
+        let now = std::fs::read_to_string(&self.path).unwrap();
+        assert_eq!(now, self.content, "{} was written", self.path.display());
+    }
+}
+
+#[test]
+fn links_planted_inside_an_environment_reach_nothing_outside() {
+    require_root();
+    let outside = tempfile::tempdir().unwrap();
+    let world = Secret::new(outside.path(), "world-secret");
+    let base = Secret::new(outside.path(), "base-secret");
+    let make_conf = Secret::new(outside.path(), "make-conf-secret");
+    let resolv = Secret::new(outside.path(), "resolv-secret");
+    let pwned = outside.path().join("pwned");
+    let tree = Tree::new();
+    // An [env] value full of shell syntax reaches every step as an environment entry: inert.
+    let hostile_value = format!(
+        "$(touch {p}) `touch {p}` '; touch {p}; ' \" $((1+1))",
+        p = pwned.display()
+    );
+    // The starter ends with its [env] table.
+    let mut starter = std::fs::OpenOptions::new()
+        .append(true)
+        .open(tree.starter())
+        .unwrap();
+    writeln!(starter, "HOSTILE = {}", toml_string(&hostile_value)).unwrap();
+    drop(starter);
+
+    // A first session stops at a failed step of the primary target; its environment stays
+    // on disk (mount type bind), where "a package built in it" now plants its links (the
+    // resumed steps of the primary target run in that root).
+    let failing = format!("{}:target-world", TARGETS[0]);
+    let out = tree.run_demo(&[], &[("BH_DEMO_FAIL", &failing)]);
+    assert_eq!(out.status.code(), Some(1));
+    let root = tree.run_dir().join("root/m");
+    assert!(
+        root.join("etc/profile").is_file(),
+        "no environment at {}",
+        root.display()
+    );
+    // The copy of resolv.conf at the next mount meets a link to a host file.
+    let _ = std::fs::remove_file(root.join("etc/resolv.conf"));
+    symlink(&resolv.path, root.join("etc/resolv.conf")).unwrap();
+    // Every later step (they all source /etc/profile) makes the environment's world, the
+    // host configuration's saved world and its make.conf links to host files.
+    let host_conf = tree.path().join("configs/host-amd64");
+    let mut profile = std::fs::OpenOptions::new()
+        .append(true)
+        .open(root.join("etc/profile"))
+        .unwrap();
+    writeln!(
+        profile,
+        "ln -sfn {} /var/lib/portage/world\nln -sfn {} {}/worlds/base\nln -sfn {} /etc/portage/make.conf",
+        world.path.display(),
+        base.path.display(),
+        host_conf.display(),
+        make_conf.path.display()
+    )
+    .unwrap();
+    drop(profile);
+
+    let out = tree.run_demo(&["--resume"], &[("BH_DEMO_FAIL", &failing)]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(tree.checkpoint()["finished"], true);
+    let said = format!("{stdout}{stderr}");
+    assert!(said.contains("the host world was not saved back"), "{said}");
+    assert!(
+        said.contains("was not removed from the host make.conf"),
+        "{said}"
+    );
+    for secret in [&world, &base, &make_conf, &resolv] {
+        secret.assert_untouched();
+        assert!(!said.contains(secret.content.trim()), "{said}");
+    }
+    // The environment got a real resolv.conf in place of the link.
+    assert!(std::fs::symlink_metadata(root.join("etc/resolv.conf"))
+        .unwrap()
+        .is_file());
+    // No host secret was copied into the tree.
+    let config_text: String = walk_files(&tree.path().join("configs"))
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .collect();
+    for secret in [&world, &base, &make_conf, &resolv] {
+        assert!(!config_text.contains(secret.content.trim()));
+    }
+    // The hostile [env] value ran nothing, on the host or in the environment.
+    assert!(!pwned.exists());
+    assert!(pwned_under(&tree.run_dir()).is_empty());
+    let plan: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tree.run_dir().join("plan.json")).unwrap()).unwrap();
+    assert_eq!(plan["targets"][0]["env"]["HOSTILE"], hostile_value.as_str());
+    assert!(mounts_anywhere(tree.path()).is_empty());
+}
+
+#[test]
+fn a_target_root_turned_into_a_link_never_brings_the_host_into_the_history() {
+    require_root();
+    let tree = Tree::new();
+    let outside = tempfile::tempdir().unwrap();
+    let secret = Secret::new(outside.path(), "host-file");
+    // The primary target fails; the secondary targets finish in the first session.
+    let failing = format!("{}:target-world", TARGETS[0]);
+    let out = tree.run_demo(&[], &[("BH_DEMO_FAIL", &failing)]);
+    assert_eq!(out.status.code(), Some(1));
+    // Inside demo-c's environment (its overlay's upper directory), its root becomes a link
+    // to a directory of the build machine; the archive view binds that root into M/b.
+    let run = tree.run_dir();
+    let plan: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("plan.json")).unwrap()).unwrap();
+    let date = plan["date"].as_str().unwrap();
+    let upper = run.join(format!("root/demo-c-{date}/u"));
+    let target_root = upper.join(format!("usr/{}", TARGETS[2]));
+    assert!(target_root.is_dir(), "no {}", target_root.display());
+    std::fs::remove_dir_all(&target_root).unwrap();
+    symlink(outside.path(), &target_root).unwrap();
+
+    let out = tree.run_demo(&["--resume"], &[("BH_DEMO_FAIL", &failing)]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("is a symbolic link"), "{said}");
+    let histories: Vec<_> = std::fs::read_dir(tree.path().join("history"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(histories.is_empty(), "a history was written: {histories:?}");
+    secret.assert_untouched();
+    assert!(mounts_anywhere(tree.path()).is_empty());
+}
+
+/// `s` as a TOML basic string.
+fn toml_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        match e.file_type() {
+            Ok(t) if t.is_dir() => out.extend(walk_files(&p)),
+            Ok(t) if t.is_file() => out.push(p),
+            _ => {}
+        }
+    }
+    out
+}
+
+// --- stage3 tarballs (the extractor's cases that already pass, kept passing) ---
+
+/// A tar archive written raw, so that unsafe names are possible.
+struct Ar(tar::Builder<Vec<u8>>);
+
+impl Ar {
+    fn new() -> Ar {
+        Ar(tar::Builder::new(Vec::new()))
+    }
+
+    fn header(kind: EntryType, name: &str, mode: u32, size: u64) -> Header {
+        let mut h = Header::new_gnu();
+        h.set_entry_type(kind);
+        h.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_mode(mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
+        h.set_size(size);
+        h
+    }
+
+    fn add(&mut self, mut h: Header, data: &[u8]) -> &mut Ar {
+        h.set_cksum();
+        self.0.append(&h, data).unwrap();
+        self
+    }
+
+    fn dir(&mut self, name: &str) -> &mut Ar {
+        self.add(Self::header(EntryType::Directory, name, 0o755, 0), b"")
+    }
+
+    fn file(&mut self, name: &str, mode: u32, data: &[u8]) -> &mut Ar {
+        let h = Self::header(EntryType::Regular, name, mode, data.len() as u64);
+        self.add(h, data)
+    }
+
+    fn link(&mut self, kind: EntryType, name: &str, target: &str) -> &mut Ar {
+        let mut h = Self::header(kind, name, 0o777, 0);
+        h.as_gnu_mut().unwrap().linkname[..target.len()].copy_from_slice(target.as_bytes());
+        self.add(h, b"")
+    }
+
+    fn pax(&mut self, key: &str, value: &[u8]) -> &mut Ar {
+        let rest = key.len() + value.len() + 3;
+        let mut len = rest + 1;
+        while len != rest + len.to_string().len() {
+            len = rest + len.to_string().len();
+        }
+        let mut data = format!("{len} {key}=").into_bytes();
+        data.extend_from_slice(value);
+        data.push(b'\n');
+        let h = Self::header(
+            EntryType::XHeader,
+            "././@PaxHeader",
+            0o644,
+            data.len() as u64,
+        );
+        self.add(h, &data)
+    }
+
+    /// The archive, xz-compressed, as `<dir>/stage3.tar.xz`.
+    fn write(&mut self, dir: &Path) -> PathBuf {
+        let builder = std::mem::replace(&mut self.0, tar::Builder::new(Vec::new()));
+        let mut xz = xz2::write::XzEncoder::new(Vec::new(), 1);
+        xz.write_all(&builder.into_inner().unwrap()).unwrap();
+        let path = dir.join("stage3.tar.xz");
+        std::fs::write(&path, xz.finish().unwrap()).unwrap();
+        path
+    }
+}
+
+fn extract(ar: &mut Ar) -> (tempfile::TempDir, Result<(), String>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let tarball = ar.write(tmp.path());
+    let result = build_helper::stage3::extract(&tarball, &tmp.path().join("root"))
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    (tmp, result)
+}
+
+#[test]
+fn hostile_stage3_tarballs_are_refused_and_write_nothing_outside() {
+    require_root();
+    let outside = tempfile::tempdir().unwrap();
+    let victim = Secret::new(outside.path(), "victim");
+    let out = outside.path().display().to_string();
+    let cases: Vec<(&str, Ar)> = vec![
+        ("parent directory", {
+            let mut a = Ar::new();
+            a.file("ok", 0o644, b"1").file("../evil", 0o644, b"x");
+            a
+        }),
+        ("parent inside a path", {
+            let mut a = Ar::new();
+            a.file("a/../../evil", 0o644, b"x");
+            a
+        }),
+        ("absolute path", {
+            let mut a = Ar::new();
+            a.file(&format!("{out}/evil"), 0o644, b"x");
+            a
+        }),
+        ("pax path escaping", {
+            let mut a = Ar::new();
+            a.pax("path", b"../evil").file("harmless", 0o644, b"x");
+            a
+        }),
+        ("file through a symlinked parent", {
+            let mut a = Ar::new();
+            a.link(EntryType::Symlink, "a", &out)
+                .file("a/evil", 0o644, b"x");
+            a
+        }),
+        ("directory through a symlinked parent", {
+            let mut a = Ar::new();
+            a.link(EntryType::Symlink, "a", &out).dir("a/evil/");
+            a
+        }),
+        ("directory swapped for a symlink", {
+            let mut a = Ar::new();
+            a.dir("d/")
+                .link(EntryType::Symlink, "d", &out)
+                .file("d/evil", 0o644, b"x");
+            a
+        }),
+        ("hard link out", {
+            let mut a = Ar::new();
+            a.link(
+                EntryType::Link,
+                "victim",
+                &victim.path.display().to_string(),
+            );
+            a
+        }),
+        ("hard link up", {
+            let mut a = Ar::new();
+            a.link(EntryType::Link, "victim", "../../victim");
+            a
+        }),
+        ("hard link through a symlink", {
+            let mut a = Ar::new();
+            a.link(EntryType::Symlink, "o", &out)
+                .link(EntryType::Link, "victim", "o/victim");
+            a
+        }),
+    ];
+    for (what, mut ar) in cases {
+        let (tmp, result) = extract(&mut ar);
+        let err = result.expect_err(what);
+        assert!(!err.contains("panicked"), "{what}: {err}");
+        assert!(
+            !tmp.path().join("root").exists(),
+            "{what}: root left behind"
+        );
+        assert!(
+            !tmp.path().join("root.partial").exists(),
+            "{what}: partial left"
+        );
+        assert!(
+            !outside.path().join("evil").exists(),
+            "{what}: wrote outside"
+        );
+        assert!(!tmp.path().join("evil").exists(), "{what}: wrote beside");
+        victim.assert_untouched();
+    }
+    // A file entry over an archive symlink replaces the link, never writes through it.
+    let (tmp, result) = extract(
+        Ar::new()
+            .link(EntryType::Symlink, "f", &victim.path.display().to_string())
+            .file("f", 0o644, b"new"),
+    );
+    result.unwrap();
+    victim.assert_untouched();
+    assert_eq!(std::fs::read(tmp.path().join("root/f")).unwrap(), b"new");
+}
+
+#[test]
+fn stage3_setuid_bits_and_file_capabilities_are_kept() {
+    require_root();
+    // vfs_cap_data revision 2: cap_net_raw (13) permitted and effective.
+    let mut cap = Vec::new();
+    for word in [0x0200_0001u32, 1 << 13, 0, 0, 0] {
+        cap.extend_from_slice(&word.to_le_bytes());
+    }
+    let (tmp, result) = extract(
+        Ar::new()
+            .dir("bin/")
+            .file("bin/su", 0o4755, b"su")
+            .pax("SCHILY.xattr.security.capability", &cap)
+            .file("bin/ping", 0o755, b"ping"),
+    );
+    result.unwrap();
+    let root = tmp.path().join("root");
+    let su = std::fs::metadata(root.join("bin/su")).unwrap();
+    assert_eq!(su.permissions().mode() & 0o7777, 0o4755);
+    assert_eq!(su.uid(), 0);
+    let got = xattr(&root.join("bin/ping"), "security.capability");
+    assert_eq!(got.as_deref(), Some(&cap[..]));
+}
+
+fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    let mut buf = vec![0u8; 256];
+    // SAFETY: both strings are NUL-terminated and `buf` is writable for its length.
+    let len = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    (len >= 0).then(|| {
+        buf.truncate(len as usize);
+        buf
+    })
+}
