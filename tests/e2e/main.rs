@@ -3,6 +3,7 @@
 //! out like Gentoo's. They fail (never skip) when not run as root.
 
 mod common;
+mod dist;
 mod events;
 mod history;
 mod portage;
