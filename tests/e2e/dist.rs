@@ -91,7 +91,7 @@ fn dist_tarball_holds_binary_pages_completions_docs_and_verifies_its_digests() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     entries.sort();
-    assert_eq!(entries, [d.name.clone()], "one top directory");
+    assert_eq!(entries, [d.name.as_str()], "one top directory");
     for f in [
         "bin/build-helper",
         "README.md",
@@ -270,7 +270,10 @@ fn dist_tarball_runs_version_plan_and_check_in_a_clean_minbase_chroot() {
             .arg(&root)
             .args(["/bin/sh", "-c", script])
             .env_clear()
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
             .env("BUILD_HELPER_TREE", format!("/{opt}/tree"))
             .output()
             .unwrap()
