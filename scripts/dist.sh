@@ -29,8 +29,9 @@ arch=$(uname -m)
 id=$(cargo pkgid --quiet)
 version=${id##*[@#]}
 name=build-helper-$version-$arch-linux
-: "${SOURCE_DATE_EPOCH:=$(git log -1 --format=%ct 2>/dev/null || date +%s)}"
-export SOURCE_DATE_EPOCH
+# Not exported: the cc crate rebuilds every C dependency when SOURCE_DATE_EPOCH changes,
+# which would be at every commit.
+epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
 
 cargo build --quiet --locked --profile dist --features static-liblzma --bin build-helper
 bin=${CARGO_TARGET_DIR:-target}/dist/build-helper
@@ -50,7 +51,7 @@ cp README.md LICENSE "$root/"
 chmod -R u=rwX,go=rX "$root"
 
 tarball=$out/$name.tar.gz
-tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$SOURCE_DATE_EPOCH" \
+tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$epoch" \
     -C "$stage" -cf - "$name" | gzip -9n > "$tarball.partial"
 mv "$tarball.partial" "$tarball"
 {
