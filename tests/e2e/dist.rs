@@ -300,6 +300,20 @@ fn dist_tarball_runs_version_plan_and_check_in_a_clean_minbase_chroot() {
         format!("build-helper {}\n", env!("CARGO_PKG_VERSION"))
     );
 
+    // The bash completion loads in the chroot's bash and completes the subcommands.
+    let out = in_chroot(&format!(
+        "exec bash -c '. /{opt}/{}/share/bash-completion/completions/build-helper && \
+         COMP_WORDS=(build-helper hi) COMP_CWORD=1 && _build__helper build-helper hi build-helper \
+         && echo \"${{COMPREPLY[@]}}\"'",
+        d.name
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "history\n");
+
     // plan needs no root: run it as nobody.
     let out = in_chroot(&format!(
         "setpriv --reuid=65534 --regid=65534 --clear-groups {bh} plan --json /{opt}/tree/starters/demo.toml"
