@@ -85,9 +85,11 @@ enum Command {
         #[arg(long)]
         history: Option<String>,
     },
-    /// Validate target configuration directories; exit 0 when valid, 2 otherwise.
+    /// Validate configuration directories, or a starter's (the host's and each target's);
+    /// exit 0 when valid, 2 otherwise.
     Check {
-        /// Configuration directories (configs/<tuple>.<name>/ or configs/host).
+        /// Configuration directories (configs/<tuple>.<name>/ or configs/host), or starter
+        /// files (*.toml).
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
     },
@@ -146,6 +148,37 @@ enum Command {
     Generate {
         #[command(subcommand)]
         action: GenerateAction,
+    },
+    /// Serve a history's compilers to other build machines: its own distccd, chrooted in it
+    /// (read-only, in a private mount namespace), in the foreground until Ctrl-C (root).
+    DistccHelper {
+        /// History to serve: latest, a name under history/, or a path.
+        #[arg(long, default_value = "latest")]
+        history: String,
+        /// Address to listen on.
+        #[arg(long, default_value = "0.0.0.0")]
+        listen: std::net::IpAddr,
+        /// TCP port.
+        #[arg(long, default_value_t = build_helper::distcc::helper::DEFAULT_PORT)]
+        port: u16,
+        /// A network allowed to connect (ADDR or ADDR/BITS); required, may repeat.
+        #[arg(long = "allow", value_name = "CIDR")]
+        allow: Vec<String>,
+        /// Compile jobs at once (default: the number of CPUs).
+        #[arg(long)]
+        jobs: Option<u32>,
+        /// The tree (default: BUILD_HELPER_TREE, else the current directory).
+        #[arg(long)]
+        tree: Option<PathBuf>,
+    },
+    /// Write the Packages index of binpkgs/host and every target's binpkgs in a mounted run
+    /// (a --mount-hist run, or a running build), with the environment's emaint (root).
+    Binhost {
+        /// The run (`<primary name>-<date>`).
+        run: String,
+        /// The tree (default: BUILD_HELPER_TREE, else the current directory).
+        #[arg(long)]
+        tree: Option<PathBuf>,
     },
     /// Internal: run one target's steps (started by the supervisor).
     #[command(hide = true)]
@@ -313,6 +346,35 @@ fn choose_ui(cli: Option<Ui>, starter: Option<UiKind>) -> anyhow::Result<Ui> {
     }
 }
 
+/// What `check` looks at: directories as given; for a starter file (`*.toml`), the host
+/// configuration and each target's configuration, plus the starter's own warnings (distcc
+/// wanted but not in the host world).
+fn check_targets(args: &[PathBuf]) -> anyhow::Result<(Vec<PathBuf>, Vec<config::Problem>)> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    let mut warnings = Vec::new();
+    for arg in args {
+        if arg.is_file() && arg.extension().is_some_and(|e| e == "toml") {
+            let s = load_starter(arg, None)?;
+            let host = s.tree.join("configs/host");
+            warnings.extend(build_helper::distcc::hosts::host_world_warning(
+                &host,
+                s.options.distcc_hosts.as_deref(),
+            ));
+            dirs.push(host);
+            dirs.extend(
+                s.targets
+                    .iter()
+                    .map(|t| s.tree.join("configs").join(t.to_string())),
+            );
+        } else {
+            dirs.push(arg.clone());
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    dirs.retain(|d| seen.insert(d.clone()));
+    Ok((dirs, warnings))
+}
+
 fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Plan {
@@ -333,7 +395,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Check { dirs } => {
-            let report = config::check(&dirs);
+            let (dirs, starter_warnings) = check_targets(&dirs)?;
+            let mut report = config::check(&dirs);
+            report.warnings.extend(starter_warnings);
             for w in &report.warnings {
                 println!("warning: {w}");
             }
@@ -393,6 +457,32 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
+        Command::DistccHelper {
+            history,
+            listen,
+            port,
+            allow,
+            jobs,
+            tree,
+        } => {
+            let cwd = std::env::current_dir().context("reading the current directory")?;
+            let history = HistorySel::parse(&history, &cwd)
+                .map_err(|e| UsageError(format!("--history {history}: {e}")))?;
+            let jobs = jobs.unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get() as u32)
+                    .unwrap_or(1)
+            });
+            build_helper::distcc::serve(&build_helper::distcc::HelperOptions {
+                tree: tree_arg(tree),
+                history,
+                listen,
+                port,
+                allow,
+                jobs,
+            })
+        }
+        Command::Binhost { run, tree } => build_helper::binhost::command(&tree_arg(tree), &run),
         Command::Worker {
             run,
             target,

@@ -348,5 +348,8 @@ fn step_env(
     for (k, v) in &starter.env {
         set(k, v.clone());
     }
+    if let Some(hosts) = &starter.options.distcc_hosts {
+        crate::distcc::hosts::add_run_env(&mut env, hosts, starter.options.jobs);
+    }
     env
 }

@@ -85,3 +85,13 @@ pub(crate) fn inspect_host(dir: &Path) -> (Option<HostConfig>, Report) {
     });
     (host, report)
 }
+
+/// The host world installs distcc (`sys-devel/distcc`, with or without a version operator).
+pub fn world_has_distcc(atoms: &[String]) -> bool {
+    atoms.iter().any(|a| {
+        let a = a.trim_start_matches(['=', '<', '>', '~']);
+        a == "sys-devel/distcc"
+            || a.starts_with("sys-devel/distcc-")
+            || a.starts_with("sys-devel/distcc:")
+    })
+}

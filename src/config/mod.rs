@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-pub use host::{load_host, HostConfig};
+pub use host::{load_host, world_has_distcc, HostConfig};
 pub use libc::Libc;
 pub use load::{load_target, BoxKind, TargetConfig};
 pub use target::{validate_name, validate_tuple, NameError, Target};

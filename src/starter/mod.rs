@@ -31,6 +31,8 @@
 //! distfiles = "distfiles"    # relative to the tree, or absolute
 //! umount_ask = true
 //! gentoo_mirrors = ""
+//! distcc_hosts = ""          # distcc(1) DISTCC_HOSTS, e.g. "helper1/8 helper2/8,lzo":
+//!                            # FEATURES=distcc for every emerge of the run
 //! pass_env = ["BH_DEMO_FAIL"]
 //! [env]                      # exported to every step
 //! MAKEOPTS = "-j16"
@@ -175,6 +177,7 @@ struct RawOptions {
     verify_signatures: Option<bool>,
     umount_ask: Option<bool>,
     gentoo_mirrors: Option<Spanned<String>>,
+    distcc_hosts: Option<Spanned<String>>,
     #[serde(default)]
     pass_env: Vec<Spanned<String>>,
 }
@@ -365,6 +368,11 @@ impl Source<'_> {
             gentoo_mirrors: self
                 .opt("gentoo_mirrors", &raw.gentoo_mirrors, |s| {
                     options::gentoo_mirrors(s)
+                })?
+                .flatten(),
+            distcc_hosts: self
+                .opt("distcc_hosts", &raw.distcc_hosts, |s| {
+                    crate::distcc::hosts::parse(s)
                 })?
                 .flatten(),
             pass_env,

@@ -4,6 +4,7 @@
 
 mod common;
 mod dist;
+mod distcc;
 mod events;
 mod history;
 mod portage;

@@ -49,7 +49,7 @@ exec chroot "$m" /usr/bin/env -i "$@"
 
 /// The stage3 directory, built (or checked) once per test process: the tests run in
 /// parallel and must not build it twice at once.
-fn portage_stage3() -> PathBuf {
+pub(crate) fn portage_stage3() -> PathBuf {
     static STAGE3: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     STAGE3.get_or_init(build_stage3).clone()
 }

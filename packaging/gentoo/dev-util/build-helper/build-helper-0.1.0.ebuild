@@ -403,11 +403,12 @@ LICENSE="GPL-2+"
 LICENSE+=" Apache-2.0 BSD CDLA-Permissive-2.0 ISC MIT Unicode-3.0 ZLIB"
 SLOT="0"
 KEYWORDS="~amd64"
-IUSE="distcc qemu"
+IUSE="qemu"
 
 # liblzma: linked from the system (the portable tarball compiles it in instead).
 # squashfs: mksquashfs or gensquashfs writes the history; rsync copies a history of type
-# files; tmux runs the tmux front end.
+# files; tmux runs the tmux front end. No distcc: `distcc-helper` runs the history's own
+# distccd, chrooted in it.
 DEPEND="app-arch/xz-utils"
 RDEPEND="
 	${DEPEND}
@@ -417,7 +418,6 @@ RDEPEND="
 		sys-fs/squashfs-tools
 		sys-fs/squashfs-tools-ng
 	)
-	distcc? ( sys-devel/distcc )
 	qemu? ( app-emulation/qemu )
 "
 BDEPEND="virtual/pkgconfig"
