@@ -9,6 +9,7 @@
 
 pub mod binhost;
 pub mod boot;
+pub mod clidocs;
 pub mod commands;
 pub mod config;
 pub mod distcc;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 use build_helper::error::UsageError;
 use build_helper::starter::{HistorySel, Starter, UiKind};
@@ -14,7 +14,9 @@ use build_helper::supervisor::{self, Mode};
 use build_helper::ui::plain::Plain;
 use build_helper::ui::tmux::TmuxUi;
 use build_helper::ui::{tui, Frontend};
-use build_helper::{boot, commands, config, explore, history_cmd, plan, plan_text, starter};
+use build_helper::{
+    boot, clidocs, commands, config, explore, history_cmd, plan, plan_text, starter,
+};
 
 #[derive(Parser)]
 #[command(
@@ -71,6 +73,22 @@ enum HistoryAction {
         /// How many to keep.
         #[arg(long)]
         keep: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum GenerateAction {
+    /// Write one man page per command (build-helper.1, build-helper-plan.1, ...) into DIR.
+    Man {
+        /// The directory (created if missing), e.g. /usr/local/share/man/man1.
+        dir: PathBuf,
+    },
+    /// Print the completion script for SHELL (install it as bash: build-helper, zsh:
+    /// _build-helper, fish: build-helper.fish).
+    Completion {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clidocs::Shell,
     },
 }
 
@@ -156,6 +174,11 @@ enum Command {
         /// The tree (default: BUILD_HELPER_TREE, else the current directory).
         #[arg(long)]
         tree: Option<PathBuf>,
+    },
+    /// Generate the man pages or a shell completion script from this command line.
+    Generate {
+        #[command(subcommand)]
+        action: GenerateAction,
     },
     /// Serve a history's compilers to other build machines: its own distccd, chrooted in it
     /// (read-only, in a private mount namespace), in the foreground until Ctrl-C (root).
@@ -527,6 +550,21 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Umount { run, all: _, tree } => {
             commands::umount(&tree_arg(tree), run.as_deref())?;
+            Ok(0)
+        }
+        Command::Generate { action } => {
+            match action {
+                GenerateAction::Man { dir } => {
+                    for page in clidocs::write_man_pages(Cli::command(), &dir)? {
+                        println!("{}", page.display());
+                    }
+                }
+                GenerateAction::Completion { shell } => {
+                    let script = clidocs::completion(Cli::command(), shell);
+                    clidocs::write_out(&mut std::io::stdout().lock(), &script)
+                        .context("writing the completion script to standard output")?;
+                }
+            }
             Ok(0)
         }
         Command::DistccHelper {

@@ -4,6 +4,7 @@
 
 mod boot;
 mod common;
+mod dist;
 mod distcc;
 mod events;
 mod history;

@@ -1,0 +1,446 @@
+# Copyright 2026 Gentoo Authors
+# Distributed under the terms of the GNU General Public License v2
+
+# CRATES and LICENSE+= below are generated from Cargo.lock by pycargoebuild:
+# run scripts/update-ebuild.sh after changing dependencies (tests/ebuild.rs checks it).
+
+EAPI=8
+
+CRATES="
+	aead@0.5.2
+	aes-gcm@0.10.3
+	aes-kw@0.2.1
+	aes@0.8.4
+	allocator-api2@0.2.21
+	android_system_properties@0.1.6
+	anstream@1.0.0
+	anstyle-parse@1.0.0
+	anstyle-query@1.1.5
+	anstyle-wincon@3.0.11
+	anstyle@1.0.14
+	anyhow@1.0.104
+	argon2@0.5.3
+	arrayvec@0.7.8
+	atomic-waker@1.1.2
+	autocfg@1.5.1
+	base16ct@0.2.0
+	base64@0.22.1
+	base64@0.23.1
+	base64ct@1.8.3
+	bit-set@0.11.1
+	bit-vec@0.10.1
+	bitfields-impl@1.0.3
+	bitfields@1.0.3
+	bitflags@2.13.2
+	bitvec@1.1.1
+	blake2@0.10.6
+	block-buffer@0.10.4
+	block-padding@0.3.3
+	blowfish@0.9.1
+	borsh-derive@1.8.1
+	borsh@1.8.1
+	buffer-redux@1.1.0
+	bumpalo@3.20.3
+	byteorder@1.5.0
+	bytes@1.12.1
+	camellia@0.1.0
+	cassowary@0.3.0
+	cast5@0.11.1
+	castaway@0.2.4
+	cc@1.11.1
+	cfb-mode@0.8.2
+	cfg-if@1.0.5
+	cfg_aliases@0.2.2
+	chacha20@0.10.2
+	chrono@0.4.45
+	cipher@0.4.4
+	clap@4.6.7
+	clap_builder@4.6.7
+	clap_complete@4.6.12
+	clap_derive@4.6.7
+	clap_lex@1.1.1
+	clap_mangen@0.3.3
+	cmac@0.7.2
+	colorchoice@1.0.5
+	compact_str@0.8.2
+	console@0.16.6
+	const-oid@0.9.6
+	convert_case@0.10.0
+	core-foundation-sys@0.8.7
+	core_detect@1.0.0
+	cpufeatures@0.2.17
+	cpufeatures@0.3.1
+	crc24@0.1.6
+	crossterm@0.28.1
+	crossterm_winapi@0.9.1
+	crypto-bigint@0.5.5
+	crypto-common@0.1.7
+	ctr@0.9.2
+	curve25519-dalek-derive@0.1.1
+	curve25519-dalek@4.1.3
+	cx448@0.1.1
+	darling@0.20.11
+	darling@0.24.1
+	darling_core@0.20.11
+	darling_core@0.24.1
+	darling_macro@0.20.11
+	darling_macro@0.24.1
+	dbl@0.3.2
+	der@0.7.10
+	derive_builder@0.20.2
+	derive_builder_core@0.20.2
+	derive_builder_macro@0.20.2
+	derive_more-impl@2.1.1
+	derive_more@2.1.1
+	des@0.8.1
+	digest@0.10.7
+	displaydoc@0.2.7
+	dsa@0.6.3
+	eax@0.5.0
+	ecdsa@0.16.9
+	ed25519-dalek@2.2.0
+	ed25519@2.2.3
+	either@1.19.0
+	elliptic-curve@0.13.8
+	encode_unicode@1.0.0
+	equivalent@1.0.3
+	errno@0.3.14
+	fastrand@2.5.0
+	ff@0.13.1
+	fiat-crypto@0.2.9
+	filetime@0.2.29
+	find-msvc-tools@0.1.15
+	flate2@1.1.11
+	fnv@1.0.7
+	foldhash@0.1.5
+	form_urlencoded@1.2.2
+	funty@2.0.0
+	futures-channel@0.3.34
+	futures-core@0.3.34
+	futures-io@0.3.34
+	futures-macro@0.3.34
+	futures-sink@0.3.34
+	futures-task@0.3.34
+	futures-util@0.3.34
+	generic-array@0.14.7
+	getrandom@0.2.17
+	getrandom@0.4.3
+	ghash@0.5.1
+	group@0.13.0
+	h2@0.4.20
+	hashbrown@0.15.5
+	hashbrown@0.17.1
+	heck@0.5.0
+	hex@0.4.3
+	hkdf@0.12.4
+	hmac@0.12.1
+	http-body-util@0.1.5
+	http-body@1.1.0
+	http@1.5.0
+	httparse@1.10.1
+	hyper-rustls@0.27.10
+	hyper-util@0.1.21
+	hyper@1.12.0
+	iana-time-zone-haiku@0.1.2
+	iana-time-zone@0.1.65
+	icu_collections@2.4.0
+	icu_locale_core@2.4.0
+	icu_normalizer@2.4.0
+	icu_normalizer_data@2.4.0
+	icu_properties@2.4.0
+	icu_properties_data@2.4.0
+	icu_provider@2.4.0
+	idea@0.5.1
+	ident_case@1.0.1
+	idna@1.1.0
+	idna_adapter@1.2.2
+	indexmap@2.14.2
+	indicatif@0.18.6
+	indoc@2.0.8
+	inout@0.1.4
+	insta@1.49.0
+	instability@0.3.14
+	ipnet@2.12.2
+	is_terminal_polyfill@1.70.2
+	itertools@0.13.0
+	itoa@1.0.18
+	js-sys@0.3.107
+	k256@0.13.4
+	keccak@0.1.6
+	lazy_static@1.5.1
+	libc@0.2.191
+	libm@0.2.16
+	linux-raw-sys@0.12.1
+	linux-raw-sys@0.4.15
+	litemap@0.8.3
+	lock_api@0.4.14
+	log@0.4.35
+	lru-slab@0.1.3
+	lru@0.12.5
+	lzma-sys@0.1.20
+	md-5@0.10.6
+	memchr@2.8.3
+	mio@1.2.4
+	nix@0.29.0
+	nom@8.0.0
+	num-bigint-dig@0.8.6
+	num-integer@0.1.47
+	num-iter@0.1.46
+	num-traits@0.2.19
+	num_enum@0.7.6
+	num_enum_derive@0.7.6
+	ocb3@0.1.0
+	once_cell@1.21.4
+	once_cell_polyfill@1.70.2
+	opaque-debug@0.3.1
+	p256@0.13.2
+	p384@0.13.1
+	p521@0.13.3
+	parking_lot@0.12.5
+	parking_lot_core@0.9.12
+	password-hash@0.5.0
+	paste@1.0.15
+	pem-rfc7468@0.7.0
+	percent-encoding@2.3.2
+	pgp@0.21.0
+	pin-project-lite@0.2.17
+	pkcs1@0.7.5
+	pkcs8@0.10.2
+	pkg-config@0.3.34
+	polyval@0.6.2
+	portable-atomic@1.15.0
+	potential_utf@0.1.6
+	ppv-lite86@0.2.21
+	primeorder@0.13.6
+	proc-macro-crate@3.5.0
+	proc-macro2@1.0.107
+	proptest@1.12.0
+	quick-error@1.2.3
+	quinn-proto@0.11.19
+	quinn-udp@0.5.16
+	quinn@0.11.12
+	quote@1.0.47
+	r-efi@6.0.0
+	radium@0.7.0
+	rand@0.10.3
+	rand@0.8.8
+	rand_chacha@0.3.1
+	rand_core@0.10.1
+	rand_core@0.6.4
+	rand_pcg@0.10.2
+	rand_xorshift@0.5.0
+	ratatui@0.29.0
+	redox_syscall@0.5.18
+	regex-syntax@0.8.11
+	replace_with@0.1.8
+	reqwest@0.12.28
+	rfc6979@0.4.0
+	ring@0.17.14
+	ripemd@0.1.3
+	roff@1.1.1
+	rsa@0.9.10
+	rustc-hash@2.1.3
+	rustc_version@0.4.1
+	rustix@0.38.44
+	rustix@1.1.6
+	rustls-pki-types@1.15.1
+	rustls-webpki@0.103.16
+	rustls@0.23.46
+	rustversion@1.0.23
+	rusty-fork@0.3.1
+	ryu@1.0.23
+	scopeguard@1.2.0
+	sec1@0.7.3
+	semver@1.0.28
+	serde@1.0.229
+	serde_core@1.0.229
+	serde_derive@1.0.229
+	serde_json@1.0.154
+	serde_spanned@0.6.9
+	serde_urlencoded@0.7.1
+	serdect@0.2.0
+	serdect@0.3.0
+	sha1-checked@0.10.0
+	sha1@0.10.7
+	sha2@0.10.9
+	sha3@0.10.9
+	shlex@2.0.1
+	signal-hook-mio@0.2.5
+	signal-hook-registry@1.4.8
+	signal-hook@0.3.18
+	signature@2.2.0
+	similar@2.7.0
+	slab@0.4.12
+	smallvec@1.16.5
+	snafu-derive@0.9.2
+	snafu@0.9.2
+	socket2@0.6.5
+	spin@0.9.9
+	spki@0.7.3
+	stable_deref_trait@1.2.1
+	static_assertions@1.1.0
+	strsim@0.11.1
+	strum@0.26.3
+	strum_macros@0.26.4
+	subtle@2.6.1
+	syn@2.0.119
+	syn@3.0.9
+	sync_wrapper@1.0.2
+	synstructure@0.14.0
+	tap@1.0.1
+	tar@0.4.46
+	tempfile@3.27.0
+	thiserror-impl@2.0.21
+	thiserror@2.0.21
+	tinystr@0.8.5
+	tinyvec@1.13.3
+	tmux_interface@0.3.2
+	tokio-macros@2.7.2
+	tokio-rustls@0.26.6
+	tokio-util@0.7.20
+	tokio@1.54.1
+	toml@0.8.23
+	toml_datetime@0.6.11
+	toml_datetime@1.1.3+spec-1.1.0
+	toml_edit@0.22.27
+	toml_edit@0.25.18+spec-1.1.0
+	toml_parser@1.1.5+spec-1.1.0
+	toml_write@0.1.2
+	tower-http@0.6.11
+	tower-layer@0.3.3
+	tower-service@0.3.3
+	tower@0.5.3
+	tracing-core@0.1.36
+	tracing@0.1.44
+	try-lock@0.2.5
+	twofish@0.7.1
+	typenum@1.20.1
+	unarray@0.1.4
+	unicode-ident@1.0.27
+	unicode-segmentation@1.13.3
+	unicode-truncate@1.1.0
+	unicode-width@0.1.14
+	unicode-width@0.2.0
+	unicode-xid@0.2.6
+	unit-prefix@0.5.2
+	universal-hash@0.5.1
+	untrusted@0.9.0
+	url@2.5.8
+	utf8_iter@1.1.0
+	utf8parse@0.2.2
+	utf_types@1.0.0
+	version_check@0.9.5
+	vt100@0.15.2
+	vte@0.11.1
+	vte_generate_state_changes@0.1.2
+	wait-timeout@0.2.1
+	want@0.3.2
+	wasi@0.11.1+wasi-snapshot-preview1
+	wasm-bindgen-futures@0.4.80
+	wasm-bindgen-macro-support@0.2.130
+	wasm-bindgen-macro@0.2.130
+	wasm-bindgen-shared@0.2.130
+	wasm-bindgen@0.2.130
+	wasm-streams@0.4.2
+	web-sys@0.3.107
+	web-time@1.1.0
+	webpki-roots@1.0.10
+	winapi-i686-pc-windows-gnu@0.4.0
+	winapi-x86_64-pc-windows-gnu@0.4.0
+	winapi@0.3.9
+	windows-core@0.62.2
+	windows-implement@0.60.2
+	windows-interface@0.59.3
+	windows-link@0.2.1
+	windows-result@0.4.1
+	windows-strings@0.5.1
+	windows-sys@0.52.0
+	windows-sys@0.61.2
+	windows-targets@0.52.6
+	windows_aarch64_gnullvm@0.52.6
+	windows_aarch64_msvc@0.52.6
+	windows_i686_gnu@0.52.6
+	windows_i686_gnullvm@0.52.6
+	windows_i686_msvc@0.52.6
+	windows_x86_64_gnu@0.52.6
+	windows_x86_64_gnullvm@0.52.6
+	windows_x86_64_msvc@0.52.6
+	winnow@0.7.15
+	winnow@1.0.5
+	writeable@0.6.4
+	wyz@0.5.1
+	x25519-dalek@2.0.1
+	xattr@1.7.0
+	xz2@0.1.7
+	yoke-derive@0.8.4
+	yoke@0.8.4
+	zerocopy-derive@0.8.63
+	zerocopy@0.8.63
+	zerofrom-derive@0.1.8
+	zerofrom@0.1.8
+	zeroize@1.9.1
+	zeroize_derive@1.5.0
+	zerotrie@0.2.5
+	zerovec-derive@0.11.7
+	zerovec@0.11.9
+	zlib-rs@0.6.8
+	zmij@1.0.23
+"
+
+RUST_MIN_VER="1.88.0"
+
+inherit cargo shell-completion
+
+DESCRIPTION="Build customised Gentoo installations for many crossdev targets in parallel"
+HOMEPAGE="https://github.com/armtux/build-helper"
+SRC_URI="
+	https://github.com/armtux/build-helper/archive/refs/tags/v${PV}.tar.gz -> ${P}.tar.gz
+	${CARGO_CRATE_URIS}
+"
+
+LICENSE="GPL-2+"
+# Dependent crate licenses
+LICENSE+=" Apache-2.0 BSD CDLA-Permissive-2.0 ISC MIT Unicode-3.0 ZLIB"
+SLOT="0"
+KEYWORDS="~amd64"
+IUSE="qemu"
+
+# liblzma: linked from the system (the portable tarball compiles it in instead).
+# squashfs: mksquashfs or gensquashfs writes the history; rsync copies a history of type
+# files; tmux runs the tmux front end. No distcc: `distcc-helper` runs the history's own
+# distccd, chrooted in it.
+DEPEND="app-arch/xz-utils"
+RDEPEND="
+	${DEPEND}
+	app-misc/tmux
+	net-misc/rsync
+	|| (
+		sys-fs/squashfs-tools
+		sys-fs/squashfs-tools-ng
+	)
+	qemu? ( app-emulation/qemu )
+"
+BDEPEND="virtual/pkgconfig"
+
+QA_FLAGS_IGNORED="usr/bin/${PN}"
+
+src_compile() {
+	cargo_src_compile
+
+	# Man pages and completions come from the binary's own command line definitions.
+	local bin="$(cargo_target_dir)/${PN}"
+	"${bin}" generate man "${T}/man" >/dev/null || die
+	local shell
+	for shell in bash zsh fish; do
+		"${bin}" generate completion ${shell} > "${T}/${PN}.${shell}" || die
+	done
+}
+
+src_install() {
+	dobin "$(cargo_target_dir)/${PN}"
+	doman "${T}"/man/*.1
+	newbashcomp "${T}/${PN}.bash" ${PN}
+	newzshcomp "${T}/${PN}.zsh" _${PN}
+	newfishcomp "${T}/${PN}.fish" ${PN}.fish
+	einstalldocs
+}
