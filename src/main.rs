@@ -45,7 +45,7 @@ enum HistoryAction {
     List,
     /// Everything about one history, with its step durations.
     Show {
-        /// The history's name.
+        /// The history's name, or `latest` for the newest.
         name: String,
     },
     /// Remove all but the newest N histories (never one a run uses).
@@ -95,6 +95,7 @@ enum Command {
         /// The run (`<primary name>-<date>`).
         run: String,
         /// The target (default: the primary).
+        #[arg(allow_hyphen_values = true)]
         target: Option<String>,
         /// Arguments for the shell, e.g. `-c 'ls /usr'`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -114,10 +115,10 @@ enum Command {
         #[arg(long)]
         tree: Option<PathBuf>,
     },
-    /// Remove every mount of a run (also after its supervisor was killed).
+    /// Remove every mount of a run (also after its supervisor was killed); `--all` for every
+    /// run of the tree.
     Umount {
-        /// The run.
-        #[arg(required_unless_present = "all")]
+        /// The run (`build-helper status` lists them); or give --all.
         run: Option<String>,
         /// Every run of the tree.
         #[arg(long, conflicts_with = "run")]
@@ -353,7 +354,15 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             commands::status(&tree_arg(tree), run.as_deref(), json)?;
             Ok(0)
         }
-        Command::Umount { run, all: _, tree } => {
+        Command::Umount { run, all, tree } => {
+            if run.is_none() && !all {
+                return Err(UsageError(
+                    "umount needs a run (`build-helper status` lists them), or --all for every \
+                     run of the tree"
+                        .into(),
+                )
+                .into());
+            }
             commands::umount(&tree_arg(tree), run.as_deref())?;
             Ok(0)
         }
@@ -372,8 +381,32 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
+/// Sets SIGPIPE's disposition. Rust ignores SIGPIPE, so a write to a closed pipe is an
+/// error, and `println!` panics on it. Commands that only print (plan, check, status,
+/// history, umount, `--help`) take the default back and end quietly when the reader goes
+/// away, as `ls | head` does; `run`, `shell` and the worker keep ignoring it: they own
+/// sockets, terminals and children and handle write errors themselves.
+fn sigpipe(default: bool) {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    let handler = if default {
+        SigHandler::SigDfl
+    } else {
+        SigHandler::SigIgn
+    };
+    // SAFETY: no handler function is installed, only a disposition; nothing else changes
+    // signal dispositions concurrently this early.
+    let _ = unsafe { signal(Signal::SIGPIPE, handler) };
+}
+
 fn main() -> ExitCode {
+    sigpipe(true);
     let cli = Cli::parse();
+    let prints_only = match &cli.command {
+        Command::Run { flags, .. } => flags.mount_hist,
+        Command::Shell { .. } | Command::Worker { .. } => false,
+        _ => true,
+    };
+    sigpipe(prints_only);
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {

@@ -385,7 +385,10 @@ impl CheckpointWriter {
                     bytes = newer;
                 }
                 if let Err(e) = crate::fsutil::write_atomic(&path, &bytes) {
-                    eprintln!("build-helper: cannot write the checkpoint: {e}");
+                    let _ = std::io::Write::write_fmt(
+                        &mut std::io::stderr().lock(),
+                        format_args!("build-helper: cannot write the checkpoint: {e}\n"),
+                    );
                 }
             }
         });

@@ -70,7 +70,10 @@ fn supervisor_gone() -> ! {
             nix::sys::signal::Signal::SIGKILL,
         );
     }
-    eprintln!("build-helper worker: the supervisor went away; stopping");
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "build-helper worker: the supervisor went away; stopping"
+    );
     std::process::exit(1)
 }
 
@@ -146,7 +149,12 @@ pub fn main(run_dir: &Path, target: &Target, interactive: bool) -> anyhow::Resul
                         return;
                     }
                 }
-                Err(e) => eprintln!("build-helper worker: bad message from supervisor: {e}"),
+                Err(e) => {
+                    let _ = writeln!(
+                        std::io::stderr().lock(),
+                        "build-helper worker: bad message from supervisor: {e}"
+                    );
+                }
             }
         }
         supervisor_gone();

@@ -332,10 +332,10 @@ impl Frontend for Tui {
             .into_iter()
             .rev()
         {
-            println!("[build-helper] {m}");
+            let _ = writeln!(std::io::stdout().lock(), "[build-helper] {m}");
         }
         if let Some(s) = &app.summary {
-            println!("\n{s}");
+            let _ = writeln!(std::io::stdout().lock(), "\n{s}");
         }
     }
 }

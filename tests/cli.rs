@@ -1,0 +1,143 @@
+//! The command line as a newcomer meets it, without root: commands that print end quietly on
+//! a closed pipe, `shell RUN -c CMD` parses, `umount` without a run names `--all`, `history
+//! show latest` picks the newest history and lists step durations in the order they ran.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_build-helper");
+const SRC: &str = env!("CARGO_MANIFEST_DIR");
+
+/// Runs `build-helper ARGS` with its standard output a pipe whose reader is already closed,
+/// as `build-helper ARGS | head -0` would leave it.
+fn with_closed_stdout(args: &[&str], tree: &Path) -> Output {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    Command::new(BIN)
+        .args(args)
+        .current_dir(tree)
+        .env_remove("BUILD_HELPER_TREE")
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run build-helper")
+}
+
+fn run(args: &[&str], tree: &Path) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("BUILD_HELPER_TREE", tree)
+        .output()
+        .expect("run build-helper")
+}
+
+/// Writes a history directory with metadata whose steps are not in name order.
+fn fake_history(tree: &Path, name: &str, steps: &[(&str, u64)]) {
+    let dir = tree.join("history").join(name);
+    std::fs::create_dir_all(dir.join("etc")).unwrap();
+    std::fs::create_dir_all(dir.join("usr")).unwrap();
+    let steps: Vec<String> = steps
+        .iter()
+        .map(|(s, ms)| format!("\"{s}\": {ms}"))
+        .collect();
+    let meta = format!(
+        r#"{{"name": "{name}", "created": "2026-01-01T00:00:00Z", "kind": "files",
+        "size_bytes": 1, "targets": ["x86_64-unknown-linux-musl.a"], "starter": "s.toml",
+        "run_id": "a-{name}", "based_on": null, "tool_version": "0", "compression": null,
+        "archive_ms": 0, "step_ms": {{"x86_64-unknown-linux-musl.a": {{{}}}}}}}"#,
+        steps.join(", ")
+    );
+    std::fs::write(tree.join("history").join(format!("{name}.json")), meta).unwrap();
+}
+
+#[test]
+fn printing_commands_end_quietly_on_a_closed_pipe() {
+    let tree = tempfile::tempdir().unwrap();
+    fake_history(tree.path(), "20260101-000000", &[("host-sync", 1)]);
+    let starter = format!("{SRC}/starters/demo.toml");
+    let configs = format!("{SRC}/configs/x86_64-unknown-linux-musl.demo-a");
+    for args in [
+        vec!["plan", starter.as_str(), "--json"],
+        vec!["plan", starter.as_str()],
+        vec!["check", configs.as_str()],
+        vec!["status", "--json"],
+        vec!["status"],
+        vec!["history", "list"],
+        vec!["history", "show", "latest"],
+        vec!["--help"],
+    ] {
+        let out = with_closed_stdout(&args, tree.path());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+            "build-helper {args:?} on a closed pipe printed: {stderr}"
+        );
+        // Ended by SIGPIPE (as `ls | head` is) or exited 0; never 101 (a panic).
+        use std::os::unix::process::ExitStatusExt;
+        assert!(
+            out.status.signal() == Some(libc::SIGPIPE) || out.status.code() == Some(0),
+            "build-helper {args:?} on a closed pipe: {:?}",
+            out.status
+        );
+    }
+}
+
+#[test]
+fn shell_takes_dash_c_right_after_the_run() {
+    let tree = tempfile::tempdir().unwrap();
+    for args in [
+        &["shell", "nosuchrun", "-c", "ls /"][..],
+        &[
+            "shell",
+            "nosuchrun",
+            "x86_64-unknown-linux-musl.a",
+            "-c",
+            "ls /",
+        ][..],
+    ] {
+        let out = run(args, tree.path());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // Parsed: the error is about the run, not the arguments.
+        assert!(
+            stderr.contains("run `nosuchrun` cannot be entered"),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("unexpected argument"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn umount_without_a_run_names_all() {
+    let tree = tempfile::tempdir().unwrap();
+    let out = run(&["umount"], tree.path());
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--all"), "{stderr}");
+    assert!(stderr.contains("build-helper status"), "{stderr}");
+}
+
+#[test]
+fn history_show_latest_lists_steps_in_run_order() {
+    let tree = tempfile::tempdir().unwrap();
+    fake_history(tree.path(), "20260101-000000", &[("old-step", 1)]);
+    fake_history(
+        tree.path(),
+        "20260102-000000",
+        &[("host-sync", 1000), ("crossdev", 2000), ("archive", 500)],
+    );
+    let out = run(&["history", "show", "latest"], tree.path());
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("name     20260102-000000"), "{stdout}");
+    let pos = |s: &str| stdout.find(s).unwrap_or_else(|| panic!("{s} in {stdout}"));
+    assert!(pos("host-sync") < pos("crossdev") && pos("crossdev") < pos("archive"));
+    assert!(!stdout.contains("old-step"));
+
+    let empty = tempfile::tempdir().unwrap();
+    let out = run(&["history", "show", "latest"], empty.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("history list"));
+}
