@@ -1,14 +1,14 @@
 //! The `build-helper` command line: parses arguments and dispatches; the work lives in the
 //! library.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use build_helper::error::UsageError;
+use build_helper::error::{NothingToDo, UsageError};
 use build_helper::starter::{HistorySel, Starter, UiKind};
 use build_helper::supervisor::{self, Mode};
 use build_helper::ui::plain::Plain;
@@ -410,7 +410,10 @@ fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
-            if let Some(u) = e.downcast_ref::<UsageError>() {
+            if let Some(done) = e.downcast_ref::<NothingToDo>() {
+                let _ = writeln!(std::io::stdout().lock(), "build-helper: {done}");
+                ExitCode::SUCCESS
+            } else if let Some(u) = e.downcast_ref::<UsageError>() {
                 eprintln!("build-helper: {u}");
                 ExitCode::from(2)
             } else {

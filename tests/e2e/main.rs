@@ -6,6 +6,8 @@ mod common;
 mod events;
 mod history;
 mod portage;
+#[path = "../support/temp_mirror.rs"]
+mod temp_mirror;
 mod tui;
 
 use std::os::unix::process::CommandExt;
@@ -95,8 +97,15 @@ fn demo_runs_in_parallel_then_updates_from_its_history() {
             .join(format!("builds/{t}.{date}/EFI/boot/bootx64.efi"));
         assert!(efi.is_file(), "{} missing", efi.display());
     }
-    // Output is line-prefixed per target.
+    // Output is line-prefixed per target, and says nothing alarming that is not an error
+    // (the stand-in stage3 lacked `mountpoint`: "mountpoint: not found").
     let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for text in [&stdout, &stderr] {
+        for bad in ["not found", "No such file", "error:"] {
+            assert!(!text.contains(bad), "the demo printed `{bad}`:\n{text}");
+        }
+    }
     for t in TARGETS {
         assert!(
             stdout.contains(&format!("[{t}] ")),
@@ -235,6 +244,32 @@ fn failed_step_resumes_without_rerunning_completed_steps() {
         .collect();
     assert_eq!(done_before.len(), 5, "{done_before:?}");
 
+    // `--resume` without a run continues only runs of the same starter.
+    let other = tree.path().join("starters/other.toml");
+    std::fs::copy(tree.starter(), &other).unwrap();
+    let cp_bytes = std::fs::read(tree.run_dir().join("checkpoint.json")).unwrap();
+    let out = tree.bh(
+        &["run", other.to_str().unwrap(), "--ui", "plain", "--resume"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let run_name = tree
+        .run_dir()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        stderr.contains("no unfinished run of") && stderr.contains(&run_name),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(tree.run_dir().join("checkpoint.json")).unwrap(),
+        cp_bytes,
+        "another starter's --resume touched the run"
+    );
+
     let out = tree.run_demo(&["--resume"], &[("BH_DEMO_FAIL", &failing)]);
     assert_eq!(out.status.code(), Some(0));
     let after = tree.checkpoint();
@@ -261,6 +296,35 @@ fn failed_step_resumes_without_rerunning_completed_steps() {
     }
     assert_eq!(log.matches("step target-world started").count(), 2);
     assert!(mounts_anywhere(tree.path()).is_empty());
+
+    // `--resume` of the finished run says so and changes nothing: no new history, the
+    // checkpoint and the history metadata stay as they are.
+    let listing = |dir: &std::path::Path| {
+        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_file())
+            .map(|p| {
+                (
+                    p.display().to_string(),
+                    std::fs::read(&p).unwrap_or_default(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let history_before = listing(&tree.path().join("history"));
+    let run_before = listing(&tree.run_dir());
+    let out = tree.run_demo(&["--resume", &run_name], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("run {run_name} is finished")),
+        "{stdout}"
+    );
+    assert_eq!(listing(&tree.path().join("history")), history_before);
+    assert_eq!(listing(&tree.run_dir()), run_before);
 }
 
 #[test]
