@@ -20,7 +20,10 @@ use build_helper::{commands, config, explore, history_cmd, plan, plan_text, star
 #[command(
     name = "build-helper",
     version,
-    about = "Builds customised Gentoo installations for many crossdev targets in parallel"
+    about = "Builds customised Gentoo installations for many crossdev targets in parallel",
+    after_help = "Reference (in the source tree): docs/starter.md (starters), \
+                  docs/configuration.md (configuration directories), docs/recipe.md (the \
+                  steps of a run), docs/mirror.md (the stage3 mirror and its checks)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -60,7 +63,7 @@ enum HistoryAction {
 enum Command {
     /// Print the plan of a starter (targets, world orders, mounts, steps); no root needed.
     Plan {
-        /// The starter file (TOML).
+        /// The starter file (TOML; format: docs/starter.md).
         starter: PathBuf,
         /// Print one JSON document.
         #[arg(long)]
@@ -71,13 +74,14 @@ enum Command {
     },
     /// Validate target configuration directories; exit 0 when valid, 2 otherwise.
     Check {
-        /// Configuration directories (configs/<tuple>.<name>/ or configs/host).
+        /// Configuration directories (configs/<tuple>.<name>/ or configs/host; format:
+        /// docs/configuration.md).
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
     },
     /// Run the build of a starter (root).
     Run {
-        /// The starter file (TOML).
+        /// The starter file (TOML; format: docs/starter.md).
         starter: PathBuf,
         #[command(flatten)]
         flags: RunFlags,
@@ -173,8 +177,8 @@ struct RunFlags {
     /// History to start from: latest, none, a name under history/, or a path.
     #[arg(long)]
     history: Option<String>,
-    /// Continue a run (the newest unfinished one without RUN) from each target's first
-    /// step that is not done.
+    /// Continue a run (without RUN: the newest unfinished run of this starter) from each
+    /// target's first step that is not done; a finished run is left as it is.
     #[arg(long, num_args = 0..=1, default_missing_value = "")]
     resume: Option<String>,
     /// Restart the run's targets from their first step (with --resume RUN: that run).

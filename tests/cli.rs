@@ -141,3 +141,77 @@ fn history_show_latest_lists_steps_in_run_order() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("history list"));
 }
+
+/// Every `docs/<file>.md` the README, `--help` or a message in the source cites exists, and
+/// nothing cites the design specs, which are not part of the repository.
+#[test]
+fn every_cited_docs_path_exists() {
+    let mut texts: Vec<(String, String)> = Vec::new();
+    texts.push((
+        "README.md".into(),
+        std::fs::read_to_string(format!("{SRC}/README.md")).unwrap(),
+    ));
+    let tree = tempfile::tempdir().unwrap();
+    for cmd in [
+        "", "plan", "check", "run", "history", "shell", "status", "umount",
+    ] {
+        let mut args: Vec<&str> = cmd.split_whitespace().collect();
+        args.push("--help");
+        let out = run(&args, tree.path());
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        texts.push((
+            format!("build-helper {cmd} --help"),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        ));
+    }
+    fn sources(dir: &Path, out: &mut Vec<(String, String)>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                sources(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                // Messages, not comments: a comment may cite the design notes.
+                let code: String = std::fs::read_to_string(&p)
+                    .unwrap()
+                    .lines()
+                    .filter(|l| !l.trim_start().starts_with("//"))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                out.push((p.display().to_string(), code));
+            }
+        }
+    }
+    sources(&Path::new(SRC).join("src"), &mut texts);
+
+    let mut cited = 0;
+    for (origin, text) in &texts {
+        let mut rest = text.as_str();
+        while let Some(i) = rest.find("docs/") {
+            let tail = &rest[i..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || "/._-".contains(c)))
+                .unwrap_or(tail.len());
+            let path = tail[..end].trim_end_matches('.');
+            if path.ends_with(".md") {
+                cited += 1;
+                assert!(
+                    Path::new(SRC).join(path).is_file(),
+                    "{origin} cites {path}, which is not in the repository"
+                );
+            }
+            rest = &tail[end.max(5)..];
+        }
+        assert!(
+            !text.contains("spec/recipe.md") && !text.contains("spec/target-config.md"),
+            "{origin} cites the design specs; cite docs/ instead"
+        );
+    }
+    // The README cites each reference file, and --help and the messages cite some.
+    for doc in ["starter", "configuration", "recipe", "mirror"] {
+        assert!(
+            texts[0].1.contains(&format!("docs/{doc}.md")),
+            "README.md does not cite docs/{doc}.md"
+        );
+    }
+    assert!(cited >= 8, "only {cited} citations found");
+}
