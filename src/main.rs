@@ -256,7 +256,11 @@ fn cmd_run(starter_path: &Path, flags: RunFlags) -> anyhow::Result<i32> {
         .context("starting the async runtime")?;
     let (req_tx, req_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut frontend: Box<dyn Frontend> = match ui {
-        Ui::Tui => Box::new(tui::start(req_tx).context("starting the TUI on this terminal")?),
+        Ui::Tui => {
+            let mut t = tui::start(req_tx).context("starting the TUI on this terminal")?;
+            t.set_log_dir(prepared.plan.run_dir().join("logs"));
+            Box::new(t)
+        }
         Ui::Tmux => Box::new(TmuxUi::new()),
         Ui::Plain if events.is_some() => Box::new(Plain::events_json()),
         Ui::Plain => Box::new(Plain::default()),
