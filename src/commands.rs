@@ -50,8 +50,9 @@ pub fn run_named(tree: &Path, name: &str) -> anyhow::Result<PathBuf> {
         Ok(dir)
     } else {
         Err(UsageError(format!(
-            "run `{name}` does not exist in {}; `build-helper status` lists the runs",
-            tree.join("work").display()
+            "run `{name}` does not exist in {}; `build-helper status{}` lists the runs",
+            tree.join("work").display(),
+            tree_flag(tree)
         ))
         .into())
     }

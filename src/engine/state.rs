@@ -152,7 +152,7 @@ pub enum CheckpointError {
         source: std::io::Error,
     },
     /// Malformed JSON.
-    #[error("{path}: malformed checkpoint ({source}); the run cannot be resumed, use `build-helper run --retry` or start a new run")]
+    #[error("{path}: malformed checkpoint ({source}); the run cannot be continued: start a new one with `build-helper run STARTER`")]
     Parse {
         /// The file.
         path: PathBuf,

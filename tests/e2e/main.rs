@@ -224,8 +224,8 @@ fn failed_step_resumes_without_rerunning_completed_steps() {
     require_root();
     let tree = Tree::new();
     let failing = format!("{}:target-world", TARGETS[1]);
-    let out = tree.run_demo(&[], &[("BH_DEMO_FAIL", &failing)]);
-    assert_eq!(out.status.code(), Some(1));
+    let first = tree.run_demo(&[], &[("BH_DEMO_FAIL", &failing)]);
+    assert_eq!(first.status.code(), Some(1));
     assert!(mounts_anywhere(tree.path()).is_empty());
     let status = tree.bh(
         &[
@@ -270,7 +270,27 @@ fn failed_step_resumes_without_rerunning_completed_steps() {
         "another starter's --resume touched the run"
     );
 
-    let out = tree.run_demo(&["--resume"], &[("BH_DEMO_FAIL", &failing)]);
+    // The hint the failed run printed works as written.
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&first.stdout),
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let hint = printed
+        .split("continue with `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .unwrap_or_else(|| panic!("no hint in:\n{printed}"));
+    let words: Vec<&str> = hint.split_whitespace().collect();
+    assert_eq!(words[..2], ["build-helper", "run"], "{hint}");
+    assert!(
+        words.contains(&"--resume") && words.contains(&run_name.as_str()),
+        "{hint}"
+    );
+    let mut args = words[1..].to_vec();
+    args.extend(["--ui", "plain"]);
+    let out = tree.bh(&args, &[("BH_DEMO_FAIL", &failing)]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     assert_eq!(out.status.code(), Some(0));
     let after = tree.checkpoint();
     assert_eq!(after["finished"], true);
