@@ -93,9 +93,10 @@ fn existing_run(starter: &Starter, name: Option<&str>, mode: &Mode) -> anyhow::R
     };
     if matches!(mode, Mode::Resume(_)) && Checkpoint::load(&dir).is_ok_and(|cp| cp.finished) {
         let run = dir.file_name().unwrap_or_default().to_string_lossy();
+        let tree = crate::commands::tree_flag(tree);
         return Err(NothingToDo(format!(
             "run {run} is finished: nothing to continue, nothing changed (`build-helper \
-             status {run}` shows it; `--retry {run}` builds it again)"
+             status{tree} {run}` shows it; `--retry {run}` builds it again)"
         ))
         .into());
     }
