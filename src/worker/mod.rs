@@ -211,14 +211,17 @@ pub fn main(run_dir: &Path, target: &Target, interactive: bool) -> anyhow::Resul
         }
         link.send(&WorkerMsg::StepStarted { step: name.clone() });
         let outcome = step::run(&tp.root, step, &env, &log, &link);
-        if step.sync_lock {
-            link.send(&WorkerMsg::ReleaseSync);
-        }
+        // Finished before released: the supervisor reads this connection in order, so the
+        // step's end is recorded before the next holder's step can start (the events and
+        // checkpoint never show two syncs at once).
         link.send(&WorkerMsg::StepFinished {
             step: name.clone(),
             exit_code: outcome.exit_code,
             duration_ms: outcome.duration_ms,
         });
+        if step.sync_lock {
+            link.send(&WorkerMsg::ReleaseSync);
+        }
         if outcome.exit_code == 0 {
             i += 1;
             continue;
