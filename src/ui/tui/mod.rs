@@ -14,6 +14,7 @@ pub mod layout;
 pub mod scrollback;
 #[cfg(test)]
 mod tests;
+pub mod text;
 pub mod view;
 
 use std::io::Write;
