@@ -17,6 +17,7 @@ for p in busybox-static squashfs-tools squashfs-tools-ng rsync xz-utils file gnu
     dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
 done
 if [ -n "$need" ]; then
+    echo "scripts/install-deps.sh: installing$need (apt-get)" >&2
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
 fi

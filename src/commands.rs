@@ -25,6 +25,22 @@ pub fn runs(tree: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// ` --tree TREE` for a hint the user may type into their own shell, which need not have
+/// BUILD_HELPER_TREE set (scripts/demo.sh sets it only for itself); empty when the current
+/// directory is the tree, where the commands find it without the flag.
+pub fn tree_flag(tree: &Path) -> String {
+    let same = std::env::current_dir()
+        .and_then(|cwd| cwd.canonicalize())
+        .ok()
+        .zip(tree.canonicalize().ok())
+        .is_some_and(|(cwd, tree)| cwd == tree);
+    if same {
+        String::new()
+    } else {
+        format!(" --tree {}", tree.display())
+    }
+}
+
 /// The directory of run `name` under `<tree>/work` (one with a plan or a mount journal).
 ///
 /// Errors: [`UsageError`] naming the run when there is no such run.
@@ -34,8 +50,9 @@ pub fn run_named(tree: &Path, name: &str) -> anyhow::Result<PathBuf> {
         Ok(dir)
     } else {
         Err(UsageError(format!(
-            "run `{name}` does not exist in {}; `build-helper status` lists the runs",
-            tree.join("work").display()
+            "run `{name}` does not exist in {}; `build-helper status{}` lists the runs",
+            tree.join("work").display(),
+            tree_flag(tree)
         ))
         .into())
     }

@@ -6,3 +6,9 @@
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct UsageError(pub String);
+
+/// Nothing to do: the command's request is already met (`run --resume RUN` of a finished
+/// run). The command prints the message and exits with status 0, having changed nothing.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NothingToDo(pub String);

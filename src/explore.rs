@@ -81,6 +81,7 @@ pub fn mount_hist(starter: &Starter) -> anyhow::Result<String> {
     let count = std::fs::read_to_string("/proc/self/mountinfo")
         .map(|info| mounts_under(&info, &layout.m_dir).len())
         .unwrap_or(0);
+    let tree = crate::commands::tree_flag(&plan.tree);
     println!(
         "history {history} is mounted for exploration as run {} ({count} mounts, in this \
          machine's mount namespace)",
@@ -89,7 +90,7 @@ pub fn mount_hist(starter: &Starter) -> anyhow::Result<String> {
     for t in &plan.targets {
         println!("  {}: {}", t.target, t.root.display());
         println!(
-            "      enter:   build-helper shell {} {}",
+            "      enter:   build-helper shell{tree} {} {}",
             plan.run_id, t.target
         );
     }
@@ -97,7 +98,7 @@ pub fn mount_hist(starter: &Starter) -> anyhow::Result<String> {
         "changes go to the overlays' upper directories under {}, not into the history",
         layout.data_dir.display()
     );
-    println!("unmount:   build-helper umount {}", plan.run_id);
+    println!("unmount:   build-helper umount{tree} {}", plan.run_id);
     Ok(plan.run_id)
 }
 

@@ -70,19 +70,23 @@ pub fn list(tree: &Path) {
     }
 }
 
-/// Prints everything known about one history, step durations included.
+/// Prints everything known about one history (`latest`: the newest), step durations
+/// included, in the order the steps ran.
 ///
 /// Errors: [`UsageError`] for an unknown name.
 pub fn show(tree: &Path, name: &str) -> anyhow::Result<()> {
-    let entry = history::list(tree)
-        .into_iter()
-        .find(|e| e.name == name)
-        .ok_or_else(|| {
-            UsageError(format!(
-                "history `{name}` does not exist in {}; `build-helper history list` shows them",
-                tree.join("history").display()
-            ))
-        })?;
+    let all = history::list(tree);
+    let entry = if name == "latest" {
+        all.into_iter().last()
+    } else {
+        all.into_iter().find(|e| e.name == name)
+    };
+    let entry = entry.ok_or_else(|| {
+        UsageError(format!(
+            "history `{name}` does not exist in {}; `build-helper history list` shows them",
+            tree.join("history").display()
+        ))
+    })?;
     println!("name     {}", entry.name);
     println!("path     {}", entry.path.display());
     println!("type     {}", kind_word(entry.kind));

@@ -1,14 +1,14 @@
 //! The `build-helper` command line: parses arguments and dispatches; the work lives in the
 //! library.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
-use build_helper::error::UsageError;
+use build_helper::error::{NothingToDo, UsageError};
 use build_helper::starter::{HistorySel, Starter, UiKind};
 use build_helper::supervisor::{self, Mode};
 use build_helper::ui::plain::Plain;
@@ -22,7 +22,10 @@ use build_helper::{
 #[command(
     name = "build-helper",
     version,
-    about = "Builds customised Gentoo installations for many crossdev targets in parallel"
+    about = "Builds customised Gentoo installations for many crossdev targets in parallel",
+    after_help = "Reference (in the source tree): docs/starter.md (starters), \
+                  docs/configuration.md (configuration directories), docs/recipe.md (the \
+                  steps of a run), docs/mirror.md (the stage3 mirror and its checks)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -65,7 +68,7 @@ enum HistoryAction {
     List,
     /// Everything about one history, with its step durations.
     Show {
-        /// The history's name.
+        /// The history's name, or `latest` for the newest.
         name: String,
     },
     /// Remove all but the newest N histories (never one a run uses).
@@ -96,7 +99,7 @@ enum GenerateAction {
 enum Command {
     /// Print the plan of a starter (targets, world orders, mounts, steps); no root needed.
     Plan {
-        /// The starter file (TOML).
+        /// The starter file (TOML; format: docs/starter.md).
         starter: PathBuf,
         /// Print one JSON document.
         #[arg(long)]
@@ -108,8 +111,9 @@ enum Command {
     /// Validate configuration directories, or a starter's (the host's and each target's);
     /// exit 0 when valid, 2 otherwise.
     Check {
-        /// Configuration directories (configs/<tuple>.<name>/ or configs/host), or starter
-        /// files (*.toml): a starter checks the host's and each target's configuration.
+        /// Configuration directories (configs/<tuple>.<name>/ or configs/host; format:
+        /// docs/configuration.md), or starter files (*.toml): a starter checks the host's
+        /// and each target's configuration.
         #[arg(required_unless_present = "starter")]
         dirs: Vec<PathBuf>,
         /// Also check the host and every target configuration of this starter (the same as
@@ -126,7 +130,7 @@ enum Command {
     },
     /// Run the build of a starter (root).
     Run {
-        /// The starter file (TOML).
+        /// The starter file (TOML; format: docs/starter.md).
         starter: PathBuf,
         #[command(flatten)]
         flags: RunFlags,
@@ -144,6 +148,7 @@ enum Command {
         /// The run (`<primary name>-<date>`).
         run: String,
         /// The target (default: the primary).
+        #[arg(allow_hyphen_values = true)]
         target: Option<String>,
         /// Arguments for the shell, e.g. `-c 'ls /usr'`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -163,10 +168,10 @@ enum Command {
         #[arg(long)]
         tree: Option<PathBuf>,
     },
-    /// Remove every mount of a run (also after its supervisor was killed).
+    /// Remove every mount of a run (also after its supervisor was killed); `--all` for every
+    /// run of the tree.
     Umount {
-        /// The run.
-        #[arg(required_unless_present = "all")]
+        /// The run (`build-helper status` lists them); or give --all.
         run: Option<String>,
         /// Every run of the tree.
         #[arg(long, conflicts_with = "run")]
@@ -298,8 +303,8 @@ struct RunFlags {
     /// History to start from: latest, none, a name under history/, or a path.
     #[arg(long)]
     history: Option<String>,
-    /// Continue a run (the newest unfinished one without RUN) from each target's first
-    /// step that is not done.
+    /// Continue a run (without RUN: the newest unfinished run of this starter) from each
+    /// target's first step that is not done; a finished run is left as it is.
     #[arg(long, num_args = 0..=1, default_missing_value = "")]
     resume: Option<String>,
     /// Restart the run's targets from their first step (with --resume RUN: that run).
@@ -377,7 +382,11 @@ fn cmd_run(starter_path: &Path, flags: RunFlags) -> anyhow::Result<i32> {
         .context("starting the async runtime")?;
     let (req_tx, req_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut frontend: Box<dyn Frontend> = match ui {
-        Ui::Tui => Box::new(tui::start(req_tx).context("starting the TUI on this terminal")?),
+        Ui::Tui => {
+            let mut t = tui::start(req_tx).context("starting the TUI on this terminal")?;
+            t.set_log_dir(prepared.plan.run_dir().join("logs"));
+            Box::new(t)
+        }
         Ui::Tmux => Box::new(TmuxUi::new()),
         Ui::Plain if events.is_some() => Box::new(Plain::events_json()),
         Ui::Plain => Box::new(Plain::default()),
@@ -548,7 +557,15 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             commands::status(&tree_arg(tree), run.as_deref(), json)?;
             Ok(0)
         }
-        Command::Umount { run, all: _, tree } => {
+        Command::Umount { run, all, tree } => {
+            if run.is_none() && !all {
+                return Err(UsageError(
+                    "umount needs a run (`build-helper status` lists them), or --all for every \
+                     run of the tree"
+                        .into(),
+                )
+                .into());
+            }
             commands::umount(&tree_arg(tree), run.as_deref())?;
             Ok(0)
         }
@@ -716,12 +733,42 @@ fn print_quietly_on_closed_pipe(text: &str) -> anyhow::Result<()> {
     }
 }
 
+/// Sets SIGPIPE's disposition. Rust ignores SIGPIPE, so a write to a closed pipe is an
+/// error, and `println!` panics on it. Commands that only print (plan, check, status,
+/// history, umount, `--help`) take the default back and end quietly when the reader goes
+/// away, as `ls | head` does; `run`, `shell`, the worker, `boot` and `distcc-helper` keep
+/// ignoring it: they own sockets, terminals and children and handle write errors themselves.
+fn sigpipe(default: bool) {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    let handler = if default {
+        SigHandler::SigDfl
+    } else {
+        SigHandler::SigIgn
+    };
+    // SAFETY: no handler function is installed, only a disposition; nothing else changes
+    // signal dispositions concurrently this early.
+    let _ = unsafe { signal(Signal::SIGPIPE, handler) };
+}
+
 fn main() -> ExitCode {
+    sigpipe(true);
     let cli = Cli::parse();
+    let prints_only = match &cli.command {
+        Command::Run { flags, .. } => flags.mount_hist,
+        Command::Shell { .. }
+        | Command::Worker { .. }
+        | Command::Boot { .. }
+        | Command::DistccHelper { .. } => false,
+        _ => true,
+    };
+    sigpipe(prints_only);
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
-            if let Some(u) = e.downcast_ref::<UsageError>() {
+            if let Some(done) = e.downcast_ref::<NothingToDo>() {
+                let _ = writeln!(std::io::stdout().lock(), "build-helper: {done}");
+                ExitCode::SUCCESS
+            } else if let Some(u) = e.downcast_ref::<UsageError>() {
                 eprintln!("build-helper: {u}");
                 ExitCode::from(2)
             } else {

@@ -145,7 +145,8 @@ impl EventLog {
                 let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
             }
             if let Err(e) = self.file.write_all(line.as_bytes()) {
-                eprintln!(
+                let _ = writeln!(
+                    std::io::stderr().lock(),
                     "build-helper: cannot append to {}: {e}",
                     self.path.display()
                 );

@@ -156,7 +156,7 @@ pub enum CheckpointError {
         source: std::io::Error,
     },
     /// Malformed JSON.
-    #[error("{path}: malformed checkpoint ({source}); the run cannot be resumed, use `build-helper run --retry` or start a new run")]
+    #[error("{path}: malformed checkpoint ({source}); the run cannot be continued: start a new one with `build-helper run STARTER`")]
     Parse {
         /// The file.
         path: PathBuf,
@@ -393,7 +393,10 @@ impl CheckpointWriter {
                     bytes = newer;
                 }
                 if let Err(e) = crate::fsutil::write_atomic(&path, &bytes) {
-                    eprintln!("build-helper: cannot write the checkpoint: {e}");
+                    let _ = std::io::Write::write_fmt(
+                        &mut std::io::stderr().lock(),
+                        format_args!("build-helper: cannot write the checkpoint: {e}\n"),
+                    );
                 }
             }
         });

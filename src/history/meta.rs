@@ -1,8 +1,8 @@
 //! History metadata: `history/<name>.json`, written beside the archive when a run ends.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 use crate::starter::HistoryType;
@@ -32,8 +32,11 @@ pub struct Meta {
     pub compression: Option<String>,
     /// Milliseconds the archive took.
     pub archive_ms: u64,
-    /// Per target, per step: the duration of its last attempt in milliseconds.
-    pub step_ms: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Per target (primary first), per step in the order the steps ran: the duration of its
+    /// last attempt in milliseconds. A JSON object keeps its members' order in the file and
+    /// [`IndexMap`] keeps it in memory (histories written before this kept the order sorted
+    /// by name).
+    pub step_ms: IndexMap<String, IndexMap<String, u64>>,
 }
 
 impl Meta {
@@ -91,5 +94,38 @@ mod tests {
             Meta::path_for(Path::new("/t/history/20260101-000000")),
             Path::new("/t/history/20260101-000000.json")
         );
+    }
+
+    #[test]
+    fn step_durations_keep_run_order_through_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = dir.path().join("20260101-000000.sqfs");
+        let mut steps = IndexMap::new();
+        for (step, ms) in [("host-sync", 3), ("crossdev", 2), ("archive", 1)] {
+            steps.insert(step.to_string(), ms);
+        }
+        let mut step_ms = IndexMap::new();
+        step_ms.insert("z.primary".to_string(), steps.clone());
+        step_ms.insert("a.second".to_string(), steps);
+        let meta = Meta {
+            name: "20260101-000000".into(),
+            created: "2026-01-01T00:00:00Z".into(),
+            kind: HistoryType::Squashfs,
+            size_bytes: 1,
+            targets: vec![],
+            starter: PathBuf::from("s.toml"),
+            run_id: "r".into(),
+            based_on: None,
+            tool_version: "0".into(),
+            compression: None,
+            archive_ms: 0,
+            step_ms,
+        };
+        meta.save(&entry).unwrap();
+        let back = Meta::load(&entry).unwrap();
+        let targets: Vec<_> = back.step_ms.keys().cloned().collect();
+        assert_eq!(targets, ["z.primary", "a.second"]);
+        let steps: Vec<_> = back.step_ms["z.primary"].keys().cloned().collect();
+        assert_eq!(steps, ["host-sync", "crossdev", "archive"]);
     }
 }

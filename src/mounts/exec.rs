@@ -35,10 +35,11 @@ pub enum MountError {
         /// The offending component.
         link: PathBuf,
     },
-    /// Some mounts could not be removed.
+    /// Some mounts could not be removed (`dir` is `<tree>/work/<run>/M`).
     #[error(
         "{count} mount(s) under {dir} could not be removed (first: {first}); a process may \
-         still use them: check `fuser -vm {first}`, stop it, then run `build-helper umount`"
+         still use them: check `fuser -vm {first}`, stop it, then run `{}`",
+        umount_hint(dir)
     )]
     Busy {
         /// The directory torn down.
@@ -342,8 +343,33 @@ pub fn teardown(sys: &dyn Sys, dir: &Path, detach_busy: bool) -> Result<usize, M
     }
 }
 
+/// The command that tears down the run whose mount directory is `m_dir`
+/// (`<tree>/work/<run>/M`), typed from anywhere.
+fn umount_hint(m_dir: &Path) -> String {
+    let run = m_dir.parent();
+    let name = run.and_then(|r| r.file_name()).map(|n| n.to_string_lossy());
+    let tree = run.and_then(Path::parent).and_then(Path::parent);
+    match (name, tree) {
+        (Some(name), Some(tree)) => {
+            format!("build-helper umount {name} --tree {}", tree.display())
+        }
+        _ => "build-helper umount --all".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn busy_hint_names_the_run_and_its_tree() {
+        assert_eq!(
+            super::umount_hint(std::path::Path::new(
+                "/srv/bh/work/demo-a-20261122-010414/M"
+            )),
+            "build-helper umount demo-a-20261122-010414 --tree /srv/bh"
+        );
+    }
+
     use super::*;
 
     #[test]

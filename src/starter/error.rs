@@ -29,11 +29,11 @@ pub enum StarterError {
     /// The file could not be read (missing, unreadable, not UTF-8).
     #[error("cannot read starter {}: {source}; check the path", path.display())]
     Read { path: PathBuf, source: io::Error },
-    /// Not valid TOML, or not the starter's shape: an unknown key, a wrong value type, a
-    /// missing required key.
-    #[error("{at}: {message}; fix the starter (its format is described in README.md)")]
+    /// Not valid TOML, or not the starter's shape: an unknown key, a missing required key.
+    #[error("{at}: {message}; fix the starter (its format: docs/starter.md)")]
     Syntax { at: Location, message: String },
-    /// A value of the right type that is not allowed (`value` as written in TOML).
+    /// A value that is not allowed, or of the wrong type (`value` as written in TOML;
+    /// `reason` says what is expected).
     #[error("{at}: {key} = {value} is not valid: {reason}")]
     Invalid {
         at: Location,
@@ -65,7 +65,7 @@ pub enum StarterError {
     /// A target without its configuration directory.
     #[error(
         "{at}: target {target} has no configuration directory {}; create it (see \
-         spec/target-config.md) or check the name, then run `build-helper check`",
+         docs/configuration.md) or check the name, then run `build-helper check`",
         dir.display()
     )]
     MissingConfig {
@@ -80,4 +80,43 @@ pub enum StarterError {
         path.display()
     )]
     NoTree { path: PathBuf },
+    /// Several problems, each on its own line, ordered by line.
+    #[error("{}\n{} problems in {}; fix them all, then run again", list(.problems), .problems.len(), path.display())]
+    Many {
+        path: PathBuf,
+        problems: Vec<StarterError>,
+    },
+}
+
+fn list(problems: &[StarterError]) -> String {
+    problems
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl StarterError {
+    /// The starter line this problem is on, when it has one.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            StarterError::Syntax { at, .. }
+            | StarterError::Invalid { at, .. }
+            | StarterError::DuplicateTarget { at, .. }
+            | StarterError::MissingConfig { at, .. } => at.line,
+            _ => None,
+        }
+    }
+
+    /// One error for a list of problems: the problem itself when there is one.
+    pub(crate) fn from_problems(path: &std::path::Path, mut problems: Vec<StarterError>) -> Self {
+        if problems.len() == 1 {
+            problems.remove(0)
+        } else {
+            StarterError::Many {
+                path: path.to_path_buf(),
+                problems,
+            }
+        }
+    }
 }

@@ -44,6 +44,7 @@ mod env;
 mod error;
 mod import;
 mod options;
+mod raw;
 #[cfg(test)]
 mod tests;
 
@@ -55,6 +56,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
+
+use raw::{Problems, OPTION_KEYS, TARGET_KEYS};
 
 use crate::config::target::{validate_name, validate_tuple, Target};
 pub use env::EnvFn;
@@ -99,22 +102,46 @@ pub fn load(path: &Path, env: EnvFn<'_>) -> Result<Starter, StarterError> {
         ))
     })?;
     let src = Source { path, text: &text };
-    let raw: RawStarter = toml::from_str(&text).map_err(|e| src.syntax(&e))?;
+    let problems = Problems::default();
+    let raw = src.raw(&problems);
     let abs = fs::canonicalize(path).map_err(read_error)?;
     let tree = tree(&abs, env)?;
-    let targets = src.targets(&raw.target, &tree)?;
-    let mut options = src.options(&raw.options, &tree)?;
-    env::apply(&mut options, env, &tree)?;
+    let targets = src.targets(&raw.target, &tree, &problems);
+    let mut options = src.options(&raw.options, &tree, &problems);
+    if let Err(e) = env::apply(&mut options, env, &tree) {
+        problems.push(e);
+    }
     let mut env_table = BTreeMap::new();
-    for (key, value) in raw.env {
-        let name = options::env_name(&key).map_err(|reason| StarterError::Invalid {
-            at: src.at(value.span()),
-            key: "[env] key".into(),
-            value: format!("{key:?}"),
-            reason,
-        })?;
-        let value = src.check(&format!("[env] {name}"), &value, |v| options::env_value(v))?;
-        env_table.insert(name, value);
+    for (key, value) in &raw.env {
+        let name = src.check(
+            "[env] key",
+            &Spanned::new(key.span(), key.get_ref().clone()),
+            |k| options::env_name(k),
+            &problems,
+        );
+        let value = match value.get_ref() {
+            toml::Value::String(v) => src.check(
+                &format!("[env] {}", key.get_ref()),
+                &Spanned::new(value.span(), v.clone()),
+                |v| options::env_value(v),
+                &problems,
+            ),
+            other => {
+                problems.push(src.wrong(
+                    key.get_ref(),
+                    &[(key.get_ref(), "a string: the variable's value")],
+                    other,
+                    &value.span(),
+                ));
+                None
+            }
+        };
+        if let (Some(name), Some(value)) = (name, value) {
+            env_table.insert(name, value);
+        }
+    }
+    if !problems.is_empty() {
+        return Err(StarterError::from_problems(path, problems.into_vec()));
     }
     Ok(Starter {
         path: abs,
@@ -147,52 +174,6 @@ fn tree(starter: &Path, env: EnvFn<'_>) -> Result<PathBuf, StarterError> {
                 path: starter.to_path_buf(),
             }),
     }
-}
-
-/// The starter as written: unknown keys are errors, values carry their byte spans.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawStarter {
-    #[serde(default)]
-    target: Vec<RawTarget>,
-    #[serde(default)]
-    options: RawOptions,
-    #[serde(default)]
-    env: BTreeMap<String, Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTarget {
-    tuple: Spanned<String>,
-    name: Spanned<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawOptions {
-    ui: Option<Spanned<String>>,
-    mirror: Option<Spanned<String>>,
-    arch: Option<Spanned<String>>,
-    stage3: Option<Spanned<String>>,
-    mount_type: Option<Spanned<String>>,
-    mount_opts: Option<Spanned<String>>,
-    tmp_type: Option<Spanned<String>>,
-    tmp_size: Option<Spanned<String>>,
-    jobs: Option<Spanned<i64>>,
-    history: Option<Spanned<String>>,
-    history_type: Option<Spanned<String>>,
-    compressor: Option<Spanned<String>>,
-    compression_level: Option<Spanned<i64>>,
-    image_compressor: Option<Spanned<String>>,
-    distfiles: Option<Spanned<String>>,
-    openpgp_key: Option<Spanned<String>>,
-    verify_signatures: Option<bool>,
-    umount_ask: Option<bool>,
-    gentoo_mirrors: Option<Spanned<String>>,
-    distcc_hosts: Option<Spanned<String>>,
-    #[serde(default)]
-    pass_env: Vec<Spanned<String>>,
 }
 
 /// The starter file being checked, for locating errors.
@@ -243,67 +224,94 @@ impl Source<'_> {
         StarterError::Syntax { at, message }
     }
 
-    /// Parses `value` of `key`; on error names key, value, file and line.
+    /// Parses `value` of `key`; on error records a problem naming key, value, file and
+    /// line, and gives `None`.
     fn check<V: fmt::Debug, T>(
         &self,
         key: &str,
         value: &Spanned<V>,
         parse: impl FnOnce(&V) -> Result<T, String>,
-    ) -> Result<T, StarterError> {
-        parse(value.get_ref()).map_err(|reason| StarterError::Invalid {
-            at: self.at(value.span()),
-            key: key.to_owned(),
-            value: format!("{:?}", value.get_ref()),
-            reason,
-        })
-    }
-
-    /// Like [`Self::check`] for an optional value; `Ok(None)` when absent.
-    fn opt<V: fmt::Debug, T>(
-        &self,
-        key: &str,
-        value: &Option<Spanned<V>>,
-        parse: impl FnOnce(&V) -> Result<T, String>,
-    ) -> Result<Option<T>, StarterError> {
-        value
-            .as_ref()
-            .map(|v| self.check(key, v, parse))
-            .transpose()
+        problems: &Problems,
+    ) -> Option<T> {
+        match parse(value.get_ref()) {
+            Ok(v) => Some(v),
+            Err(reason) => {
+                problems.push(StarterError::Invalid {
+                    at: self.at(value.span()),
+                    key: key.to_owned(),
+                    value: format!("{:?}", value.get_ref()),
+                    reason,
+                });
+                None
+            }
+        }
     }
 
     /// The targets: at least one, valid names, no duplicates, each with its
-    /// configuration directory under `<tree>/configs/`.
-    fn targets(&self, raw: &[RawTarget], tree: &Path) -> Result<Vec<Target>, StarterError> {
-        if raw.is_empty() {
-            return Err(StarterError::NoTarget {
+    /// configuration directory under `<tree>/configs/`; problems are recorded.
+    fn targets(&self, raw: &[raw::Table], tree: &Path, problems: &Problems) -> Vec<Target> {
+        if raw.is_empty() && problems.is_empty() {
+            problems.push(StarterError::NoTarget {
                 path: self.path.to_path_buf(),
             });
         }
         let mut lines: BTreeMap<Target, usize> = BTreeMap::new();
         let mut targets = Vec::new();
         for t in raw {
-            self.check("tuple", &t.tuple, |s| {
-                validate_tuple(s).map_err(|e| e.to_string())
-            })?;
-            self.check("name", &t.name, |s| {
-                validate_name(s).map_err(|e| e.to_string())
-            })?;
-            let target = Target {
-                tuple: t.tuple.get_ref().clone(),
-                name: t.name.get_ref().clone(),
+            self.unknown_keys(t, "[[target]]", TARGET_KEYS, problems);
+            let field = |key: &str| {
+                let v = self.string(t, key, TARGET_KEYS, problems);
+                if v.is_none() && !t.keys().any(|k| k.get_ref() == key) {
+                    let span = t.values().next().map(|v| v.span()).unwrap_or(0..0);
+                    problems.push(StarterError::Syntax {
+                        at: self.at(span),
+                        message: format!(
+                            "[[target]] without `{key}`; add {key} = ... ({key} takes {})",
+                            TARGET_KEYS
+                                .iter()
+                                .find(|(k, _)| *k == key)
+                                .map(|(_, e)| *e)
+                                .unwrap_or_default()
+                        ),
+                    });
+                }
+                v
             };
-            let at = self.at(t.tuple.span());
+            let (Some(tuple), Some(name)) = (field("tuple"), field("name")) else {
+                continue;
+            };
+            let tuple_ok = self.check(
+                "tuple",
+                &tuple,
+                |s| validate_tuple(s).map_err(|e| e.to_string()),
+                problems,
+            );
+            let name_ok = self.check(
+                "name",
+                &name,
+                |s| validate_name(s).map_err(|e| e.to_string()),
+                problems,
+            );
+            if tuple_ok.is_none() || name_ok.is_none() {
+                continue;
+            }
+            let target = Target {
+                tuple: tuple.get_ref().clone(),
+                name: name.get_ref().clone(),
+            };
+            let at = self.at(tuple.span());
             let line = at.line.unwrap_or_default();
             if let Some(&first_line) = lines.get(&target) {
-                return Err(StarterError::DuplicateTarget {
+                problems.push(StarterError::DuplicateTarget {
                     at,
                     target: target.to_string(),
                     first_line,
                 });
+                continue;
             }
             let dir = target.config_dir(tree);
             if !dir.is_dir() {
-                return Err(StarterError::MissingConfig {
+                problems.push(StarterError::MissingConfig {
                     at,
                     target: target.to_string(),
                     dir,
@@ -312,67 +320,94 @@ impl Source<'_> {
             lines.insert(target.clone(), line);
             targets.push(target);
         }
-        Ok(targets)
+        targets
     }
 
-    /// `[options]` with defaults; relative paths are taken relative to `tree`.
-    fn options(&self, raw: &RawOptions, tree: &Path) -> Result<Options, StarterError> {
-        let arch = self.opt("arch", &raw.arch, |s| options::word(s, "", "amd64"))?;
-        let arch = arch.unwrap_or_else(|| "amd64".to_owned());
-        let stage3 = self.opt("stage3", &raw.stage3, |s| {
+    /// `[options]` with defaults; relative paths are taken relative to `tree`. A value with
+    /// a problem (recorded) leaves its default.
+    fn options(&self, raw: &raw::Table, tree: &Path, problems: &Problems) -> Options {
+        self.unknown_keys(raw, "[options]", OPTION_KEYS, problems);
+        let string = |key: &str| self.string(raw, key, OPTION_KEYS, problems);
+        let opt = |key: &str, parse: &dyn Fn(&String) -> Result<String, String>| {
+            string(key).and_then(|v| self.check(key, &v, |s| parse(s), problems))
+        };
+        let word = |key: &str, parse: &dyn Fn(&str) -> Result<String, String>| {
+            opt(key, &|s: &String| parse(s))
+        };
+        let arch =
+            word("arch", &|s| options::word(s, "", "amd64")).unwrap_or_else(|| "amd64".to_owned());
+        let stage3 = word("stage3", &|s| {
             options::word(s, "-.+", "amd64-musl-hardened")
-        })?;
-        let compressor = self.opt("compressor", &raw.compressor, |s| {
-            options::compression(s, None).map(|_| s.clone())
-        })?;
-        let compressor = compressor.unwrap_or_else(|| "zstd".to_owned());
-        let level = self.opt("compression_level", &raw.compression_level, |&l| {
-            options::compression(&compressor, Some(l))
-        })?;
+        });
+        let compressor = word("compressor", &|s| {
+            options::compression(s, None).map(|_| s.to_owned())
+        })
+        .unwrap_or_else(|| "zstd".to_owned());
+        let level = self
+            .integer(raw, "compression_level", problems)
+            .and_then(|l| {
+                self.check(
+                    "compression_level",
+                    &l,
+                    |&l| options::compression(&compressor, Some(l)),
+                    problems,
+                )
+            });
         let mut pass_env: Vec<String> = Vec::new();
-        for name in &raw.pass_env {
-            let name = self.check("pass_env", name, |s| options::env_name(s))?;
-            if !pass_env.contains(&name) {
-                pass_env.push(name);
+        for name in self.strings(raw, "pass_env", problems) {
+            if let Some(name) = self.check("pass_env", &name, |s| options::env_name(s), problems) {
+                if !pass_env.contains(&name) {
+                    pass_env.push(name);
+                }
             }
         }
-        Ok(Options {
-            ui: self.opt("ui", &raw.ui, |s| s.parse())?,
-            mirror: self
-                .opt("mirror", &raw.mirror, |s| options::mirror(s))?
-                .unwrap_or_else(|| DEFAULT_MIRROR.to_owned()),
+        let parsed = |key: &str| string(key).map(|v| (key.to_owned(), v));
+        let ui = parsed("ui").and_then(|(k, v)| self.check(&k, &v, |s| s.parse(), problems));
+        let mount_type = parsed("mount_type")
+            .and_then(|(k, v)| self.check(&k, &v, |s| s.parse(), problems))
+            .unwrap_or(MountType::Bind);
+        let tmp_type = parsed("tmp_type")
+            .and_then(|(k, v)| self.check(&k, &v, |s| s.parse(), problems))
+            .unwrap_or(TmpType::None);
+        let history_type = parsed("history_type")
+            .and_then(|(k, v)| self.check(&k, &v, |s| s.parse(), problems))
+            .unwrap_or(HistoryType::Squashfs);
+        let history = parsed("history")
+            .and_then(|(k, v)| {
+                self.check(
+                    &k,
+                    &v,
+                    |s| options::history(s, tree).and_then(|h| options::history_path(h, tree)),
+                    problems,
+                )
+            })
+            .unwrap_or(HistorySel::Latest);
+        let jobs = self
+            .integer(raw, "jobs", problems)
+            .and_then(|n| self.check("jobs", &n, |&n| options::jobs(n), problems))
+            .unwrap_or_else(default_jobs);
+        let gentoo_mirrors = parsed("gentoo_mirrors")
+            .and_then(|(k, v)| self.check(&k, &v, |s| options::gentoo_mirrors(s), problems))
+            .flatten();
+        Options {
+            ui,
+            mirror: word("mirror", &options::mirror).unwrap_or_else(|| DEFAULT_MIRROR.to_owned()),
             stage3: stage3.unwrap_or_else(|| format!("{arch}-musl-hardened")),
             arch,
-            mount_type: self
-                .opt("mount_type", &raw.mount_type, |s| s.parse())?
-                .unwrap_or(MountType::Bind),
-            mount_opts: self
-                .opt("mount_opts", &raw.mount_opts, |s| options::mount_opts(s))?
+            mount_type,
+            mount_opts: word("mount_opts", &options::mount_opts)
                 .unwrap_or_else(|| "size=30G".to_owned()),
-            tmp_type: self
-                .opt("tmp_type", &raw.tmp_type, |s| s.parse())?
-                .unwrap_or(TmpType::None),
-            tmp_size: self
-                .opt("tmp_size", &raw.tmp_size, |s| options::size(s))?
-                .unwrap_or_else(|| "30G".to_owned()),
-            jobs: match self.opt("jobs", &raw.jobs, |&n| options::jobs(n))? {
-                Some(jobs) => jobs,
-                None => default_jobs(),
-            },
-            history: self
-                .opt("history", &raw.history, |s| {
-                    options::history(s, tree).and_then(|h| options::history_path(h, tree))
-                })?
-                .unwrap_or(HistorySel::Latest),
-            history_type: self
-                .opt("history_type", &raw.history_type, |s| s.parse())?
-                .unwrap_or(HistoryType::Squashfs),
+            tmp_type,
+            tmp_size: word("tmp_size", &options::size).unwrap_or_else(|| "30G".to_owned()),
+            jobs,
+            history,
+            history_type,
             compression_level: match level {
                 Some(level) => level,
                 None => options::compression(&compressor, None).unwrap_or_default(),
             },
             compressor,
-            image_compressor: self.opt("image_compressor", &raw.image_compressor, |s| {
+            image_compressor: opt("image_compressor", &|s: &String| {
                 if crate::config::KERNEL_COMPRESSORS
                     .iter()
                     .any(|(c, _)| c == s)
@@ -385,32 +420,38 @@ impl Source<'_> {
                         .collect();
                     Err(format!("expected one of {}", names.join(", ")))
                 }
-            })?,
-            distfiles: self
-                .opt("distfiles", &raw.distfiles, |s| {
-                    options::path_option(options::non_empty(s)?.as_ref(), tree)
-                })?
+            }),
+            distfiles: string("distfiles")
+                .and_then(|v| {
+                    self.check(
+                        "distfiles",
+                        &v,
+                        |s| options::path_option(options::non_empty(s)?.as_ref(), tree),
+                        problems,
+                    )
+                })
                 .unwrap_or_else(|| tree.join("distfiles")),
-            openpgp_key: self
-                .opt("openpgp_key", &raw.openpgp_key, |s| {
-                    Ok(tree.join(options::non_empty(s)?))
-                })?
+            openpgp_key: string("openpgp_key")
+                .and_then(|v| {
+                    self.check(
+                        "openpgp_key",
+                        &v,
+                        |s| Ok(tree.join(options::non_empty(s)?)),
+                        problems,
+                    )
+                })
                 .unwrap_or_else(|| PathBuf::from(crate::stage3::DEFAULT_KEY_FILE)),
-            verify_signatures: raw.verify_signatures.unwrap_or(true),
-            umount_ask: raw.umount_ask.unwrap_or(true),
-            gentoo_mirrors: self
-                .opt("gentoo_mirrors", &raw.gentoo_mirrors, |s| {
-                    options::gentoo_mirrors(s)
-                })?
-                .flatten(),
-            distcc_hosts: self
-                .opt("distcc_hosts", &raw.distcc_hosts, |s| {
-                    crate::distcc::hosts::parse(s)
-                })?
+            verify_signatures: self
+                .boolean(raw, "verify_signatures", problems)
+                .unwrap_or(true),
+            umount_ask: self.boolean(raw, "umount_ask", problems).unwrap_or(true),
+            gentoo_mirrors,
+            distcc_hosts: parsed("distcc_hosts")
+                .and_then(|(k, v)| self.check(&k, &v, |s| crate::distcc::hosts::parse(s), problems))
                 .flatten(),
             pass_env,
             mount_hist: false,
-        })
+        }
     }
 }
 

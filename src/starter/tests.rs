@@ -178,24 +178,35 @@ fn unknown_option_key_names_key_file_and_line() {
     let message = err(&t);
     let at = format!("{}:6: ", t.starter.display());
     assert!(message.starts_with(&at), "{message}");
-    assert!(message.contains("unknown field `mount_typ`"), "{message}");
+    assert!(
+        message.contains("unknown [options] key `mount_typ`, expected one of `ui`, "),
+        "{message}"
+    );
 }
 
 #[test]
 fn unknown_top_level_and_target_keys_name_their_line() {
     let t = demo("\n[option]\nui = \"plain\"\n");
     let message = err(&t);
-    assert!(message.contains(":5: unknown field `option`"), "{message}");
+    assert!(
+        message.contains(":5: unknown top-level key `option`, expected one of `target`"),
+        "{message}"
+    );
     let t = tree(&format!("{TARGET}tupel = \"x\"\n"), &[]);
     let message = err(&t);
-    assert!(message.contains(":4: unknown field `tupel`"), "{message}");
+    assert!(
+        message.contains(":4: unknown [[target]] key `tupel`"),
+        "{message}"
+    );
 }
 
 #[test]
 fn wrong_value_type_names_the_line() {
     let message = err(&demo("[options]\n\njobs = \"16\"\n"));
     assert!(
-        message.contains(":6: invalid type: string \"16\""),
+        message.contains(
+            ":6: jobs = \"16\" is not valid: expected an integer: 1 or more, found a string"
+        ),
         "{message}"
     );
 }
@@ -282,7 +293,10 @@ fn duplicate_target_and_no_target_are_errors() {
 #[test]
 fn env_table_needs_strings_and_valid_names() {
     let message = err(&demo("[env]\nJOBS = 16\n"));
-    assert!(message.contains(":5: invalid type: integer"), "{message}");
+    assert!(
+        message.contains(":5: JOBS = 16 is not valid: expected a string"),
+        "{message}"
+    );
     let message = err(&demo("[env]\n\"1X\" = \"a\"\n"));
     assert!(
         message.contains(":5: [env] key = \"1X\" is not valid"),
@@ -436,7 +450,53 @@ fn broken_files_are_errors_not_panics() {
     let message = load(&missing, &no_env).unwrap_err().to_string();
     assert!(message.starts_with(&format!("cannot read starter {}", missing.display())));
     fs::write(&t.starter, "[[target]]\nname = \"a\"\n").unwrap();
-    assert!(err(&t).contains("missing field `tuple`"));
+    assert!(
+        err(&t).contains(":2: [[target]] without `tuple`"),
+        "{}",
+        err(&t)
+    );
+}
+
+#[test]
+fn every_problem_of_a_starter_is_reported_in_one_run() {
+    let t = tree(
+        "[[target]]\n\
+         tuple = \"x86_64-linux-musl\"\n\
+         name = \"a\"\n\
+         [options]\n\
+         umount_ask = flase\n\
+         jobs = \"16\"\n\
+         mount_type = \"bnd\"\n\
+         colour = \"blue\"\n\
+         pass_env = \"X\"\n",
+        &[],
+    );
+    let message = err(&t);
+    let lines: Vec<&str> = message.lines().collect();
+    assert_eq!(lines.len(), 7, "{message}");
+    let at = |n: usize| format!("{}:{n}: ", t.starter.display());
+    let expect = [
+        (2, "tuple = \"x86_64-linux-musl\" is not valid: "),
+        (5, "umount_ask takes a boolean: true or false"),
+        (
+            6,
+            "jobs = \"16\" is not valid: expected an integer: 1 or more, found a string",
+        ),
+        (
+            7,
+            "mount_type = \"bnd\" is not valid: expected one of `bind`, `tmpfs`",
+        ),
+        (8, "unknown [options] key `colour`"),
+        (
+            9,
+            "pass_env = \"X\" is not valid: expected an array of strings",
+        ),
+    ];
+    for ((n, text), line) in expect.iter().zip(&lines) {
+        assert!(line.starts_with(&at(*n)), "line {n}: {line}");
+        assert!(line.contains(text), "line {n}: {line}");
+    }
+    assert!(lines[6].starts_with("6 problems in "), "{message}");
 }
 
 #[test]

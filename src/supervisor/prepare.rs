@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use crate::engine::Checkpoint;
-use crate::error::UsageError;
+use crate::error::{NothingToDo, UsageError};
 use crate::plan::{self, Plan};
 use crate::starter::{HistorySel, Starter};
 
@@ -51,17 +51,56 @@ pub fn unfinished_runs(tree: &Path) -> Vec<PathBuf> {
     runs
 }
 
-fn existing_run(tree: &Path, name: Option<&str>) -> anyhow::Result<PathBuf> {
-    match name {
-        Some(name) => crate::commands::run_named(tree, name),
-        None => unfinished_runs(tree).pop().ok_or_else(|| {
-            UsageError(format!(
-                "no unfinished run in {} to continue; start one with `build-helper run STARTER`",
-                tree.join("work").display()
-            ))
-            .into()
-        }),
+/// The run `--resume` / `--retry` continue: `name`, else the newest unfinished run of this
+/// starter (never another starter's run: two starters share `work/`). Resuming a finished
+/// run is [`NothingToDo`]: nothing is rewritten, archived or mounted.
+///
+/// Errors: [`UsageError`] for an unknown run or none to continue; [`NothingToDo`].
+fn existing_run(starter: &Starter, name: Option<&str>, mode: &Mode) -> anyhow::Result<PathBuf> {
+    let tree = &starter.tree;
+    let dir = match name {
+        Some(name) => crate::commands::run_named(tree, name)?,
+        None => {
+            let (mine, others): (Vec<PathBuf>, Vec<PathBuf>) =
+                unfinished_runs(tree).into_iter().partition(|d| {
+                    crate::commands::load_plan(d).is_ok_and(|p| p.starter == starter.path)
+                });
+            let Some(dir) = mine.into_iter().next_back() else {
+                let others: Vec<String> = others
+                    .iter()
+                    .filter_map(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+                    .collect();
+                let hint = if others.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " (unfinished runs of other starters: {}; continue one with \
+                         `--resume RUN`)",
+                        others.join(", ")
+                    )
+                };
+                return Err(UsageError(format!(
+                    "no unfinished run of {} in {} to continue{hint}; start one with \
+                     `build-helper run {}`",
+                    starter.path.display(),
+                    tree.join("work").display(),
+                    starter.path.display()
+                ))
+                .into());
+            };
+            dir
+        }
+    };
+    if matches!(mode, Mode::Resume(_)) && Checkpoint::load(&dir).is_ok_and(|cp| cp.finished) {
+        let run = dir.file_name().unwrap_or_default().to_string_lossy();
+        let tree = crate::commands::tree_flag(tree);
+        return Err(NothingToDo(format!(
+            "run {run} is finished: nothing to continue, nothing changed (`build-helper \
+             status{tree} {run}` shows it; `--retry {run}` builds it again)"
+        ))
+        .into());
     }
+    Ok(dir)
 }
 
 /// Plans a new run or reads an existing one back, and writes plan and checkpoint.
@@ -78,7 +117,7 @@ pub fn prepare(starter: &Starter, history: &HistorySel, mode: &Mode) -> anyhow::
             (plan, cp, "new")
         }
         Mode::Resume(name) | Mode::Retry(name) => {
-            let dir = existing_run(tree, name.as_deref())?;
+            let dir = existing_run(starter, name.as_deref(), mode)?;
             let plan_path = dir.join("plan.json");
             let plan: Plan = serde_json::from_slice(
                 &std::fs::read(&plan_path)

@@ -179,6 +179,9 @@ impl Supervisor {
 
     pub(super) async fn gone(&mut self, target: Target, code: i32) {
         self.running.remove(&target);
+        // Its output has ended: a front end prints what is left, the TUI stops offering
+        // its rescue shell.
+        self.ui.flush(&target);
         self.cp.worker_exited(&target);
         self.save();
         self.events.append(Event::WorkerExited {

@@ -84,10 +84,11 @@ impl Frontend for Plain {
     }
 
     fn summary(&mut self, table: &str) {
+        // Write errors (a closed pipe) are ignored: the run goes on, its log keeps all.
         if self.events_json {
-            eprintln!("\n{table}");
+            let _ = writeln!(std::io::stderr().lock(), "\n{table}");
         } else {
-            println!("\n{table}");
+            let _ = writeln!(std::io::stdout().lock(), "\n{table}");
         }
     }
 

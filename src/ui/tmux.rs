@@ -45,6 +45,17 @@ fn run(cmd: TmuxCommand<'_>) -> io::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout()).trim().to_string())
 }
 
+/// ` -u NAME` or ` 'NAME=value'` per variable, for `env(1)`: each name as `get` reads it.
+fn env_args(names: &[String], get: &dyn Fn(&str) -> Option<String>) -> String {
+    names
+        .iter()
+        .map(|k| match get(k) {
+            Some(v) => format!(" {}", quote(&format!("{k}={v}"))),
+            None => format!(" -u {}", quote(k)),
+        })
+        .collect()
+}
+
 /// Quotes `s` for the shell tmux runs a window's command with.
 fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
@@ -100,8 +111,15 @@ impl Frontend for TmuxUi {
 fn start_window(run_dir: &Path, target: &Target) -> io::Result<Started> {
     let exe = std::env::current_exe()?;
     let name = target.to_string();
+    // The window's shell has the tmux server's environment, not ours: hand over the
+    // starter's pass_env variables as they are here (set, or unset), as a pty worker
+    // inherits them.
+    let pass_env = crate::commands::load_plan(run_dir)
+        .map(|p| p.pass_env)
+        .unwrap_or_default();
     let command = format!(
-        "exec {} worker --run {} --target {} --interactive --join-ns {}",
+        "exec env{} {} worker --run {} --target {} --interactive --join-ns {}",
+        env_args(&pass_env, &|k| std::env::var(k).ok()),
         quote(&exe.to_string_lossy()),
         quote(&run_dir.to_string_lossy()),
         quote(&name),
@@ -164,6 +182,16 @@ mod tests {
         assert_eq!(dead_status("0 "), None);
         assert_eq!(dead_status("1 0"), Some(0));
         assert_eq!(dead_status("1 1"), Some(1));
+    }
+
+    #[test]
+    fn pass_env_variables_reach_the_window_set_or_unset() {
+        let names = vec!["BH_DEMO_FAIL".to_string(), "GONE".to_string()];
+        let get = |k: &str| (k == "BH_DEMO_FAIL").then(|| "x.a:step 'q'".to_string());
+        assert_eq!(
+            env_args(&names, &get),
+            r" 'BH_DEMO_FAIL=x.a:step '\''q'\''' -u 'GONE'"
+        );
     }
 
     #[test]

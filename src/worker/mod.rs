@@ -70,7 +70,10 @@ fn supervisor_gone() -> ! {
             nix::sys::signal::Signal::SIGKILL,
         );
     }
-    eprintln!("build-helper worker: the supervisor went away; stopping");
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "build-helper worker: the supervisor went away; stopping"
+    );
     std::process::exit(1)
 }
 
@@ -146,7 +149,12 @@ pub fn main(run_dir: &Path, target: &Target, interactive: bool) -> anyhow::Resul
                         return;
                     }
                 }
-                Err(e) => eprintln!("build-helper worker: bad message from supervisor: {e}"),
+                Err(e) => {
+                    let _ = writeln!(
+                        std::io::stderr().lock(),
+                        "build-helper worker: bad message from supervisor: {e}"
+                    );
+                }
             }
         }
         supervisor_gone();
@@ -203,13 +211,14 @@ pub fn main(run_dir: &Path, target: &Target, interactive: bool) -> anyhow::Resul
         }
         link.send(&WorkerMsg::StepStarted { step: name.clone() });
         let outcome = step::run(&tp.root, step, &env, &log, &link);
+        // Finished before released: the supervisor reads this connection in order, so the
+        // step's end is recorded before the next holder's step can start (the events and
+        // checkpoint never show two syncs at once).
         link.send(&WorkerMsg::StepFinished {
             step: name.clone(),
             exit_code: outcome.exit_code,
             duration_ms: outcome.duration_ms,
         });
-        // Released after the step is reported finished (same socket, so in this order): the
-        // next holder's step can never be seen starting before this one ended.
         if step.sync_lock {
             link.send(&WorkerMsg::ReleaseSync);
         }

@@ -75,7 +75,9 @@ fn open_shell(root: &Path, env: &BTreeMap<String, String>, target: &Target, step
             let _ = child.wait();
             super::STEP_PGID.store(0, Ordering::SeqCst);
         }
-        Err(e) => println!("build-helper: cannot open the rescue shell: {e}"),
+        Err(e) => say(format_args!(
+            "build-helper: cannot open the rescue shell: {e}\n"
+        )),
     }
     // Take the terminal back (SIGTTOU is ignored: the worker is a background group now).
     // SAFETY: plain system calls on our own terminal.
@@ -83,6 +85,13 @@ fn open_shell(root: &Path, env: &BTreeMap<String, String>, target: &Target, step
         libc::signal(libc::SIGTTOU, libc::SIG_IGN);
         libc::tcsetpgrp(0, libc::getpgrp());
     }
+}
+
+/// Writes to the worker's terminal; a terminal that went away is no reason to panic (the
+/// prompt then reads end of input and aborts).
+fn say(text: std::fmt::Arguments) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_fmt(text).and_then(|()| out.flush());
 }
 
 /// The rescue flow for the failed `step` of `target`: shell, then the prompt, until the user
@@ -95,19 +104,18 @@ pub fn run(
     exit_code: i32,
     log: &Path,
 ) -> Decision {
-    println!(
+    say(format_args!(
         "\n\x1b[1;31mbuild-helper: step {step} of {target} failed (exit {exit_code})\x1b[0m\n\
          log: {}\n\
-         A rescue shell opens in the target's chroot; fix the cause, then leave it with `exit`.",
+         A rescue shell opens in the target's chroot; fix the cause, then leave it with `exit`.\n",
         log.display()
-    );
+    ));
     loop {
         open_shell(root, env, target, step);
-        print!(
+        say(format_args!(
             "\n{target}: step {step} failed. resume (re-run the step) / retry (run the \
              target from its first step) / abort? "
-        );
-        let _ = std::io::stdout().flush();
+        ));
         let mut answer = String::new();
         match std::io::stdin().lock().read_line(&mut answer) {
             Ok(0) | Err(_) => return Decision::Abort,
@@ -116,10 +124,10 @@ pub fn run(
         if let Some(d) = parse(&answer) {
             return d;
         }
-        println!(
-            "build-helper: `{}` is none of resume, retry, abort: reopening the shell",
+        say(format_args!(
+            "build-helper: `{}` is none of resume, retry, abort: reopening the shell\n",
             answer.trim()
-        );
+        ));
     }
 }
 

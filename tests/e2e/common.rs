@@ -4,7 +4,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
+
+use crate::temp_mirror;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_build-helper");
 pub const SRC: &str = env!("CARGO_MANIFEST_DIR");
@@ -25,19 +26,9 @@ pub fn heavy_lock() -> std::sync::MutexGuard<'static, ()> {
     HEAVY.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The demo mirror, built once: `file://` URL.
+/// The demo mirror, built once per test process and removed when it exits: `file://` URL.
 pub fn mirror() -> String {
-    static MIRROR: OnceLock<PathBuf> = OnceLock::new();
-    let dir = MIRROR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("bh-e2e-mirror-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let status = Command::new(format!("{SRC}/scripts/demo-mirror.sh"))
-            .arg(&dir)
-            .status()
-            .expect("run demo-mirror.sh");
-        assert!(status.success(), "demo-mirror.sh failed");
-        dir
-    });
+    let dir = temp_mirror::demo_mirror("bh-e2e-mirror");
     format!("file://{}", dir.display())
 }
 

@@ -106,6 +106,22 @@ fn mount_hist_exposes_every_target_for_both_history_types_and_umount_removes_it(
     let show = String::from_utf8_lossy(&show.stdout);
     assert!(show.contains(&format!("based on {}", names[0])), "{show}");
     assert!(show.contains("target-world"), "{show}");
+    // `latest` is the newest; durations are listed in the order the steps ran.
+    let latest = tree.bh(&["history", "show", "latest"], &[]);
+    let latest = String::from_utf8_lossy(&latest.stdout);
+    assert!(
+        latest.contains(&format!("name     {}", names[1])),
+        "{latest}"
+    );
+    let at = |s: &str| {
+        latest
+            .find(&format!("  {s} "))
+            .unwrap_or_else(|| panic!("{s}: {latest}"))
+    };
+    assert!(at("host-sync") < at("host-toolchain"), "{latest}");
+    assert!(at("host-toolchain") < at("crossdev"), "{latest}");
+    assert!(at("crossdev") < at("target-env"), "{latest}");
+    assert!(at("target-env") < at("collect"), "{latest}");
 
     // A run that stops early shows, for its steps not done, their duration last time.
     let failing = format!("{}:target-libc", TARGETS[2]);

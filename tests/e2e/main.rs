@@ -10,6 +10,8 @@ mod events;
 mod history;
 mod hostile;
 mod portage;
+#[path = "../support/temp_mirror.rs"]
+mod temp_mirror;
 mod tui;
 
 use std::os::unix::process::CommandExt;
@@ -99,8 +101,15 @@ fn demo_runs_in_parallel_then_updates_from_its_history() {
             .join(format!("builds/{t}.{date}/EFI/boot/bootx64.efi"));
         assert!(efi.is_file(), "{} missing", efi.display());
     }
-    // Output is line-prefixed per target.
+    // Output is line-prefixed per target, and says nothing alarming that is not an error
+    // (the stand-in stage3 lacked `mountpoint`: "mountpoint: not found").
     let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for text in [&stdout, &stderr] {
+        for bad in ["not found", "No such file", "error:"] {
+            assert!(!text.contains(bad), "the demo printed `{bad}`:\n{text}");
+        }
+    }
     for t in TARGETS {
         assert!(
             stdout.contains(&format!("[{t}] ")),
@@ -219,8 +228,8 @@ fn failed_step_resumes_without_rerunning_completed_steps() {
     require_root();
     let tree = Tree::new();
     let failing = format!("{}:target-world", TARGETS[1]);
-    let out = tree.run_demo(&[], &[("BH_DEMO_FAIL", &failing)]);
-    assert_eq!(out.status.code(), Some(1));
+    let first = tree.run_demo(&[], &[("BH_DEMO_FAIL", &failing)]);
+    assert_eq!(first.status.code(), Some(1));
     assert!(mounts_anywhere(tree.path()).is_empty());
     let status = tree.bh(
         &[
@@ -239,7 +248,53 @@ fn failed_step_resumes_without_rerunning_completed_steps() {
         .collect();
     assert_eq!(done_before.len(), 5, "{done_before:?}");
 
-    let out = tree.run_demo(&["--resume"], &[("BH_DEMO_FAIL", &failing)]);
+    // `--resume` without a run continues only runs of the same starter.
+    let other = tree.path().join("starters/other.toml");
+    std::fs::copy(tree.starter(), &other).unwrap();
+    let cp_bytes = std::fs::read(tree.run_dir().join("checkpoint.json")).unwrap();
+    let out = tree.bh(
+        &["run", other.to_str().unwrap(), "--ui", "plain", "--resume"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let run_name = tree
+        .run_dir()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        stderr.contains("no unfinished run of") && stderr.contains(&run_name),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(tree.run_dir().join("checkpoint.json")).unwrap(),
+        cp_bytes,
+        "another starter's --resume touched the run"
+    );
+
+    // The hint the failed run printed works as written.
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&first.stdout),
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let hint = printed
+        .split("continue with `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .unwrap_or_else(|| panic!("no hint in:\n{printed}"));
+    let words: Vec<&str> = hint.split_whitespace().collect();
+    assert_eq!(words[..2], ["build-helper", "run"], "{hint}");
+    assert!(
+        words.contains(&"--resume") && words.contains(&run_name.as_str()),
+        "{hint}"
+    );
+    let mut args = words[1..].to_vec();
+    args.extend(["--ui", "plain"]);
+    let out = tree.bh(&args, &[("BH_DEMO_FAIL", &failing)]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     assert_eq!(out.status.code(), Some(0));
     let after = tree.checkpoint();
     assert_eq!(after["finished"], true);
@@ -265,6 +320,35 @@ fn failed_step_resumes_without_rerunning_completed_steps() {
     }
     assert_eq!(log.matches("step target-world started").count(), 2);
     assert!(mounts_anywhere(tree.path()).is_empty());
+
+    // `--resume` of the finished run says so and changes nothing: no new history, the
+    // checkpoint and the history metadata stay as they are.
+    let listing = |dir: &std::path::Path| {
+        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_file())
+            .map(|p| {
+                (
+                    p.display().to_string(),
+                    std::fs::read(&p).unwrap_or_default(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let history_before = listing(&tree.path().join("history"));
+    let run_before = listing(&tree.run_dir());
+    let out = tree.run_demo(&["--resume", &run_name], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("run {run_name} is finished")),
+        "{stdout}"
+    );
+    assert_eq!(listing(&tree.path().join("history")), history_before);
+    assert_eq!(listing(&tree.run_dir()), run_before);
 }
 
 #[test]

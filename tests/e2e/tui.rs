@@ -98,16 +98,28 @@ pub fn run_env(tree: &Path, fail: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The starter's `pass_env` variables (BH_DEMO_FAIL, BH_DEMO_DELAY) are set on the command
+/// line only, not in the tmux session: in tmux mode the supervisor must hand them to the
+/// windows it opens (their shells get the tmux server's environment, not its own).
+fn pass_env_prefix(fail: &str) -> String {
+    format!("env BH_DEMO_DELAY=0.05 BH_DEMO_FAIL={fail}")
+}
+
 /// Starts the demo in tmux session `session` with `--ui UI`, demo-b's target-world failing
 /// once; `prefix` goes before the binary (e.g. `env -u TMUX`).
 fn failing_run(session: &str, prefix: &str, ui: &str) -> (Tree, Tmux) {
     let tree = Tree::new();
     let failing = format!("{}:target-world", TARGETS[1]);
     let line = format!(
-        "{prefix} {BIN} run {} --ui {ui}; echo BH-EXIT=$?; sleep 600",
+        "{prefix} {} {BIN} run {} --ui {ui}; echo BH-EXIT=$?; sleep 600",
+        pass_env_prefix(&failing),
         tree.starter().display()
     );
-    let tmux = Tmux::start(session, &line, &run_env(tree.path(), &failing));
+    let env: Vec<_> = run_env(tree.path(), &failing)
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("BH_DEMO_"))
+        .collect();
+    let tmux = Tmux::start(session, &line, &env);
     (tree, tmux)
 }
 

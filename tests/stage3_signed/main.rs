@@ -8,10 +8,11 @@ mod gpg;
 mod legacy;
 mod resume;
 mod server;
+#[path = "../support/temp_mirror.rs"]
+mod temp_mirror;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
 use build_helper::stage3::{
     obtain_with_verifier, OpenPgpVerifier, Request, SignatureVerifier, Stage3Error, Verified,
@@ -19,17 +20,9 @@ use build_helper::stage3::{
 use gpg::{signed_files, walk, Kind, TestKey};
 use server::{serve, Cut};
 
-/// The demo mirror, built once per test process.
+/// The demo mirror, built once per test process and removed when it exits.
 fn demo_mirror() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("bh-signed-mirror-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/demo-mirror.sh");
-        let status = Command::new(script).arg(&dir).status().unwrap();
-        assert!(status.success(), "demo-mirror.sh failed");
-        dir
-    })
+    temp_mirror::demo_mirror("bh-signed-mirror")
 }
 
 /// A private copy of the demo mirror, its distfiles directory, and the demo key.

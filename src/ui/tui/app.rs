@@ -33,6 +33,9 @@ pub struct Pane {
     pub view: Option<vt100::Parser>,
     /// The worker's terminal, once started.
     pub pty: Option<Pty>,
+    /// The worker has exited (after abort, quit, or the end of its steps): a failed target
+    /// has no rescue shell any more.
+    pub exited: bool,
 }
 
 impl Pane {
@@ -108,6 +111,10 @@ pub struct App {
     pub messages: VecDeque<String>,
     /// The clock for elapsed times, microseconds since the Unix epoch (set before drawing).
     pub now_us: u64,
+    /// The run's log directory (`work/<run>/logs`), for the failed pane's log path.
+    pub log_dir: Option<std::path::PathBuf>,
+    /// Lines the summary is scrolled down (when it is taller than the screen).
+    pub summary_scroll: usize,
 }
 
 impl Default for App {
@@ -131,6 +138,8 @@ impl App {
             closing: false,
             messages: VecDeque::new(),
             now_us: 0,
+            log_dir: None,
+            summary_scroll: 0,
         }
     }
 
@@ -145,6 +154,7 @@ impl App {
                     scroll: 0,
                     view: None,
                     pty: None,
+                    exited: false,
                 });
                 self.panes.len() - 1
             }
@@ -191,6 +201,33 @@ impl App {
         let (rows, cols) = pane.term.screen().size();
         pty.resize(cols, rows);
         pane.pty = Some(pty);
+        pane.exited = false;
+    }
+
+    /// A worker has exited: its pane stops offering the rescue shell and typing.
+    pub fn worker_gone(&mut self, target: &Target) {
+        let pane = self.pane_mut(target);
+        pane.exited = true;
+        pane.pty = None;
+        if self
+            .panes
+            .get(self.focus)
+            .is_some_and(|p| &p.target == target)
+        {
+            self.typing = false;
+        }
+    }
+
+    /// The failed step of `target` and its exit code, while it is failed.
+    pub fn failure(&self, target: &Target) -> Option<(String, Option<i32>)> {
+        let r = self.cp.as_ref()?.target(target)?;
+        if shown_state(r) != TargetState::Failed {
+            return None;
+        }
+        r.steps
+            .iter()
+            .find(|s| s.state == StepState::Failed)
+            .map(|s| (s.name.clone(), s.exit_code))
     }
 
     /// A new checkpoint snapshot: adds panes for new targets and moves the focus to a target
@@ -269,8 +306,20 @@ impl App {
             }
             return answer.map(Effect::Answer);
         }
-        if self.summary.is_some() && k.code == KeyCode::Enter {
-            self.closing = true;
+        if self.summary.is_some() {
+            match k.code {
+                KeyCode::Enter => self.closing = true,
+                KeyCode::Up | KeyCode::PageUp => {
+                    let by = if k.code == KeyCode::Up { 1 } else { 10 };
+                    self.summary_scroll = self.summary_scroll.saturating_sub(by);
+                }
+                KeyCode::Down | KeyCode::PageDown => {
+                    let by = if k.code == KeyCode::Down { 1 } else { 10 };
+                    let lines = self.summary.as_deref().map_or(0, |s| s.lines().count());
+                    self.summary_scroll = (self.summary_scroll + by).min(lines);
+                }
+                _ => {}
+            }
             return None;
         }
         if self.typing {
@@ -348,6 +397,17 @@ impl App {
         };
         let (r, c) = p.term.screen().size();
         if (r, c) != (rows, cols) && rows > 0 && cols > 0 {
+            // Shrinking drops the bottom rows; as a terminal does, scroll the content up
+            // first so the cursor's line (a shell prompt) stays on the screen.
+            let (cursor, _) = p.term.screen().cursor_position();
+            if cursor >= rows {
+                let k = cursor - rows + 1;
+                let lift = format!(
+                    "\x1b7\x1b[{r};1H{}\x1b8\x1b[{k}A",
+                    "\n".repeat(usize::from(k))
+                );
+                p.term.process(lift.as_bytes());
+            }
             p.term.set_size(rows, cols);
             p.scroll = p.scroll.min(max_scroll(p));
             if let Some(pty) = &p.pty {

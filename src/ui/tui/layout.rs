@@ -5,8 +5,10 @@ use ratatui::layout::Rect;
 
 /// The narrowest readable pane (columns).
 pub const MIN_COLS: u16 = 38;
-/// The lowest readable pane (rows, title included).
-pub const MIN_ROWS: u16 = 4;
+/// The lowest readable pane (rows, title included): a title and nine lines of output. Fewer
+/// lines show too little of a build (or of a failure and its rescue shell) to follow; more
+/// panes than fit this way become the list beside the focused pane.
+pub const MIN_ROWS: u16 = 10;
 /// Width of the target list when panes do not fit.
 pub const LIST_COLS: u16 = 30;
 
@@ -77,11 +79,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn eight_panes_fit_80x24_readably() {
-        let Arrangement::Grid(r) = arrange(8, Rect::new(0, 3, 80, 20)) else {
-            panic!("8 panes must fit 80x24");
+    fn four_panes_fit_80x24_readably() {
+        let Arrangement::Grid(r) = arrange(4, Rect::new(0, 3, 80, 20)) else {
+            panic!("4 panes must fit 80x24");
         };
-        assert_eq!(r.len(), 8);
+        assert_eq!(r.len(), 4);
         assert!(r
             .iter()
             .all(|r| r.width >= MIN_COLS && r.height >= MIN_ROWS));
@@ -89,9 +91,15 @@ mod tests {
 
     #[test]
     fn too_many_panes_become_a_list_and_the_focused_pane() {
+        for (n, w, h) in [(7, 80, 20), (20, 80, 20), (32, 200, 56)] {
+            assert!(
+                matches!(arrange(n, Rect::new(0, 3, w, h)), Arrangement::List { .. }),
+                "{n} panes in {w}x{h}"
+            );
+        }
         assert!(matches!(
-            arrange(20, Rect::new(0, 3, 80, 20)),
-            Arrangement::List { .. }
+            arrange(7, Rect::new(0, 3, 200, 56)),
+            Arrangement::Grid(_)
         ));
     }
 

@@ -14,6 +14,7 @@ pub mod layout;
 pub mod scrollback;
 #[cfg(test)]
 mod tests;
+pub mod text;
 pub mod view;
 
 use std::io::Write;
@@ -187,7 +188,8 @@ fn draw_loop<W: Write>(
 /// Gives every pane's terminal the size it is drawn at.
 pub fn fit(app: &mut App, area: Rect) {
     for (i, r) in view::placements(app, area) {
-        app.resize_pane(i, r.width, r.height.saturating_sub(1));
+        let above = 1 + view::banner(app, i, r.width).len() as u16;
+        app.resize_pane(i, r.width, r.height.saturating_sub(above));
     }
     app.refresh_views();
 }
@@ -232,6 +234,11 @@ impl Tui {
         *self.shared.stats.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Where the run's logs are (`work/<run>/logs`): a failed pane shows its log's path.
+    pub fn set_log_dir(&mut self, dir: std::path::PathBuf) {
+        self.update(|a| a.log_dir = Some(dir));
+    }
+
     fn update(&self, f: impl FnOnce(&mut App)) {
         f(&mut self.shared.app());
         self.shared.dirty.store(true, Ordering::SeqCst);
@@ -263,6 +270,10 @@ impl Frontend for Tui {
 
     fn attach(&mut self, target: &Target, pty: Pty) {
         self.update(|a| a.attach(target, pty));
+    }
+
+    fn flush(&mut self, target: &Target) {
+        self.update(|a| a.worker_gone(target));
     }
 
     fn pty_size(&self, _target: &Target) -> (u16, u16) {
@@ -332,10 +343,10 @@ impl Frontend for Tui {
             .into_iter()
             .rev()
         {
-            println!("[build-helper] {m}");
+            let _ = writeln!(std::io::stdout().lock(), "[build-helper] {m}");
         }
         if let Some(s) = &app.summary {
-            println!("\n{s}");
+            let _ = writeln!(std::io::stdout().lock(), "\n{s}");
         }
     }
 }

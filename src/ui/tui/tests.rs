@@ -1,5 +1,5 @@
-//! Snapshot tests of the TUI screens (ratatui `TestBackend` + insta): 1, 3 and 8 workers at
-//! 80x24 and 160x48, a failed pane, zoom, the end summary; and the update rules.
+//! Snapshot tests of the TUI screens (ratatui `TestBackend` + insta): 1, 3, 7 and 32 workers
+//! at 80x24 and 200x60, a failed pane, zoom, the end summary; and the update rules.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::backend::TestBackend;
@@ -16,9 +16,9 @@ use crate::recipe::Phase;
 const T0: u64 = 1_700_000_000_000_000;
 const STEPS: [&str; 5] = [
     "target-env",
-    "world-base",
-    "world-extra",
-    "squashfs",
+    "target-world",
+    "target-maintenance",
+    "world-images",
     "kernel",
 ];
 
@@ -135,30 +135,51 @@ macro_rules! snap {
 
 snap!(one_worker_80x24, 1, 80, 24);
 snap!(three_workers_80x24, 3, 80, 24);
-snap!(eight_workers_80x24, 8, 80, 24);
-snap!(one_worker_160x48, 1, 160, 48);
-snap!(three_workers_160x48, 3, 160, 48);
-snap!(eight_workers_160x48, 8, 160, 48);
 snap!(
-    twelve_workers_80x24_become_a_list_and_the_focused_pane,
-    12,
+    seven_workers_80x24_become_a_list_and_the_focused_pane,
+    7,
     80,
     24
 );
+snap!(thirty_two_workers_80x24, 32, 80, 24);
+snap!(one_worker_200x60, 1, 200, 60);
+snap!(three_workers_200x60, 3, 200, 60);
+snap!(seven_workers_200x60, 7, 200, 60);
+snap!(thirty_two_workers_200x60, 32, 200, 60);
 
-#[test]
-fn failed_pane_turns_red_and_takes_the_focus() {
-    let mut a = app(3);
+/// The screen's text, one string per row.
+fn rows(term: &Terminal<TestBackend>) -> Vec<String> {
+    let buf = term.backend().buffer();
+    (0..buf.area.height)
+        .map(|y| (0..buf.area.width).map(|x| buf[(x, y)].symbol()).collect())
+        .collect()
+}
+
+/// The failure as the worker prints it (worker/rescue.rs), then the rescue shell's banner
+/// and prompt, as busybox's ash shows them.
+fn fail_board2(a: &mut App) -> Target {
     let mut cp = checkpoint(3);
     let failed = cp.targets[1].target.clone();
     let s = &mut cp.targets[1].steps[1];
     s.state = StepState::Failed;
     s.exit_code = Some(1);
+    a.log_dir = Some("/srv/bh/work/board1-20261122-015603/logs".into());
     a.checkpoint(&cp);
-    a.output(
-        &failed,
-        b"\x1b[1;31mbuild-helper: step world-base failed (exit 1)\x1b[0m\r\n(rescue board2) / # ",
+    let out = format!(
+        "\r\n\x1b[1;31mbuild-helper: step target-world of {failed} failed (exit 1)\x1b[0m\r\n\
+         log: /srv/bh/work/board1-20261122-015603/logs/{failed}.log\r\n\
+         A rescue shell opens in the target's chroot; fix the cause, then leave it with `exit`.\r\n\
+         \r\n\r\nBusyBox v1.35.0 (Debian 1:1.35.0-4+deb12u1+b1) built-in shell (ash)\r\n\
+         Enter 'help' for a list of built-in commands.\r\n\r\n(rescue {failed}) / # "
     );
+    a.output(&failed, out.as_bytes());
+    failed
+}
+
+#[test]
+fn failed_pane_turns_red_and_takes_the_focus() {
+    let mut a = app(3);
+    let failed = fail_board2(&mut a);
     assert_eq!(a.focus, 1, "the failed target's pane gets the focus");
     let term = screen(&mut a, 80, 24);
     let buf = term.backend().buffer();
@@ -169,7 +190,70 @@ fn failed_pane_turns_red_and_takes_the_focus() {
         .find(|x| buf[(*x, title_row)].symbol() == "▶")
         .unwrap_or(0);
     assert_eq!(buf[(x, title_row)].bg, Color::Red);
+    let text = rows(&term).join("\n");
+    // The failure line and the log path stay above the shell, however small the pane.
+    assert!(
+        text.contains("✗ step target-world failed (exit 1)"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("{failed}.log")), "{text}");
+    assert!(text.contains("(rescue aarch64"), "{text}");
     insta::assert_snapshot!(term.backend());
+}
+
+#[test]
+fn titles_keep_the_step_name_and_shorten_the_target() {
+    let target = Target {
+        tuple: "aarch64-unknown-linux-musl".into(),
+        name: "raspberry-pi-4b-living-room".into(),
+    };
+    for room in [20, 30, 38, 50, 80] {
+        let t = view::title(
+            "▶12",
+            &target,
+            crate::engine::TargetState::Failed,
+            "11/18 target-maintenance",
+            true,
+            room,
+        );
+        assert!(t.chars().count() <= room, "{room}: {t}");
+        if room >= 38 {
+            assert!(t.contains("11/18 target-maintenance"), "{room}: {t}");
+        }
+    }
+    let t = view::title(
+        " 2",
+        &target,
+        crate::engine::TargetState::Running,
+        "3/18 target-world",
+        false,
+        38,
+    );
+    assert!(
+        t.ends_with("3/18 target-world") && t.contains("raspberry"),
+        "{t}"
+    );
+}
+
+#[test]
+fn a_failed_target_whose_worker_left_offers_no_rescue_shell() {
+    let mut a = app(3);
+    let failed = fail_board2(&mut a);
+    a.panes[1].pty = None;
+    a.worker_gone(&failed);
+    let text = rows(&screen(&mut a, 200, 60)).join("\n");
+    assert!(!text.contains("rescue shell, i to type"), "{text}");
+    assert!(text.contains("failed 2/5 target-world"), "{text}");
+}
+
+#[test]
+fn the_header_keeps_every_count_at_80_columns() {
+    let mut a = app(7);
+    fail_board2(&mut a);
+    let first = rows(&screen(&mut a, 80, 24))[0].clone();
+    for word in ["done", "run", "fail", "wait", "steps"] {
+        assert!(first.contains(word), "{first}");
+    }
 }
 
 #[test]
@@ -189,7 +273,29 @@ fn end_summary_is_shown_over_the_panes() {
         format!("/builds/{t}.20261122")
     }));
     let term = screen(&mut a, 80, 24);
+    assert!(rows(&term).join("\n").contains("Press Enter to close."));
     insta::assert_snapshot!(term.backend());
+}
+
+#[test]
+fn a_long_summary_scrolls_and_always_says_how_to_close() {
+    let mut a = app(32);
+    a.summary = Some(crate::ui::plain::summary(&checkpoint(32), &|t| {
+        format!("/srv/bh/builds/{t}.20261122-015603")
+    }));
+    let text = rows(&screen(&mut a, 80, 24)).join("\n");
+    assert!(text.contains("Press Enter to close."), "{text}");
+    assert!(text.contains("↑/↓ scroll"), "{text}");
+    let before = text;
+    for _ in 0..5 {
+        a.key(key(KeyCode::Down));
+    }
+    let after = rows(&screen(&mut a, 80, 24)).join("\n");
+    assert_ne!(before, after, "Down scrolls the summary");
+    assert!(after.contains("Press Enter to close."), "{after}");
+    assert!(!a.closing);
+    a.key(key(KeyCode::Enter));
+    assert!(a.closing);
 }
 
 #[test]
@@ -262,7 +368,10 @@ fn a_target_between_two_steps_keeps_running_and_leaves_the_focus() {
     let (state, step, _) = a.progress(&cp.targets[1].target);
     assert_eq!(
         (state, step.as_str()),
-        (crate::engine::TargetState::Running, "3/5 world-extra")
+        (
+            crate::engine::TargetState::Running,
+            "3/5 target-maintenance"
+        )
     );
 }
 

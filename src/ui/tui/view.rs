@@ -1,4 +1,4 @@
-//! Drawing the TUI from its state (the "view"): header (run id, base status, progress),
+//! Drawing the TUI from its state (the "view"): header (its text in [`super::text`]),
 //! panes (title line and the worker's emulated terminal), footer (keys), and the dialogs.
 //! Reads [`App`]; changes nothing but the frame.
 
@@ -12,8 +12,9 @@ use ratatui::Frame;
 use super::app::{App, Pane};
 use super::keys::HELP;
 use super::layout::{arrange, Arrangement};
-use crate::engine::{StepState, TargetState};
-use crate::ui::plain::target_word;
+pub use super::text::{banner, title};
+use super::text::{cut, header, short_word};
+use crate::engine::TargetState;
 
 /// Rows of the header.
 const HEADER: u16 = 3;
@@ -45,7 +46,7 @@ pub fn placements(app: &App, area: Rect) -> Vec<(usize, Rect)> {
 pub fn render(frame: &mut Frame, app: &App) {
     let area = frame.area();
     frame.render_widget(
-        Paragraph::new(header(app)),
+        Paragraph::new(header(app, area.width)),
         Rect::new(area.x, area.y, area.width, HEADER.min(area.height)),
     );
     let body = body(area);
@@ -70,87 +71,31 @@ pub fn render(frame: &mut Frame, app: &App) {
         footer,
     );
     if app.confirm_quit {
-        dialog(frame, area, "Quit?", "Stop the run? Running workers are stopped; their checkpoints stay (continue with --resume). [y/N]");
+        dialog(
+            frame,
+            area,
+            "Quit?",
+            "Stop the run? Running workers are stopped; their checkpoints stay (continue with --resume).",
+            "[y/N]",
+            0,
+        );
     }
     if let Some(summary) = &app.summary {
-        let mut text = summary.trim_end().to_string();
-        match &app.question {
-            Some(q) => text.push_str(&format!("\n\n{}", q.text)),
-            None => text.push_str("\n\nPress Enter to close."),
-        }
-        dialog(frame, area, "Run finished", &text);
+        let pinned = match &app.question {
+            Some(q) => q.text.clone(),
+            None => "Press Enter to close.".to_string(),
+        };
+        dialog(
+            frame,
+            area,
+            "Run finished",
+            summary.trim_end(),
+            &pinned,
+            app.summary_scroll,
+        );
     } else if let Some(q) = &app.question {
-        dialog(frame, area, "Question", &q.text);
+        dialog(frame, area, "Question", &q.text, "", 0);
     }
-}
-
-fn header(app: &App) -> Vec<Line<'static>> {
-    let Some(cp) = &app.cp else {
-        return vec![Line::from("build-helper: preparing")];
-    };
-    let total: usize = cp.targets.iter().map(|t| t.steps.len()).sum();
-    let done: usize = cp
-        .targets
-        .iter()
-        .flat_map(|t| &t.steps)
-        .filter(|s| s.state == StepState::Done)
-        .count();
-    let count = |s: TargetState| {
-        cp.targets
-            .iter()
-            .filter(|t| super::app::shown_state(t) == s)
-            .count()
-    };
-    let bold = Style::new().add_modifier(Modifier::BOLD);
-    let mut first = Line::from(vec![
-        Span::styled(format!("build-helper run {}", cp.run_id), bold),
-        Span::raw(format!(
-            "  steps {done}/{total}  targets: {} done, {} running, {} failed, {} waiting",
-            count(TargetState::Done),
-            count(TargetState::Running),
-            count(TargetState::Failed),
-            count(TargetState::Waiting)
-        )),
-    ]);
-    if cp.distcc_hosts.is_some() {
-        first.push_span(Span::styled("  distcc on", Style::new().fg(Color::Cyan)));
-    }
-    let mut base = Vec::new();
-    for s in cp.run_steps.iter().filter(|s| s.name != "archive-history") {
-        base.push(format!(
-            "{} {}",
-            s.name,
-            crate::ui::plain::state_word(s.state)
-        ));
-    }
-    if let Some(primary) = cp.targets.first() {
-        if let Some(s) = primary.steps.iter().find(|s| s.name == "host-toolchain") {
-            base.push(format!(
-                "host toolchain {}",
-                crate::ui::plain::state_word(s.state)
-            ));
-        }
-    }
-    let mut tuples: Vec<&str> = cp.targets.iter().map(|t| t.target.tuple.as_str()).collect();
-    tuples.dedup();
-    let mut seen = Vec::new();
-    for t in tuples {
-        if !seen.contains(&t) {
-            seen.push(t);
-            let ready = if cp.tuple_ready(t) {
-                "ready"
-            } else {
-                "pending"
-            };
-            base.push(format!("crossdev {} {ready}", arch(t)));
-        }
-    }
-    let second = Line::from(format!("base: {}", base.join(" · ")));
-    let third = Line::from(Span::styled(
-        app.messages.back().cloned().unwrap_or_default(),
-        Style::new().fg(Color::Gray),
-    ));
-    vec![first, second, third]
 }
 
 fn footer_line(app: &App) -> String {
@@ -166,11 +111,6 @@ fn footer_line(app: &App) -> String {
         Some(p) if p.scroll > 0 => format!("scrolled back {} lines (End: live)  {HELP}", p.scroll),
         _ => HELP.to_string(),
     }
-}
-
-/// The first part of a tuple (`aarch64` of `aarch64-unknown-linux-musl`).
-fn arch(tuple: &str) -> &str {
-    tuple.split('-').next().unwrap_or(tuple)
 }
 
 fn state_colour(s: TargetState) -> Color {
@@ -203,24 +143,10 @@ fn draw_pane(frame: &mut Frame, app: &App, i: usize, area: Rect) {
     let marker = if focused { "▶" } else { " " };
     let time = elapsed(secs);
     let room = usize::from(area.width).saturating_sub(time.chars().count() + 1);
-    let rescue = if state == TargetState::Failed {
-        ": rescue shell, i to type"
-    } else {
-        ""
-    };
-    let word = target_word(state);
-    // The whole target when it fits, else its build name and architecture.
-    let mut title = format!("{marker}{} {} {word} {step}{rescue}", i + 1, pane.target);
-    if title.chars().count() > room {
-        title = format!(
-            "{marker}{} {} ({}) {word} {step}{rescue}",
-            i + 1,
-            pane.target.name,
-            arch(&pane.target.tuple)
-        );
-    }
+    let rescue = state == TargetState::Failed && !pane.exited && pane.pty.is_some();
+    let head = format!("{marker}{}", i + 1);
     let width = usize::from(area.width);
-    let mut text: String = title.chars().take(room).collect();
+    let mut text = title(&head, &pane.target, state, &step, rescue, room);
     let pad = width.saturating_sub(text.chars().count() + time.chars().count());
     text.push_str(&" ".repeat(pad));
     text.push_str(&time);
@@ -230,11 +156,20 @@ fn draw_pane(frame: &mut Frame, app: &App, i: usize, area: Rect) {
         Paragraph::new(text).style(title_style),
         Rect::new(area.x, area.y, area.width, 1.min(area.height)),
     );
+    let banner = banner(app, i, area.width);
+    let rows = (banner.len() as u16).min(area.height.saturating_sub(1));
+    for (k, line) in banner.iter().take(usize::from(rows)).enumerate() {
+        frame.render_widget(
+            Paragraph::new(line.clone())
+                .style(Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)),
+            Rect::new(area.x, area.y + 1 + k as u16, area.width, 1),
+        );
+    }
     let inner = Rect::new(
         area.x,
-        area.y + 1,
+        area.y + 1 + rows,
         area.width,
-        area.height.saturating_sub(1),
+        area.height.saturating_sub(1 + rows),
     );
     frame.render_widget(Screen(pane), inner);
     if focused && app.typing {
@@ -246,53 +181,103 @@ fn draw_pane(frame: &mut Frame, app: &App, i: usize, area: Rect) {
     }
 }
 
+/// The list of targets beside the focused pane: one line each (number, build name, short
+/// state, step `k/N`), scrolled so the focused one is always shown; `+N` lines say how many
+/// are above and below.
 fn draw_list(frame: &mut Frame, app: &App, area: Rect) {
-    let lines: Vec<Line> = app
-        .panes
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let (state, step, _) = app.progress(&p.target);
-            let marker = if i == app.focus { "▶" } else { " " };
-            Line::from(Span::styled(
-                format!(
-                    "{marker}{:>2} {} {} {}",
-                    i + 1,
-                    p.target.name,
-                    target_word(state),
-                    step
-                ),
-                Style::new().fg(state_colour(state)),
-            ))
-        })
-        .collect();
+    let inner_w = usize::from(area.width.saturating_sub(1));
+    let rows = usize::from(area.height).max(1);
+    let n = app.panes.len();
+    let (mut first, mut last) = (0, n);
+    if n > rows {
+        let shown = rows.saturating_sub(2).max(1);
+        first = app.focus.saturating_sub(shown / 2).min(n - shown);
+        last = first + shown;
+    }
+    let mut lines: Vec<Line> = Vec::new();
+    if first > 0 {
+        lines.push(Line::from(format!(" +{first} above")).style(Style::new().fg(Color::Gray)));
+    }
+    for (i, p) in app.panes.iter().enumerate().take(last).skip(first) {
+        let (state, step, _) = app.progress(&p.target);
+        let marker = if i == app.focus { "▶" } else { " " };
+        let k_of_n = step.split(' ').next().unwrap_or("");
+        let tail = format!(" {} {k_of_n}", short_word(state));
+        let head = format!("{marker}{:>2} ", i + 1);
+        let name_room = inner_w.saturating_sub(head.chars().count() + tail.chars().count());
+        let text = cut(
+            &format!("{head}{}{tail}", cut(&p.target.name, name_room)),
+            inner_w,
+        );
+        lines.push(Line::from(Span::styled(
+            text,
+            Style::new().fg(state_colour(state)),
+        )));
+    }
+    if last < n {
+        lines.push(Line::from(format!(" +{} below", n - last)).style(Style::new().fg(Color::Gray)));
+    }
     frame.render_widget(
         Paragraph::new(lines).block(Block::new().borders(Borders::RIGHT)),
         area,
     );
 }
 
-fn dialog(frame: &mut Frame, area: Rect, title: &str, text: &str) {
-    let w = area.width.saturating_sub(4).min(110);
+/// Rows `text` takes wrapped at `width` columns (words may wrap earlier: an estimate that
+/// errs by whole words, so one spare row is kept).
+fn wrapped_rows(text: &str, width: usize) -> usize {
+    text.lines()
+        .map(|l| l.chars().count().div_ceil(width.max(1)).max(1))
+        .sum()
+}
+
+/// A box over the screen: `text` (scrolled down `scroll` rows when taller than the box) and
+/// `pinned` below it, always shown, e.g. how to close it.
+fn dialog(frame: &mut Frame, area: Rect, title: &str, text: &str, pinned: &str, scroll: usize) {
+    let w = area.width.saturating_sub(2).min(110);
     let inner = usize::from(w.saturating_sub(2)).max(1);
-    let lines: usize = text
-        .lines()
-        .map(|l| l.chars().count().div_ceil(inner).max(1))
-        .sum();
-    let h = (lines as u16).saturating_add(2).min(area.height);
+    let pinned_rows = if pinned.is_empty() {
+        0
+    } else {
+        wrapped_rows(pinned, inner) as u16
+    };
+    let text_rows = wrapped_rows(text, inner) as u16 + 1;
+    let h = (text_rows + pinned_rows + 2).min(area.height);
     let r = Rect::new(
         area.x + (area.width - w) / 2,
         area.y + (area.height - h) / 2,
         w,
         h,
     );
+    let room = h.saturating_sub(2 + pinned_rows);
+    let max_scroll = text_rows.saturating_sub(room);
+    let scroll = (scroll as u16).min(max_scroll);
+    let mut block = Block::bordered().title(format!(" {title} "));
+    if max_scroll > 0 {
+        block = block.title_bottom(format!(" ↑/↓ scroll ({}/{}) ", scroll, max_scroll));
+    }
     frame.render_widget(Clear, r);
+    let inside = block.inner(r);
+    frame.render_widget(block, r);
     frame.render_widget(
         Paragraph::new(text.to_string())
             .wrap(Wrap { trim: false })
-            .block(Block::bordered().title(format!(" {title} "))),
-        r,
+            .scroll((scroll, 0)),
+        Rect::new(inside.x, inside.y, inside.width, room),
     );
+    if pinned_rows > 0 {
+        frame.render_widget(
+            Paragraph::new(pinned.to_string())
+                .wrap(Wrap { trim: false })
+                .style(Style::new().add_modifier(Modifier::BOLD)),
+            Rect::new(
+                inside.x,
+                inside.y + room,
+                inside.width,
+                pinned_rows.min(inside.height),
+            ),
+        );
+    }
 }
 
 /// A worker's emulated terminal drawn cell by cell (colours and attributes kept).
