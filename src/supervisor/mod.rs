@@ -41,9 +41,26 @@ enum Msg {
     Worker(u64, WorkerMsg),
     Disconnected(u64),
     Exited(Target, i32),
+    /// The checkpoint writer failed: the run must stop (its progress is not saved).
+    CheckpointFailed(String),
+}
+
+/// Why the run stops early.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Stop {
+    /// A signal or the user: exit 130, resumable.
+    Interrupted(String),
+    /// The run cannot go on (the checkpoint cannot be written): exit 1.
+    Failed(String),
 }
 
 struct Supervisor {
+    /// The run directory's lock, held for the supervisor's whole life.
+    _lock: crate::rundir::Lock,
+    /// What the run is doing now, for the message when it is stopped.
+    phase: &'static str,
+    /// Set when the run stops early, with why.
+    stop: Option<Stop>,
     plan: Plan,
     cp: Checkpoint,
     writer: CheckpointWriter,
@@ -66,6 +83,39 @@ struct Supervisor {
     stopping: bool,
 }
 
+/// The signals that stop a run, installed before anything else happens so that every phase
+/// (download, verification, extraction, mounts, steps, archive) can be stopped.
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Resolves with the reason when SIGINT, SIGTERM or the front end's quit arrives.
+    async fn next(&mut self, requests: &mut mpsc::UnboundedReceiver<Request>) -> &'static str {
+        let quit = async {
+            match requests.recv().await {
+                Some(Request::Quit) => "quit",
+                // The front end is gone: only signals can stop the run now.
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = self.int.recv() => "interrupted",
+            _ = self.term.recv() => "terminated",
+            why = quit => why,
+        }
+    }
+}
+
 /// Supervises a prepared run to its end, shown by `ui` (which sends its [`Request`]s on
 /// `requests`); returns the exit status: 0 when every target is done and the history
 /// archived, 1 when a target failed, 130 when interrupted.
@@ -83,7 +133,10 @@ pub async fn supervise(
         plan,
         checkpoint,
         mode,
+        lock,
     } = prepared;
+    // Signals first: every phase from here on can be stopped.
+    let mut signals = Signals::install().context("installing the signal handlers")?;
     let run_dir = plan.run_dir();
     let mut events = EventLog::open(&run_dir)
         .with_context(|| format!("opening the event log in {}", run_dir.display()))?;
@@ -93,14 +146,24 @@ pub async fn supervise(
     events.append(Event::RunStarted { mode: mode.into() });
     let (msg_tx, mut msg_rx) = mpsc::unbounded_channel();
     let (out_tx, mut out_rx) = mpsc::unbounded_channel();
+    let failed_tx = msg_tx.clone();
     let mut sup = Supervisor {
+        _lock: lock,
+        phase: "starting",
+        stop: None,
         journal: Journal {
             m_dir: plan.layout.m_dir.clone(),
             pid: std::process::id(),
             host_namespace: false,
-            mounts: Vec::new(),
+            mnt_ns: crate::rundir::procs::own_mnt_ns(),
+            ..Journal::default()
         },
-        writer: CheckpointWriter::start(&run_dir),
+        writer: CheckpointWriter::start(
+            &run_dir,
+            Box::new(move |m| {
+                let _ = failed_tx.send(Msg::CheckpointFailed(m));
+            }),
+        ),
         plan,
         cp: checkpoint,
         run_dir,
@@ -130,32 +193,51 @@ pub async fn supervise(
         }
     ));
 
-    // Signals and the socket first: nothing is mounted yet if they cannot be set up.
-    use tokio::signal::unix::{signal, SignalKind};
-    let (mut sigint, mut sigterm) = match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) {
-        (Ok(i), Ok(t)) => (i, t),
-        (Err(e), _) | (_, Err(e)) => {
-            sup.writer.finish();
-            return Err(anyhow::Error::new(e).context("installing the signal handlers"));
-        }
-    };
+    // The socket: private to root (mode 0600 in a 0700 directory, and each peer's
+    // credentials are checked on accept).
     let socket = socket_path(&sup.run_dir);
     let _ = std::fs::remove_file(&socket);
-    let listener = match UnixListener::bind(&socket) {
+    let listener = match UnixListener::bind(&socket).and_then(|l| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
+        Ok(l)
+    }) {
         Ok(l) => l,
         Err(e) => {
             sup.writer.finish();
             return Err(anyhow::Error::new(e).context(format!("listening on {}", socket.display())));
         }
     };
-    let result = sup.setup().await;
+    let result = tokio::select! {
+        r = sup.setup() => r,
+        why = signals.next(&mut requests) => {
+            Err(anyhow::Error::new(Interrupted(why)))
+        }
+    };
     if let Err(e) = result {
         sup.teardown();
-        sup.writer.finish();
         let _ = std::fs::remove_file(&socket);
+        if let Some(Interrupted(why)) = e.downcast_ref::<Interrupted>() {
+            let phase = sup.phase;
+            for step in ["stage3", "mounts"] {
+                if sup.cp.run_step(step).map(|s| s.state) == Some(StepState::Running) {
+                    sup.run_step(step, StepState::Interrupted);
+                }
+            }
+            sup.events.append(Event::RunFinished {
+                result: "interrupted".into(),
+            });
+            sup.writer.finish();
+            sup.ui.say(&format!(
+                "{why} during {phase}: stopped; nothing is mounted; continue with \
+                 `build-helper run {} --resume {}`",
+                sup.plan.starter.display(),
+                sup.plan.run_id
+            ));
+            sup.ui.close();
+            return Ok(130);
+        }
+        sup.writer.finish();
         sup.ui.close();
         return Err(e);
     }
@@ -164,6 +246,10 @@ pub async fn supervise(
     tokio::spawn(async move {
         let mut next = 0u64;
         while let Ok((stream, _)) = listener.accept().await {
+            // Only root may talk to the supervisor (DESIGN.md, Processes).
+            if !stream.peer_cred().is_ok_and(|c| c.uid() == 0) {
+                continue;
+            }
             next += 1;
             let id = next;
             let (read, write) = stream.into_split();
@@ -183,6 +269,7 @@ pub async fn supervise(
         }
     });
 
+    sup.phase = "the steps";
     sup.start_workers();
     while !sup.running.is_empty() {
         tokio::select! {
@@ -191,9 +278,7 @@ pub async fn supervise(
                 sup.handle(msg).await;
                 sup.release_ready().await;
             }
-            Some(Request::Quit) = requests.recv() => sup.interrupt("quit"),
-            _ = sigint.recv() => sup.interrupt("interrupted"),
-            _ = sigterm.recv() => sup.interrupt("terminated"),
+            why = signals.next(&mut requests) => sup.interrupt(why),
         }
     }
     while let Ok(out) = out_rx.try_recv() {
@@ -209,8 +294,13 @@ pub async fn supervise(
         sup.ui.flush(&t);
     }
     let _ = std::fs::remove_file(&socket);
-    sup.finish().await
+    sup.finish(&mut signals, &mut requests, &mut msg_rx).await
 }
+
+/// The run was stopped by a signal or the user (the reason word).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Interrupted(&'static str);
 
 impl Supervisor {
     /// Hands the checkpoint to the writer thread (temp, fsync, rename off the event loop).
@@ -274,6 +364,7 @@ impl Supervisor {
             Msg::Exited(target, code) => {
                 self.exited.insert(target, code);
             }
+            Msg::CheckpointFailed(m) => self.fail(m),
             Msg::Worker(id, msg) => self.worker_msg(id, msg).await,
         }
         self.settle().await;
@@ -321,6 +412,27 @@ impl Supervisor {
                 }
             }
             WorkerMsg::ToolchainReady { tuple } => {
+                // Only the running step that the plan says announces this tuple may.
+                let running = self.cp.target(&target).and_then(|r| {
+                    r.steps
+                        .iter()
+                        .find(|s| s.state == StepState::Running)
+                        .map(|s| s.name.clone())
+                });
+                let allowed = running.as_ref().is_some_and(|step| {
+                    self.plan
+                        .target(&target)
+                        .and_then(|t| t.steps.iter().find(|s| &s.name == step))
+                        .is_some_and(|s| s.announces.iter().any(|a| a == &tuple))
+                });
+                if !allowed {
+                    self.ui.say(&format!(
+                        "ignored: {target} announced toolchain-ready {tuple} from step {}, which \
+                         the plan does not let announce it",
+                        running.as_deref().unwrap_or("(none running)")
+                    ));
+                    return;
+                }
                 if self.cp.set_toolchain_ready(&tuple) {
                     self.save();
                     self.events.append(Event::ToolchainReady { tuple });
@@ -344,11 +456,25 @@ impl Supervisor {
         }
     }
 
+    /// The run cannot go on: stop it, and exit 1 with `message`.
+    fn fail(&mut self, message: String) {
+        self.ui.say(&format!("error: {message}; stopping the run"));
+        if !matches!(self.stop, Some(Stop::Failed(_))) {
+            self.stop = Some(Stop::Failed(message));
+        }
+        self.interrupt("stopping");
+    }
+
     fn interrupt(&mut self, why: &str) {
         if !self.stopping {
             self.ui.say(&format!(
-                "{why}: stopping the workers; the checkpoint keeps what is done (continue with --resume)"
+                "{why} during {}: stopping the workers; the checkpoint keeps what is done \
+                 (continue with --resume)",
+                self.phase
             ));
+        }
+        if self.stop.is_none() {
+            self.stop = Some(Stop::Interrupted(format!("{why} during {}", self.phase)));
         }
         self.stopping = true;
         for pid in self.running.values() {
@@ -373,11 +499,42 @@ impl Supervisor {
         }
     }
 
-    async fn finish(mut self) -> anyhow::Result<i32> {
+    async fn finish(
+        mut self,
+        signals: &mut Signals,
+        requests: &mut mpsc::UnboundedReceiver<Request>,
+        msgs: &mut mpsc::UnboundedReceiver<Msg>,
+    ) -> anyhow::Result<i32> {
         let mut code = if self.stopping { 130 } else { 1 };
         if !self.stopping && self.cp.all_done() {
+            self.phase = "the archive";
             self.run_step("archive-history", StepState::Running);
-            match self.archive().await {
+            let outcome = tokio::select! {
+                r = self.archive() => Some(r),
+                why = signals.next(requests) => {
+                    self.interrupt(why);
+                    None
+                }
+                Some(Msg::CheckpointFailed(m)) = msgs.recv() => {
+                    self.fail(m);
+                    None
+                }
+            };
+            let outcome = match outcome {
+                Some(r) => r,
+                None => {
+                    self.stop_archiver();
+                    self.run_step("archive-history", StepState::Interrupted);
+                    code = if matches!(self.stop, Some(Stop::Failed(_))) {
+                        1
+                    } else {
+                        130
+                    };
+                    Err(anyhow::anyhow!("stopped"))
+                }
+            };
+            match outcome {
+                _ if self.stopping => {}
                 Ok(path) => {
                     self.run_step("archive-history", StepState::Done);
                     self.ui.say(&format!("history saved as {}", path.display()));
@@ -412,6 +569,9 @@ impl Supervisor {
             }
         }
         self.teardown();
+        if let Some(Stop::Failed(_)) = &self.stop {
+            code = 1;
+        }
         let result = match code {
             0 => "done",
             130 => "interrupted",
@@ -430,7 +590,20 @@ impl Supervisor {
                 self.plan.run_id
             ));
         }
+        if let Some(Stop::Interrupted(what)) = &self.stop {
+            self.ui
+                .say(&format!("{what}: run {} stopped", self.plan.run_id));
+        }
         self.ui.close();
-        Ok(code)
+        match self.stop.take() {
+            Some(Stop::Failed(m)) => Err(anyhow::anyhow!(
+                "{m}; run {} stopped (continue with `build-helper run {} --resume {}` once the \
+                 cause is fixed)",
+                self.plan.run_id,
+                self.plan.starter.display(),
+                self.plan.run_id
+            )),
+            _ => Ok(code),
+        }
     }
 }

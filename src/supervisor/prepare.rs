@@ -8,6 +8,7 @@ use anyhow::Context;
 use crate::engine::Checkpoint;
 use crate::error::UsageError;
 use crate::plan::{self, Plan};
+use crate::rundir;
 use crate::starter::{HistorySel, Starter};
 
 /// How the run starts.
@@ -30,86 +31,126 @@ pub struct Prepared {
     pub checkpoint: Checkpoint,
     /// `new`, `resume` or `retry`.
     pub mode: &'static str,
+    /// The run directory's lock, held until the supervisor ends.
+    pub lock: rundir::Lock,
 }
 
-/// Run directories under `<tree>/work` whose checkpoint says not finished, oldest first.
-pub fn unfinished_runs(tree: &Path) -> Vec<PathBuf> {
-    let Ok(dir) = std::fs::read_dir(tree.join("work")) else {
-        return Vec::new();
+fn usage(e: impl std::fmt::Display) -> anyhow::Error {
+    UsageError(e.to_string()).into()
+}
+
+/// The run `--resume`/`--retry` continues: `name`, or the newest run (by its plan's time)
+/// that is not finished. A run whose checkpoint cannot be read is never skipped: it is
+/// refused, naming the file and what to do, unless `retry` (which starts it again from its
+/// plan). Runs without a checkpoint (`--mount-hist` explorations) are not builds.
+fn existing_run(
+    tree: &Path,
+    starter: &Path,
+    name: Option<&str>,
+    retry: bool,
+) -> anyhow::Result<PathBuf> {
+    let candidates = match name {
+        Some(name) => vec![rundir::open(tree, name).map_err(usage)?],
+        None => {
+            let mut runs: Vec<PathBuf> = rundir::runs(tree)
+                .into_iter()
+                .filter(|d| d.join(crate::engine::state::FILE).exists())
+                .collect();
+            runs.sort_by_key(|p| {
+                std::fs::metadata(p.join(rundir::PLAN))
+                    .and_then(|m| m.modified())
+                    .ok()
+            });
+            runs.reverse();
+            runs
+        }
     };
-    let mut runs: Vec<PathBuf> = dir
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            Checkpoint::load(p).is_ok_and(|cp| !cp.finished) && p.join("plan.json").is_file()
-        })
-        .collect();
-    runs.sort_by_key(|p| {
-        std::fs::metadata(p.join("plan.json"))
-            .and_then(|m| m.modified())
-            .ok()
-    });
-    runs
-}
-
-fn existing_run(tree: &Path, name: Option<&str>) -> anyhow::Result<PathBuf> {
-    match name {
-        Some(name) => crate::commands::run_named(tree, name),
-        None => unfinished_runs(tree).pop().ok_or_else(|| {
-            UsageError(format!(
-                "no unfinished run in {} to continue; start one with `build-helper run STARTER`",
-                tree.join("work").display()
-            ))
-            .into()
-        }),
+    for dir in candidates {
+        match Checkpoint::load(&dir) {
+            Ok(cp) if cp.finished && name.is_none() => continue,
+            Ok(_) => return Ok(dir),
+            Err(_) if retry => return Ok(dir),
+            Err(e) => return Err(corrupt(&dir, starter, &e.to_string())),
+        }
     }
+    Err(usage(format!(
+        "no unfinished run in {} to continue; start one with `build-helper run STARTER`",
+        rundir::work(tree).display()
+    )))
 }
 
-/// Plans a new run or reads an existing one back, and writes plan and checkpoint.
+/// The refusal for a run whose checkpoint cannot be used.
+fn corrupt(dir: &Path, starter: &Path, why: &str) -> anyhow::Error {
+    let id = rundir::id_of(dir);
+    usage(format!(
+        "{why}\nrun {id} cannot be resumed from this checkpoint: start its targets again from \
+         their first step with `build-helper run {} --resume {id} --retry`, or discard the run \
+         (`build-helper umount {id}`, then remove {})",
+        starter.display(),
+        dir.display()
+    ))
+}
+
+/// Plans a new run or reads an existing one back, takes the run directory's lock, and writes
+/// plan and checkpoint. A tree runs one build at a time: with a live run in the tree this
+/// is refused (naming it and its supervisor's pid). For `--resume`/`--retry`, what the dead
+/// supervisor left (processes in its namespace, mounts) is cleaned up first, and the crash
+/// rule is applied to the checkpoint (its supervisor is gone: the lock was free).
 ///
-/// Errors: [`UsageError`] for bad input (starter, configuration, history, unknown run).
+/// Errors: [`UsageError`] for bad input (starter, configuration, history, unknown run,
+/// live run, unusable checkpoint).
 pub fn prepare(starter: &Starter, history: &HistorySel, mode: &Mode) -> anyhow::Result<Prepared> {
     let tree = &starter.tree;
-    let (plan, checkpoint, word) = match mode {
+    let guard = rundir::tree_guard(tree)?;
+    if let Some(live) = rundir::any_live(tree) {
+        return Err(usage(format!(
+            "{live}\na tree runs one build at a time (mounts and histories are shared)"
+        )));
+    }
+    let (plan, checkpoint, word, lock) = match mode {
         Mode::New => {
             let hist = crate::history::resolve(tree, history).map_err(UsageError)?;
-            let plan = plan::build(starter, &plan::date_now(), hist)
-                .map_err(|e| UsageError(e.to_string()))?;
+            let (plan, lock) =
+                rundir::claim(&mut |date| plan::build(starter, date, hist.clone()).map_err(usage))?;
             let cp = Checkpoint::new(&plan);
-            (plan, cp, "new")
+            (plan, cp, "new", lock)
         }
         Mode::Resume(name) | Mode::Retry(name) => {
-            let dir = existing_run(tree, name.as_deref())?;
-            let plan_path = dir.join("plan.json");
-            let plan: Plan = serde_json::from_slice(
-                &std::fs::read(&plan_path)
-                    .with_context(|| format!("reading {}", plan_path.display()))?,
-            )
-            .map_err(|e| {
-                UsageError(format!(
-                    "{}: malformed plan ({e}); this run cannot be continued",
-                    plan_path.display()
+            let retry = matches!(mode, Mode::Retry(_));
+            let dir = existing_run(tree, &starter.path, name.as_deref(), retry)?;
+            let lock = rundir::lock(&dir).map_err(usage)?;
+            let plan = rundir::load_plan(&dir).map_err(|e| {
+                usage(format!(
+                    "{e}\nthis run cannot be continued; start a new run"
                 ))
             })?;
-            let mut cp = Checkpoint::load(&dir).map_err(|e| UsageError(e.to_string()))?;
-            let word = if matches!(mode, Mode::Retry(_)) {
-                cp.reset_for_retry();
-                "retry"
-            } else {
-                "resume"
+            let mut cp = match rundir::load_checkpoint(&dir, Some(&plan)) {
+                Ok(cp) => cp,
+                Err(_) if retry => Checkpoint::new(&plan),
+                Err(e) => return Err(corrupt(&dir, &starter.path, &e.to_string())),
             };
-            (plan, cp, word)
+            crate::commands::clean_dead_run(&dir).map_err(|e| match e {
+                crate::commands::CleanError::Usage(m) => usage(m),
+                held => anyhow::Error::new(held),
+            })?;
+            cp.restore();
+            if retry {
+                cp.reset_for_retry();
+            }
+            (plan, cp, if retry { "retry" } else { "resume" }, lock)
         }
     };
+    drop(guard);
     let dir = plan.run_dir();
-    std::fs::create_dir_all(dir.join("logs"))
-        .with_context(|| format!("creating {}", dir.display()))?;
-    let json = serde_json::to_vec_pretty(&plan).context("encoding the plan")?;
-    crate::fsutil::write_atomic(&dir.join("plan.json"), &json)?;
-    checkpoint.save(&dir)?;
+    rundir::private_dir(&dir)?;
+    rundir::private_dir(&dir.join("logs"))?;
+    rundir::save_plan(&dir, &plan)?;
+    rundir::save_checkpoint(&dir, &checkpoint)?;
     Ok(Prepared {
         plan,
         checkpoint,
         mode: word,
+        lock,
     })
 }
 

@@ -15,6 +15,7 @@ impl Supervisor {
             && self.cp.run_step("stage3").map(|s| s.state) != Some(StepState::Done);
         let mut tarball = None;
         if need_stage3 {
+            self.phase = "the stage3 download and verification";
             self.run_step("stage3", StepState::Running);
             let Some(src) = self.plan.stage3.clone() else {
                 anyhow::bail!("the plan of a first build has no stage3 source");
@@ -61,6 +62,7 @@ impl Supervisor {
                 }
             }
         }
+        self.phase = "the mounts";
         self.run_step("mounts", StepState::Running);
         for dir in self.plan.layout.source_dirs() {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -88,6 +90,7 @@ impl Supervisor {
             self.mount(&base)?;
         }
         if let Some(tarball) = tarball {
+            self.phase = "the stage3 extraction";
             self.ui.say(&format!(
                 "extracting {} into {}",
                 tarball.display(),
@@ -117,6 +120,7 @@ impl Supervisor {
                 self.plan.run_id
             );
         }
+        self.phase = "the mounts";
         let primary = self.plan.layout.primary_entries();
         self.mount(&primary)?;
         self.run_step("mounts", StepState::Done);

@@ -179,7 +179,32 @@ impl Supervisor {
 
     pub(super) async fn gone(&mut self, target: Target, code: i32) {
         self.running.remove(&target);
-        self.cp.worker_exited(&target);
+        // Nothing a worker started may outlive it (also when it was killed with SIGKILL and
+        // could not kill its step's process group itself): end every process chrooted into
+        // its root.
+        if let Some(root) = self.plan.target(&target).map(|t| t.root.clone()) {
+            let left = crate::rundir::procs::rooted_in(&root);
+            if !left.is_empty() {
+                let n = left.len();
+                let survivors =
+                    crate::rundir::procs::kill_all(&left, std::time::Duration::from_secs(5));
+                self.ui.say(&format!(
+                    "the worker of {target} is gone: killed {n} process(es) it left in {}{}",
+                    root.display(),
+                    if survivors.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({survivors:?} did not die)")
+                    }
+                ));
+            }
+        }
+        if self.cp.worker_exited(&target) {
+            self.ui.say(&format!(
+                "the worker of {target} ended (exit {code}) during a step: the step is \
+                 recorded as interrupted"
+            ));
+        }
         self.save();
         self.events.append(Event::WorkerExited {
             target: target.to_string(),

@@ -176,6 +176,7 @@ pub fn state_word(s: StepState) -> &'static str {
         StepState::Running => "running",
         StepState::Done => "done",
         StepState::Failed => "failed",
+        StepState::Interrupted => "interrupted",
     }
 }
 
@@ -185,6 +186,7 @@ pub fn target_word(s: TargetState) -> &'static str {
         TargetState::Waiting => "waiting",
         TargetState::Running => "running",
         TargetState::Failed => "failed",
+        TargetState::Interrupted => "interrupted",
         TargetState::Done => "done",
     }
 }

@@ -117,11 +117,8 @@ pub fn main(run_dir: &Path, target: &Target, interactive: bool) -> anyhow::Resul
     install_signal_handlers();
     // Nobody can answer the prompt without a terminal: behave as in plain mode.
     let interactive = interactive && std::io::IsTerminal::is_terminal(&std::io::stdin());
-    let plan_path = run_dir.join("plan.json");
-    let plan: Plan = serde_json::from_slice(
-        &std::fs::read(&plan_path).with_context(|| format!("reading {}", plan_path.display()))?,
-    )
-    .with_context(|| format!("parsing {}", plan_path.display()))?;
+    let plan_path = run_dir.join(crate::rundir::PLAN);
+    let plan: Plan = crate::rundir::load_plan(run_dir)?;
     let tp = plan
         .target(target)
         .ok_or_else(|| anyhow!("target {target} is not in {}", plan_path.display()))?
@@ -167,11 +164,18 @@ pub fn main(run_dir: &Path, target: &Target, interactive: bool) -> anyhow::Resul
     if let Some(dir) = log_path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .with_context(|| format!("opening {}", log_path.display()))?;
+    let log = {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&log_path)
+            .with_context(|| format!("opening {}", log_path.display()))?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("making {} private", log_path.display()))?;
+        f
+    };
     let log = Arc::new(Mutex::new(log));
 
     // The plan's environment plus the build machine's pass-through variables.
