@@ -4,6 +4,7 @@
 
 mod common;
 mod events;
+mod faults;
 mod history;
 mod portage;
 mod tui;
