@@ -63,7 +63,8 @@ pub struct StepRecord {
 }
 
 impl StepRecord {
-    fn new(name: &str, phase: Option<Phase>) -> StepRecord {
+    /// A pending step that never ran.
+    pub fn new(name: &str, phase: Option<Phase>) -> StepRecord {
         StepRecord {
             name: name.into(),
             phase,
