@@ -246,7 +246,7 @@ fn cmd_run(starter_path: &Path, flags: RunFlags) -> anyhow::Result<i32> {
     // are made private explicitly (rundir).
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     let prepared = supervisor::prepare(&starter, &starter.options.history, &mode)?;
-    supervisor::private_namespace()?;
+    supervisor::private_namespace(&build_helper::sys::LinuxSys)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -370,7 +370,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             join_ns,
         } => {
             if let Some(pid) = join_ns {
-                build_helper::worker::join_namespace(pid)?;
+                build_helper::worker::join_namespace(&build_helper::sys::LinuxSys, pid)?;
             }
             let target = config::Target::parse(&target).map_err(|e| UsageError(e.to_string()))?;
             build_helper::worker::main(&run, &target, interactive)

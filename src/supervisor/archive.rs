@@ -127,7 +127,8 @@ impl Supervisor {
             compression,
             archive_ms: started.elapsed().as_millis() as u64,
             step_ms: self
-                .cp
+                .engine
+                .checkpoint()
                 .targets
                 .iter()
                 .map(|t| {

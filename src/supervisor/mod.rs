@@ -22,9 +22,10 @@ use tokio::sync::mpsc;
 
 use crate::config::Target;
 use crate::engine::events::{now_us, Event, EventLog};
+use crate::engine::machine::{Action, Engine, Input};
 use crate::engine::protocol::{encode, socket_path, SupervisorMsg, WorkerMsg};
 use crate::engine::state::CheckpointWriter;
-use crate::engine::{Checkpoint, StepState};
+use crate::engine::StepState;
 use crate::mounts::{self, journal::Journal, Entry};
 use crate::plan::Plan;
 use crate::sys::LinuxSys;
@@ -62,7 +63,8 @@ struct Supervisor {
     /// Set when the run stops early, with why.
     stop: Option<Stop>,
     plan: Plan,
-    cp: Checkpoint,
+    /// The run's state machine; the supervisor executes its actions.
+    engine: Engine,
     writer: CheckpointWriter,
     run_dir: PathBuf,
     events: EventLog,
@@ -72,15 +74,11 @@ struct Supervisor {
     out_tx: mpsc::UnboundedSender<spawn::Output>,
     writers: HashMap<u64, OwnedWriteHalf>,
     conn_target: HashMap<u64, Target>,
-    running: HashMap<Target, u32>,
+    /// Worker pids, for SIGTERM.
+    pids: HashMap<Target, u32>,
     exited: HashMap<Target, i32>,
-    started: HashSet<Target>,
-    /// Workers told which steps to run (the others wait, connected, for their toolchain).
-    released: HashSet<Target>,
+    /// Secondary environments mounted (in reality: the executor's record).
     mounted: HashSet<Target>,
-    sync_holder: Option<Target>,
-    sync_queue: VecDeque<Target>,
-    stopping: bool,
 }
 
 /// The signals that stop a run, installed before anything else happens so that every phase
@@ -164,8 +162,8 @@ pub async fn supervise(
                 let _ = failed_tx.send(Msg::CheckpointFailed(m));
             }),
         ),
+        engine: Engine::new(&plan, checkpoint),
         plan,
-        cp: checkpoint,
         run_dir,
         events,
         ui,
@@ -173,14 +171,9 @@ pub async fn supervise(
         out_tx,
         writers: HashMap::new(),
         conn_target: HashMap::new(),
-        running: HashMap::new(),
+        pids: HashMap::new(),
         exited: HashMap::new(),
-        started: HashSet::new(),
-        released: HashSet::new(),
         mounted: HashSet::new(),
-        sync_holder: None,
-        sync_queue: VecDeque::new(),
-        stopping: false,
     };
     sup.ui.say(&format!(
         "run {} ({mode}), {} target(s), {}",
@@ -220,7 +213,9 @@ pub async fn supervise(
         if let Some(Interrupted(why)) = e.downcast_ref::<Interrupted>() {
             let phase = sup.phase;
             for step in ["stage3", "mounts"] {
-                if sup.cp.run_step(step).map(|s| s.state) == Some(StepState::Running) {
+                if sup.engine.checkpoint().run_step(step).map(|s| s.state)
+                    == Some(StepState::Running)
+                {
                     sup.run_step(step, StepState::Interrupted);
                 }
             }
@@ -270,15 +265,13 @@ pub async fn supervise(
     });
 
     sup.phase = "the steps";
-    sup.start_workers();
-    while !sup.running.is_empty() {
+    let first = sup.engine.start();
+    sup.execute(first).await;
+    while sup.engine.any_running() {
         tokio::select! {
             Some(out) = out_rx.recv() => sup.ui.output(&out.target, &out.bytes),
-            Some(msg) = msg_rx.recv() => {
-                sup.handle(msg).await;
-                sup.release_ready().await;
-            }
-            why = signals.next(&mut requests) => sup.interrupt(why),
+            Some(msg) = msg_rx.recv() => sup.handle(msg).await,
+            why = signals.next(&mut requests) => sup.interrupt(why).await,
         }
     }
     while let Ok(out) = out_rx.try_recv() {
@@ -305,12 +298,14 @@ struct Interrupted(&'static str);
 impl Supervisor {
     /// Hands the checkpoint to the writer thread (temp, fsync, rename off the event loop).
     fn save(&mut self) {
-        self.writer.save(&self.cp);
-        self.ui.checkpoint(&self.cp);
+        self.writer.save(self.engine.checkpoint());
+        self.ui.checkpoint(self.engine.checkpoint());
     }
 
     fn run_step(&mut self, name: &str, state: StepState) {
-        self.cp.set_run_step(name, state, now_us());
+        self.engine
+            .checkpoint_mut()
+            .set_run_step(name, state, now_us());
         self.save();
         self.events.append(Event::RunStep {
             step: name.into(),
@@ -343,12 +338,43 @@ impl Supervisor {
         }
     }
 
-    async fn grant_sync(&mut self) {
-        if self.sync_holder.is_none() {
-            if let Some(next) = self.sync_queue.pop_front() {
-                self.sync_holder = Some(next.clone());
-                self.send(&next, &SupervisorMsg::SyncGranted).await;
+    /// Executes the engine's actions in order; the results of mounts and worker starts go
+    /// back into the engine, and their actions are executed too. The checkpoint is saved
+    /// once per batch.
+    async fn execute(&mut self, actions: Vec<Action>) {
+        let mut queue: VecDeque<Action> = actions.into();
+        let mut save = false;
+        while let Some(action) = queue.pop_front() {
+            match action {
+                Action::StartWorker(t) => {
+                    if let Err(e) = self.start(&t) {
+                        self.ui.say(&format!("cannot start {t}: {e:#}"));
+                        queue.extend(self.engine.start_failed(&t));
+                    }
+                }
+                Action::Mount(t) => {
+                    let result = self.mount_secondary(&t).map_err(|e| format!("{e:#}"));
+                    queue.extend(self.engine.input(Input::Mounted { target: t, result }));
+                }
+                Action::Send(t, msg) => self.send(&t, &msg).await,
+                Action::SignalWorkers => {
+                    for pid in self.pids.values() {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(*pid as i32),
+                            nix::sys::signal::Signal::SIGTERM,
+                        );
+                    }
+                }
+                Action::KillLeftovers(t) => self.kill_leftovers(&t),
+                Action::SaveCheckpoint => save = true,
+                Action::Event(e) => {
+                    self.events.append(e);
+                }
+                Action::Say(m) => self.ui.say(&m),
             }
+        }
+        if save {
+            self.save();
         }
     }
 
@@ -364,109 +390,59 @@ impl Supervisor {
             Msg::Exited(target, code) => {
                 self.exited.insert(target, code);
             }
-            Msg::CheckpointFailed(m) => self.fail(m),
+            Msg::CheckpointFailed(m) => self.fail(m).await,
             Msg::Worker(id, msg) => self.worker_msg(id, msg).await,
         }
         self.settle().await;
     }
 
+    /// A worker's message, as an engine input.
     async fn worker_msg(&mut self, id: u64, msg: WorkerMsg) {
         if let WorkerMsg::Hello { target, .. } = &msg {
             self.conn_target.insert(id, target.clone());
-            return;
+            let actions = self.engine.input(Input::Hello(target.clone()));
+            return self.execute(actions).await;
         }
         let Some(target) = self.conn_target.get(&id).cloned() else {
             return;
         };
-        match msg {
-            WorkerMsg::Hello { .. } => {}
-            WorkerMsg::StepStarted { step } => {
-                self.cp.step_started(&target, &step, now_us());
-                self.save();
-                self.events.append(Event::StepStarted {
-                    target: target.to_string(),
-                    step,
-                });
-            }
+        let input = match msg {
+            WorkerMsg::Hello { .. } => return,
+            WorkerMsg::StepStarted { step } => Input::StepStarted {
+                target,
+                step,
+                now_us: now_us(),
+            },
             WorkerMsg::StepFinished {
                 step,
                 exit_code,
                 duration_ms,
-            } => {
-                self.cp
-                    .step_finished(&target, &step, exit_code, duration_ms);
-                self.save();
-                self.events.append(Event::StepFinished {
-                    target: target.to_string(),
-                    step: step.clone(),
-                    exit_code,
-                    duration_ms,
-                });
-                if exit_code != 0 {
-                    self.events.append(Event::StepFailed {
-                        target: target.to_string(),
-                        log: self.plan.log_path(&target).display().to_string(),
-                        step,
-                        exit_code,
-                    });
-                }
-            }
-            WorkerMsg::ToolchainReady { tuple } => {
-                // Only the running step that the plan says announces this tuple may.
-                let running = self.cp.target(&target).and_then(|r| {
-                    r.steps
-                        .iter()
-                        .find(|s| s.state == StepState::Running)
-                        .map(|s| s.name.clone())
-                });
-                let allowed = running.as_ref().is_some_and(|step| {
-                    self.plan
-                        .target(&target)
-                        .and_then(|t| t.steps.iter().find(|s| &s.name == step))
-                        .is_some_and(|s| s.announces.iter().any(|a| a == &tuple))
-                });
-                if !allowed {
-                    self.ui.say(&format!(
-                        "ignored: {target} announced toolchain-ready {tuple} from step {}, which \
-                         the plan does not let announce it",
-                        running.as_deref().unwrap_or("(none running)")
-                    ));
-                    return;
-                }
-                if self.cp.set_toolchain_ready(&tuple) {
-                    self.save();
-                    self.events.append(Event::ToolchainReady { tuple });
-                }
-            }
-            WorkerMsg::AcquireSync => {
-                self.sync_queue.push_back(target);
-                self.grant_sync().await;
-            }
-            WorkerMsg::Retry => {
-                let steps = self.cp.reset_target(&target);
-                self.save();
-                self.send(&target, &SupervisorMsg::Start { steps }).await;
-            }
-            WorkerMsg::ReleaseSync => {
-                if self.sync_holder.as_ref() == Some(&target) {
-                    self.sync_holder = None;
-                    self.grant_sync().await;
-                }
-            }
-        }
+            } => Input::StepFinished {
+                target,
+                step,
+                exit_code,
+                duration_ms,
+            },
+            WorkerMsg::ToolchainReady { tuple } => Input::ToolchainReady { target, tuple },
+            WorkerMsg::AcquireSync => Input::AcquireSync(target),
+            WorkerMsg::ReleaseSync => Input::ReleaseSync(target),
+            WorkerMsg::Retry => Input::Retry(target),
+        };
+        let actions = self.engine.input(input);
+        self.execute(actions).await;
     }
 
     /// The run cannot go on: stop it, and exit 1 with `message`.
-    fn fail(&mut self, message: String) {
+    async fn fail(&mut self, message: String) {
         self.ui.say(&format!("error: {message}; stopping the run"));
         if !matches!(self.stop, Some(Stop::Failed(_))) {
             self.stop = Some(Stop::Failed(message));
         }
-        self.interrupt("stopping");
+        self.interrupt("stopping").await;
     }
 
-    fn interrupt(&mut self, why: &str) {
-        if !self.stopping {
+    async fn interrupt(&mut self, why: &str) {
+        if !self.engine.stopping() {
             self.ui.say(&format!(
                 "{why} during {}: stopping the workers; the checkpoint keeps what is done \
                  (continue with --resume)",
@@ -476,13 +452,8 @@ impl Supervisor {
         if self.stop.is_none() {
             self.stop = Some(Stop::Interrupted(format!("{why} during {}", self.phase)));
         }
-        self.stopping = true;
-        for pid in self.running.values() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(*pid as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
+        let actions = self.engine.input(Input::Stop);
+        self.execute(actions).await;
     }
 
     fn teardown(&mut self) {
@@ -505,18 +476,18 @@ impl Supervisor {
         requests: &mut mpsc::UnboundedReceiver<Request>,
         msgs: &mut mpsc::UnboundedReceiver<Msg>,
     ) -> anyhow::Result<i32> {
-        let mut code = if self.stopping { 130 } else { 1 };
-        if !self.stopping && self.cp.all_done() {
+        let mut code = if self.engine.stopping() { 130 } else { 1 };
+        if !self.engine.stopping() && self.engine.checkpoint().all_done() {
             self.phase = "the archive";
             self.run_step("archive-history", StepState::Running);
             let outcome = tokio::select! {
                 r = self.archive() => Some(r),
                 why = signals.next(requests) => {
-                    self.interrupt(why);
+                    self.stop = Some(Stop::Interrupted(format!("{why} during the archive")));
                     None
                 }
                 Some(Msg::CheckpointFailed(m)) = msgs.recv() => {
-                    self.fail(m);
+                    self.stop = Some(Stop::Failed(m));
                     None
                 }
             };
@@ -534,11 +505,11 @@ impl Supervisor {
                 }
             };
             match outcome {
-                _ if self.stopping => {}
+                _ if self.stop.is_some() => {}
                 Ok(path) => {
                     self.run_step("archive-history", StepState::Done);
                     self.ui.say(&format!("history saved as {}", path.display()));
-                    self.cp.finished = true;
+                    self.engine.checkpoint_mut().finished = true;
                     self.save();
                     code = 0;
                 }
@@ -550,7 +521,7 @@ impl Supervisor {
         }
         let date = self.plan.date.clone();
         let tree = self.plan.tree.clone();
-        let table = plain::summary(&self.cp, &|t| {
+        let table = plain::summary(self.engine.checkpoint(), &|t| {
             tree.join("builds")
                 .join(format!("{t}.{date}"))
                 .display()

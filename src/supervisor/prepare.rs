@@ -162,21 +162,13 @@ pub fn prepare(starter: &Starter, history: &HistorySel, mode: &Mode) -> anyhow::
 /// single-threaded.
 ///
 /// Errors: not root, or the kernel refuses.
-pub fn private_namespace() -> anyhow::Result<()> {
-    use nix::mount::{mount, MsFlags};
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
-        .context("unshare(CLONE_NEWNS): cannot create a private mount namespace")?;
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .context("making / private in the run's mount namespace")?;
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+pub fn private_namespace(sys: &dyn crate::sys::Sys) -> anyhow::Result<()> {
+    sys.unshare_mount_ns()?;
+    sys.set_propagation(Path::new("/"), crate::sys::Propagation::Private, true)
+        .context("making / private in the run's mount namespace")?;
+    let info = sys.mount_table().unwrap_or_default();
     for m in other_runs(&info) {
-        let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
+        let _ = sys.umount(&m, true);
     }
     Ok(())
 }
@@ -208,6 +200,27 @@ fn other_runs(mountinfo: &str) -> Vec<PathBuf> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_private_namespace_detaches_the_copies_of_other_runs_mounts() {
+        let tree = tempfile::tempdir().unwrap();
+        let run = tree.path().join("work/a-1");
+        std::fs::create_dir_all(run.join("M")).unwrap();
+        std::fs::write(run.join("journal.json"), b"{}").unwrap();
+        let sys = crate::sys::RecordingSys::default();
+        sys.add_mounted(std::path::Path::new("/"));
+        sys.add_mounted(&run.join("M"));
+        sys.add_mounted(&run.join("M/m"));
+        super::private_namespace(&sys).unwrap();
+        let calls = sys.take();
+        assert_eq!(calls[0], "unshare mount-namespace");
+        assert_eq!(calls[1], "propagation / Private recursive");
+        assert_eq!(
+            calls[2],
+            format!("umount {} (detach)", run.join("M").display())
+        );
+        assert_eq!(calls.len(), 3);
+    }
+
     #[test]
     fn other_runs_finds_mount_directories_of_runs_with_a_journal() {
         let tree = tempfile::tempdir().unwrap();

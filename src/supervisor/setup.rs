@@ -12,7 +12,8 @@ impl Supervisor {
     /// environment, its binds.
     pub(super) async fn setup(&mut self) -> anyhow::Result<()> {
         let need_stage3 = self.plan.first_build
-            && self.cp.run_step("stage3").map(|s| s.state) != Some(StepState::Done);
+            && self.engine.checkpoint().run_step("stage3").map(|s| s.state)
+                != Some(StepState::Done);
         let mut tarball = None;
         if need_stage3 {
             self.phase = "the stage3 download and verification";
@@ -58,7 +59,14 @@ impl Supervisor {
                 Ok(v) => tarball = Some(v.tarball),
                 Err(e) => {
                     self.run_step("stage3", StepState::Failed);
-                    return Err(UsageError(format!("{e}\nnothing was mounted or extracted")).into());
+                    let message = format!("{e}\nnothing was mounted or extracted");
+                    // The network or the disk failed: exit 1; bad input (mirror, options, a
+                    // file that does not verify): exit 2.
+                    return Err(if e.is_environment() {
+                        anyhow::anyhow!(message)
+                    } else {
+                        UsageError(message).into()
+                    });
                 }
             }
         }
@@ -109,7 +117,11 @@ impl Supervisor {
                 Ok(_) => self.run_step("stage3", StepState::Done),
                 Err(e) => {
                     self.run_step("stage3", StepState::Failed);
-                    return Err(UsageError(e.to_string()).into());
+                    return Err(if e.is_environment() {
+                        anyhow::Error::new(e)
+                    } else {
+                        UsageError(e.to_string()).into()
+                    });
                 }
             }
         } else if self.plan.first_build && !root.join("etc").is_dir() {

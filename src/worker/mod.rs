@@ -99,12 +99,9 @@ impl Link {
 /// is single-threaded (setns(2) refuses CLONE_NEWNS otherwise).
 ///
 /// Errors: no such process, or not allowed (not root).
-pub fn join_namespace(pid: u32) -> anyhow::Result<()> {
-    let path = format!("/proc/{pid}/ns/mnt");
-    let ns = std::fs::File::open(&path)
-        .with_context(|| format!("opening {path} (is the supervisor {pid} still running?)"))?;
-    nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNS)
-        .with_context(|| format!("joining the supervisor's mount namespace {path}"))?;
+pub fn join_namespace(sys: &dyn crate::sys::Sys, pid: u32) -> anyhow::Result<()> {
+    sys.join_mount_ns(pid)
+        .with_context(|| format!("is the supervisor {pid} still running?"))?;
     Ok(())
 }
 

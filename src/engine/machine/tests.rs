@@ -95,10 +95,7 @@ fn connected() -> Engine {
     let a = e.input(Input::Hello(t(X86, "a")));
     assert_eq!(
         sends(&a),
-        [(
-            "a".into(),
-            start(&["host-sync", "crossdev", "target-env"])
-        )]
+        [("a".into(), start(&["host-sync", "crossdev", "target-env"]))]
     );
     assert!(sends(&e.input(Input::Hello(t(X86, "b")))).is_empty());
     assert!(sends(&e.input(Input::Hello(t(ARM, "c")))).is_empty());
@@ -129,7 +126,10 @@ fn waiting_targets_are_mounted_then_started_on_toolchain_ready() {
         target: t(ARM, "c"),
         result: Ok(()),
     });
-    assert_eq!(sends(&actions), [("c".into(), start(&["target-env", "collect"]))]);
+    assert_eq!(
+        sends(&actions),
+        [("c".into(), start(&["target-env", "collect"]))]
+    );
     // Announced twice: nothing new.
     let again = e.input(Input::ToolchainReady {
         target: a,
@@ -213,7 +213,10 @@ fn the_sync_lock_goes_in_the_order_asked_and_a_gone_holder_passes_it_on() {
     assert!(granted(&e.input(Input::ReleaseSync(a.clone()))).is_empty());
     assert_eq!(granted(&e.input(Input::ReleaseSync(b))), ["c"]);
     // The holder dies: the next in line gets it.
-    let actions = e.input(Input::WorkerGone { target: c, code: 137 });
+    let actions = e.input(Input::WorkerGone {
+        target: c,
+        code: 137,
+    });
     assert_eq!(granted(&actions), ["a"]);
 }
 
@@ -249,10 +252,7 @@ fn retry_resets_the_target_and_sends_its_steps_again() {
     let actions = e.input(Input::Retry(a));
     assert_eq!(
         sends(&actions),
-        [(
-            "a".into(),
-            start(&["host-sync", "crossdev", "target-env"])
-        )]
+        [("a".into(), start(&["host-sync", "crossdev", "target-env"]))]
     );
 }
 
@@ -318,7 +318,10 @@ fn a_resumed_run_starts_only_targets_with_steps_left_from_their_first_step_not_d
     let started = e.start();
     assert_eq!(
         started,
-        [Action::StartWorker(b.clone()), Action::StartWorker(t(ARM, "c"))]
+        [
+            Action::StartWorker(b.clone()),
+            Action::StartWorker(t(ARM, "c"))
+        ]
     );
     // The primary phase is done: the tuples are ready without a new announcement.
     assert_eq!(e.input(Input::Hello(b.clone())), [Action::Mount(b.clone())]);
