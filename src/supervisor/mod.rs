@@ -42,6 +42,8 @@ enum Msg {
     Worker(u64, WorkerMsg),
     Disconnected(u64),
     Exited(Target, i32),
+    /// A secondary target's stacked environment was mounted (off the event loop).
+    Mounted(Target, Result<(), String>),
     /// The checkpoint writer failed: the run must stop (its progress is not saved).
     CheckpointFailed(String),
 }
@@ -68,7 +70,8 @@ struct Supervisor {
     writer: CheckpointWriter,
     run_dir: PathBuf,
     events: EventLog,
-    journal: Journal,
+    /// The mount journal; shared with the threads that mount waiting targets.
+    journal: std::sync::Arc<std::sync::Mutex<Journal>>,
     ui: Box<dyn Frontend>,
     msg_tx: mpsc::UnboundedSender<Msg>,
     out_tx: mpsc::UnboundedSender<spawn::Output>,
@@ -149,13 +152,13 @@ pub async fn supervise(
         _lock: lock,
         phase: "starting",
         stop: None,
-        journal: Journal {
+        journal: std::sync::Arc::new(std::sync::Mutex::new(Journal {
             m_dir: plan.layout.m_dir.clone(),
             pid: std::process::id(),
             host_namespace: false,
             mnt_ns: crate::rundir::procs::own_mnt_ns(),
             ..Journal::default()
-        },
+        })),
         writer: CheckpointWriter::start(
             &run_dir,
             Box::new(move |m| {
@@ -314,11 +317,12 @@ impl Supervisor {
     }
 
     fn mount(&mut self, entries: &[Entry]) -> anyhow::Result<()> {
+        let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
         mounts::apply(
             &LinuxSys,
             &self.plan.layout.m_dir,
             entries,
-            &mut self.journal,
+            &mut journal,
             &self.run_dir,
         )?;
         Ok(())
@@ -353,8 +357,10 @@ impl Supervisor {
                     }
                 }
                 Action::Mount(t) => {
-                    let result = self.mount_secondary(&t).map_err(|e| format!("{e:#}"));
-                    queue.extend(self.engine.input(Input::Mounted { target: t, result }));
+                    // Mounted on a thread of its own: the event loop goes on meanwhile.
+                    if let Some(result) = self.mount_secondary_async(&t) {
+                        queue.extend(self.engine.input(Input::Mounted { target: t, result }));
+                    }
                 }
                 Action::Send(t, msg) => self.send(&t, &msg).await,
                 Action::SignalWorkers => {
@@ -389,6 +395,13 @@ impl Supervisor {
             }
             Msg::Exited(target, code) => {
                 self.exited.insert(target, code);
+            }
+            Msg::Mounted(target, result) => {
+                if result.is_ok() {
+                    self.mounted.insert(target.clone());
+                }
+                let actions = self.engine.input(Input::Mounted { target, result });
+                self.execute(actions).await;
             }
             Msg::CheckpointFailed(m) => self.fail(m).await,
             Msg::Worker(id, msg) => self.worker_msg(id, msg).await,

@@ -11,6 +11,45 @@ use crate::engine::events::Event;
 use crate::engine::machine::Input;
 
 impl Supervisor {
+    /// Starts mounting a secondary target's stacked environment on a blocking thread, which
+    /// answers with [`Msg::Mounted`]; returns the result at once (`Some`) when there is
+    /// nothing to mount (the primary, or already mounted) or the target is unknown.
+    pub(super) fn mount_secondary_async(&mut self, target: &Target) -> Option<Result<(), String>> {
+        let primary = self.plan.targets.first().map(|t| &t.target) == Some(target);
+        if primary || self.mounted.contains(target) {
+            return Some(Ok(()));
+        }
+        let Some(dirs) = self
+            .plan
+            .layout
+            .targets
+            .iter()
+            .find(|d| &d.target == target)
+            .cloned()
+        else {
+            return Some(Err(format!("{target} is missing from the layout")));
+        };
+        let entries = self.plan.layout.secondary_entries(&dirs);
+        let journal = std::sync::Arc::clone(&self.journal);
+        let m_dir = self.plan.layout.m_dir.clone();
+        let run_dir = self.run_dir.clone();
+        let tx = self.msg_tx.clone();
+        let target = target.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut journal = journal.lock().unwrap_or_else(|p| p.into_inner());
+            let result = crate::mounts::apply(
+                &crate::sys::LinuxSys,
+                &m_dir,
+                &entries,
+                &mut journal,
+                &run_dir,
+            )
+            .map_err(|e| e.to_string());
+            let _ = tx.send(Msg::Mounted(target, result));
+        });
+        None
+    }
+
     /// Mounts a secondary target's stacked environment unless it is mounted already (the
     /// primary environment is always mounted).
     pub(super) fn mount_secondary(&mut self, target: &Target) -> anyhow::Result<()> {

@@ -367,10 +367,10 @@ fn a_killed_worker_takes_its_step_with_it_and_the_target_is_interrupted() {
             })
             .collect::<Vec<_>>()
     };
-    assert!(
-        !rooted().is_empty(),
-        "the step should be running in {root:?}"
-    );
+    // step-started is sent just before the step's process starts.
+    wait_until(10, "the step's processes in its root", || {
+        !rooted().is_empty()
+    });
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(worker),
         nix::sys::signal::Signal::SIGKILL,
