@@ -273,16 +273,34 @@ fn live_run_is_locked_private_and_stops_on_sigint_then_resumes() {
     }
     let log = run.join(format!("logs/{}.log", TARGETS[0]));
     assert_eq!(mode_of(&log), 0o600);
-    // Even with the directory opened up, nobody can read, write or connect.
+    // Even with the directory opened up, nobody can read, write or connect. (Controls first:
+    // the same commands work for nobody on files it may use, so a refusal below is the mode's.)
     std::fs::set_permissions(&run, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let py = "/usr/bin/python3";
+    assert!(as_nobody("cat /etc/passwd"), "control: nobody can run cat");
+    assert!(
+        as_nobody(&format!("{py} -c 'import socket'")),
+        "control: nobody can run {py}"
+    );
     let cp_path = run.join("checkpoint.json");
     assert!(!as_nobody(&format!("cat '{}'", cp_path.display())));
     assert!(!as_nobody(&format!(": >> '{}'", cp_path.display())));
     let sock = run.join("supervisor.sock");
-    assert!(!as_nobody(&format!(
-        "python3 -c 'import socket; s = socket.socket(socket.AF_UNIX); s.connect(\"{}\")'",
+    let connect = format!(
+        "{py} -c 'import socket; s = socket.socket(socket.AF_UNIX); s.connect(\"{}\")'",
         sock.display()
-    )));
+    );
+    assert!(!as_nobody(&connect), "nobody connected to the 0600 socket");
+    // With the socket opened up too, the supervisor checks the peer (SO_PEERCRED) and hangs
+    // up on a non-root one (a kept connection would make recv time out: exit 1).
+    std::fs::set_permissions(&sock, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let hangs_up = format!(
+        "{py} -c 'import socket, sys; s = socket.socket(socket.AF_UNIX); s.settimeout(5); \
+         s.connect(\"{}\"); sys.exit(0 if s.recv(1) == b\"\" else 1)'",
+        sock.display()
+    );
+    assert!(as_nobody(&hangs_up), "the supervisor kept a non-root peer");
+    std::fs::set_permissions(&sock, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     std::fs::set_permissions(&run, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
 
     // SIGINT during the steps: exit 130 within 2 s, the killed steps interrupted.
