@@ -357,7 +357,7 @@ fn live_run_is_locked_private_and_stops_on_sigint_then_resumes() {
 }
 
 #[test]
-fn a_killed_worker_takes_its_step_with_it_and_the_target_is_interrupted() {
+fn a_killed_worker_takes_its_step_with_it_and_a_killed_step_fails() {
     require_root();
     let _heavy = heavy_lock();
     let tree = Tree::new();
@@ -376,15 +376,17 @@ fn a_killed_worker_takes_its_step_with_it_and_the_target_is_interrupted() {
         .find(|e| e["event"] == "worker-started" && e["target"] == victim)
         .and_then(|e| e["pid"].as_i64())
         .unwrap() as i32;
-    let rooted = || {
+    let rooted_in = |root: &Path| {
         processes_of(tree.path())
             .into_iter()
             .filter(|p| {
                 let pid = p.split(':').next().unwrap();
-                std::fs::read_link(format!("/proc/{pid}/root")).is_ok_and(|r| r.starts_with(&root))
+                std::fs::read_link(format!("/proc/{pid}/root")).is_ok_and(|r| r.starts_with(root))
             })
+            .map(|p| p.split(':').next().unwrap().parse::<i32>().unwrap())
             .collect::<Vec<_>>()
     };
+    let rooted = || rooted_in(&root);
     // step-started is sent just before the step's process starts.
     wait_until(10, "the step's processes in its root", || {
         !rooted().is_empty()
@@ -397,13 +399,25 @@ fn a_killed_worker_takes_its_step_with_it_and_the_target_is_interrupted() {
     wait_until(5, "the killed worker's step to be gone", || {
         rooted().is_empty()
     });
-    // The other targets finish; the run ends failed (exit 1), the victim interrupted.
+    // A step killed under a living worker (SIGKILL to everything in demo-b's root) ends
+    // with 137 and fails; its worker stops (plain mode).
+    let b_root = PathBuf::from(plan["targets"][1]["root"].as_str().unwrap());
+    wait_until(60, "a step of demo-b", || !rooted_in(&b_root).is_empty());
+    for pid in rooted_in(&b_root) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    // The primary finishes; the run ends failed (exit 1), the victim interrupted.
     let status = child.wait().unwrap();
     let out = output_of(&tree, "run1");
     assert_eq!(status.code(), Some(1), "{out}");
     let id = run.file_name().unwrap().to_str().unwrap();
     let text = String::from_utf8_lossy(&tree.bh(&["status", id], &[]).stdout).into_owned();
     assert!(text.contains(&format!("{victim} (interrupted)")), "{text}");
+    assert!(text.contains(&format!("{} (failed)", TARGETS[1])), "{text}");
+    assert!(text.contains("  137 "), "the killed step's exit: {text}");
     let out = tree.bh(&["umount", "--all"], &[]);
     assert!(out.status.success());
     assert_nothing_left(&tree);
