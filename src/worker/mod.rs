@@ -204,14 +204,16 @@ pub fn main(run_dir: &Path, target: &Target, interactive: bool) -> anyhow::Resul
         }
         link.send(&WorkerMsg::StepStarted { step: name.clone() });
         let outcome = step::run(&tp.root, step, &env, &log, &link);
-        if step.sync_lock {
-            link.send(&WorkerMsg::ReleaseSync);
-        }
+        // Finished before the lock is given back: on this one connection the supervisor then
+        // records the end before the next holder can start (the events never overlap).
         link.send(&WorkerMsg::StepFinished {
             step: name.clone(),
             exit_code: outcome.exit_code,
             duration_ms: outcome.duration_ms,
         });
+        if step.sync_lock {
+            link.send(&WorkerMsg::ReleaseSync);
+        }
         if outcome.exit_code == 0 {
             i += 1;
             continue;
