@@ -7,7 +7,8 @@ Usage: bench-server.py DIR PORT RATE
   RATE  limit per response in bytes per second (0 = unlimited)
 
 Answers GET (with `Range: bytes=N-`) and HEAD. Each response is paced to RATE with a
-token bucket refilled every chunk, so a 100 MB/s limit holds on average.
+token bucket refilled every chunk, so a 100 MB/s limit holds on average; a chunk is at most a
+tenth of a second's worth, so a slow rate (40 kB/s) paces a small file too.
 """
 import http.server
 import os
@@ -56,10 +57,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         with open(path, "rb") as f:
             f.seek(start)
             while True:
-                data = f.read(CHUNK)
+                data = f.read(min(CHUNK, max(4096, rate // 10)) if rate else CHUNK)
                 if not data:
                     break
-                self.wfile.write(data)
+                try:
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    return  # the client went away (stopped): nothing to report
                 sent += len(data)
                 if rate:
                     ahead = sent / rate - (time.monotonic() - began)

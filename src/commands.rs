@@ -3,26 +3,17 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
-
 use crate::engine::Checkpoint;
 use crate::error::UsageError;
 use crate::mounts::{self, journal::Journal};
 use crate::plan::Plan;
+use crate::rundir::{self, procs};
 use crate::sys::LinuxSys;
 use crate::ui::plain::{state_word, target_word};
 
 /// Every run directory under `<tree>/work` (those holding a plan), oldest first by name.
 pub fn runs(tree: &Path) -> Vec<PathBuf> {
-    let Ok(dir) = std::fs::read_dir(tree.join("work")) else {
-        return Vec::new();
-    };
-    let mut out: Vec<PathBuf> = dir
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("plan.json").is_file())
-        .collect();
-    out.sort();
-    out
+    rundir::runs(tree)
 }
 
 /// ` --tree TREE` for a hint the user may type into their own shell, which need not have
@@ -41,21 +32,12 @@ pub fn tree_flag(tree: &Path) -> String {
     }
 }
 
-/// The directory of run `name` under `<tree>/work` (one with a plan or a mount journal).
+/// The directory of run `name` under `<tree>/work` (one with a plan or a mount journal);
+/// `name` must be a plain directory name (no `/`, no `..`).
 ///
-/// Errors: [`UsageError`] naming the run when there is no such run.
+/// Errors: [`UsageError`] naming the run when there is no such run or the name is not one.
 pub fn run_named(tree: &Path, name: &str) -> anyhow::Result<PathBuf> {
-    let dir = crate::plan::run_dir(tree, name);
-    if dir.join("plan.json").is_file() || Journal::path(&dir).is_file() {
-        Ok(dir)
-    } else {
-        Err(UsageError(format!(
-            "run `{name}` does not exist in {}; `build-helper status{}` lists the runs",
-            tree.join("work").display(),
-            tree_flag(tree)
-        ))
-        .into())
-    }
+    rundir::open(tree, name).map_err(|e| UsageError(e.to_string()).into())
 }
 
 /// `build-helper status [RUN] [--json]`: without RUN, one line per run; with RUN, every step
@@ -68,6 +50,7 @@ pub fn status(tree: &Path, run: Option<&str>, json: bool) -> anyhow::Result<()> 
         None => runs(tree),
     };
     let mut cps = Vec::new();
+    let mut live: Vec<(String, u32)> = Vec::new();
     for d in &dirs {
         let name = d
             .file_name()
@@ -84,8 +67,29 @@ pub fn status(tree: &Path, run: Option<&str>, json: bool) -> anyhow::Result<()> 
             }
             continue;
         }
-        cps.push(Checkpoint::load(d).map_err(|e| UsageError(e.to_string()))?);
+        let mut cp = match Checkpoint::load(d) {
+            Ok(cp) => cp,
+            Err(e) if run.is_none() => {
+                // One unreadable run must not hide the others: name it and go on.
+                if !json {
+                    println!("{name}  unreadable: {e}");
+                }
+                continue;
+            }
+            Err(e) => return Err(UsageError(e.to_string()).into()),
+        };
+        match rundir::live_pid(d) {
+            Some(pid) => live.push((cp.run_id.clone(), pid)),
+            // Its supervisor is gone: what it left running was interrupted.
+            None => cp.restore(),
+        }
+        cps.push(cp);
     }
+    let live_word = |id: &str| {
+        live.iter()
+            .find(|(r, _)| r == id)
+            .map(|(_, pid)| format!("running (supervisor pid {pid})"))
+    };
     if run.is_some() && cps.is_empty() {
         return Ok(());
     }
@@ -108,32 +112,29 @@ pub fn status(tree: &Path, run: Option<&str>, json: bool) -> anyhow::Result<()> 
                 .iter()
                 .map(|t| format!("{} {}", t.target, target_word(t.state())))
                 .collect();
-            println!(
-                "{}  {}  {}",
-                cp.run_id,
-                if cp.finished {
-                    "finished"
-                } else {
-                    "unfinished"
-                },
-                states.join(", ")
-            );
+            let word = match live_word(&cp.run_id) {
+                Some(w) => w,
+                None if cp.finished => "finished".into(),
+                None => "unfinished".into(),
+            };
+            println!("{}  {word}  {}", cp.run_id, states.join(", "));
         }
         return Ok(());
     }
     let cp = &cps[0];
-    println!(
-        "run {}{}",
-        cp.run_id,
-        if cp.finished { " (finished)" } else { "" }
-    );
+    let word = match live_word(&cp.run_id) {
+        Some(w) => format!(" ({w})"),
+        None if cp.finished => " (finished)".into(),
+        None => String::new(),
+    };
+    println!("run {}{word}", cp.run_id);
     if let Some(hosts) = &cp.distcc_hosts {
         println!("distcc on: compile jobs go to {hosts}");
     }
     // Estimates for steps not done yet: their durations in the history the run started from.
     let estimates = dirs
         .first()
-        .and_then(|d| load_plan(d).ok())
+        .and_then(|d| rundir::load_plan(d).ok())
         .and_then(|p| p.layout.history.map(|(h, _)| h))
         .and_then(|h| crate::history::Meta::load(&h))
         .map(|m| m.step_ms)
@@ -168,84 +169,79 @@ pub fn status(tree: &Path, run: Option<&str>, json: bool) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn pid_alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
+/// Why a dead run could not be cleaned up.
+#[derive(Debug, thiserror::Error)]
+pub enum CleanError {
+    /// Bad input: the run is live, or its journal is unusable (exit status 2).
+    #[error("{0}")]
+    Usage(String),
+    /// Something still holds the run's mounts or survived (exit status 1).
+    #[error("{0}")]
+    Held(String),
 }
 
-fn cmdline(pid: u32) -> String {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-        .unwrap_or_default()
+/// What cleaning up a dead run removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Cleaned {
+    /// Mounts removed (in this namespace, and those that went with the run's namespace).
+    pub mounts: usize,
+    /// Processes of the run that were still running and were killed.
+    pub processes: usize,
 }
 
-fn all_pids() -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .map(|d| {
-            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Processes left from a dead run: chrooted below `m_dir`, or its workers.
-fn leftovers(m_dir: &Path, run_dir: &Path) -> Vec<u32> {
-    let me = std::process::id();
-    let run = run_dir.display().to_string();
-    all_pids()
-        .into_iter()
-        .filter(|&pid| pid != me)
-        .filter(|&pid| {
-            let rooted =
-                std::fs::read_link(format!("/proc/{pid}/root")).is_ok_and(|r| r.starts_with(m_dir));
-            let c = cmdline(pid);
-            rooted || (c.contains(" worker ") && c.contains(&run))
-        })
-        .collect()
-}
-
-/// Tears down one run: refuses while its supervisor lives, kills what a crashed run left
-/// running, unmounts everything under its `M` in this namespace, and checks that no other
-/// namespace still holds its mounts. Returns how many mounts were removed.
-fn umount_run(run_dir: &Path) -> anyhow::Result<usize> {
-    let journal = Journal::load(run_dir).map_err(UsageError)?;
-    let m_dir = match &journal {
-        Some(j) => j.m_dir.clone(),
-        None => run_dir.join("M"),
+/// Tears down a run whose supervisor is gone: kills every process it left (those in its
+/// private mount namespace, with the archiver and any step; those chrooted below its `M`),
+/// which takes the namespace's mounts and loop devices with them; unmounts what remains in
+/// this namespace; and removes the journal only when no process anywhere still holds a
+/// mount under `M`. Refuses a live run (its lock is held by another process). Without a
+/// journal nothing was mounted: nothing to do.
+///
+/// Errors: [`CleanError`]: bad input (live run, bad journal) or what still holds the
+/// mounts.
+pub fn clean_dead_run(run_dir: &Path) -> Result<Cleaned, CleanError> {
+    let Some(journal) = Journal::load(run_dir).map_err(CleanError::Usage)? else {
+        return Ok(Cleaned::default());
     };
-    if let Some(j) = &journal {
-        if j.pid != std::process::id()
-            && pid_alive(j.pid)
-            && cmdline(j.pid).contains("build-helper")
-            && !j.host_namespace
-        {
-            return Err(UsageError(format!(
-                "the run in {} is still active (supervisor pid {}): stop it (Ctrl-C, or kill {}) \
-                 and run `build-helper umount` again",
-                run_dir.display(),
-                j.pid,
-                j.pid
-            ))
-            .into());
+    if let Some(pid) = rundir::live_pid(run_dir).filter(|&p| p != std::process::id()) {
+        return Err(CleanError::Usage(format!(
+            "the run in {} is still active (supervisor pid {pid}): stop it (Ctrl-C, or kill \
+             {pid}) and run `build-helper umount` again",
+            run_dir.display()
+        )));
+    }
+    let m_dir = journal.m_dir.clone();
+    let mut pids: Vec<u32> = Vec::new();
+    if let Some(ns) = journal.mnt_ns.filter(|_| !journal.host_namespace) {
+        // A dead run's namespace lives on only through processes it left.
+        if procs::own_mnt_ns() != Some(ns) {
+            pids.extend(procs::in_namespace(ns));
         }
     }
-    let pids = leftovers(&m_dir, run_dir);
-    for &pid in &pids {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
-    for _ in 0..100 {
-        if pids.iter().all(|&p| !pid_alive(p) || cmdline(p).is_empty()) {
-            break;
+    for p in procs::rooted_in(&m_dir) {
+        if !pids.contains(&p) {
+            pids.push(p);
         }
-        std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let removed = mounts::teardown(&LinuxSys, &m_dir, false)?;
-    // Other mount namespaces may hold copies of these mounts: a build that started while
-    // they were mounted copied them (it detaches them itself; a foreign one keeps them until
-    // it ends). This run's own processes were stopped above.
-    let holders: Vec<u32> = all_pids()
+    // Mounts that go away with the namespace when its last process ends.
+    let mut in_ns = 0;
+    if let Some(&first) = pids.first() {
+        if let Ok(info) = std::fs::read_to_string(format!("/proc/{first}/mountinfo")) {
+            in_ns = mounts::mounts_under(&info, &m_dir).len();
+        }
+    }
+    let left = procs::kill_all(&pids, std::time::Duration::from_secs(10));
+    if !left.is_empty() {
+        return Err(CleanError::Held(format!(
+            "process(es) {left:?} of the run in {} survived SIGKILL (uninterruptible I/O?); \
+             the journal is kept: run `build-helper umount` again when they are gone",
+            run_dir.display()
+        )));
+    }
+    let removed =
+        mounts::teardown(&LinuxSys, &m_dir, false).map_err(|e| CleanError::Held(e.to_string()))?;
+    // Other mount namespaces may hold copies of these mounts (a process that started while
+    // they were mounted in the build machine's namespace, e.g. under --mount-hist).
+    let holders: Vec<u32> = procs::all_pids()
         .into_iter()
         .filter(|pid| {
             std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
@@ -253,15 +249,23 @@ fn umount_run(run_dir: &Path) -> anyhow::Result<usize> {
         })
         .collect();
     if !holders.is_empty() {
-        println!(
-            "note: process(es) {holders:?} in other mount namespaces still hold copies of mounts \
-             under {}; the copies go away when those processes end",
+        return Err(CleanError::Held(format!(
+            "process(es) {holders:?} in other mount namespaces still hold copies of mounts \
+             under {}; the journal is kept: the copies go away when those processes end, then \
+             run `build-helper umount` again",
             m_dir.display()
-        );
+        )));
     }
-    Journal::remove(run_dir)
-        .with_context(|| format!("removing the journal of {}", run_dir.display()))?;
-    Ok(removed)
+    Journal::remove(run_dir).map_err(|e| {
+        CleanError::Held(format!(
+            "removing the journal of {}: {e}",
+            run_dir.display()
+        ))
+    })?;
+    Ok(Cleaned {
+        mounts: removed + in_ns,
+        processes: pids.len(),
+    })
 }
 
 /// `build-helper umount RUN|--all`.
@@ -274,7 +278,7 @@ pub fn umount(tree: &Path, run: Option<&str>) -> anyhow::Result<()> {
             .map(|d| {
                 let mut v: Vec<PathBuf> = d
                     .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.is_dir())
+                    .filter(|p| p.is_dir() && rundir::validate_id(&rundir::id_of(p)).is_ok())
                     .collect();
                 v.sort();
                 v
@@ -283,25 +287,30 @@ pub fn umount(tree: &Path, run: Option<&str>) -> anyhow::Result<()> {
     };
     let mut failed = None;
     for d in dirs {
-        match umount_run(&d) {
-            Ok(n) => println!("{}: {n} mount(s) removed", d.display()),
+        match clean_dead_run(&d) {
+            Ok(c) if c.processes > 0 => println!(
+                "{}: {} mount(s) removed, {} leftover process(es) killed",
+                d.display(),
+                c.mounts,
+                c.processes
+            ),
+            Ok(c) => println!("{}: {} mount(s) removed", d.display(), c.mounts),
             Err(e) => {
-                eprintln!("{}: {e:#}", d.display());
+                eprintln!("{}: {e}", d.display());
                 failed = Some(e);
             }
         }
     }
     match failed {
-        Some(e) => Err(e),
+        Some(CleanError::Usage(e)) => Err(UsageError(e).into()),
+        Some(e) => Err(e.into()),
         None => Ok(()),
     }
 }
 
 /// Loads a run's plan (for commands that need its layout).
 ///
-/// Errors: missing or malformed plan.
+/// Errors: missing, malformed or newer plan.
 pub fn load_plan(run_dir: &Path) -> anyhow::Result<Plan> {
-    let path = run_dir.join("plan.json");
-    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
+    Ok(rundir::load_plan(run_dir)?)
 }

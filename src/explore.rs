@@ -33,15 +33,15 @@ pub fn mount_hist(starter: &Starter) -> anyhow::Result<String> {
     let plan = plan::build(starter, &plan::date_now(), Some(hist))
         .map_err(|e| UsageError(e.to_string()))?;
     let run_dir = plan.run_dir();
-    std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
-    let json = serde_json::to_vec_pretty(&plan).context("encoding the plan")?;
-    crate::fsutil::write_atomic(&run_dir.join("plan.json"), &json)?;
+    crate::rundir::private_dir(&run_dir)?;
+    crate::rundir::save_plan(&run_dir, &plan)?;
     let layout = &plan.layout;
     let mut journal = Journal {
         m_dir: layout.m_dir.clone(),
         pid: std::process::id(),
         host_namespace: true,
-        mounts: Vec::new(),
+        mnt_ns: crate::rundir::procs::own_mnt_ns(),
+        ..Journal::default()
     };
     let mut entries = layout.base_entries();
     entries.extend(layout.primary_entries());
@@ -118,8 +118,8 @@ fn is_mounted(pid: Option<u32>, path: &Path) -> bool {
 /// Errors: [`UsageError`] for an unknown run or target, or an environment that is not
 /// mounted; joining a build's namespace or starting the shell failed.
 pub fn shell(tree: &Path, run: &str, target: Option<&str>, args: &[String]) -> anyhow::Result<i32> {
-    let run_dir = plan::run_dir(tree, run);
-    let plan: Plan = crate::commands::load_plan(&run_dir).map_err(|e| {
+    let run_dir = crate::rundir::open(tree, run).map_err(|e| UsageError(e.to_string()))?;
+    let plan: Plan = crate::rundir::load_plan(&run_dir).map_err(|e| {
         UsageError(format!(
             "run `{run}` cannot be entered ({e:#}); `build-helper status --tree {}` lists the runs",
             tree.display()
@@ -141,7 +141,16 @@ pub fn shell(tree: &Path, run: &str, target: Option<&str>, args: &[String]) -> a
             "run `{run}` is not mounted: mount its history with `build-helper run STARTER --mount-hist`"
         ))
     })?;
-    // A build mounts in its own namespace: join it (setns needs a single-threaded caller).
+    // A build mounts in its own namespace: join it (setns needs a single-threaded caller),
+    // only while the supervisor that made it holds the run (a pid may be reused).
+    if !journal.host_namespace && crate::rundir::live_pid(&run_dir) != Some(journal.pid) {
+        return Err(UsageError(format!(
+            "run `{run}` is not running (its supervisor {} is gone): resume it with \
+             `build-helper run STARTER --resume {run}`, or clean up with `build-helper umount {run}`",
+            journal.pid
+        ))
+        .into());
+    }
     let ns_pid = (!journal.host_namespace).then_some(journal.pid);
     let proc_dir = tp.root.join("proc");
     if !is_mounted(ns_pid, &proc_dir) {

@@ -23,6 +23,7 @@ pub mod mounts;
 pub mod plan;
 pub mod plan_text;
 pub mod recipe;
+pub mod rundir;
 pub mod saferoot;
 pub mod stage3;
 pub mod starter;

@@ -373,8 +373,11 @@ fn cmd_run(starter_path: &Path, flags: RunFlags) -> anyhow::Result<i32> {
     } else {
         Mode::New
     };
+    // Builds, histories and logs get the same modes whatever the caller's umask; run files
+    // are made private explicitly (rundir).
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     let prepared = supervisor::prepare(&starter, &starter.options.history, &mode)?;
-    supervisor::private_namespace()?;
+    supervisor::private_namespace(&build_helper::sys::LinuxSys)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -392,7 +395,10 @@ fn cmd_run(starter_path: &Path, flags: RunFlags) -> anyhow::Result<i32> {
         Ui::Plain => Box::new(Plain::default()),
     };
     frontend.checkpoint(&prepared.checkpoint);
-    runtime.block_on(supervisor::supervise(prepared, frontend, req_rx))
+    let result = runtime.block_on(supervisor::supervise(prepared, frontend, req_rx));
+    // A stopped run may leave a blocking task (an extraction) behind: do not wait for it.
+    runtime.shutdown_background();
+    result
 }
 
 /// The front end: `--ui`, else the starter's `ui`, else tmux inside tmux, the TUI on a
@@ -659,7 +665,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             join_ns,
         } => {
             if let Some(pid) = join_ns {
-                build_helper::worker::join_namespace(pid)?;
+                build_helper::worker::join_namespace(&build_helper::sys::LinuxSys, pid)?;
             }
             let target = config::Target::parse(&target).map_err(|e| UsageError(e.to_string()))?;
             build_helper::worker::main(&run, &target, interactive)

@@ -1,10 +1,12 @@
-//! The system-call seam: every mount, unmount and loop-device operation of the tool goes
-//! through the [`Sys`] trait.
+//! The system-call seam: every mount, unmount and loop-device operation of the tool, reading
+//! the mount table, and entering (unshare) or joining (setns) a mount namespace go through
+//! the [`Sys`] trait, injected by the caller.
 //!
-//! [`LinuxSys`] performs the real calls (root only); [`RecordingSys`] records them so that
-//! mount plans and teardown order are unit-tested without root. The model is youki's
-//! `Syscall` trait (`crates/libcontainer/src/syscall/`). Process spawning and chroot stay in
-//! the worker, which is tested for real in `tests/e2e`.
+//! [`LinuxSys`] performs the real calls (root only); [`RecordingSys`] records them, keeps a
+//! simulated mount table and can be told to fail a given mount or unmount, so that mount
+//! plans, teardown order and a mount failing half-way are unit-tested without root. The
+//! model is youki's `Syscall` trait (`crates/libcontainer/src/syscall/`). Spawning a chrooted
+//! step stays in the worker, which is tested for real in `tests/e2e`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -60,6 +62,22 @@ pub enum SysError {
         /// The error number.
         errno: nix::Error,
     },
+    /// unshare(2) or setns(2) of a mount namespace failed.
+    #[error("cannot {what}: {errno}")]
+    Namespace {
+        /// What was tried (`create a private mount namespace`, `join /proc/N/ns/mnt`).
+        what: String,
+        /// The error number.
+        errno: nix::Error,
+    },
+    /// The mount table could not be read.
+    #[error("cannot read the mount table {path}: {reason}")]
+    MountTable {
+        /// The file read.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
     /// Setting up a loop device failed.
     #[error("cannot attach {file} to a loop device: {reason}")]
     Loop {
@@ -96,6 +114,15 @@ pub trait Sys: Send + Sync {
     /// Mounts the filesystem image `file` (e.g. a squashfs history) read-only on `target`
     /// through a loop device with autoclear set, so the device is freed with the mount.
     fn mount_image(&self, file: &Path, target: &Path, fstype: &str) -> Result<(), SysError>;
+    /// The mount table of this process's namespace, in `/proc/self/mountinfo` format
+    /// (proc(5)).
+    fn mount_table(&self) -> Result<String, SysError>;
+    /// unshare(2) with `CLONE_NEWNS`: this process gets a private copy of the mount
+    /// namespace. Must be called while single-threaded.
+    fn unshare_mount_ns(&self) -> Result<(), SysError>;
+    /// setns(2) into the mount namespace of process `pid`. Must be called while
+    /// single-threaded.
+    fn join_mount_ns(&self, pid: u32) -> Result<(), SysError>;
 }
 
 /// The real implementation (Linux, root).
@@ -201,13 +228,47 @@ impl Sys for LinuxSys {
         drop(open_device);
         result
     }
+
+    fn mount_table(&self) -> Result<String, SysError> {
+        let path = Path::new("/proc/self/mountinfo");
+        std::fs::read_to_string(path).map_err(|e| SysError::MountTable {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
+    }
+
+    fn unshare_mount_ns(&self) -> Result<(), SysError> {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|errno| {
+            SysError::Namespace {
+                what: "create a private mount namespace (unshare CLONE_NEWNS)".into(),
+                errno,
+            }
+        })
+    }
+
+    fn join_mount_ns(&self, pid: u32) -> Result<(), SysError> {
+        let path = format!("/proc/{pid}/ns/mnt");
+        let what = format!("join the mount namespace {path}");
+        let ns = std::fs::File::open(&path).map_err(|e| SysError::Namespace {
+            what: what.clone(),
+            errno: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        })?;
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNS)
+            .map_err(|errno| SysError::Namespace { what, errno })
+    }
 }
 
-/// A fake that records every call and succeeds; for unit tests of plans and teardown.
+/// A fake that records every call; for unit tests of plans and teardown. It keeps a
+/// simulated mount table (mounts add lines, unmounts remove them; [`RecordingSys::table`]
+/// renders it as mountinfo; as the kernel, a mount point with mounts below it cannot be
+/// unmounted unless detached) and fails the mount or unmount of the mount point set with
+/// [`RecordingSys::fail_at`] (EBUSY), so that failures half-way are tested too.
 #[derive(Debug, Default)]
 pub struct RecordingSys {
     /// Everything called so far, as readable lines (`mount ...`, `umount ...`, `loop ...`).
     pub calls: Mutex<Vec<String>>,
+    mounted: Mutex<Vec<PathBuf>>,
+    fail: Mutex<Option<PathBuf>>,
 }
 
 impl RecordingSys {
@@ -224,6 +285,42 @@ impl RecordingSys {
             Ok(mut calls) => calls.push(line),
             Err(poisoned) => poisoned.into_inner().push(line),
         }
+    }
+
+    /// Makes every later mount or unmount of `target` fail with EBUSY.
+    pub fn fail_at(&self, target: &Path) {
+        *self.fail.lock().unwrap_or_else(|p| p.into_inner()) = Some(target.to_path_buf());
+    }
+
+    /// Puts `target` into the simulated mount table (as if mounted earlier).
+    pub fn add_mounted(&self, target: &Path) {
+        self.table_mut().push(target.to_path_buf());
+    }
+
+    /// The simulated mount points, in the order mounted.
+    pub fn mounted(&self) -> Vec<PathBuf> {
+        self.table_mut().clone()
+    }
+
+    fn table_mut(&self) -> std::sync::MutexGuard<'_, Vec<PathBuf>> {
+        self.mounted.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn fails(&self, target: &Path) -> bool {
+        self.fail
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_deref()
+            == Some(target)
+    }
+
+    /// The simulated table as mountinfo text (proc(5)), one line per mount point.
+    pub fn table(&self) -> String {
+        self.table_mut()
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{} 1 0:{i} / {} rw - fake fake rw\n", 100 + i, p.display()))
+            .collect()
     }
 }
 
@@ -251,6 +348,16 @@ impl Sys for RecordingSys {
             call.flags,
             call.data.as_deref().unwrap_or("-")
         ));
+        if self.fails(&call.target) {
+            return Err(SysError::Mount {
+                source_name: call.source.clone(),
+                target: call.target.clone(),
+                fstype: call.fstype.clone().unwrap_or_else(|| "bind".into()),
+                data: call.data.clone().unwrap_or_else(|| "-".into()),
+                errno: nix::Error::EBUSY,
+            });
+        }
+        self.table_mut().push(call.target.clone());
         Ok(())
     }
 
@@ -260,6 +367,18 @@ impl Sys for RecordingSys {
             target.display(),
             if detach { " (detach)" } else { "" }
         ));
+        let mut table = self.table_mut();
+        // As the kernel: a mount point with mounts below it is busy (unless detached).
+        let has_children = table.iter().any(|p| p != target && p.starts_with(target));
+        if (self.fails(target) || has_children) && !detach {
+            return Err(SysError::Umount {
+                target: target.to_path_buf(),
+                errno: nix::Error::EBUSY,
+            });
+        }
+        if let Some(i) = table.iter().rposition(|p| p == target) {
+            table.remove(i);
+        }
         Ok(())
     }
 
@@ -269,6 +388,21 @@ impl Sys for RecordingSys {
             file.display(),
             target.display()
         ));
+        self.table_mut().push(target.to_path_buf());
+        Ok(())
+    }
+
+    fn mount_table(&self) -> Result<String, SysError> {
+        Ok(self.table())
+    }
+
+    fn unshare_mount_ns(&self) -> Result<(), SysError> {
+        self.push("unshare mount-namespace".into());
+        Ok(())
+    }
+
+    fn join_mount_ns(&self, pid: u32) -> Result<(), SysError> {
+        self.push(format!("setns mount-namespace {pid}"));
         Ok(())
     }
 }

@@ -196,7 +196,7 @@ pub fn serve(opts: &HelperOptions) -> anyhow::Result<i32> {
             ))
         })?;
     history::check(&file, kind).map_err(UsageError)?;
-    crate::supervisor::private_namespace()?;
+    crate::supervisor::private_namespace(&LinuxSys)?;
     let work = tempfile::Builder::new()
         .prefix("build-helper-distcc-")
         .tempdir()
@@ -281,7 +281,8 @@ fn mount_and_run(
         m_dir: m.to_path_buf(),
         pid: std::process::id(),
         host_namespace: false,
-        mounts: Vec::new(),
+        mnt_ns: crate::rundir::procs::own_mnt_ns(),
+        ..Journal::default()
     };
     mounts::apply(&LinuxSys, m, &entries(file, kind, m), &mut journal, run_dir)?;
     let root = m.join("m");

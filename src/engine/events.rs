@@ -113,13 +113,16 @@ impl std::fmt::Debug for EventLog {
 }
 
 impl EventLog {
-    /// Opens (appends to) `<run_dir>/events.jsonl`.
+    /// Opens (appends to) `<run_dir>/events.jsonl`, mode 0600 whatever the umask.
     pub fn open(run_dir: &Path) -> std::io::Result<EventLog> {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
         let path = run_dir.join("events.jsonl");
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&path)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         Ok(EventLog {
             path,
             file,

@@ -1,12 +1,14 @@
 //! The run's state and the rules that change it.
 //!
-//! [`state`] is the checkpoint: every step of every target with its state, exit code and
+//! [`machine`] is the pure state machine (inputs in, actions out, no I/O) that decides what
+//! the run does next; [`state`] is the checkpoint: every step of every target with its state, exit code and
 //! duration, written atomically after each transition; [`events`] is the append-only event
 //! log (`events.jsonl`) with microsecond timestamps; [`protocol`] is what workers and the
 //! supervisor say to each other over the run's unix socket. The supervisor owns all of it;
 //! front ends only read.
 
 pub mod events;
+pub mod machine;
 pub mod protocol;
 pub mod state;
 

@@ -2,8 +2,14 @@
 //!
 //! Rules (pueue's restore rules, adapted):
 //! - it is rewritten atomically (temp, fsync, rename) after every transition;
-//! - on load, a step recorded `running` becomes `failed` (exit code `None`): its process died
-//!   with the supervisor, so nothing starts by surprise and resume re-runs it from its start;
+//! - reading a checkpoint ([`Checkpoint::load`]) never changes it: `status` of a live run
+//!   shows its running steps as running;
+//! - the crash rule ([`Checkpoint::restore`]) applies only when the run's supervisor is gone
+//!   (its run directory lock is free, see `rundir`): a step recorded `running` becomes
+//!   `interrupted` (exit code `None`), so nothing starts by surprise and resume re-runs it
+//!   from its start;
+//! - a step whose worker died under it (killed, or the run stopped) is `interrupted`, not
+//!   `failed`: failed means the step itself exited non-zero;
 //! - resume runs each target from its first step that is not `done`;
 //! - retry resets every step of every target (and the supervisor's `archive-history`);
 //! - a tuple is ready when its `toolchain-ready` event was recorded, or when the whole
@@ -30,8 +36,11 @@ pub enum StepState {
     Running,
     /// Finished with exit code 0.
     Done,
-    /// Finished otherwise, or interrupted.
+    /// Finished with a non-zero exit code.
     Failed,
+    /// Stopped from outside before it finished: the run was stopped, its worker was killed,
+    /// or its supervisor died (crash rule).
+    Interrupted,
 }
 
 /// One step's record.
@@ -54,7 +63,8 @@ pub struct StepRecord {
 }
 
 impl StepRecord {
-    fn new(name: &str, phase: Option<Phase>) -> StepRecord {
+    /// A pending step that never ran.
+    pub fn new(name: &str, phase: Option<Phase>) -> StepRecord {
         StepRecord {
             name: name.into(),
             phase,
@@ -82,6 +92,8 @@ pub enum TargetState {
     Running,
     /// A step failed.
     Failed,
+    /// A step was interrupted (and none failed).
+    Interrupted,
     /// Every step done.
     Done,
 }
@@ -104,6 +116,8 @@ impl TargetRecord {
             TargetState::Running
         } else if self.steps.iter().any(|s| s.state == StepState::Failed) {
             TargetState::Failed
+        } else if self.steps.iter().any(|s| s.state == StepState::Interrupted) {
+            TargetState::Interrupted
         } else if self.steps.iter().any(|s| s.state == StepState::Done) {
             // Stopped between two steps (supervisor died): resumable, shown as failed.
             TargetState::Failed
@@ -155,13 +169,13 @@ pub enum CheckpointError {
         /// The cause.
         source: std::io::Error,
     },
-    /// Malformed JSON.
-    #[error("{path}: malformed checkpoint ({source}); the run cannot be continued: start a new one with `build-helper run STARTER`")]
-    Parse {
+    /// Unreadable, malformed or written by a newer build-helper.
+    #[error("{message}")]
+    Read {
         /// The file.
         path: PathBuf,
-        /// The cause.
-        source: serde_json::Error,
+        /// What is wrong (names the file).
+        message: String,
     },
 }
 
@@ -198,33 +212,31 @@ impl Checkpoint {
         }
     }
 
-    /// Loads a checkpoint and applies the restore rule (running -> failed).
+    /// Reads a run's checkpoint as it is on disk (format checked, no crash rule: see
+    /// [`Checkpoint::restore`]).
     ///
-    /// Errors: unreadable or malformed file.
+    /// Errors: unreadable, malformed or newer file (the message names it).
     pub fn load(run_dir: &Path) -> Result<Checkpoint, CheckpointError> {
-        let path = run_dir.join(FILE);
-        let bytes = std::fs::read(&path).map_err(|source| CheckpointError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let mut cp: Checkpoint = serde_json::from_slice(&bytes)
-            .map_err(|source| CheckpointError::Parse { path, source })?;
-        cp.restore();
-        Ok(cp)
+        crate::rundir::read_versioned(&run_dir.join(FILE), "checkpoint").map_err(|e| {
+            CheckpointError::Read {
+                path: run_dir.join(FILE),
+                message: e.to_string(),
+            }
+        })
     }
 
-    /// Writes the checkpoint atomically into `run_dir`.
+    /// Writes the checkpoint atomically into `run_dir` (versioned, mode 0600).
+    ///
+    /// Errors: I/O.
     pub fn save(&self, run_dir: &Path) -> Result<(), CheckpointError> {
-        let path = run_dir.join(FILE);
-        let bytes = serde_json::to_vec_pretty(self).map_err(|e| CheckpointError::Io {
-            path: path.clone(),
-            source: std::io::Error::other(e),
-        })?;
-        crate::fsutil::write_atomic(&path, &bytes)
-            .map_err(|source| CheckpointError::Io { path, source })
+        crate::rundir::save_checkpoint(run_dir, self).map_err(|e| CheckpointError::Read {
+            path: run_dir.join(FILE),
+            message: e.to_string(),
+        })
     }
 
-    /// The restore rule: whatever was running was interrupted.
+    /// The crash rule, for a run whose supervisor is gone: whatever was running was
+    /// interrupted. Never applied to a live run.
     pub fn restore(&mut self) {
         for s in self
             .targets
@@ -233,7 +245,7 @@ impl Checkpoint {
             .chain(self.run_steps.iter_mut())
         {
             if s.state == StepState::Running {
-                s.state = StepState::Failed;
+                s.state = StepState::Interrupted;
                 s.exit_code = None;
             }
         }
@@ -330,15 +342,19 @@ impl Checkpoint {
         }
     }
 
-    /// A worker ended: a step it left `running` failed.
-    pub fn worker_exited(&mut self, target: &Target) {
+    /// A worker ended: a step it left `running` never reported its end (the worker was
+    /// killed, or the run stopped it), so it was interrupted. Returns true when one was.
+    pub fn worker_exited(&mut self, target: &Target) -> bool {
+        let mut any = false;
         if let Some(t) = self.targets.iter_mut().find(|t| &t.target == target) {
             for s in &mut t.steps {
                 if s.state == StepState::Running {
-                    s.state = StepState::Failed;
+                    s.state = StepState::Interrupted;
+                    any = true;
                 }
             }
         }
+        any
     }
 
     /// Records `toolchain-ready(tuple)`; returns true when it is new.
@@ -376,27 +392,33 @@ impl Checkpoint {
 /// for an fsync (~9 ms here). Each [`CheckpointWriter::save`] hands over a snapshot; when
 /// several queue up while a write is in progress, only the newest is written (it contains
 /// every earlier transition). [`CheckpointWriter::finish`] waits until the last snapshot is
-/// on disk.
+/// on disk. A write that fails is reported once to the `on_error` callback given to
+/// [`CheckpointWriter::start`] (the supervisor then stops the run: a run whose progress is
+/// not saved cannot be resumed).
 pub struct CheckpointWriter {
     tx: Option<std::sync::mpsc::Sender<Vec<u8>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// Called (on the writer's thread) with the message of a failed checkpoint write.
+pub type OnError = Box<dyn Fn(String) + Send>;
+
 impl CheckpointWriter {
     /// Starts the writer for `<run_dir>/checkpoint.json`.
-    pub fn start(run_dir: &Path) -> CheckpointWriter {
+    pub fn start(run_dir: &Path, on_error: OnError) -> CheckpointWriter {
         let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
         let path = run_dir.join(FILE);
         let thread = std::thread::spawn(move || {
+            let mut reported = false;
             while let Ok(mut bytes) = rx.recv() {
                 while let Ok(newer) = rx.try_recv() {
                     bytes = newer;
                 }
                 if let Err(e) = crate::fsutil::write_atomic(&path, &bytes) {
-                    let _ = std::io::Write::write_fmt(
-                        &mut std::io::stderr().lock(),
-                        format_args!("build-helper: cannot write the checkpoint: {e}\n"),
-                    );
+                    if !reported {
+                        on_error(format!("cannot write the checkpoint: {e}"));
+                        reported = true;
+                    }
                 }
             }
         });
@@ -408,7 +430,7 @@ impl CheckpointWriter {
 
     /// Queues a snapshot of `cp`.
     pub fn save(&self, cp: &Checkpoint) {
-        if let (Some(tx), Ok(bytes)) = (&self.tx, serde_json::to_vec_pretty(cp)) {
+        if let (Some(tx), Ok(bytes)) = (&self.tx, crate::rundir::encode_versioned(cp)) {
             let _ = tx.send(bytes);
         }
     }
@@ -480,15 +502,46 @@ mod tests {
     }
 
     #[test]
-    fn restore_turns_running_steps_into_failed() {
+    fn loading_keeps_running_steps_and_restore_interrupts_them() {
         let mut c = cp();
         let a = c.targets[0].target.clone();
         c.step_started(&a, "crossdev", 1);
         let dir = tempfile::tempdir().unwrap();
         c.save(dir.path()).unwrap();
-        let back = Checkpoint::load(dir.path()).unwrap();
-        assert_eq!(back.targets[0].steps[0].state, StepState::Failed);
+        let mut back = Checkpoint::load(dir.path()).unwrap();
+        assert_eq!(back.targets[0].steps[0].state, StepState::Running);
+        back.restore();
+        assert_eq!(back.targets[0].steps[0].state, StepState::Interrupted);
         assert_eq!(back.targets[0].steps[0].attempts, 1);
+        assert_eq!(back.targets[0].state(), TargetState::Interrupted);
+        assert_eq!(back.targets[0].pending_steps()[0], "crossdev");
+    }
+
+    #[test]
+    fn a_worker_gone_mid_step_interrupts_the_step() {
+        let mut c = cp();
+        let b = c.targets[1].target.clone();
+        c.step_started(&b, "target-env", 1);
+        assert!(c.worker_exited(&b));
+        assert_eq!(c.targets[1].steps[0].state, StepState::Interrupted);
+        assert!(!c.worker_exited(&b));
+    }
+
+    #[test]
+    fn a_failed_write_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("missing");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut w = CheckpointWriter::start(
+            &gone,
+            Box::new(move |m| {
+                let _ = tx.send(m);
+            }),
+        );
+        w.save(&cp());
+        w.finish();
+        let msg = rx.recv().unwrap();
+        assert!(msg.contains("cannot write the checkpoint"), "{msg}");
     }
 
     #[test]
@@ -545,7 +598,7 @@ mod tests {
     fn writer_leaves_the_newest_snapshot_on_disk() {
         let dir = tempfile::tempdir().unwrap();
         let mut c = cp();
-        let mut w = CheckpointWriter::start(dir.path());
+        let mut w = CheckpointWriter::start(dir.path(), Box::new(|m| panic!("{m}")));
         for i in 0..20 {
             c.toolchain_ready = vec![format!("t{i}")];
             w.save(&c);

@@ -106,14 +106,42 @@ pub fn squashfs_command(
     cmd
 }
 
-/// Runs `cmd` to completion.
+/// The archiver running now (its pid), 0 when none: [`kill_running`] ends it.
+static RUNNING: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// Kills the archiver started by [`run`] that is running now, if any, and waits (up to 5 s)
+/// until it is gone, so its partial output can be removed.
+pub fn kill_running() {
+    let pid = RUNNING.swap(0, std::sync::atomic::Ordering::SeqCst);
+    if pid > 0 {
+        crate::rundir::procs::kill_all(&[pid as u32], std::time::Duration::from_secs(5));
+    }
+}
+
+/// Runs `cmd` to completion. The archiver dies with the thread that started it
+/// (`PR_SET_PDEATHSIG`: when the supervisor is killed, its archiver is too), and
+/// [`kill_running`] ends it early.
 ///
 /// Errors: it cannot start, or exits non-zero (the message shows the command).
 pub fn run(cmd: &mut Command) -> Result<(), String> {
+    use std::os::unix::process::CommandExt;
     let shown = format!("{cmd:?}");
-    let status = cmd
-        .status()
+    // SAFETY: prctl is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
         .map_err(|e| format!("cannot start {shown}: {e}"))?;
+    RUNNING.store(child.id() as i32, std::sync::atomic::Ordering::SeqCst);
+    let status = child.wait();
+    RUNNING.store(0, std::sync::atomic::Ordering::SeqCst);
+    let status = status.map_err(|e| format!("waiting for {shown}: {e}"))?;
     if status.success() {
         Ok(())
     } else {

@@ -62,7 +62,7 @@ impl Meta {
     /// Errors: I/O, with the path.
     pub fn save(&self, entry: &Path) -> std::io::Result<()> {
         let bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        crate::fsutil::write_atomic(&Self::path_for(entry), &bytes)
+        crate::fsutil::write_atomic_mode(&Self::path_for(entry), &bytes, 0o644)
     }
 }
 

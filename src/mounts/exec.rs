@@ -1,6 +1,7 @@
 //! Executes a mount layout through the [`Sys`] seam, and tears it down deepest first.
 //!
-//! Teardown reads `/proc/<pid>/mountinfo` (proc(5)) rather than trusting a list: whatever is
+//! Teardown reads the mount table (`/proc/self/mountinfo`, proc(5), through the seam) rather
+//! than trusting a list: whatever is
 //! mounted under `M` goes, in the reverse of the order the kernel lists it, which puts every
 //! submount (rbind children, stacked mounts) before its parent.
 
@@ -294,11 +295,6 @@ pub fn mounts_under(mountinfo: &str, dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-fn read_mountinfo() -> Result<String, MountError> {
-    let path = Path::new("/proc/self/mountinfo");
-    std::fs::read_to_string(path).map_err(io(path))
-}
-
 /// Unmounts everything at or below `dir` in this process's mount namespace, deepest first
 /// (reverse mountinfo order), in passes until nothing more goes; returns how many mounts were
 /// removed. What stays busy is detached lazily only when `detach_busy` is set.
@@ -307,7 +303,7 @@ fn read_mountinfo() -> Result<String, MountError> {
 pub fn teardown(sys: &dyn Sys, dir: &Path, detach_busy: bool) -> Result<usize, MountError> {
     let mut removed = 0;
     loop {
-        let mounted = mounts_under(&read_mountinfo()?, dir);
+        let mounted = mounts_under(&sys.mount_table()?, dir);
         if mounted.is_empty() {
             return Ok(removed);
         }
@@ -319,14 +315,14 @@ pub fn teardown(sys: &dyn Sys, dir: &Path, detach_busy: bool) -> Result<usize, M
             }
         }
         if !progress {
-            let remaining = mounts_under(&read_mountinfo()?, dir);
+            let remaining = mounts_under(&sys.mount_table()?, dir);
             if detach_busy {
                 for target in remaining.iter().rev() {
                     if sys.umount(target, true).is_ok() {
                         removed += 1;
                     }
                 }
-                let left = mounts_under(&read_mountinfo()?, dir);
+                let left = mounts_under(&sys.mount_table()?, dir);
                 if left.is_empty() {
                     return Ok(removed);
                 }
@@ -424,6 +420,76 @@ mod tests {
         let err = apply(&sys, &m, &entries, &mut Journal::default(), dir.path()).unwrap_err();
         assert!(err.to_string().contains("is a symbolic link"), "{err}");
         assert!(sys.take().is_empty());
+    }
+
+    #[test]
+    fn teardown_unmounts_deepest_first_until_nothing_is_left() {
+        let sys = crate::sys::RecordingSys::default();
+        for p in ["/w/M", "/w/M/m", "/w/M/m/proc", "/w/M/m/dev", "/w/Mother"] {
+            sys.add_mounted(Path::new(p));
+        }
+        assert_eq!(teardown(&sys, Path::new("/w/M"), false).unwrap(), 4);
+        assert_eq!(
+            sys.take(),
+            [
+                "umount /w/M/m/dev",
+                "umount /w/M/m/proc",
+                "umount /w/M/m",
+                "umount /w/M"
+            ]
+        );
+        assert_eq!(sys.mounted(), [PathBuf::from("/w/Mother")]);
+    }
+
+    #[test]
+    fn a_busy_mount_is_named_and_detached_only_when_asked() {
+        let sys = crate::sys::RecordingSys::default();
+        for p in ["/w/M", "/w/M/m", "/w/M/m/proc"] {
+            sys.add_mounted(Path::new(p));
+        }
+        sys.fail_at(Path::new("/w/M/m"));
+        let err = teardown(&sys, Path::new("/w/M"), false).unwrap_err();
+        assert!(
+            matches!(&err, MountError::Busy { count: 2, first, .. } if first == Path::new("/w/M/m")),
+            "{err}"
+        );
+        assert!(err.to_string().contains("fuser -vm /w/M/m"), "{err}");
+        assert_eq!(teardown(&sys, Path::new("/w/M"), true).unwrap(), 2);
+        assert!(sys.mounted().is_empty());
+    }
+
+    #[test]
+    fn a_mount_failing_half_way_keeps_the_journal_of_what_was_mounted() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = dir.path().join("M");
+        let entries: Vec<Entry> = ["a", "b", "c"]
+            .iter()
+            .map(|n| Entry::Tmpfs {
+                target: m.join(n),
+                options: String::new(),
+            })
+            .collect();
+        let sys = crate::sys::RecordingSys::default();
+        sys.fail_at(&m.join("b"));
+        let mut journal = Journal {
+            m_dir: m.clone(),
+            ..Journal::default()
+        };
+        let err = apply(&sys, &m, &entries, &mut journal, dir.path()).unwrap_err();
+        assert!(
+            err.to_string().contains(&m.join("b").display().to_string()),
+            "{err}"
+        );
+        assert_eq!(journal.mounts, [m.join("a")]);
+        let saved = Journal::load(dir.path()).unwrap().unwrap();
+        assert_eq!(
+            saved.mounts,
+            [m.join("a")],
+            "the journal on disk knows the first mount"
+        );
+        // What was mounted before the failure is torn down.
+        assert_eq!(teardown(&sys, &m, false).unwrap(), 1);
+        assert!(sys.mounted().is_empty());
     }
 
     #[test]

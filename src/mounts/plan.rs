@@ -249,9 +249,9 @@ impl Layout {
             out.push(bind(path, root.join("var/db/repos").join(name)));
         }
         out.push(bind(&self.host_binpkgs, root.join("var/cache/binpkgs")));
-        for t in &self.targets {
-            out.push(bind(&t.binpkgs, inside(root, &t.binpkgs)));
-        }
+        // Only its own binary packages (BUILD_PKGS): a root that bound every target's would
+        // make a run mount N² directories for N targets.
+        out.push(bind(&target.binpkgs, inside(root, &target.binpkgs)));
         out.push(Entry::Tmpfs {
             target: root.join("run"),
             options: "mode=0755".into(),

@@ -270,6 +270,17 @@ pub enum Stage3Error {
 }
 
 impl Stage3Error {
+    /// True when the build machine's environment failed (the network, a server error, local
+    /// I/O) rather than the input (mirror, options, a file that does not verify): the command
+    /// then exits 1 instead of 2 (`src/error.rs`).
+    pub fn is_environment(&self) -> bool {
+        match self {
+            Stage3Error::Network { .. } | Stage3Error::Io { .. } => true,
+            Stage3Error::HttpStatus { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
+
     /// Replaces the generic location a pure parser put into its error with the URL or path the
     /// text came from.
     pub(crate) fn at(mut self, where_: &str) -> Self {

@@ -72,6 +72,31 @@ pub(crate) fn save_world_and_make_conf(
 }
 
 impl Supervisor {
+    /// Stops an archive in progress: kills the archiver and removes its partial output, so
+    /// no partial history is left that `latest` could pick.
+    pub(super) fn stop_archiver(&mut self) {
+        crate::history::archive::kill_running();
+        let (partial, _) = paths(
+            &self.plan.tree,
+            &self.plan.date,
+            self.plan.archive.history_type,
+        );
+        let removed = if partial.is_dir() {
+            std::fs::remove_dir_all(&partial)
+        } else {
+            std::fs::remove_file(&partial)
+        };
+        if removed.is_ok() {
+            self.ui.say(&format!(
+                "removed the partial archive {}",
+                partial.display()
+            ));
+        }
+        // The environment's own tool may have bound the archive view into the environment.
+        let work = self.plan.layout.primary_root().join(INSIDE);
+        let _ = mounts::teardown(&LinuxSys, &work, true);
+    }
+
     pub(super) async fn archive(&mut self) -> anyhow::Result<PathBuf> {
         // Targets finished in an earlier session of a resumed run are not mounted yet.
         let targets: Vec<Target> = self.plan.targets.iter().map(|t| t.target.clone()).collect();
@@ -142,7 +167,8 @@ impl Supervisor {
             compression,
             archive_ms: started.elapsed().as_millis() as u64,
             step_ms: self
-                .cp
+                .engine
+                .checkpoint()
                 .targets
                 .iter()
                 .map(|t| {

@@ -6,8 +6,10 @@
 //! Not here: what a step does (recipe), how it runs (worker), how it is shown (ui).
 
 mod archive;
+mod finish;
 pub mod prepare;
 mod setup;
+mod signals;
 pub mod spawn;
 mod workers;
 
@@ -22,9 +24,10 @@ use tokio::sync::mpsc;
 
 use crate::config::Target;
 use crate::engine::events::{now_us, Event, EventLog};
+use crate::engine::machine::{Action, Engine, Input};
 use crate::engine::protocol::{encode, socket_path, SupervisorMsg, WorkerMsg};
 use crate::engine::state::CheckpointWriter;
-use crate::engine::{Checkpoint, StepState};
+use crate::engine::StepState;
 use crate::mounts::{self, journal::Journal, Entry};
 use crate::plan::Plan;
 use crate::sys::LinuxSys;
@@ -32,6 +35,7 @@ use crate::ui::plain;
 use crate::ui::{Frontend, Request};
 
 pub use prepare::{prepare, private_namespace, Mode, Prepared};
+use signals::Signals;
 
 /// Resolves to a worker's exit code.
 type ExitWait = std::pin::Pin<Box<dyn std::future::Future<Output = i32> + Send>>;
@@ -41,29 +45,46 @@ enum Msg {
     Worker(u64, WorkerMsg),
     Disconnected(u64),
     Exited(Target, i32),
+    /// A secondary target's stacked environment was mounted (off the event loop).
+    Mounted(Target, Result<(), String>),
+    /// The checkpoint writer failed: the run must stop (its progress is not saved).
+    CheckpointFailed(String),
+}
+
+/// Why the run stops early.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Stop {
+    /// A signal or the user: exit 130, resumable.
+    Interrupted(String),
+    /// The run cannot go on (the checkpoint cannot be written): exit 1.
+    Failed(String),
 }
 
 struct Supervisor {
+    /// The run directory's lock, held for the supervisor's whole life.
+    _lock: crate::rundir::Lock,
+    /// What the run is doing now, for the message when it is stopped.
+    phase: &'static str,
+    /// Set when the run stops early, with why.
+    stop: Option<Stop>,
     plan: Plan,
-    cp: Checkpoint,
+    /// The run's state machine; the supervisor executes its actions.
+    engine: Engine,
     writer: CheckpointWriter,
     run_dir: PathBuf,
     events: EventLog,
-    journal: Journal,
+    /// The mount journal; shared with the threads that mount waiting targets.
+    journal: std::sync::Arc<std::sync::Mutex<Journal>>,
     ui: Box<dyn Frontend>,
     msg_tx: mpsc::UnboundedSender<Msg>,
     out_tx: mpsc::UnboundedSender<spawn::Output>,
     writers: HashMap<u64, OwnedWriteHalf>,
     conn_target: HashMap<u64, Target>,
-    running: HashMap<Target, u32>,
+    /// Worker pids, for SIGTERM.
+    pids: HashMap<Target, u32>,
     exited: HashMap<Target, i32>,
-    started: HashSet<Target>,
-    /// Workers told which steps to run (the others wait, connected, for their toolchain).
-    released: HashSet<Target>,
+    /// Secondary environments mounted (in reality: the executor's record).
     mounted: HashSet<Target>,
-    sync_holder: Option<Target>,
-    sync_queue: VecDeque<Target>,
-    stopping: bool,
 }
 
 /// Supervises a prepared run to its end, shown by `ui` (which sends its [`Request`]s on
@@ -83,7 +104,10 @@ pub async fn supervise(
         plan,
         checkpoint,
         mode,
+        lock,
     } = prepared;
+    // Signals first: every phase from here on can be stopped.
+    let mut signals = Signals::install().context("installing the signal handlers")?;
     let run_dir = plan.run_dir();
     let mut events = EventLog::open(&run_dir)
         .with_context(|| format!("opening the event log in {}", run_dir.display()))?;
@@ -93,16 +117,26 @@ pub async fn supervise(
     events.append(Event::RunStarted { mode: mode.into() });
     let (msg_tx, mut msg_rx) = mpsc::unbounded_channel();
     let (out_tx, mut out_rx) = mpsc::unbounded_channel();
+    let failed_tx = msg_tx.clone();
     let mut sup = Supervisor {
-        journal: Journal {
+        _lock: lock,
+        phase: "starting",
+        stop: None,
+        journal: std::sync::Arc::new(std::sync::Mutex::new(Journal {
             m_dir: plan.layout.m_dir.clone(),
             pid: std::process::id(),
             host_namespace: false,
-            mounts: Vec::new(),
-        },
-        writer: CheckpointWriter::start(&run_dir),
+            mnt_ns: crate::rundir::procs::own_mnt_ns(),
+            ..Journal::default()
+        })),
+        writer: CheckpointWriter::start(
+            &run_dir,
+            Box::new(move |m| {
+                let _ = failed_tx.send(Msg::CheckpointFailed(m));
+            }),
+        ),
+        engine: Engine::new(&plan, checkpoint),
         plan,
-        cp: checkpoint,
         run_dir,
         events,
         ui,
@@ -110,14 +144,9 @@ pub async fn supervise(
         out_tx,
         writers: HashMap::new(),
         conn_target: HashMap::new(),
-        running: HashMap::new(),
+        pids: HashMap::new(),
         exited: HashMap::new(),
-        started: HashSet::new(),
-        released: HashSet::new(),
         mounted: HashSet::new(),
-        sync_holder: None,
-        sync_queue: VecDeque::new(),
-        stopping: false,
     };
     sup.ui.say(&format!(
         "run {} ({mode}), {} target(s), {}",
@@ -130,32 +159,53 @@ pub async fn supervise(
         }
     ));
 
-    // Signals and the socket first: nothing is mounted yet if they cannot be set up.
-    use tokio::signal::unix::{signal, SignalKind};
-    let (mut sigint, mut sigterm) = match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) {
-        (Ok(i), Ok(t)) => (i, t),
-        (Err(e), _) | (_, Err(e)) => {
-            sup.writer.finish();
-            return Err(anyhow::Error::new(e).context("installing the signal handlers"));
-        }
-    };
+    // The socket: private to root (mode 0600 in a 0700 directory, and each peer's
+    // credentials are checked on accept).
     let socket = socket_path(&sup.run_dir);
     let _ = std::fs::remove_file(&socket);
-    let listener = match UnixListener::bind(&socket) {
+    let listener = match UnixListener::bind(&socket).and_then(|l| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
+        Ok(l)
+    }) {
         Ok(l) => l,
         Err(e) => {
             sup.writer.finish();
             return Err(anyhow::Error::new(e).context(format!("listening on {}", socket.display())));
         }
     };
-    let result = sup.setup().await;
+    let result = tokio::select! {
+        r = sup.setup() => r,
+        why = signals.next(&mut requests) => {
+            Err(anyhow::Error::new(Interrupted(why)))
+        }
+    };
     if let Err(e) = result {
         sup.teardown();
-        sup.writer.finish();
         let _ = std::fs::remove_file(&socket);
+        if let Some(Interrupted(why)) = e.downcast_ref::<Interrupted>() {
+            let phase = sup.phase;
+            for step in ["stage3", "mounts"] {
+                if sup.engine.checkpoint().run_step(step).map(|s| s.state)
+                    == Some(StepState::Running)
+                {
+                    sup.run_step(step, StepState::Interrupted);
+                }
+            }
+            sup.events.append(Event::RunFinished {
+                result: "interrupted".into(),
+            });
+            sup.writer.finish();
+            sup.ui.say(&format!(
+                "{why} during {phase}: stopped; nothing is mounted; continue with \
+                 `build-helper run {} --resume {}`",
+                sup.plan.starter.display(),
+                sup.plan.run_id
+            ));
+            sup.ui.close();
+            return Ok(130);
+        }
+        sup.writer.finish();
         sup.ui.close();
         return Err(e);
     }
@@ -164,6 +214,10 @@ pub async fn supervise(
     tokio::spawn(async move {
         let mut next = 0u64;
         while let Ok((stream, _)) = listener.accept().await {
+            // Only root may talk to the supervisor (DESIGN.md, Processes).
+            if !stream.peer_cred().is_ok_and(|c| c.uid() == 0) {
+                continue;
+            }
             next += 1;
             let id = next;
             let (read, write) = stream.into_split();
@@ -183,17 +237,14 @@ pub async fn supervise(
         }
     });
 
-    sup.start_workers();
-    while !sup.running.is_empty() {
+    sup.phase = "the steps";
+    let first = sup.engine.start();
+    sup.execute(first).await;
+    while sup.engine.any_running() {
         tokio::select! {
             Some(out) = out_rx.recv() => sup.ui.output(&out.target, &out.bytes),
-            Some(msg) = msg_rx.recv() => {
-                sup.handle(msg).await;
-                sup.release_ready().await;
-            }
-            Some(Request::Quit) = requests.recv() => sup.interrupt("quit"),
-            _ = sigint.recv() => sup.interrupt("interrupted"),
-            _ = sigterm.recv() => sup.interrupt("terminated"),
+            Some(msg) = msg_rx.recv() => sup.handle(msg).await,
+            why = signals.next(&mut requests) => sup.interrupt(why).await,
         }
     }
     while let Ok(out) = out_rx.try_recv() {
@@ -209,18 +260,25 @@ pub async fn supervise(
         sup.ui.flush(&t);
     }
     let _ = std::fs::remove_file(&socket);
-    sup.finish().await
+    sup.finish(&mut signals, &mut requests, &mut msg_rx).await
 }
+
+/// The run was stopped by a signal or the user (the reason word).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Interrupted(&'static str);
 
 impl Supervisor {
     /// Hands the checkpoint to the writer thread (temp, fsync, rename off the event loop).
     fn save(&mut self) {
-        self.writer.save(&self.cp);
-        self.ui.checkpoint(&self.cp);
+        self.writer.save(self.engine.checkpoint());
+        self.ui.checkpoint(self.engine.checkpoint());
     }
 
     fn run_step(&mut self, name: &str, state: StepState) {
-        self.cp.set_run_step(name, state, now_us());
+        self.engine
+            .checkpoint_mut()
+            .set_run_step(name, state, now_us());
         self.save();
         self.events.append(Event::RunStep {
             step: name.into(),
@@ -229,11 +287,12 @@ impl Supervisor {
     }
 
     fn mount(&mut self, entries: &[Entry]) -> anyhow::Result<()> {
+        let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
         mounts::apply(
             &LinuxSys,
             &self.plan.layout.m_dir,
             entries,
-            &mut self.journal,
+            &mut journal,
             &self.run_dir,
         )?;
         Ok(())
@@ -253,12 +312,45 @@ impl Supervisor {
         }
     }
 
-    async fn grant_sync(&mut self) {
-        if self.sync_holder.is_none() {
-            if let Some(next) = self.sync_queue.pop_front() {
-                self.sync_holder = Some(next.clone());
-                self.send(&next, &SupervisorMsg::SyncGranted).await;
+    /// Executes the engine's actions in order; the results of mounts and worker starts go
+    /// back into the engine, and their actions are executed too. The checkpoint is saved
+    /// once per batch.
+    async fn execute(&mut self, actions: Vec<Action>) {
+        let mut queue: VecDeque<Action> = actions.into();
+        let mut save = false;
+        while let Some(action) = queue.pop_front() {
+            match action {
+                Action::StartWorker(t) => {
+                    if let Err(e) = self.start(&t) {
+                        self.ui.say(&format!("cannot start {t}: {e:#}"));
+                        queue.extend(self.engine.start_failed(&t));
+                    }
+                }
+                Action::Mount(t) => {
+                    // Mounted on a thread of its own: the event loop goes on meanwhile.
+                    if let Some(result) = self.mount_secondary_async(&t) {
+                        queue.extend(self.engine.input(Input::Mounted { target: t, result }));
+                    }
+                }
+                Action::Send(t, msg) => self.send(&t, &msg).await,
+                Action::SignalWorkers => {
+                    for pid in self.pids.values() {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(*pid as i32),
+                            nix::sys::signal::Signal::SIGTERM,
+                        );
+                    }
+                }
+                Action::KillLeftovers(t) => self.kill_leftovers(&t),
+                Action::SaveCheckpoint => save = true,
+                Action::Event(e) => {
+                    self.events.append(e);
+                }
+                Action::Say(m) => self.ui.say(&m),
             }
+        }
+        if save {
+            self.save();
         }
     }
 
@@ -274,163 +366,76 @@ impl Supervisor {
             Msg::Exited(target, code) => {
                 self.exited.insert(target, code);
             }
+            Msg::Mounted(target, result) => {
+                if result.is_ok() {
+                    self.mounted.insert(target.clone());
+                }
+                let actions = self.engine.input(Input::Mounted { target, result });
+                self.execute(actions).await;
+            }
+            Msg::CheckpointFailed(m) => self.fail(m).await,
             Msg::Worker(id, msg) => self.worker_msg(id, msg).await,
         }
         self.settle().await;
     }
 
+    /// A worker's message, as an engine input.
     async fn worker_msg(&mut self, id: u64, msg: WorkerMsg) {
         if let WorkerMsg::Hello { target, .. } = &msg {
             self.conn_target.insert(id, target.clone());
-            return;
+            let actions = self.engine.input(Input::Hello(target.clone()));
+            return self.execute(actions).await;
         }
         let Some(target) = self.conn_target.get(&id).cloned() else {
             return;
         };
-        match msg {
-            WorkerMsg::Hello { .. } => {}
-            WorkerMsg::StepStarted { step } => {
-                self.cp.step_started(&target, &step, now_us());
-                self.save();
-                self.events.append(Event::StepStarted {
-                    target: target.to_string(),
-                    step,
-                });
-            }
+        let input = match msg {
+            WorkerMsg::Hello { .. } => return,
+            WorkerMsg::StepStarted { step } => Input::StepStarted {
+                target,
+                step,
+                now_us: now_us(),
+            },
             WorkerMsg::StepFinished {
                 step,
                 exit_code,
                 duration_ms,
-            } => {
-                self.cp
-                    .step_finished(&target, &step, exit_code, duration_ms);
-                self.save();
-                self.events.append(Event::StepFinished {
-                    target: target.to_string(),
-                    step: step.clone(),
-                    exit_code,
-                    duration_ms,
-                });
-                if exit_code != 0 {
-                    self.events.append(Event::StepFailed {
-                        target: target.to_string(),
-                        log: self.plan.log_path(&target).display().to_string(),
-                        step,
-                        exit_code,
-                    });
-                }
-            }
-            WorkerMsg::ToolchainReady { tuple } => {
-                if self.cp.set_toolchain_ready(&tuple) {
-                    self.save();
-                    self.events.append(Event::ToolchainReady { tuple });
-                }
-            }
-            WorkerMsg::AcquireSync => {
-                self.sync_queue.push_back(target);
-                self.grant_sync().await;
-            }
-            WorkerMsg::Retry => {
-                let steps = self.cp.reset_target(&target);
-                self.save();
-                self.send(&target, &SupervisorMsg::Start { steps }).await;
-            }
-            WorkerMsg::ReleaseSync => {
-                if self.sync_holder.as_ref() == Some(&target) {
-                    self.sync_holder = None;
-                    self.grant_sync().await;
-                }
-            }
-        }
-    }
-
-    fn interrupt(&mut self, why: &str) {
-        if !self.stopping {
-            self.ui.say(&format!(
-                "{why}: stopping the workers; the checkpoint keeps what is done (continue with --resume)"
-            ));
-        }
-        self.stopping = true;
-        for pid in self.running.values() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(*pid as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
-    }
-
-    fn teardown(&mut self) {
-        let m = self.plan.layout.m_dir.clone();
-        match mounts::teardown(&LinuxSys, &m, true) {
-            Ok(n) => {
-                if n > 0 {
-                    self.ui
-                        .say(&format!("unmounted {n} mount(s) under {}", m.display()));
-                }
-                let _ = Journal::remove(&self.run_dir);
-            }
-            Err(e) => self.ui.say(&format!("error: {e}")),
-        }
-    }
-
-    async fn finish(mut self) -> anyhow::Result<i32> {
-        let mut code = if self.stopping { 130 } else { 1 };
-        if !self.stopping && self.cp.all_done() {
-            self.run_step("archive-history", StepState::Running);
-            match self.archive().await {
-                Ok(path) => {
-                    self.run_step("archive-history", StepState::Done);
-                    self.ui.say(&format!("history saved as {}", path.display()));
-                    self.cp.finished = true;
-                    self.save();
-                    code = 0;
-                }
-                Err(e) => {
-                    self.run_step("archive-history", StepState::Failed);
-                    self.ui.say(&format!("archive-history failed: {e:#}"));
-                }
-            }
-        }
-        let date = self.plan.date.clone();
-        let tree = self.plan.tree.clone();
-        let table = plain::summary(&self.cp, &|t| {
-            tree.join("builds")
-                .join(format!("{t}.{date}"))
-                .display()
-                .to_string()
-        });
-        self.ui.summary(&table);
-        if code == 0 && self.plan.umount_ask {
-            let question = format!(
-                "everything is built. Unmount now? [Y/n] (no keeps the mounts while this \
-                 process waits; explore with `nsenter -m -t {}`)",
-                std::process::id()
-            );
-            if self.ui.ask(&question) == Some(false) {
-                self.ui
-                    .wait_for_user("mounts kept; press Enter to unmount and exit");
-            }
-        }
-        self.teardown();
-        let result = match code {
-            0 => "done",
-            130 => "interrupted",
-            _ => "failed",
+            } => Input::StepFinished {
+                target,
+                step,
+                exit_code,
+                duration_ms,
+            },
+            WorkerMsg::ToolchainReady { tuple } => Input::ToolchainReady { target, tuple },
+            WorkerMsg::AcquireSync => Input::AcquireSync(target),
+            WorkerMsg::ReleaseSync => Input::ReleaseSync(target),
+            WorkerMsg::Retry => Input::Retry(target),
         };
-        self.events.append(Event::RunFinished {
-            result: result.into(),
-        });
-        self.writer.finish();
-        if code != 0 {
+        let actions = self.engine.input(input);
+        self.execute(actions).await;
+    }
+
+    /// The run cannot go on: stop it, and exit 1 with `message`.
+    async fn fail(&mut self, message: String) {
+        self.ui.say(&format!("error: {message}; stopping the run"));
+        if !matches!(self.stop, Some(Stop::Failed(_))) {
+            self.stop = Some(Stop::Failed(message));
+        }
+        self.interrupt("stopping").await;
+    }
+
+    async fn interrupt(&mut self, why: &str) {
+        if !self.engine.stopping() {
             self.ui.say(&format!(
-                "run {} {result}; logs in {}/logs; continue with `build-helper run {} --resume {}`",
-                self.plan.run_id,
-                self.run_dir.display(),
-                self.plan.starter.display(),
-                self.plan.run_id
+                "{why} during {}: stopping the workers; the checkpoint keeps what is done \
+                 (continue with --resume)",
+                self.phase
             ));
         }
-        self.ui.close();
-        Ok(code)
+        if self.stop.is_none() {
+            self.stop = Some(Stop::Interrupted(format!("{why} during {}", self.phase)));
+        }
+        let actions = self.engine.input(Input::Stop);
+        self.execute(actions).await;
     }
 }

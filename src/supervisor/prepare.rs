@@ -8,6 +8,7 @@ use anyhow::Context;
 use crate::engine::Checkpoint;
 use crate::error::{NothingToDo, UsageError};
 use crate::plan::{self, Plan};
+use crate::rundir;
 use crate::starter::{HistorySel, Starter};
 
 /// How the run starts.
@@ -30,125 +31,155 @@ pub struct Prepared {
     pub checkpoint: Checkpoint,
     /// `new`, `resume` or `retry`.
     pub mode: &'static str,
+    /// The run directory's lock, held until the supervisor ends.
+    pub lock: rundir::Lock,
 }
 
-/// Run directories under `<tree>/work` whose checkpoint says not finished, oldest first.
-pub fn unfinished_runs(tree: &Path) -> Vec<PathBuf> {
-    let Ok(dir) = std::fs::read_dir(tree.join("work")) else {
-        return Vec::new();
-    };
-    let mut runs: Vec<PathBuf> = dir
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            Checkpoint::load(p).is_ok_and(|cp| !cp.finished) && p.join("plan.json").is_file()
-        })
-        .collect();
-    runs.sort_by_key(|p| {
-        std::fs::metadata(p.join("plan.json"))
-            .and_then(|m| m.modified())
-            .ok()
-    });
-    runs
+fn usage(e: impl std::fmt::Display) -> anyhow::Error {
+    UsageError(e.to_string()).into()
 }
 
-/// The run `--resume` / `--retry` continue: `name`, else the newest unfinished run of this
-/// starter (never another starter's run: two starters share `work/`). Resuming a finished
-/// run is [`NothingToDo`]: nothing is rewritten, archived or mounted.
-///
-/// Errors: [`UsageError`] for an unknown run or none to continue; [`NothingToDo`].
-fn existing_run(starter: &Starter, name: Option<&str>, mode: &Mode) -> anyhow::Result<PathBuf> {
+/// The run `--resume`/`--retry` continues: `name`, or the newest run of this starter (by its
+/// plan's time) that is not finished (never another starter's run: two starters share
+/// `work/`). Resuming a finished run is [`NothingToDo`]. A run whose checkpoint cannot be read is never skipped: it is
+/// refused, naming the file and what to do, unless `retry` (which starts it again from its
+/// plan). Runs without a checkpoint (`--mount-hist` explorations) are not builds.
+fn existing_run(starter: &Starter, name: Option<&str>, retry: bool) -> anyhow::Result<PathBuf> {
     let tree = &starter.tree;
-    let dir = match name {
-        Some(name) => crate::commands::run_named(tree, name)?,
+    let candidates = match name {
+        Some(name) => vec![rundir::open(tree, name).map_err(usage)?],
         None => {
-            let (mine, others): (Vec<PathBuf>, Vec<PathBuf>) =
-                unfinished_runs(tree).into_iter().partition(|d| {
-                    crate::commands::load_plan(d).is_ok_and(|p| p.starter == starter.path)
-                });
-            let Some(dir) = mine.into_iter().next_back() else {
-                let others: Vec<String> = others
-                    .iter()
-                    .filter_map(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
-                    .collect();
-                let hint = if others.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        " (unfinished runs of other starters: {}; continue one with \
-                         `--resume RUN`)",
-                        others.join(", ")
-                    )
-                };
-                return Err(UsageError(format!(
-                    "no unfinished run of {} in {} to continue{hint}; start one with \
-                     `build-helper run {}`",
-                    starter.path.display(),
-                    tree.join("work").display(),
-                    starter.path.display()
+            let mut runs: Vec<PathBuf> = rundir::runs(tree)
+                .into_iter()
+                .filter(|d| d.join(crate::engine::state::FILE).exists())
+                .collect();
+            runs.sort_by_key(|p| {
+                std::fs::metadata(p.join(rundir::PLAN))
+                    .and_then(|m| m.modified())
+                    .ok()
+            });
+            runs.reverse();
+            runs
+        }
+    };
+    let mut others: Vec<String> = Vec::new();
+    for dir in candidates {
+        if name.is_none() {
+            // Never another starter's run: two starters share `work/`.
+            if let Ok(plan) = rundir::load_plan(&dir) {
+                if plan.starter != starter.path {
+                    if Checkpoint::load(&dir).is_ok_and(|cp| !cp.finished) {
+                        others.push(rundir::id_of(&dir));
+                    }
+                    continue;
+                }
+            }
+        }
+        match Checkpoint::load(&dir) {
+            Ok(cp) if cp.finished && name.is_none() => continue,
+            Ok(cp) if cp.finished && !retry => {
+                // Resuming a finished run: nothing is rewritten, archived or mounted.
+                let run = rundir::id_of(&dir);
+                let tree = crate::commands::tree_flag(tree);
+                return Err(NothingToDo(format!(
+                    "run {run} is finished: nothing to continue, nothing changed (`build-helper \
+                     status{tree} {run}` shows it; `--retry {run}` builds it again)"
                 ))
                 .into());
-            };
-            dir
+            }
+            Ok(_) => return Ok(dir),
+            Err(_) if retry => return Ok(dir),
+            Err(e) => return Err(corrupt(&dir, &starter.path, &e.to_string())),
         }
-    };
-    if matches!(mode, Mode::Resume(_)) && Checkpoint::load(&dir).is_ok_and(|cp| cp.finished) {
-        let run = dir.file_name().unwrap_or_default().to_string_lossy();
-        let tree = crate::commands::tree_flag(tree);
-        return Err(NothingToDo(format!(
-            "run {run} is finished: nothing to continue, nothing changed (`build-helper \
-             status{tree} {run}` shows it; `--retry {run}` builds it again)"
-        ))
-        .into());
     }
-    Ok(dir)
+    let hint = if others.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (unfinished runs of other starters: {}; continue one with `--resume RUN`)",
+            others.join(", ")
+        )
+    };
+    Err(usage(format!(
+        "no unfinished run of {} in {} to continue{hint}; start one with `build-helper run {}`",
+        starter.path.display(),
+        rundir::work(tree).display(),
+        starter.path.display()
+    )))
 }
 
-/// Plans a new run or reads an existing one back, and writes plan and checkpoint.
+/// The refusal for a run whose checkpoint cannot be used.
+fn corrupt(dir: &Path, starter: &Path, why: &str) -> anyhow::Error {
+    let id = rundir::id_of(dir);
+    usage(format!(
+        "{why}\nrun {id} cannot be resumed from this checkpoint: start its targets again from \
+         their first step with `build-helper run {} --resume {id} --retry`, or discard the run \
+         (`build-helper umount {id}`, then remove {})",
+        starter.display(),
+        dir.display()
+    ))
+}
+
+/// Plans a new run or reads an existing one back, takes the run directory's lock, and writes
+/// plan and checkpoint. A tree runs one build at a time: with a live run in the tree this
+/// is refused (naming it and its supervisor's pid). For `--resume`/`--retry`, what the dead
+/// supervisor left (processes in its namespace, mounts) is cleaned up first, and the crash
+/// rule is applied to the checkpoint (its supervisor is gone: the lock was free).
 ///
-/// Errors: [`UsageError`] for bad input (starter, configuration, history, unknown run).
+/// Errors: [`UsageError`] for bad input (starter, configuration, history, unknown run,
+/// live run, unusable checkpoint).
 pub fn prepare(starter: &Starter, history: &HistorySel, mode: &Mode) -> anyhow::Result<Prepared> {
     let tree = &starter.tree;
-    let (plan, checkpoint, word) = match mode {
+    let guard = rundir::tree_guard(tree)?;
+    if let Some(live) = rundir::any_live(tree) {
+        return Err(usage(format!(
+            "{live}\na tree runs one build at a time (mounts and histories are shared)"
+        )));
+    }
+    let (plan, checkpoint, word, lock) = match mode {
         Mode::New => {
             let hist = crate::history::resolve(tree, history).map_err(UsageError)?;
-            let plan = plan::build(starter, &plan::date_now(), hist)
-                .map_err(|e| UsageError(e.to_string()))?;
+            let (plan, lock) =
+                rundir::claim(&mut |date| plan::build(starter, date, hist.clone()).map_err(usage))?;
             let cp = Checkpoint::new(&plan);
-            (plan, cp, "new")
+            (plan, cp, "new", lock)
         }
         Mode::Resume(name) | Mode::Retry(name) => {
-            let dir = existing_run(starter, name.as_deref(), mode)?;
-            let plan_path = dir.join("plan.json");
-            let plan: Plan = serde_json::from_slice(
-                &std::fs::read(&plan_path)
-                    .with_context(|| format!("reading {}", plan_path.display()))?,
-            )
-            .map_err(|e| {
-                UsageError(format!(
-                    "{}: malformed plan ({e}); this run cannot be continued",
-                    plan_path.display()
+            let retry = matches!(mode, Mode::Retry(_));
+            let dir = existing_run(starter, name.as_deref(), retry)?;
+            let lock = rundir::lock(&dir).map_err(usage)?;
+            let plan = rundir::load_plan(&dir).map_err(|e| {
+                usage(format!(
+                    "{e}\nthis run cannot be continued; start a new run"
                 ))
             })?;
-            let mut cp = Checkpoint::load(&dir).map_err(|e| UsageError(e.to_string()))?;
-            let word = if matches!(mode, Mode::Retry(_)) {
-                cp.reset_for_retry();
-                "retry"
-            } else {
-                "resume"
+            let mut cp = match rundir::load_checkpoint(&dir, Some(&plan)) {
+                Ok(cp) => cp,
+                Err(_) if retry => Checkpoint::new(&plan),
+                Err(e) => return Err(corrupt(&dir, &starter.path, &e.to_string())),
             };
-            (plan, cp, word)
+            crate::commands::clean_dead_run(&dir).map_err(|e| match e {
+                crate::commands::CleanError::Usage(m) => usage(m),
+                held => anyhow::Error::new(held),
+            })?;
+            cp.restore();
+            if retry {
+                cp.reset_for_retry();
+            }
+            (plan, cp, if retry { "retry" } else { "resume" }, lock)
         }
     };
+    drop(guard);
     let dir = plan.run_dir();
-    std::fs::create_dir_all(dir.join("logs"))
-        .with_context(|| format!("creating {}", dir.display()))?;
-    let json = serde_json::to_vec_pretty(&plan).context("encoding the plan")?;
-    crate::fsutil::write_atomic(&dir.join("plan.json"), &json)?;
-    checkpoint.save(&dir)?;
+    rundir::private_dir(&dir)?;
+    rundir::private_dir(&dir.join("logs"))?;
+    rundir::save_plan(&dir, &plan)?;
+    rundir::save_checkpoint(&dir, &checkpoint)?;
     Ok(Prepared {
         plan,
         checkpoint,
         mode: word,
+        lock,
     })
 }
 
@@ -160,21 +191,13 @@ pub fn prepare(starter: &Starter, history: &HistorySel, mode: &Mode) -> anyhow::
 /// single-threaded.
 ///
 /// Errors: not root, or the kernel refuses.
-pub fn private_namespace() -> anyhow::Result<()> {
-    use nix::mount::{mount, MsFlags};
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
-        .context("unshare(CLONE_NEWNS): cannot create a private mount namespace")?;
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .context("making / private in the run's mount namespace")?;
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+pub fn private_namespace(sys: &dyn crate::sys::Sys) -> anyhow::Result<()> {
+    sys.unshare_mount_ns()?;
+    sys.set_propagation(Path::new("/"), crate::sys::Propagation::Private, true)
+        .context("making / private in the run's mount namespace")?;
+    let info = sys.mount_table().unwrap_or_default();
     for m in other_runs(&info) {
-        let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
+        let _ = sys.umount(&m, true);
     }
     Ok(())
 }
@@ -206,6 +229,27 @@ fn other_runs(mountinfo: &str) -> Vec<PathBuf> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_private_namespace_detaches_the_copies_of_other_runs_mounts() {
+        let tree = tempfile::tempdir().unwrap();
+        let run = tree.path().join("work/a-1");
+        std::fs::create_dir_all(run.join("M")).unwrap();
+        std::fs::write(run.join("journal.json"), b"{}").unwrap();
+        let sys = crate::sys::RecordingSys::default();
+        sys.add_mounted(std::path::Path::new("/"));
+        sys.add_mounted(&run.join("M"));
+        sys.add_mounted(&run.join("M/m"));
+        super::private_namespace(&sys).unwrap();
+        let calls = sys.take();
+        assert_eq!(calls[0], "unshare mount-namespace");
+        assert_eq!(calls[1], "propagation / Private recursive");
+        assert_eq!(
+            calls[2],
+            format!("umount {} (detach)", run.join("M").display())
+        );
+        assert_eq!(calls.len(), 3);
+    }
+
     #[test]
     fn other_runs_finds_mount_directories_of_runs_with_a_journal() {
         let tree = tempfile::tempdir().unwrap();

@@ -12,9 +12,11 @@ impl Supervisor {
     /// environment, its binds.
     pub(super) async fn setup(&mut self) -> anyhow::Result<()> {
         let need_stage3 = self.plan.first_build
-            && self.cp.run_step("stage3").map(|s| s.state) != Some(StepState::Done);
+            && self.engine.checkpoint().run_step("stage3").map(|s| s.state)
+                != Some(StepState::Done);
         let mut tarball = None;
         if need_stage3 {
+            self.phase = "the stage3 download and verification";
             self.run_step("stage3", StepState::Running);
             let Some(src) = self.plan.stage3.clone() else {
                 anyhow::bail!("the plan of a first build has no stage3 source");
@@ -57,10 +59,18 @@ impl Supervisor {
                 Ok(v) => tarball = Some(v.tarball),
                 Err(e) => {
                     self.run_step("stage3", StepState::Failed);
-                    return Err(UsageError(format!("{e}\nnothing was mounted or extracted")).into());
+                    let message = format!("{e}\nnothing was mounted or extracted");
+                    // The network or the disk failed: exit 1; bad input (mirror, options, a
+                    // file that does not verify): exit 2.
+                    return Err(if e.is_environment() {
+                        anyhow::anyhow!(message)
+                    } else {
+                        UsageError(message).into()
+                    });
                 }
             }
         }
+        self.phase = "the mounts";
         self.run_step("mounts", StepState::Running);
         for dir in self.plan.layout.source_dirs() {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -88,6 +98,7 @@ impl Supervisor {
             self.mount(&base)?;
         }
         if let Some(tarball) = tarball {
+            self.phase = "the stage3 extraction";
             self.ui.say(&format!(
                 "extracting {} into {}",
                 tarball.display(),
@@ -106,7 +117,11 @@ impl Supervisor {
                 Ok(_) => self.run_step("stage3", StepState::Done),
                 Err(e) => {
                     self.run_step("stage3", StepState::Failed);
-                    return Err(UsageError(e.to_string()).into());
+                    return Err(if e.is_environment() {
+                        anyhow::Error::new(e)
+                    } else {
+                        UsageError(e.to_string()).into()
+                    });
                 }
             }
         } else if self.plan.first_build && !root.join("etc").is_dir() {
@@ -117,6 +132,7 @@ impl Supervisor {
                 self.plan.run_id
             );
         }
+        self.phase = "the mounts";
         let primary = self.plan.layout.primary_entries();
         self.mount(&primary)?;
         self.run_step("mounts", StepState::Done);

@@ -1,85 +1,53 @@
-//! Worker lifecycle: every worker starts with the run; secondary ones wait, connected, until
-//! their tuple's toolchain is ready (then their stacked environment is mounted and they get
-//! their steps); a worker is gone when its process has exited and its connection closed.
+//! Executing the engine's worker actions: starting a worker (every one starts with the run;
+//! secondary ones wait, connected, until the engine releases them), mounting a secondary
+//! target's stacked environment, noticing that a worker is gone (its process exited and its
+//! connection closed), and killing what it left.
 
 use anyhow::Context;
 
 use super::{spawn, ExitWait, Msg, Supervisor};
 use crate::config::Target;
 use crate::engine::events::Event;
-use crate::engine::protocol::SupervisorMsg;
+use crate::engine::machine::Input;
 
 impl Supervisor {
-    /// Starts a worker for every target with steps left. Secondary workers connect and wait
-    /// for their tuple's toolchain: when it is ready, releasing them costs a mount and one
-    /// message, not a process start (the toolchain-ready to first-step delay is a goal).
-    pub(super) fn start_workers(&mut self) {
-        let todo: Vec<Target> = self
+    /// Starts mounting a secondary target's stacked environment on a blocking thread, which
+    /// answers with [`Msg::Mounted`]; returns the result at once (`Some`) when there is
+    /// nothing to mount (the primary, or already mounted) or the target is unknown.
+    pub(super) fn mount_secondary_async(&mut self, target: &Target) -> Option<Result<(), String>> {
+        let primary = self.plan.targets.first().map(|t| &t.target) == Some(target);
+        if primary || self.mounted.contains(target) {
+            return Some(Ok(()));
+        }
+        let Some(dirs) = self
             .plan
+            .layout
             .targets
             .iter()
-            .filter(|t| !self.started.contains(&t.target))
-            .filter(|t| {
-                self.cp
-                    .target(&t.target)
-                    .is_some_and(|r| !r.pending_steps().is_empty())
-            })
-            .map(|t| t.target.clone())
-            .collect();
-        for t in todo {
-            if let Err(e) = self.start(&t) {
-                self.ui.say(&format!("cannot start {t}: {e:#}"));
-                self.started.insert(t);
-            }
-        }
-    }
-
-    fn is_primary(&self, target: &Target) -> bool {
-        self.plan.targets.first().map(|t| &t.target) == Some(target)
-    }
-
-    /// Sends `Start` to every connected waiting worker whose toolchain is ready (mounting its
-    /// stacked environment first); tells the waiting ones whose toolchain can no longer come
-    /// (the primary worker is gone) to stop.
-    pub(super) async fn release_ready(&mut self) {
-        let waiting: Vec<Target> = self
-            .conn_target
-            .values()
-            .filter(|t| !self.released.contains(*t))
+            .find(|d| &d.target == target)
             .cloned()
-            .collect();
-        let primary_alive = self
-            .plan
-            .targets
-            .first()
-            .is_some_and(|p| self.running.contains_key(&p.target));
-        for target in waiting {
-            let ready = self.is_primary(&target) || self.cp.tuple_ready(&target.tuple);
-            if ready && !self.stopping {
-                self.released.insert(target.clone());
-                let steps = match self.mount_secondary(&target) {
-                    Ok(()) => self
-                        .cp
-                        .target(&target)
-                        .map(|r| r.pending_steps())
-                        .unwrap_or_default(),
-                    Err(e) => {
-                        self.ui
-                            .say(&format!("cannot mount the environment of {target}: {e:#}"));
-                        Vec::new()
-                    }
-                };
-                let msg = if steps.is_empty() {
-                    SupervisorMsg::Stop
-                } else {
-                    SupervisorMsg::Start { steps }
-                };
-                self.send(&target, &msg).await;
-            } else if !primary_alive || self.stopping {
-                self.released.insert(target.clone());
-                self.send(&target, &SupervisorMsg::Stop).await;
-            }
-        }
+        else {
+            return Some(Err(format!("{target} is missing from the layout")));
+        };
+        let entries = self.plan.layout.secondary_entries(&dirs);
+        let journal = std::sync::Arc::clone(&self.journal);
+        let m_dir = self.plan.layout.m_dir.clone();
+        let run_dir = self.run_dir.clone();
+        let tx = self.msg_tx.clone();
+        let target = target.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut journal = journal.lock().unwrap_or_else(|p| p.into_inner());
+            let result = crate::mounts::apply(
+                &crate::sys::LinuxSys,
+                &m_dir,
+                &entries,
+                &mut journal,
+                &run_dir,
+            )
+            .map_err(|e| e.to_string());
+            let _ = tx.send(Msg::Mounted(target, result));
+        });
+        None
     }
 
     /// Mounts a secondary target's stacked environment unless it is mounted already (the
@@ -103,7 +71,7 @@ impl Supervisor {
         Ok(())
     }
 
-    fn start(&mut self, target: &Target) -> anyhow::Result<()> {
+    pub(super) fn start(&mut self, target: &Target) -> anyhow::Result<()> {
         let (pid, exit) = match self.ui.start_worker(&self.run_dir, target) {
             Some(started) => {
                 let s = started.with_context(|| format!("starting the worker of {target}"))?;
@@ -140,8 +108,7 @@ impl Supervisor {
                 (pid, wait)
             }
         };
-        self.started.insert(target.clone());
-        self.running.insert(target.clone(), pid);
+        self.pids.insert(target.clone(), pid);
         self.events.append(Event::WorkerStarted {
             target: target.to_string(),
             pid,
@@ -173,25 +140,35 @@ impl Supervisor {
             .collect();
         for (target, code) in gone {
             self.exited.remove(&target);
-            self.gone(target, code).await;
+            self.pids.remove(&target);
+            // Its output has ended: a front end prints what is left, the TUI stops offering
+            // its rescue shell.
+            self.ui.flush(&target);
+            let actions = self.engine.input(Input::WorkerGone { target, code });
+            self.execute(actions).await;
         }
     }
 
-    pub(super) async fn gone(&mut self, target: Target, code: i32) {
-        self.running.remove(&target);
-        // Its output has ended: a front end prints what is left, the TUI stops offering
-        // its rescue shell.
-        self.ui.flush(&target);
-        self.cp.worker_exited(&target);
-        self.save();
-        self.events.append(Event::WorkerExited {
-            target: target.to_string(),
-            code,
-        });
-        self.sync_queue.retain(|t| t != &target);
-        if self.sync_holder.as_ref() == Some(&target) {
-            self.sync_holder = None;
-            self.grant_sync().await;
+    /// Kills every process left in `target`'s root: nothing a worker started may outlive it
+    /// (also when it was killed with SIGKILL and could not kill its step's process group).
+    pub(super) fn kill_leftovers(&mut self, target: &Target) {
+        let Some(root) = self.plan.target(target).map(|t| t.root.clone()) else {
+            return;
+        };
+        let left = crate::rundir::procs::rooted_in(&root);
+        if left.is_empty() {
+            return;
         }
+        let n = left.len();
+        let survivors = crate::rundir::procs::kill_all(&left, std::time::Duration::from_secs(5));
+        self.ui.say(&format!(
+            "the worker of {target} is gone: killed {n} process(es) it left in {}{}",
+            root.display(),
+            if survivors.is_empty() {
+                String::new()
+            } else {
+                format!(" ({survivors:?} did not die)")
+            }
+        ));
     }
 }

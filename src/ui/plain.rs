@@ -177,6 +177,7 @@ pub fn state_word(s: StepState) -> &'static str {
         StepState::Running => "running",
         StepState::Done => "done",
         StepState::Failed => "failed",
+        StepState::Interrupted => "interrupted",
     }
 }
 
@@ -186,6 +187,7 @@ pub fn target_word(s: TargetState) -> &'static str {
         TargetState::Waiting => "waiting",
         TargetState::Running => "running",
         TargetState::Failed => "failed",
+        TargetState::Interrupted => "interrupted",
         TargetState::Done => "done",
     }
 }

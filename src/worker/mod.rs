@@ -102,12 +102,9 @@ impl Link {
 /// is single-threaded (setns(2) refuses CLONE_NEWNS otherwise).
 ///
 /// Errors: no such process, or not allowed (not root).
-pub fn join_namespace(pid: u32) -> anyhow::Result<()> {
-    let path = format!("/proc/{pid}/ns/mnt");
-    let ns = std::fs::File::open(&path)
-        .with_context(|| format!("opening {path} (is the supervisor {pid} still running?)"))?;
-    nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNS)
-        .with_context(|| format!("joining the supervisor's mount namespace {path}"))?;
+pub fn join_namespace(sys: &dyn crate::sys::Sys, pid: u32) -> anyhow::Result<()> {
+    sys.join_mount_ns(pid)
+        .with_context(|| format!("is the supervisor {pid} still running?"))?;
     Ok(())
 }
 
@@ -120,11 +117,8 @@ pub fn main(run_dir: &Path, target: &Target, interactive: bool) -> anyhow::Resul
     install_signal_handlers();
     // Nobody can answer the prompt without a terminal: behave as in plain mode.
     let interactive = interactive && std::io::IsTerminal::is_terminal(&std::io::stdin());
-    let plan_path = run_dir.join("plan.json");
-    let plan: Plan = serde_json::from_slice(
-        &std::fs::read(&plan_path).with_context(|| format!("reading {}", plan_path.display()))?,
-    )
-    .with_context(|| format!("parsing {}", plan_path.display()))?;
+    let plan_path = run_dir.join(crate::rundir::PLAN);
+    let plan: Plan = crate::rundir::load_plan(run_dir)?;
     let tp = plan
         .target(target)
         .ok_or_else(|| anyhow!("target {target} is not in {}", plan_path.display()))?
@@ -175,11 +169,18 @@ pub fn main(run_dir: &Path, target: &Target, interactive: bool) -> anyhow::Resul
     if let Some(dir) = log_path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .with_context(|| format!("opening {}", log_path.display()))?;
+    let log = {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&log_path)
+            .with_context(|| format!("opening {}", log_path.display()))?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("making {} private", log_path.display()))?;
+        f
+    };
     let log = Arc::new(Mutex::new(log));
 
     // The plan's environment plus the build machine's pass-through variables.
@@ -211,9 +212,8 @@ pub fn main(run_dir: &Path, target: &Target, interactive: bool) -> anyhow::Resul
         }
         link.send(&WorkerMsg::StepStarted { step: name.clone() });
         let outcome = step::run(&tp.root, step, &env, &log, &link);
-        // Finished before released: the supervisor reads this connection in order, so the
-        // step's end is recorded before the next holder's step can start (the events and
-        // checkpoint never show two syncs at once).
+        // Finished before the lock is given back: on this one connection the supervisor then
+        // records the end before the next holder can start (the events never overlap).
         link.send(&WorkerMsg::StepFinished {
             step: name.clone(),
             exit_code: outcome.exit_code,

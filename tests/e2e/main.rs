@@ -7,6 +7,7 @@ mod common;
 mod dist;
 mod distcc;
 mod events;
+mod faults;
 mod history;
 mod hostile;
 mod portage;

@@ -56,6 +56,8 @@ pub fn shown_state(r: &TargetRecord) -> TargetState {
         TargetState::Running
     } else if any(StepState::Failed) {
         TargetState::Failed
+    } else if any(StepState::Interrupted) {
+        TargetState::Interrupted
     } else if any(StepState::Done) {
         TargetState::Running
     } else {

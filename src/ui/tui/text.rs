@@ -45,15 +45,20 @@ pub(super) fn header(app: &App, width: u16) -> Vec<Line<'static>> {
         count(TargetState::Failed),
         count(TargetState::Waiting),
     );
+    // Interrupted targets (their worker was killed) are named only when there are some.
+    let (x_long, x_short) = match count(TargetState::Interrupted) {
+        0 => (String::new(), String::new()),
+        x => (format!(", {x} interrupted"), format!(" {x} intr")),
+    };
     let bold = Style::new().add_modifier(Modifier::BOLD);
     let id = &cp.run_id;
     let first = fitting(
         width,
         vec![
-            format!("build-helper run {id}  steps {done}/{total}  targets: {d} done, {r} running, {f} failed, {w} waiting"),
-            format!("build-helper run {id}  steps {done}/{total}  targets: {d} done {r} run {f} fail {w} wait"),
-            format!("{id}  steps {done}/{total}  {d} done {r} run {f} fail {w} wait"),
-            format!("{id} {done}/{total} ok{d} run{r} fail{f} wait{w}"),
+            format!("build-helper run {id}  steps {done}/{total}  targets: {d} done, {r} running, {f} failed, {w} waiting{x_long}"),
+            format!("build-helper run {id}  steps {done}/{total}  targets: {d} done {r} run {f} fail {w} wait{x_short}"),
+            format!("{id}  steps {done}/{total}  {d} done {r} run {f} fail {w} wait{x_short}"),
+            format!("{id} {done}/{total} ok{d} run{r} fail{f} wait{w}{x_short}"),
         ],
     );
     let first = match first.strip_prefix("build-helper run ") {
@@ -77,6 +82,7 @@ pub(super) fn header(app: &App, width: u16) -> Vec<Line<'static>> {
         StepState::Running => "…",
         StepState::Failed => "✗",
         StepState::Pending => "·",
+        StepState::Interrupted => "!",
     };
     for s in cp.run_steps.iter().filter(|s| s.name != "archive-history") {
         base.push(format!(
@@ -129,6 +135,7 @@ pub(super) fn short_word(s: TargetState) -> &'static str {
         TargetState::Running => "run",
         TargetState::Failed => "FAIL",
         TargetState::Done => "done",
+        TargetState::Interrupted => "intr",
     }
 }
 

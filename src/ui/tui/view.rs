@@ -118,6 +118,7 @@ fn state_colour(s: TargetState) -> Color {
         TargetState::Waiting => Color::DarkGray,
         TargetState::Running => Color::Blue,
         TargetState::Failed => Color::Red,
+        TargetState::Interrupted => Color::Yellow,
         TargetState::Done => Color::Green,
     }
 }

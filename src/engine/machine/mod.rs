@@ -1,0 +1,425 @@
+//! The run's state machine (DESIGN.md "Processes"): [`Input`]s in (worker messages, worker
+//! exits, mount results, stop requests), [`Action`]s out (mount a waiting target's stacked
+//! environment, start or stop a worker, grant the sync lock, save the checkpoint, record an
+//! event, kill what a dead worker left), with no I/O. The supervisor executes the actions and
+//! feeds the results back (a [`Action::Mount`] is answered by [`Input::Mounted`]).
+//!
+//! Rules, in one place:
+//! - the primary worker is released at once; a secondary one when its tuple's toolchain is
+//!   ready (its `toolchain-ready` was recorded, or the primary phase is done), after its
+//!   stacked environment is mounted; when the primary worker is gone or the run stops, the
+//!   waiting ones are told to stop;
+//! - only the running step that the plan says announces a tuple may announce it;
+//! - the repository sync lock goes to one worker at a time, in the order asked; a worker that
+//!   is gone loses its place and the lock;
+//! - a worker gone while a step runs leaves that step `interrupted`, and everything it left
+//!   in its root is killed;
+//! - after a stop nothing is released or started again.
+//!
+//! Not here: sockets, processes, mounts, files (the supervisor), what a step does (recipe).
+
+use std::collections::{BTreeSet, VecDeque};
+
+use super::events::Event;
+use super::protocol::SupervisorMsg;
+use super::state::{Checkpoint, StepState};
+use crate::config::Target;
+use crate::plan::Plan;
+
+/// What the engine knows of a target from the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetInfo {
+    /// The target.
+    pub target: Target,
+    /// Its steps in order: name and the tuples it may announce ready.
+    pub steps: Vec<(String, Vec<String>)>,
+    /// Its log file, for messages.
+    pub log: String,
+}
+
+/// Something that happened, as the engine sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A worker connected and said which target it runs.
+    Hello(Target),
+    /// A step started (`now_us`: microseconds since the Unix epoch).
+    StepStarted {
+        /// The worker's target.
+        target: Target,
+        /// The step.
+        step: String,
+        /// When.
+        now_us: u64,
+    },
+    /// A step ended.
+    StepFinished {
+        /// The worker's target.
+        target: Target,
+        /// The step.
+        step: String,
+        /// Its exit code (128 + signal when killed).
+        exit_code: i32,
+        /// Its wall time, milliseconds.
+        duration_ms: u64,
+    },
+    /// A worker forwarded `toolchain-ready <tuple>` from its running step.
+    ToolchainReady {
+        /// The worker's target.
+        target: Target,
+        /// The tuple announced.
+        tuple: String,
+    },
+    /// A worker asks for the repository sync lock.
+    AcquireSync(Target),
+    /// A worker gives the sync lock back.
+    ReleaseSync(Target),
+    /// A worker's rescue flow asks to run its target again from its first step.
+    Retry(Target),
+    /// The answer to [`Action::Mount`]: `Err` carries the message.
+    Mounted {
+        /// The target.
+        target: Target,
+        /// The outcome.
+        result: Result<(), String>,
+    },
+    /// A worker is gone: its process exited (with `code`) and its connection closed.
+    WorkerGone {
+        /// The target.
+        target: Target,
+        /// Its exit code.
+        code: i32,
+    },
+    /// The run stops (signal, user, or an error that leaves no way on).
+    Stop,
+}
+
+/// What the supervisor must do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Start the worker of a target (at the beginning of the run).
+    StartWorker(Target),
+    /// Mount a secondary target's stacked environment (idempotent), then answer
+    /// [`Input::Mounted`].
+    Mount(Target),
+    /// Send a message to a target's worker.
+    Send(Target, SupervisorMsg),
+    /// Ask every running worker to stop (SIGTERM: each kills its step's process group).
+    SignalWorkers,
+    /// Kill every process left in a target's root (its worker is gone).
+    KillLeftovers(Target),
+    /// Save the checkpoint (it changed).
+    SaveCheckpoint,
+    /// Record an event.
+    Event(Event),
+    /// Tell the user.
+    Say(String),
+}
+
+/// The engine: the checkpoint plus what the run's workers are doing.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    targets: Vec<TargetInfo>,
+    cp: Checkpoint,
+    /// Workers started and not gone.
+    running: BTreeSet<Target>,
+    /// Workers that said hello.
+    connected: BTreeSet<Target>,
+    /// Workers told what to do (or to stop), or waiting for their mount.
+    released: BTreeSet<Target>,
+    sync_holder: Option<Target>,
+    sync_queue: VecDeque<Target>,
+    stopping: bool,
+}
+
+impl Engine {
+    /// An engine for `plan` with checkpoint `cp` (fresh, restored or reset for retry).
+    pub fn new(plan: &Plan, cp: Checkpoint) -> Engine {
+        let targets = plan
+            .targets
+            .iter()
+            .map(|t| TargetInfo {
+                target: t.target.clone(),
+                steps: t
+                    .steps
+                    .iter()
+                    .map(|s| (s.name.clone(), s.announces.clone()))
+                    .collect(),
+                log: plan.log_path(&t.target).display().to_string(),
+            })
+            .collect();
+        Engine::from_parts(targets, cp)
+    }
+
+    /// An engine from its parts (primary target first).
+    pub fn from_parts(targets: Vec<TargetInfo>, cp: Checkpoint) -> Engine {
+        Engine {
+            targets,
+            cp,
+            running: BTreeSet::new(),
+            connected: BTreeSet::new(),
+            released: BTreeSet::new(),
+            sync_holder: None,
+            sync_queue: VecDeque::new(),
+            stopping: false,
+        }
+    }
+
+    /// The checkpoint.
+    pub fn checkpoint(&self) -> &Checkpoint {
+        &self.cp
+    }
+
+    /// The checkpoint, for the supervisor's own steps (`stage3`, `mounts`,
+    /// `archive-history`) and the end of the run.
+    pub fn checkpoint_mut(&mut self) -> &mut Checkpoint {
+        &mut self.cp
+    }
+
+    /// True once the run is stopping.
+    pub fn stopping(&self) -> bool {
+        self.stopping
+    }
+
+    /// True while any worker runs.
+    pub fn any_running(&self) -> bool {
+        !self.running.is_empty()
+    }
+
+    fn primary(&self) -> Option<&Target> {
+        self.targets.first().map(|t| &t.target)
+    }
+
+    /// The start of the steps phase: a worker for every target with steps left (the
+    /// secondary ones connect and wait for their toolchain).
+    pub fn start(&mut self) -> Vec<Action> {
+        if self.stopping {
+            return Vec::new();
+        }
+        let todo: Vec<Target> = self
+            .targets
+            .iter()
+            .map(|t| t.target.clone())
+            .filter(|t| {
+                self.cp
+                    .target(t)
+                    .is_some_and(|r| !r.pending_steps().is_empty())
+            })
+            .collect();
+        todo.into_iter()
+            .map(|t| {
+                self.running.insert(t.clone());
+                Action::StartWorker(t)
+            })
+            .collect()
+    }
+
+    /// A worker could not be started: it never runs (its target stays as it is).
+    pub fn start_failed(&mut self, target: &Target) -> Vec<Action> {
+        self.running.remove(target);
+        self.released.insert(target.clone());
+        self.release()
+    }
+
+    /// Applies one input; returns the actions, in order.
+    pub fn input(&mut self, input: Input) -> Vec<Action> {
+        let mut out = Vec::new();
+        match input {
+            Input::Hello(target) => {
+                self.connected.insert(target);
+            }
+            Input::StepStarted {
+                target,
+                step,
+                now_us,
+            } => {
+                self.cp.step_started(&target, &step, now_us);
+                out.push(Action::SaveCheckpoint);
+                out.push(Action::Event(Event::StepStarted {
+                    target: target.to_string(),
+                    step,
+                }));
+            }
+            Input::StepFinished {
+                target,
+                step,
+                exit_code,
+                duration_ms,
+            } => {
+                self.cp
+                    .step_finished(&target, &step, exit_code, duration_ms);
+                out.push(Action::SaveCheckpoint);
+                out.push(Action::Event(Event::StepFinished {
+                    target: target.to_string(),
+                    step: step.clone(),
+                    exit_code,
+                    duration_ms,
+                }));
+                if exit_code != 0 {
+                    let log = self
+                        .info(&target)
+                        .map(|i| i.log.clone())
+                        .unwrap_or_default();
+                    out.push(Action::Event(Event::StepFailed {
+                        target: target.to_string(),
+                        log,
+                        step,
+                        exit_code,
+                    }));
+                }
+            }
+            Input::ToolchainReady { target, tuple } => {
+                self.toolchain_ready(&target, tuple, &mut out)
+            }
+            Input::AcquireSync(target) => {
+                if !self.sync_queue.contains(&target) && self.sync_holder.as_ref() != Some(&target)
+                {
+                    self.sync_queue.push_back(target);
+                }
+                self.grant_sync(&mut out);
+            }
+            Input::ReleaseSync(target) => {
+                if self.sync_holder.as_ref() == Some(&target) {
+                    self.sync_holder = None;
+                    self.grant_sync(&mut out);
+                }
+            }
+            Input::Retry(target) => {
+                let steps = self.cp.reset_target(&target);
+                out.push(Action::SaveCheckpoint);
+                out.push(Action::Send(target, SupervisorMsg::Start { steps }));
+            }
+            Input::Mounted { target, result } => {
+                let msg = match result {
+                    Ok(()) if !self.stopping => self.start_message(&target),
+                    Ok(()) => SupervisorMsg::Stop,
+                    Err(e) => {
+                        out.push(Action::Say(format!(
+                            "cannot mount the environment of {target}: {e}"
+                        )));
+                        SupervisorMsg::Stop
+                    }
+                };
+                out.push(Action::Send(target, msg));
+            }
+            Input::WorkerGone { target, code } => self.gone(target, code, &mut out),
+            Input::Stop => {
+                if !self.stopping {
+                    self.stopping = true;
+                    out.push(Action::SignalWorkers);
+                }
+            }
+        }
+        out.extend(self.release());
+        out
+    }
+
+    fn info(&self, target: &Target) -> Option<&TargetInfo> {
+        self.targets.iter().find(|t| &t.target == target)
+    }
+
+    fn toolchain_ready(&mut self, target: &Target, tuple: String, out: &mut Vec<Action>) {
+        let running = self.cp.target(target).and_then(|r| {
+            r.steps
+                .iter()
+                .find(|s| s.state == StepState::Running)
+                .map(|s| s.name.clone())
+        });
+        let allowed = running.as_ref().is_some_and(|step| {
+            self.info(target)
+                .and_then(|i| i.steps.iter().find(|(n, _)| n == step))
+                .is_some_and(|(_, announces)| announces.contains(&tuple))
+        });
+        if !allowed {
+            out.push(Action::Say(format!(
+                "ignored: {target} announced toolchain-ready {tuple} from step {}, which the \
+                 plan does not let announce it",
+                running.as_deref().unwrap_or("(none running)")
+            )));
+            return;
+        }
+        if self.cp.set_toolchain_ready(&tuple) {
+            out.push(Action::SaveCheckpoint);
+            out.push(Action::Event(Event::ToolchainReady { tuple }));
+        }
+    }
+
+    fn grant_sync(&mut self, out: &mut Vec<Action>) {
+        if self.sync_holder.is_none() {
+            if let Some(next) = self.sync_queue.pop_front() {
+                self.sync_holder = Some(next.clone());
+                out.push(Action::Send(next, SupervisorMsg::SyncGranted));
+            }
+        }
+    }
+
+    fn gone(&mut self, target: Target, code: i32, out: &mut Vec<Action>) {
+        self.running.remove(&target);
+        self.connected.remove(&target);
+        out.push(Action::KillLeftovers(target.clone()));
+        if self.cp.worker_exited(&target) {
+            out.push(Action::Say(format!(
+                "the worker of {target} ended (exit {code}) during a step: the step is recorded \
+                 as interrupted"
+            )));
+        }
+        out.push(Action::SaveCheckpoint);
+        out.push(Action::Event(Event::WorkerExited {
+            target: target.to_string(),
+            code,
+        }));
+        self.sync_queue.retain(|t| t != &target);
+        if self.sync_holder.as_ref() == Some(&target) {
+            self.sync_holder = None;
+            self.grant_sync(out);
+        }
+    }
+
+    /// `Start` with the target's steps left, or `Stop` when none are.
+    fn start_message(&self, target: &Target) -> SupervisorMsg {
+        let steps = self
+            .cp
+            .target(target)
+            .map(|r| r.pending_steps())
+            .unwrap_or_default();
+        if steps.is_empty() {
+            SupervisorMsg::Stop
+        } else {
+            SupervisorMsg::Start { steps }
+        }
+    }
+
+    /// Releases every connected waiting worker whose toolchain is ready; tells the waiting
+    /// ones whose toolchain can no longer come (primary gone, or stopping) to stop.
+    fn release(&mut self) -> Vec<Action> {
+        let mut out = Vec::new();
+        let primary = self.primary().cloned();
+        let primary_alive = primary.as_ref().is_some_and(|p| self.running.contains(p));
+        // In plan order, so that decisions do not depend on how targets sort.
+        let waiting: Vec<Target> = self
+            .targets
+            .iter()
+            .map(|i| &i.target)
+            .filter(|t| self.connected.contains(*t) && !self.released.contains(*t))
+            .cloned()
+            .collect();
+        for target in waiting {
+            let is_primary = primary.as_ref() == Some(&target);
+            let ready = is_primary || self.cp.tuple_ready(&target.tuple);
+            if ready && !self.stopping {
+                self.released.insert(target.clone());
+                if is_primary {
+                    out.push(Action::Send(target.clone(), self.start_message(&target)));
+                } else {
+                    out.push(Action::Mount(target));
+                }
+            } else if !primary_alive || self.stopping {
+                self.released.insert(target.clone());
+                out.push(Action::Send(target, SupervisorMsg::Stop));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,113 @@
+use super::*;
+
+#[test]
+fn run_ids_with_slashes_dots_or_nothing_are_refused() {
+    for bad in ["", "..", ".", "../x", "a/b", ".hidden", "/etc"] {
+        assert!(
+            matches!(validate_id(bad), Err(RunDirError::BadId(_))),
+            "{bad:?}"
+        );
+    }
+    validate_id("demo-a-20260101-120000").unwrap();
+}
+
+#[test]
+fn open_refuses_escapes_and_unknown_runs() {
+    let tree = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tree.path().join("work/a-1")).unwrap();
+    std::fs::write(tree.path().join("work/a-1/plan.json"), b"{}").unwrap();
+    assert!(open(tree.path(), "a-1").is_ok());
+    assert!(matches!(
+        open(tree.path(), "../work/a-1"),
+        Err(RunDirError::BadId(_))
+    ));
+    assert!(matches!(
+        open(tree.path(), "b-2"),
+        Err(RunDirError::Unknown { .. })
+    ));
+}
+
+#[test]
+fn a_held_lock_makes_the_run_live_and_refuses_a_second_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(live_pid(dir.path()), None);
+    let held = lock(dir.path()).unwrap();
+    // flock locks belong to the open file description: a second open is a second holder.
+    match lock(dir.path()) {
+        Err(RunDirError::Live { pid, .. }) => assert_eq!(pid, std::process::id()),
+        other => panic!("expected Live, got {other:?}"),
+    }
+    assert_eq!(live_pid(dir.path()), Some(std::process::id()));
+    let tree_live = any_live(dir.path().parent().unwrap());
+    drop(tree_live);
+    drop(held);
+    assert_eq!(live_pid(dir.path()), None);
+    lock(dir.path()).unwrap();
+}
+
+#[test]
+fn lock_file_is_private_whatever_the_umask() {
+    let dir = tempfile::tempdir().unwrap();
+    // SAFETY: umask only changes this process's file creation mask.
+    let old = unsafe { libc::umask(0) };
+    let _l = lock(dir.path()).unwrap();
+    save_checkpoint(dir.path(), &sample_cp()).unwrap();
+    unsafe { libc::umask(old) };
+    for f in [LOCK, crate::engine::state::FILE] {
+        let mode = std::fs::metadata(dir.path().join(f))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{f}");
+    }
+}
+
+fn sample_cp() -> Checkpoint {
+    serde_json::from_value(serde_json::json!({
+        "run_id": "a-1", "run_steps": [], "toolchain_ready": [], "targets": [], "finished": false
+    }))
+    .unwrap()
+}
+
+#[test]
+fn versioned_files_round_trip_and_old_files_without_format_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("checkpoint.json");
+    write_versioned(&path, &sample_cp()).unwrap();
+    let raw: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(raw["format"], FORMAT);
+    let back: Checkpoint = read_versioned(&path, "checkpoint").unwrap();
+    assert_eq!(back, sample_cp());
+    // An older build-helper wrote the same fields without `format`.
+    std::fs::write(&path, serde_json::to_vec(&sample_cp()).unwrap()).unwrap();
+    let old: Checkpoint = read_versioned(&path, "checkpoint").unwrap();
+    assert_eq!(old, sample_cp());
+}
+
+#[test]
+fn a_newer_format_is_refused_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("checkpoint.json");
+    let mut v = serde_json::to_value(sample_cp()).unwrap();
+    v["format"] = 99.into();
+    std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+    let err = read_versioned::<Checkpoint>(&path, "checkpoint").unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, RunDirError::Newer { found: 99, .. }), "{msg}");
+    assert!(msg.contains(&path.display().to_string()), "{msg}");
+}
+
+#[test]
+fn a_corrupt_checkpoint_is_named_not_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("checkpoint.json"),
+        b"{\"run_id\": \"a-1\", tru",
+    )
+    .unwrap();
+    let msg = load_checkpoint(dir.path(), None).unwrap_err().to_string();
+    assert!(
+        msg.contains("checkpoint.json") && msg.contains("malformed checkpoint"),
+        "{msg}"
+    );
+}

@@ -1,0 +1,639 @@
+//! The fault suite (issue 9): faults an operator of a long build meets, injected into the demo
+//! for real: a second run on a live tree, `status` of a live run, SIGKILL of a worker,
+//! SIGINT and SIGKILL of the supervisor during the steps, the stage3 download (from a slow
+//! loopback server) and the archive, corrupt and inconsistent checkpoints, and the run
+//! directory's modes under umask 000 against a non-root user. Each asserts exit codes, what
+//! `status` shows, that nothing (process, mount, loop device) is left after `umount --all`,
+//! and that `--resume` re-runs no finished step. Stop latencies are printed (`stop latency`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+/// Starts `build-helper run starters/demo.toml --ui plain EXTRA...` in the background under
+/// umask 000, output to `<tree>/<name>.out`.
+fn spawn_run(tree: &Tree, name: &str, extra: &[&str], env: &[(&str, &str)]) -> Child {
+    let out = std::fs::File::create(tree.path().join(format!("{name}.out"))).unwrap();
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("umask 000; exec \"$0\" \"$@\"")
+        .arg(BIN)
+        .args(["run", tree.starter().to_str().unwrap(), "--ui", "plain"])
+        .args(extra)
+        .env("BUILD_HELPER_TREE", tree.path())
+        .env("TARBALL_MIRROR", mirror())
+        .env("BH_OPENPGP_KEY", mirror_key())
+        .env("BH_DEMO_DELAY", "0.01")
+        .env_remove("BH_DEMO_FAIL")
+        .env_remove("TMUX")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
+fn output_of(tree: &Tree, name: &str) -> String {
+    std::fs::read_to_string(tree.path().join(format!("{name}.out"))).unwrap_or_default()
+}
+
+/// Waits (up to `secs`) until `cond` holds.
+fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn newest_run(tree: &Tree) -> Option<PathBuf> {
+    let mut runs: Vec<PathBuf> = std::fs::read_dir(tree.path().join("work"))
+        .ok()?
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("plan.json").exists())
+        .collect();
+    runs.sort();
+    runs.pop()
+}
+
+fn events_text(tree: &Tree) -> String {
+    newest_run(tree)
+        .and_then(|r| std::fs::read_to_string(r.join("events.jsonl")).ok())
+        .unwrap_or_default()
+}
+
+fn step_started(tree: &Tree, target: &str) -> bool {
+    events_text(tree).contains(&format!("\"step-started\",\"target\":\"{target}\""))
+}
+
+/// Sends `sig` to the supervisor and returns its exit code and how long it took to exit.
+fn signal_and_wait(child: &mut Child, sig: nix::sys::signal::Signal) -> (Option<i32>, Duration) {
+    let t0 = Instant::now();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
+    let status = child.wait().unwrap();
+    (status.code(), t0.elapsed())
+}
+
+/// Processes that belong to this tree: chrooted into it, working in it, or naming it.
+fn processes_of(tree: &Path) -> Vec<String> {
+    let me = std::process::id();
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, r)| r.starts_with('Z'))
+        {
+            continue;
+        }
+        let under = |link: &str| {
+            std::fs::read_link(format!("/proc/{pid}/{link}")).is_ok_and(|p| p.starts_with(tree))
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+            .unwrap_or_default();
+        if under("root") || under("cwd") || cmdline.contains(&tree.display().to_string()) {
+            out.push(format!("{pid}: {cmdline}"));
+        }
+    }
+    out
+}
+
+/// Loop devices whose backing file lies in this tree.
+fn loops_of(tree: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/sys/block").unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("loop") {
+            continue;
+        }
+        if let Ok(file) = std::fs::read_to_string(entry.path().join("loop/backing_file")) {
+            if Path::new(file.trim()).starts_with(tree) {
+                out.push(format!("{name}: {}", file.trim()));
+            }
+        }
+    }
+    out
+}
+
+/// Nothing of the tree is left: no mount in any namespace, no process, no loop device.
+fn assert_nothing_left(tree: &Tree) {
+    // The kernel releases a namespace's mounts a moment after its last process.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (m, p, l) = (
+            mounts_anywhere(tree.path()),
+            processes_of(tree.path()),
+            loops_of(tree.path()),
+        );
+        if m.is_empty() && p.is_empty() && l.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "left behind: mounts {m:?}, processes {p:?}, loop devices {l:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// (target, step) -> attempts of every step that is done.
+fn done_steps(cp: &serde_json::Value) -> Vec<(String, String, u64)> {
+    let mut out = Vec::new();
+    for t in TARGETS {
+        for (name, state, attempts) in steps(cp, t) {
+            if state == "done" {
+                out.push((t.to_string(), name, attempts));
+            }
+        }
+    }
+    out
+}
+
+/// After `--resume`, every step done before is still done and was not run again.
+fn assert_no_done_step_rerun(before: &[(String, String, u64)], after: &serde_json::Value) {
+    for (t, name, attempts) in before {
+        let now = steps(after, t)
+            .into_iter()
+            .find(|(n, _, _)| n == name)
+            .unwrap();
+        assert_eq!(
+            (now.1.as_str(), now.2),
+            ("done", *attempts),
+            "{t} {name} was run again"
+        );
+    }
+}
+
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+/// Runs `sh -c script` as the unprivileged user nobody; true when it succeeded.
+fn as_nobody(script: &str) -> bool {
+    use std::os::unix::process::CommandExt;
+    Command::new("sh")
+        .args(["-c", script])
+        .uid(65534)
+        .gid(65534)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+#[test]
+fn live_run_is_locked_private_and_stops_on_sigint_then_resumes() {
+    require_root();
+    let _heavy = heavy_lock();
+    let tree = Tree::new();
+    let mut child = spawn_run(&tree, "run1", &[], &[("BH_DEMO_DELAY", "0.3")]);
+    wait_until(180, "a secondary target's first step", || {
+        step_started(&tree, TARGETS[1])
+    });
+    let run = newest_run(&tree).unwrap();
+    let id = run.file_name().unwrap().to_str().unwrap().to_string();
+    let pid = child.id().to_string();
+
+    // A second run, or a resume, on a tree with a live run: refused, naming run and pid.
+    let starter = tree.starter();
+    let starter = starter.to_str().unwrap();
+    for extra in [&[][..], &["--resume"][..], &["--resume", id.as_str()][..]] {
+        let mut args = vec!["run", starter, "--ui", "plain"];
+        args.extend(extra);
+        let out = tree.bh(&args, &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(&id) && err.contains(&pid), "{err}");
+    }
+    assert_eq!(
+        newest_run(&tree).unwrap(),
+        run,
+        "a second run directory appeared"
+    );
+
+    // status of a live run shows it running, with its running step as running.
+    let out = tree.bh(&["status"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("running (supervisor pid {pid})")),
+        "{text}"
+    );
+    let out = tree.bh(&["status", &id, "--json"], &[]);
+    let cp: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let states: Vec<String> = TARGETS
+        .iter()
+        .flat_map(|t| steps(&cp, t))
+        .map(|s| s.1)
+        .collect();
+    assert!(states.iter().any(|s| s == "running"), "{states:?}");
+    assert!(!states.iter().any(|s| s == "failed" || s == "interrupted"));
+
+    // umount of a live run is refused; run ids that are not plain names are refused.
+    assert_eq!(tree.bh(&["umount", &id], &[]).status.code(), Some(2));
+    for bad in ["../work", "a/b", ".."] {
+        for cmd in ["status", "umount", "shell"] {
+            let out = tree.bh(&[cmd, bad], &[]);
+            assert_eq!(out.status.code(), Some(2), "{cmd} {bad}");
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("is not a run id"),
+                "{cmd} {bad}"
+            );
+        }
+    }
+
+    // The run's files are private although the run was started under umask 000.
+    assert_eq!(mode_of(&run), 0o700);
+    assert_eq!(mode_of(&run.join("logs")), 0o700);
+    for f in [
+        "plan.json",
+        "checkpoint.json",
+        "journal.json",
+        "events.jsonl",
+        "lock",
+        "supervisor.sock",
+    ] {
+        assert_eq!(mode_of(&run.join(f)), 0o600, "{f}");
+    }
+    let log = run.join(format!("logs/{}.log", TARGETS[0]));
+    assert_eq!(mode_of(&log), 0o600);
+    // Even with the directory opened up, nobody can read, write or connect. (Controls first:
+    // the same commands work for nobody on files it may use, so a refusal below is the mode's.)
+    std::fs::set_permissions(&run, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let py = "/usr/bin/python3";
+    assert!(as_nobody("cat /etc/passwd"), "control: nobody can run cat");
+    assert!(
+        as_nobody(&format!("{py} -c 'import socket'")),
+        "control: nobody can run {py}"
+    );
+    let cp_path = run.join("checkpoint.json");
+    assert!(!as_nobody(&format!("cat '{}'", cp_path.display())));
+    assert!(!as_nobody(&format!(": >> '{}'", cp_path.display())));
+    let sock = run.join("supervisor.sock");
+    let connect = format!(
+        "{py} -c 'import socket; s = socket.socket(socket.AF_UNIX); s.connect(\"{}\")'",
+        sock.display()
+    );
+    assert!(!as_nobody(&connect), "nobody connected to the 0600 socket");
+    // With the socket opened up too, the supervisor checks the peer (SO_PEERCRED) and hangs
+    // up on a non-root one (a kept connection would make recv time out: exit 1).
+    std::fs::set_permissions(&sock, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let hangs_up = format!(
+        "{py} -c 'import socket, sys; s = socket.socket(socket.AF_UNIX); s.settimeout(5); \
+         s.connect(\"{}\"); sys.exit(0 if s.recv(1) == b\"\" else 1)'",
+        sock.display()
+    );
+    assert!(as_nobody(&hangs_up), "the supervisor kept a non-root peer");
+    std::fs::set_permissions(&sock, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(&run, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+
+    // SIGINT during the steps: exit 130 within 2 s, the killed steps interrupted.
+    let (code, took) = signal_and_wait(&mut child, nix::sys::signal::Signal::SIGINT);
+    eprintln!("stop latency (steps, SIGINT): {} ms", took.as_millis());
+    let out = output_of(&tree, "run1");
+    assert_eq!(code, Some(130), "{out}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert!(out.contains("interrupted during the steps"), "{out}");
+    assert_nothing_left(&tree);
+    let out = tree.bh(&["status", &id], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("interrupted"), "{text}");
+    assert!(!text.contains(" running "), "{text}");
+
+    // A corrupt checkpoint is named and refused, never skipped.
+    let good = std::fs::read(&cp_path).unwrap();
+    std::fs::write(&cp_path, b"{\"run_id\": tru").unwrap();
+    let out = tree.bh(&["run", starter, "--ui", "plain", "--resume"], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&cp_path.display().to_string()) && err.contains("--retry"),
+        "{err}"
+    );
+    // So is one that does not match the plan (no targets).
+    let mut v: serde_json::Value = serde_json::from_slice(&good).unwrap();
+    v["targets"] = serde_json::json!([]);
+    std::fs::write(&cp_path, serde_json::to_vec(&v).unwrap()).unwrap();
+    let out = tree.bh(&["run", starter, "--ui", "plain", "--resume"], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("does not match the run's plan"), "{err}");
+    assert!(
+        !tree
+            .path()
+            .join("history")
+            .read_dir()
+            .unwrap()
+            .any(|_| true),
+        "nothing may be archived"
+    );
+    std::fs::write(&cp_path, &good).unwrap();
+
+    // --resume finishes the run without re-running a finished step.
+    let before = done_steps(&serde_json::from_slice(&good).unwrap());
+    assert!(!before.is_empty());
+    let out = tree.run_demo(&["--resume"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let after = tree.checkpoint();
+    assert_eq!(after["finished"], true);
+    assert_no_done_step_rerun(&before, &after);
+    assert_nothing_left(&tree);
+}
+
+#[test]
+fn a_killed_worker_takes_its_step_with_it_and_a_killed_step_fails() {
+    require_root();
+    let _heavy = heavy_lock();
+    let tree = Tree::new();
+    let mut child = spawn_run(&tree, "run1", &[], &[("BH_DEMO_DELAY", "0.3")]);
+    let victim = TARGETS[2];
+    wait_until(180, "the aarch64 target's first step", || {
+        step_started(&tree, victim)
+    });
+    let run = newest_run(&tree).unwrap();
+    let plan: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("plan.json")).unwrap()).unwrap();
+    let root = PathBuf::from(plan["targets"][2]["root"].as_str().unwrap());
+    let worker: i32 = events_text(&tree)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["event"] == "worker-started" && e["target"] == victim)
+        .and_then(|e| e["pid"].as_i64())
+        .unwrap() as i32;
+    let rooted_in = |root: &Path| {
+        processes_of(tree.path())
+            .into_iter()
+            .filter(|p| {
+                let pid = p.split(':').next().unwrap();
+                std::fs::read_link(format!("/proc/{pid}/root")).is_ok_and(|r| r.starts_with(root))
+            })
+            .map(|p| p.split(':').next().unwrap().parse::<i32>().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let rooted = || rooted_in(&root);
+    // step-started is sent just before the step's process starts.
+    wait_until(10, "the step's processes in its root", || {
+        !rooted().is_empty()
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(worker),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_until(5, "the killed worker's step to be gone", || {
+        rooted().is_empty()
+    });
+    // A step killed under a living worker (SIGKILL to everything in demo-b's root) ends
+    // with 137 and fails; its worker stops (plain mode).
+    let b_root = PathBuf::from(plan["targets"][1]["root"].as_str().unwrap());
+    wait_until(60, "a step of demo-b", || !rooted_in(&b_root).is_empty());
+    for pid in rooted_in(&b_root) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    // The primary finishes; the run ends failed (exit 1), the victim interrupted.
+    let status = child.wait().unwrap();
+    let out = output_of(&tree, "run1");
+    assert_eq!(status.code(), Some(1), "{out}");
+    let id = run.file_name().unwrap().to_str().unwrap();
+    let text = String::from_utf8_lossy(&tree.bh(&["status", id], &[]).stdout).into_owned();
+    assert!(text.contains(&format!("{victim} (interrupted)")), "{text}");
+    assert!(text.contains(&format!("{} (failed)", TARGETS[1])), "{text}");
+    assert!(text.contains("  137 "), "the killed step's exit: {text}");
+    let out = tree.bh(&["umount", "--all"], &[]);
+    assert!(out.status.success());
+    assert_nothing_left(&tree);
+    let before = done_steps(&tree.checkpoint());
+    let out = tree.run_demo(&["--resume"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let after = tree.checkpoint();
+    assert_eq!(after["finished"], true);
+    assert_no_done_step_rerun(&before, &after);
+    assert_nothing_left(&tree);
+}
+
+/// A real mksquashfs that starts slowly (STAND-IN for a long archive): it writes the start
+/// of its output, waits, then becomes the real mksquashfs (same process).
+fn slow_mksquashfs(tree: &Tree) -> String {
+    let bin = tree.path().join("slowbin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let real = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .map(|d| d.join("mksquashfs"))
+        .find(|p| p.is_file())
+        .expect("mksquashfs on PATH (scripts/install-deps.sh installs squashfs-tools)");
+    let script = format!(
+        "#!/usr/bin/env python3\n\
+         # STAND-IN delay: a slow archive, then the real {real}.\n\
+         import os, sys, time\n\
+         open(sys.argv[2], 'wb').write(b'hsqs partial')\n\
+         time.sleep(60)\n\
+         os.execv('{real}', ['mksquashfs'] + sys.argv[1:])\n",
+        real = real.display()
+    );
+    let path = bin.join("mksquashfs");
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+fn partial_history(tree: &Tree) -> bool {
+    std::fs::read_dir(tree.path().join("history"))
+        .unwrap()
+        .any(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".partial")
+        })
+}
+
+/// History images and partial ones (not their metadata files).
+fn histories(tree: &Tree) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(tree.path().join("history"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".sqfs") || n.ends_with(".partial"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn the_archive_stops_on_sigint_and_dies_with_a_killed_supervisor() {
+    require_root();
+    let _heavy = heavy_lock();
+    let tree = Tree::new();
+    let path = slow_mksquashfs(&tree);
+
+    // SIGINT during the archive: exit 130 quickly, no partial history left.
+    let mut child = spawn_run(&tree, "run1", &[], &[("PATH", &path)]);
+    wait_until(300, "the archive to start", || partial_history(&tree));
+    let (code, took) = signal_and_wait(&mut child, nix::sys::signal::Signal::SIGINT);
+    eprintln!("stop latency (archive, SIGINT): {} ms", took.as_millis());
+    let out = output_of(&tree, "run1");
+    assert_eq!(code, Some(130), "{out}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert!(out.contains("interrupted during the archive"), "{out}");
+    assert!(histories(&tree).is_empty(), "{:?}", histories(&tree));
+    assert_nothing_left(&tree);
+    let cp = tree.checkpoint();
+    let archive = cp["run_steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "archive-history")
+        .unwrap();
+    assert_eq!(archive["state"], "interrupted");
+    let before = done_steps(&cp);
+    let out = tree.run_demo(&["--resume"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_no_done_step_rerun(&before, &tree.checkpoint());
+    let first = histories(&tree);
+    assert_eq!(first.len(), 1, "{first:?}");
+
+    // An update from that history (a loop device), supervisor SIGKILLed during its archive:
+    // the archiver dies with it; umount --all leaves nothing.
+    let mut child = spawn_run(&tree, "run2", &[], &[("PATH", &path)]);
+    wait_until(300, "the second archive to start", || {
+        partial_history(&tree)
+    });
+    assert!(
+        !loops_of(tree.path()).is_empty(),
+        "the update should read its history through a loop device"
+    );
+    let (code, took) = signal_and_wait(&mut child, nix::sys::signal::Signal::SIGKILL);
+    eprintln!("exit after SIGKILL (archive): {} ms", took.as_millis());
+    assert_eq!(code, None);
+    wait_until(5, "the archiver to die with its supervisor", || {
+        !processes_of(tree.path())
+            .iter()
+            .any(|p| p.contains("mksquashfs"))
+    });
+    let out = tree.bh(&["umount", "--all"], &[]);
+    assert!(out.status.success());
+    assert_nothing_left(&tree);
+    assert!(!tree.run_dir().join("journal.json").exists());
+    assert_eq!(
+        histories(&tree)
+            .iter()
+            .filter(|h| !h.ends_with(".partial"))
+            .count(),
+        1,
+        "a partial archive must not look like a history: {:?}",
+        histories(&tree)
+    );
+}
+
+/// Serves the demo mirror over HTTP on 127.0.0.1 at `rate` bytes per second.
+struct SlowMirror {
+    server: Child,
+    url: String,
+}
+
+impl SlowMirror {
+    fn start(rate: u32) -> SlowMirror {
+        let dir = mirror().trim_start_matches("file://").to_string();
+        let mut server = Command::new("python3")
+            .arg(format!("{SRC}/scripts/bench-server.py"))
+            .args([&dir, "0", &rate.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(server.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("port ")
+            .expect("port N")
+            .to_string();
+        SlowMirror {
+            server,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for SlowMirror {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+fn run_step_state(tree: &Tree, step: &str) -> Option<String> {
+    let run = newest_run(tree)?;
+    let cp: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("checkpoint.json")).ok()?).ok()?;
+    cp["run_steps"]
+        .as_array()?
+        .iter()
+        .find(|s| s["name"] == step)
+        .and_then(|s| s["state"].as_str().map(String::from))
+}
+
+#[test]
+fn a_slow_stage3_download_stops_on_sigint_and_dies_with_a_killed_supervisor() {
+    require_root();
+    let tree = Tree::new();
+    let slow = SlowMirror::start(40_000);
+    let env = [("TARBALL_MIRROR", slow.url.as_str())];
+    let mut child = spawn_run(&tree, "run1", &[], &env);
+    wait_until(60, "the stage3 download", || {
+        run_step_state(&tree, "stage3").as_deref() == Some("running")
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let (code, took) = signal_and_wait(&mut child, nix::sys::signal::Signal::SIGINT);
+    eprintln!("stop latency (download, SIGINT): {} ms", took.as_millis());
+    let out = output_of(&tree, "run1");
+    assert_eq!(code, Some(130), "{out}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert!(
+        out.contains("interrupted during the stage3 download"),
+        "{out}"
+    );
+    assert_eq!(
+        run_step_state(&tree, "stage3").as_deref(),
+        Some("interrupted")
+    );
+    assert_nothing_left(&tree);
+
+    // The same phase, supervisor SIGKILLed: umount --all finds nothing to keep.
+    let mut child = spawn_run(&tree, "run2", &["--resume"], &env);
+    wait_until(60, "the resumed download", || {
+        run_step_state(&tree, "stage3").as_deref() == Some("running")
+    });
+    std::thread::sleep(Duration::from_millis(1000));
+    let (code, _) = signal_and_wait(&mut child, nix::sys::signal::Signal::SIGKILL);
+    assert_eq!(code, None);
+    let out = tree.bh(&["umount", "--all"], &[]);
+    assert!(out.status.success());
+    assert_nothing_left(&tree);
+    let out = tree.bh(&["status"], &[]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("unfinished"));
+}
