@@ -18,6 +18,7 @@ pub mod history_cmd;
 pub mod mounts;
 pub mod plan;
 pub mod plan_text;
+pub mod progress;
 pub mod recipe;
 pub mod stage3;
 pub mod starter;
