@@ -16,6 +16,7 @@ pub mod fsutil;
 pub mod history;
 pub mod history_cmd;
 pub mod mounts;
+pub mod notify;
 pub mod plan;
 pub mod plan_text;
 pub mod progress;

@@ -32,6 +32,9 @@
 //! umount_ask = true
 //! gentoo_mirrors = ""
 //! pass_env = ["BH_DEMO_FAIL"]
+//! notify = ["ntfy", "publish", "--title", "build-helper", "mytopic"]
+//!                            # run with the event as JSON on stdin when a step fails,
+//!                            # a rescue shell waits or the run ends (src/notify.rs)
 //! [env]                      # exported to every step
 //! MAKEOPTS = "-j16"
 //! ```
@@ -177,6 +180,7 @@ struct RawOptions {
     gentoo_mirrors: Option<Spanned<String>>,
     #[serde(default)]
     pass_env: Vec<Spanned<String>>,
+    notify: Option<Spanned<Vec<String>>>,
 }
 
 /// The starter file being checked, for locating errors.
@@ -368,6 +372,9 @@ impl Source<'_> {
                 })?
                 .flatten(),
             pass_env,
+            notify: self
+                .opt("notify", &raw.notify, |argv| options::notify(argv))?
+                .unwrap_or_default(),
             mount_hist: false,
         })
     }
