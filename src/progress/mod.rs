@@ -15,6 +15,7 @@
 pub mod emergelog;
 pub mod eta;
 pub mod line;
+pub mod replay;
 pub mod tracker;
 
 pub use line::{parse_line, Line};
