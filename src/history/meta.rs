@@ -34,6 +34,11 @@ pub struct Meta {
     pub archive_ms: u64,
     /// Per target, per step: the duration of its last attempt in milliseconds.
     pub step_ms: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Per package (`category/package`): its last merge times in seconds, oldest first, at
+    /// most [`crate::progress::eta::KEEP`] (from the environment's emerge.log files and the
+    /// history before); the next run's estimates start from them. Absent in older metadata.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub package_secs: BTreeMap<String, Vec<u64>>,
 }
 
 impl Meta {

@@ -17,6 +17,7 @@ pub mod eta;
 pub mod line;
 pub mod replay;
 pub mod tracker;
+pub mod watch;
 
 pub use line::{parse_line, Line};
 pub use tracker::{Phase, Progress, Tracker};

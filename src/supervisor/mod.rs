@@ -7,6 +7,7 @@
 
 mod archive;
 pub mod prepare;
+mod progress_watch;
 mod setup;
 pub mod spawn;
 mod workers;
@@ -64,6 +65,13 @@ struct Supervisor {
     sync_holder: Option<Target>,
     sync_queue: VecDeque<Target>,
     stopping: bool,
+    /// Package progress and estimates of the running steps.
+    watch: crate::progress::watch::Watch,
+    /// Whether the environment's emerge.log files were read into `watch` (after mounting).
+    emerge_logs_read: bool,
+    /// The starter's notify command, and the notifications still running.
+    notifier: Option<crate::notify::Notifier>,
+    notifying: Vec<std::thread::JoinHandle<crate::notify::Outcome>>,
 }
 
 /// Supervises a prepared run to its end, shown by `ui` (which sends its [`Request`]s on
@@ -91,6 +99,8 @@ pub async fn supervise(
         events.tee(out);
     }
     events.append(Event::RunStarted { mode: mode.into() });
+    let watch = progress_watch::start(&plan);
+    let notifier = crate::notify::Notifier::new(&plan.notify, &run_dir);
     let (msg_tx, mut msg_rx) = mpsc::unbounded_channel();
     let (out_tx, mut out_rx) = mpsc::unbounded_channel();
     let mut sup = Supervisor {
@@ -118,6 +128,10 @@ pub async fn supervise(
         sync_holder: None,
         sync_queue: VecDeque::new(),
         stopping: false,
+        watch,
+        emerge_logs_read: false,
+        notifier,
+        notifying: Vec::new(),
     };
     sup.ui.say(&format!(
         "run {} ({mode}), {} target(s), {}",
@@ -294,8 +308,12 @@ impl Supervisor {
                 self.save();
                 self.events.append(Event::StepStarted {
                     target: target.to_string(),
-                    step,
+                    step: step.clone(),
                 });
+                self.progress_step_started(&target, &step);
+            }
+            WorkerMsg::Progress { step, progress } => {
+                self.progress_report(&target, &step, progress);
             }
             WorkerMsg::StepFinished {
                 step,
@@ -305,6 +323,7 @@ impl Supervisor {
                 self.cp
                     .step_finished(&target, &step, exit_code, duration_ms);
                 self.save();
+                self.watch.step_finished(&target.to_string());
                 self.events.append(Event::StepFinished {
                     target: target.to_string(),
                     step: step.clone(),
@@ -312,12 +331,18 @@ impl Supervisor {
                     duration_ms,
                 });
                 if exit_code != 0 {
-                    self.events.append(Event::StepFailed {
+                    let record = self.events.append(Event::StepFailed {
                         target: target.to_string(),
                         log: self.plan.log_path(&target).display().to_string(),
-                        step,
+                        step: step.clone(),
                         exit_code,
                     });
+                    let waits = if self.ui.interactive() {
+                        ", rescue shell waiting"
+                    } else {
+                        ""
+                    };
+                    self.notify(&record, &format!("{target}: {step} failed{waits}"));
                 }
             }
             WorkerMsg::ToolchainReady { tuple } => {
@@ -399,6 +424,18 @@ impl Supervisor {
                 .display()
                 .to_string()
         });
+        let result = match code {
+            0 => "done",
+            130 => "interrupted",
+            _ => "failed",
+        };
+        let ended = crate::engine::events::Record {
+            t_us: now_us(),
+            event: Event::RunFinished {
+                result: result.into(),
+            },
+        };
+        self.notify(&ended, &format!("run {} {result}", self.plan.run_id));
         self.ui.summary(&table);
         if code == 0 && self.plan.umount_ask {
             let question = format!(
@@ -412,11 +449,6 @@ impl Supervisor {
             }
         }
         self.teardown();
-        let result = match code {
-            0 => "done",
-            130 => "interrupted",
-            _ => "failed",
-        };
         self.events.append(Event::RunFinished {
             result: result.into(),
         });
@@ -431,6 +463,10 @@ impl Supervisor {
             ));
         }
         self.ui.close();
+        // A notification still running (at most its timeout): the run's end must reach it.
+        for n in self.notifying.drain(..) {
+            let _ = n.join();
+        }
         Ok(code)
     }
 }

@@ -104,6 +104,12 @@ fn header(app: &App) -> Vec<Line<'static>> {
     let bold = Style::new().add_modifier(Modifier::BOLD);
     let first = Line::from(vec![
         Span::styled(format!("build-helper run {}", cp.run_id), bold),
+        Span::styled(
+            app.run_eta_ms()
+                .map(|ms| format!("  ETA {}", short_duration(ms)))
+                .unwrap_or_default(),
+            bold,
+        ),
         Span::raw(format!(
             "  steps {done}/{total}  targets: {} done, {} running, {} failed, {} waiting",
             count(TargetState::Done),
@@ -170,6 +176,8 @@ fn arch(tuple: &str) -> &str {
     tuple.split('-').next().unwrap_or(tuple)
 }
 
+use crate::progress::eta::short_duration;
+
 fn state_colour(s: TargetState) -> Color {
     match s {
         TargetState::Waiting => Color::DarkGray,
@@ -192,30 +200,69 @@ fn draw_pane(frame: &mut Frame, app: &App, i: usize, area: Rect) {
         return;
     };
     let (state, step, secs) = app.progress(&pane.target);
+    let (packages, eta) = app.package_progress(&pane.target);
     let focused = i == app.focus;
     let mut title_style = Style::new().bg(state_colour(state)).fg(Color::White);
     if focused {
         title_style = title_style.add_modifier(Modifier::BOLD);
     }
     let marker = if focused { "▶" } else { " " };
-    let time = elapsed(secs);
-    let room = usize::from(area.width).saturating_sub(time.chars().count() + 1);
+    let mut time = elapsed(secs);
+    if let Some(ms) = eta {
+        time = format!("{time} ETA {}", short_duration(ms));
+    }
     let rescue = if state == TargetState::Failed {
         ": rescue shell, i to type"
     } else {
         ""
     };
     let word = target_word(state);
-    // The whole target when it fits, else its build name and architecture.
-    let mut title = format!("{marker}{} {} {word} {step}{rescue}", i + 1, pane.target);
-    if title.chars().count() > room {
+    let pkgs = packages
+        .as_ref()
+        .map(|p| format!(" {}", p.short()))
+        .unwrap_or_default();
+    // The whole target when it fits, else its build name and architecture, else (a narrow
+    // pane of a building target) the package counter and the package's name only.
+    let name = &pane.target.name;
+    let arch = arch(&pane.target.tuple);
+    let fits =
+        |t: &str, time: &str| t.chars().count() + time.chars().count() < usize::from(area.width);
+    let mut title = format!(
+        "{marker}{} {} {word} {step}{pkgs}{rescue}",
+        i + 1,
+        pane.target
+    );
+    if !fits(&title, &time) {
         title = format!(
-            "{marker}{} {} ({}) {word} {step}{rescue}",
-            i + 1,
-            pane.target.name,
-            arch(&pane.target.tuple)
+            "{marker}{} {name} ({arch}) {word} {step}{pkgs}{rescue}",
+            i + 1
         );
     }
+    if let (false, Some(p)) = (fits(&title, &time), &packages) {
+        let cp = p
+            .current
+            .as_deref()
+            .map(crate::progress::package_of)
+            .unwrap_or("");
+        let pn = cp.rsplit('/').next().unwrap_or(cp);
+        let count = if p.total > 0 {
+            format!("{}/{}", p.done, p.total)
+        } else {
+            p.done.to_string()
+        };
+        let n = i + 1;
+        title = format!("{marker}{n} {name} {step} {count} {cp}");
+        if !fits(&title, &time) {
+            if let Some(ms) = eta {
+                time = format!("ETA {}", short_duration(ms));
+            }
+            title = format!("{marker}{n} {name} {count} {cp}");
+        }
+        if !fits(&title, &time) {
+            title = format!("{marker}{n} {name} {count} {pn}");
+        }
+    }
+    let room = usize::from(area.width).saturating_sub(time.chars().count() + 1);
     let width = usize::from(area.width);
     let mut text: String = title.chars().take(room).collect();
     let pad = width.saturating_sub(text.chars().count() + time.chars().count());
@@ -249,7 +296,10 @@ fn draw_list(frame: &mut Frame, app: &App, area: Rect) {
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let (state, step, _) = app.progress(&p.target);
+            let (state, mut step, _) = app.progress(&p.target);
+            if let (Some(packages), _) = app.package_progress(&p.target) {
+                step = format!("{step} {}", packages.short());
+            }
             let marker = if i == app.focus { "▶" } else { " " };
             Line::from(Span::styled(
                 format!(
