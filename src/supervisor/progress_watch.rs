@@ -44,17 +44,22 @@ pub(super) fn read_tail(path: &std::path::Path) -> Option<String> {
     Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-/// Every merge time of the environment's emerge.log files (the primary target's root holds
-/// the environment).
+/// The text of the environment's emerge.log files: the build machine's in the primary
+/// target's root, and each target's own (`usr/<target>/var/log/emerge.log` in its root, where
+/// its cross emerges with `--root` log).
 pub(super) fn environment_times(plan: &Plan) -> Vec<String> {
     let Some(primary) = plan.targets.first() else {
         return Vec::new();
     };
-    let names: Vec<String> = plan.targets.iter().map(|t| t.target.to_string()).collect();
-    emerge_logs(&primary.root, &names)
-        .iter()
-        .filter_map(|p| read_tail(p))
-        .collect()
+    let mut paths = emerge_logs(&primary.root, &[]);
+    for t in &plan.targets {
+        paths.extend(
+            emerge_logs(&t.root, &[t.target.to_string()])
+                .into_iter()
+                .skip(1),
+        );
+    }
+    paths.iter().filter_map(|p| read_tail(p)).collect()
 }
 
 impl Supervisor {

@@ -203,14 +203,16 @@ pub fn main(run_dir: &Path, target: &Target, interactive: bool) -> anyhow::Resul
         }
         link.send(&WorkerMsg::StepStarted { step: name.clone() });
         let outcome = step::run(&tp.root, step, &env, &log, &link);
-        if step.sync_lock {
-            link.send(&WorkerMsg::ReleaseSync);
-        }
+        // Finished before the lock goes: the next holder's step then always starts after
+        // this one ended, in the supervisor's events too.
         link.send(&WorkerMsg::StepFinished {
             step: name.clone(),
             exit_code: outcome.exit_code,
             duration_ms: outcome.duration_ms,
         });
+        if step.sync_lock {
+            link.send(&WorkerMsg::ReleaseSync);
+        }
         if outcome.exit_code == 0 {
             i += 1;
             continue;
