@@ -359,3 +359,44 @@ pub fn load_plan(run_dir: &Path) -> anyhow::Result<Plan> {
     let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::events::{Event, EventLog};
+
+    #[test]
+    fn status_shows_the_last_progress_of_running_steps_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let cp: Checkpoint = serde_json::from_value(serde_json::json!({
+            "run_id": "r", "run_steps": [], "toolchain_ready": [], "finished": false,
+            "targets": [
+                {"target": {"tuple": "x86_64-unknown-linux-musl", "name": "a"},
+                 "steps": [{"name": "world", "state": "running", "attempts": 1}]},
+                {"target": {"tuple": "x86_64-unknown-linux-musl", "name": "b"},
+                 "steps": [{"name": "world", "state": "done", "attempts": 1}]}
+            ]
+        }))
+        .unwrap();
+        let mut log = EventLog::open(dir.path()).unwrap();
+        let progress = |target: &str, done, eta| Event::Progress {
+            target: target.into(),
+            step: "world".into(),
+            phase: crate::progress::Phase::Build,
+            done,
+            total: 212,
+            current: Some("dev-libs/openssl-3.0.13".into()),
+            eta_ms: Some(eta),
+            run_eta_ms: Some(eta),
+        };
+        log.append(progress("x86_64-unknown-linux-musl.a", 36, 4_000_000));
+        log.append(progress("x86_64-unknown-linux-musl.a", 37, 3_800_000));
+        log.append(progress("x86_64-unknown-linux-musl.b", 212, 0));
+        let latest = latest_progress(dir.path(), &cp);
+        assert_eq!(latest.len(), 1, "{latest:?}");
+        let a = &latest["x86_64-unknown-linux-musl.a"];
+        assert_eq!(a.line, "build 37/212 dev-libs/openssl-3.0.13");
+        let eta = a.eta_ms.unwrap();
+        assert!(eta <= 3_800_000 && eta > 3_700_000, "{eta}");
+    }
+}
