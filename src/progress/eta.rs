@@ -113,35 +113,33 @@ impl Estimator {
     }
 
     /// Remaining milliseconds of `target`: its running step (if any) plus the last durations
-    /// of the steps in `pending` (not started yet). Steps without a recorded duration count
-    /// as 0; `None` when nothing at all is known.
+    /// of the steps in `pending` (not started yet). `None` when any of them has no basis for
+    /// an estimate (a first build, a step new since the history): a part would mislead.
     pub fn target_remaining_ms(
         &self,
         target: &str,
         running: Option<(&str, &StepNow)>,
         pending: &[String],
     ) -> Option<u64> {
-        let mut known = false;
-        let mut total = 0;
-        if let Some((step, now)) = running {
-            if let Some(r) = self.step_remaining_ms(target, step, now) {
-                known = true;
-                total += r;
-            }
-        }
+        let mut total = match running {
+            Some((step, now)) => self.step_remaining_ms(target, step, now)?,
+            None => 0,
+        };
         for step in pending {
-            if let Some(d) = self.step_ms(target, step) {
-                known = true;
-                total += d;
-            }
+            total += self.step_ms(target, step)?;
         }
-        known.then_some(total)
+        Some(total)
     }
 }
 
-/// The run's remaining milliseconds: the largest of its targets' (they build in parallel).
+/// The run's remaining milliseconds: the largest of its targets' (they build in parallel);
+/// `None` when any target's is unknown.
 pub fn run_remaining_ms(targets: impl IntoIterator<Item = Option<u64>>) -> Option<u64> {
-    targets.into_iter().flatten().max()
+    let mut max = None;
+    for t in targets {
+        max = Some(max.unwrap_or(0).max(t?));
+    }
+    max
 }
 
 /// `1h02m`, `12m`, `45s`: a short duration for titles and headers.
@@ -253,8 +251,12 @@ mod tests {
             Some(660_000)
         );
         assert_eq!(e.target_remaining_ms("x", None, &["images".into()]), None);
-        assert_eq!(run_remaining_ms([Some(5), None, Some(9)]), Some(9));
-        assert_eq!(run_remaining_ms([None]), None);
+        assert_eq!(
+            e.target_remaining_ms("t", Some(("world", &now)), &["new-step".into()]),
+            None
+        );
+        assert_eq!(run_remaining_ms([Some(5), Some(9)]), Some(9));
+        assert_eq!(run_remaining_ms([Some(5), None, Some(9)]), None);
         assert_eq!(short_duration(3_725_000), "1h02m");
         assert_eq!(short_duration(125_000), "2m");
         assert_eq!(short_duration(45_000), "45s");

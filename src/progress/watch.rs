@@ -126,7 +126,8 @@ impl Watch {
             .target_remaining_ms(target, now.as_ref().map(|(s, n)| (*s, n)), &pending)
     }
 
-    /// Remaining milliseconds of the run: the longest of its targets'.
+    /// Remaining milliseconds of the run: the longest of its targets'; `None` while any
+    /// target's is unknown.
     pub fn run_eta_ms(&self, cp: &Checkpoint, now_us: u64) -> Option<u64> {
         run_remaining_ms(
             cp.targets
