@@ -17,6 +17,7 @@
 //! the supervisor's loop feeds every chunk to a progress tracker per worker (in a run the
 //! worker does this; here it costs the supervisor's loop, the harder case) and hands each
 //! change to the TUI with an estimate, which shows it in the pane titles and header.
+//! `BH_BENCH_PROGRESS=0` turns the parsing off, for comparison.
 //!
 //! A "worker" is this benchmark binary started again with `BH_BENCH_GEN` set.
 
@@ -187,9 +188,13 @@ fn main() {
         let mut received = 0u64;
         let mut trackers: Vec<Tracker> = (0..WORKERS).map(|_| Tracker::new()).collect();
         let mut reports = 0u64;
+        let parse = std::env::var("BH_BENCH_PROGRESS").map_or(true, |v| v != "0");
         while let Some(out) = rx.recv().await {
             received += out.bytes.len() as u64;
             ui.output(&out.target, &out.bytes);
+            if !parse {
+                continue;
+            }
             let i = (0..WORKERS)
                 .position(|i| target(i) == out.target)
                 .unwrap_or(0);
@@ -283,7 +288,7 @@ fn main() {
         received as f64 / 1048576.0,
         lag.as_secs_f64()
     );
-    println!("  progress   : on; {progress_reports} progress changes parsed and shown");
+    println!("  progress   : {progress_reports} progress changes parsed and shown (0: off)");
     println!(
         "  frames     : {} drawn at 160x48, mean {:.2} ms, max {:.2} ms",
         frames.frames,
