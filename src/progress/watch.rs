@@ -5,7 +5,6 @@
 //! checkpoint; nothing here reads files or the time.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -146,17 +145,6 @@ impl Watch {
             at_us: now_us,
         })
     }
-}
-
-/// The `emerge.log` files of an environment whose root is `root`: the build machine's
-/// (`var/log/emerge.log`) and each target root's (`usr/<target>/var/log/emerge.log`, where
-/// cross emerges with `--root` log), for `targets`.
-pub fn emerge_logs(root: &Path, targets: &[String]) -> Vec<std::path::PathBuf> {
-    let mut v = vec![root.join("var/log/emerge.log")];
-    for t in targets {
-        v.push(root.join("usr").join(t).join("var/log/emerge.log"));
-    }
-    v
 }
 
 #[cfg(test)]

@@ -7,10 +7,13 @@ use crate::config::Target;
 use crate::engine::events::{now_us, Event, Record};
 use crate::plan::Plan;
 use crate::progress::eta::Estimator;
-use crate::progress::watch::{emerge_logs, Watch};
+use crate::progress::watch::Watch;
 use crate::progress::Progress;
 
 use super::Supervisor;
+
+/// Portage's log, relative to a root (`EMERGE_LOG_DIR` default, `_emerge/emergelog.py`).
+const EMERGE_LOG: &str = "var/log/emerge.log";
 
 /// Longest emerge.log read (its tail): years of merges fit in far less.
 const MAX_LOG: u64 = 64 << 20;
@@ -33,10 +36,53 @@ pub(super) fn start(plan: &Plan) -> Watch {
     Watch::new(est)
 }
 
-/// The last [`MAX_LOG`] bytes of `path`, if readable.
-pub(super) fn read_tail(path: &std::path::Path) -> Option<String> {
+/// Opens `rel` (relative, plain components) below the trusted directory `root` without
+/// following a symbolic link at any component: the environment's files are not trusted
+/// (DESIGN.md, Trust boundaries), and a link there must not make the supervisor read a host
+/// file.
+fn open_inside(root: &std::path::Path, rel: &str) -> Option<std::fs::File> {
+    use std::ffi::CString;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    let c = CString::new(root.as_os_str().as_bytes()).ok()?;
+    // SAFETY: plain open(2) of a NUL-terminated path; the descriptor is owned below.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_DIRECTORY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: fd is a fresh descriptor that nothing else owns.
+    let mut dir = unsafe { OwnedFd::from_raw_fd(fd) };
+    let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
+    for (i, part) in parts.iter().enumerate() {
+        if *part == "." || *part == ".." {
+            return None;
+        }
+        let last = i + 1 == parts.len();
+        let flags = libc::O_NOFOLLOW
+            | libc::O_CLOEXEC
+            | if last {
+                libc::O_RDONLY | libc::O_NONBLOCK
+            } else {
+                libc::O_DIRECTORY
+            };
+        let name = CString::new(*part).ok()?;
+        use std::os::fd::AsRawFd;
+        // SAFETY: openat(2) relative to a descriptor we own, NUL-terminated name.
+        let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags) };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: as above.
+        dir = unsafe { OwnedFd::from_raw_fd(fd) };
+    }
+    let file = std::fs::File::from(dir);
+    file.metadata().ok()?.is_file().then_some(file)
+}
+
+/// The last [`MAX_LOG`] bytes of `rel` below `root` (see [`open_inside`]), if readable.
+pub(super) fn read_tail(root: &std::path::Path, rel: &str) -> Option<String> {
     use std::io::{Read, Seek, SeekFrom};
-    let mut f = std::fs::File::open(path).ok()?;
+    let mut f = open_inside(root, rel)?;
     let len = f.metadata().ok()?.len();
     f.seek(SeekFrom::Start(len.saturating_sub(MAX_LOG))).ok()?;
     let mut bytes = Vec::new();
@@ -51,15 +97,12 @@ pub(super) fn environment_times(plan: &Plan) -> Vec<String> {
     let Some(primary) = plan.targets.first() else {
         return Vec::new();
     };
-    let mut paths = emerge_logs(&primary.root, &[]);
+    let mut found: Vec<String> = read_tail(&primary.root, EMERGE_LOG).into_iter().collect();
     for t in &plan.targets {
-        paths.extend(
-            emerge_logs(&t.root, &[t.target.to_string()])
-                .into_iter()
-                .skip(1),
-        );
+        let rel = format!("usr/{}/{EMERGE_LOG}", t.target);
+        found.extend(read_tail(&t.root, &rel));
     }
-    paths.iter().filter_map(|p| read_tail(p)).collect()
+    found
 }
 
 impl Supervisor {
@@ -116,5 +159,29 @@ impl Supervisor {
                 Err(e) => self.ui.say(&format!("cannot encode a notification: {e}")),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emerge_logs_are_read_inside_the_environment_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("var/log")).unwrap();
+        std::fs::write(root.join("var/log/emerge.log"), "1:  x\n").unwrap();
+        assert_eq!(read_tail(&root, EMERGE_LOG).as_deref(), Some("1:  x\n"));
+        // A link in the environment, to a file or a directory outside it, is not followed.
+        let outside = dir.path().join("host-secret");
+        std::fs::write(&outside, "secret").unwrap();
+        std::fs::create_dir_all(root.join("usr/t/var")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("usr/t/var/log")).unwrap();
+        assert_eq!(read_tail(&root, "usr/t/var/log/emerge.log"), None);
+        std::fs::remove_file(root.join("var/log/emerge.log")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("var/log/emerge.log")).unwrap();
+        assert_eq!(read_tail(&root, EMERGE_LOG), None);
+        assert_eq!(read_tail(&root, "var/../var/log/emerge.log"), None);
     }
 }
