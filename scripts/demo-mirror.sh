@@ -27,6 +27,10 @@ busybox=${BUSYBOX:-/bin/busybox}
 file "$busybox" 2>/dev/null | grep -q 'dynamically linked' && { echo "$0: $busybox is not static: apt-get install busybox-static" >&2; exit 2; }
 
 command -v gpg >/dev/null || { echo "$0: gpg missing: apt-get install gnupg" >&2; exit 2; }
+# The kernel that stands in for the demo's kernel build (Debian's, unpacked by install-deps.sh).
+kernel=${BH_DEMO_KERNEL:-/var/cache/build-helper/demo-kernel}
+[ -f "$kernel/vmlinuz" ] || { echo "$0: $kernel/vmlinuz missing: run scripts/install-deps.sh" >&2; exit 2; }
+command -v gensquashfs >/dev/null || { echo "$0: gensquashfs missing: apt-get install squashfs-tools-ng" >&2; exit 2; }
 
 flavor=amd64-musl-hardened
 stamp=${BH_DEMO_STAMP:-$(date -u +%Y%m%dT%H%M%SZ)}
@@ -60,6 +64,17 @@ done
 # The stand-in Gentoo commands (they replace nothing busybox has).
 cp -a "$here/demo-stage3/." "$root/"
 chmod 1777 "$root/tmp" "$root/var/tmp"
+# Real parts the stand-ins hand out, so that the demo's x86_64 results boot: Debian's kernel
+# and the initramfs modules (for the stand-in make), and the build machine's gensquashfs with
+# its shared libraries and loader (run by the stand-in gensquashfs; the stage3 has no libc).
+mkdir -p "$root/usr/share/build-helper-demo"
+cp -a "$kernel" "$root/usr/share/build-helper-demo/kernel"
+ng=$root/usr/lib/build-helper-demo/squashfs-tools-ng
+mkdir -p "$ng"
+cp "$(command -v gensquashfs)" "$ng/"
+ldd "$(command -v gensquashfs)" | awk '/=> \// { print $3 } /^\t\// { print $1 }' | while read -r lib; do
+    cp -L "$lib" "$ng/"
+done
 
 cat > "$root/etc/passwd" <<'PW'
 root:x:0:0:root:/root:/bin/sh

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Builds the second STAND-IN stage3 variant for the real-Portage end-to-end test
-# (tests/e2e/portage.rs): Debian (debootstrap minbase) with python3 and bash, and REAL Portage
-# installed from PyPI (the `portage` package). It is NOT Gentoo: there is no toolchain for the
+# (tests/e2e/portage.rs): Debian (debootstrap minbase) with python3 and bash, squashfs-tools-ng,
+# cpio and gzip (the `images` step packs the images and the split initramfs with them), and
+# REAL Portage installed from PyPI (the `portage` package). It is NOT Gentoo: there is no toolchain for the
 # target and no ::gentoo tree; the test's ebuild repository (tests/e2e/portage-tree) only
 # installs files, which real emerge builds into binary packages and installs from them.
 #
@@ -24,13 +25,16 @@ version=${PORTAGE_VERSION:-3.0.83}
 suite=${DEBIAN_SUITE:-bookworm}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 tuple=x86_64-unknown-linux-musl
-[ -e "$root/.build-helper-portage-$version" ] && exit 0
+# Bumped when the stage3's contents change, so a kept directory is rebuilt.
+revision=2
+stamp=.build-helper-portage-$version-r$revision
+[ -e "$root/$stamp" ] && exit 0
 command -v debootstrap >/dev/null || { echo "$0: debootstrap missing: scripts/install-deps.sh" >&2; exit 2; }
 part=$root.partial
 if [ ! -e "$part/.debootstrap-done" ]; then
     rm -rf "$part"
     debootstrap --variant=minbase \
-        --include=python3,python3-pip,bash,xz-utils,zstd,bzip2,patch,rsync,ca-certificates \
+        --include=python3,python3-pip,bash,xz-utils,zstd,bzip2,patch,rsync,ca-certificates,squashfs-tools-ng,cpio,gzip \
         "$suite" "$part" "$mirror"
     touch "$part/.debootstrap-done"
 fi
@@ -84,6 +88,6 @@ echo "STAND-IN crossdev skeleton of $tuple (build-helper real-Portage test stage
 chroot "$part" python3 -c 'import portage.const as c
 assert c.EPREFIX == "" and c.PORTAGE_BIN_PATH == "/usr/lib/portage/bin", (c.EPREFIX, c.PORTAGE_BIN_PATH)
 print("build-helper stage3: portage works as a system install")'
-touch "$part/.build-helper-portage-$version"
+touch "$part/$stamp"
 rm -rf "$root"
 mv "$part" "$root"

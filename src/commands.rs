@@ -110,6 +110,9 @@ pub fn status(tree: &Path, run: Option<&str>, json: bool) -> anyhow::Result<()> 
         cp.run_id,
         if cp.finished { " (finished)" } else { "" }
     );
+    if let Some(hosts) = &cp.distcc_hosts {
+        println!("distcc on: compile jobs go to {hosts}");
+    }
     // Estimates for steps not done yet: their durations in the history the run started from.
     let estimates = dirs
         .first()

@@ -7,8 +7,11 @@
 //! namespace, starts one [`worker`] per target, keeps the [`engine`] checkpoint, and archives
 //! the environment as the next history.
 
+pub mod binhost;
+pub mod boot;
 pub mod commands;
 pub mod config;
+pub mod distcc;
 pub mod engine;
 pub mod error;
 pub mod explore;

@@ -14,7 +14,7 @@ use build_helper::supervisor::{self, Mode};
 use build_helper::ui::plain::Plain;
 use build_helper::ui::tmux::TmuxUi;
 use build_helper::ui::{tui, Frontend};
-use build_helper::{commands, config, explore, history_cmd, plan, plan_text, starter};
+use build_helper::{boot, commands, config, explore, history_cmd, plan, plan_text, starter};
 
 #[derive(Parser)]
 #[command(
@@ -37,6 +37,24 @@ enum Ui {
 #[derive(Clone, Copy, ValueEnum)]
 enum EventsFormat {
     Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum MediumArg {
+    /// No medium: every image is inside the initramfs.
+    None,
+    /// virtio 9p, read-only (squash_type=9p).
+    #[value(name = "9p")]
+    NineP,
+    /// A read-only virtio disk showing the directory as FAT (squash_type=vfat).
+    Disk,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AccelArg {
+    Auto,
+    Kvm,
+    Tcg,
 }
 
 #[derive(Subcommand)]
@@ -69,11 +87,24 @@ enum Command {
         #[arg(long)]
         history: Option<String>,
     },
-    /// Validate target configuration directories; exit 0 when valid, 2 otherwise.
+    /// Validate configuration directories, or a starter's (the host's and each target's);
+    /// exit 0 when valid, 2 otherwise.
     Check {
-        /// Configuration directories (configs/<tuple>.<name>/ or configs/host).
-        #[arg(required = true)]
+        /// Configuration directories (configs/<tuple>.<name>/ or configs/host), or starter
+        /// files (*.toml): a starter checks the host's and each target's configuration.
+        #[arg(required_unless_present = "starter")]
         dirs: Vec<PathBuf>,
+        /// Also check the host and every target configuration of this starter (the same as
+        /// naming the starter among the directories), and that each target's kernel reads
+        /// the starter's image_compressor.
+        #[arg(long)]
+        starter: Option<PathBuf>,
+    },
+    /// Convert one of the original tool's starter scripts (example-starter-*.sh) into
+    /// starter TOML, printed on standard output.
+    ImportStarter {
+        /// The starter script (shell).
+        script: PathBuf,
     },
     /// Run the build of a starter (root).
     Run {
@@ -122,6 +153,78 @@ enum Command {
         /// Every run of the tree.
         #[arg(long, conflicts_with = "run")]
         all: bool,
+        /// The tree (default: BUILD_HELPER_TREE, else the current directory).
+        #[arg(long)]
+        tree: Option<PathBuf>,
+    },
+    /// Serve a history's compilers to other build machines: its own distccd, chrooted in it
+    /// (read-only, in a private mount namespace), in the foreground until Ctrl-C (root).
+    DistccHelper {
+        /// History to serve: latest, a name under history/, or a path.
+        #[arg(long, default_value = "latest")]
+        history: String,
+        /// Address to listen on.
+        #[arg(long, default_value = "0.0.0.0")]
+        listen: std::net::IpAddr,
+        /// TCP port.
+        #[arg(long, default_value_t = build_helper::distcc::helper::DEFAULT_PORT)]
+        port: u16,
+        /// A network allowed to connect (ADDR or ADDR/BITS); required, may repeat.
+        #[arg(long = "allow", value_name = "CIDR")]
+        allow: Vec<String>,
+        /// Compile jobs at once (default: the number of CPUs).
+        #[arg(long)]
+        jobs: Option<u32>,
+        /// The tree (default: BUILD_HELPER_TREE, else the current directory).
+        #[arg(long)]
+        tree: Option<PathBuf>,
+    },
+    /// Write the Packages index of binpkgs/host and every target's binpkgs in a mounted run
+    /// (a --mount-hist run, or a running build), with the environment's emaint (root).
+    Binhost {
+        /// The run (`<primary name>-<date>`).
+        run: String,
+        /// The tree (default: BUILD_HELPER_TREE, else the current directory).
+        #[arg(long)]
+        tree: Option<PathBuf>,
+    },
+    /// Start a build in QEMU: its kernel, its initramfs, the build directory as the medium
+    /// holding the images, the original's boot parameters; with --expect a smoke test.
+    Boot {
+        /// A target `<tuple>.<name>` (its newest build under builds/) or a build directory
+        /// `builds/<tuple>.<name>.<date>/`.
+        build: String,
+        /// `squash_stack`: world images stacked over base, leftmost on top, colon-separated
+        /// (default: every world of the target, children above their parents; `` for base
+        /// only).
+        #[arg(long)]
+        stack: Option<String>,
+        /// `squash_load`: images copied into memory with --docache, colon-separated.
+        #[arg(long)]
+        load: Option<String>,
+        /// `docache`: the initramfs copies the images into memory and releases the medium.
+        #[arg(long)]
+        docache: bool,
+        /// More kernel arguments (repeatable; each may hold several words).
+        #[arg(long, allow_hyphen_values = true)]
+        append: Vec<String>,
+        /// How the build directory reaches the guest (default: 9p when it holds an image,
+        /// else none).
+        #[arg(long, value_enum)]
+        medium: Option<MediumArg>,
+        /// CPU: KVM when /dev/kvm works here, else TCG (software emulation).
+        #[arg(long, value_enum, default_value = "auto")]
+        accel: AccelArg,
+        /// Guest memory in MiB.
+        #[arg(long, default_value_t = 512)]
+        memory: u32,
+        /// Smoke test: exit 0 when the console prints this text, 1 otherwise; the console
+        /// transcript is kept in the build directory (boot-console.log).
+        #[arg(long)]
+        expect: Option<String>,
+        /// With --expect: seconds to wait for the text.
+        #[arg(long, default_value_t = 300, requires = "expect")]
+        timeout: u64,
         /// The tree (default: BUILD_HELPER_TREE, else the current directory).
         #[arg(long)]
         tree: Option<PathBuf>,
@@ -292,6 +395,52 @@ fn choose_ui(cli: Option<Ui>, starter: Option<UiKind>) -> anyhow::Result<Ui> {
     }
 }
 
+/// What `check` looks at: directories as given; for a starter file (`*.toml`), the host
+/// configuration and each target's configuration, plus the starter's own warnings (distcc
+/// wanted but not in the host world).
+/// What `check` checks: the configuration directories named or implied by starters, the
+/// starters' warnings, and each target directory's starter-chosen image compressor.
+struct CheckTargets {
+    dirs: Vec<PathBuf>,
+    warnings: Vec<config::Problem>,
+    compressors: Vec<(PathBuf, String)>,
+}
+
+/// Expands `check`'s arguments: a `*.toml` file is a starter (its host and every target's
+/// configuration, the distcc warning, its `image_compressor`), anything else a directory.
+fn check_targets(args: &[PathBuf]) -> anyhow::Result<CheckTargets> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    let mut warnings = Vec::new();
+    let mut compressors = Vec::new();
+    for arg in args {
+        if arg.is_file() && arg.extension().is_some_and(|e| e == "toml") {
+            let s = load_starter(arg, None)?;
+            let host = s.tree.join("configs/host");
+            warnings.extend(build_helper::distcc::hosts::host_world_warning(
+                &host,
+                s.options.distcc_hosts.as_deref(),
+            ));
+            dirs.push(host);
+            for t in &s.targets {
+                let dir = s.tree.join("configs").join(t.to_string());
+                if let Some(wanted) = &s.options.image_compressor {
+                    compressors.push((dir.clone(), wanted.clone()));
+                }
+                dirs.push(dir);
+            }
+        } else {
+            dirs.push(arg.clone());
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    dirs.retain(|d| seen.insert(d.clone()));
+    Ok(CheckTargets {
+        dirs,
+        warnings,
+        compressors,
+    })
+}
+
 fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Plan {
@@ -304,28 +453,51 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 build_helper::history::resolve(&s.tree, &s.options.history).map_err(UsageError)?;
             let p =
                 plan::build(&s, &plan::date_now(), hist).map_err(|e| UsageError(e.to_string()))?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&p)?);
+            let text = if json {
+                format!("{}\n", serde_json::to_string_pretty(&p)?)
             } else {
-                print!("{}", plan_text::render(&p));
-            }
+                plan_text::render(&p)
+            };
+            print_quietly_on_closed_pipe(&text)?;
             Ok(0)
         }
-        Command::Check { dirs } => {
-            let report = config::check(&dirs);
+        Command::Check { mut dirs, starter } => {
+            dirs.extend(starter);
+            let checked = check_targets(&dirs)?;
+            let mut report = config::check(&checked.dirs);
+            report.warnings.extend(checked.warnings);
+            for (dir, wanted) in &checked.compressors {
+                if let Ok(c) = config::load_target(dir) {
+                    if let Err(p) = c.image_compressor(Some(wanted)) {
+                        report.errors.push(p);
+                    }
+                }
+            }
+            let dirs = checked.dirs;
+            let mut out = String::new();
             for w in &report.warnings {
-                println!("warning: {w}");
+                out.push_str(&format!("warning: {w}\n"));
             }
             for p in &report.errors {
-                println!("{p}");
+                out.push_str(&format!("{p}\n"));
             }
-            if report.errors.is_empty() {
-                println!("{} configuration(s) valid", dirs.len());
-                Ok(0)
+            let code = if report.errors.is_empty() {
+                out.push_str(&format!("{} configuration(s) valid\n", dirs.len()));
+                0
             } else {
-                println!("{} problem(s)", report.errors.len());
-                Ok(2)
-            }
+                out.push_str(&format!("{} problem(s)\n", report.errors.len()));
+                2
+            };
+            print_quietly_on_closed_pipe(&out)?;
+            Ok(code)
+        }
+        Command::ImportStarter { script } => {
+            let text = std::fs::read_to_string(&script)
+                .with_context(|| format!("cannot read starter script {}", script.display()))?;
+            let toml =
+                starter::import_starter(&text, &script).map_err(|e| UsageError(e.to_string()))?;
+            print_quietly_on_closed_pipe(&toml)?;
+            Ok(0)
         }
         Command::Run { starter, flags } => cmd_run(&starter, flags),
         Command::History { action, tree } => {
@@ -357,6 +529,74 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             commands::umount(&tree_arg(tree), run.as_deref())?;
             Ok(0)
         }
+        Command::DistccHelper {
+            history,
+            listen,
+            port,
+            allow,
+            jobs,
+            tree,
+        } => {
+            let cwd = std::env::current_dir().context("reading the current directory")?;
+            let history = HistorySel::parse(&history, &cwd)
+                .map_err(|e| UsageError(format!("--history {history}: {e}")))?;
+            let jobs = jobs.unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get() as u32)
+                    .unwrap_or(1)
+            });
+            build_helper::distcc::serve(&build_helper::distcc::HelperOptions {
+                tree: tree_arg(tree),
+                history,
+                listen,
+                port,
+                allow,
+                jobs,
+            })
+        }
+        Command::Binhost { run, tree } => build_helper::binhost::command(&tree_arg(tree), &run),
+        Command::Boot {
+            build,
+            stack,
+            load,
+            docache,
+            append,
+            medium,
+            accel,
+            memory,
+            expect,
+            timeout,
+            tree,
+        } => {
+            let colon = |s: String| -> Vec<String> {
+                s.split(':')
+                    .filter(|w| !w.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            };
+            let req = boot::BootRequest {
+                stack: stack.map(colon),
+                load: load.map(colon),
+                docache,
+                append: append
+                    .iter()
+                    .flat_map(|a| a.split_whitespace().map(str::to_string))
+                    .collect(),
+                medium: medium.map(|m| match m {
+                    MediumArg::None => boot::Medium::None,
+                    MediumArg::NineP => boot::Medium::NineP,
+                    MediumArg::Disk => boot::Medium::Disk,
+                }),
+                accel: match accel {
+                    AccelArg::Auto => None,
+                    AccelArg::Kvm => Some(boot::Accel::Kvm),
+                    AccelArg::Tcg => Some(boot::Accel::Tcg),
+                },
+                memory_mib: memory,
+                smoke: expect.is_some(),
+            };
+            cmd_boot(&tree_arg(tree), &build, &req, expect.as_deref(), timeout)
+        }
         Command::Worker {
             run,
             target,
@@ -369,6 +609,72 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             let target = config::Target::parse(&target).map_err(|e| UsageError(e.to_string()))?;
             build_helper::worker::main(&run, &target, interactive)
         }
+    }
+}
+
+/// `build-helper boot`: locate, prepare, then run QEMU on the terminal or as a smoke test.
+fn cmd_boot(
+    tree: &Path,
+    what: &str,
+    req: &boot::BootRequest,
+    expect: Option<&str>,
+    timeout: u64,
+) -> anyhow::Result<i32> {
+    let build = boot::find_build(tree, what).map_err(|e| UsageError(e.to_string()))?;
+    let (qemu, spec) = boot::prepare(&build, req).map_err(|e| UsageError(e.to_string()))?;
+    let args = boot::qemu::qemu_args(&spec);
+    let accel = match spec.accel {
+        boot::Accel::Kvm => "KVM",
+        boot::Accel::Tcg => "TCG, software emulation",
+    };
+    eprintln!("build-helper: booting {} ({accel})", build.dir.display());
+    eprintln!("build-helper: {} {}", qemu.display(), args.join(" "));
+    let Some(expect) = expect else {
+        let status = boot::console::interactive(&qemu, &args)?;
+        return Ok(status.code().unwrap_or(1));
+    };
+    let transcript = build.dir.join("boot-console.log");
+    let r = boot::console::smoke(
+        &qemu,
+        &args,
+        expect,
+        std::time::Duration::from_secs(timeout),
+        &transcript,
+        &mut std::io::stdout(),
+    )?;
+    let t = transcript.display();
+    match r.outcome {
+        boot::console::Outcome::Seen(at) => {
+            eprintln!(
+                "build-helper: `{expect}` seen after {:.1} s; transcript: {t}",
+                at.as_secs_f64()
+            );
+            Ok(0)
+        }
+        boot::console::Outcome::Ended(status) => {
+            eprintln!(
+                "build-helper: QEMU ended ({status}) before `{expect}` was seen; transcript: {t}"
+            );
+            Ok(1)
+        }
+        boot::console::Outcome::TimedOut => {
+            eprintln!(
+                "build-helper: no `{expect}` within {timeout} s (QEMU stopped); transcript: {t}"
+            );
+            Ok(1)
+        }
+    }
+}
+
+/// Writes `text` to standard output; a closed pipe (`| head`) ends the output quietly.
+fn print_quietly_on_closed_pipe(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(e).context("cannot write to standard output")
+        }
+        _ => Ok(()),
     }
 }
 

@@ -238,12 +238,37 @@ pub fn build(
                     config::Libc::Glibc => "glibc".into(),
                 },
                 rust_clean: c.rust_clean_atoms.clone(),
+                rust_target: host
+                    .rust_targets
+                    .iter()
+                    .find(|(tuple, _)| *tuple == c.target.tuple)
+                    .map(|(_, rt)| rt.clone()),
             });
         }
+    }
+    let mut portage_tmpdirs: Vec<String> = Vec::new();
+    for d in std::iter::once(&host.portage_tmpdir)
+        .chain(target_configs.iter().map(|c| &c.portage_tmpdir))
+        .flatten()
+    {
+        if !portage_tmpdirs.contains(d) {
+            portage_tmpdirs.push(d.clone());
+        }
+    }
+    let mut compressors = Vec::new();
+    for c in &target_configs {
+        match c.image_compressor(opts.image_compressor.as_deref()) {
+            Ok(comp) => compressors.push(comp),
+            Err(p) => problems.push(p),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(PlanError::Config(problems));
     }
     let host_recipe = HostRecipe {
         first_build,
         tuples,
+        portage_tmpdirs,
         cpuflags: host.cpuflags,
         rust: host_world_has_rust(&host.world_atoms),
         gentoo_mirrors: opts.gentoo_mirrors.is_some(),
@@ -261,6 +286,8 @@ pub fn build(
             config: c,
             first_build,
             gentoo_mirrors: opts.gentoo_mirrors.is_some(),
+            image_compressor: compressors[i].clone(),
+            host_portage_tmpdir: host.portage_tmpdir.clone(),
         }));
         let mut worlds = vec!["base".to_string()];
         worlds.extend(c.worlds.iter().map(|w| w.name.clone()));
@@ -351,6 +378,9 @@ fn step_env(
     }
     for (k, v) in &starter.env {
         set(k, v.clone());
+    }
+    if let Some(hosts) = &starter.options.distcc_hosts {
+        crate::distcc::hosts::add_run_env(&mut env, hosts, starter.options.jobs);
     }
     env
 }

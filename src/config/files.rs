@@ -5,7 +5,6 @@
 //! Links are never followed into the build environment: make.profile is only inspected with
 //! `symlink_metadata`/`read_link`.
 
-use std::collections::BTreeSet;
 use std::fs;
 use std::io;
 use std::path::Path;
@@ -161,8 +160,17 @@ pub(crate) fn names(report: &mut Report, dir: &Path, keep: fn(Kind) -> bool) -> 
     out
 }
 
-/// The sub-directory names of `repos_dir` (sorted), each checked to be declared as an INI
-/// section `[name]` in `portage_dir/repos.conf` (a directory of files, or a single file).
+/// Where the build environment mounts each local repository directory `repos/<dir>`
+/// (spec/recipe.md, mount layout).
+pub(crate) const REPOS_ROOT: &str = "/var/db/repos";
+
+/// The sub-directory names of `repos_dir` (sorted), each checked to be declared in
+/// `portage_dir/repos.conf` (a directory of files, or a single file, INI as in Portage's
+/// `repos.conf(5)`): some section must have `location = /var/db/repos/<dir>`, where the
+/// environment mounts it. The section name is the repository's name, which may differ from
+/// the directory (the original's configurations: `[musl-local-zen2-tb-stack]` for
+/// `repos/portage-musl-zen2-tb-stack`); the repository's `profiles/repo_name`, when present,
+/// must name the same repository, since Portage matches the two.
 pub(crate) fn local_repos(
     report: &mut Report,
     repos_dir: &Path,
@@ -173,23 +181,91 @@ pub(crate) fn local_repos(
         return repos;
     }
     let conf = portage_dir.join("repos.conf");
-    let declared = declared_repos(report, &conf);
-    for repo in repos.iter().filter(|r| !declared.contains(*r)) {
-        report.error(
-            repos_dir.join(repo),
-            None,
-            format!(
-                "local repository `{repo}` is not declared in {}; add a `[{repo}]` section \
-                 with its location in the build environment",
-                conf.display()
+    let sections = repo_sections(report, &conf);
+    for repo in &repos {
+        let dir = repos_dir.join(repo);
+        let location = format!("{REPOS_ROOT}/{repo}");
+        let Some(section) = sections
+            .iter()
+            .find(|s| s.location.as_deref() == Some(location.as_str()))
+        else {
+            let hint = match sections.iter().find(|s| s.name == *repo) {
+                Some(RepoSection {
+                    location: Some(other),
+                    ..
+                }) => format!(
+                    "; its section `[{repo}]` has location {other}, but the environment \
+                     mounts it at {location}"
+                ),
+                Some(_) => format!("; its section `[{repo}]` has no location"),
+                None => String::new(),
+            };
+            let name = repo_name(report, &dir).unwrap_or_else(|| repo.clone());
+            report.error(
+                &dir,
+                None,
+                format!(
+                    "local repository `{repo}` is not declared in {}: no section has \
+                     `location = {location}`{hint}; add a `[{name}]` section with that location",
+                    conf.display()
+                ),
+            );
+            continue;
+        };
+        let repo_name_file = dir.join("profiles/repo_name");
+        match repo_name(report, &dir) {
+            Some(name) if name != section.name => report.error(
+                &repo_name_file,
+                None,
+                format!(
+                    "names the repository `{name}`, but its repos.conf section (location \
+                     {location}, {}) is `[{}]`; Portage needs both to name it the same: \
+                     rename one",
+                    section.file.display(),
+                    section.name
+                ),
             ),
-        );
+            Some(_) => {}
+            None if matches!(kind(&repo_name_file), Ok(Kind::Missing)) => report.warn(
+                &repo_name_file,
+                None,
+                format!(
+                    "missing; Portage then names the repository after its repos.conf section \
+                     `[{}]` and warns on every run; write that name here",
+                    section.name
+                ),
+            ),
+            None => {}
+        }
     }
     repos
 }
 
-/// Section names of `repos.conf` (file or directory of files; missing = none).
-fn declared_repos(report: &mut Report, conf: &Path) -> BTreeSet<String> {
+/// A section of repos.conf: its name and `location` (trailing `/` removed).
+#[derive(Debug)]
+struct RepoSection {
+    name: String,
+    location: Option<String>,
+    file: std::path::PathBuf,
+}
+
+/// The first line of `repo/profiles/repo_name`, trimmed; `None` when missing or unreadable
+/// (unreadable is reported).
+fn repo_name(report: &mut Report, repo: &Path) -> Option<String> {
+    let path = repo.join("profiles/repo_name");
+    if !matches!(kind(&path), Ok(Kind::File)) {
+        return None;
+    }
+    let text = read_text(report, &path)?;
+    text.lines()
+        .next()
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty())
+}
+
+/// Sections of `repos.conf` (file or directory of files; missing = none), in file order;
+/// `[DEFAULT]` is skipped.
+fn repo_sections(report: &mut Report, conf: &Path) -> Vec<RepoSection> {
     let files: Vec<_> = match kind(conf) {
         Ok(Kind::Dir) => names(report, conf, |k| k == Kind::File)
             .into_iter()
@@ -202,14 +278,33 @@ fn declared_repos(report: &mut Report, conf: &Path) -> BTreeSet<String> {
             Vec::new()
         }
     };
-    let mut sections = BTreeSet::new();
+    let mut sections: Vec<RepoSection> = Vec::new();
     for file in files {
         let Some(text) = read_text(report, &file) else {
             continue;
         };
+        let mut current: Option<usize> = None;
         for line in text.lines().map(str::trim) {
             if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-                sections.insert(name.trim().to_owned());
+                let name = name.trim();
+                current = (name != "DEFAULT").then(|| {
+                    sections.push(RepoSection {
+                        name: name.to_owned(),
+                        location: None,
+                        file: file.clone(),
+                    });
+                    sections.len() - 1
+                });
+            } else if let (Some(i), Some((key, value))) = (current, line.split_once('=')) {
+                if key.trim() == "location" {
+                    let value = value.trim();
+                    let value = if value.len() > 1 {
+                        value.trim_end_matches('/')
+                    } else {
+                        value
+                    };
+                    sections[i].location = Some(value.to_owned());
+                }
             }
         }
     }

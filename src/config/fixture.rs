@@ -30,7 +30,10 @@ pub(crate) fn target_dir(root: &Path, dir_name: &str) -> PathBuf {
     write(&dir.join("worlds/base"), "# the base\n\n@system\n");
     write(&dir.join("worlds/kernel"), "sys-kernel/gentoo-sources\n");
     fs::create_dir_all(dir.join("worlds/tree")).unwrap();
-    write(&dir.join("linux.config"), "CONFIG_64BIT=y\n");
+    write(
+        &dir.join("linux.config"),
+        "CONFIG_64BIT=y\nCONFIG_SQUASHFS=y\nCONFIG_SQUASHFS_XZ=y\n",
+    );
     dir
 }
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::files::{self, Kind};
+use super::portage;
 use super::{Problem, Report};
 
 /// A loaded host configuration (spec/target-config.md, "Host configuration").
@@ -18,8 +19,15 @@ pub struct HostConfig {
     pub world_atoms: Vec<String>,
     /// Sub-directory names of `repos/` (optional), sorted.
     pub repos: Vec<String>,
-    /// `cpuflags` exists: write `cpuid2cpuflags` output to `package.use/00cpu-flags-native`.
+    /// `cpuflags` exists: the primary steps export `cpuid2cpuflags`' flags (the original wrote
+    /// them to `package.use/00cpu-flags-native`; here nothing is written into `configs/`).
     pub cpuflags: bool,
+    /// `PORTAGE_TMPDIR` of `target-portage/make.conf`: created before the first emerge.
+    pub portage_tmpdir: Option<String>,
+    /// `(tuple, rust target)` pairs of `target-portage/env/dev-lang/rust`
+    /// (`RUST_CROSS_TARGETS`): the tuples that get a rust cross toolchain, and the rust
+    /// target name each has (custom ones such as `x86_64-crossdev-linux-musl` included).
+    pub rust_targets: Vec<(String, String)>,
 }
 
 /// Loads and validates a host configuration: `target-portage/` and `worlds/base` are
@@ -77,11 +85,28 @@ pub(crate) fn inspect_host(dir: &Path) -> (Option<HostConfig>, Report) {
         files::check_make_profile(&mut report, &portage.join("make.profile"), false);
     }
     let cpuflags = files::is_file(&dir.join("cpuflags"));
+    let (mut tmpdir, mut rust_targets) = (None, Vec::new());
+    if portage_ok {
+        tmpdir = portage::portage_tmpdir(&mut report, &portage.join("make.conf"));
+        rust_targets = portage::rust_cross_targets(&mut report, &portage.join("env/dev-lang/rust"));
+    }
     let host = world_atoms.map(|world_atoms| HostConfig {
         dir: dir.to_path_buf(),
         world_atoms,
         repos,
         cpuflags,
+        portage_tmpdir: tmpdir,
+        rust_targets,
     });
     (host, report)
+}
+
+/// The host world installs distcc (`sys-devel/distcc`, with or without a version operator).
+pub fn world_has_distcc(atoms: &[String]) -> bool {
+    atoms.iter().any(|a| {
+        let a = a.trim_start_matches(['=', '<', '>', '~']);
+        a == "sys-devel/distcc"
+            || a.starts_with("sys-devel/distcc-")
+            || a.starts_with("sys-devel/distcc:")
+    })
 }

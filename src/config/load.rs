@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::files::{self, Kind};
 use super::libc::{elibc, resolve_libc, Libc};
+use super::portage::{install_mask_files, kernel_squashfs_compressors, portage_tmpdir};
 use super::target::Target;
 use super::worlds::{kernel_package, optional_atoms, stacked_worlds, World};
 use super::{Problem, Report};
@@ -83,8 +84,53 @@ pub struct TargetConfig {
     /// The full box configuration of [`Self::box_kind`] (`toybox.config` or
     /// `busybox.config`) exists.
     pub full_box_config: bool,
+    /// `PORTAGE_TMPDIR` of `target-portage/make.conf` (e.g. `/var/tmp/portage/zen2`): the
+    /// recipe creates it before the first emerge.
+    pub portage_tmpdir: Option<String>,
+    /// Files below `target-portage/` with an `INSTALL_MASK=` line (commented or not), relative
+    /// and sorted: stage0 builds switch INSTALL_MASK on and off in each.
+    pub install_mask_files: Vec<String>,
+    /// The squashfs compressors the kernel's `linux.config` enables (a full `.config` of a
+    /// kernel built from sources), in preference order; `None` when not known from here
+    /// (binary kernels, and gentoo-kernel's config fragment, whose base configuration
+    /// enables them all).
+    pub squashfs_compressors: Option<Vec<String>>,
     /// Things that do not block a build, e.g. a world file without a tree entry.
     pub warnings: Vec<Problem>,
+}
+
+impl TargetConfig {
+    /// The compressor for this target's base and world images: `wanted` (the starter's
+    /// `image_compressor`) when given, else the first of [`super::KERNEL_COMPRESSORS`] the
+    /// kernel reads (xz, the original's, where it can).
+    ///
+    /// # Errors
+    /// A [`Problem`] at `linux.config` when the kernel cannot read `wanted`.
+    pub fn image_compressor(&self, wanted: Option<&str>) -> Result<String, Problem> {
+        let known = self.squashfs_compressors.as_deref();
+        match (wanted, known) {
+            (Some(w), Some(list)) if !list.iter().any(|c| c == w) => Err(Problem {
+                path: self.dir.join("linux.config"),
+                line: None,
+                message: format!(
+                    "the starter's image_compressor `{w}` cannot be read by this kernel (it \
+                     enables {}); enable {} here or choose one of those",
+                    if list.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        list.join(", ")
+                    },
+                    super::portage::KERNEL_COMPRESSORS
+                        .iter()
+                        .find(|(name, _)| *name == w)
+                        .map_or("it", |(_, option)| option)
+                ),
+            }),
+            (Some(w), _) => Ok(w.to_owned()),
+            (None, Some(list)) => Ok(list.first().cloned().unwrap_or_else(|| "xz".into())),
+            (None, None) => Ok("xz".into()),
+        }
+    }
 }
 
 /// Loads and validates `configs/<tuple>.<name>/` (spec/target-config.md). Never follows the
@@ -182,6 +228,19 @@ pub(crate) fn inspect_target(dir: &Path) -> (Option<TargetConfig>, Report) {
         }
     }
     let full_box_config = box_kind.is_some_and(|b| full_box_config(&mut r, dir, b));
+    let source_kernel = kernel_package
+        .as_deref()
+        .is_some_and(|p| NEEDS_LINUX_CONFIG.contains(&p) && p != "sys-kernel/gentoo-kernel");
+    let squashfs_compressors = if source_kernel && has_linux_config {
+        squashfs_compressors(&mut r, &linux_config)
+    } else {
+        None
+    };
+    let (mut tmpdir, mut mask_files) = (None, Vec::new());
+    if portage_ok {
+        tmpdir = portage_tmpdir(&mut r, &portage.join("make.conf"));
+        mask_files = install_mask_files(&mut r, &portage);
+    }
 
     let flag = |name: &str| files::is_file(&dir.join(name));
     let config = match (target, build_arch, box_kind, libc, base_atoms) {
@@ -206,12 +265,43 @@ pub(crate) fn inspect_target(dir: &Path) -> (Option<TargetConfig>, Report) {
                 base_patch: flag("base.patch"),
                 has_linux_config,
                 full_box_config,
+                portage_tmpdir: tmpdir,
+                install_mask_files: mask_files,
+                squashfs_compressors,
                 warnings: r.warnings.clone(),
             })
         }
         _ => None,
     };
     (config, r)
+}
+
+/// The squashfs compressors of a full kernel configuration; a kernel that cannot mount any
+/// squashfs image is an error, since every build boots from them.
+fn squashfs_compressors(r: &mut Report, linux_config: &Path) -> Option<Vec<String>> {
+    let text = files::read_text(r, linux_config)?;
+    match kernel_squashfs_compressors(&text) {
+        Some(list) if !list.is_empty() => Some(list),
+        Some(_) => {
+            r.error(
+                linux_config,
+                None,
+                "enables no squashfs compressor, so the kernel cannot mount the images; set \
+                 CONFIG_SQUASHFS_XZ=y (or _ZSTD, _ZLIB, _LZO, _LZ4)",
+            );
+            None
+        }
+        None => {
+            r.error(
+                linux_config,
+                None,
+                "does not enable squashfs (CONFIG_SQUASHFS=y or =m), so the kernel cannot mount \
+                 the base and world images; enable it and a compressor such as \
+                 CONFIG_SQUASHFS_XZ",
+            );
+            None
+        }
+    }
 }
 
 /// The target named by the directory (`<tuple>.<name>`).

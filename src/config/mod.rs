@@ -12,6 +12,7 @@ mod files;
 mod host;
 mod libc;
 mod load;
+mod portage;
 pub mod target;
 pub mod tree;
 mod worlds;
@@ -26,11 +27,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-pub use host::{load_host, HostConfig};
+pub use host::{load_host, world_has_distcc, HostConfig};
 pub use libc::Libc;
 pub use load::{load_target, BoxKind, TargetConfig};
+pub use portage::KERNEL_COMPRESSORS;
 pub use target::{validate_name, validate_tuple, NameError, Target};
-pub use worlds::{World, KERNEL_PACKAGES};
+pub use worlds::{World, KERNEL_PACKAGES, RESERVED_IMAGE_NAMES};
 
 /// One thing wrong (or worth a warning) in a configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

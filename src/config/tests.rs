@@ -56,7 +56,6 @@ fn every_missing_required_entry_is_a_problem_naming_its_path() {
         "repos",
         "target-portage",
         "worlds/base",
-        "worlds/tree",
         "target-portage/make.profile",
         "linux.config",
     ];
@@ -192,22 +191,108 @@ fn two_kernel_packages_are_an_error() {
 }
 
 #[test]
-fn local_repos_must_be_declared_in_repos_conf() {
+fn missing_world_tree_is_an_empty_tree_with_a_warning() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = target_dir(tmp.path(), DEMO);
-    fs::create_dir_all(dir.join("repos/local/profiles")).unwrap();
+    write(&dir.join("worlds/gui"), "x11-base/xorg-server\n");
+    fs::remove_dir_all(dir.join("worlds/tree")).unwrap();
+    let config = load_target(&dir).unwrap();
+    assert!(config.worlds.is_empty());
+    assert_eq!(config.warnings.len(), 1, "{:#?}", config.warnings);
+    assert_eq!(config.warnings[0].path, dir.join("worlds/tree"));
+    assert!(config.warnings[0]
+        .message
+        .contains("no stacked world image is built"));
+    write(&dir.join("worlds/tree"), "base\n");
+    assert!(only_error(&dir, &dir.join("worlds/tree")).contains("not a directory"));
+}
+
+/// Mirrors the original's `configs/x86_64-unknown-linux-musl.zen2-tb-stack/`:
+/// `repos/portage-musl-zen2-tb-stack/profiles/repo_name` holds `musl-local-zen2-tb-stack`,
+/// declared in `target-portage/repos.conf/musl-local-zen2-tb-stack` (a file without `.conf`)
+/// beside `gentoo.conf`.
+#[test]
+fn local_repo_is_declared_by_its_location_and_named_by_its_repo_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = target_dir(tmp.path(), DEMO);
+    write(
+        &dir.join("repos/portage-musl-zen2-tb-stack/profiles/repo_name"),
+        "musl-local-zen2-tb-stack\n",
+    );
+    write(
+        &dir.join("repos/portage-musl-zen2-tb-stack/metadata/layout.conf"),
+        "masters = gentoo\n",
+    );
+    write(
+        &dir.join("target-portage/repos.conf/gentoo.conf"),
+        "[gentoo]\nlocation = /var/db/repos/gentoo\nsync-type = git\nauto-sync = no\n",
+    );
+    let conf = dir.join("target-portage/repos.conf/musl-local-zen2-tb-stack");
+    write(
+        &conf,
+        "[musl-local-zen2-tb-stack]\nlocation = /var/db/repos/portage-musl-zen2-tb-stack\n\
+         priority = 10\nmasters = gentoo\nauto-sync = no\n",
+    );
+    let config = load_target(&dir).unwrap();
+    assert_eq!(config.repos, ["portage-musl-zen2-tb-stack"]);
+    assert!(config.warnings.is_empty(), "{:#?}", config.warnings);
+    // A trailing slash on the location is the same place.
+    write(
+        &conf,
+        "[musl-local-zen2-tb-stack]\nlocation = /var/db/repos/portage-musl-zen2-tb-stack/\n",
+    );
+    assert!(load_target(&dir).is_ok());
+}
+
+#[test]
+fn repo_name_disagreeing_with_its_section_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = target_dir(tmp.path(), DEMO);
+    let name_file = dir.join("repos/portage-local/profiles/repo_name");
+    write(&name_file, "other-name\n");
+    write(
+        &dir.join("target-portage/repos.conf/local.conf"),
+        "[local]\nlocation = /var/db/repos/portage-local\n",
+    );
+    let message = only_error(&dir, &name_file);
+    assert!(
+        message.contains("`other-name`") && message.contains("`[local]`"),
+        "{message}"
+    );
+}
+
+#[test]
+fn local_repos_must_be_declared_at_their_mount_location() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = target_dir(tmp.path(), DEMO);
+    write(&dir.join("repos/local/profiles/repo_name"), "local\n");
     fs::create_dir_all(dir.join("repos/extra")).unwrap();
     write(
         &dir.join("target-portage/repos.conf/local.conf"),
         "[local]\nlocation = /x\n",
     );
-    assert!(only_error(&dir, &dir.join("repos/extra")).contains("`[extra]`"));
+    let errors = errors(&dir);
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert_eq!(errors[0].path, dir.join("repos/extra"));
+    assert!(errors[0]
+        .message
+        .contains("`location = /var/db/repos/extra`"));
+    assert!(errors[0].message.contains("add a `[extra]` section"));
+    assert_eq!(errors[1].path, dir.join("repos/local"));
+    assert!(errors[1].message.contains("has location /x"), "{errors:#?}");
     fs::remove_dir_all(dir.join("target-portage/repos.conf")).unwrap();
     write(
         &dir.join("target-portage/repos.conf"),
-        "[DEFAULT]\n[ local ]\n[extra]\n",
+        "[DEFAULT]\nmain-repo = gentoo\n[ local ]\nlocation=/var/db/repos/local\n\
+         [extra]\nlocation = /var/db/repos/extra\n",
     );
-    assert_eq!(load_target(&dir).unwrap().repos, ["extra", "local"]);
+    let config = load_target(&dir).unwrap();
+    assert_eq!(config.repos, ["extra", "local"]);
+    assert_eq!(config.warnings.len(), 1, "{:#?}", config.warnings);
+    assert_eq!(
+        config.warnings[0].path,
+        dir.join("repos/extra/profiles/repo_name")
+    );
 }
 
 #[test]
@@ -304,6 +389,17 @@ fn empty_or_multi_word_tree_entries_are_errors() {
     write(&dir.join("worlds/tree/gui"), "base\n");
     write(&dir.join("worlds/tree/kernel"), "base\n");
     assert!(only_error(&dir, &dir.join("worlds/tree/kernel")).contains("not a stacked world"));
+}
+
+#[test]
+fn world_named_like_another_artifact_is_an_error() {
+    for name in ["config", "initramfs", "EFI", "boot"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = target_dir(tmp.path(), DEMO);
+        add_world(&dir, name, "base", "dev-libs/x\n");
+        let message = only_error(&dir, &dir.join("worlds/tree").join(name));
+        assert!(message.contains("collide"), "{name}: {message}");
+    }
 }
 
 #[test]

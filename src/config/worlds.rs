@@ -23,6 +23,12 @@ pub const KERNEL_PACKAGES: [&str; 6] = [
 /// Worlds that are not stacked images, so they need no tree entry.
 const NOT_IMAGES: [&str; 3] = ["base", "kernel", "rust.clean"];
 
+/// Names a stacked world's image may not take: they are the other artifacts of
+/// `builds/<tuple>.<name>.<date>/` (`initramfs`, `kernel`, `EFI`, `boot`, and `config`, the
+/// optional configuration image the original's `initramfs/init` scripts mount), so an image
+/// of that name would overwrite or shadow one of them.
+pub const RESERVED_IMAGE_NAMES: [&str; 5] = ["config", "initramfs", "kernel", "EFI", "boot"];
+
 /// A stacked world: `worlds/<name>`, built on `parent` (`worlds/tree/<name>`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct World {
@@ -82,6 +88,13 @@ fn kernel_package_of(atom: &str) -> Option<&'static str> {
 pub(super) fn stacked_worlds(r: &mut Report, worlds_dir: &Path) -> Vec<World> {
     let tree_dir = worlds_dir.join("tree");
     let world_files = files::names(r, worlds_dir, |k| k != Kind::Dir);
+    if matches!(files::kind(&tree_dir), Ok(Kind::Missing)) {
+        // The original builds no stacked image then; say so once instead of per world.
+        let message = "missing, so no stacked world image is built (an empty world tree); \
+                       create it with one file per stacked world naming its parent to build some";
+        r.warn(&tree_dir, None, message);
+        return Vec::new();
+    }
     if !files::require(
         r,
         &tree_dir,
@@ -98,6 +111,17 @@ pub(super) fn stacked_worlds(r: &mut Report, worlds_dir: &Path) -> Vec<World> {
                 &entry,
                 None,
                 format!("`{world}` is not a stacked world and has no tree entry; remove this file"),
+            );
+            continue;
+        }
+        if RESERVED_IMAGE_NAMES.contains(&world.as_str()) {
+            r.error(
+                &entry,
+                None,
+                format!(
+                    "`{world}` names another artifact of the build directory, so its image \
+                     would collide with it; rename worlds/{world} and this entry"
+                ),
             );
             continue;
         }

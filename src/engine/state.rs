@@ -138,6 +138,10 @@ pub struct Checkpoint {
     pub targets: Vec<TargetRecord>,
     /// Set when the run completed (history archived, everything unmounted).
     pub finished: bool,
+    /// The run's distcc helpers (`DISTCC_HOSTS`, from the starter's `distcc_hosts`), shown
+    /// by the front ends; `None` when the run compiles locally.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distcc_hosts: Option<String>,
 }
 
 /// Errors reading or writing the checkpoint.
@@ -187,6 +191,10 @@ impl Checkpoint {
                 })
                 .collect(),
             finished: false,
+            distcc_hosts: plan
+                .targets
+                .first()
+                .and_then(|t| t.env.get("DISTCC_HOSTS").cloned()),
         }
     }
 
@@ -449,6 +457,7 @@ mod tests {
                 },
             ],
             finished: false,
+            distcc_hosts: None,
         }
     }
 

@@ -15,6 +15,10 @@ pub struct TupleInfo {
     /// `worlds/rust.clean` of the first target with this tuple: packages installed into the
     /// skeleton only to build the rust cross toolchain, unmerged afterwards.
     pub rust_clean: Vec<String>,
+    /// The tuple's rust target from the host's `env/dev-lang/rust` (`RUST_CROSS_TARGETS`),
+    /// e.g. `x86_64-crossdev-linux-musl`; `None`: the tuple gets no rust cross toolchain and
+    /// never triggers a rust rebuild (the original's m68k target).
+    pub rust_target: Option<String>,
 }
 
 /// What the primary phase depends on.
@@ -24,20 +28,37 @@ pub struct HostRecipe {
     pub first_build: bool,
     /// Distinct tuples among the targets, in target order.
     pub tuples: Vec<TupleInfo>,
-    /// The host configuration has an empty `cpuflags` file.
+    /// The host configuration has an empty `cpuflags` file: every primary step exports the
+    /// build machine's CPU flags ([`super::CPU_FLAGS_EXPORT`]) instead of writing them into
+    /// the host configuration.
     pub cpuflags: bool,
     /// The host world installs rust (`dev-lang/rust` or `dev-lang/rust-bin`): rust cross
     /// toolchains are built for tuples whose rust target is missing.
     pub rust: bool,
+    /// Every `PORTAGE_TMPDIR` of the host's and the targets' make.conf: created at the start
+    /// of each primary step (Portage refuses to merge without it; a tmpfs starts empty).
+    pub portage_tmpdirs: Vec<String>,
     /// The starter sets GENTOO_MIRRORS: `host-sync` adds it to the build environment's
     /// make.conf (the host configuration's) for the run, marked with
     /// [`super::MIRRORS_MARKER`]; the supervisor removes it at `archive-history`.
     pub gentoo_mirrors: bool,
 }
 
-const TOOLCHAIN: &str = "sys-kernel/linux-headers sys-devel/binutils sys-devel/gcc virtual/libc";
+/// The host toolchain; the libc is added by CHOST (`host_libc`), since `virtual/libc`
+/// alone would not rebuild it.
+const TOOLCHAIN: &str = "sys-kernel/linux-headers sys-devel/binutils sys-devel/gcc";
 
-const SELECT_NEWEST: &str = r#"newest() { eselect "$1" list | sed -n 's/^ *\[\([0-9]*\)\].*/\1/p' | tail -n 1; }
+/// The host's CHOST, its libc package, and its newest native gcc and binutils versions
+/// (`/usr/lib/gcc/<CHOST>/<ver>`, `/usr/<CHOST>/binutils-bin/<ver>`, as gcc-config and
+/// binutils-config lay them out).
+const HOST_FACTS: &str = r#"chost=$(portageq envvar CHOST)
+case "$chost" in *-musl*) host_libc=sys-libs/musl ;; *) host_libc=sys-libs/glibc ;; esac
+newest_in() { ls "$1" 2>/dev/null | grep -v '^lib' | sort -V | tail -n 1; }
+"#;
+
+/// VIDEO_CARDS for the host's own emerges: the starter's VIDEO_CARDS_NATIVE, as the
+/// original exports it for the whole primary phase (the build machine is the native one).
+const HOST_VIDEO_CARDS: &str = r#"if [ -n "${VIDEO_CARDS_NATIVE:-}" ]; then export VIDEO_CARDS="$VIDEO_CARDS_NATIVE"; fi
 "#;
 
 fn host_sync(first: bool, mirrors: bool) -> String {
@@ -81,11 +102,11 @@ emerge --sync
 }
 
 fn host_portage(cpuflags: bool) -> String {
-    let mut s = String::from("emerge -1kq app-portage/cpuid2cpuflags\n");
+    let mut s = String::from(HOST_VIDEO_CARDS);
+    s.push_str("emerge -1kq app-portage/cpuid2cpuflags\n");
     if cpuflags {
-        s.push_str(
-            "echo \"*/* $(cpuid2cpuflags)\" > /etc/portage/package.use/00cpu-flags-native\n",
-        );
+        // Again, now that it is installed (the step's prelude ran before).
+        s.push_str(super::CPU_FLAGS_EXPORT);
     }
     s.push_str(
         r#"if emerge -pquDN --with-bdeps=y @world 2>/dev/null | grep -q 'dev-lang/python-[0-9]'; then
@@ -99,12 +120,18 @@ fi
 }
 
 fn host_toolchain(r: &HostRecipe) -> String {
-    let mut s = String::from(SELECT_NEWEST);
+    let mut s = String::from(HOST_VIDEO_CARDS);
+    s.push_str(HOST_FACTS);
     let flag = if r.first_build { "-1kq" } else { "-1ukq" };
-    s.push_str(&format!("emerge {flag} {TOOLCHAIN}\n"));
+    if r.first_build {
+        // A saved host world may list crossdev's packages; they cannot be built before
+        // `crossdev` creates them.
+        s.push_str("sed -i '/^cross-/d' /var/lib/portage/world\n");
+    }
+    s.push_str(&format!("emerge {flag} {TOOLCHAIN} \"$host_libc\"\n"));
     s.push_str(
-        r#"eselect gcc set "$(newest gcc)"
-eselect binutils set "$(newest binutils)"
+        r#"eselect gcc set "$chost-$(newest_in "/usr/lib/gcc/$chost")"
+eselect binutils set "$chost-$(newest_in "/usr/$chost/binutils-bin")"
 . /etc/profile
 "#,
     );
@@ -138,10 +165,12 @@ if [ -e "$rust_env" ]; then mv "$rust_env" "$rust_env.build-helper"; fi
 ",
         );
         for t in &r.tuples {
+            let Some(missing) = rust_target_missing(t) else {
+                continue;
+            };
             s.push_str(&format!(
-                "  if {}; then sed -i -e '/:{tuple}:/d' -e '/:{tuple}$/d' \"$rust_env\"; fi
+                "  if {missing}; then sed -i -e '/:{tuple}\"/d' -e '/:{tuple}$/d' \"$rust_env\"; fi
 ",
-                rust_target_missing(&t.tuple),
                 tuple = t.tuple
             ));
         }
@@ -162,12 +191,27 @@ if [ -e "$rust_env" ]; then mv "$rust_env" "$rust_env.build-helper"; fi
     s
 }
 
-fn rust_target_missing(tuple: &str) -> String {
-    format!("! ls -d /usr/lib/rust/*/lib/rustlib/{tuple} /usr/lib/rustlib/{tuple} >/dev/null 2>&1")
+/// A test that is true when the tuple's rust target is not built yet (rust is slotted:
+/// `/usr/lib/rust/<ver>/lib/rustlib/<target>`; rust-bin: `/usr/lib/rustlib/<target>`);
+/// `None` when the tuple has no rust target.
+fn rust_target_missing(t: &TupleInfo) -> Option<String> {
+    t.rust_target.as_ref().map(|rt| {
+        format!("! ls -d /usr/lib/rust/*/lib/rustlib/{rt} /usr/lib/rustlib/{rt} >/dev/null 2>&1")
+    })
 }
 
+/// The clang names the original links for a cross tuple, each to the host's own clang
+/// (`<CHOST>-clang`), plus `llvm-config`; the versioned ones get `-<llvm slot>` appended.
+const CLANG_LINKS: [&str; 4] = ["clang", "clang++", "clang-cl", "clang-cpp"];
+
 fn crossdev(r: &HostRecipe) -> String {
-    let mut s = String::from(SELECT_NEWEST);
+    let mut s = String::from(HOST_VIDEO_CARDS);
+    s.push_str(HOST_FACTS);
+    s.push_str(
+        r#"llvm=$(newest_in /usr/lib/llvm)
+if [ -e /etc/clang ]; then : > /etc/clang/gentoo-gcc-install.cfg; fi
+"#,
+    );
     for t in &r.tuples {
         let tuple = &t.tuple;
         let skel = format!("/usr/{tuple}.skeleton");
@@ -183,30 +227,44 @@ fn crossdev(r: &HostRecipe) -> String {
              USE=openmp emerge -1kq cross-{tuple}/gcc\n  fi\n  \
              mv /usr/{tuple} {skel}\nfi\n\
              if [ ! -L /usr/{tuple} ]; then rm -rf /usr/{tuple}; fi\n\
-             ln -sfn {tuple}.skeleton /usr/{tuple}\n\
-             for llvm in /usr/lib/llvm/*/bin; do\n  \
-             [ -x \"$llvm/clang\" ] || continue\n  \
-             ln -sf \"$llvm/clang\" \"/usr/bin/{tuple}-clang\"\n  \
-             ln -sf \"$llvm/clang++\" \"/usr/bin/{tuple}-clang++\"\n\
-             done\n\
-             eselect gcc set \"$(eselect gcc list | grep -F {tuple} | sed -n 's/^ *\\[\\([0-9]*\\)\\].*/\\1/p' | tail -n 1)\" || true\n"
+             ln -sfn {tuple}.skeleton /usr/{tuple}\n"
         ));
-        if r.rust {
+        s.push_str(
+            "if [ -n \"$llvm\" ] && [ -e \"/usr/lib/llvm/$llvm/bin/$chost-clang\" ]; then\n",
+        );
+        s.push_str("  b=\"/usr/lib/llvm/$llvm/bin\"\n");
+        for name in CLANG_LINKS {
             s.push_str(&format!(
-                "if {} ; then echo \"build-helper: rust target {tuple} missing; rust-cross builds it\"; else announce {tuple}; fi\n",
-                rust_target_missing(tuple)
+                "  ln -sfn \"$chost-clang\" \"$b/{tuple}-{name}\"\n  \
+                 ln -sfn \"$chost-clang\" \"$b/{tuple}-{name}-$llvm\"\n"
             ));
-        } else {
-            s.push_str(&format!("announce {tuple}\n"));
+        }
+        s.push_str(&format!(
+            "  ln -sfn \"$chost-llvm-config\" \"$b/{tuple}-llvm-config\"\nfi\n"
+        ));
+        s.push_str(&format!(
+            "eselect gcc set \"{tuple}-$(newest_in /usr/lib/gcc/{tuple})\"\n\
+             eselect binutils set \"{tuple}-$(newest_in \"/usr/$chost/{tuple}/binutils-bin\")\"\n"
+        ));
+        match rust_target_missing(t).filter(|_| r.rust) {
+            Some(missing) => s.push_str(&format!(
+                "if {missing} ; then echo \"build-helper: rust target {rt} missing; rust-cross builds it\"; else announce {tuple}; fi\n",
+                rt = t.rust_target.as_deref().unwrap_or_default()
+            )),
+            None => s.push_str(&format!("announce {tuple}\n")),
         }
     }
     s
 }
 
 fn rust_cross(r: &HostRecipe) -> String {
-    let mut s = String::new();
+    let mut s = String::from("unset VIDEO_CARDS\n");
     for t in &r.tuples {
         let tuple = &t.tuple;
+        let Some(missing) = rust_target_missing(t) else {
+            // No rust target (m68k): crossdev announced it already.
+            continue;
+        };
         s.push_str(&format!(
             r#"if {missing}; then
   S=/usr/{tuple}.skeleton
@@ -217,7 +275,6 @@ fn rust_cross(r: &HostRecipe) -> String {
 fi
 announce {tuple}
 "#,
-            missing = rust_target_missing(tuple),
             libc = t.libc,
             clean = if t.rust_clean.is_empty() {
                 String::new()
@@ -232,23 +289,33 @@ announce {tuple}
     s
 }
 
-/// The primary phase's steps. `rust-cross` is present only when the host world installs rust.
+/// The primary phase's steps. `rust-cross` is present only when the host world installs rust
+/// and some tuple has a rust target. Each step first creates the `PORTAGE_TMPDIR`s.
 pub fn primary_steps(r: &HostRecipe) -> Vec<Step> {
+    let mut prelude = super::tmpdir_commands(&r.portage_tmpdirs);
+    if r.cpuflags {
+        // The host's CPU flags for every primary step from the moment cpuid2cpuflags is
+        // installed (host-portage installs it).
+        prelude.push_str(super::CPU_FLAGS_EXPORT);
+    }
+    let mk = |name: &str, body: String| step(name, Phase::Primary, format!("{prelude}{body}"));
     let mut steps = vec![
-        step(
-            "host-sync",
-            Phase::Primary,
-            host_sync(r.first_build, r.gentoo_mirrors),
-        ),
-        step("host-portage", Phase::Primary, host_portage(r.cpuflags)),
-        step("host-toolchain", Phase::Primary, host_toolchain(r)),
+        mk("host-sync", host_sync(r.first_build, r.gentoo_mirrors)),
+        mk("host-portage", host_portage(r.cpuflags)),
+        mk("host-toolchain", host_toolchain(r)),
     ];
-    let mut cross = step("crossdev", Phase::Primary, crossdev(r));
+    let mut cross = mk("crossdev", crossdev(r));
     cross.announces = r.tuples.iter().map(|t| t.tuple.clone()).collect();
     steps.push(cross);
-    if r.rust {
-        let mut rc = step("rust-cross", Phase::Primary, rust_cross(r));
-        rc.announces = r.tuples.iter().map(|t| t.tuple.clone()).collect();
+    let rust_tuples: Vec<String> = r
+        .tuples
+        .iter()
+        .filter(|t| t.rust_target.is_some())
+        .map(|t| t.tuple.clone())
+        .collect();
+    if r.rust && !rust_tuples.is_empty() {
+        let mut rc = mk("rust-cross", rust_cross(r));
+        rc.announces = rust_tuples;
         steps.push(rc);
     }
     steps

@@ -4,7 +4,33 @@
 
 use super::target::{TargetRecipe, DIRS, MIRRORS_MARKER};
 use super::{lib_bits, sh_words, skeleton_commands};
-use crate::config::Libc;
+
+/// Kernel modules the split initramfs's init loads: the original's list (block loop and
+/// virtio, netfs and 9p over virtio, fat/vfat/msdos, squashfs, overlay), then what those
+/// need when the kernel builds them as modules (virtio transport and PCI, fscache for netfs,
+/// the FAT code pages), as Debian's kernel does.
+const INITRAMFS_MODULES: [&str; 20] = [
+    "loop",
+    "virtio_blk",
+    "netfs",
+    "9p",
+    "9pnet",
+    "9pnet_virtio",
+    "fat",
+    "vfat",
+    "msdos",
+    "squashfs",
+    "overlay",
+    "virtio",
+    "virtio_ring",
+    "virtio_pci",
+    "virtio_pci_modern_dev",
+    "virtio_pci_legacy_dev",
+    "fscache",
+    "nls_cp437",
+    "nls_ascii",
+    "nls_utf8",
+];
 
 impl TargetRecipe<'_> {
     pub(super) fn final_root(&self) -> String {
@@ -59,10 +85,13 @@ fi
         s
     }
 
-    /// `world-images`: per world, in tree order, the image directory with its parent chain's
-    /// package database and world file, the base image's `/etc` bound over its own (so
-    /// configuration files land in the base image, as in the original), its packages from
-    /// binary packages only, and its database saved to `$X/pkg.<W>`.
+    /// `world-images`: per world, in tree order, the image directory with the base's
+    /// merged-usr links, the package database of its parent chain laid over its own previous
+    /// one (as the original's overlay `lowerdir=parent:own`), the parent's world file, the
+    /// base image's `/etc` bound over its own (so configuration files land in the base image,
+    /// as in the original) while its packages are installed from binary packages only, then
+    /// unbound before depclean; its database is saved to `$X/pkg.<W>` (moved for stage0,
+    /// copied for @system installations, which keep it in the image).
     pub(super) fn world_images(&self) -> String {
         let mut s = String::from(DIRS);
         if !self.config.worlds.is_empty() {
@@ -72,13 +101,20 @@ trap unbind EXIT
 "#,
             );
         }
+        let bits = lib_bits(&self.config.build_arch);
         for w in &self.config.worlds {
             let parent_dir = Self::parent_dir(&w.parent);
             s.push_str(&format!(
-                r#"I="$R/usr/src/squashfs.{name}"
-mkdir -p "$I/var/db" "$I/var/lib/portage"
-rm -rf "$I/var/db/pkg"
-cp -a "{db}" "$I/var/db/pkg"
+                "I=\"$R/usr/src/squashfs.{name}\"\nmkdir -p \"$I/var/db\" \"$I/var/lib/portage\"\n",
+                name = w.name
+            ));
+            // The merged-usr links of the base: an upper layer without them would hide them.
+            s.push_str(&skeleton_commands("\"$I\"", bits));
+            s.push_str(&format!(
+                r#"rm -rf "$I/var/db/pkg"
+mkdir -p "$I/var/db/pkg"
+if [ -d "$X/pkg.{name}" ]; then cp -a "$X/pkg.{name}/." "$I/var/db/pkg/"; fi
+cp -a "{db}/." "$I/var/db/pkg/"
 if [ -f "{parent_dir}/var/lib/portage/world" ]; then cp "{parent_dir}/var/lib/portage/world" "$I/var/lib/portage/world"; fi
 mkdir -p "$I/etc"
 unbind
@@ -90,10 +126,18 @@ mount --bind "$S/etc" "$I/etc"
             if !w.atoms.is_empty() {
                 s.push_str(&format!("FI --root=\"$I\" -uDNKq {}\n", sh_words(&w.atoms)));
             }
+            // The base's /etc is unbound before depclean, so depclean never removes
+            // configuration files of the base image.
             s.push_str(&format!(
-                "FI --root=\"$I\" -q --depclean\numount \"$I/etc\"\nunstray \"$I\"\nrm -rf \"$X/pkg.{name}\"\nmv \"$I/var/db/pkg\" \"$X/pkg.{name}\"\n",
+                "umount \"$I/etc\"\nFI --root=\"$I\" -q --depclean\nunstray \"$I\"\nrm -rf \"$X/pkg.{name}\"\n",
                 name = w.name
             ));
+            if self.config.stage0 {
+                s.push_str(&format!("mv \"$I/var/db/pkg\" \"$X/pkg.{}\"\n", w.name));
+            } else {
+                // @system installations keep their package database in the image.
+                s.push_str(&format!("cp -a \"$I/var/db/pkg\" \"$X/pkg.{}\"\n", w.name));
+            }
         }
         s
     }
@@ -117,6 +161,8 @@ for d in bin sbin usr/bin usr/sbin; do
 done
 nodes "$F"
 rm -rf "$B"
+chown -R 0:0 "$F"
+if [ -f "$F/init" ]; then chmod 700 "$F/init"; fi
 "#
         ));
         s
@@ -149,18 +195,22 @@ fi
         if self.first_build && c.base_patch {
             s.push_str("(cd \"$S\" && patch -p0 < \"$BUILD_CONF/base.patch\")\n");
         }
-        let pack = "gensquashfs -f -j \"$BUILD_JOBS\" -c zstd -D";
+        // -k keeps the files' times; the compressor is one the target's kernel reads.
+        let pack = format!(
+            "gensquashfs -f -k -j \"$BUILD_JOBS\" -c {} -D",
+            self.image_compressor
+        );
         let base_out = if c.split_base {
-            "\"$O/base-$BUILD_DATE\""
+            "\"$O/base\""
         } else {
-            "\"$F/base.sqfs\""
+            "\"$F/base\""
         };
         s.push_str(&format!("{pack} \"$S\" {base_out}\n"));
         for w in &c.worlds {
             let out = if c.split_extra {
-                format!("\"$O/{}-$BUILD_DATE\"", w.name)
+                format!("\"$O/{}\"", w.name)
             } else {
-                format!("\"$F/{}.sqfs\"", w.name)
+                format!("\"$F/{}\"", w.name)
             };
             s.push_str(&format!(
                 "{pack} \"$R/usr/src/squashfs.{}\" {out}\n",
@@ -168,33 +218,40 @@ fi
             ));
         }
         if c.split_initramfs {
-            let libc = match c.libc {
-                Libc::Musl => r#""$R"/usr/lib/libc.so "$R"/usr/lib/ld-musl-*.so.1"#,
-                Libc::Glibc => {
-                    r#""$R"/usr/lib*/libc.so.6 "$R"/usr/lib*/libm.so.6 "$R"/usr/lib*/ld-linux*.so.*"#
-                }
-            };
+            // The libraries come from the base image the init switches to: the loader and
+            // libc (musl's ld-musl-<arch>.so.1 or glibc's ld-linux*), libcrypt, libm, gcc's
+            // libatomic, and openssl's; then rdmsr/wrmsr when the base has them.
             let compress = if c.build_arch == "m68k" {
                 "cat"
             } else {
                 "gzip -9"
             };
             s.push_str(&format!(
-                r#"for lib in {libc} "$R"/usr/lib*/libatomic.so* "$R"/usr/lib*/libcrypto.so* "$R"/usr/lib*/libssl.so*; do
-  if [ -e "$lib" ]; then mkdir -p "$F/lib"; cp -a "$lib" "$F/lib/"; fi
+                r#"mkdir -p "$F/lib" "$F/bin"
+for lib in "$S"/usr/lib/ld-* "$S"/usr/lib/libc.so* "$S"/usr/lib/libcrypt.so* "$S"/usr/lib/libm.so* "$S"/usr/lib/gcc/"$CROSSDEV_TARGET"/*/libatomic.so* "$S"/usr/lib/libcrypto.so* "$S"/usr/lib/libssl.so*; do
+  if [ -e "$lib" ]; then cp -a "$lib" "$F/lib/"; fi
+done
+for b in rdmsr wrmsr; do
+  if [ -e "$S/usr/bin/$b" ]; then cp -a "$S/usr/bin/$b" "$F/bin/"; fi
 done
 ver=$(ls "$S/lib/modules" 2>/dev/null | sort -V | tail -n 1)
 if [ -n "$ver" ]; then
-  for m in loop virtio virtio_blk virtio_pci 9p 9pnet_virtio squashfs overlay vfat fat; do
+  for m in {modules}; do
     find "$S/lib/modules/$ver" -name "$m.ko*" -exec sh -c 'mkdir -p "$1/$(dirname "${{2#$3/}}")" && cp "$2" "$1/$(dirname "${{2#$3/}}")/"' _ "$F" {{}} "$S" \;
   done
-  depmod -b "$F" "$ver" || true
+  depmod -a -b "$F" "$ver"
 fi
-(cd "$F" && find . | cpio -o -H newc | {compress} > "$O/initramfs-$BUILD_DATE")
-"#
+chown -R 0:0 "$F"
+(cd "$F" && find . -print0 | cpio -0 -o -H newc | {compress} > "$O/initramfs")
+"#,
+                modules = INITRAMFS_MODULES.join(" ")
             ));
         } else if self.source_kernel() {
             s.push_str("kmake -j\"$BUILD_JOBS\"\n");
+        } else if self.dist_kernel() {
+            // gentoo-kernel embeds the initramfs when its config fragment says so: build it
+            // again now that the initramfs holds the images.
+            s.push_str("E -1q sys-kernel/gentoo-kernel\n");
         }
         // The kernel image (and a raspberry pi's dtbs and overlays) are kept for `collect`
         // before `make mrproper` cleans the sources.
@@ -246,9 +303,12 @@ if [ -d "$O" ]; then cp -a "$O/." "$D/"; fi
 "#,
         );
         if let Some(name) = self.rpi_kernel_name() {
+            // The firmware (bootcode, start*.elf, fixup*.dat, config.txt) that
+            // raspberrypi-firmware installs in the target's /boot, then the kernel over it.
             s.push_str(&format!(
                 r#"rm -rf "$D/boot"
 mkdir -p "$D/boot"
+if [ -d "$R/boot" ]; then cp -a "$R/boot/." "$D/boot/"; fi
 cp "$KI" "$D/boot/{name}"
 cp -a "$KB/." "$D/boot/"
 ln -sfn ../../boot/{name} "$D/.EFI.partial/boot/bootx64.efi"

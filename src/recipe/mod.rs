@@ -79,9 +79,28 @@ set -eux
 R="/usr/$CROSSDEV_TARGET.$BUILD_NAME"
 E() { "$CROSSDEV_TARGET-emerge" --root="$R" --sysroot="$R" "$@"; }
 announce() { if { true >&3; } 2>/dev/null; then echo "toolchain-ready $1" >&3; fi; }
-install_mask_on() { sed -i 's/^#\(INSTALL_MASK=\)/\1/' "$BUILD_CONF/target-portage/make.conf"; }
-install_mask_off() { sed -i 's/^\(INSTALL_MASK=\)/#\1/' "$BUILD_CONF/target-portage/make.conf"; }
 "#;
+
+/// Exports the build machine's CPU flags (`cpuid2cpuflags` prints e.g.
+/// `CPU_FLAGS_X86: aes avx ...`) as that USE_EXPAND variable, when the tool is installed.
+/// Portage reads USE_EXPAND variables from the environment, so the flags reach every emerge
+/// of the step without a file written into the user's configuration (the original wrote
+/// `package.use/00cpu-flags-native` into it).
+pub const CPU_FLAGS_EXPORT: &str = r#"if command -v cpuid2cpuflags >/dev/null 2>&1; then
+  cpu_flags=$(cpuid2cpuflags)
+  case "$cpu_flags" in CPU_FLAGS_*:*) export "${cpu_flags%%:*}=${cpu_flags#*: }" ;; esac
+fi
+"#;
+
+/// `mkdir -p` of each `PORTAGE_TMPDIR` (spec/recipe.md, "Portage's temporary directories"),
+/// run at the start of every step that may emerge; empty when there are none.
+pub fn tmpdir_commands(dirs: &[String]) -> String {
+    if dirs.is_empty() {
+        String::new()
+    } else {
+        format!("mkdir -p {}\n", sh_words(dirs))
+    }
+}
 
 fn step(name: &str, phase: Phase, body: String) -> Step {
     Step {

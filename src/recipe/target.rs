@@ -4,7 +4,7 @@
 //! `$K` its kernel sources, `$F` its initramfs, `$KI` the kept kernel image, `$KB` the kept
 //! raspberry pi boot files (dtbs, overlays).
 
-use super::{sh_words, step, Phase, Step};
+use super::{sh_quote, sh_words, step, tmpdir_commands, Phase, Step};
 use crate::config::{BoxKind, Libc, TargetConfig};
 
 /// Kernel packages whose sources are built here (target-config.md, linux.config).
@@ -25,6 +25,12 @@ pub struct TargetRecipe<'a> {
     /// `GENTOO_MIRRORS="$GENTOO_MIRRORS"` line for the run (added in `target-env`, removed in
     /// `collect`, spec/recipe.md "Environment").
     pub gentoo_mirrors: bool,
+    /// The compressor of the base and world images (gensquashfs `-c`), one the target's
+    /// kernel reads ([`TargetConfig::image_compressor`]).
+    pub image_compressor: String,
+    /// `PORTAGE_TMPDIR` of the host configuration's make.conf (the target's own is in
+    /// `config`); both are created at the start of every target step.
+    pub host_portage_tmpdir: Option<String>,
 }
 
 /// The marker ending the make.conf line that [`TargetRecipe`] adds for GENTOO_MIRRORS, so
@@ -135,15 +141,6 @@ ln -sfn "$BUILD_PKGS" "$R/packages"
 ln -sfn "$CROSSDEV_TARGET.$BUILD_NAME" "/usr/$CROSSDEV_TARGET"
 "#,
         );
-        if self.native() {
-            s.push_str(
-                r#"if [ "$native" = yes ]; then
-  mkdir -p "$BUILD_CONF/target-portage/package.use"
-  echo "*/* $(cpuid2cpuflags)" > "$BUILD_CONF/target-portage/package.use/00cpu-flags-native"
-fi
-"#,
-            );
-        }
         if self.config.stage0 && self.config.full_box_config {
             let name = self.config.box_kind.name();
             s.push_str(&format!(
@@ -168,7 +165,8 @@ fi
     /// What every target step starts with: the VIDEO_CARDS decision of `target-env`. A
     /// native build (name contains `native`) of the host's architecture gets
     /// VIDEO_CARDS from the starter's VIDEO_CARDS_NATIVE and LLVM_TARGETS=AMDGPU when amdgpu
-    /// is among them; every other build runs with VIDEO_CARDS unset. Exported in each step
+    /// is among them, and the build machine's CPU flags ([`super::CPU_FLAGS_EXPORT`]); every
+    /// other build runs with VIDEO_CARDS unset. Exported in each step
     /// because every step is its own process.
     pub(super) fn video_cards(&self) -> String {
         if self.native() {
@@ -180,11 +178,49 @@ if [ "$native" = yes ]; then
 else
   unset VIDEO_CARDS
 fi
+if [ "$native" = yes ]; then
 "#
-            .into()
+            .to_string()
+                + &super::CPU_FLAGS_EXPORT
+                    .lines()
+                    .map(|l| format!("  {l}\n"))
+                    .collect::<String>()
+                + "fi\n"
         } else {
             "unset VIDEO_CARDS\n".into()
         }
+    }
+
+    /// What every target step starts with besides VIDEO_CARDS: the `PORTAGE_TMPDIR`s, and
+    /// `install_mask_on` / `install_mask_off`, which switch the `INSTALL_MASK=` line of every
+    /// target-portage file that carries one (make.conf, `env/sys-devel/gcc`, ...).
+    pub(super) fn target_prelude(&self) -> String {
+        let mut dirs: Vec<String> = Vec::new();
+        for d in [&self.host_portage_tmpdir, &self.config.portage_tmpdir]
+            .into_iter()
+            .flatten()
+        {
+            if !dirs.contains(d) {
+                dirs.push(d.clone());
+            }
+        }
+        let mut s = tmpdir_commands(&dirs);
+        let files: Vec<String> = self
+            .config
+            .install_mask_files
+            .iter()
+            .map(|f| format!("\"$BUILD_CONF/target-portage/\"{}", sh_quote(f)))
+            .collect();
+        if files.is_empty() {
+            s.push_str("install_mask_on() { :; }\ninstall_mask_off() { :; }\n");
+        } else {
+            let files = files.join(" ");
+            s.push_str(&format!(
+                "install_mask_on() {{ sed -i 's/^#\\(INSTALL_MASK=\\)/\\1/' {files}; }}\n\
+                 install_mask_off() {{ sed -i 's/^\\(INSTALL_MASK=\\)/#\\1/' {files}; }}\n"
+            ));
+        }
+        s
     }
 
     fn target_libc(&self) -> String {
@@ -209,6 +245,11 @@ fi
         if self.dist_kernel() {
             s.push_str(
                 "mkdir -p \"$R/etc/kernel/config.d\"\ncp \"$BUILD_CONF/linux.config\" \"$R/etc/kernel/config.d/build-helper.config\"\n",
+            );
+            // A fragment's CONFIG_INITRAMFS_SOURCE may point at the initramfs, which the
+            // first kernel build needs before the `initramfs` step fills it.
+            s.push_str(
+                "if [ ! -e \"$F/initramfs_list\" ]; then mkdir -p \"$F\"; : > \"$F/initramfs_list\"; fi\n",
             );
         } else {
             s.push_str("rm -f \"$R/etc/kernel/config.d/build-helper.config\"\n");
@@ -274,7 +315,14 @@ restore
     }
 
     fn target_world(&self) -> String {
-        let mut s = String::new();
+        // glibc's ldd runs the loader by its path on the build machine; inside ROOT it must
+        // be the target's (the original's fix, for gobject-introspection's qemu wrapper).
+        let mut s = String::from(
+            r#"if [ -f "$R/usr/bin/ldd" ]; then
+  sed -i -e 's/x $rtld/x ${ROOT}$rtld/' -e 's/${rtld} --verify/${ROOT}${rtld} --verify/' -e 's/RTLD=${rtld}/RTLD=${ROOT}${rtld}/' "$R/usr/bin/ldd"
+fi
+"#,
+        );
         if !self.config.base_atoms.is_empty() {
             s.push_str(&format!(
                 "E -uDNkq --with-bdeps=y {}\n",
@@ -300,14 +348,17 @@ fi
         if self.source_kernel() {
             s.push_str("kmake modules_prepare\n");
         }
-        s.push_str("E -q --depclean\nE -q @preserved-rebuild\nE -q @module-rebuild\n");
+        s.push_str(
+            "UNINSTALL_IGNORE=\"/lib/modules/* /etc/portage\" E -q --depclean\n\
+             E -q @preserved-rebuild\nE -q @module-rebuild\n",
+        );
         s
     }
 }
 
 /// The target phase's steps for one target, in [`super::TARGET_STEPS`] order.
 pub fn target_steps(r: &TargetRecipe<'_>) -> Vec<Step> {
-    let video = r.video_cards();
+    let video = format!("{}{}", r.video_cards(), r.target_prelude());
     let mk = |name: &str, body: String| step(name, Phase::Target, format!("{video}{body}"));
     let mut sync = mk("target-sync", "E --sync\n".to_string());
     sync.sync_lock = true;

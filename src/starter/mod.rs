@@ -28,9 +28,13 @@
 //! history_type = "squashfs"  # squashfs | files
 //! compressor = "zstd"        # zstd | xz | gzip | lz4 | lzo
 //! compression_level = 5      # default 5 for zstd
+//! image_compressor = "xz"    # base and world images: xz | zstd | gzip | lzo | lz4;
+//!                            # default: the first the target's kernel reads, xz first
 //! distfiles = "distfiles"    # relative to the tree, or absolute
 //! umount_ask = true
 //! gentoo_mirrors = ""
+//! distcc_hosts = ""          # distcc(1) DISTCC_HOSTS, e.g. "helper1/8 helper2/8,lzo":
+//!                            # FEATURES=distcc for every emerge of the run
 //! pass_env = ["BH_DEMO_FAIL"]
 //! notify = ["ntfy", "publish", "--title", "build-helper", "mytopic"]
 //!                            # run with the event as JSON on stdin when a step fails,
@@ -41,6 +45,7 @@
 
 mod env;
 mod error;
+mod import;
 mod options;
 #[cfg(test)]
 mod tests;
@@ -57,6 +62,7 @@ use toml::Spanned;
 use crate::config::target::{validate_name, validate_tuple, Target};
 pub use env::EnvFn;
 pub use error::{Location, StarterError};
+pub use import::{import_starter, ImportError};
 pub use options::{HistorySel, HistoryType, MountType, Options, TmpType, UiKind, COMPRESSORS};
 
 /// The stage3 mirror used when neither the starter nor `TARBALL_MIRROR` names one.
@@ -173,11 +179,13 @@ struct RawOptions {
     history_type: Option<Spanned<String>>,
     compressor: Option<Spanned<String>>,
     compression_level: Option<Spanned<i64>>,
+    image_compressor: Option<Spanned<String>>,
     distfiles: Option<Spanned<String>>,
     openpgp_key: Option<Spanned<String>>,
     verify_signatures: Option<bool>,
     umount_ask: Option<bool>,
     gentoo_mirrors: Option<Spanned<String>>,
+    distcc_hosts: Option<Spanned<String>>,
     #[serde(default)]
     pass_env: Vec<Spanned<String>>,
     notify: Option<Spanned<Vec<String>>>,
@@ -358,6 +366,20 @@ impl Source<'_> {
                 None => options::compression(&compressor, None).unwrap_or_default(),
             },
             compressor,
+            image_compressor: self.opt("image_compressor", &raw.image_compressor, |s| {
+                if crate::config::KERNEL_COMPRESSORS
+                    .iter()
+                    .any(|(c, _)| c == s)
+                {
+                    Ok(s.clone())
+                } else {
+                    let names: Vec<&str> = crate::config::KERNEL_COMPRESSORS
+                        .iter()
+                        .map(|(c, _)| *c)
+                        .collect();
+                    Err(format!("expected one of {}", names.join(", ")))
+                }
+            })?,
             distfiles: self
                 .opt("distfiles", &raw.distfiles, |s| Ok(tree.join(s)))?
                 .unwrap_or_else(|| tree.join("distfiles")),
@@ -369,6 +391,11 @@ impl Source<'_> {
             gentoo_mirrors: self
                 .opt("gentoo_mirrors", &raw.gentoo_mirrors, |s| {
                     options::gentoo_mirrors(s)
+                })?
+                .flatten(),
+            distcc_hosts: self
+                .opt("distcc_hosts", &raw.distcc_hosts, |s| {
+                    crate::distcc::hosts::parse(s)
                 })?
                 .flatten(),
             pass_env,

@@ -116,6 +116,10 @@ pub struct Options {
     /// The compressor's level (default 5 for zstd, chosen by scripts/bench-history.sh: 1.17 x
     /// the size of xz at ~60 x its speed; none for the others).
     pub compression_level: Option<u32>,
+    /// The compressor of the base and world images (one of
+    /// [`crate::config::KERNEL_COMPRESSORS`]); `None`: per target, the first its kernel reads.
+    /// Each target's kernel must read it (checked when planning).
+    pub image_compressor: Option<String>,
     /// Absolute distfiles directory (default `<tree>/distfiles`).
     pub distfiles: PathBuf,
     /// Absolute path of the trusted OpenPGP key file for the stage3 signatures (default
@@ -130,6 +134,9 @@ pub struct Options {
     pub umount_ask: bool,
     /// `GENTOO_MIRRORS` for make.conf; `None` when empty.
     pub gentoo_mirrors: Option<String>,
+    /// distcc helpers for the run's emerges (distcc(1) `DISTCC_HOSTS`, checked by
+    /// [`crate::distcc::hosts::parse`]); `None` when empty.
+    pub distcc_hosts: Option<String>,
     /// Build-machine environment variables passed through to every step.
     pub pass_env: Vec<String>,
     /// The command (and its arguments) run with each notification's event as JSON on its

@@ -451,3 +451,23 @@ fn broken_files_are_errors_not_panics() {
     fs::write(&t.starter, "[[target]]\nname = \"a\"\n").unwrap();
     assert!(err(&t).contains("missing field `tuple`"));
 }
+
+#[test]
+fn distcc_hosts_is_checked_and_names_the_bad_entry_and_line() {
+    let s = load_with(
+        &demo("[options]\ndistcc_hosts = \"  helper1/8 \\t helper2:3632/8,lzo \"\n"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        s.options.distcc_hosts.as_deref(),
+        Some("helper1/8 helper2:3632/8,lzo")
+    );
+    let message = err(&demo("[options]\ndistcc_hosts = \"helper1/eight\"\n"));
+    assert!(
+        message.contains(":5: distcc_hosts = \"helper1/eight\" is not valid: `helper1/eight`"),
+        "{message}"
+    );
+    let s = load_with(&demo("[options]\ndistcc_hosts = \"\"\n"), &[]).unwrap();
+    assert_eq!(s.options.distcc_hosts, None);
+}

@@ -24,6 +24,7 @@ impl Supervisor {
         for t in &targets {
             self.mount_secondary(t)?;
         }
+        self.index_binhosts().await;
         let entries = self.plan.layout.archive_entries();
         self.mount(&entries)?;
         let world = self
@@ -135,6 +136,26 @@ impl Supervisor {
             }
         }
         est.package_secs
+    }
+
+    /// Writes the `Packages` index of `binpkgs/host` and every target's package directory
+    /// (crate::binhost) so they can be served as binhosts; a failure is reported, not fatal:
+    /// the packages themselves are intact.
+    async fn index_binhosts(&mut self) {
+        let plan = self.plan.clone();
+        match tokio::task::spawn_blocking(move || crate::binhost::index_run(&plan)).await {
+            Ok(lines) => {
+                for line in lines {
+                    match line {
+                        Ok(l) => self.ui.say(&format!("binhost: {l}")),
+                        Err(e) => self.ui.say(&format!("binhost: warning: {e}")),
+                    }
+                }
+            }
+            Err(e) => self
+                .ui
+                .say(&format!("binhost: warning: the index task failed: {e}")),
+        }
     }
 
     /// The build machine has no squashfs tool: the environment's own writes the image,

@@ -203,13 +203,13 @@ pub fn main(run_dir: &Path, target: &Target, interactive: bool) -> anyhow::Resul
         }
         link.send(&WorkerMsg::StepStarted { step: name.clone() });
         let outcome = step::run(&tp.root, step, &env, &log, &link);
-        // Finished before the lock goes: the next holder's step then always starts after
-        // this one ended, in the supervisor's events too.
         link.send(&WorkerMsg::StepFinished {
             step: name.clone(),
             exit_code: outcome.exit_code,
             duration_ms: outcome.duration_ms,
         });
+        // Released after the step is reported finished (same socket, so in this order): the
+        // next holder's step can never be seen starting before this one ended.
         if step.sync_lock {
             link.send(&WorkerMsg::ReleaseSync);
         }

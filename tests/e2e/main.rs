@@ -2,7 +2,9 @@
 //! and worker processes, on the demo/test stand-in stage3 served from a `file://` mirror laid
 //! out like Gentoo's. They fail (never skip) when not run as root.
 
+mod boot;
 mod common;
+mod distcc;
 mod events;
 mod history;
 mod portage;

@@ -9,6 +9,15 @@
 //! fed each step's real output as a pipe delivers it, must report every emerge with its
 //! real total, counted up to it.
 //!
+//! The configurations have the shape of the original's (armtux/build-helper `configs/`): the
+//! repository `repos/portage-musl-portage` is named `bhtest` and declared by its location,
+//! make.conf sets `PORTAGE_TMPDIR=/var/tmp/portage/<name>` (which the steps must create: emerge
+//! refuses to run without it), and `env/sys-devel/gcc` carries a second commented INSTALL_MASK.
+//!
+//! The last steps pack the base and world images with the stage3's own gensquashfs and collect
+//! the artifacts into `builds/<target>.<date>/`: their names (`base`, `<W>`, `initramfs`) and
+//! compressor (xz: the test kernel's configuration is unknown) are checked on the real files.
+//!
 //! The stage3 takes about three minutes to build (debootstrap); it is kept in
 //! `$BH_PORTAGE_STAGE3`, else `target/bh-portage-stage3`, and reused.
 
@@ -23,21 +32,28 @@ use crate::common::*;
 /// The stage0 target, whose configuration also holds the test ebuild repository.
 const TARGET: &str = "x86_64-unknown-linux-musl.portage";
 /// The planned steps run with real emerge, in plan order (target-sync needs a synced tree,
-/// target-libc a libc and pam-bootstrap pam: the test repository has none of them).
-const STEPS: [&str; 6] = [
+/// target-libc a libc and pam-bootstrap pam: the test repository has none of them). The
+/// last four pack the images with the stage3's gensquashfs and collect the artifacts.
+const STEPS: [&str; 10] = [
     "target-env",
     "kernel-sources",
     "target-world",
     "target-maintenance",
     "final-root",
     "world-images",
+    "initramfs",
+    "kernel",
+    "images",
+    "collect",
 ];
 /// The full-stage (`@system`) target.
 const FULL_TARGET: &str = "x86_64-unknown-linux-musl.portagefull";
 
 /// Mounts the stage3 under an overlay (upper dir kept between steps), /proc, /dev, the tree and
-/// the target's repository (as the product's mount layout does), then runs `env -i ARGS...`
-/// chrooted. Runs inside `unshare --mount`: every mount disappears with it.
+/// the target's repository at `/var/db/repos/<its directory>` (as the product's mount layout
+/// does), and the same repository as the stage3 host configuration's own `bhtest` (emerge
+/// also loads the build machine's configuration, for build dependencies), then runs
+/// `env -i ARGS...` chrooted. Runs inside `unshare --mount`: every mount disappears with it.
 const RUNNER: &str = r#"set -eu
 st=$1 up=$2 m=$3 tree=$4 repo=$5
 shift 5
@@ -45,15 +61,16 @@ mkdir -p "$up/u" "$up/w" "$m"
 mount -t overlay overlay -o "lowerdir=$st,upperdir=$up/u,workdir=$up/w" "$m"
 mount -t proc proc "$m/proc"
 mount --rbind /dev "$m/dev"
-mkdir -p "$m$tree" "$m/var/db/repos/bhtest"
+mkdir -p "$m$tree" "$m/var/db/repos/$(basename "$repo")" "$m/var/db/repos/bhtest"
 mount --bind "$tree" "$m$tree"
+mount --bind "$repo" "$m/var/db/repos/$(basename "$repo")"
 mount --bind "$repo" "$m/var/db/repos/bhtest"
 exec chroot "$m" /usr/bin/env -i "$@"
 "#;
 
 /// The stage3 directory, built (or checked) once per test process: the tests run in
 /// parallel and must not build it twice at once.
-fn portage_stage3() -> PathBuf {
+pub(crate) fn portage_stage3() -> PathBuf {
     static STAGE3: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     STAGE3.get_or_init(build_stage3).clone()
 }
@@ -146,6 +163,20 @@ fn progress_runs(output: &str) -> (Vec<(u32, u32)>, Vec<Phase>) {
     (runs, phases)
 }
 
+/// The compressor of squashfs image `image`, from `unsquashfs -s`.
+fn compressor_of(image: &Path) -> String {
+    let out = Command::new("unsquashfs")
+        .arg("-s")
+        .arg(image)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "unsquashfs -s {}", image.display());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("Compression ").map(str::to_string))
+        .unwrap_or_default()
+}
+
 fn has(list: &[String], pkg: &str) -> bool {
     list.iter()
         .any(|p| p == &format!("usr/share/{pkg}/{pkg}.txt"))
@@ -161,6 +192,8 @@ struct Built {
     pkgs: Vec<String>,
     /// Each step's output.
     outputs: BTreeMap<&'static str, String>,
+    /// `builds/<target>.<date>/`: the collected artifacts.
+    dest: PathBuf,
 }
 
 /// Plans `starters/<starter>` of tests/e2e/portage-tree and runs the target's [`STEPS`]
@@ -212,7 +245,9 @@ fn build(stage3: &Path, starter: &str, target: &str, repo_of: &str) -> Built {
     let planned = &plan["targets"][0];
     let env: BTreeMap<String, String> = serde_json::from_value(planned["env"].clone()).unwrap();
 
-    let repo = tree.join(format!("configs/{repo_of}/repos/bhtest"));
+    // Named `bhtest` (profiles/repo_name) in a directory of another name, declared by its
+    // location, as the original's `repos/portage-musl-<name>` are.
+    let repo = tree.join(format!("configs/{repo_of}/repos/portage-musl-portage"));
     let (up, mnt) = (work.path().join("up"), work.path().join("m"));
     let mut outputs = BTreeMap::new();
     for name in STEPS {
@@ -281,11 +316,13 @@ fn build(stage3: &Path, starter: &str, target: &str, repo_of: &str) -> Built {
     }
     let pkgs = files(&tree.join("binpkgs").join(target));
     let src = up.join("u/usr").join(target).join("usr/src");
+    let dest = PathBuf::from(&env["BUILD_DEST"]);
     Built {
         work,
         src,
         pkgs,
         outputs,
+        dest,
     }
 }
 
@@ -372,6 +409,38 @@ fn real_portage_builds_a_stage0_with_install_mask_and_stacked_world_images() {
         "{db:?}"
     );
     assert!(b.outputs["final-root"].contains("install_mask_on"));
+    // INSTALL_MASK was switched on in every file that carries it (env/sys-devel/gcc too) for
+    // the final root, and off again by `images`.
+    let conf = b
+        .work
+        .path()
+        .join("tree/configs")
+        .join(TARGET)
+        .join("target-portage");
+    let on = b.outputs["final-root"]
+        .lines()
+        .find(|l| l.starts_with("+ sed -i") && l.contains("^#\\(INSTALL_MASK="))
+        .unwrap_or_default()
+        .to_string();
+    for f in ["make.conf", "env/sys-devel/gcc"] {
+        assert!(on.contains(&format!("target-portage/{f}")), "{f}: {on}");
+        let text = std::fs::read_to_string(conf.join(f)).unwrap();
+        assert!(
+            text.lines().any(|l| l.starts_with("#INSTALL_MASK=")),
+            "{f}: {text}"
+        );
+    }
+    // The PORTAGE_TMPDIR of the target's make.conf was created in the environment.
+    assert!(b.work.path().join("up/u/var/tmp/portage/portage").is_dir());
+    // Not split: the images are /base and /<W> inside the initramfs, packed with xz.
+    let f = b.src.join("initramfs");
+    for image in ["base", "net", "gui"] {
+        assert_eq!(compressor_of(&f.join(image)), "xz", "{image}");
+    }
+    assert!(!f.join("base.sqfs").exists());
+    assert!(files(&f).contains(&"bin/toybox".to_string()));
+    let kernel = std::fs::read_to_string(b.dest.join("EFI/boot/bootx64.efi")).unwrap();
+    assert!(kernel.contains("STAND-IN kernel image"), "{kernel}");
 }
 
 #[test]
@@ -396,4 +465,31 @@ fn real_portage_builds_a_full_stage_that_keeps_its_package_database() {
         "{base:?}"
     );
     assert!(!b.src.join("squashfs.exclude/pkg.base").exists());
+    // Each world image keeps its package database too, and a copy is saved.
+    assert!(files(&b.src.join("squashfs.gui"))
+        .iter()
+        .any(|f| f.starts_with("var/db/pkg/test-gui/desktop-1.0/")));
+    assert!(b.src.join("squashfs.exclude/pkg.gui").is_dir());
+    assert!(b
+        .work
+        .path()
+        .join("up/u/var/tmp/portage/portagefull")
+        .is_dir());
+    // split.base, split.extra and split.initramfs: the artifacts the configurations'
+    // initramfs/init scripts mount, beside the kernel.
+    let mut names: Vec<String> = std::fs::read_dir(&b.dest)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["EFI", "base", "gui", "initramfs", "net"]);
+    for image in ["base", "net", "gui"] {
+        assert_eq!(compressor_of(&b.dest.join(image)), "xz", "{image}");
+    }
+    let initramfs = std::fs::read(b.dest.join("initramfs")).unwrap();
+    assert_eq!(initramfs.get(..2), Some(&[0x1f, 0x8b][..]), "not gzip");
+    // The initramfs tree is owned by root.
+    use std::os::unix::fs::MetadataExt;
+    let toybox = std::fs::metadata(b.src.join("initramfs/bin/toybox")).unwrap();
+    assert_eq!((toybox.uid(), toybox.gid()), (0, 0));
 }

@@ -31,6 +31,9 @@ fn config() -> TargetConfig {
         base_patch: false,
         has_linux_config: true,
         full_box_config: false,
+        portage_tmpdir: None,
+        install_mask_files: vec!["make.conf".into()],
+        squashfs_compressors: Some(vec!["xz".into(), "zstd".into()]),
         warnings: Vec::new(),
     }
 }
@@ -53,6 +56,8 @@ fn steps_of(c: &TargetConfig, first_build: bool, gentoo_mirrors: bool) -> Vec<St
         config: c,
         first_build,
         gentoo_mirrors,
+        image_compressor: c.image_compressor(None).unwrap(),
+        host_portage_tmpdir: None,
     })
 }
 
@@ -77,7 +82,9 @@ fn host(first_build: bool) -> HostRecipe {
             build_arch: "arm64".into(),
             libc: "musl".into(),
             rust_clean: vec!["dev-libs/openssl".into()],
+            rust_target: Some("aarch64-unknown-linux-musl".into()),
         }],
+        portage_tmpdirs: Vec::new(),
         cpuflags: false,
         rust: false,
         gentoo_mirrors: false,
@@ -127,10 +134,10 @@ fn update_disables_rust_cross_only_for_tuples_whose_rust_target_is_missing() {
     let update = host_script(&host(false), "host-toolchain");
     let aside = "mv \"$rust_env\" \"$rust_env.build-helper\"";
     assert!(first.contains(aside) && update.contains(aside));
-    assert!(!first.contains("sed -i -e '/:aarch64-unknown-linux-musl:/d'"));
+    assert!(!first.contains("sed -i -e '/:aarch64-unknown-linux-musl"));
     assert!(update.contains("cp \"$rust_env.build-helper\" \"$rust_env\""));
     assert!(update.contains(
-        "/usr/lib/rustlib/aarch64-unknown-linux-musl >/dev/null 2>&1; then sed -i -e '/:aarch64-unknown-linux-musl:/d' -e '/:aarch64-unknown-linux-musl$/d' \"$rust_env\"; fi"
+        "/usr/lib/rustlib/aarch64-unknown-linux-musl >/dev/null 2>&1; then sed -i -e '/:aarch64-unknown-linux-musl\"/d' -e '/:aarch64-unknown-linux-musl$/d' \"$rust_env\"; fi"
     ));
     let world = update.find("emerge -uDNkq --with-bdeps=y @world").unwrap();
     assert!(update.find("sed -i -e '/:aarch64").unwrap() < world);
@@ -213,10 +220,14 @@ fn full_stage_keeps_the_package_database_and_stacks_worlds_on_it() {
     let mut c = full(config());
     c.worlds = vec![world("gui", "base", &["x11-base/xorg-server"])];
     let s = script(&c, "world-images");
-    assert!(s.contains("cp -a \"$S/var/db/pkg\" \"$I/var/db/pkg\""));
+    assert!(s.contains("cp -a \"$S/var/db/pkg/.\" \"$I/var/db/pkg/\""));
+    assert!(s.contains("cp -a \"$I/var/db/pkg\" \"$X/pkg.gui\""));
+    assert!(!s.contains("mv \"$I/var/db/pkg\""));
     let mut c0 = config();
     c0.worlds = c.worlds.clone();
-    assert!(script(&c0, "world-images").contains("cp -a \"$X/pkg.base\" \"$I/var/db/pkg\""));
+    let s0 = script(&c0, "world-images");
+    assert!(s0.contains("cp -a \"$X/pkg.base/.\" \"$I/var/db/pkg/\""));
+    assert!(s0.contains("mv \"$I/var/db/pkg\" \"$X/pkg.gui\""));
 }
 
 #[test]
@@ -242,7 +253,9 @@ fn native_build_name_writes_cpu_flags_and_exports_video_cards() {
     let world = script(&c, "target-world");
     assert!(world.contains("export VIDEO_CARDS=\"${VIDEO_CARDS_NATIVE:-}\""));
     assert!(world.contains("*\" amdgpu \"*) export LLVM_TARGETS=AMDGPU"));
-    assert!(script(&c, "target-env").contains("package.use/00cpu-flags-native"));
+    assert!(world.contains("export \"${cpu_flags%%:*}=${cpu_flags#*: }\""));
+    // Nothing is written into the configuration.
+    assert!(!script(&c, "target-env").contains("00cpu-flags-native"));
 }
 
 #[test]
@@ -301,12 +314,15 @@ fn gentoo_mirrors_are_added_to_make_conf_and_removed_after() {
 }
 
 #[test]
-fn host_cpuflags_writes_cpuid2cpuflags_to_package_use() {
+fn host_cpuflags_are_exported_to_the_primary_steps_not_written_into_configs() {
     let mut r = host(true);
-    let line = "echo \"*/* $(cpuid2cpuflags)\" > /etc/portage/package.use/00cpu-flags-native";
+    let line = "export \"${cpu_flags%%:*}=${cpu_flags#*: }\"";
     assert!(!host_script(&r, "host-portage").contains(line));
     r.cpuflags = true;
-    assert!(host_script(&r, "host-portage").contains(line));
+    for s in primary_steps(&r) {
+        assert!(s.script.contains(line), "{}", s.name);
+        assert!(!s.script.contains("00cpu-flags-native"), "{}", s.name);
+    }
 }
 
 #[test]
@@ -320,7 +336,14 @@ fn world_images_stack_on_their_parent_chain_and_save_their_own_database() {
     let desk = s.find("I=\"$R/usr/src/squashfs.desktop\"").unwrap();
     let office = s.find("I=\"$R/usr/src/squashfs.office\"").unwrap();
     assert!(desk < office);
-    assert!(s[office..].contains("cp -a \"$X/pkg.desktop\" \"$I/var/db/pkg\""));
+    // The world's own previous database first, its parent chain's laid over it.
+    let own = s[office..]
+        .find("cp -a \"$X/pkg.office/.\" \"$I/var/db/pkg/\"")
+        .unwrap();
+    let parent = s[office..]
+        .find("cp -a \"$X/pkg.desktop/.\" \"$I/var/db/pkg/\"")
+        .unwrap();
+    assert!(own < parent);
     assert!(s[office..].contains("cp \"$R/usr/src/squashfs.desktop/var/lib/portage/world\""));
     assert!(s[office..].contains("FI --root=\"$I\" -uDNKq app-office/libreoffice"));
     assert!(s[office..].contains("mv \"$I/var/db/pkg\" \"$X/pkg.office\""));
@@ -329,9 +352,146 @@ fn world_images_stack_on_their_parent_chain_and_save_their_own_database() {
         .unwrap();
     let install = s[office..].find("-uDNKq app-office").unwrap();
     let unbind = s[office..].find("umount \"$I/etc\"").unwrap();
-    assert!(bind < install && install < unbind);
+    let depclean = s[office..].find("FI --root=\"$I\" -q --depclean").unwrap();
+    assert!(bind < install && install < unbind && unbind < depclean);
     assert!(s.contains("trap unbind EXIT"));
     assert!(!script(&config(), "world-images").contains("mount --bind"));
     let w = script(&c, "target-world");
     assert!(w.find("x11-base/xorg-server") < w.find("app-office/libreoffice"));
+}
+
+#[test]
+fn world_images_carry_the_merged_usr_links_of_the_base() {
+    let mut c = config();
+    c.worlds = vec![world("gui", "base", &["x11-base/xorg-server"])];
+    let s = script(&c, "world-images");
+    assert!(s.contains("[ -e \"$I\"/lib64 ] || ln -s usr/lib \"$I\"/lib64"));
+    assert!(s.contains("[ -e \"$I\"/bin ] || ln -s usr/bin \"$I\"/bin"));
+    assert!(s.contains("[ -e \"$I\"/usr/sbin ] || ln -s bin \"$I\"/usr/sbin"));
+}
+
+#[test]
+fn portage_tmpdirs_exist_before_every_step_that_may_emerge() {
+    let mut c = config();
+    c.portage_tmpdir = Some("/var/tmp/portage/zen2".into());
+    let steps = target_steps(&TargetRecipe {
+        config: &c,
+        first_build: true,
+        gentoo_mirrors: false,
+        image_compressor: "xz".into(),
+        host_portage_tmpdir: Some("/var/tmp/portage/host".into()),
+    });
+    for s in &steps {
+        assert!(
+            s.script
+                .contains("mkdir -p /var/tmp/portage/host /var/tmp/portage/zen2\n"),
+            "{}",
+            s.name
+        );
+    }
+    let mut r = host(true);
+    r.portage_tmpdirs = vec!["/var/tmp/portage/zen2".into()];
+    for s in primary_steps(&r) {
+        let at = s.script.find("mkdir -p /var/tmp/portage/zen2\n").unwrap();
+        assert!(
+            at < s.script.find("\nemerge").unwrap_or(usize::MAX),
+            "{}",
+            s.name
+        );
+    }
+}
+
+#[test]
+fn install_mask_switches_every_file_that_carries_the_line() {
+    let mut c = config();
+    c.install_mask_files = vec!["env/sys-devel/gcc".into(), "make.conf".into()];
+    let s = script(&c, "target-libc");
+    assert!(s.contains(
+        "install_mask_off() { sed -i 's/^\\(INSTALL_MASK=\\)/#\\1/' \"$BUILD_CONF/target-portage/\"env/sys-devel/gcc \"$BUILD_CONF/target-portage/\"make.conf; }"
+    ));
+    assert!(s.contains("install_mask_off\nE -1kq"));
+    c.install_mask_files.clear();
+    assert!(script(&c, "final-root").contains("install_mask_on() { :; }"));
+}
+
+#[test]
+fn host_toolchain_selects_the_native_chost_profiles_and_rebuilds_libc() {
+    let first = host_script(&host(true), "host-toolchain");
+    assert!(first.contains("case \"$chost\" in *-musl*) host_libc=sys-libs/musl"));
+    assert!(first.contains("sys-devel/gcc \"$host_libc\""));
+    assert!(first.contains("eselect gcc set \"$chost-$(newest_in \"/usr/lib/gcc/$chost\")\""));
+    assert!(
+        first.contains("eselect binutils set \"$chost-$(newest_in \"/usr/$chost/binutils-bin\")\"")
+    );
+    assert!(first.contains("sed -i '/^cross-/d' /var/lib/portage/world"));
+    assert!(!host_script(&host(false), "host-toolchain").contains("/^cross-/d"));
+    let cross = host_script(&host(true), "crossdev");
+    assert!(cross.contains(
+        "eselect binutils set \"aarch64-unknown-linux-musl-$(newest_in \"/usr/$chost/aarch64-unknown-linux-musl/binutils-bin\")\""
+    ));
+    assert!(cross
+        .contains("eselect gcc set \"aarch64-unknown-linux-musl-$(newest_in /usr/lib/gcc/aarch64-unknown-linux-musl)\""));
+}
+
+#[test]
+fn crossdev_links_the_clang_cross_names_and_empties_the_gcc_install_cfg() {
+    let cross = host_script(&host(true), "crossdev");
+    for name in ["clang", "clang++", "clang-cl", "clang-cpp"] {
+        assert!(cross.contains(&format!(
+            "ln -sfn \"$chost-clang\" \"$b/aarch64-unknown-linux-musl-{name}\""
+        )));
+        assert!(cross.contains(&format!(
+            "ln -sfn \"$chost-clang\" \"$b/aarch64-unknown-linux-musl-{name}-$llvm\""
+        )));
+    }
+    assert!(cross
+        .contains("ln -sfn \"$chost-llvm-config\" \"$b/aarch64-unknown-linux-musl-llvm-config\""));
+    assert!(cross.contains(": > /etc/clang/gentoo-gcc-install.cfg"));
+}
+
+#[test]
+fn rust_targets_come_from_the_host_env_and_a_tuple_without_one_never_rebuilds_rust() {
+    let mut r = host(false);
+    r.rust = true;
+    r.tuples[0].rust_target = Some("x86_64-crossdev-linux-musl".into());
+    r.tuples.push(TupleInfo {
+        tuple: "m68k-unknown-linux-musl".into(),
+        build_arch: "m68k".into(),
+        libc: "musl".into(),
+        rust_clean: Vec::new(),
+        rust_target: None,
+    });
+    let cross = host_script(&r, "crossdev");
+    assert!(cross.contains("/usr/lib/rust/*/lib/rustlib/x86_64-crossdev-linux-musl"));
+    assert!(cross.contains("\nannounce m68k-unknown-linux-musl\n"));
+    let rust = host_script(&r, "rust-cross");
+    assert!(!rust.contains("m68k"));
+    let rc = primary_steps(&r);
+    let rc = rc.iter().find(|s| s.name == "rust-cross").unwrap();
+    assert_eq!(rc.announces, ["aarch64-unknown-linux-musl"]);
+    assert!(!host_script(&r, "host-toolchain").contains("m68k-unknown-linux-musl\""));
+    r.tuples.remove(0);
+    assert!(primary_steps(&r).iter().all(|s| s.name != "rust-cross"));
+}
+
+#[test]
+fn host_steps_take_video_cards_from_video_cards_native() {
+    let line = "if [ -n \"${VIDEO_CARDS_NATIVE:-}\" ]; then export VIDEO_CARDS=\"$VIDEO_CARDS_NATIVE\"; fi";
+    for step in ["host-portage", "host-toolchain", "crossdev"] {
+        assert!(host_script(&host(true), step).contains(line), "{step}");
+    }
+}
+
+#[test]
+fn target_maintenance_depclean_ignores_modules_and_portage_config() {
+    assert!(script(&config(), "target-maintenance")
+        .contains("UNINSTALL_IGNORE=\"/lib/modules/* /etc/portage\" E -q --depclean"));
+}
+
+#[test]
+fn target_world_fixes_ldd_to_run_the_loader_inside_root() {
+    let s = script(&config(), "target-world");
+    let fix = s.find("s/x $rtld/x ${ROOT}$rtld/").unwrap();
+    assert!(s.contains("if [ -f \"$R/usr/bin/ldd\" ]"));
+    assert!(fix < s.find("E -uDNkq").unwrap_or(usize::MAX));
 }

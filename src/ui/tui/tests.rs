@@ -83,6 +83,7 @@ fn checkpoint(n: usize) -> Checkpoint {
         toolchain_ready: vec!["x86_64-unknown-linux-musl".into()],
         targets: (0..n).map(|i| record(i, n)).collect(),
         finished: false,
+        distcc_hosts: None,
     }
 }
 
@@ -296,6 +297,27 @@ fn enter_on_the_summary_closes_even_before_the_screen_asks() {
     assert_eq!(a.key(key(KeyCode::Enter)), None);
     assert!(a.closing);
     assert!(!a.zoom, "Enter on the summary is not zoom");
+}
+
+#[test]
+fn header_says_distcc_is_on_when_the_run_has_helpers() {
+    let mut a = app(1);
+    let first_line = |a: &mut App| {
+        let term = screen(a, 120, 24);
+        let buf = term.backend().buffer().clone();
+        (0..120u16)
+            .map(|x| buf[(x, 0)].symbol().to_string())
+            .collect::<String>()
+    };
+    assert!(!first_line(&mut a).contains("distcc"));
+    let mut cp = checkpoint(1);
+    cp.distcc_hosts = Some("helper1/8 helper2/8,lzo".into());
+    a.checkpoint(&cp);
+    assert!(
+        first_line(&mut a).contains("distcc on"),
+        "{}",
+        first_line(&mut a)
+    );
 }
 
 /// The facts the supervisor reports for a running step (see `progress::watch`).

@@ -102,7 +102,7 @@ fn header(app: &App) -> Vec<Line<'static>> {
             .count()
     };
     let bold = Style::new().add_modifier(Modifier::BOLD);
-    let first = Line::from(vec![
+    let mut first = Line::from(vec![
         Span::styled(format!("build-helper run {}", cp.run_id), bold),
         Span::styled(
             app.run_eta_ms()
@@ -118,6 +118,9 @@ fn header(app: &App) -> Vec<Line<'static>> {
             count(TargetState::Waiting)
         )),
     ]);
+    if cp.distcc_hosts.is_some() {
+        first.push_span(Span::styled("  distcc on", Style::new().fg(Color::Cyan)));
+    }
     let mut base = Vec::new();
     for s in cp.run_steps.iter().filter(|s| s.name != "archive-history") {
         base.push(format!(

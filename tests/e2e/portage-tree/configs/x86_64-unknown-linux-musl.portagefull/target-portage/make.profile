@@ -1,1 +1,1 @@
-/var/db/repos/bhtest/profiles/default
+/var/db/repos/portage-musl-portage/profiles/default

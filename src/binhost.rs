@@ -1,0 +1,265 @@
+//! Binary package directories served as binhosts: after a run, `binpkgs/host` and every
+//! `binpkgs/<tuple>.<name>` get a current `Packages` index, written by Portage's own
+//! `emaint binhost --fix` run chrooted in the environment that built the packages, so any web
+//! server can serve the directories to other machines and to installed full-stage targets
+//! (Portage's binrepos.conf(5) points at them).
+//!
+//! Not for: serving the directories (a real web server does that; README "More than one
+//! machine"), signing packages, or pruning old ones (`eclean-pkg`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::plan::Plan;
+
+/// Errors of writing an index; each names the package directory.
+#[derive(Debug, thiserror::Error)]
+pub enum BinhostError {
+    /// emaint could not be started.
+    #[error("cannot run emaint for {dir} in {root}: {source}")]
+    Start {
+        /// The package directory (`binpkgs/host`, `binpkgs/<target>`).
+        dir: String,
+        /// The environment root.
+        root: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// emaint failed.
+    #[error(
+        "emaint binhost --fix failed for {dir} (exit {code}): {output}; the packages are \
+         intact, only their index is stale: fix the cause and run `build-helper binhost RUN`"
+    )]
+    Failed {
+        /// The package directory.
+        dir: String,
+        /// Its exit status.
+        code: i32,
+        /// The end of its output.
+        output: String,
+    },
+}
+
+/// One package directory to index, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageDir {
+    /// What the directory is, as the tree names it: `binpkgs/host` or
+    /// `binpkgs/<tuple>.<name>`.
+    pub label: String,
+    /// The environment root (on the build machine) whose Portage writes the index.
+    pub root: PathBuf,
+    /// The Portage configuration root inside it: `None` for the build environment itself
+    /// (its make.conf's PKGDIR is `binpkgs/host`), `/usr/<tuple>.<name>` for a target (its
+    /// make.conf's PKGDIR is the target's package directory).
+    pub config_root: Option<String>,
+}
+
+/// The package directories of a planned run: the host's in the primary environment, then each
+/// target's in the environment it builds in.
+pub fn package_dirs(plan: &Plan) -> Vec<PackageDir> {
+    let mut out = Vec::new();
+    if let Some(primary) = plan.targets.first() {
+        out.push(PackageDir {
+            label: "binpkgs/host".into(),
+            root: primary.root.clone(),
+            config_root: None,
+        });
+    }
+    for t in &plan.targets {
+        out.push(PackageDir {
+            label: format!("binpkgs/{}", t.target),
+            root: t.root.clone(),
+            config_root: Some(format!("/usr/{}", t.target)),
+        });
+    }
+    out
+}
+
+/// Exit status of [`script`] when the environment has no emaint, or the target never got a
+/// Portage configuration (it failed before `target-env`): nothing to index there.
+pub const SKIPPED: i32 = 3;
+
+/// The script, run chrooted with `/bin/sh -c`, that writes the index of one package
+/// directory: `emaint binhost --fix` (Portage's emaint(1)) with the configuration root of
+/// `config_root` (`PORTAGE_CONFIGROOT` and `ROOT`, as crossdev's emerge wrapper sets them).
+/// Exits [`SKIPPED`] when there is nothing it can do.
+pub fn script(config_root: Option<&str>) -> String {
+    let mut s = String::from(
+        "command -v emaint >/dev/null 2>&1 || { echo 'no emaint in this environment'; exit 3; }\n",
+    );
+    match config_root {
+        None => s.push_str("exec emaint binhost --fix\n"),
+        Some(r) => {
+            let r = crate::recipe::sh_quote(r);
+            s.push_str(&format!(
+                "[ -e {r}/etc/portage/make.conf ] || {{ echo 'no Portage configuration in '{r}; exit 3; }}\n\
+                 PORTAGE_CONFIGROOT={r} ROOT={r} exec emaint binhost --fix\n"
+            ));
+        }
+    }
+    s
+}
+
+/// What indexing one directory did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Indexed {
+    /// The index is current.
+    Written,
+    /// Nothing to do there, with the reason.
+    Skipped(String),
+}
+
+/// Writes the index of `dir` by running [`script`] chrooted in its root with `env` (the step
+/// environment, so PATH and the like are the run's). Blocking; the caller must already be in
+/// the mount namespace where the root is mounted.
+///
+/// Errors: [`BinhostError`] naming the directory.
+pub fn index(dir: &PackageDir, env: &[(String, String)]) -> Result<Indexed, BinhostError> {
+    let mut cmd = Command::new("/bin/sh");
+    cmd.args(["-c", &script(dir.config_root.as_deref())])
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::null());
+    let root = dir.root.clone();
+    // SAFETY: chroot and chdir are async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            std::os::unix::fs::chroot(&root)?;
+            std::env::set_current_dir("/")
+        });
+    }
+    let out = cmd.output().map_err(|source| BinhostError::Start {
+        dir: dir.label.clone(),
+        root: dir.root.clone(),
+        source,
+    })?;
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    match out.status.code() {
+        Some(0) => Ok(Indexed::Written),
+        Some(SKIPPED) => Ok(Indexed::Skipped(text.trim().to_string())),
+        code => Err(BinhostError::Failed {
+            dir: dir.label.clone(),
+            code: code.unwrap_or(-1),
+            output: tail(&text, 5),
+        }),
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.trim().lines().collect();
+    all[all.len().saturating_sub(lines)..].join(" / ")
+}
+
+/// Indexes every package directory of `plan` whose root is mounted (has `proc/self`), each
+/// with its target's step environment; returns one line per directory for the user. A
+/// failure of one directory does not stop the others.
+pub fn index_run(plan: &Plan) -> Vec<Result<String, BinhostError>> {
+    package_dirs(plan)
+        .iter()
+        .map(|dir| {
+            if !mounted(&dir.root) {
+                return Ok(format!(
+                    "{}: not indexed ({} is not mounted)",
+                    dir.label,
+                    dir.root.display()
+                ));
+            }
+            let env: Vec<(String, String)> = plan
+                .targets
+                .iter()
+                .find(|t| t.root == dir.root)
+                .map(|t| t.env.clone().into_iter().collect())
+                .unwrap_or_default();
+            index(dir, &env).map(|r| match r {
+                Indexed::Written => format!("{}: Packages index written", dir.label),
+                Indexed::Skipped(why) => format!("{}: not indexed ({why})", dir.label),
+            })
+        })
+        .collect()
+}
+
+/// `build-helper binhost RUN`: indexes the package directories of a mounted run (a
+/// `--mount-hist` exploration, or a running build, whose mount namespace it joins); prints a
+/// line per directory; returns 0, or 1 when some directory failed.
+///
+/// Errors: [`UsageError`](crate::error::UsageError) for an unknown or unmounted run, or
+/// without root; joining the run's namespace failed.
+pub fn command(tree: &Path, run: &str) -> anyhow::Result<i32> {
+    use anyhow::Context;
+
+    use crate::error::UsageError;
+    if !nix::unistd::geteuid().is_root() {
+        return Err(UsageError(
+            "build-helper binhost needs root (it chroots): run it as root".into(),
+        )
+        .into());
+    }
+    let run_dir = crate::plan::run_dir(tree, run);
+    let plan = crate::commands::load_plan(&run_dir).map_err(|e| {
+        UsageError(format!(
+            "run `{run}` cannot be indexed ({e:#}); `build-helper status --tree {}` lists the runs",
+            tree.display()
+        ))
+    })?;
+    let journal = crate::mounts::journal::Journal::load(&run_dir)
+        .map_err(UsageError)?
+        .ok_or_else(|| {
+            UsageError(format!(
+                "run `{run}` is not mounted: mount its history with `build-helper run STARTER --mount-hist`"
+            ))
+        })?;
+    if !journal.host_namespace {
+        let ns =
+            std::fs::File::open(format!("/proc/{}/ns/mnt", journal.pid)).with_context(|| {
+                format!(
+                    "opening the mount namespace of run {run} (pid {})",
+                    journal.pid
+                )
+            })?;
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNS)
+            .with_context(|| format!("joining the mount namespace of run {run}"))?;
+    }
+    let mut code = 0;
+    for line in index_run(&plan) {
+        match line {
+            Ok(l) => println!("{l}"),
+            Err(e) => {
+                eprintln!("build-helper: {e}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+fn mounted(root: &Path) -> bool {
+    root.join("proc/self").exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_index_uses_the_environments_own_configuration() {
+        let s = script(None);
+        assert!(s.ends_with("exec emaint binhost --fix\n"), "{s}");
+        assert!(!s.contains("PORTAGE_CONFIGROOT"));
+    }
+
+    #[test]
+    fn target_index_uses_the_targets_configuration_root() {
+        let s = script(Some("/usr/aarch64-unknown-linux-musl.rpi4b"));
+        assert!(s.contains(
+            "PORTAGE_CONFIGROOT=/usr/aarch64-unknown-linux-musl.rpi4b \
+             ROOT=/usr/aarch64-unknown-linux-musl.rpi4b exec emaint binhost --fix"
+        ));
+        assert!(s.contains("[ -e /usr/aarch64-unknown-linux-musl.rpi4b/etc/portage/make.conf ]"));
+    }
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        assert_eq!(tail("a\nb\nc\n", 2), "b / c");
+    }
+}
