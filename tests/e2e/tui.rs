@@ -142,8 +142,15 @@ fn tui_failed_pane_opens_the_rescue_shell_and_resume_completes_the_run() {
     let deadline = Instant::now() + Duration::from_secs(120);
     let title = loop {
         let s = tmux.screen(pane);
-        let step_names: Vec<String> = std::fs::read(tree.run_dir().join("plan.json"))
-            .ok()
+        // The run directory appears once the run has started: until then, no names.
+        let plan_file = std::fs::read_dir(tree.path().join("work"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("plan.json"))
+            .find(|p| p.exists());
+        let step_names: Vec<String> = plan_file
+            .and_then(|p| std::fs::read(p).ok())
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
             .and_then(|plan| {
                 let targets = plan["targets"].as_array()?.clone();
