@@ -13,12 +13,21 @@
 //! write time in both runs (output must not slow a worker down), the supervisor's
 //! throughput and lag, its peak RSS (budget: 100 MB) and the time per frame.
 //!
+//! Progress parsing is on: the output carries Portage's `>>> Emerging (N of M) ...` lines,
+//! the supervisor's loop feeds every chunk to a progress tracker per worker (in a run the
+//! worker does this; here it costs the supervisor's loop, the harder case) and hands each
+//! change to the TUI with an estimate, which shows it in the pane titles and header.
+//! `BH_BENCH_PROGRESS=0` turns the parsing off, for comparison.
+//!
 //! A "worker" is this benchmark binary started again with `BH_BENCH_GEN` set.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use build_helper::config::Target;
+use build_helper::engine::events::now_us;
+use build_helper::progress::watch::Shown;
+use build_helper::progress::Tracker;
 use build_helper::supervisor::spawn;
 use build_helper::ui::{tui, Frontend};
 
@@ -38,6 +47,15 @@ fn block() -> Vec<u8> {
         );
         if n.is_multiple_of(16) {
             let _ = write!(b, "\x1b[35mprogress\x1b[0m {}%\r", n % 100);
+        }
+        if n.is_multiple_of(64) {
+            // Portage's progress line (lib/_emerge/MergeListItem.py), with its colours.
+            let k = n / 64;
+            let _ = write!(
+                b,
+                ">>> Emerging (\x1b[01;33m{k}\x1b[39;49;00m of \x1b[01;33m500\x1b[39;49;00m) \
+                 \x1b[32;01mdev-libs/pkg{k}-1.0::gentoo\x1b[39;49;00m\r\n"
+            );
         }
     }
     b
@@ -145,6 +163,7 @@ fn main() {
         .open("/dev/null")
         .expect("/dev/null");
     let mut ui = tui::headless(devnull, 160, 48).expect("headless TUI");
+    let mut progress_reports = 0u64;
     let (received, tui_wall, lag) = runtime.block_on(async {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let t0 = Instant::now();
@@ -167,10 +186,30 @@ fn main() {
             Instant::now()
         });
         let mut received = 0u64;
+        let mut trackers: Vec<Tracker> = (0..WORKERS).map(|_| Tracker::new()).collect();
+        let mut reports = 0u64;
+        let parse = std::env::var("BH_BENCH_PROGRESS").map_or(true, |v| v != "0");
         while let Some(out) = rx.recv().await {
             received += out.bytes.len() as u64;
             ui.output(&out.target, &out.bytes);
+            if !parse {
+                continue;
+            }
+            let i = (0..WORKERS)
+                .position(|i| target(i) == out.target)
+                .unwrap_or(0);
+            if let Some(p) = trackers[i].feed(&out.bytes) {
+                reports += 1;
+                let shown = Shown {
+                    step: "target-world".into(),
+                    eta_ms: Some(u64::from(p.total - p.done.min(p.total)) * 1000),
+                    progress: Some(p),
+                    at_us: now_us(),
+                };
+                ui.progress(&out.target, &shown, shown.eta_ms);
+            }
         }
+        progress_reports = reports;
         let done = Instant::now();
         let workers_done = waiter.await.unwrap_or(done);
         (
@@ -249,6 +288,7 @@ fn main() {
         received as f64 / 1048576.0,
         lag.as_secs_f64()
     );
+    println!("  progress   : {progress_reports} progress changes parsed and shown (0: off)");
     println!(
         "  frames     : {} drawn at 160x48, mean {:.2} ms, max {:.2} ms",
         frames.frames,

@@ -159,14 +159,88 @@ pub fn status(tree: &Path, run: Option<&str>, json: bool) -> anyhow::Result<()> 
     for s in &cp.run_steps {
         show(&s.name, s, None);
     }
+    let progress = dirs
+        .first()
+        .map(|d| latest_progress(d, cp))
+        .unwrap_or_default();
     for t in &cp.targets {
-        println!("{} ({})", t.target, target_word(t.state()));
-        let last = estimates.get(&t.target.to_string());
+        let name = t.target.to_string();
+        let now = progress.get(&name);
+        let eta = now
+            .and_then(|p| p.eta_ms)
+            .map(|ms| format!(", ETA {}", crate::progress::eta::short_duration(ms)))
+            .unwrap_or_default();
+        println!("{} ({}{eta})", t.target, target_word(t.state()));
+        let last = estimates.get(&name);
         for s in &t.steps {
             show(&s.name, s, last.and_then(|l| l.get(&s.name)).copied());
+            if let Some(p) = now.filter(|p| p.step == s.name) {
+                println!("  {:<20} {}", "", p.line);
+            }
         }
     }
     Ok(())
+}
+
+/// The last progress of a target's running step, from the run's events.
+#[derive(Debug, Default)]
+struct Latest {
+    step: String,
+    /// `build 37/212 dev-libs/openssl-3.0.13`.
+    line: String,
+    /// Remaining milliseconds, counted down to now.
+    eta_ms: Option<u64>,
+}
+
+/// Per target (`<tuple>.<name>`) whose step is running in `cp`: its last `progress` event
+/// in `<run_dir>/events.jsonl`.
+fn latest_progress(run_dir: &Path, cp: &Checkpoint) -> std::collections::HashMap<String, Latest> {
+    use crate::engine::events::{now_us, Event, EventLog};
+    let mut out = std::collections::HashMap::new();
+    let now = now_us();
+    for r in EventLog::read(run_dir) {
+        match r.event {
+            Event::StepStarted { target, .. } | Event::StepFinished { target, .. } => {
+                out.remove(&target);
+            }
+            Event::Progress {
+                target,
+                step,
+                phase,
+                done,
+                total,
+                current,
+                eta_ms,
+                ..
+            } => {
+                let p = crate::progress::Progress {
+                    phase,
+                    done,
+                    total,
+                    current,
+                };
+                let age_ms = now.saturating_sub(r.t_us) / 1000;
+                out.insert(
+                    target,
+                    Latest {
+                        step,
+                        line: format!("{} {}", phase.word(), p.short()),
+                        eta_ms: eta_ms.map(|e| e.saturating_sub(age_ms)),
+                    },
+                );
+            }
+            _ => {}
+        }
+    }
+    out.retain(|target, l| {
+        cp.targets.iter().any(|t| {
+            &t.target.to_string() == target
+                && t.steps
+                    .iter()
+                    .any(|s| s.name == l.step && s.state == crate::engine::StepState::Running)
+        })
+    });
+    out
 }
 
 /// Why a dead run could not be cleaned up.
@@ -313,4 +387,45 @@ pub fn umount(tree: &Path, run: Option<&str>) -> anyhow::Result<()> {
 /// Errors: missing, malformed or newer plan.
 pub fn load_plan(run_dir: &Path) -> anyhow::Result<Plan> {
     Ok(rundir::load_plan(run_dir)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::events::{Event, EventLog};
+
+    #[test]
+    fn status_shows_the_last_progress_of_running_steps_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let cp: Checkpoint = serde_json::from_value(serde_json::json!({
+            "run_id": "r", "run_steps": [], "toolchain_ready": [], "finished": false,
+            "targets": [
+                {"target": {"tuple": "x86_64-unknown-linux-musl", "name": "a"},
+                 "steps": [{"name": "world", "state": "running", "attempts": 1}]},
+                {"target": {"tuple": "x86_64-unknown-linux-musl", "name": "b"},
+                 "steps": [{"name": "world", "state": "done", "attempts": 1}]}
+            ]
+        }))
+        .unwrap();
+        let mut log = EventLog::open(dir.path()).unwrap();
+        let progress = |target: &str, done, eta| Event::Progress {
+            target: target.into(),
+            step: "world".into(),
+            phase: crate::progress::Phase::Build,
+            done,
+            total: 212,
+            current: Some("dev-libs/openssl-3.0.13".into()),
+            eta_ms: Some(eta),
+            run_eta_ms: Some(eta),
+        };
+        log.append(progress("x86_64-unknown-linux-musl.a", 36, 4_000_000));
+        log.append(progress("x86_64-unknown-linux-musl.a", 37, 3_800_000));
+        log.append(progress("x86_64-unknown-linux-musl.b", 212, 0));
+        let latest = latest_progress(dir.path(), &cp);
+        assert_eq!(latest.len(), 1, "{latest:?}");
+        let a = &latest["x86_64-unknown-linux-musl.a"];
+        assert_eq!(a.line, "build 37/212 dev-libs/openssl-3.0.13");
+        let eta = a.eta_ms.unwrap();
+        assert!(eta <= 3_800_000 && eta > 3_700_000, "{eta}");
+    }
 }

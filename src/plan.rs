@@ -76,6 +76,9 @@ pub struct Plan {
     pub jobs: u32,
     /// Build-machine variables passed through to every step (names).
     pub pass_env: Vec<String>,
+    /// The starter's `notify` command (empty: none); see [`crate::notify`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<String>,
     /// Archive settings.
     pub archive: ArchiveOptions,
     /// Ask before unmounting at the end.
@@ -312,6 +315,7 @@ pub fn build(
         }),
         jobs: opts.jobs,
         pass_env: opts.pass_env.clone(),
+        notify: opts.notify.clone(),
         archive: ArchiveOptions {
             history_type: opts.history_type,
             compressor: opts.compressor.clone(),

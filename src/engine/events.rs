@@ -67,6 +67,29 @@ pub enum Event {
         /// The target's log.
         log: String,
     },
+    /// A step's package progress changed, with the remaining-time estimates
+    /// ([`crate::progress::eta`]).
+    Progress {
+        /// `<tuple>.<name>`.
+        target: String,
+        /// Step name.
+        step: String,
+        /// What it does: `sync`, `fetch`, `build`, `binpkg`, `install` or `crossdev`.
+        phase: crate::progress::Phase,
+        /// Packages (repositories, crossdev stages) done.
+        done: u32,
+        /// Packages in the current emerge; 0 when not known.
+        total: u32,
+        /// The package (`category/package-version`), repository or stage worked on.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        current: Option<String>,
+        /// The target's remaining milliseconds, when there is a basis for it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        eta_ms: Option<u64>,
+        /// The run's remaining milliseconds (its longest target's).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        run_eta_ms: Option<u64>,
+    },
     /// A tuple's toolchain is ready.
     ToolchainReady {
         /// The tuple.

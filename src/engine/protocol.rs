@@ -63,6 +63,14 @@ pub enum WorkerMsg {
     AcquireSync,
     /// Gives the sync lock back.
     ReleaseSync,
+    /// The running step's package progress changed (Portage's and crossdev's progress
+    /// lines in its output, [`crate::progress`]).
+    Progress {
+        /// Step name.
+        step: String,
+        /// Where it is.
+        progress: crate::progress::Progress,
+    },
     /// The rescue flow's retry: reset this target's steps and send `Start` again.
     Retry,
 }

@@ -1,5 +1,6 @@
 //! History metadata: `history/<name>.json`, written beside the archive when a run ends.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
@@ -37,6 +38,11 @@ pub struct Meta {
     /// [`IndexMap`] keeps it in memory (histories written before this kept the order sorted
     /// by name).
     pub step_ms: IndexMap<String, IndexMap<String, u64>>,
+    /// Per package (`category/package`): its last merge times in seconds, oldest first, at
+    /// most [`crate::progress::eta::KEEP`] (from the environment's emerge.log files and the
+    /// history before); the next run's estimates start from them. Absent in older metadata.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub package_secs: BTreeMap<String, Vec<u64>>,
 }
 
 impl Meta {
@@ -120,6 +126,7 @@ mod tests {
             compression: None,
             archive_ms: 0,
             step_ms,
+            package_secs: BTreeMap::new(),
         };
         meta.save(&entry).unwrap();
         let back = Meta::load(&entry).unwrap();

@@ -36,6 +36,9 @@
 //! distcc_hosts = ""          # distcc(1) DISTCC_HOSTS, e.g. "helper1/8 helper2/8,lzo":
 //!                            # FEATURES=distcc for every emerge of the run
 //! pass_env = ["BH_DEMO_FAIL"]
+//! notify = ["ntfy", "publish", "--title", "build-helper", "mytopic"]
+//!                            # run with the event as JSON on stdin when a step fails,
+//!                            # a rescue shell waits or the run ends (src/notify.rs)
 //! [env]                      # exported to every step
 //! MAKEOPTS = "-j16"
 //! ```
@@ -450,6 +453,24 @@ impl Source<'_> {
                 .and_then(|(k, v)| self.check(&k, &v, |s| crate::distcc::hosts::parse(s), problems))
                 .flatten(),
             pass_env,
+            notify: raw
+                .iter()
+                .find(|(k, _)| k.get_ref() == "notify")
+                .map(|(_, v)| {
+                    let argv: Vec<String> = self
+                        .strings(raw, "notify", problems)
+                        .into_iter()
+                        .map(Spanned::into_inner)
+                        .collect();
+                    self.check(
+                        "notify",
+                        &Spanned::new(v.span(), argv),
+                        |a| options::notify(a),
+                        problems,
+                    )
+                    .unwrap_or_default()
+                })
+                .unwrap_or_default(),
             mount_hist: false,
         }
     }

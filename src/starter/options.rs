@@ -139,6 +139,10 @@ pub struct Options {
     pub distcc_hosts: Option<String>,
     /// Build-machine environment variables passed through to every step.
     pub pass_env: Vec<String>,
+    /// The command (and its arguments) run with each notification's event as JSON on its
+    /// standard input; empty: none.
+    #[serde(default)]
+    pub notify: Vec<String>,
     /// Mount the history and target overlays, then exit without building (`MOUNT_HIST`).
     pub mount_hist: bool,
 }
@@ -394,6 +398,18 @@ pub(crate) fn switch(s: &str) -> Result<bool, String> {
         "yes" | "on" | "true" | "1" => Ok(true),
         "no" | "off" | "false" | "0" => Ok(false),
         _ => Err("expected yes/no, on/off, true/false or 1/0".into()),
+    }
+}
+
+/// A `notify` command: a non-empty array whose first element names the program.
+pub fn notify(argv: &[String]) -> Result<Vec<String>, String> {
+    match argv.first() {
+        None => Err("must name a command: notify = [\"cmd\", \"arg\", ...]".into()),
+        Some(cmd) if cmd.trim().is_empty() => Err("the command (first element) is empty".into()),
+        Some(_) if argv.iter().any(|a| a.contains('\0')) => {
+            Err("an argument holds a NUL character".into())
+        }
+        Some(_) => Ok(argv.to_vec()),
     }
 }
 

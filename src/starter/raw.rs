@@ -71,6 +71,10 @@ pub(super) const OPTION_KEYS: &[(&str, &str)] = &[
         "pass_env",
         "an array of strings: variable names such as [\"MAKEOPTS\"]",
     ),
+    (
+        "notify",
+        "an array of strings: a command and its arguments such as [\"ntfy\", \"publish\", \"topic\"]",
+    ),
 ];
 
 /// The keys of a `[[target]]` table and what they take.

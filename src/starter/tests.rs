@@ -120,6 +120,7 @@ distfiles = "/var/cache/distfiles"
 umount_ask = false
 gentoo_mirrors = "https://a.example  https://b.example"
 pass_env = ["BH_DEMO_FAIL", "BH_DEMO_FAIL"]
+notify = ["ntfy", "publish", "builds"]
 [env]
 MAKEOPTS = "-j16"
 "#,
@@ -158,6 +159,7 @@ MAKEOPTS = "-j16"
         Some("https://a.example https://b.example")
     );
     assert_eq!(o.pass_env, ["BH_DEMO_FAIL"]);
+    assert_eq!(o.notify, ["ntfy", "publish", "builds"]);
     assert_eq!(s.env.get("MAKEOPTS").map(String::as_str), Some("-j16"));
 }
 
@@ -307,6 +309,17 @@ fn env_table_needs_strings_and_valid_names() {
         message.contains(":5: pass_env = \"NOT-OK\" is not valid"),
         "{message}"
     );
+}
+
+#[test]
+fn notify_needs_a_command() {
+    let message = err(&demo("[options]\nnotify = []\n"));
+    assert!(
+        message.contains(":5: notify = [] is not valid") && message.contains("must name a command"),
+        "{message}"
+    );
+    let message = err(&demo("[options]\nnotify = \"ntfy\"\n"));
+    assert!(message.contains(":5:"), "{message}");
 }
 
 #[test]

@@ -180,10 +180,27 @@ impl Supervisor {
                     (t.target.to_string(), steps)
                 })
                 .collect(),
+            package_secs: self.package_times(),
         };
         meta.save(&out)
             .with_context(|| format!("writing the metadata of {}", out.display()))?;
         Ok(out)
+    }
+
+    /// Per-package merge times for the history's metadata: those the run started from, then
+    /// the environment's emerge.log files (the last [`crate::progress::eta::KEEP`] of each).
+    fn package_times(&self) -> std::collections::BTreeMap<String, Vec<u64>> {
+        let mut est = self.watch.estimator().clone();
+        // The run started from these logs' older part; the whole logs replace it.
+        let from_logs = super::progress_watch::environment_times(&self.plan);
+        if !from_logs.is_empty() {
+            est.package_secs.clear();
+            for text in from_logs {
+                let merges = crate::progress::emergelog::merges(&text);
+                est.add_package_times(crate::progress::emergelog::times_by_package(&merges));
+            }
+        }
+        est.package_secs
     }
 
     /// Writes the `Packages` index of `binpkgs/host` and every target's package directory

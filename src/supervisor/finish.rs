@@ -83,6 +83,19 @@ impl Supervisor {
                 .display()
                 .to_string()
         });
+        let result = match (code, &self.stop) {
+            (_, Some(Stop::Failed(_))) => "failed",
+            (0, _) => "done",
+            (130, _) => "interrupted",
+            _ => "failed",
+        };
+        let ended = crate::engine::events::Record {
+            t_us: crate::engine::events::now_us(),
+            event: Event::RunFinished {
+                result: result.into(),
+            },
+        };
+        self.notify(&ended, &format!("run {} {result}", self.plan.run_id));
         self.ui.summary(&table);
         if code == 0 && self.plan.umount_ask {
             let question = format!(
@@ -122,6 +135,10 @@ impl Supervisor {
                 .say(&format!("{what}: run {} stopped", self.plan.run_id));
         }
         self.ui.close();
+        // A notification still running (at most its timeout): the run's end must reach it.
+        for n in self.notifying.drain(..) {
+            let _ = n.join();
+        }
         match self.stop.take() {
             Some(Stop::Failed(m)) => Err(anyhow::anyhow!(
                 "{m}; run {} stopped (continue with `build-helper run {} --resume {}` once the \

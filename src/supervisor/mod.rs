@@ -8,6 +8,7 @@
 mod archive;
 mod finish;
 pub mod prepare;
+mod progress_watch;
 mod setup;
 mod signals;
 pub mod spawn;
@@ -85,6 +86,13 @@ struct Supervisor {
     exited: HashMap<Target, i32>,
     /// Secondary environments mounted (in reality: the executor's record).
     mounted: HashSet<Target>,
+    /// Package progress and estimates of the running steps.
+    watch: crate::progress::watch::Watch,
+    /// Whether the environment's emerge.log files were read into `watch` (after mounting).
+    emerge_logs_read: bool,
+    /// The starter's notify command, and the notifications still running.
+    notifier: Option<crate::notify::Notifier>,
+    notifying: Vec<std::thread::JoinHandle<crate::notify::Outcome>>,
 }
 
 /// Supervises a prepared run to its end, shown by `ui` (which sends its [`Request`]s on
@@ -115,6 +123,8 @@ pub async fn supervise(
         events.tee(out);
     }
     events.append(Event::RunStarted { mode: mode.into() });
+    let watch = progress_watch::start(&plan);
+    let notifier = crate::notify::Notifier::new(&plan.notify, &run_dir);
     let (msg_tx, mut msg_rx) = mpsc::unbounded_channel();
     let (out_tx, mut out_rx) = mpsc::unbounded_channel();
     let failed_tx = msg_tx.clone();
@@ -147,6 +157,10 @@ pub async fn supervise(
         pids: HashMap::new(),
         exited: HashMap::new(),
         mounted: HashSet::new(),
+        watch,
+        emerge_logs_read: false,
+        notifier,
+        notifying: Vec::new(),
     };
     sup.ui.say(&format!(
         "run {} ({mode}), {} target(s), {}",
@@ -344,7 +358,16 @@ impl Supervisor {
                 Action::KillLeftovers(t) => self.kill_leftovers(&t),
                 Action::SaveCheckpoint => save = true,
                 Action::Event(e) => {
-                    self.events.append(e);
+                    let record = self.events.append(e);
+                    if let Event::StepFailed { target, step, .. } = &record.event {
+                        let waits = if self.ui.interactive() {
+                            ", rescue shell waiting"
+                        } else {
+                            ""
+                        };
+                        let title = format!("{target}: {step} failed{waits}");
+                        self.notify(&record, &title);
+                    }
                 }
                 Action::Say(m) => self.ui.say(&m),
             }
@@ -391,6 +414,11 @@ impl Supervisor {
         };
         let input = match msg {
             WorkerMsg::Hello { .. } => return,
+            // Package progress is shown and estimated here; it is no engine decision.
+            WorkerMsg::Progress { step, progress } => {
+                self.progress_report(&target, &step, progress);
+                return;
+            }
             WorkerMsg::StepStarted { step } => Input::StepStarted {
                 target,
                 step,
@@ -411,8 +439,19 @@ impl Supervisor {
             WorkerMsg::ReleaseSync => Input::ReleaseSync(target),
             WorkerMsg::Retry => Input::Retry(target),
         };
+        // After the engine recorded it: the estimates read the checkpoint.
+        let progress = match &input {
+            Input::StepStarted { target, step, .. } => Some((target.clone(), Some(step.clone()))),
+            Input::StepFinished { target, .. } => Some((target.clone(), None)),
+            _ => None,
+        };
         let actions = self.engine.input(input);
         self.execute(actions).await;
+        match progress {
+            Some((target, Some(step))) => self.progress_step_started(&target, &step),
+            Some((target, None)) => self.watch.step_finished(&target.to_string()),
+            None => {}
+        }
     }
 
     /// The run cannot go on: stop it, and exit 1 with `message`.

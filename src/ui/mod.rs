@@ -42,6 +42,18 @@ pub trait Frontend: Send {
     fn flush(&mut self, _target: &Target) {}
     /// The run state changed (called after every checkpoint write).
     fn checkpoint(&mut self, _cp: &Checkpoint) {}
+    /// A target's running step and estimates changed (package progress, a step started);
+    /// `run_eta_ms` is the whole run's remaining time when known.
+    fn progress(
+        &mut self,
+        _target: &Target,
+        _shown: &crate::progress::watch::Shown,
+        _run_eta_ms: Option<u64>,
+    ) {
+    }
+    /// Something needs the user (a step failed, a rescue shell waits, the run ended): a front
+    /// end on a terminal rings the bell and sets the terminal's title to `title`.
+    fn alert(&mut self, _title: &str) {}
     /// A worker was started on `pty`; a front end that forwards keys keeps it.
     fn attach(&mut self, _target: &Target, _pty: Pty) {}
     /// Starts the worker of `target` itself (tmux: in a window of its own), or `None` to let

@@ -1,5 +1,6 @@
 //! Running one step: a chrooted `/bin/sh -c SCRIPT` in its own session, output teed to the
-//! worker's terminal and the log, `toolchain-ready` lines read from file descriptor 3.
+//! worker's terminal and the log, `toolchain-ready` lines read from file descriptor 3, and
+//! the output's Portage / crossdev progress lines reported as `progress` messages.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -14,6 +15,7 @@ use std::time::Instant;
 
 use super::{Link, STEP_PGID};
 use crate::engine::protocol::WorkerMsg;
+use crate::progress::Tracker;
 use crate::recipe::Step;
 
 /// How a step ended.
@@ -124,10 +126,13 @@ fn spawn_and_wait(
     STEP_PGID.store(child.id() as i32, Ordering::SeqCst);
 
     let log_out = Arc::clone(log);
+    let link_out = link.clone();
+    let step_name = step.name.clone();
     let output = std::thread::spawn(move || {
         let mut reader = File::from(out_r);
         let mut buf = [0u8; 16 * 1024];
         let stdout = std::io::stdout();
+        let mut tracker = Tracker::new();
         loop {
             match reader.read(&mut buf) {
                 Ok(0) | Err(_) => break,
@@ -135,8 +140,15 @@ fn spawn_and_wait(
                     let mut out = stdout.lock();
                     let _ = out.write_all(&buf[..n]);
                     let _ = out.flush();
+                    drop(out);
                     if let Ok(mut f) = log_out.lock() {
                         let _ = f.write_all(&buf[..n]);
+                    }
+                    if let Some(progress) = tracker.feed(&buf[..n]) {
+                        link_out.send(&WorkerMsg::Progress {
+                            step: step_name.clone(),
+                            progress,
+                        });
                     }
                 }
             }

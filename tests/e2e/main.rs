@@ -187,6 +187,17 @@ fn demo_runs_in_parallel_then_updates_from_its_history() {
         );
     }
 
+    // The history's metadata keeps per-package merge times (from the emerge.log files the
+    // stand-in emerge writes in Portage's format) for the next run's estimates.
+    let meta: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(tree.path().join(format!("history/{date}.json"))).unwrap(),
+    )
+    .unwrap();
+    let times = meta["package_secs"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no package_secs in the history metadata: {meta}"));
+    assert!(times.contains_key("sys-apps/baselayout"), "{times:?}");
+
     // A second run starts from that history and takes the update path, with
     // GENTOO_MIRRORS added to every make.conf for the run only.
     let mirrors = "http://mirror.invalid/gentoo http://second.invalid/gentoo";
@@ -222,6 +233,16 @@ fn demo_runs_in_parallel_then_updates_from_its_history() {
     assert!(tree.path().join(format!("history/{date2}.sqfs")).is_file());
     assert!(tree.log(TARGETS[0]).contains("stand-in emerge: --sync"));
     assert!(mounts_anywhere(tree.path()).is_empty());
+    // Its progress events carry estimates: the first run's step and package times.
+    let events = tree.events();
+    let with_eta = events
+        .iter()
+        .filter(|e| e["event"] == "progress" && e["eta_ms"].is_u64() && e["run_eta_ms"].is_u64())
+        .count();
+    assert!(
+        with_eta > 0,
+        "no progress event with an ETA in the second run"
+    );
 }
 
 #[test]

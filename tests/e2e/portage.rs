@@ -5,7 +5,9 @@
 //! tests/e2e/portage-tree. It checks that binary packages are really built into the target's
 //! package directory, that the final root is installed from them (`-K`, INSTALL_MASK on), and
 //! that each stacked world image, packed with gensquashfs and listed with `unsquashfs -l`,
-//! holds its own packages and none of its parent chain's.
+//! holds its own packages and none of its parent chain's. The worker's progress tracker,
+//! fed each step's real output as a pipe delivers it, must report every emerge with its
+//! real total, counted up to it.
 //!
 //! The configurations have the shape of the original's (armtux/build-helper `configs/`): the
 //! repository `repos/portage-musl-portage` is named `bhtest` and declared by its location,
@@ -22,6 +24,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use build_helper::progress::{Phase, Tracker};
 
 use crate::common::*;
 
@@ -123,6 +127,40 @@ fn squashfs_listing(dir: &Path, out: &Path) -> Vec<String> {
         .lines()
         .filter_map(|l| l.strip_prefix("squashfs-root/").map(str::to_string))
         .collect()
+}
+
+/// Feeds `output` to the worker's progress tracker line by line and returns, per emerge, its
+/// total and the highest `done` reported, and every phase seen. Fed in chunks cut anywhere
+/// (as a pipe may deliver it), the tracker must end in the same state.
+fn progress_runs(output: &str) -> (Vec<(u32, u32)>, Vec<Phase>) {
+    let mut chunked = Tracker::new();
+    for chunk in output.as_bytes().chunks(37) {
+        chunked.feed(chunk);
+    }
+    let mut t = Tracker::new();
+    let mut runs: Vec<(u32, u32)> = Vec::new();
+    let mut phases = Vec::new();
+    let mut last_done = 0;
+    for line in output.split_inclusive('\n') {
+        let Some(p) = t.feed(line.as_bytes()) else {
+            continue;
+        };
+        if !phases.contains(&p.phase) {
+            phases.push(p.phase);
+        }
+        let new_run = match runs.last() {
+            None => true,
+            Some(&(total, _)) => total != p.total || p.done < last_done,
+        };
+        if new_run {
+            runs.push((p.total, p.done));
+        } else if let Some(r) = runs.last_mut() {
+            r.1 = r.1.max(p.done);
+        }
+        last_done = p.done;
+    }
+    assert_eq!(chunked.progress(), t.progress());
+    (runs, phases)
 }
 
 /// The compressor of squashfs image `image`, from `unsquashfs -s`.
@@ -259,6 +297,21 @@ fn build(stage3: &Path, starter: &str, target: &str, repo_of: &str) -> Built {
         assert!(
             !outputs[name].contains(">>> Emerging ("),
             "{name} built from source"
+        );
+    }
+    // The progress a worker reports from the real output: one run per emerge, with Portage's
+    // own totals (the test repository's worlds: base 3 packages, net 2, gui 2).
+    for (name, want, phase) in [
+        ("target-world", vec![(3, 3), (2, 2), (2, 2)], Phase::Build),
+        ("final-root", vec![(1, 1), (2, 2)], Phase::Binary),
+        ("world-images", vec![(2, 2), (2, 2)], Phase::Binary),
+    ] {
+        let (runs, phases) = progress_runs(&outputs[name]);
+        assert_eq!(runs, want, "{target} {name}: (total, done) per emerge");
+        assert!(phases.contains(&phase), "{target} {name}: {phases:?}");
+        assert!(
+            phases.contains(&Phase::Install),
+            "{target} {name}: {phases:?}"
         );
     }
     let pkgs = files(&tree.join("binpkgs").join(target));

@@ -93,6 +93,8 @@ pub fn run_env(tree: &Path, fail: &str) -> Vec<(&'static str, String)> {
         ("TARBALL_MIRROR", mirror()),
         ("BH_OPENPGP_KEY", mirror_key().display().to_string()),
         ("BH_DEMO_DELAY", "0.05".into()),
+        // Each stand-in package takes a moment: long enough to see package progress.
+        ("BH_DEMO_PKG_DELAY", "0.2".into()),
         ("BH_DEMO_FAIL", fail.into()),
         ("TERM", "xterm-256color".into()),
     ]
@@ -145,6 +147,58 @@ fn tui_failed_pane_opens_the_rescue_shell_and_resume_completes_the_run() {
     require_root();
     let (tree, tmux) = failing_run("tui", "env -u TMUX", "tui");
     let pane = "tui";
+
+    // A building target's pane title shows its package counter (the stand-in emerge prints
+    // Portage's progress lines): `k/N` followed by a package, not by a step name (the step
+    // counter's form). No ETA on a first build: no step has a duration yet.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let title = loop {
+        let s = tmux.screen(pane);
+        // The run directory appears once the run has started: until then, no names.
+        let plan_file = std::fs::read_dir(tree.path().join("work"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("plan.json"))
+            .find(|p| p.exists());
+        let step_names: Vec<String> = plan_file
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|plan| {
+                let targets = plan["targets"].as_array()?.clone();
+                Some(
+                    targets
+                        .iter()
+                        .filter_map(|t| t["steps"].as_array())
+                        .flatten()
+                        .filter_map(|s| s["name"].as_str().map(str::to_string))
+                        .collect(),
+                )
+            })
+            .unwrap_or_default();
+        // A title line of a running target (full or narrow form): `... demo-a ... k/N pkg`.
+        let found = s.lines().find(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let title = words.len() > 2 && words[1].contains("demo-");
+            title
+                && words.windows(2).any(|w| {
+                    let count = w[0]
+                        .split_once('/')
+                        .is_some_and(|(a, b)| a.parse::<u32>().is_ok() && b.parse::<u32>().is_ok());
+                    count && !step_names.is_empty() && !step_names.iter().any(|n| n == w[1])
+                })
+        });
+        if let Some(l) = found {
+            eprintln!("the TUI with package progress:\n{s}");
+            break l.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no package counter in a title:\n{s}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!title.contains(" ETA "), "an ETA without a basis: {title}");
 
     tmux.wait_for(pane, "(rescue x86_64-unknown-linux-musl.demo-b) / #", 120);
     // The checkpoint's step-failed and the pane's output travel apart (socket, pty): the

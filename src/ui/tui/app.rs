@@ -11,6 +11,7 @@ use super::keys;
 use super::scrollback::Scrollback;
 use crate::config::Target;
 use crate::engine::{Checkpoint, StepState, TargetRecord, TargetState};
+use crate::progress::watch::Shown;
 use crate::supervisor::spawn::Pty;
 
 /// Lines of scrollback kept per worker.
@@ -117,6 +118,12 @@ pub struct App {
     pub log_dir: Option<std::path::PathBuf>,
     /// Lines the summary is scrolled down (when it is taller than the screen).
     pub summary_scroll: usize,
+    /// Each target's running step, package progress and estimate, as last reported.
+    pub shown: std::collections::HashMap<Target, Shown>,
+    /// The run's remaining milliseconds and when that was computed (microseconds).
+    pub run_eta: Option<(u64, u64)>,
+    /// A terminal title to set, with the bell, at the next frame (something needs the user).
+    pub alert: Option<String>,
 }
 
 impl Default for App {
@@ -142,7 +149,57 @@ impl App {
             now_us: 0,
             log_dir: None,
             summary_scroll: 0,
+            shown: std::collections::HashMap::new(),
+            run_eta: None,
+            alert: None,
         }
+    }
+
+    /// A target's running step and estimate changed.
+    pub fn set_progress(&mut self, target: &Target, shown: &Shown, run_eta_ms: Option<u64>) {
+        self.shown.insert(target.clone(), shown.clone());
+        self.run_eta = run_eta_ms.map(|ms| (ms, shown.at_us));
+    }
+
+    /// Milliseconds left of an estimate of `ms` made at `at_us`, counted down to now.
+    fn left(&self, ms: u64, at_us: u64) -> u64 {
+        ms.saturating_sub(self.now_us.saturating_sub(at_us) / 1000)
+    }
+
+    /// The run's remaining time now, when known (and the run is not over).
+    pub fn run_eta_ms(&self) -> Option<u64> {
+        let (ms, at) = self.run_eta?;
+        (self.summary.is_none()).then(|| self.left(ms, at))
+    }
+
+    /// The package progress of `target`'s running step and the target's remaining time now,
+    /// when known; nothing once the target is not running.
+    pub fn package_progress(
+        &self,
+        target: &Target,
+    ) -> (Option<crate::progress::Progress>, Option<u64>) {
+        if self.target_state(target) != Some(TargetState::Running) {
+            return (None, None);
+        }
+        let Some(s) = self.shown.get(target) else {
+            return (None, None);
+        };
+        let running = self
+            .cp
+            .as_ref()
+            .and_then(|cp| cp.target(target))
+            .is_some_and(|r| {
+                r.steps
+                    .iter()
+                    .any(|st| st.name == s.step && st.state == StepState::Running)
+            });
+        if !running {
+            return (None, None);
+        }
+        (
+            s.progress.clone(),
+            s.eta_ms.map(|ms| self.left(ms, s.at_us)),
+        )
     }
 
     fn pane_mut(&mut self, target: &Target) -> &mut Pane {

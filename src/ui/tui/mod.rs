@@ -175,6 +175,10 @@ fn draw_loop<W: Write>(
         let t0 = Instant::now();
         app.now_us = now;
         fit(&mut app, area);
+        if let Some(title) = app.alert.take() {
+            let bytes = crate::notify::bell_and_title(&title);
+            let _ = term.backend_mut().write_all(bytes.as_bytes());
+        }
         let _ = term.draw(|f| view::render(f, &app));
         drop(app);
         let took = t0.elapsed();
@@ -266,6 +270,20 @@ impl Frontend for Tui {
 
     fn checkpoint(&mut self, cp: &Checkpoint) {
         self.update(|a| a.checkpoint(cp));
+    }
+
+    fn progress(
+        &mut self,
+        target: &Target,
+        shown: &crate::progress::watch::Shown,
+        run_eta_ms: Option<u64>,
+    ) {
+        self.update(|app| app.set_progress(target, shown, run_eta_ms));
+    }
+
+    fn alert(&mut self, title: &str) {
+        let title = title.to_string();
+        self.update(|app| app.alert = Some(title));
     }
 
     fn attach(&mut self, target: &Target, pty: Pty) {

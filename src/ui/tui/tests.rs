@@ -428,3 +428,92 @@ fn header_says_distcc_is_on_when_the_run_has_helpers() {
         first_line(&mut a)
     );
 }
+
+/// The facts the supervisor reports for a running step (see `progress::watch`).
+fn shown(
+    step: &str,
+    done: u32,
+    total: u32,
+    pkg: &str,
+    eta_ms: u64,
+) -> crate::progress::watch::Shown {
+    crate::progress::watch::Shown {
+        step: step.into(),
+        progress: Some(crate::progress::Progress {
+            phase: crate::progress::Phase::Build,
+            done,
+            total,
+            current: Some(pkg.into()),
+        }),
+        eta_ms: Some(eta_ms),
+        at_us: T0 + 15 * 1_000_000,
+    }
+}
+
+#[test]
+fn package_counters_and_etas_show_in_titles_and_header() {
+    let mut app = app(3);
+    let cp = checkpoint(3);
+    let b2 = cp.targets[1].target.clone();
+    app.set_progress(
+        &b2,
+        &shown(
+            "target-world",
+            37,
+            212,
+            "dev-libs/openssl-3.0.13",
+            3_785_000,
+        ),
+        Some(3_785_000),
+    );
+    // A report for a step that no longer runs is not shown.
+    let b1 = cp.targets[0].target.clone();
+    app.set_progress(
+        &b1,
+        &shown("kernel", 1, 2, "sys-kernel/x-1", 9_000),
+        Some(3_785_000),
+    );
+    // 60 s after the estimate (made at 15 s, drawn at 75 s): the ETAs count down.
+    let term = screen(&mut app, 80, 24);
+    insta::assert_snapshot!(term.backend());
+    let text = format!("{:?}", term.backend());
+    // At 80x24 the half-width pane keeps the step (issue 13) and the ETA; the counter
+    // needs a wider pane.
+    assert!(
+        text.contains("board2 run 2/5 target-world ETA 1h02m"),
+        "{text}"
+    );
+    assert!(text.contains("ETA 1h02m"), "{text}");
+    assert!(!text.contains("x-1"), "{text}");
+    let term = screen(&mut app, 160, 48);
+    insta::assert_snapshot!("package_counters_and_etas_160x48", term.backend());
+    let text = format!("{:?}", term.backend());
+    assert!(
+        text.contains("board2 run 2/5 target-world 37/212 dev-libs/openssl"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_alert_rings_the_bell_and_sets_the_title_once() {
+    use crate::ui::Frontend;
+    #[derive(Clone, Default)]
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let sink = Sink::default();
+    let mut tui = super::headless(sink.clone(), 80, 24).unwrap();
+    tui.alert("build-helper: x86_64-unknown-linux-musl.a: target-world failed");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    tui.close();
+    let out = String::from_utf8_lossy(&sink.0.lock().unwrap()).into_owned();
+    let seq = "\x07\x1b]0;build-helper: x86_64-unknown-linux-musl.a: target-world failed\x07";
+    assert_eq!(out.matches(seq).count(), 1, "{out:?}");
+}

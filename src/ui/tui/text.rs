@@ -52,12 +52,16 @@ pub(super) fn header(app: &App, width: u16) -> Vec<Line<'static>> {
     };
     let bold = Style::new().add_modifier(Modifier::BOLD);
     let id = &cp.run_id;
+    let eta = app
+        .run_eta_ms()
+        .map(|ms| format!("  ETA {}", crate::progress::eta::short_duration(ms)))
+        .unwrap_or_default();
     let first = fitting(
         width,
         vec![
-            format!("build-helper run {id}  steps {done}/{total}  targets: {d} done, {r} running, {f} failed, {w} waiting{x_long}"),
-            format!("build-helper run {id}  steps {done}/{total}  targets: {d} done {r} run {f} fail {w} wait{x_short}"),
-            format!("{id}  steps {done}/{total}  {d} done {r} run {f} fail {w} wait{x_short}"),
+            format!("build-helper run {id}{eta}  steps {done}/{total}  targets: {d} done, {r} running, {f} failed, {w} waiting{x_long}"),
+            format!("build-helper run {id}{eta}  steps {done}/{total}  targets: {d} done {r} run {f} fail {w} wait{x_short}"),
+            format!("{id}{eta}  steps {done}/{total}  {d} done {r} run {f} fail {w} wait{x_short}"),
             format!("{id} {done}/{total} ok{d} run{r} fail{f} wait{w}{x_short}"),
         ],
     );

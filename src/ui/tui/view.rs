@@ -113,6 +113,8 @@ fn footer_line(app: &App) -> String {
     }
 }
 
+use crate::progress::eta::short_duration;
+
 fn state_colour(s: TargetState) -> Color {
     match s {
         TargetState::Waiting => Color::DarkGray,
@@ -136,18 +138,63 @@ fn draw_pane(frame: &mut Frame, app: &App, i: usize, area: Rect) {
         return;
     };
     let (state, step, secs) = app.progress(&pane.target);
+    let (packages, eta) = app.package_progress(&pane.target);
     let focused = i == app.focus;
     let mut title_style = Style::new().bg(state_colour(state)).fg(Color::White);
     if focused {
         title_style = title_style.add_modifier(Modifier::BOLD);
     }
     let marker = if focused { "▶" } else { " " };
-    let time = elapsed(secs);
-    let room = usize::from(area.width).saturating_sub(time.chars().count() + 1);
     let rescue = state == TargetState::Failed && !pane.exited && pane.pty.is_some();
     let head = format!("{marker}{}", i + 1);
     let width = usize::from(area.width);
-    let mut text = title(&head, &pane.target, state, &step, rescue, room);
+    // The package counter belongs to the step, which titles keep longest: the longest
+    // form that fits uncut wins (package, then its name only, then the counter, then the
+    // step alone); a tight pane shows the ETA without the elapsed time.
+    let mut steps = vec![step.clone()];
+    if let Some(p) = &packages {
+        let count = if p.total > 0 {
+            format!("{}/{}", p.done, p.total)
+        } else {
+            p.done.to_string()
+        };
+        let pkg = p
+            .current
+            .as_deref()
+            .map(crate::progress::package_of)
+            .unwrap_or("");
+        let pn = pkg.rsplit('/').next().unwrap_or(pkg);
+        steps = vec![
+            format!("{step} {}", p.short()),
+            format!("{step} {count} {pn}"),
+            format!("{step} {count}"),
+            step.clone(),
+        ];
+    }
+    let elapsed_time = elapsed(secs);
+    let mut times = vec![elapsed_time.clone()];
+    if let Some(ms) = eta {
+        times = vec![
+            format!("{elapsed_time} ETA {}", short_duration(ms)),
+            format!("ETA {}", short_duration(ms)),
+        ];
+    }
+    let mut pick = None;
+    'fit: for time in &times {
+        let room = width.saturating_sub(time.chars().count() + 1);
+        for st in &steps {
+            let t = title(&head, &pane.target, state, st, rescue, room);
+            if !t.contains('…') {
+                pick = Some((t, time.clone()));
+                break 'fit;
+            }
+        }
+    }
+    let (mut text, time) = pick.unwrap_or_else(|| {
+        let time = times[0].clone();
+        let room = width.saturating_sub(time.chars().count() + 1);
+        (title(&head, &pane.target, state, &step, rescue, room), time)
+    });
     let pad = width.saturating_sub(text.chars().count() + time.chars().count());
     text.push_str(&" ".repeat(pad));
     text.push_str(&time);
@@ -203,7 +250,11 @@ fn draw_list(frame: &mut Frame, app: &App, area: Rect) {
         let (state, step, _) = app.progress(&p.target);
         let marker = if i == app.focus { "▶" } else { " " };
         let k_of_n = step.split(' ').next().unwrap_or("");
-        let tail = format!(" {} {k_of_n}", short_word(state));
+        let packages = match app.package_progress(&p.target) {
+            (Some(pk), _) if pk.total > 0 => format!(" {}/{}", pk.done, pk.total),
+            _ => String::new(),
+        };
+        let tail = format!(" {} {k_of_n}{packages}", short_word(state));
         let head = format!("{marker}{:>2} ", i + 1);
         let name_room = inner_w.saturating_sub(head.chars().count() + tail.chars().count());
         let text = cut(

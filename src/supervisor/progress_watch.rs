@@ -1,0 +1,196 @@
+//! The supervisor's part of package progress and "a word when something needs you": it
+//! starts the [`Watch`] from the history the run started from, reads the environment's
+//! `emerge.log` files once mounted, turns workers' `progress` messages into events with
+//! estimates for the front ends, and sends notifications (notify command, bell and title).
+
+use crate::config::Target;
+use crate::engine::events::{now_us, Event, Record};
+use crate::plan::Plan;
+use crate::progress::eta::Estimator;
+use crate::progress::watch::Watch;
+use crate::progress::Progress;
+
+use super::Supervisor;
+
+/// Portage's log, relative to a root (`EMERGE_LOG_DIR` default, `_emerge/emergelog.py`).
+const EMERGE_LOG: &str = "var/log/emerge.log";
+
+/// Longest emerge.log read (its tail): years of merges fit in far less.
+const MAX_LOG: u64 = 64 << 20;
+
+/// A watch estimating from the metadata of the history the run starts from (step durations
+/// and per-package times); empty on a first build.
+pub(super) fn start(plan: &Plan) -> Watch {
+    let meta = plan
+        .layout
+        .history
+        .as_ref()
+        .and_then(|(h, _)| crate::history::Meta::load(h));
+    let est = match meta {
+        Some(m) => Estimator {
+            step_ms: m
+                .step_ms
+                .into_iter()
+                .map(|(t, steps)| (t, steps.into_iter().collect()))
+                .collect(),
+            package_secs: m.package_secs,
+        },
+        None => Estimator::default(),
+    };
+    Watch::new(est)
+}
+
+/// Opens `rel` (relative, plain components) below the trusted directory `root` without
+/// following a symbolic link at any component: the environment's files are not trusted
+/// (DESIGN.md, Trust boundaries), and a link there must not make the supervisor read a host
+/// file.
+fn open_inside(root: &std::path::Path, rel: &str) -> Option<std::fs::File> {
+    use std::ffi::CString;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    let c = CString::new(root.as_os_str().as_bytes()).ok()?;
+    // SAFETY: plain open(2) of a NUL-terminated path; the descriptor is owned below.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_DIRECTORY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: fd is a fresh descriptor that nothing else owns.
+    let mut dir = unsafe { OwnedFd::from_raw_fd(fd) };
+    let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
+    for (i, part) in parts.iter().enumerate() {
+        if *part == "." || *part == ".." {
+            return None;
+        }
+        let last = i + 1 == parts.len();
+        let flags = libc::O_NOFOLLOW
+            | libc::O_CLOEXEC
+            | if last {
+                libc::O_RDONLY | libc::O_NONBLOCK
+            } else {
+                libc::O_DIRECTORY
+            };
+        let name = CString::new(*part).ok()?;
+        use std::os::fd::AsRawFd;
+        // SAFETY: openat(2) relative to a descriptor we own, NUL-terminated name.
+        let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags) };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: as above.
+        dir = unsafe { OwnedFd::from_raw_fd(fd) };
+    }
+    let file = std::fs::File::from(dir);
+    file.metadata().ok()?.is_file().then_some(file)
+}
+
+/// The last [`MAX_LOG`] bytes of `rel` below `root` (see [`open_inside`]), if readable.
+pub(super) fn read_tail(root: &std::path::Path, rel: &str) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = open_inside(root, rel)?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(MAX_LOG))).ok()?;
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes).ok()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The text of the environment's emerge.log files: the build machine's in the primary
+/// target's root, and each target's own (`usr/<target>/var/log/emerge.log` in its root, where
+/// its cross emerges with `--root` log).
+pub(super) fn environment_times(plan: &Plan) -> Vec<String> {
+    let Some(primary) = plan.targets.first() else {
+        return Vec::new();
+    };
+    let mut found: Vec<String> = read_tail(&primary.root, EMERGE_LOG).into_iter().collect();
+    for t in &plan.targets {
+        let rel = format!("usr/{}/{EMERGE_LOG}", t.target);
+        found.extend(read_tail(&t.root, &rel));
+    }
+    found
+}
+
+impl Supervisor {
+    pub(super) fn progress_step_started(&mut self, target: &Target, step: &str) {
+        if !self.emerge_logs_read {
+            self.emerge_logs_read = true;
+            for text in environment_times(&self.plan) {
+                self.watch.add_emerge_log(&text);
+            }
+        }
+        let now = now_us();
+        self.watch.step_started(&target.to_string(), step, now);
+        self.show_progress(target, now);
+    }
+
+    pub(super) fn progress_report(&mut self, target: &Target, step: &str, progress: Progress) {
+        let now = now_us();
+        let name = target.to_string();
+        if !self.watch.progress(&name, step, progress.clone(), now) {
+            return;
+        }
+        let eta_ms = self
+            .watch
+            .target_eta_ms(self.engine.checkpoint(), &name, now);
+        let run_eta_ms = self.watch.run_eta_ms(self.engine.checkpoint(), now);
+        self.events.append(Event::Progress {
+            target: name,
+            step: step.to_string(),
+            phase: progress.phase,
+            done: progress.done,
+            total: progress.total,
+            current: progress.current,
+            eta_ms,
+            run_eta_ms,
+        });
+        self.show_progress(target, now);
+    }
+
+    fn show_progress(&mut self, target: &Target, now: u64) {
+        if let Some(shown) = self
+            .watch
+            .shown(self.engine.checkpoint(), &target.to_string(), now)
+        {
+            let run = self.watch.run_eta_ms(self.engine.checkpoint(), now);
+            self.ui.progress(target, &shown, run);
+        }
+    }
+
+    /// Something needs the user: rings the bell and sets the terminal title (front ends
+    /// that own a terminal), and runs the notify command with `record` as JSON.
+    pub(super) fn notify(&mut self, record: &Record, title: &str) {
+        self.ui.alert(&format!("build-helper: {title}"));
+        if let Some(n) = &self.notifier {
+            match serde_json::to_string(record) {
+                Ok(json) => {
+                    self.notifying.retain(|h| !h.is_finished());
+                    self.notifying.push(n.send(json));
+                }
+                Err(e) => self.ui.say(&format!("cannot encode a notification: {e}")),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emerge_logs_are_read_inside_the_environment_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("var/log")).unwrap();
+        std::fs::write(root.join("var/log/emerge.log"), "1:  x\n").unwrap();
+        assert_eq!(read_tail(&root, EMERGE_LOG).as_deref(), Some("1:  x\n"));
+        // A link in the environment, to a file or a directory outside it, is not followed.
+        let outside = dir.path().join("host-secret");
+        std::fs::write(&outside, "secret").unwrap();
+        std::fs::create_dir_all(root.join("usr/t/var")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("usr/t/var/log")).unwrap();
+        assert_eq!(read_tail(&root, "usr/t/var/log/emerge.log"), None);
+        std::fs::remove_file(root.join("var/log/emerge.log")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("var/log/emerge.log")).unwrap();
+        assert_eq!(read_tail(&root, EMERGE_LOG), None);
+        assert_eq!(read_tail(&root, "var/../var/log/emerge.log"), None);
+    }
+}
