@@ -157,9 +157,10 @@ fn has(list: &[String], pkg: &str) -> bool {
 
 /// What the run left behind for one target.
 struct Built {
-    /// The tree (configs, work, builds, history).
-    tree: TestTree,
-    /// The primary environment's root (`work/<run>/root/m`).
+    /// The tree (configs, work, builds, history), shared by the run's targets.
+    tree: std::rc::Rc<TestTree>,
+    /// The target environment's root (`work/<run>/root/m`), or for a secondary target the
+    /// upper directory of its overlay.
     root: PathBuf,
     /// `<root>/usr/<target>/usr/src`: the base image directory and its siblings.
     src: PathBuf,
@@ -173,17 +174,19 @@ struct Built {
     dest: PathBuf,
 }
 
-/// Runs `build-helper run starters/<starter> --ui plain` of tests/e2e/portage-tree on the
+/// Runs `build-helper run starters/portage.toml --ui plain` of tests/e2e/portage-tree (the
+/// stage0 [`TARGET`], primary, and the full stage [`FULL_TARGET`], in parallel) on the
 /// Portage stage3 served by [`portage_mirror`]: the real supervisor, workers, mounts and
-/// every planned step, with REAL emerge; `repo_of` names the configuration holding the test
-/// ebuild repository (copied into the target's `repos/` when it is another).
-fn build(starter: &str, target: &str, repo_of: &str) -> Built {
+/// every planned step, with REAL emerge. Returns what each target left, in that order.
+fn build() -> Vec<Built> {
+    let starter = "portage.toml";
+    let targets = [TARGET, FULL_TARGET];
     let mirror = portage_mirror();
     let dir = tempfile::Builder::new()
         .prefix("bh-e2e-portage-")
         .tempdir()
         .unwrap();
-    let tree = TestTree(dir);
+    let tree = std::rc::Rc::new(TestTree(dir));
     let t = tree.0.path();
     std::fs::create_dir_all(t.join("configs")).unwrap();
     let cp = |from: &str, to: &Path| {
@@ -195,20 +198,19 @@ fn build(starter: &str, target: &str, repo_of: &str) -> Built {
         assert!(st.success(), "cp {from}");
     };
     cp(&format!("{SRC}/tests/e2e/portage-tree/starters"), t);
-    for c in [target, HOST] {
+    for c in [TARGET, FULL_TARGET, HOST] {
         cp(
             &format!("{SRC}/tests/e2e/portage-tree/configs/{c}"),
             &t.join("configs"),
         );
     }
-    // One copy of the test repository, in the target's own repos/ (the environment mounts
-    // it at /var/db/repos/portage-musl-portage, where both repos.conf files point).
-    if repo_of != target {
-        cp(
-            &format!("{SRC}/tests/e2e/portage-tree/configs/{repo_of}/repos/portage-musl-portage"),
-            &t.join("configs").join(target).join("repos"),
-        );
-    }
+    // The test repository is kept once, in the stage0's configuration; the full stage's
+    // environment (an overlay of its own) mounts its own copy at the same place,
+    // /var/db/repos/portage-musl-portage, where its and the build machine's repos.conf point.
+    cp(
+        &format!("{SRC}/tests/e2e/portage-tree/configs/{TARGET}/repos/portage-musl-portage"),
+        &t.join("configs").join(FULL_TARGET).join("repos"),
+    );
     std::os::unix::fs::symlink(HOST, t.join("configs/host")).unwrap();
     for sub in ["binpkgs", "builds", "history", "work", "distfiles"] {
         std::fs::create_dir_all(t.join(sub)).unwrap();
@@ -244,80 +246,93 @@ fn build(starter: &str, target: &str, repo_of: &str) -> Built {
         .expect("a run directory");
     let plan: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run.join("plan.json")).unwrap()).unwrap();
-    let planned: Vec<String> = plan["targets"][0]["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap().to_string())
-        .collect();
-    // Every planned step ran, the primary phase included, and finished.
     let cp: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run.join("checkpoint.json")).unwrap()).unwrap();
-    let done = steps(&cp, target);
-    assert_eq!(
-        done.iter().map(|s| s.0.clone()).collect::<Vec<_>>(),
-        planned
-    );
-    assert!(done.iter().all(|s| s.1 == "done"), "{done:?}");
-    assert_eq!(planned.first().map(String::as_str), Some("host-sync"));
+    let mut built = Vec::new();
+    for (i, target) in targets.into_iter().enumerate() {
+        let planned: Vec<String> = plan["targets"][i]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_string())
+            .collect();
+        // Every planned step ran, the primary phase included, and finished.
+        let done = steps(&cp, target);
+        assert_eq!(
+            done.iter().map(|s| s.0.clone()).collect::<Vec<_>>(),
+            planned
+        );
+        assert!(done.iter().all(|s| s.1 == "done"), "{done:?}");
+        let first = if i == 0 { "host-sync" } else { "target-env" };
+        assert_eq!(planned.first().map(String::as_str), Some(first));
 
-    // The target's log, split at the worker's step banners.
-    let log = std::fs::read_to_string(run.join("logs").join(format!("{target}.log"))).unwrap();
-    let mut outputs: BTreeMap<String, String> = BTreeMap::new();
-    let mut current = String::new();
-    for line in log.lines() {
-        let banner = line
-            .strip_prefix("=== build-helper: step ")
-            .and_then(|rest| rest.split_once(" started "));
-        if let Some((name, _)) = banner {
-            current = name.to_string();
-            continue;
+        // The target's log, split at the worker's step banners.
+        let log = std::fs::read_to_string(run.join("logs").join(format!("{target}.log"))).unwrap();
+        let mut outputs: BTreeMap<String, String> = BTreeMap::new();
+        let mut current = String::new();
+        for line in log.lines() {
+            let banner = line
+                .strip_prefix("=== build-helper: step ")
+                .and_then(|rest| rest.split_once(" started "));
+            if let Some((name, _)) = banner {
+                current = name.to_string();
+                continue;
+            }
+            let o = outputs.entry(current.clone()).or_default();
+            o.push_str(line);
+            o.push('\n');
         }
-        let o = outputs.entry(current.clone()).or_default();
-        o.push_str(line);
-        o.push('\n');
+        for name in &planned {
+            assert!(outputs.contains_key(name), "no output of step {name}");
+        }
+        if i == 0 {
+            // The primary phase ran real emerge against the test repository (its toolchain
+            // packages are STAND-INs), and the stand-in eselect found the profiles they
+            // installed.
+            assert!(outputs["host-sync"].contains(">>> Emerging (1 of 1) dev-vcs/git-"));
+            assert!(outputs["host-toolchain"].contains("sys-devel/gcc-13::bhtest"));
+            assert!(outputs["host-toolchain"]
+                .contains("STAND-IN eselect: gcc profile x86_64-pc-linux-gnu-13"));
+            assert!(outputs["crossdev"]
+                .contains("STAND-IN eselect: gcc profile x86_64-unknown-linux-musl-13"));
+        }
+        assert!(outputs["target-libc"].contains("sys-libs/musl-1.2.5::bhtest for /usr/"));
+        // Built from source in target-world; only binary packages afterwards (`-K`).
+        assert!(outputs["target-world"].contains(">>> Emerging (1 of"));
+        for name in ["final-root", "world-images"] {
+            assert!(
+                outputs[name].contains(">>> Emerging binary (1 of"),
+                "{name}"
+            );
+            assert!(
+                !outputs[name].contains(">>> Emerging ("),
+                "{name} built from source"
+            );
+        }
+        let pkgs = files(&t.join("binpkgs").join(target));
+        // The primary environment's root; a secondary target's changes stay in the upper
+        // directory of its overlay (`<name>-<date>/u`).
+        let root = if i == 0 {
+            run.join("root/m")
+        } else {
+            let name = target.rsplit_once('.').unwrap().1;
+            run.join(format!("root/{name}-{}/u", plan["date"].as_str().unwrap()))
+        };
+        let src = root.join("usr").join(target).join("usr/src");
+        let env: BTreeMap<String, String> =
+            serde_json::from_value(plan["targets"][i]["env"].clone()).unwrap();
+        let dest = PathBuf::from(&env["BUILD_DEST"]);
+        built.push(Built {
+            tree: tree.clone(),
+            root,
+            src,
+            scratch: tempfile::tempdir().unwrap(),
+            pkgs,
+            outputs,
+            dest,
+        });
     }
-    for name in &planned {
-        assert!(outputs.contains_key(name), "no output of step {name}");
-    }
-    // The primary phase ran real emerge against the test repository (its toolchain
-    // packages are STAND-INs), and the stand-in eselect found the profiles they installed.
-    assert!(outputs["host-sync"].contains(">>> Emerging (1 of 1) dev-vcs/git-"));
-    assert!(outputs["host-toolchain"].contains("sys-devel/gcc-13::bhtest"));
-    assert!(
-        outputs["host-toolchain"].contains("STAND-IN eselect: gcc profile x86_64-pc-linux-gnu-13")
-    );
-    assert!(
-        outputs["crossdev"].contains("STAND-IN eselect: gcc profile x86_64-unknown-linux-musl-13")
-    );
-    assert!(outputs["target-libc"].contains("sys-libs/musl-1.2.5::bhtest for /usr/"));
-    // Built from source in target-world; only binary packages afterwards (`-K`).
-    assert!(outputs["target-world"].contains(">>> Emerging (1 of"));
-    for name in ["final-root", "world-images"] {
-        assert!(
-            outputs[name].contains(">>> Emerging binary (1 of"),
-            "{name}"
-        );
-        assert!(
-            !outputs[name].contains(">>> Emerging ("),
-            "{name} built from source"
-        );
-    }
-    let pkgs = files(&t.join("binpkgs").join(target));
-    let root = run.join("root/m");
-    let src = root.join("usr").join(target).join("usr/src");
-    let env: BTreeMap<String, String> =
-        serde_json::from_value(plan["targets"][0]["env"].clone()).unwrap();
-    let dest = PathBuf::from(&env["BUILD_DEST"]);
-    Built {
-        tree,
-        root,
-        src,
-        scratch: tempfile::tempdir().unwrap(),
-        pkgs,
-        outputs,
-        dest,
-    }
+    built
 }
 
 /// Asserts the binary packages and the stacked images `net` (on base) and `gui` (on net).
@@ -377,12 +392,9 @@ fn assert_packages_and_stacked_images(b: &Built) {
     }
 }
 
-#[test]
-fn real_portage_builds_a_stage0_with_install_mask_and_stacked_world_images() {
-    require_root();
-    let _heavy = heavy_lock();
-    let b = build("portage.toml", TARGET, TARGET);
-    assert_packages_and_stacked_images(&b);
+/// The stage0: INSTALL_MASK switched on for the final root, images inside the initramfs.
+fn assert_stage0_with_install_mask_and_stacked_world_images(b: &Built) {
+    assert_packages_and_stacked_images(b);
     // The final root: INSTALL_MASK on, package database moved out (stage0).
     let base = files(&b.src.join("squashfs"));
     for p in ["baselayout", "libbase", "tool"] {
@@ -437,12 +449,9 @@ fn real_portage_builds_a_stage0_with_install_mask_and_stacked_world_images() {
     assert!(kernel.contains("STAND-IN kernel image"), "{kernel}");
 }
 
-#[test]
-fn real_portage_builds_a_full_stage_that_keeps_its_package_database() {
-    require_root();
-    let _heavy = heavy_lock();
-    let b = build("portagefull.toml", FULL_TARGET, TARGET);
-    assert_packages_and_stacked_images(&b);
+/// The full stage: its package database kept, split artifacts collected.
+fn assert_full_stage_that_keeps_its_package_database(b: &Built) {
+    assert_packages_and_stacked_images(b);
     let base = files(&b.src.join("squashfs"));
     for p in ["baselayout", "libbase", "tool"] {
         assert!(has(&base, p), "{p} missing from the final root: {base:?}");
@@ -481,4 +490,14 @@ fn real_portage_builds_a_full_stage_that_keeps_its_package_database() {
     use std::os::unix::fs::MetadataExt;
     let toybox = std::fs::metadata(b.src.join("initramfs/bin/toybox")).unwrap();
     assert_eq!((toybox.uid(), toybox.gid()), (0, 0));
+}
+
+/// One run builds both targets in parallel (one primary phase, one unpack of the stage3).
+#[test]
+fn real_portage_builds_a_stage0_and_a_full_stage_through_build_helper_run() {
+    require_root();
+    let _heavy = heavy_lock();
+    let built = build();
+    assert_stage0_with_install_mask_and_stacked_world_images(&built[0]);
+    assert_full_stage_that_keeps_its_package_database(&built[1]);
 }
