@@ -18,25 +18,32 @@
 #
 # Usage: scripts/demo-mirror.sh DIR    (needs busybox-static, xz-utils, coreutils, gnupg; as
 #                                       root so that owners and device nodes are kept)
+# With STAGE3_ROOT=ROOTDIR it packs that directory instead of building the busybox stand-in
+# (the real-Portage end-to-end test serves its stage3 so); XZ_LEVEL sets the xz preset (3).
 set -eu
 [ $# -eq 1 ] || { echo "usage: $0 DIR" >&2; exit 2; }
 here=$(cd "$(dirname "$0")" && pwd)
 out=$1
+if [ -z "${STAGE3_ROOT:-}" ]; then
 busybox=${BUSYBOX:-/bin/busybox}
 [ -x "$busybox" ] || { echo "$0: $busybox missing: apt-get install busybox-static" >&2; exit 2; }
 file "$busybox" 2>/dev/null | grep -q 'dynamically linked' && { echo "$0: $busybox is not static: apt-get install busybox-static" >&2; exit 2; }
 
+fi
 command -v gpg >/dev/null || { echo "$0: gpg missing: apt-get install gnupg" >&2; exit 2; }
+if [ -z "${STAGE3_ROOT:-}" ]; then
 # The kernel that stands in for the demo's kernel build (Debian's, unpacked by install-deps.sh).
 kernel=${BH_DEMO_KERNEL:-/var/cache/build-helper/demo-kernel}
 [ -f "$kernel/vmlinuz" ] || { echo "$0: $kernel/vmlinuz missing: run scripts/install-deps.sh" >&2; exit 2; }
 command -v gensquashfs >/dev/null || { echo "$0: gensquashfs missing: apt-get install squashfs-tools-ng" >&2; exit 2; }
+fi
 
 flavor=amd64-musl-hardened
 stamp=${BH_DEMO_STAMP:-$(date -u +%Y%m%dT%H%M%SZ)}
 work=$(mktemp -d)
 trap 'GNUPGHOME="$work/gnupg" gpgconf --kill gpg-agent 2>/dev/null; rm -rf "$work"' EXIT
 root=$work/root
+xz_level=${XZ_LEVEL:-3}
 
 # The throw-away release key: a certify-only primary key and a signing subkey (as Gentoo's).
 export GNUPGHOME=$work/gnupg
@@ -47,6 +54,11 @@ fpr=$(gpg --batch --with-colons --list-keys | awk -F: '/^fpr/ { print $10; exit 
 gpg_q --quick-add-key "$fpr" ed25519 sign never 2>/dev/null
 clearsign() { gpg_q --yes --local-user "$fpr" --digest-algo SHA512 --clearsign --output "$1.signed" "$1" && mv "$1.signed" "$1"; }
 
+if [ -n "${STAGE3_ROOT:-}" ]; then
+# Another stage3 directory, packed as it is (the real-Portage test's, scripts/portage-stage3.sh).
+[ -d "$STAGE3_ROOT/usr" ] || { echo "$0: STAGE3_ROOT=$STAGE3_ROOT is not a root directory" >&2; exit 2; }
+root=$STAGE3_ROOT
+else
 # Merged-usr layout with busybox as every basic command.
 mkdir -p "$root/usr/bin" "$root/usr/lib" "$root/etc/portage" "$root/var/db/repos" \
     "$root/var/db/pkg" "$root/var/cache/distfiles" "$root/var/cache/binpkgs" \
@@ -91,12 +103,13 @@ PR
 echo 'NAME="Gentoo stand-in (build-helper demo stage3)"' > "$root/etc/os-release"
 echo 'CHOST="x86_64-gentoo-linux-musl"' > "$root/etc/portage/make.conf"
 ln -s ../../run/resolv.conf "$root/etc/resolv.conf"
+fi
 
 dir=$out/releases/amd64/autobuilds
 mkdir -p "$dir/$stamp"
 name=stage3-$flavor-$stamp.tar.xz
 tarball=$dir/$stamp/$name
-tar --numeric-owner --xattrs -C "$root" -cf - . | xz -T0 -3 > "$tarball"
+tar --numeric-owner --xattrs -C "$root" -cf - . | xz -T0 -"$xz_level" > "$tarball"
 tar -tvf "$tarball" | gzip -9 > "$tarball.CONTENTS.gz"
 {
     for f in "$name" "$name.CONTENTS.gz"; do

@@ -13,7 +13,9 @@
 # reads /etc/portage and /var/db/pkg like on Gentoo.
 #
 # The crossdev pieces the test needs but does not build (the `<tuple>-emerge` wrapper, the
-# `/usr/<tuple>.skeleton` directory) come from scripts/portage-stage3/ and say STAND-IN.
+# `/usr/<tuple>.skeleton` directory, the cross gcc and binutils profile directories) and the
+# Gentoo tools Debian lacks (eselect, perl-cleaner, emerge-webrsync, which would fetch
+# ::gentoo) come from scripts/portage-stage3/ and say STAND-IN.
 #
 # Usage: scripts/portage-stage3.sh DIR   (as root; needs debootstrap and network access to
 #        the Debian mirror of /etc/apt and to PyPI). DIR is reused when it is complete.
@@ -28,7 +30,9 @@ tuple=x86_64-unknown-linux-musl
 # Bumped when the stage3's contents change, so a kept directory is rebuilt.
 revision=2
 stamp=.build-helper-portage-$version-r$revision
-[ -e "$root/$stamp" ] && exit 0
+# The STAND-IN files of scripts/portage-stage3/ are refreshed on every call (a plain copy), so
+# changing them needs no rebuild.
+if [ -e "$root/$stamp" ]; then cp -a "$here/portage-stage3/." "$root/"; exit 0; fi
 command -v debootstrap >/dev/null || { echo "$0: debootstrap missing: scripts/install-deps.sh" >&2; exit 2; }
 part=$root.partial
 if [ ! -e "$part/.debootstrap-done" ]; then

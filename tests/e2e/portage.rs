@@ -1,13 +1,17 @@
-//! The real-Portage end-to-end tests: the plan's `target-env`, `kernel-sources`,
-//! `target-world`, `target-maintenance`, `final-root` and `world-images` steps of a stage0 and
-//! of a full-stage target run with REAL emerge (Portage from PyPI) in the
-//! Debian stand-in stage3 of scripts/portage-stage3.sh, with the test ebuild repository of
-//! tests/e2e/portage-tree. It checks that binary packages are really built into the target's
-//! package directory, that the final root is installed from them (`-K`, INSTALL_MASK on), and
-//! that each stacked world image, packed with gensquashfs and listed with `unsquashfs -l`,
-//! holds its own packages and none of its parent chain's. The worker's progress tracker,
-//! fed each step's real output as a pipe delivers it, must report every emerge with its
-//! real total, counted up to it.
+//! The real-Portage end-to-end tests: `build-helper run --ui plain` of a stage0 and of a
+//! full-stage target, with the real supervisor, workers, mounts and every planned step (the
+//! primary phase included), on the Debian stand-in stage3 of scripts/portage-stage3.sh
+//! with REAL emerge (Portage from PyPI), served as a signed release mirror. The test
+//! ebuild repository (tests/e2e/portage-tree) is the build machine's main repository too
+//! (configuration `host-portage`); what the primary phase and the libc steps emerge from it
+//! for a toolchain (gcc, binutils, libc, perl, ...) are STAND-IN ebuilds, and the stage3's
+//! eselect, perl-cleaner, emerge-webrsync and crossdev results are STAND-INs (no ::gentoo,
+//! no toolchain to build here). It checks that binary packages are really built into the
+//! target's package directory, that the final root is installed from them (`-K`,
+//! INSTALL_MASK on), and that each stacked world image, packed with gensquashfs and listed
+//! with `unsquashfs -l`, holds its own packages and none of its parent chain's. The worker's
+//! progress tracker, fed each step's real output as a pipe delivers it, must report every
+//! emerge with its real total, counted up to it.
 //!
 //! The configurations have the shape of the original's (armtux/build-helper `configs/`): the
 //! repository `repos/portage-musl-portage` is named `bhtest` and declared by its location,
@@ -19,7 +23,8 @@
 //! compressor (xz: the test kernel's configuration is unknown) are checked on the real files.
 //!
 //! The stage3 takes about three minutes to build (debootstrap); it is kept in
-//! `$BH_PORTAGE_STAGE3`, else `target/bh-portage-stage3`, and reused.
+//! `$BH_PORTAGE_STAGE3`, else `target/bh-portage-stage3`, and reused; its mirror
+//! (`<stage3>.mirror`, about 50 s) is made once per test process.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,42 +36,11 @@ use crate::common::*;
 
 /// The stage0 target, whose configuration also holds the test ebuild repository.
 const TARGET: &str = "x86_64-unknown-linux-musl.portage";
-/// The planned steps run with real emerge, in plan order (target-sync needs a synced tree,
-/// target-libc a libc and pam-bootstrap pam: the test repository has none of them). The
-/// last four pack the images with the stage3's gensquashfs and collect the artifacts.
-const STEPS: [&str; 10] = [
-    "target-env",
-    "kernel-sources",
-    "target-world",
-    "target-maintenance",
-    "final-root",
-    "world-images",
-    "initramfs",
-    "kernel",
-    "images",
-    "collect",
-];
 /// The full-stage (`@system`) target.
 const FULL_TARGET: &str = "x86_64-unknown-linux-musl.portagefull";
-
-/// Mounts the stage3 under an overlay (upper dir kept between steps), /proc, /dev, the tree and
-/// the target's repository at `/var/db/repos/<its directory>` (as the product's mount layout
-/// does), and the same repository as the stage3 host configuration's own `bhtest` (emerge
-/// also loads the build machine's configuration, for build dependencies), then runs
-/// `env -i ARGS...` chrooted. Runs inside `unshare --mount`: every mount disappears with it.
-const RUNNER: &str = r#"set -eu
-st=$1 up=$2 m=$3 tree=$4 repo=$5
-shift 5
-mkdir -p "$up/u" "$up/w" "$m"
-mount -t overlay overlay -o "lowerdir=$st,upperdir=$up/u,workdir=$up/w" "$m"
-mount -t proc proc "$m/proc"
-mount --rbind /dev "$m/dev"
-mkdir -p "$m$tree" "$m/var/db/repos/$(basename "$repo")" "$m/var/db/repos/bhtest"
-mount --bind "$tree" "$m$tree"
-mount --bind "$repo" "$m/var/db/repos/$(basename "$repo")"
-mount --bind "$repo" "$m/var/db/repos/bhtest"
-exec chroot "$m" /usr/bin/env -i "$@"
-"#;
+/// The test's build-machine configuration (configs/host links to it): make.profile and
+/// repos.conf point at the test repository, so the primary phase emerges from it too.
+const HOST: &str = "host-portage";
 
 /// The stage3 directory, built (or checked) once per test process: the tests run in
 /// parallel and must not build it twice at once.
@@ -88,6 +62,43 @@ fn build_stage3() -> PathBuf {
         .expect("run portage-stage3.sh");
     assert!(status.success(), "scripts/portage-stage3.sh failed");
     dir
+}
+
+/// The stage3 served as a signed release mirror (scripts/demo-mirror.sh with STAGE3_ROOT),
+/// made once per test process beside the stage3 directory (`<stage3>.mirror`, replaced each
+/// time: the STAND-IN files may have changed): the run fetches, verifies and unpacks it like
+/// a Gentoo stage3. Returns the mirror directory.
+fn portage_mirror() -> PathBuf {
+    static MIRROR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    MIRROR
+        .get_or_init(|| {
+            let stage3 = portage_stage3();
+            let mut dir = stage3.clone().into_os_string();
+            dir.push(".mirror");
+            let dir = PathBuf::from(dir);
+            let _ = std::fs::remove_dir_all(&dir);
+            let status = Command::new(format!("{SRC}/scripts/demo-mirror.sh"))
+                .arg(&dir)
+                .env("STAGE3_ROOT", &stage3)
+                .env("XZ_LEVEL", "0")
+                .status()
+                .expect("run demo-mirror.sh");
+            assert!(status.success(), "demo-mirror.sh STAGE3_ROOT=... failed");
+            dir
+        })
+        .clone()
+}
+
+/// A throw-away tree whose mounts are released even when a test fails half-way.
+struct TestTree(tempfile::TempDir);
+
+impl Drop for TestTree {
+    fn drop(&mut self) {
+        let _ = Command::new(BIN)
+            .args(["umount", "--all", "--tree"])
+            .arg(self.0.path())
+            .output();
+    }
 }
 
 /// Every file below `dir`, relative to it.
@@ -182,30 +193,40 @@ fn has(list: &[String], pkg: &str) -> bool {
         .any(|p| p == &format!("usr/share/{pkg}/{pkg}.txt"))
 }
 
-/// What the four steps left behind for one target.
+/// What the run left behind for one target.
 struct Built {
-    /// Holds the tree, the overlay's upper dir and the packed images.
-    work: tempfile::TempDir,
-    /// `<upper>/usr/<target>/usr/src`: the base image directory and its siblings.
+    /// The tree (configs, work, builds, history), shared by the run's targets.
+    tree: std::rc::Rc<TestTree>,
+    /// The target environment's root (`work/<run>/root/m`), or for a secondary target the
+    /// upper directory of its overlay.
+    root: PathBuf,
+    /// `<root>/usr/<target>/usr/src`: the base image directory and its siblings.
     src: PathBuf,
+    /// Scratch space for packing images to list them.
+    scratch: tempfile::TempDir,
     /// The target's binary packages, relative to its package directory.
     pkgs: Vec<String>,
-    /// Each step's output.
-    outputs: BTreeMap<&'static str, String>,
+    /// Each step's output, from the target's log.
+    outputs: BTreeMap<String, String>,
     /// `builds/<target>.<date>/`: the collected artifacts.
     dest: PathBuf,
 }
 
-/// Plans `starters/<starter>` of tests/e2e/portage-tree and runs the target's [`STEPS`]
-/// with real emerge; `repo_of` names the
-/// configuration holding the test ebuild repository.
-fn build(stage3: &Path, starter: &str, target: &str, repo_of: &str) -> Built {
-    let work = tempfile::Builder::new()
+/// Runs `build-helper run starters/portage.toml --ui plain` of tests/e2e/portage-tree (the
+/// stage0 [`TARGET`], primary, and the full stage [`FULL_TARGET`], in parallel) on the
+/// Portage stage3 served by [`portage_mirror`]: the real supervisor, workers, mounts and
+/// every planned step, with REAL emerge. Returns what each target left, in that order.
+fn build() -> Vec<Built> {
+    let starter = "portage.toml";
+    let targets = [TARGET, FULL_TARGET];
+    let mirror = portage_mirror();
+    let dir = tempfile::Builder::new()
         .prefix("bh-e2e-portage-")
         .tempdir()
         .unwrap();
-    let tree = work.path().join("tree");
-    std::fs::create_dir_all(tree.join("configs")).unwrap();
+    let tree = std::rc::Rc::new(TestTree(dir));
+    let t = tree.0.path();
+    std::fs::create_dir_all(t.join("configs")).unwrap();
     let cp = |from: &str, to: &Path| {
         let st = Command::new("cp")
             .args(["-a", from])
@@ -214,116 +235,157 @@ fn build(stage3: &Path, starter: &str, target: &str, repo_of: &str) -> Built {
             .unwrap();
         assert!(st.success(), "cp {from}");
     };
-    cp(&format!("{SRC}/tests/e2e/portage-tree/starters"), &tree);
-    for t in [target, repo_of] {
-        if !tree.join("configs").join(t).exists() {
-            cp(
-                &format!("{SRC}/tests/e2e/portage-tree/configs/{t}"),
-                &tree.join("configs"),
-            );
-        }
+    cp(&format!("{SRC}/tests/e2e/portage-tree/starters"), t);
+    for c in [TARGET, FULL_TARGET, HOST] {
+        cp(
+            &format!("{SRC}/tests/e2e/portage-tree/configs/{c}"),
+            &t.join("configs"),
+        );
     }
-    cp(&format!("{SRC}/configs/host-amd64"), &tree.join("configs"));
-    std::os::unix::fs::symlink("host-amd64", tree.join("configs/host")).unwrap();
+    // The test repository is kept once, in the stage0's configuration; the full stage's
+    // environment (an overlay of its own) mounts its own copy at the same place,
+    // /var/db/repos/portage-musl-portage, where its and the build machine's repos.conf point.
+    cp(
+        &format!("{SRC}/tests/e2e/portage-tree/configs/{TARGET}/repos/portage-musl-portage"),
+        &t.join("configs").join(FULL_TARGET).join("repos"),
+    );
+    std::os::unix::fs::symlink(HOST, t.join("configs/host")).unwrap();
     for sub in ["binpkgs", "builds", "history", "work", "distfiles"] {
-        std::fs::create_dir_all(tree.join(sub)).unwrap();
+        std::fs::create_dir_all(t.join(sub)).unwrap();
     }
-    std::fs::create_dir_all(tree.join("binpkgs").join(target)).unwrap();
 
     let out = Command::new(BIN)
-        .args(["plan", "--json"])
-        .arg(tree.join("starters").join(starter))
-        .env("BUILD_HELPER_TREE", &tree)
+        .args(["run"])
+        .arg(t.join("starters").join(starter))
+        .args(["--ui", "plain"])
+        .env("BUILD_HELPER_TREE", t)
+        .env("TARBALL_MIRROR", format!("file://{}", mirror.display()))
+        .env("BH_OPENPGP_KEY", mirror.join("demo-release.asc"))
+        .env_remove("TMUX")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let planned = &plan["targets"][0];
-    let env: BTreeMap<String, String> = serde_json::from_value(planned["env"].clone()).unwrap();
+    eprintln!("=== build-helper run {starter}\n{}", tail(&text, 120));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "build-helper run {starter} failed"
+    );
+    assert!(mounts_anywhere(t).is_empty(), "{:?}", mounts_anywhere(t));
 
-    // Named `bhtest` (profiles/repo_name) in a directory of another name, declared by its
-    // location, as the original's `repos/portage-musl-<name>` are.
-    let repo = tree.join(format!("configs/{repo_of}/repos/portage-musl-portage"));
-    let (up, mnt) = (work.path().join("up"), work.path().join("m"));
-    let mut outputs = BTreeMap::new();
-    for name in STEPS {
-        let step = planned["steps"]
+    let run = std::fs::read_dir(t.join("work"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("plan.json").exists())
+        .expect("a run directory");
+    let plan: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("plan.json")).unwrap()).unwrap();
+    let cp: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("checkpoint.json")).unwrap()).unwrap();
+    let mut built = Vec::new();
+    for (i, target) in targets.into_iter().enumerate() {
+        let planned: Vec<String> = plan["targets"][i]["steps"]
             .as_array()
             .unwrap()
             .iter()
-            .find(|s| s["name"] == name)
-            .unwrap_or_else(|| panic!("no step {name}"));
-        let mut cmd = Command::new("unshare");
-        cmd.args([
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            RUNNER,
-            "sh",
-        ])
-        .arg(stage3)
-        .arg(&up)
-        .arg(&mnt)
-        .arg(&tree)
-        .arg(&repo);
-        for (k, v) in &env {
-            cmd.arg(format!("{k}={v}"));
+            .map(|s| s["name"].as_str().unwrap().to_string())
+            .collect();
+        // Every planned step ran, the primary phase included, and finished.
+        let done = steps(&cp, target);
+        assert_eq!(
+            done.iter().map(|s| s.0.clone()).collect::<Vec<_>>(),
+            planned
+        );
+        assert!(done.iter().all(|s| s.1 == "done"), "{done:?}");
+        let first = if i == 0 { "host-sync" } else { "target-env" };
+        assert_eq!(planned.first().map(String::as_str), Some(first));
+
+        // The target's log, split at the worker's step banners.
+        let log = std::fs::read_to_string(run.join("logs").join(format!("{target}.log"))).unwrap();
+        let mut outputs: BTreeMap<String, String> = BTreeMap::new();
+        let mut current = String::new();
+        for line in log.lines() {
+            let banner = line
+                .strip_prefix("=== build-helper: step ")
+                .and_then(|rest| rest.split_once(" started "));
+            if let Some((name, _)) = banner {
+                current = name.to_string();
+                continue;
+            }
+            let o = outputs.entry(current.clone()).or_default();
+            o.push_str(line);
+            o.push('\n');
         }
-        cmd.arg(format!("BUILD_HELPER_STEP={name}"));
-        cmd.args(["/bin/sh", "-c", step["script"].as_str().unwrap()]);
-        let out = cmd.output().unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        eprintln!("=== {target} step {name}\n{}", tail(&text, 80));
-        assert!(out.status.success(), "{target}: step {name} failed");
-        outputs.insert(name, text);
+        for name in &planned {
+            assert!(outputs.contains_key(name), "no output of step {name}");
+        }
+        if i == 0 {
+            // The primary phase ran real emerge against the test repository (its toolchain
+            // packages are STAND-INs), and the stand-in eselect found the profiles they
+            // installed.
+            assert!(outputs["host-sync"].contains(">>> Emerging (1 of 1) dev-vcs/git-"));
+            assert!(outputs["host-toolchain"].contains("sys-devel/gcc-13::bhtest"));
+            assert!(outputs["host-toolchain"]
+                .contains("STAND-IN eselect: gcc profile x86_64-pc-linux-gnu-13"));
+            assert!(outputs["crossdev"]
+                .contains("STAND-IN eselect: gcc profile x86_64-unknown-linux-musl-13"));
+        }
+        assert!(outputs["target-libc"].contains("sys-libs/musl-1.2.5::bhtest for /usr/"));
+        // Built from source in target-world; only binary packages afterwards (`-K`).
+        assert!(outputs["target-world"].contains(">>> Emerging (1 of"));
+        for name in ["final-root", "world-images"] {
+            assert!(
+                outputs[name].contains(">>> Emerging binary (1 of"),
+                "{name}"
+            );
+            assert!(
+                !outputs[name].contains(">>> Emerging ("),
+                "{name} built from source"
+            );
+        }
+        // The progress a worker reports from the real output: one run per emerge, with
+        // Portage's own totals (the test repository's worlds: base 3 packages, net 2, gui 2).
+        for (name, want, phase) in [
+            ("target-world", vec![(3, 3), (2, 2), (2, 2)], Phase::Build),
+            ("final-root", vec![(1, 1), (2, 2)], Phase::Binary),
+            ("world-images", vec![(2, 2), (2, 2)], Phase::Binary),
+        ] {
+            let (runs, phases) = progress_runs(&outputs[name]);
+            assert_eq!(runs, want, "{target} {name}: (total, done) per emerge");
+            assert!(phases.contains(&phase), "{target} {name}: {phases:?}");
+            assert!(
+                phases.contains(&Phase::Install),
+                "{target} {name}: {phases:?}"
+            );
+        }
+        let pkgs = files(&t.join("binpkgs").join(target));
+        // The primary environment's root; a secondary target's changes stay in the upper
+        // directory of its overlay (`<name>-<date>/u`).
+        let root = if i == 0 {
+            run.join("root/m")
+        } else {
+            let name = target.rsplit_once('.').unwrap().1;
+            run.join(format!("root/{name}-{}/u", plan["date"].as_str().unwrap()))
+        };
+        let src = root.join("usr").join(target).join("usr/src");
+        let env: BTreeMap<String, String> =
+            serde_json::from_value(plan["targets"][i]["env"].clone()).unwrap();
+        let dest = PathBuf::from(&env["BUILD_DEST"]);
+        built.push(Built {
+            tree: tree.clone(),
+            root,
+            src,
+            scratch: tempfile::tempdir().unwrap(),
+            pkgs,
+            outputs,
+            dest,
+        });
     }
-    // Built from source in target-world; only binary packages afterwards (`-K`).
-    assert!(outputs["target-world"].contains(">>> Emerging (1 of"));
-    for name in ["final-root", "world-images"] {
-        assert!(
-            outputs[name].contains(">>> Emerging binary (1 of"),
-            "{name}"
-        );
-        assert!(
-            !outputs[name].contains(">>> Emerging ("),
-            "{name} built from source"
-        );
-    }
-    // The progress a worker reports from the real output: one run per emerge, with Portage's
-    // own totals (the test repository's worlds: base 3 packages, net 2, gui 2).
-    for (name, want, phase) in [
-        ("target-world", vec![(3, 3), (2, 2), (2, 2)], Phase::Build),
-        ("final-root", vec![(1, 1), (2, 2)], Phase::Binary),
-        ("world-images", vec![(2, 2), (2, 2)], Phase::Binary),
-    ] {
-        let (runs, phases) = progress_runs(&outputs[name]);
-        assert_eq!(runs, want, "{target} {name}: (total, done) per emerge");
-        assert!(phases.contains(&phase), "{target} {name}: {phases:?}");
-        assert!(
-            phases.contains(&Phase::Install),
-            "{target} {name}: {phases:?}"
-        );
-    }
-    let pkgs = files(&tree.join("binpkgs").join(target));
-    let src = up.join("u/usr").join(target).join("usr/src");
-    let dest = PathBuf::from(&env["BUILD_DEST"]);
-    Built {
-        work,
-        src,
-        pkgs,
-        outputs,
-        dest,
-    }
+    built
 }
 
 /// Asserts the binary packages and the stacked images `net` (on base) and `gui` (on net).
@@ -345,7 +407,7 @@ fn assert_packages_and_stacked_images(b: &Built) {
             b.pkgs
         );
     }
-    let (r, w) = (&b.src, b.work.path());
+    let (r, w) = (&b.src, b.scratch.path());
     let net = squashfs_listing(&r.join("squashfs.net"), &w.join("net.sqfs"));
     let gui = squashfs_listing(&r.join("squashfs.gui"), &w.join("gui.sqfs"));
     assert!(has(&net, "netd") && has(&net, "libnet"), "{net:?}");
@@ -383,13 +445,9 @@ fn assert_packages_and_stacked_images(b: &Built) {
     }
 }
 
-#[test]
-fn real_portage_builds_a_stage0_with_install_mask_and_stacked_world_images() {
-    require_root();
-    let stage3 = portage_stage3();
-    let _heavy = heavy_lock();
-    let b = build(&stage3, "portage.toml", TARGET, TARGET);
-    assert_packages_and_stacked_images(&b);
+/// The stage0: INSTALL_MASK switched on for the final root, images inside the initramfs.
+fn assert_stage0_with_install_mask_and_stacked_world_images(b: &Built) {
+    assert_packages_and_stacked_images(b);
     // The final root: INSTALL_MASK on, package database moved out (stage0).
     let base = files(&b.src.join("squashfs"));
     for p in ["baselayout", "libbase", "tool"] {
@@ -412,9 +470,10 @@ fn real_portage_builds_a_stage0_with_install_mask_and_stacked_world_images() {
     // INSTALL_MASK was switched on in every file that carries it (env/sys-devel/gcc too) for
     // the final root, and off again by `images`.
     let conf = b
-        .work
+        .tree
+        .0
         .path()
-        .join("tree/configs")
+        .join("configs")
         .join(TARGET)
         .join("target-portage");
     let on = b.outputs["final-root"]
@@ -431,7 +490,7 @@ fn real_portage_builds_a_stage0_with_install_mask_and_stacked_world_images() {
         );
     }
     // The PORTAGE_TMPDIR of the target's make.conf was created in the environment.
-    assert!(b.work.path().join("up/u/var/tmp/portage/portage").is_dir());
+    assert!(b.root.join("var/tmp/portage/portage").is_dir());
     // Not split: the images are /base and /<W> inside the initramfs, packed with xz.
     let f = b.src.join("initramfs");
     for image in ["base", "net", "gui"] {
@@ -443,13 +502,9 @@ fn real_portage_builds_a_stage0_with_install_mask_and_stacked_world_images() {
     assert!(kernel.contains("STAND-IN kernel image"), "{kernel}");
 }
 
-#[test]
-fn real_portage_builds_a_full_stage_that_keeps_its_package_database() {
-    require_root();
-    let stage3 = portage_stage3();
-    let _heavy = heavy_lock();
-    let b = build(&stage3, "portagefull.toml", FULL_TARGET, TARGET);
-    assert_packages_and_stacked_images(&b);
+/// The full stage: its package database kept, split artifacts collected.
+fn assert_full_stage_that_keeps_its_package_database(b: &Built) {
+    assert_packages_and_stacked_images(b);
     let base = files(&b.src.join("squashfs"));
     for p in ["baselayout", "libbase", "tool"] {
         assert!(has(&base, p), "{p} missing from the final root: {base:?}");
@@ -470,11 +525,7 @@ fn real_portage_builds_a_full_stage_that_keeps_its_package_database() {
         .iter()
         .any(|f| f.starts_with("var/db/pkg/test-gui/desktop-1.0/")));
     assert!(b.src.join("squashfs.exclude/pkg.gui").is_dir());
-    assert!(b
-        .work
-        .path()
-        .join("up/u/var/tmp/portage/portagefull")
-        .is_dir());
+    assert!(b.root.join("var/tmp/portage/portagefull").is_dir());
     // split.base, split.extra and split.initramfs: the artifacts the configurations'
     // initramfs/init scripts mount, beside the kernel.
     let mut names: Vec<String> = std::fs::read_dir(&b.dest)
@@ -492,4 +543,14 @@ fn real_portage_builds_a_full_stage_that_keeps_its_package_database() {
     use std::os::unix::fs::MetadataExt;
     let toybox = std::fs::metadata(b.src.join("initramfs/bin/toybox")).unwrap();
     assert_eq!((toybox.uid(), toybox.gid()), (0, 0));
+}
+
+/// One run builds both targets in parallel (one primary phase, one unpack of the stage3).
+#[test]
+fn real_portage_builds_a_stage0_and_a_full_stage_through_build_helper_run() {
+    require_root();
+    let _heavy = heavy_lock();
+    let built = build();
+    assert_stage0_with_install_mask_and_stacked_world_images(&built[0]);
+    assert_full_stage_that_keeps_its_package_database(&built[1]);
 }
