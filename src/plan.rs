@@ -154,6 +154,21 @@ impl Plan {
     }
 }
 
+/// `dir` (in `configs`, often a link such as `configs/host`) named by its real directory in
+/// `configs` when it resolves there, else `dir` itself. An environment sees `configs/` through
+/// the run's overlay (`Layout::configs_view`), where an absolute link would be followed on the
+/// build machine, out of the overlay and into the user's files.
+fn resolve_in(configs: &Path, dir: &Path) -> PathBuf {
+    let real = (std::fs::canonicalize(configs), std::fs::canonicalize(dir));
+    match real {
+        (Ok(c), Ok(d)) => match d.strip_prefix(&c) {
+            Ok(rel) => configs.join(rel),
+            Err(_) => dir.to_path_buf(),
+        },
+        _ => dir.to_path_buf(),
+    }
+}
+
 /// Builds the plan of `starter` for run date `date`, starting from `history` (resolved by
 /// [`crate::history::resolve`]; `None` = first build).
 ///
@@ -192,6 +207,7 @@ pub fn build(
         .map(|t| t.name.clone())
         .unwrap_or_default();
     let run_id = format!("{primary_name}-{date}");
+    let host_conf = resolve_in(&configs, &host.dir);
     let run = run_dir(&tree, &run_id);
     let binpkgs = tree.join("binpkgs");
 
@@ -206,11 +222,11 @@ pub fn build(
         tree: tree.clone(),
         distfiles: opts.distfiles.clone(),
         host_binpkgs: binpkgs.join("host"),
-        host_conf: host.dir.clone(),
+        host_conf: host_conf.clone(),
         host_repos: host
             .repos
             .iter()
-            .map(|r| (r.clone(), host.dir.join("repos").join(r)))
+            .map(|r| (r.clone(), host_conf.join("repos").join(r)))
             .collect(),
         targets: target_configs
             .iter()
@@ -219,7 +235,7 @@ pub fn build(
                 repos: c
                     .repos
                     .iter()
-                    .map(|r| (r.clone(), c.dir.join("repos").join(r)))
+                    .map(|r| (r.clone(), resolve_in(&configs, &c.dir).join("repos").join(r)))
                     .collect(),
                 binpkgs: binpkgs.join(c.target.to_string()),
             })

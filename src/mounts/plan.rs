@@ -172,8 +172,28 @@ impl Layout {
         out
     }
 
-    /// `M` itself and, on an update, the history under its overlay. On a first build `M/m` is
-    /// a plain directory that the stage3 is extracted into.
+    /// The run's view of the tree's `configs/`: `M/conf/m`, an overlay whose lower layer is
+    /// the user's `configs/` and whose upper layer `M/conf/u` lives in the run directory. Every
+    /// environment sees `configs/` (and the host `target-portage` on `/etc/portage`) through
+    /// it, so the recipe's edits (INSTALL_MASK toggles, GENTOO_MIRRORS, savedconfig...) land
+    /// in the run, survive `--resume` with mount type bind, and never touch the user's files.
+    /// One view is shared by all environments of the run, as the original shares `configs/`.
+    pub fn configs_view(&self) -> PathBuf {
+        self.m_dir.join("conf/m")
+    }
+
+    /// `path` as seen through [`Layout::configs_view`] when it lies in the tree's `configs/`,
+    /// else `path` itself.
+    pub fn in_configs_view(&self, path: &Path) -> PathBuf {
+        match path.strip_prefix(self.tree.join("configs")) {
+            Ok(rel) => self.configs_view().join(rel),
+            Err(_) => path.to_path_buf(),
+        }
+    }
+
+    /// `M` itself, the run's view of `configs/` ([`Layout::configs_view`]) and, on an update,
+    /// the history under its overlay. On a first build `M/m` is a plain directory that the
+    /// stage3 is extracted into.
     pub fn base_entries(&self) -> Vec<Entry> {
         let mut out = vec![match self.mount_type {
             MountType::Bind => bind(&self.data_dir, self.m_dir.clone()),
@@ -203,6 +223,13 @@ impl Layout {
                 target: self.primary_root(),
             });
         }
+        let conf = self.m_dir.join("conf");
+        out.push(Entry::Overlay {
+            lower: vec![self.tree.join("configs")],
+            upper: conf.join("u"),
+            work: conf.join("w"),
+            target: self.configs_view(),
+        });
         out
     }
 
@@ -237,7 +264,7 @@ impl Layout {
         out.extend([
             bind(&self.distfiles, root.join("var/cache/distfiles")),
             bind(
-                &self.tree.join("configs"),
+                &self.configs_view(),
                 inside(root, &self.tree.join("configs")),
             ),
             bind(
@@ -246,7 +273,10 @@ impl Layout {
             ),
         ]);
         for (name, path) in &self.host_repos {
-            out.push(bind(path, root.join("var/db/repos").join(name)));
+            out.push(bind(
+                &self.in_configs_view(path),
+                root.join("var/db/repos").join(name),
+            ));
         }
         out.push(bind(&self.host_binpkgs, root.join("var/cache/binpkgs")));
         // Only its own binary packages (BUILD_PKGS): a root that bound every target's would
@@ -268,7 +298,7 @@ impl Layout {
             });
         }
         out.push(bind(
-            &self.host_conf.join("target-portage"),
+            &self.in_configs_view(&self.host_conf.join("target-portage")),
             root.join("etc/portage"),
         ));
         out.push(Entry::Copy {
@@ -280,7 +310,10 @@ impl Layout {
             target: root.join("etc/resolv.conf"),
         });
         for (name, path) in &target.repos {
-            out.push(bind(path, root.join("var/db/repos").join(name)));
+            out.push(bind(
+                &self.in_configs_view(path),
+                root.join("var/db/repos").join(name),
+            ));
         }
         out
     }
@@ -363,7 +396,7 @@ mod tests {
     fn update_mounts_history_image_under_an_overlay() {
         let l = layout(Some(("/t/history/h.sqfs".into(), HistoryType::Squashfs)));
         let base = l.base_entries();
-        assert_eq!(base.len(), 3);
+        assert_eq!(base.len(), 4);
         assert!(
             matches!(&base[1], Entry::Image { target, .. } if target == Path::new("/t/work/r/M/s"))
         );
@@ -372,9 +405,9 @@ mod tests {
     }
 
     #[test]
-    fn first_build_mounts_only_m() {
+    fn first_build_mounts_only_m_and_the_configs_view() {
         let l = layout(None);
-        assert_eq!(l.base_entries().len(), 1);
+        assert_eq!(l.base_entries().len(), 2);
     }
 
     #[test]
@@ -409,7 +442,39 @@ mod tests {
             .unwrap();
         assert!(tmp < configs);
         // Binds land at the tree's absolute paths inside the root.
-        assert!(e.contains(&bind(Path::new("/t/configs"), dir.join("m/t/configs"))));
+        assert!(e.contains(&bind(
+            Path::new("/t/work/r/M/conf/m"),
+            dir.join("m/t/configs")
+        )));
+    }
+
+    #[test]
+    fn every_environment_sees_configs_only_through_the_run_overlay() {
+        let l = layout(None);
+        let base = l.base_entries();
+        assert!(base.contains(&Entry::Overlay {
+            lower: vec!["/t/configs".into()],
+            upper: "/t/work/r/M/conf/u".into(),
+            work: "/t/work/r/M/conf/w".into(),
+            target: "/t/work/r/M/conf/m".into(),
+        }));
+        let mut all = l.primary_entries();
+        for t in l.targets.iter().skip(1) {
+            all.extend(l.secondary_entries(t));
+        }
+        for e in &all {
+            if let Entry::Bind { source, .. } = e {
+                assert!(!source.starts_with("/t/configs"), "{e:?} binds the user's configs");
+            }
+        }
+        assert!(all.contains(&bind(
+            Path::new("/t/work/r/M/conf/m/host/target-portage"),
+            "/t/work/r/M/m/etc/portage".into()
+        )));
+        assert!(all.contains(&bind(
+            Path::new("/t/work/r/M/conf/m/x/repos/local"),
+            "/t/work/r/M/m/var/db/repos/local".into()
+        )));
     }
 
     #[test]
