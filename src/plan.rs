@@ -235,7 +235,12 @@ pub fn build(
                 repos: c
                     .repos
                     .iter()
-                    .map(|r| (r.clone(), resolve_in(&configs, &c.dir).join("repos").join(r)))
+                    .map(|r| {
+                        (
+                            r.clone(),
+                            resolve_in(&configs, &c.dir).join("repos").join(r),
+                        )
+                    })
                     .collect(),
                 binpkgs: binpkgs.join(c.target.to_string()),
             })

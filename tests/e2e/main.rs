@@ -573,3 +573,95 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Every file, directory and link under `dir` (relative path, kind, mode, content or link
+/// target) as one SHA-256, skipping `skip` (relative paths).
+fn hash_tree(dir: &std::path::Path, skip: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::PermissionsExt;
+    fn walk(
+        base: &std::path::Path,
+        dir: &std::path::Path,
+        skip: &[&str],
+        out: &mut Vec<(String, String)>,
+    ) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        entries.sort();
+        for path in entries {
+            let rel = path
+                .strip_prefix(base)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if skip.contains(&rel.as_str()) {
+                continue;
+            }
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let mode = meta.permissions().mode();
+            let what = if meta.file_type().is_symlink() {
+                format!(
+                    "link {mode:o} {}",
+                    std::fs::read_link(&path).unwrap().display()
+                )
+            } else if meta.is_dir() {
+                walk(base, &path, skip, out);
+                format!("dir {mode:o}")
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                format!("file {mode:o} {:x}", Sha256::digest(&bytes))
+            };
+            out.push((rel, what));
+        }
+    }
+    let mut all = Vec::new();
+    walk(dir, dir, skip, &mut all);
+    let mut h = Sha256::new();
+    for (rel, what) in &all {
+        h.update(format!("{rel}\0{what}\n"));
+    }
+    format!("{:x} ({} entries)", h.finalize(), all.len())
+}
+
+#[test]
+fn a_run_never_writes_into_configs_except_the_saved_host_world() {
+    require_root();
+    let tree = Tree::new();
+    let configs = tree.path().join("configs");
+    // The host world is saved back by archive-history, by design.
+    let skip = ["host-amd64/worlds/base"];
+    let before = hash_tree(&configs, &skip);
+    let mirrors = "http://mirror.invalid/gentoo";
+    let failing = format!("{}:target-world", TARGETS[1]);
+    let env = [
+        ("GENTOO_MIRRORS", mirrors),
+        ("BH_DEMO_FAIL", failing.as_str()),
+    ];
+    let out = tree.run_demo(&[], &env);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        hash_tree(&configs, &skip),
+        before,
+        "the failed run wrote into configs/"
+    );
+    // The run did edit its configuration, in its own upper layer.
+    let upper = tree.run_dir().join("root/conf/u");
+    let marker = build_helper::recipe::MIRRORS_MARKER;
+    let edited = std::fs::read_to_string(upper.join("host-amd64/target-portage/make.conf"))
+        .unwrap_or_else(|e| panic!("no edited host make.conf in {}: {e}", upper.display()));
+    assert!(edited.contains(marker), "{edited}");
+    let out = tree.run_demo(&["--resume"], &env);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        hash_tree(&configs, &skip),
+        before,
+        "the resumed run wrote into configs/"
+    );
+    assert!(
+        std::fs::read(configs.join("host-amd64/worlds/base")).is_ok(),
+        "the host world was not saved back"
+    );
+    assert!(mounts_anywhere(tree.path()).is_empty());
+}
