@@ -464,7 +464,10 @@ mod tests {
         }
         for e in &all {
             if let Entry::Bind { source, .. } = e {
-                assert!(!source.starts_with("/t/configs"), "{e:?} binds the user's configs");
+                assert!(
+                    !source.starts_with("/t/configs"),
+                    "{e:?} binds the user's configs"
+                );
             }
         }
         assert!(all.contains(&bind(

@@ -40,7 +40,8 @@ pub struct HostRecipe {
     pub portage_tmpdirs: Vec<String>,
     /// The starter sets GENTOO_MIRRORS: `host-sync` adds it to the build environment's
     /// make.conf (the host configuration's) for the run, marked with
-    /// [`super::MIRRORS_MARKER`]; the supervisor removes it at `archive-history`.
+    /// [`super::MIRRORS_MARKER`]; the line lands in the run's own view of `configs/`
+    /// (`Layout::configs_view`), never in the user's file.
     pub gentoo_mirrors: bool,
 }
 

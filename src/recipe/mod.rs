@@ -130,14 +130,6 @@ pub fn skeleton_commands(dir: &str, bits: u32) -> String {
     )
 }
 
-/// `text` (a make.conf) without the lines the run added (those ending in
-/// [`MIRRORS_MARKER`]); other lines are kept byte for byte.
-pub fn strip_run_lines(text: &str) -> String {
-    text.split_inclusive('\n')
-        .filter(|l| !l.trim_end().ends_with(MIRRORS_MARKER))
-        .collect()
-}
-
 /// 64 when the build-arch names a 64-bit architecture (contains `64`), else 32.
 pub fn lib_bits(build_arch: &str) -> u32 {
     if build_arch.contains("64") {
@@ -150,12 +142,6 @@ pub fn lib_bits(build_arch: &str) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn strip_run_lines_removes_only_the_marked_line() {
-        let text = format!("A=1\nGENTOO_MIRRORS=\"x\" {MIRRORS_MARKER}\nB=2");
-        assert_eq!(strip_run_lines(&text), "A=1\nB=2");
-    }
 
     #[test]
     fn lib_bits_follow_build_arch() {

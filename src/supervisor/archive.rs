@@ -20,18 +20,16 @@ const INSIDE: &str = "var/tmp/build-helper-archive";
 
 /// Saves the environment's host world (`var/lib/portage/world` under `root`, resolved as
 /// seen from inside it: a link there never reaches the build machine) back to
-/// `host_conf/worlds/base`, and removes the run's GENTOO_MIRRORS line from
-/// `host_conf/target-portage/make.conf`. The host configuration is bound into the
-/// environment, so both files are opened without following any link below `host_conf`
-/// (a link planted there is replaced by the file, never written through), read only when
-/// regular and at most [`saferoot::ENV_LIMIT`] bytes. A file refused that way is left alone
-/// (the archive goes on) and returned as a warning saying what was not saved and why.
+/// `host_conf/worlds/base`: the one write of a run into `configs/`, by design (the original
+/// saves the host world the same way). `worlds/base` is opened without following any link
+/// below `host_conf` (a link there is replaced by the file, never written through), and the
+/// world read only when regular and at most [`saferoot::ENV_LIMIT`] bytes. A world refused
+/// that way is left alone (the archive goes on) and returned as a warning saying what was not
+/// saved and why. Every other edit of a run (GENTOO_MIRRORS, INSTALL_MASK toggles...) went to
+/// the run's own view of `configs/` (`Layout::configs_view`), so nothing else needs undoing.
 ///
 /// Errors: a file that cannot be written for another reason (I/O), with its path.
-pub(crate) fn save_world_and_make_conf(
-    root: &Path,
-    host_conf: &Path,
-) -> anyhow::Result<Vec<String>> {
+pub(crate) fn save_world(root: &Path, host_conf: &Path) -> anyhow::Result<Vec<String>> {
     let refused = |e: &SafeError| !matches!(e, SafeError::Io { .. });
     let mut warnings = Vec::new();
     let env = Root::open(root)?;
@@ -46,27 +44,6 @@ pub(crate) fn save_world_and_make_conf(
             warnings.push(format!("the host world was not saved back: {e}"))
         }
         Err(e) => return Err(e).context("saving the host world back to the host configuration"),
-    }
-    let make_conf = Path::new("target-portage/make.conf");
-    let stripped = conf
-        .read_to_string(make_conf, Resolve::NoSymlinks, saferoot::ENV_LIMIT)
-        .and_then(|text| {
-            let kept = crate::recipe::strip_run_lines(&text);
-            if kept == text {
-                Ok(())
-            } else {
-                conf.write(make_conf, Resolve::NoSymlinks, kept.as_bytes(), 0o644)
-            }
-        });
-    match stripped {
-        Ok(()) => {}
-        Err(e) if e.is_not_found() => {}
-        Err(e) if refused(&e) => warnings.push(format!(
-            "the run's GENTOO_MIRRORS line was not removed from the host make.conf: {e}"
-        )),
-        Err(e) => {
-            return Err(e).context("removing the run's GENTOO_MIRRORS from the host make.conf")
-        }
     }
     Ok(warnings)
 }
@@ -106,7 +83,7 @@ impl Supervisor {
         self.index_binhosts().await;
         let entries = self.plan.layout.archive_entries();
         self.mount(&entries)?;
-        let refused = save_world_and_make_conf(
+        let refused = save_world(
             &self.plan.layout.primary_root(),
             &self.plan.layout.host_conf,
         )?;
@@ -308,7 +285,7 @@ mod tests {
         // that path does not exist, so nothing is saved.
         symlink(&secret, root.join("var/lib/portage/world")).unwrap();
         std::fs::write(conf.join("worlds/base"), "app-misc/old\n").unwrap();
-        let warnings = super::save_world_and_make_conf(&root, &conf).unwrap();
+        let warnings = super::save_world(&root, &conf).unwrap();
         assert!(
             warnings[0].contains("host world was not saved"),
             "{warnings:?}"
@@ -318,16 +295,14 @@ mod tests {
             "app-misc/old\n"
         );
         // A real world is saved over a link planted at worlds/base, not through it; a
-        // make.conf that is a link to a host file is refused, the host file untouched.
+        // make.conf that is a link to a host file is not touched.
         std::fs::remove_file(root.join("var/lib/portage/world")).unwrap();
         std::fs::write(root.join("var/lib/portage/world"), "app-misc/new\n").unwrap();
         std::fs::remove_file(conf.join("worlds/base")).unwrap();
         symlink(&secret, conf.join("worlds/base")).unwrap();
         symlink(&secret, conf.join("target-portage/make.conf")).unwrap();
-        let warnings = super::save_world_and_make_conf(&root, &conf).unwrap();
-        assert_eq!(warnings.len(), 1, "{warnings:?}");
-        assert!(warnings[0].contains("make.conf"), "{warnings:?}");
-        assert!(!warnings[0].contains("host secret"), "{warnings:?}");
+        let warnings = super::save_world(&root, &conf).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(std::fs::read_to_string(&secret).unwrap(), "host secret\n");
         let saved = conf.join("worlds/base");
         assert!(std::fs::symlink_metadata(&saved).unwrap().is_file());
