@@ -154,16 +154,18 @@ impl Plan {
     }
 }
 
-/// `dir` (in `configs`, often a link such as `configs/host`) named by its real directory in
-/// `configs` when it resolves there, else `dir` itself. An environment sees `configs/` through
-/// the run's overlay (`Layout::configs_view`), where an absolute link would be followed on the
-/// build machine, out of the overlay and into the user's files.
+/// `dir` (in `configs`, often a link such as `configs/host`) named by its real directory:
+/// under `configs` when it resolves there, else its canonical path (`dir` itself when it
+/// cannot be resolved). An environment sees `configs/` through the run's overlay
+/// (`Layout::configs_view`), where a link would be followed on the build machine: an absolute
+/// one out of the overlay into the user's files, a relative one leaving `configs/` to a
+/// wrong place.
 fn resolve_in(configs: &Path, dir: &Path) -> PathBuf {
     let real = (std::fs::canonicalize(configs), std::fs::canonicalize(dir));
     match real {
         (Ok(c), Ok(d)) => match d.strip_prefix(&c) {
             Ok(rel) => configs.join(rel),
-            Err(_) => dir.to_path_buf(),
+            Err(_) => d,
         },
         _ => dir.to_path_buf(),
     }
@@ -404,4 +406,28 @@ fn step_env(
         crate::distcc::hosts::add_run_env(&mut env, hosts, starter.options.jobs);
     }
     env
+}
+
+#[cfg(test)]
+mod resolve_tests {
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn configuration_links_are_named_by_their_real_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let configs = tmp.path().join("configs");
+        std::fs::create_dir_all(configs.join("host-amd64")).unwrap();
+        std::fs::create_dir_all(tmp.path().join("elsewhere")).unwrap();
+        symlink("host-amd64", configs.join("host")).unwrap();
+        symlink(configs.join("host-amd64"), configs.join("absolute")).unwrap();
+        symlink("../elsewhere", configs.join("out")).unwrap();
+        let real = |p: &str| super::resolve_in(&configs, &configs.join(p));
+        assert_eq!(real("host"), configs.join("host-amd64"));
+        assert_eq!(real("absolute"), configs.join("host-amd64"));
+        assert_eq!(
+            real("out"),
+            std::fs::canonicalize(tmp.path().join("elsewhere")).unwrap()
+        );
+        assert_eq!(real("missing"), configs.join("missing"));
+    }
 }
