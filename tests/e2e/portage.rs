@@ -468,7 +468,8 @@ fn assert_stage0_with_install_mask_and_stacked_world_images(b: &Built) {
     );
     assert!(b.outputs["final-root"].contains("install_mask_on"));
     // INSTALL_MASK was switched on in every file that carries it (env/sys-devel/gcc too) for
-    // the final root, and off again by `images`.
+    // the final root, in the run's view of configs/: the user's files keep their commented
+    // line.
     let conf = b
         .tree
         .0
