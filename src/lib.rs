@@ -29,6 +29,7 @@ pub mod rundir;
 pub mod saferoot;
 pub mod stage3;
 pub mod starter;
+pub mod stop;
 pub mod supervisor;
 pub mod sys;
 pub mod ui;

@@ -168,6 +168,19 @@ enum Command {
         #[arg(long)]
         tree: Option<PathBuf>,
     },
+    /// Stop a live run from any terminal, as Ctrl-C would: its workers stop, its mounts come
+    /// down, its checkpoint keeps what is done (continue with `run --resume`); exit 0 when it
+    /// stopped, 1 when it did not within the timeout, 2 when there is no such live run (root).
+    Stop {
+        /// The run (`<primary name>-<date>`; default: the tree's live run).
+        run: Option<String>,
+        /// Seconds to wait for the run to have stopped.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+        /// The tree (default: BUILD_HELPER_TREE, else the current directory).
+        #[arg(long)]
+        tree: Option<PathBuf>,
+    },
     /// Remove every mount of a run (also after its supervisor was killed); `--all` for every
     /// run of the tree.
     Umount {
@@ -563,6 +576,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             commands::status(&tree_arg(tree), run.as_deref(), json)?;
             Ok(0)
         }
+        Command::Stop { run, timeout, tree } => build_helper::stop::command(
+            &tree_arg(tree),
+            run.as_deref(),
+            std::time::Duration::from_secs(timeout),
+            &mut std::io::stdout(),
+        ),
         Command::Umount { run, all, tree } => {
             if run.is_none() && !all {
                 return Err(UsageError(
@@ -775,10 +794,10 @@ fn main() -> ExitCode {
                 let _ = writeln!(std::io::stdout().lock(), "build-helper: {done}");
                 ExitCode::SUCCESS
             } else if let Some(u) = e.downcast_ref::<UsageError>() {
-                eprintln!("build-helper: {u}");
+                let _ = writeln!(std::io::stderr().lock(), "build-helper: {u}");
                 ExitCode::from(2)
             } else {
-                eprintln!("build-helper: error: {e:#}");
+                let _ = writeln!(std::io::stderr().lock(), "build-helper: error: {e:#}");
                 ExitCode::from(1)
             }
         }

@@ -157,7 +157,8 @@ impl Notifier {
             .open(&self.log)
             .and_then(|mut f| f.write_all(line.as_bytes()));
         if written.is_err() {
-            eprint!("{line}");
+            // Never a panic on a closed or hung-up stderr.
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
         }
     }
 }

@@ -120,6 +120,23 @@ fn umount_without_a_run_names_all() {
 }
 
 #[test]
+fn stop_without_a_live_run_is_bad_input_naming_the_tree() {
+    let tree = tempfile::tempdir().unwrap();
+    let out = run(&["stop"], tree.path());
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if nix::unistd::geteuid().is_root() {
+        let work = tree.path().join("work").display().to_string();
+        assert!(
+            stderr.contains("no live run in") && stderr.contains(&work),
+            "{stderr}"
+        );
+    } else {
+        assert!(stderr.contains("stop needs root"), "{stderr}");
+    }
+}
+
+#[test]
 fn history_show_latest_lists_steps_in_run_order() {
     let tree = tempfile::tempdir().unwrap();
     fake_history(tree.path(), "20260101-000000", &[("old-step", 1)]);
@@ -153,7 +170,7 @@ fn every_cited_docs_path_exists() {
     ));
     let tree = tempfile::tempdir().unwrap();
     for cmd in [
-        "", "plan", "check", "run", "history", "shell", "status", "umount",
+        "", "plan", "check", "run", "history", "shell", "status", "stop", "umount",
     ] {
         let mut args: Vec<&str> = cmd.split_whitespace().collect();
         args.push("--help");

@@ -154,7 +154,7 @@ impl EventLog {
     }
 
     /// Also writes every record to `out` (one JSON object per line, flushed), e.g. stdout
-    /// for `build-helper run --events json`.
+    /// for `build-helper run --events json`, until a write to it fails (its reader is gone).
     pub fn tee(&mut self, out: Box<dyn Write + Send>) {
         self.tee = Some(out);
     }
@@ -168,7 +168,15 @@ impl EventLog {
         if let Ok(mut line) = serde_json::to_string(&record) {
             line.push('\n');
             if let Some(out) = &mut self.tee {
-                let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
+                // A reader that went away (EPIPE, EIO on a hung-up terminal) gets nothing
+                // more; the run and this file go on.
+                if out
+                    .write_all(line.as_bytes())
+                    .and_then(|()| out.flush())
+                    .is_err()
+                {
+                    self.tee = None;
+                }
             }
             if let Err(e) = self.file.write_all(line.as_bytes()) {
                 let _ = writeln!(

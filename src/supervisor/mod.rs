@@ -115,7 +115,9 @@ pub async fn supervise(
         lock,
     } = prepared;
     // Signals first: every phase from here on can be stopped.
-    let mut signals = Signals::install().context("installing the signal handlers")?;
+    // A front end that draws its terminal is gone with it; the others outlive it.
+    let mut signals =
+        Signals::install(ui.owns_terminal()).context("installing the signal handlers")?;
     let run_dir = plan.run_dir();
     let mut events = EventLog::open(&run_dir)
         .with_context(|| format!("opening the event log in {}", run_dir.display()))?;
