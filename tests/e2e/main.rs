@@ -4,6 +4,7 @@
 
 mod boot;
 mod common;
+mod detach;
 mod dist;
 mod distcc;
 mod events;
