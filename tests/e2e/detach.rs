@@ -62,9 +62,9 @@ fn supervisor_pid(run: &Path) -> Option<u32> {
 fn finished_result(run: &Path) -> Option<String> {
     events_text(run)
         .lines()
+        .rev()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|e| e["event"] == "run-finished")
-        .last()
+        .find(|e| e["event"] == "run-finished")
         .and_then(|e| e["result"].as_str().map(str::to_string))
 }
 
