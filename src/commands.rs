@@ -171,6 +171,9 @@ pub fn status(tree: &Path, run: Option<&str>, json: bool) -> anyhow::Result<()> 
             .map(|ms| format!(", ETA {}", crate::progress::eta::short_duration(ms)))
             .unwrap_or_default();
         println!("{} ({}{eta})", t.target, target_word(t.state()));
+        if let Some(w) = t.rescue_waiting() {
+            println!("  {}", rescue_line(w, crate::engine::events::now_us()));
+        }
         let last = estimates.get(&name);
         for s in &t.steps {
             show(&s.name, s, last.and_then(|l| l.get(&s.name)).copied());
@@ -180,6 +183,23 @@ pub fn status(tree: &Path, run: Option<&str>, json: bool) -> anyhow::Result<()> 
         }
     }
     Ok(())
+}
+
+/// What `status` says of a rescue shell that waits: the step, since when (UTC) and how long,
+/// and what the user is to do. `now_us`: microseconds since the Unix epoch.
+fn rescue_line(w: &crate::engine::state::RescueWait, now_us: u64) -> String {
+    let since = i64::try_from(w.since_us)
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_micros)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|| "?".into());
+    let ago = crate::progress::eta::short_duration(now_us.saturating_sub(w.since_us) / 1000);
+    format!(
+        "waits for a decision since {since} ({ago} ago): step {} failed and its rescue shell \
+         is open; answer resume / retry / abort in the target's terminal (its TUI pane or tmux \
+         window)",
+        w.step
+    )
 }
 
 /// The last progress of a target's running step, from the run's events.
@@ -393,6 +413,23 @@ pub fn load_plan(run_dir: &Path) -> anyhow::Result<Plan> {
 mod tests {
     use super::*;
     use crate::engine::events::{Event, EventLog};
+
+    #[test]
+    fn a_waiting_rescue_shell_says_since_when_and_what_to_do() {
+        let w = crate::engine::state::RescueWait {
+            step: "target-world".into(),
+            since_us: 1_764_460_800_000_000, // 2025-11-30 00:00:00 UTC
+        };
+        let line = rescue_line(&w, w.since_us + 125_000_000);
+        assert!(
+            line.starts_with(
+                "waits for a decision since 2025-11-30 00:00:00 UTC (2m ago): step \
+                 target-world failed"
+            ),
+            "{line}"
+        );
+        assert!(line.contains("resume / retry / abort"), "{line}");
+    }
 
     #[test]
     fn status_shows_the_last_progress_of_running_steps_only() {

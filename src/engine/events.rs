@@ -67,6 +67,16 @@ pub enum Event {
         /// The target's log.
         log: String,
     },
+    /// An interactive worker opened the rescue shell of a failed step (follows its
+    /// `step-failed`) and waits for the user's decision: resume, retry or abort. What was
+    /// decided shows in what follows: `step-started` (resume), the target's steps again from
+    /// its first (retry), `worker-exited` (abort, or the run stopped).
+    RescueWaiting {
+        /// `<tuple>.<name>`.
+        target: String,
+        /// The failed step.
+        step: String,
+    },
     /// A step's package progress changed, with the remaining-time estimates
     /// ([`crate::progress::eta`]).
     Progress {

@@ -1,5 +1,9 @@
 //! Messages between a worker and the supervisor: one JSON object per line over the run's
 //! unix socket (`work/<run>/supervisor.sock`).
+//!
+//! Unversioned: a worker is always the supervisor's own executable (`build-helper worker`,
+//! started as the supervisor's own `std::env::current_exe`), so both ends speak the same
+//! messages; a new message needs no version.
 
 use std::path::{Path, PathBuf};
 
@@ -73,6 +77,12 @@ pub enum WorkerMsg {
     },
     /// The rescue flow's retry: reset this target's steps and send `Start` again.
     Retry,
+    /// The failed step's rescue shell is open on the worker's terminal and the worker waits
+    /// for the user's decision (resume / retry / abort), however long that takes.
+    RescueWaiting {
+        /// The failed step.
+        step: String,
+    },
 }
 
 /// Supervisor -> worker.

@@ -13,7 +13,11 @@
 //! - resume runs each target from its first step that is not `done`;
 //! - retry resets every step of every target (and the supervisor's `archive-history`);
 //! - a tuple is ready when its `toolchain-ready` event was recorded, or when the whole
-//!   primary phase is done (so a resumed run never waits for an event that already passed).
+//!   primary phase is done (so a resumed run never waits for an event that already passed);
+//! - a target whose failed step's rescue shell waits for the user records it
+//!   ([`TargetRecord::rescue`]) until the user decides: resume (the step starts again), retry
+//!   (the target is reset) or abort (its worker exits); the crash rule forgets it (the shell
+//!   died with its worker).
 
 use std::path::{Path, PathBuf};
 
@@ -84,18 +88,34 @@ impl StepRecord {
 
 /// A target's overall state, derived from its steps and worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum TargetState {
     /// Not started: waiting for its toolchain.
     Waiting,
     /// A step is running.
     Running,
+    /// A step failed and its rescue shell waits for the user's decision (resume / retry /
+    /// abort) since `since_us` (microseconds since the Unix epoch).
+    RescueWaiting {
+        /// When the rescue shell opened.
+        since_us: u64,
+    },
     /// A step failed.
     Failed,
     /// A step was interrupted (and none failed).
     Interrupted,
     /// Every step done.
     Done,
+}
+
+/// A rescue shell that waits for its user: an interactive worker opened it after `step`
+/// failed and asks resume / retry / abort (DESIGN.md, Processes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RescueWait {
+    /// The failed step.
+    pub step: String,
+    /// When the shell opened, microseconds since the Unix epoch.
+    pub since_us: u64,
 }
 
 /// One target's record.
@@ -105,6 +125,10 @@ pub struct TargetRecord {
     pub target: Target,
     /// Its steps in plan order.
     pub steps: Vec<StepRecord>,
+    /// Set while a rescue shell waits for the user's decision on a failed step (absent from
+    /// the file otherwise, so checkpoints without it read as before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rescue: Option<RescueWait>,
 }
 
 impl TargetRecord {
@@ -114,6 +138,10 @@ impl TargetRecord {
             TargetState::Done
         } else if self.steps.iter().any(|s| s.state == StepState::Running) {
             TargetState::Running
+        } else if let Some(r) = self.rescue_waiting() {
+            TargetState::RescueWaiting {
+                since_us: r.since_us,
+            }
         } else if self.steps.iter().any(|s| s.state == StepState::Failed) {
             TargetState::Failed
         } else if self.steps.iter().any(|s| s.state == StepState::Interrupted) {
@@ -132,6 +160,15 @@ impl TargetRecord {
             Some(i) => self.steps[i..].iter().map(|s| s.name.clone()).collect(),
             None => Vec::new(),
         }
+    }
+
+    /// The rescue shell waiting for the user, when one waits on a step that is failed.
+    pub fn rescue_waiting(&self) -> Option<&RescueWait> {
+        self.rescue.as_ref().filter(|r| {
+            self.steps
+                .iter()
+                .any(|s| s.name == r.step && s.state == StepState::Failed)
+        })
     }
 
     fn step_mut(&mut self, name: &str) -> Option<&mut StepRecord> {
@@ -202,6 +239,7 @@ impl Checkpoint {
                         .iter()
                         .map(|s| StepRecord::new(&s.name, Some(s.phase)))
                         .collect(),
+                    rescue: None,
                 })
                 .collect(),
             finished: false,
@@ -236,8 +274,11 @@ impl Checkpoint {
     }
 
     /// The crash rule, for a run whose supervisor is gone: whatever was running was
-    /// interrupted. Never applied to a live run.
+    /// interrupted, and no rescue shell waits any more. Never applied to a live run.
     pub fn restore(&mut self) {
+        for t in &mut self.targets {
+            t.rescue = None;
+        }
         for s in self
             .targets
             .iter_mut()
@@ -258,6 +299,7 @@ impl Checkpoint {
             for s in &mut t.steps {
                 s.reset();
             }
+            t.rescue = None;
         }
         self.toolchain_ready.clear();
         if let Some(a) = self
@@ -279,6 +321,7 @@ impl Checkpoint {
                 for s in &mut t.steps {
                     s.reset();
                 }
+                t.rescue = None;
                 t.pending_steps()
             }
             None => Vec::new(),
@@ -308,13 +351,16 @@ impl Checkpoint {
         }
     }
 
-    /// Records a step start.
+    /// Records a step start (a rescue shell that waited was answered: resume).
     pub fn step_started(&mut self, target: &Target, step: &str, now_us: u64) {
         if let Some(s) = self
             .targets
             .iter_mut()
             .find(|t| &t.target == target)
-            .and_then(|t| t.step_mut(step))
+            .and_then(|t| {
+                t.rescue = None;
+                t.step_mut(step)
+            })
         {
             s.state = StepState::Running;
             s.started_us = Some(now_us);
@@ -343,10 +389,12 @@ impl Checkpoint {
     }
 
     /// A worker ended: a step it left `running` never reported its end (the worker was
-    /// killed, or the run stopped it), so it was interrupted. Returns true when one was.
+    /// killed, or the run stopped it), so it was interrupted; a rescue shell it had open is
+    /// gone with it (abort, or stopped). Returns true when a step was interrupted.
     pub fn worker_exited(&mut self, target: &Target) -> bool {
         let mut any = false;
         if let Some(t) = self.targets.iter_mut().find(|t| &t.target == target) {
+            t.rescue = None;
             for s in &mut t.steps {
                 if s.state == StepState::Running {
                     s.state = StepState::Interrupted;
@@ -355,6 +403,25 @@ impl Checkpoint {
             }
         }
         any
+    }
+
+    /// Records that `target`'s rescue shell for its failed `step` waits for the user since
+    /// `now_us`. Returns false (and records nothing) unless that step is failed.
+    pub fn rescue_waiting(&mut self, target: &Target, step: &str, now_us: u64) -> bool {
+        let Some(t) = self.targets.iter_mut().find(|t| &t.target == target) else {
+            return false;
+        };
+        let failed = t
+            .steps
+            .iter()
+            .any(|s| s.name == step && s.state == StepState::Failed);
+        if failed {
+            t.rescue = Some(RescueWait {
+                step: step.to_string(),
+                since_us: now_us,
+            });
+        }
+        failed
     }
 
     /// Records `toolchain-ready(tuple)`; returns true when it is new.
@@ -472,6 +539,7 @@ mod tests {
                         step("target-env", Phase::Target),
                         step("collect", Phase::Target),
                     ],
+                    rescue: None,
                 },
                 TargetRecord {
                     target: Target::new("aarch64-unknown-linux-musl", "b").unwrap(),
@@ -479,11 +547,51 @@ mod tests {
                         step("target-env", Phase::Target),
                         step("collect", Phase::Target),
                     ],
+                    rescue: None,
                 },
             ],
             finished: false,
             distcc_hosts: None,
         }
+    }
+
+    #[test]
+    fn a_waiting_rescue_shell_is_recorded_until_the_user_decides() {
+        let mut c = cp();
+        let a = c.targets[0].target.clone();
+        // Only a failed step can have a rescue shell.
+        assert!(!c.rescue_waiting(&a, "crossdev", 1));
+        c.step_started(&a, "crossdev", 1);
+        c.step_finished(&a, "crossdev", 2, 5);
+        assert!(c.rescue_waiting(&a, "crossdev", 7));
+        assert_eq!(
+            c.target(&a).unwrap().state(),
+            TargetState::RescueWaiting { since_us: 7 }
+        );
+        // Kept in the file, and absent from it when nothing waits.
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(
+            json["targets"][0]["rescue"],
+            serde_json::json!({"step": "crossdev", "since_us": 7})
+        );
+        assert!(json["targets"][1].get("rescue").is_none());
+        // Resume: the step starts again.
+        let mut resumed = c.clone();
+        resumed.step_started(&a, "crossdev", 9);
+        assert_eq!(resumed.target(&a).unwrap().rescue, None);
+        assert_eq!(resumed.target(&a).unwrap().state(), TargetState::Running);
+        // Retry: the target is reset.
+        let mut retried = c.clone();
+        retried.reset_target(&a);
+        assert_eq!(retried.target(&a).unwrap().rescue, None);
+        // Abort (or a stop): the worker is gone, the step stays failed.
+        let mut aborted = c.clone();
+        aborted.worker_exited(&a);
+        assert_eq!(aborted.target(&a).unwrap().state(), TargetState::Failed);
+        // The crash rule: the shell died with its worker.
+        let mut crashed = c.clone();
+        crashed.restore();
+        assert_eq!(crashed.target(&a).unwrap().state(), TargetState::Failed);
     }
 
     #[test]

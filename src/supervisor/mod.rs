@@ -361,14 +361,18 @@ impl Supervisor {
                 Action::SaveCheckpoint => save = true,
                 Action::Event(e) => {
                     let record = self.events.append(e);
-                    if let Event::StepFailed { target, step, .. } = &record.event {
-                        let waits = if self.ui.interactive() {
-                            ", rescue shell waiting"
-                        } else {
-                            ""
-                        };
-                        let title = format!("{target}: {step} failed{waits}");
-                        self.notify(&record, &title);
+                    // One word per failure: an interactive worker's comes when its rescue
+                    // shell waits, a plain one's when the step failed.
+                    match &record.event {
+                        Event::StepFailed { target, step, .. } if !self.ui.interactive() => {
+                            let title = format!("{target}: {step} failed");
+                            self.notify(&record, &title);
+                        }
+                        Event::RescueWaiting { target, step } => {
+                            let title = format!("{target}: {step} failed, rescue shell waiting");
+                            self.notify(&record, &title);
+                        }
+                        _ => {}
                     }
                 }
                 Action::Say(m) => self.ui.say(&m),
@@ -440,6 +444,11 @@ impl Supervisor {
             WorkerMsg::AcquireSync => Input::AcquireSync(target),
             WorkerMsg::ReleaseSync => Input::ReleaseSync(target),
             WorkerMsg::Retry => Input::Retry(target),
+            WorkerMsg::RescueWaiting { step } => Input::RescueWaiting {
+                target,
+                step,
+                now_us: now_us(),
+            },
         };
         // After the engine recorded it: the estimates read the checkpoint.
         let progress = match &input {

@@ -187,6 +187,7 @@ pub fn target_word(s: TargetState) -> &'static str {
         TargetState::Waiting => "waiting",
         TargetState::Running => "running",
         TargetState::Failed => "failed",
+        TargetState::RescueWaiting { .. } => "rescue shell waiting",
         TargetState::Interrupted => "interrupted",
         TargetState::Done => "done",
     }

@@ -235,6 +235,9 @@ pub fn main(run_dir: &Path, target: &Target, interactive: bool) -> anyhow::Resul
             );
             return Ok(1);
         }
+        // Recorded by the supervisor (checkpoint, event, notification): `status` and the
+        // front ends show that the target waits for a decision.
+        link.send(&WorkerMsg::RescueWaiting { step: name.clone() });
         match rescue::run(&tp.root, &env, target, name, outcome.exit_code, &log_path) {
             rescue::Decision::Resume => {}
             rescue::Decision::Abort => return Ok(1),

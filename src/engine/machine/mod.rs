@@ -14,7 +14,9 @@
 //!   is gone loses its place and the lock;
 //! - a worker gone while a step runs leaves that step `interrupted`, and everything it left
 //!   in its root is killed;
-//! - after a stop nothing is released or started again.
+//! - after a stop nothing is released or started again;
+//! - a rescue shell that waits is recorded (checkpoint and `rescue-waiting` event) only for a
+//!   step that failed; it ends with the user's decision (see [`crate::engine::state`]).
 //!
 //! Not here: sockets, processes, mounts, files (the supervisor), what a step does (recipe).
 
@@ -75,6 +77,15 @@ pub enum Input {
     ReleaseSync(Target),
     /// A worker's rescue flow asks to run its target again from its first step.
     Retry(Target),
+    /// A worker opened the rescue shell of its failed `step` and waits for the user.
+    RescueWaiting {
+        /// The worker's target.
+        target: Target,
+        /// The failed step.
+        step: String,
+        /// When, microseconds since the Unix epoch.
+        now_us: u64,
+    },
     /// The answer to [`Action::Mount`]: `Err` carries the message.
     Mounted {
         /// The target.
@@ -281,6 +292,24 @@ impl Engine {
                 if self.sync_holder.as_ref() == Some(&target) {
                     self.sync_holder = None;
                     self.grant_sync(&mut out);
+                }
+            }
+            Input::RescueWaiting {
+                target,
+                step,
+                now_us,
+            } => {
+                if self.cp.rescue_waiting(&target, &step, now_us) {
+                    out.push(Action::SaveCheckpoint);
+                    out.push(Action::Event(Event::RescueWaiting {
+                        target: target.to_string(),
+                        step,
+                    }));
+                } else {
+                    out.push(Action::Say(format!(
+                        "ignored: {target} says a rescue shell waits for step {step}, which \
+                         has not failed"
+                    )));
                 }
             }
             Input::Retry(target) => {

@@ -1,7 +1,7 @@
 //! Every scheduling decision of the engine, without root, processes or files.
 
 use super::*;
-use crate::engine::state::{StepRecord, TargetRecord};
+use crate::engine::state::{StepRecord, TargetRecord, TargetState};
 use crate::recipe::Phase;
 
 const X86: &str = "x86_64-unknown-linux-musl";
@@ -65,6 +65,7 @@ fn engine() -> Engine {
                         StepRecord::new(n, Some(phase))
                     })
                     .collect(),
+                rescue: None,
             })
             .collect(),
         finished: false,
@@ -331,4 +332,58 @@ fn a_resumed_run_starts_only_targets_with_steps_left_from_their_first_step_not_d
         result: Ok(()),
     });
     assert_eq!(sends(&actions), [("b".into(), start(&["collect"]))]);
+}
+
+#[test]
+fn a_waiting_rescue_shell_is_recorded_then_ends_with_the_decision() {
+    let mut e = connected();
+    let a = t(X86, "a");
+    let waiting = |e: &mut Engine, now_us| {
+        e.input(Input::RescueWaiting {
+            target: a.clone(),
+            step: "host-sync".into(),
+            now_us,
+        })
+    };
+    // Not failed (yet): nothing is recorded.
+    run_step(&mut e, &a, "host-sync");
+    let early = waiting(&mut e, 5);
+    assert!(
+        matches!(early.as_slice(), [Action::Say(m)] if m.contains("ignored")),
+        "{early:?}"
+    );
+    e.input(Input::StepFinished {
+        target: a.clone(),
+        step: "host-sync".into(),
+        exit_code: 1,
+        duration_ms: 3,
+    });
+    let actions = waiting(&mut e, 7);
+    assert_eq!(
+        actions,
+        [
+            Action::SaveCheckpoint,
+            Action::Event(Event::RescueWaiting {
+                target: a.to_string(),
+                step: "host-sync".into(),
+            })
+        ]
+    );
+    let state = |e: &Engine| e.checkpoint().target(&a).unwrap().state();
+    assert_eq!(state(&e), TargetState::RescueWaiting { since_us: 7 });
+    // Resume: the step runs again.
+    let mut resumed = e.clone();
+    run_step(&mut resumed, &a, "host-sync");
+    assert_eq!(state(&resumed), TargetState::Running);
+    // Retry: the target starts over.
+    let mut retried = e.clone();
+    retried.input(Input::Retry(a.clone()));
+    assert_eq!(retried.checkpoint().target(&a).unwrap().rescue, None);
+    // Abort: the worker is gone, the step stays failed and nothing waits.
+    let mut aborted = e.clone();
+    aborted.input(Input::WorkerGone {
+        target: a.clone(),
+        code: 1,
+    });
+    assert_eq!(state(&aborted), TargetState::Failed);
 }

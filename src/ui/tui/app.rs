@@ -55,6 +55,10 @@ pub fn shown_state(r: &TargetRecord) -> TargetState {
         TargetState::Done
     } else if any(StepState::Running) {
         TargetState::Running
+    } else if let Some(w) = r.rescue_waiting() {
+        TargetState::RescueWaiting {
+            since_us: w.since_us,
+        }
     } else if any(StepState::Failed) {
         TargetState::Failed
     } else if any(StepState::Interrupted) {
@@ -64,6 +68,11 @@ pub fn shown_state(r: &TargetRecord) -> TargetState {
     } else {
         TargetState::Waiting
     }
+}
+
+/// True for a target whose step failed, whether or not its rescue shell waits.
+pub fn is_failed(s: TargetState) -> bool {
+    matches!(s, TargetState::Failed | TargetState::RescueWaiting { .. })
 }
 
 /// How far a pane scrolls back: until its oldest kept line is at the top.
@@ -280,7 +289,7 @@ impl App {
     /// The failed step of `target` and its exit code, while it is failed.
     pub fn failure(&self, target: &Target) -> Option<(String, Option<i32>)> {
         let r = self.cp.as_ref()?.target(target)?;
-        if shown_state(r) != TargetState::Failed {
+        if !is_failed(shown_state(r)) {
             return None;
         }
         r.steps
@@ -296,10 +305,7 @@ impl App {
             let _ = self.pane_mut(&t.target);
         }
         let failed_now = cp.targets.iter().position(|t| {
-            shown_state(t) == TargetState::Failed
-                && self
-                    .target_state(&t.target)
-                    .is_some_and(|s| s != TargetState::Failed)
+            is_failed(shown_state(t)) && self.target_state(&t.target).is_some_and(|s| !is_failed(s))
         });
         self.cp = Some(cp.clone());
         if let (Some(i), false) = (failed_now, self.typing) {

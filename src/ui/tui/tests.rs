@@ -69,6 +69,7 @@ fn record(i: usize, n: usize) -> TargetRecord {
             name: format!("board{}", i + 1),
         },
         steps,
+        rescue: None,
     }
 }
 
@@ -516,4 +517,45 @@ fn an_alert_rings_the_bell_and_sets_the_title_once() {
     let out = String::from_utf8_lossy(&sink.0.lock().unwrap()).into_owned();
     let seq = "\x07\x1b]0;build-helper: x86_64-unknown-linux-musl.a: target-world failed\x07";
     assert_eq!(out.matches(seq).count(), 1, "{out:?}");
+}
+
+/// board2's failed step, with the checkpoint saying its rescue shell waits (as drawn by a
+/// client that attaches later: no pty of its own for the pane).
+fn rescue_waiting_board2(a: &mut App, n: usize) -> Target {
+    let mut cp = checkpoint(n);
+    let failed = cp.targets[1].target.clone();
+    let s = &mut cp.targets[1].steps[1];
+    s.state = StepState::Failed;
+    s.exit_code = Some(1);
+    cp.targets[1].rescue = Some(crate::engine::state::RescueWait {
+        step: s.name.clone(),
+        since_us: T0 + 60 * 1_000_000,
+    });
+    a.checkpoint(&cp);
+    failed
+}
+
+#[test]
+fn a_waiting_rescue_shell_shows_in_the_title_and_the_list() {
+    let mut a = app(3);
+    rescue_waiting_board2(&mut a, 3);
+    assert_eq!(a.focus, 1, "the waiting target's pane gets the focus");
+    let term = screen(&mut a, 120, 30);
+    let text = rows(&term).join("\n");
+    assert!(
+        text.contains("failed 2/5 target-world: rescue shell waiting"),
+        "{text}"
+    );
+    assert!(
+        text.contains("✗ step target-world failed (exit 1)"),
+        "{text}"
+    );
+    insta::assert_snapshot!(term.backend());
+
+    // Seven targets on 80x24 become a list: the waiting one is marked there too.
+    let mut a = app(7);
+    rescue_waiting_board2(&mut a, 7);
+    let term = screen(&mut a, 80, 24);
+    let text = rows(&term).join("\n");
+    assert!(text.lines().any(|l| l.contains("board2 RESC")), "{text}");
 }

@@ -39,16 +39,34 @@ pub(super) fn header(app: &App, width: u16) -> Vec<Line<'static>> {
             .filter(|t| super::app::shown_state(t) == s)
             .count()
     };
+    let rescues = cp
+        .targets
+        .iter()
+        .filter(|t| {
+            matches!(
+                super::app::shown_state(t),
+                TargetState::RescueWaiting { .. }
+            )
+        })
+        .count();
     let (d, r, f, w) = (
         count(TargetState::Done),
         count(TargetState::Running),
-        count(TargetState::Failed),
+        count(TargetState::Failed) + rescues,
         count(TargetState::Waiting),
     );
-    // Interrupted targets (their worker was killed) are named only when there are some.
+    // Interrupted targets (their worker was killed) and rescue shells that wait (failed
+    // targets someone must decide on) are named only when there are some.
     let (x_long, x_short) = match count(TargetState::Interrupted) {
         0 => (String::new(), String::new()),
         x => (format!(", {x} interrupted"), format!(" {x} intr")),
+    };
+    let (r_long, r_short) = match rescues {
+        0 => (String::new(), String::new()),
+        n => (
+            format!(" ({n} rescue shell waiting)"),
+            format!(" ({n} resc)"),
+        ),
     };
     let bold = Style::new().add_modifier(Modifier::BOLD);
     let id = &cp.run_id;
@@ -59,10 +77,10 @@ pub(super) fn header(app: &App, width: u16) -> Vec<Line<'static>> {
     let first = fitting(
         width,
         vec![
-            format!("build-helper run {id}{eta}  steps {done}/{total}  targets: {d} done, {r} running, {f} failed, {w} waiting{x_long}"),
-            format!("build-helper run {id}{eta}  steps {done}/{total}  targets: {d} done {r} run {f} fail {w} wait{x_short}"),
-            format!("{id}{eta}  steps {done}/{total}  {d} done {r} run {f} fail {w} wait{x_short}"),
-            format!("{id} {done}/{total} ok{d} run{r} fail{f} wait{w}{x_short}"),
+            format!("build-helper run {id}{eta}  steps {done}/{total}  targets: {d} done, {r} running, {f} failed{r_long}, {w} waiting{x_long}"),
+            format!("build-helper run {id}{eta}  steps {done}/{total}  targets: {d} done {r} run {f} fail{r_short} {w} wait{x_short}"),
+            format!("{id}{eta}  steps {done}/{total}  {d} done {r} run {f} fail{r_short} {w} wait{x_short}"),
+            format!("{id} {done}/{total} ok{d} run{r} fail{f}{r_short} wait{w}{x_short}"),
         ],
     );
     let first = match first.strip_prefix("build-helper run ") {
@@ -138,6 +156,7 @@ pub(super) fn short_word(s: TargetState) -> &'static str {
         TargetState::Waiting => "wait",
         TargetState::Running => "run",
         TargetState::Failed => "FAIL",
+        TargetState::RescueWaiting { .. } => "RESC",
         TargetState::Done => "done",
         TargetState::Interrupted => "intr",
     }
@@ -167,13 +186,20 @@ pub fn title(
     rescue: bool,
     room: usize,
 ) -> String {
-    let word = target_word(state);
-    let hint = if rescue {
-        ": rescue shell, i to type"
+    // A rescue shell that waits (the checkpoint says so) is named even in a pane that
+    // cannot type into it; `rescue`: this pane can.
+    let waiting = matches!(state, TargetState::RescueWaiting { .. });
+    let word = if waiting {
+        "failed"
     } else {
-        ""
+        target_word(state)
     };
-    let short_hint = if rescue { ": rescue, i" } else { "" };
+    let (hint, short_hint) = match (waiting, rescue) {
+        (true, true) => (": rescue shell waiting, i to type", ": rescue, i"),
+        (true, false) => (": rescue shell waiting", ": rescue"),
+        (false, true) => (": rescue shell, i to type", ": rescue, i"),
+        (false, false) => ("", ""),
+    };
     let full = format!("{head} {target} {word} {step}{hint}");
     let name_arch = format!("{} ({})", target.name, arch(&target.tuple));
     let candidates = [

@@ -120,6 +120,8 @@ fn state_colour(s: TargetState) -> Color {
         TargetState::Waiting => Color::DarkGray,
         TargetState::Running => Color::Blue,
         TargetState::Failed => Color::Red,
+        // Someone must decide: the colour of a question, not of an end.
+        TargetState::RescueWaiting { .. } => Color::Magenta,
         TargetState::Interrupted => Color::Yellow,
         TargetState::Done => Color::Green,
     }
@@ -145,7 +147,7 @@ fn draw_pane(frame: &mut Frame, app: &App, i: usize, area: Rect) {
         title_style = title_style.add_modifier(Modifier::BOLD);
     }
     let marker = if focused { "▶" } else { " " };
-    let rescue = state == TargetState::Failed && !pane.exited && pane.pty.is_some();
+    let rescue = super::app::is_failed(state) && !pane.exited && pane.pty.is_some();
     let head = format!("{marker}{}", i + 1);
     let width = usize::from(area.width);
     // The package counter belongs to the step, which titles keep longest: the longest
