@@ -11,10 +11,15 @@
 //! - `pipe-pane` appends the window's terminal to `logs/<target>.tty.log`: the worker
 //!   already writes its step output to `logs/<target>.log` in every mode, so the window's
 //!   transcript (with the rescue shell session) goes beside it rather than doubling it.
+//! - The run directory records which tmux server, session and windows the run uses
+//!   ([`Record`], `tmux.json`), so that [`attach_command`] can bring the session back to
+//!   any terminal.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 use tmux_interface::{DisplayMessage, NewWindow, PipePane, SetOption, Tmux, TmuxCommand};
 use tokio::sync::oneshot;
@@ -30,6 +35,123 @@ const POLL: Duration = Duration::from_millis(200);
 #[derive(Debug, Default)]
 pub struct TmuxUi {
     plain: Plain,
+    /// What `tmux.json` says, once the first window is open.
+    record: Option<Record>,
+}
+
+/// File name of the tmux record inside the run directory.
+pub const RECORD: &str = "tmux.json";
+
+/// Which tmux server, session and windows a tmux-mode run uses: `work/<run>/tmux.json`
+/// (written with [`crate::rundir::write_versioned`]: private, atomic, with `format`),
+/// rewritten as each worker's window opens. Ids are tmux's own (`$N` session, `@N` window,
+/// `%N` pane; tmux(1) FORMATS), which stay valid when a session or window is renamed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// The tmux server's socket: the first field of `$TMUX` (tmux(1) ENVIRONMENT).
+    pub socket: PathBuf,
+    /// The session's id, `$N`.
+    pub session_id: String,
+    /// The session's name when the run started.
+    pub session_name: String,
+    /// The window the supervisor itself runs in, `@N`.
+    pub supervisor_window: String,
+    /// One per worker, in the order they were started.
+    pub windows: Vec<Window>,
+}
+
+/// A worker's tmux window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    /// The target whose worker runs in it (the window's name).
+    pub target: Target,
+    /// The window's id, `@N`.
+    pub window_id: String,
+    /// Its pane's id, `%N`.
+    pub pane_id: String,
+}
+
+/// Why [`attach_command`] has no command.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    /// The run directory has no `tmux.json`: the run was not started with `--ui tmux`.
+    #[error("{} does not exist: the run did not use tmux windows (`--ui tmux`)", .0.display())]
+    NotTmux(PathBuf),
+    /// The record cannot be read (malformed, newer format, I/O).
+    #[error("{0}")]
+    Unreadable(#[from] crate::rundir::RunDirError),
+}
+
+/// The command (program and arguments, no shell) that shows the tmux session of the run in
+/// `run_dir` on the caller's terminal: `tmux -S <socket> attach-session -t <session id>`;
+/// inside a client of the same tmux server (`$TMUX` names its socket) `switch-client`
+/// instead; inside another tmux server the attach runs under `env -u TMUX` (tmux refuses
+/// to nest otherwise). Does not check that the session still exists (tmux says so itself).
+///
+/// Errors: [`AttachError::NotTmux`] when the run did not use tmux, [`AttachError::Unreadable`].
+pub fn attach_command(run_dir: &Path) -> Result<Vec<String>, AttachError> {
+    let path = run_dir.join(RECORD);
+    if !path.exists() {
+        return Err(AttachError::NotTmux(path));
+    }
+    let record: Record = crate::rundir::read_versioned(&path, "tmux record")?;
+    Ok(attach_argv(&record, std::env::var("TMUX").ok().as_deref()))
+}
+
+/// [`attach_command`] for `record`, with `tmux_env` the caller's `$TMUX` (if any).
+pub fn attach_argv(record: &Record, tmux_env: Option<&str>) -> Vec<String> {
+    let socket = record.socket.to_string_lossy().into_owned();
+    let caller_socket = tmux_env
+        .filter(|v| !v.is_empty())
+        .and_then(|v| v.split(',').next());
+    let mut argv: Vec<String> = Vec::new();
+    let verb = match caller_socket {
+        Some(s) if Path::new(s) == record.socket => "switch-client",
+        Some(_) => {
+            argv.extend(["env", "-u", "TMUX"].map(String::from));
+            "attach-session"
+        }
+        None => "attach-session",
+    };
+    argv.extend([
+        "tmux".to_string(),
+        "-S".into(),
+        socket,
+        verb.into(),
+        "-t".into(),
+        record.session_id.clone(),
+    ]);
+    argv
+}
+
+/// The record's head for the tmux session this process runs in (`$TMUX`, `$TMUX_PANE`).
+fn session_record() -> io::Result<Record> {
+    let tmux = std::env::var("TMUX").unwrap_or_default();
+    let socket = tmux.split(',').next().unwrap_or_default();
+    if socket.is_empty() {
+        return Err(io::Error::other("not inside tmux ($TMUX is not set)"));
+    }
+    let pane = std::env::var("TMUX_PANE").unwrap_or_default();
+    let mut cmd = DisplayMessage::new()
+        .print()
+        .message("#{session_id} #{window_id} #{session_name}");
+    if !pane.is_empty() {
+        cmd = cmd.target_pane(pane.as_str());
+    }
+    let line = run(cmd.build())?;
+    let mut parts = line.splitn(3, ' ');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(session_id), Some(window), Some(name)) if session_id.starts_with('$') => Ok(Record {
+            socket: PathBuf::from(socket),
+            session_id: session_id.to_string(),
+            session_name: name.to_string(),
+            supervisor_window: window.to_string(),
+            windows: Vec::new(),
+        }),
+        _ => Err(io::Error::other(format!(
+            "tmux display-message printed {line:?}"
+        ))),
+    }
 }
 
 fn run(cmd: TmuxCommand<'_>) -> io::Result<String> {
@@ -76,6 +198,20 @@ impl TmuxUi {
     pub fn new() -> TmuxUi {
         TmuxUi::default()
     }
+
+    /// Adds `window` to the run's `tmux.json` (looking the session up the first time).
+    fn remember(&mut self, run_dir: &Path, window: Window) -> io::Result<()> {
+        if self.record.is_none() {
+            self.record = Some(session_record()?);
+        }
+        let Some(record) = self.record.as_mut() else {
+            return Ok(());
+        };
+        record.windows.retain(|w| w.target != window.target);
+        record.windows.push(window);
+        crate::rundir::write_versioned(&run_dir.join(RECORD), record)
+            .map_err(|e| io::Error::other(e.to_string()))
+    }
 }
 
 impl Frontend for TmuxUi {
@@ -92,7 +228,18 @@ impl Frontend for TmuxUi {
     }
 
     fn start_worker(&mut self, run_dir: &Path, target: &Target) -> Option<io::Result<Started>> {
-        Some(start_window(run_dir, target))
+        let (started, window) = match start_window(run_dir, target) {
+            Ok(s) => s,
+            Err(e) => return Some(Err(e)),
+        };
+        if let Err(e) = self.remember(run_dir, window) {
+            // The run goes on; only `attach` will not find the session.
+            self.plain.say(&format!(
+                "cannot record the tmux session in {}: {e}",
+                run_dir.join(RECORD).display()
+            ));
+        }
+        Some(Ok(started))
     }
 
     fn summary(&mut self, table: &str) {
@@ -108,7 +255,7 @@ impl Frontend for TmuxUi {
     }
 }
 
-fn start_window(run_dir: &Path, target: &Target) -> io::Result<Started> {
+fn start_window(run_dir: &Path, target: &Target) -> io::Result<(Started, Window)> {
     let exe = std::env::current_exe()?;
     let name = target.to_string();
     // The window's shell has the tmux server's environment, not ours: hand over the
@@ -128,13 +275,22 @@ fn start_window(run_dir: &Path, target: &Target) -> io::Result<Started> {
     let out = run(NewWindow::new()
         .detached()
         .print()
-        .format("#{pane_id} #{pane_pid}")
+        .format("#{pane_id} #{pane_pid} #{window_id}")
         .window_name(name.as_str())
         .shell_command(command.as_str())
         .build())?;
     let mut parts = out.split_whitespace();
-    let (Some(pane), Some(pid)) = (parts.next(), parts.next().and_then(|p| p.parse().ok())) else {
+    let (Some(pane), Some(pid), Some(window_id)) = (
+        parts.next(),
+        parts.next().and_then(|p| p.parse().ok()),
+        parts.next(),
+    ) else {
         return Err(io::Error::other(format!("tmux new-window printed {out:?}")));
+    };
+    let window = Window {
+        target: target.clone(),
+        window_id: window_id.to_string(),
+        pane_id: pane.to_string(),
     };
     let pane = pane.to_string();
     run(SetOption::new()
@@ -170,7 +326,7 @@ fn start_window(run_dir: &Path, target: &Target) -> io::Result<Started> {
             return;
         }
     });
-    Ok(Started { pid, exited })
+    Ok((Started { pid, exited }, window))
 }
 
 #[cfg(test)]
@@ -192,6 +348,65 @@ mod tests {
             env_args(&names, &get),
             r" 'BH_DEMO_FAIL=x.a:step '\''q'\''' -u 'GONE'"
         );
+    }
+
+    fn record() -> Record {
+        Record {
+            socket: "/tmp/tmux-0/default".into(),
+            session_id: "$3".into(),
+            session_name: "build".into(),
+            supervisor_window: "@1".into(),
+            windows: vec![Window {
+                target: Target::new("x86_64-unknown-linux-musl", "demo-a").unwrap(),
+                window_id: "@2".into(),
+                pane_id: "%2".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn attach_attaches_outside_tmux_and_switches_inside_the_same_server() {
+        let r = record();
+        assert_eq!(
+            attach_argv(&r, None).join(" "),
+            "tmux -S /tmp/tmux-0/default attach-session -t $3"
+        );
+        assert_eq!(
+            attach_argv(&r, Some("")).join(" "),
+            "tmux -S /tmp/tmux-0/default attach-session -t $3"
+        );
+        assert_eq!(
+            attach_argv(&r, Some("/tmp/tmux-0/default,1234,0")).join(" "),
+            "tmux -S /tmp/tmux-0/default switch-client -t $3"
+        );
+        // Inside another server: tmux would refuse to nest without `env -u TMUX`.
+        assert_eq!(
+            attach_argv(&r, Some("/tmp/tmux-0/other,99,1")).join(" "),
+            "env -u TMUX tmux -S /tmp/tmux-0/default attach-session -t $3"
+        );
+    }
+
+    #[test]
+    fn the_record_round_trips_through_the_run_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            attach_command(dir.path()),
+            Err(AttachError::NotTmux(_))
+        ));
+        crate::rundir::write_versioned(&dir.path().join(RECORD), &record()).unwrap();
+        let back: Record =
+            crate::rundir::read_versioned(&dir.path().join(RECORD), "tmux record").unwrap();
+        assert_eq!(back, record());
+        let argv = attach_command(dir.path()).unwrap();
+        assert!(
+            argv.ends_with(&["-t".to_string(), "$3".to_string()]),
+            "{argv:?}"
+        );
+        std::fs::write(dir.path().join(RECORD), "{").unwrap();
+        assert!(matches!(
+            attach_command(dir.path()),
+            Err(AttachError::Unreadable(_))
+        ));
     }
 
     #[test]
