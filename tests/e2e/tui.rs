@@ -349,3 +349,121 @@ fn rescue_retry_runs_the_failed_target_again_from_its_first_step() {
     );
     assert!(mounts_anywhere(tree.path()).is_empty());
 }
+
+/// A rescue shell that waits (issue 12, item 4): `status` names the target that waits for a
+/// decision and since when, the event log has `rescue-waiting`, and the decision (resume)
+/// moves the state on. The same tmux run shows that a step in a tmux window gets the
+/// starter's `pass_env` (set on the command line only, not in the tmux session), and that
+/// the run directory records its tmux session (`tmux.json`) with a working attach command.
+#[test]
+fn a_waiting_rescue_shell_shows_in_status_until_the_user_decides() {
+    require_root();
+    let (tree, tmux) = failing_run("wait", "", "tmux");
+    let failed = wait_window(&tmux, "wait", TARGETS[1]);
+    tmux.wait_for(
+        &failed,
+        "(rescue x86_64-unknown-linux-musl.demo-b) / #",
+        120,
+    );
+    let run = tree.run_dir();
+    let id = run.file_name().unwrap().to_string_lossy().into_owned();
+    let status = |args: &[&str]| String::from_utf8_lossy(&tree.bh(args, &[]).stdout).into_owned();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = status(&["status", &id]);
+        if text.contains("waits for a decision") || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        text.contains(&format!("{} (rescue shell waiting)", TARGETS[1])),
+        "{text}"
+    );
+    assert!(
+        text.contains("waits for a decision since") && text.contains("step target-world failed"),
+        "{text}"
+    );
+    assert!(status(&["status"]).contains(&format!("{} rescue shell waiting", TARGETS[1])));
+    let cp = tree.checkpoint();
+    let b = cp["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| {
+            format!(
+                "{}.{}",
+                t["target"]["tuple"].as_str().unwrap(),
+                t["target"]["name"].as_str().unwrap()
+            ) == TARGETS[1]
+        })
+        .unwrap()
+        .clone();
+    assert_eq!(b["rescue"]["step"], "target-world", "{b}");
+    let waiting: Vec<_> = tree
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "rescue-waiting")
+        .collect();
+    assert_eq!(waiting.len(), 1, "{waiting:?}");
+    assert_eq!(waiting[0]["target"], TARGETS[1]);
+    assert_eq!(waiting[0]["step"], "target-world");
+
+    // The step environment in a tmux window: the starter's pass_env variables.
+    tmux.keys(&failed, &["echo pass-env=$BH_DEMO_DELAY", "Enter"]);
+    tmux.wait_for(&failed, "pass-env=0.05", 10);
+
+    // tmux.json names the session and every worker's window; its attach command works.
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("tmux.json")).unwrap()).unwrap();
+    let windows: Vec<String> = record["windows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            format!(
+                "{}.{}",
+                w["target"]["tuple"].as_str().unwrap(),
+                w["target"]["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for t in TARGETS {
+        assert!(windows.iter().any(|w| w == t), "{t} not in {record}");
+    }
+    let argv = build_helper::ui::tmux::attach_command(&run).unwrap();
+    let session = record["session_id"].as_str().unwrap();
+    let socket = record["socket"].as_str().unwrap();
+    assert_eq!(
+        argv,
+        ["tmux", "-S", socket, "attach-session", "-t", session],
+        "{record}"
+    );
+    let has = Command::new("tmux")
+        .args(["-S", socket, "has-session", "-t", session])
+        .env_remove("TMUX")
+        .status()
+        .unwrap();
+    assert!(has.success(), "the recorded session {session} on {socket}");
+
+    // The decision moves the state on.
+    tmux.keys(&failed, &["exit", "Enter"]);
+    tmux.wait_for(&failed, "resume (re-run the step)", 10);
+    tmux.keys(&failed, &["resume", "Enter"]);
+    let s = tmux.wait_for("wait:0", "BH-EXIT=", 120);
+    assert!(s.contains("BH-EXIT=0"), "{s}");
+    let text = status(&["status", &id]);
+    assert!(!text.contains("rescue shell waiting"), "{text}");
+    let cp = tree.checkpoint();
+    assert_eq!(cp["finished"], true);
+    assert!(
+        cp["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t.get("rescue").is_none()),
+        "{cp}"
+    );
+    drop(tmux);
+    assert!(mounts_anywhere(tree.path()).is_empty());
+}
