@@ -110,7 +110,18 @@ fn pass_env_prefix(fail: &str) -> String {
 /// Starts the demo in tmux session `session` with `--ui UI`, demo-b's target-world failing
 /// once; `prefix` goes before the binary (e.g. `env -u TMUX`).
 fn failing_run(session: &str, prefix: &str, ui: &str) -> (Tree, Tmux) {
+    failing_run_with(session, prefix, ui, |_| {})
+}
+
+/// [`failing_run`] with `prepare` applied to the tree first (e.g. to edit the starter).
+fn failing_run_with(
+    session: &str,
+    prefix: &str,
+    ui: &str,
+    prepare: impl FnOnce(&Tree),
+) -> (Tree, Tmux) {
     let tree = Tree::new();
+    prepare(&tree);
     let failing = format!("{}:target-world", TARGETS[1]);
     let line = format!(
         "{prefix} {} {BIN} run {} --ui {ui}; echo BH-EXIT=$?; sleep 600",
@@ -358,7 +369,17 @@ fn rescue_retry_runs_the_failed_target_again_from_its_first_step() {
 #[test]
 fn a_waiting_rescue_shell_shows_in_status_until_the_user_decides() {
     require_root();
-    let (tree, tmux) = failing_run("wait", "", "tmux");
+    // The notify command appends each event it is given to a file, one per line.
+    let notified = |tree: &Tree| tree.path().join("notified.jsonl");
+    let (tree, tmux) = failing_run_with("wait", "", "tmux", |tree| {
+        let script = format!("cat >> {}", notified(tree).display());
+        let starter = std::fs::read_to_string(tree.starter()).unwrap();
+        let starter = starter.replace(
+            "[options]\n",
+            &format!("[options]\nnotify = [\"sh\", \"-c\", {script:?}]\n"),
+        );
+        std::fs::write(tree.starter(), starter).unwrap();
+    });
     let failed = wait_window(&tmux, "wait", TARGETS[1]);
     tmux.wait_for(
         &failed,
@@ -408,6 +429,21 @@ fn a_waiting_rescue_shell_shows_in_status_until_the_user_decides() {
     assert_eq!(waiting.len(), 1, "{waiting:?}");
     assert_eq!(waiting[0]["target"], TARGETS[1]);
     assert_eq!(waiting[0]["step"], "target-world");
+
+    // One word for the failure, when the rescue shell waits (not a second for step-failed).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let sent = loop {
+        let sent = std::fs::read_to_string(notified(&tree)).unwrap_or_default();
+        if !sent.is_empty() || Instant::now() > deadline {
+            break sent;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let kinds: Vec<String> = sent
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["event"].to_string())
+        .collect();
+    assert_eq!(kinds, ["\"rescue-waiting\""], "{sent}");
 
     // The step environment in a tmux window: the starter's pass_env variables.
     tmux.keys(&failed, &["echo pass-env=$BH_DEMO_DELAY", "Enter"]);
