@@ -82,7 +82,13 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
+        // tmux can leave its socket file behind when the server is killed: remove it too.
+        let socket = self.cmd(&["display-message", "-p", "#{socket_path}"]);
         self.cmd(&["kill-server"]);
+        let socket = socket.trim();
+        if socket.ends_with(&self.socket) {
+            let _ = std::fs::remove_file(socket);
+        }
     }
 }
 
