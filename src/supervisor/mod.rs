@@ -117,7 +117,7 @@ pub async fn supervise(
     // Signals first: every phase from here on can be stopped.
     // A front end that draws its terminal is gone with it; the others outlive it.
     let mut signals =
-        Signals::install(ui.owns_terminal()).context("installing the signal handlers")?;
+        Signals::install(!ui.owns_terminal()).context("installing the signal handlers")?;
     let run_dir = plan.run_dir();
     let mut events = EventLog::open(&run_dir)
         .with_context(|| format!("opening the event log in {}", run_dir.display()))?;

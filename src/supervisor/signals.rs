@@ -1,10 +1,13 @@
 //! The signals (and the front end's quit request) that stop a run, and the one that does not.
 //!
 //! SIGINT and SIGTERM stop a run (`build-helper stop` sends SIGTERM). SIGHUP (the terminal
-//! went away: a closed SSH connection or window, `kill -HUP`) stops it only when the front
-//! end draws that terminal itself (the TUI, [`crate::ui::Frontend::owns_terminal`]); with the
-//! plain lines, `--events json` or tmux windows the run goes on without its terminal, and its
-//! output that cannot be written is dropped (the targets' logs keep everything).
+//! went away: a closed SSH connection or window, `kill -HUP`) is ignored with the plain
+//! lines, `--events json` or tmux windows: the run goes on without its terminal, and output
+//! that cannot be written is dropped (the targets' logs keep everything). A front end that
+//! draws the terminal itself (the TUI in the foreground,
+//! [`crate::ui::Frontend::owns_terminal`]) keeps SIGHUP's default action, as before: its
+//! screen and its questions are gone with the terminal, so the supervisor must not wait on
+//! them (the workers get SIGTERM from their parent-death signal).
 //!
 //! SIGHUP is caught rather than set to SIG_IGN so that the processes the supervisor starts
 //! (workers, mount, mksquashfs, the notify command) get the default disposition back.
@@ -18,26 +21,28 @@ use crate::ui::Request;
 pub(super) struct Signals {
     int: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
-    hup: tokio::signal::unix::Signal,
-    /// Whether SIGHUP stops the run (the front end lost its terminal).
-    hup_stops: bool,
+    /// SIGHUP, caught to be ignored; `None` keeps its default action.
+    hup: Option<tokio::signal::unix::Signal>,
 }
 
 impl Signals {
-    /// Installs the handlers; `hup_stops`: whether SIGHUP stops the run (see the module
-    /// doc) or is ignored.
-    pub(super) fn install(hup_stops: bool) -> std::io::Result<Signals> {
+    /// Installs the handlers; `ignore_hangup`: whether SIGHUP is ignored (see the module
+    /// doc) or keeps its default action.
+    pub(super) fn install(ignore_hangup: bool) -> std::io::Result<Signals> {
         use tokio::signal::unix::{signal, SignalKind};
         Ok(Signals {
             int: signal(SignalKind::interrupt())?,
             term: signal(SignalKind::terminate())?,
-            hup: signal(SignalKind::hangup())?,
-            hup_stops,
+            hup: if ignore_hangup {
+                Some(signal(SignalKind::hangup())?)
+            } else {
+                None
+            },
         })
     }
 
-    /// Resolves with the reason when SIGINT, SIGTERM, SIGHUP (when it stops the run) or the
-    /// front end's quit arrives.
+    /// Resolves with the reason when SIGINT, SIGTERM or the front end's quit arrives (an
+    /// ignored SIGHUP is consumed meanwhile).
     pub(super) async fn next(
         &mut self,
         requests: &mut mpsc::UnboundedReceiver<Request>,
@@ -49,22 +54,14 @@ impl Signals {
                 None => std::future::pending().await,
             }
         };
-        let Signals {
-            int,
-            term,
-            hup,
-            hup_stops,
-        } = self;
+        let Signals { int, term, hup } = self;
         let hangup = async {
-            loop {
-                if hup.recv().await.is_none() {
-                    std::future::pending::<()>().await;
-                }
-                if *hup_stops {
-                    return "hung up";
-                }
-                // Ignored: the run outlives its terminal.
-            }
+            // Ignored: the run outlives its terminal.
+            while let Some(Some(())) = match hup.as_mut() {
+                Some(h) => Some(h.recv().await),
+                None => None,
+            } {}
+            std::future::pending::<&'static str>().await
         };
         tokio::select! {
             _ = int.recv() => "interrupted",
