@@ -1,7 +1,10 @@
 //! `build-helper stop [RUN]`: stops a live run from any terminal, as Ctrl-C in its own
 //! terminal would. The run's supervisor is found through its run directory's lock
 //! ([`crate::rundir::live_pid`]), sent SIGTERM, and waited for until its lock is free (its
-//! workers stopped, every mount removed, the checkpoint saved) or the timeout passes.
+//! workers stopped, every mount removed, the checkpoint saved) or the timeout passes. A
+//! supervisor that shows its summary on its own terminal (the foreground TUI waits for Enter
+//! there) has stopped the run once it records `run-finished` in `events.jsonl`: that is
+//! written after the mounts are down and the checkpoint is saved.
 //!
 //! Not here: what the supervisor does when it is told to stop (`supervisor`, engine `Stop`).
 
@@ -82,8 +85,28 @@ pub fn find(tree: &Path, run: Option<&str>) -> Result<LiveRun, UsageError> {
 pub enum Stopped {
     /// The supervisor let go of its run directory after this long.
     After(Duration),
+    /// The run ended (`run-finished` recorded) after this long, but its supervisor still
+    /// shows the end on its terminal and waits there (the foreground TUI).
+    Finished(Duration),
     /// It still held it when the timeout passed.
     TimedOut,
+}
+
+/// Whether `events.jsonl` in `run_dir` holds a `run-finished` event after byte `from`.
+fn finished_since(run_dir: &Path, from: u64) -> bool {
+    use crate::engine::events::{Event, Record};
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(run_dir.join("events.jsonl")) else {
+        return false;
+    };
+    let mut text = String::new();
+    if f.seek(SeekFrom::Start(from)).is_err() || f.read_to_string(&mut text).is_err() {
+        return false;
+    }
+    text.lines().any(|l| {
+        serde_json::from_str::<Record>(l)
+            .is_ok_and(|r| matches!(r.event, Event::RunFinished { .. }))
+    })
 }
 
 /// Sends SIGTERM to the supervisor of `run` and waits up to `timeout` until it has let go
@@ -94,6 +117,7 @@ pub enum Stopped {
 pub fn signal_and_wait(run: &LiveRun, timeout: Duration) -> std::io::Result<Stopped> {
     use nix::sys::signal::{kill, Signal};
     let start = Instant::now();
+    let events_before = std::fs::metadata(run.dir.join("events.jsonl")).map_or(0, |m| m.len());
     let pid = nix::unistd::Pid::from_raw(run.pid as i32);
     match kill(pid, Signal::SIGTERM) {
         Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
@@ -103,6 +127,14 @@ pub fn signal_and_wait(run: &LiveRun, timeout: Duration) -> std::io::Result<Stop
         let lock_free = rundir::live_pid(&run.dir).is_none();
         if lock_free && !rundir::procs::alive(run.pid) {
             return Ok(Stopped::After(start.elapsed()));
+        }
+        if finished_since(&run.dir, events_before) {
+            // Give a supervisor that is about to exit a moment to do so.
+            std::thread::sleep(Duration::from_millis(500));
+            if rundir::live_pid(&run.dir).is_none() {
+                return Ok(Stopped::After(start.elapsed()));
+            }
+            return Ok(Stopped::Finished(start.elapsed()));
         }
         if start.elapsed() >= timeout {
             return Ok(Stopped::TimedOut);
@@ -147,6 +179,18 @@ pub fn command(
                 "build-helper: run {id} stopped after {:.1} s; the checkpoint keeps what is \
                  done: continue with `build-helper run {starter} --resume {id}`",
                 took.as_secs_f64()
+            );
+            Ok(0)
+        }
+        Stopped::Finished(took) => {
+            let _ = writeln!(
+                out,
+                "build-helper: run {id} stopped after {:.1} s (workers stopped, mounts removed); \
+                 its supervisor (pid {}) still shows the end on its own terminal and exits \
+                 when Enter is pressed there; continue with `build-helper run {starter} \
+                 --resume {id}`",
+                took.as_secs_f64(),
+                live.pid
             );
             Ok(0)
         }
@@ -255,6 +299,39 @@ mod tests {
         let got = signal_and_wait(&run, Duration::from_millis(300)).unwrap();
         assert_eq!(got, Stopped::TimedOut);
         assert!(rundir::live_pid(&d).is_some(), "still holding its lock");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn a_supervisor_that_recorded_the_end_but_keeps_its_screen_has_stopped_the_run() {
+        let tree = tempfile::tempdir().unwrap();
+        let d = run_dir(tree.path(), "demo-a-1");
+        std::fs::write(
+            d.join("events.jsonl"),
+            "{\"t_us\":1,\"event\":\"run-finished\",\"result\":\"done\"}\n",
+        )
+        .unwrap();
+        let (mut child, run) = holder(&d, true);
+        // An end recorded before the signal is an older one: it does not count.
+        let got = signal_and_wait(&run, Duration::from_millis(300)).unwrap();
+        assert_eq!(got, Stopped::TimedOut);
+        let events = d.join("events.jsonl");
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(events)
+                .unwrap();
+            std::io::Write::write_all(
+                &mut f,
+                b"{\"t_us\":2,\"event\":\"run-finished\",\"result\":\"interrupted\"}\n",
+            )
+            .unwrap();
+        });
+        let got = signal_and_wait(&run, Duration::from_secs(10)).unwrap();
+        assert!(matches!(got, Stopped::Finished(_)), "{got:?}");
+        writer.join().unwrap();
         child.kill().unwrap();
         child.wait().unwrap();
     }
