@@ -85,8 +85,9 @@ pub fn find(tree: &Path, run: Option<&str>) -> Result<LiveRun, UsageError> {
 pub enum Stopped {
     /// The supervisor let go of its run directory after this long.
     After(Duration),
-    /// The run ended (`run-finished` recorded) after this long, but its supervisor still
-    /// shows the end on its terminal and waits there (the foreground TUI).
+    /// The run ended (`run-finished` recorded) after this long, but its supervisor has not
+    /// exited (the foreground TUI shows the end on its terminal until Enter is pressed; a
+    /// notify command may still run, up to its timeout).
     Finished(Duration),
     /// It still held it when the timeout passed.
     TimedOut,
@@ -186,9 +187,9 @@ pub fn command(
             let _ = writeln!(
                 out,
                 "build-helper: run {id} stopped after {:.1} s (workers stopped, mounts removed); \
-                 its supervisor (pid {}) still shows the end on its own terminal and exits \
-                 when Enter is pressed there; continue with `build-helper run {starter} \
-                 --resume {id}`",
+                 its supervisor (pid {}) has not exited yet (a foreground TUI shows the end \
+                 until Enter is pressed on its terminal); continue with `build-helper run \
+                 {starter} --resume {id}`",
                 took.as_secs_f64(),
                 live.pid
             );
