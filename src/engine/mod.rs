@@ -10,6 +10,7 @@
 pub mod events;
 pub mod machine;
 pub mod protocol;
+pub mod run;
 pub mod state;
 
 pub use state::{Checkpoint, StepRecord, StepState, TargetRecord, TargetState};
