@@ -17,7 +17,8 @@
 //! - the steps phase starts only when the primary environment is mounted; the archive only
 //!   when every step of every target is done and nothing stopped the run;
 //! - a stop (signal, user) in any phase: the phase in flight is abandoned (an archive in
-//!   flight is stopped and its partial output removed, so `latest` never picks it), every
+//!   flight is stopped and its partial output removed, so `latest` never picks it; an
+//!   extraction is stopped and its partial directory removed before teardown), every
 //!   run step that was running becomes `interrupted`, everything is torn down, exit 130;
 //!   `--resume` starts again at the first run step that is not done;
 //! - a phase failing: its run steps become `failed`, teardown, exit 1 for an environment
@@ -214,6 +215,9 @@ pub enum RunAction {
     Archive,
     /// Stop the archive in flight: kill the archiver and remove its partial output.
     StopArchiver,
+    /// Stop the extraction in flight and wait until it has removed its partial directory
+    /// (before teardown, so nothing writes under a mount being removed).
+    StopExtraction,
     /// Record a run step's state in the checkpoint (and save it).
     SetRunStep(&'static str, StepState),
     /// Mark the run finished in the checkpoint (and save it).
@@ -353,8 +357,10 @@ impl Run {
                 None => self.end(Outcome::StepsFailed, StepState::Interrupted, &mut out),
             },
             (_, RunInput::Stop(why)) => {
-                if phase == Phase::Archive {
-                    out.push(RunAction::StopArchiver);
+                match phase {
+                    Phase::Archive => out.push(RunAction::StopArchiver),
+                    Phase::Extraction => out.push(RunAction::StopExtraction),
+                    _ => {}
                 }
                 self.end(
                     Outcome::Interrupted { why, phase },

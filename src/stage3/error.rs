@@ -32,6 +32,14 @@ pub enum Stage3Error {
         reason: String,
     },
 
+    /// The extraction was stopped on request (the run was stopped); `dest` is the partial
+    /// directory, removed.
+    #[error("stage3: the extraction into {dest} was stopped; its partial directory was removed")]
+    Stopped {
+        /// The partial directory.
+        dest: PathBuf,
+    },
+
     /// A network transfer failed (connect, TLS, timeout, broken stream).
     #[error("stage3: could not fetch {url}: {detail}; check the network, or {TRY_MIRROR}")]
     Network {

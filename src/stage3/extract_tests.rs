@@ -462,3 +462,16 @@ fn extract_of_mutated_archives_never_panics_and_leaves_nothing_on_error() {
         assert!(!tmp.path().join(format!("root{i}.partial")).exists());
     }
 }
+
+#[test]
+fn a_stopped_extraction_keeps_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut ar = Ar::new();
+    ar.dir("./", 0o755).dir("./etc/", 0o755);
+    let dest = tmp.path().join("root");
+    let stop = std::sync::atomic::AtomicBool::new(true);
+    let err = extract_until(&ar.write(tmp.path()), &dest, &stop).unwrap_err();
+    assert!(matches!(err, Stage3Error::Stopped { .. }), "{err}");
+    assert!(!dest.exists(), "dest left behind");
+    assert!(!tmp.path().join("root.partial").exists());
+}

@@ -63,6 +63,11 @@ struct Supervisor {
     run: Run,
     /// The run machine's actions not executed yet.
     queue: VecDeque<RunAction>,
+    /// The extraction in flight: its stop flag and thread.
+    extraction: Option<(
+        std::sync::Arc<std::sync::atomic::AtomicBool>,
+        std::thread::JoinHandle<()>,
+    )>,
     plan: Plan,
     /// The run's state machine; the supervisor executes its actions.
     engine: Engine,
@@ -130,6 +135,7 @@ pub async fn supervise(
             stage3_done: checkpoint.run_step(run::STAGE3).map(|s| s.state) == Some(StepState::Done),
         }),
         queue: VecDeque::new(),
+        extraction: None,
         journal: std::sync::Arc::new(std::sync::Mutex::new(Journal {
             m_dir: plan.layout.m_dir.clone(),
             pid: std::process::id(),
@@ -233,6 +239,10 @@ pub async fn supervise(
             }
             RunAction::StopArchiver => {
                 sup.stop_archiver();
+                continue;
+            }
+            RunAction::StopExtraction => {
+                sup.stop_extraction();
                 continue;
             }
             RunAction::SetRunStep(name, state) => {

@@ -115,15 +115,42 @@ impl Supervisor {
                 )));
             }
         }
-        let dest = root.clone();
-        let stats =
-            tokio::task::spawn_blocking(move || crate::stage3::extract(&tarball, &dest)).await;
-        match stats {
+        // On a thread of its own, stoppable between entries ([`Supervisor::stop_extraction`]).
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let thread = std::thread::Builder::new().name("extract".into()).spawn({
+            let stop = std::sync::Arc::clone(&stop);
+            move || {
+                let _ = tx.send(crate::stage3::extract_until(&tarball, &root, &stop));
+            }
+        });
+        match thread {
+            Ok(handle) => self.extraction = Some((stop, handle)),
+            Err(e) => {
+                return RunInput::Failed(Failure::Environment(format!(
+                    "cannot start the extraction thread: {e}"
+                )))
+            }
+        }
+        let result = rx.await;
+        if let Some((_, handle)) = self.extraction.take() {
+            let _ = handle.join();
+        }
+        match result {
             Ok(Ok(_)) => RunInput::Extracted,
             Ok(Err(e)) => RunInput::Failed(stage3_failure(e, "")),
-            Err(e) => RunInput::Failed(Failure::Environment(format!(
-                "the extraction task failed: {e}"
-            ))),
+            Err(_) => RunInput::Failed(Failure::Environment(
+                "the extraction thread ended without a result".into(),
+            )),
+        }
+    }
+
+    /// [`crate::engine::run::RunAction::StopExtraction`]: stops the extraction in flight and
+    /// waits until it has removed its partial directory (it stops before the next entry).
+    pub(super) fn stop_extraction(&mut self) {
+        if let Some((stop, handle)) = self.extraction.take() {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let _ = handle.join();
         }
     }
 

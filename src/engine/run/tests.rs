@@ -131,10 +131,14 @@ fn a_stop_in_each_phase_before_the_steps_interrupts_its_running_run_steps() {
     for (phase, steps) in cases {
         let mut run = at(phase);
         let got = run.input(RunInput::Stop("interrupted".into()));
-        let head = steps
+        let mut head: Vec<RunAction> = steps
             .iter()
             .map(|s| SetRunStep(s, StepState::Interrupted))
             .collect();
+        if phase == Phase::Extraction {
+            // The extraction stops (and removes its partial root) before anything else.
+            head.insert(0, StopExtraction);
+        }
         assert_eq!(
             got,
             with_ending(head, interrupted(phase)),
