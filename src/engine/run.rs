@@ -18,7 +18,8 @@
 //!   when every step of every target is done and nothing stopped the run;
 //! - a stop (signal, user) in any phase: the phase in flight is abandoned (an archive in
 //!   flight is stopped and its partial output removed, so `latest` never picks it; an
-//!   extraction is stopped and its partial directory removed before teardown), every
+//!   extraction is stopped and its partial directory removed, and mounts in flight are
+//!   stopped between two mounts, before teardown), every
 //!   run step that was running becomes `interrupted`, everything is torn down, exit 130;
 //!   `--resume` starts again at the first run step that is not done;
 //! - a phase failing: its run steps become `failed`, teardown, exit 1 for an environment
@@ -218,6 +219,8 @@ pub enum RunAction {
     /// Stop the extraction in flight and wait until it has removed its partial directory
     /// (before teardown, so nothing writes under a mount being removed).
     StopExtraction,
+    /// Stop the mounts in flight between two mounts and wait for them (before teardown).
+    StopMounting,
     /// Record a run step's state in the checkpoint (and save it).
     SetRunStep(&'static str, StepState),
     /// Mark the run finished in the checkpoint (and save it).
@@ -360,6 +363,7 @@ impl Run {
                 match phase {
                     Phase::Archive => out.push(RunAction::StopArchiver),
                     Phase::Extraction => out.push(RunAction::StopExtraction),
+                    Phase::BaseMounts | Phase::PrimaryMounts => out.push(RunAction::StopMounting),
                     _ => {}
                 }
                 self.end(

@@ -63,8 +63,8 @@ struct Supervisor {
     run: Run,
     /// The run machine's actions not executed yet.
     queue: VecDeque<RunAction>,
-    /// The extraction in flight: its stop flag and thread.
-    extraction: Option<(
+    /// The extraction or mounts in flight: the stop flag and the thread.
+    background: Option<(
         std::sync::Arc<std::sync::atomic::AtomicBool>,
         std::thread::JoinHandle<()>,
     )>,
@@ -135,7 +135,7 @@ pub async fn supervise(
             stage3_done: checkpoint.run_step(run::STAGE3).map(|s| s.state) == Some(StepState::Done),
         }),
         queue: VecDeque::new(),
-        extraction: None,
+        background: None,
         journal: std::sync::Arc::new(std::sync::Mutex::new(Journal {
             m_dir: plan.layout.m_dir.clone(),
             pid: std::process::id(),
@@ -203,12 +203,18 @@ pub async fn supervise(
                 r = sup.fetch_stage3() => r,
                 i = stop_input(&mut signals, &mut requests, &mut msg_rx) => i,
             },
-            RunAction::MountBase => sup.mount_base(),
+            RunAction::MountBase => tokio::select! {
+                r = sup.mount_base() => r,
+                i = stop_input(&mut signals, &mut requests, &mut msg_rx) => i,
+            },
             RunAction::Extract(tarball) => tokio::select! {
                 r = sup.extract(tarball) => r,
                 i = stop_input(&mut signals, &mut requests, &mut msg_rx) => i,
             },
-            RunAction::MountPrimary => sup.mount_primary(),
+            RunAction::MountPrimary => tokio::select! {
+                r = sup.mount_primary() => r,
+                i = stop_input(&mut signals, &mut requests, &mut msg_rx) => i,
+            },
             RunAction::StartSteps => {
                 let Some(listener) = listener.take() else {
                     continue;
@@ -241,8 +247,8 @@ pub async fn supervise(
                 sup.stop_archiver();
                 continue;
             }
-            RunAction::StopExtraction => {
-                sup.stop_extraction();
+            RunAction::StopExtraction | RunAction::StopMounting => {
+                sup.stop_background();
                 continue;
             }
             RunAction::SetRunStep(name, state) => {

@@ -64,7 +64,7 @@ impl Supervisor {
 
     /// [`crate::engine::run::RunAction::MountBase`]: the source directories, `M` and the
     /// base (a history must hold a root filesystem).
-    pub(super) fn mount_base(&mut self) -> RunInput {
+    pub(super) async fn mount_base(&mut self) -> RunInput {
         for dir in self.plan.layout.source_dirs() {
             if let Err(e) = std::fs::create_dir_all(&dir) {
                 return RunInput::Failed(Failure::Environment(format!(
@@ -75,7 +75,7 @@ impl Supervisor {
         }
         let base = self.plan.layout.base_entries();
         let root = self.plan.layout.primary_root();
-        let mounted = self.mount(&base);
+        let mounted = self.mount_stoppable(base).await;
         let root_present = root.join("etc").is_dir();
         if let Some((history, _)) = self.plan.layout.history.clone() {
             // A history that mounts but holds no root filesystem would only fail later, in
@@ -83,7 +83,7 @@ impl Supervisor {
             let usable = root_present && root.join("bin/sh").exists();
             if mounted.is_err() || !usable {
                 let why = match mounted {
-                    Err(e) => format!("{e:#}"),
+                    Err(e) => e,
                     Ok(()) => "it holds no root filesystem (no etc/ or bin/sh)".into(),
                 };
                 return RunInput::Failed(Failure::BadInput(format!(
@@ -93,7 +93,7 @@ impl Supervisor {
                 )));
             }
         } else if let Err(e) = mounted {
-            return RunInput::Failed(Failure::Environment(format!("{e:#}")));
+            return RunInput::Failed(Failure::Environment(e));
         }
         RunInput::BaseMounted { root_present }
     }
@@ -115,51 +115,91 @@ impl Supervisor {
                 )));
             }
         }
-        // On a thread of its own, stoppable between entries ([`Supervisor::stop_extraction`]).
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let thread = std::thread::Builder::new().name("extract".into()).spawn({
-            let stop = std::sync::Arc::clone(&stop);
-            move || {
-                let _ = tx.send(crate::stage3::extract_until(&tarball, &root, &stop));
-            }
-        });
-        match thread {
-            Ok(handle) => self.extraction = Some((stop, handle)),
-            Err(e) => {
-                return RunInput::Failed(Failure::Environment(format!(
-                    "cannot start the extraction thread: {e}"
-                )))
-            }
-        }
-        let result = rx.await;
-        if let Some((_, handle)) = self.extraction.take() {
-            let _ = handle.join();
-        }
-        match result {
+        // On a thread of its own, stoppable between entries ([`Supervisor::stop_background`]).
+        let stats = self
+            .in_background("extract", move |stop| {
+                crate::stage3::extract_until(&tarball, &root, stop)
+            })
+            .await;
+        match stats {
             Ok(Ok(_)) => RunInput::Extracted,
             Ok(Err(e)) => RunInput::Failed(stage3_failure(e, "")),
-            Err(_) => RunInput::Failed(Failure::Environment(
-                "the extraction thread ended without a result".into(),
-            )),
-        }
-    }
-
-    /// [`crate::engine::run::RunAction::StopExtraction`]: stops the extraction in flight and
-    /// waits until it has removed its partial directory (it stops before the next entry).
-    pub(super) fn stop_extraction(&mut self) {
-        if let Some((stop, handle)) = self.extraction.take() {
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
-            let _ = handle.join();
+            Err(e) => RunInput::Failed(Failure::Environment(e)),
         }
     }
 
     /// [`crate::engine::run::RunAction::MountPrimary`]: the primary environment's binds.
-    pub(super) fn mount_primary(&mut self) -> RunInput {
+    pub(super) async fn mount_primary(&mut self) -> RunInput {
         let primary = self.plan.layout.primary_entries();
-        match self.mount(&primary) {
+        match self.mount_stoppable(primary).await {
             Ok(()) => RunInput::PrimaryMounted,
-            Err(e) => RunInput::Failed(Failure::Environment(format!("{e:#}"))),
+            Err(e) => RunInput::Failed(Failure::Environment(e)),
+        }
+    }
+
+    /// Mounts `entries` on a thread of its own, one at a time, recording each in the
+    /// journal; [`Supervisor::stop_background`] stops it between two mounts (a mount(2) in
+    /// flight finishes first). Errors: the first mount that fails, as text.
+    async fn mount_stoppable(&mut self, entries: Vec<crate::mounts::Entry>) -> Result<(), String> {
+        let journal = std::sync::Arc::clone(&self.journal);
+        let m_dir = self.plan.layout.m_dir.clone();
+        let run_dir = self.run_dir.clone();
+        self.in_background("mount", move |stop| {
+            for entry in &entries {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Err("stopped".to_string());
+                }
+                let mut journal = journal.lock().unwrap_or_else(|p| p.into_inner());
+                crate::mounts::apply(
+                    &crate::sys::LinuxSys,
+                    &m_dir,
+                    std::slice::from_ref(entry),
+                    &mut journal,
+                    &run_dir,
+                )
+                .map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap_or_else(Err)
+    }
+
+    /// Runs `work` on a thread named `name`, handing it a stop flag that
+    /// [`Supervisor::stop_background`] sets; resolves with its result (`Err` when the
+    /// thread could not start or ended without one).
+    async fn in_background<T: Send + 'static>(
+        &mut self,
+        name: &str,
+        work: impl FnOnce(&std::sync::atomic::AtomicBool) -> T + Send + 'static,
+    ) -> Result<T, String> {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let thread = std::thread::Builder::new().name(name.into()).spawn({
+            let stop = std::sync::Arc::clone(&stop);
+            move || {
+                let _ = tx.send(work(&stop));
+            }
+        });
+        match thread {
+            Ok(handle) => self.background = Some((stop, handle)),
+            Err(e) => return Err(format!("cannot start the {name} thread: {e}")),
+        }
+        let result = rx.await;
+        if let Some((_, handle)) = self.background.take() {
+            let _ = handle.join();
+        }
+        result.map_err(|_| format!("the {name} thread ended without a result"))
+    }
+
+    /// [`crate::engine::run::RunAction::StopExtraction`] and
+    /// [`crate::engine::run::RunAction::StopMounting`]: stops the extraction or the mounts in
+    /// flight and waits for the thread (an extraction removes its partial directory; a
+    /// mount(2) in flight finishes), so that teardown finds nothing still changing.
+    pub(super) fn stop_background(&mut self) {
+        if let Some((stop, handle)) = self.background.take() {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let _ = handle.join();
         }
     }
 }

@@ -15,12 +15,25 @@ use crate::common::*;
 /// Starts `build-helper run starters/demo.toml --ui plain EXTRA...` in the background under
 /// umask 000, output to `<tree>/<name>.out`.
 fn spawn_run(tree: &Tree, name: &str, extra: &[&str], env: &[(&str, &str)]) -> Child {
+    spawn_run_under(tree, name, &[], extra, env)
+}
+
+/// [`spawn_run`] with the supervisor started by the command `wrapper` (empty: none).
+fn spawn_run_under(
+    tree: &Tree,
+    name: &str,
+    wrapper: &[&str],
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Child {
     let out = std::fs::File::create(tree.path().join(format!("{name}.out"))).unwrap();
     let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg("umask 000; exec \"$0\" \"$@\"")
-        .arg(BIN)
-        .args(["run", tree.starter().to_str().unwrap(), "--ui", "plain"])
+    cmd.arg("-c").arg("umask 000; exec \"$0\" \"$@\"");
+    match wrapper.split_first() {
+        Some((first, rest)) => cmd.arg(first).args(rest).arg(BIN),
+        None => cmd.arg(BIN),
+    };
+    cmd.args(["run", tree.starter().to_str().unwrap(), "--ui", "plain"])
         .args(extra)
         .env("BUILD_HELPER_TREE", tree.path())
         .env("TARBALL_MIRROR", mirror())
@@ -636,4 +649,135 @@ fn a_slow_stage3_download_stops_on_sigint_and_dies_with_a_killed_supervisor() {
     assert_nothing_left(&tree);
     let out = tree.bh(&["status"], &[]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("unfinished"));
+}
+
+/// A slow disk and slow mounts, injected with strace (a real tool, no product-code hook):
+/// every mount(2) of the supervisor takes 150 ms more and every fchown(2) of the extraction
+/// 20 ms more, so the mounts and the extraction last seconds and a signal reliably lands in
+/// them. The supervisor is strace's child ([`traced_pid`]); strace exits as it does.
+const SLOW_MOUNTS_AND_DISK: &[&str] = &[
+    "strace",
+    "-f",
+    "-qq",
+    "--seccomp-bpf",
+    "-o",
+    "/dev/null",
+    "-e",
+    "trace=mount,fchown",
+    "-e",
+    "inject=mount:delay_exit=150000",
+    "-e",
+    "inject=fchown:delay_exit=20000",
+];
+
+/// The pid of the process `tracer` started (its only child).
+fn traced_pid(tracer: &Child) -> nix::unistd::Pid {
+    let parent = tracer.id().to_string();
+    let mut found = None;
+    wait_until(10, "the traced supervisor", || {
+        found = std::fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<i32>().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let ppid = stat.rsplit_once(") ")?.1.split(' ').nth(1)?.to_string();
+            (ppid == parent).then_some(pid)
+        });
+        found.is_some()
+    });
+    nix::unistd::Pid::from_raw(found.unwrap())
+}
+
+/// Sends `sig` to the supervisor that `tracer` runs; returns the tracer's exit code (the
+/// supervisor's: strace exits with it, or dies of the same signal) and how long it took.
+fn signal_traced(tracer: &mut Child, sig: nix::sys::signal::Signal) -> (Option<i32>, Duration) {
+    let supervisor = traced_pid(tracer);
+    let t0 = Instant::now();
+    nix::sys::signal::kill(supervisor, sig).unwrap();
+    let status = tracer.wait().unwrap();
+    (status.code(), t0.elapsed())
+}
+
+fn extracting(tree: &Tree, name: &str) -> bool {
+    output_of(tree, name).contains("extracting ")
+}
+
+/// The mounts phase: `stage3` done (or not needed) and `mounts` running.
+fn mounting(tree: &Tree) -> bool {
+    run_step_state(tree, "stage3").as_deref() == Some("done")
+        && run_step_state(tree, "mounts").as_deref() == Some("running")
+}
+
+#[test]
+fn the_extraction_and_the_mounts_stop_on_sigint_and_die_with_a_killed_supervisor() {
+    use nix::sys::signal::Signal::{SIGINT, SIGKILL};
+    require_root();
+    let tree = Tree::new();
+    let slow = SLOW_MOUNTS_AND_DISK;
+
+    // SIGINT during the extraction: exit 130 within 2 s, the stage3 step interrupted.
+    let mut child = spawn_run_under(&tree, "run1", slow, &[], &[]);
+    wait_until(120, "the extraction", || extracting(&tree, "run1"));
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, took) = signal_traced(&mut child, SIGINT);
+    eprintln!("stop latency (extraction, SIGINT): {} ms", took.as_millis());
+    let out = output_of(&tree, "run1");
+    assert_eq!(code, Some(130), "{out}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert!(
+        out.contains("interrupted during the stage3 extraction"),
+        "{out}"
+    );
+    assert_eq!(
+        run_step_state(&tree, "stage3").as_deref(),
+        Some("interrupted")
+    );
+    assert_nothing_left(&tree);
+
+    // SIGKILL during the resumed extraction: umount --all leaves nothing.
+    let mut child = spawn_run_under(&tree, "run2", slow, &["--resume"], &[]);
+    wait_until(120, "the resumed extraction", || extracting(&tree, "run2"));
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, _) = signal_traced(&mut child, SIGKILL);
+    assert_eq!(code, None, "{}", output_of(&tree, "run2"));
+    let out = tree.bh(&["umount", "--all"], &[]);
+    assert!(out.status.success(), "{out:?}");
+    assert_nothing_left(&tree);
+    let status = tree.bh(&["status"], &[]);
+    assert!(String::from_utf8_lossy(&status.stdout).contains("unfinished"));
+
+    // SIGINT during the mounts of the primary environment (after a complete extraction).
+    let mut child = spawn_run_under(&tree, "run3", slow, &["--resume"], &[]);
+    wait_until(120, "the mounts", || mounting(&tree));
+    let (code, took) = signal_traced(&mut child, SIGINT);
+    eprintln!("stop latency (mounts, SIGINT): {} ms", took.as_millis());
+    let out = output_of(&tree, "run3");
+    assert_eq!(code, Some(130), "{out}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert!(out.contains("interrupted during the mounts"), "{out}");
+    assert_eq!(
+        run_step_state(&tree, "mounts").as_deref(),
+        Some("interrupted")
+    );
+    assert_eq!(run_step_state(&tree, "stage3").as_deref(), Some("done"));
+    assert_nothing_left(&tree);
+
+    // Some steps done (a step of demo-c fails), then SIGKILL during the mounts of the resume:
+    // umount --all leaves nothing, and the next --resume runs no done step again.
+    let failing = format!("{}:target-world", TARGETS[2]);
+    let out = tree.run_demo(&["--resume"], &[("BH_DEMO_FAIL", &failing)]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let before = done_steps(&tree.checkpoint());
+    assert!(!before.is_empty());
+    let mut child = spawn_run_under(&tree, "run5", slow, &["--resume"], &[]);
+    wait_until(60, "the mounts of the resume", || mounting(&tree));
+    let (code, _) = signal_traced(&mut child, SIGKILL);
+    assert_eq!(code, None, "{}", output_of(&tree, "run5"));
+    let out = tree.bh(&["umount", "--all"], &[]);
+    assert!(out.status.success(), "{out:?}");
+    assert_nothing_left(&tree);
+    let out = tree.run_demo(&["--resume"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let after = tree.checkpoint();
+    assert_eq!(after["finished"], true);
+    assert_no_done_step_rerun(&before, &after);
+    assert_nothing_left(&tree);
 }

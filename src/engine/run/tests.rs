@@ -135,9 +135,12 @@ fn a_stop_in_each_phase_before_the_steps_interrupts_its_running_run_steps() {
             .iter()
             .map(|s| SetRunStep(s, StepState::Interrupted))
             .collect();
-        if phase == Phase::Extraction {
-            // The extraction stops (and removes its partial root) before anything else.
-            head.insert(0, StopExtraction);
+        // The work in flight stops (an extraction removes its partial root, the mounts stop
+        // between two mounts) before anything else, and so before teardown.
+        match phase {
+            Phase::Extraction => head.insert(0, StopExtraction),
+            Phase::BaseMounts | Phase::PrimaryMounts => head.insert(0, StopMounting),
+            _ => {}
         }
         assert_eq!(
             got,
