@@ -668,7 +668,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 build_helper::worker::join_namespace(&build_helper::sys::LinuxSys, pid)?;
             }
             let target = config::Target::parse(&target).map_err(|e| UsageError(e.to_string()))?;
-            build_helper::worker::main(&run, &target, interactive)
+            build_helper::worker::main(&build_helper::sys::LinuxSys, &run, &target, interactive)
         }
     }
 }
