@@ -1,7 +1,8 @@
 //! The fault suite (issue 9): faults an operator of a long build meets, injected into the demo
 //! for real: a second run on a live tree, `status` of a live run, SIGKILL of a worker,
 //! SIGINT and SIGKILL of the supervisor during the steps, the stage3 download (from a slow
-//! loopback server) and the archive, corrupt and inconsistent checkpoints, and the run
+//! loopback server), the extraction and the mounts (slowed with strace) and the archive, a
+//! mirror that refuses connections (exit 1), corrupt and inconsistent checkpoints, and the run
 //! directory's modes under umask 000 against a non-root user. Each asserts exit codes, what
 //! `status` shows, that nothing (process, mount, loop device) is left after `umount --all`,
 //! and that `--resume` re-runs no finished step. Stop latencies are printed (`stop latency`).
@@ -779,5 +780,33 @@ fn the_extraction_and_the_mounts_stop_on_sigint_and_die_with_a_killed_supervisor
     let after = tree.checkpoint();
     assert_eq!(after["finished"], true);
     assert_no_done_step_rerun(&before, &after);
+    assert_nothing_left(&tree);
+}
+
+/// An environment failure in the download (the mirror refuses connections, no kept stage3):
+/// exit 1, not 2, with the URL and what to do; the stage3 step failed; nothing mounted. (Bad
+/// input in the same phase, a stage3 that does not verify, exits 2: main.rs.)
+#[test]
+fn a_mirror_that_refuses_connections_exits_1_and_mounts_nothing() {
+    require_root();
+    let tree = Tree::new();
+    // A port nobody listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let out = tree.run_demo(&[], &[("TARBALL_MIRROR", &url)]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(stderr.contains(&url), "{stderr}");
+    assert!(stderr.contains("check the network"), "{stderr}");
+    assert!(
+        stderr.contains("nothing was mounted or extracted"),
+        "{stderr}"
+    );
+    assert_eq!(run_step_state(&tree, "stage3").as_deref(), Some("failed"));
+    assert_eq!(run_step_state(&tree, "mounts").as_deref(), Some("pending"));
     assert_nothing_left(&tree);
 }
