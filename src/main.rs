@@ -396,7 +396,8 @@ fn cmd_run(starter_path: &Path, flags: RunFlags) -> anyhow::Result<i32> {
     };
     frontend.checkpoint(&prepared.checkpoint);
     let result = runtime.block_on(supervisor::supervise(prepared, frontend, req_rx));
-    // A stopped run may leave a blocking task (an extraction) behind: do not wait for it.
+    // The extraction and the mounts are threads the supervisor stops and joins itself; a
+    // blocking task still running (a stage3 read in flight at a stop) is not waited for.
     runtime.shutdown_background();
     result
 }

@@ -1,9 +1,12 @@
-//! The supervisor (`build-helper run`): owns the run state, makes the mounts in its private
-//! mount namespace, fetches the stage3, starts one worker per target in a pty, reacts to
-//! their events (checkpoint after every transition, toolchain-ready starts the waiting
-//! targets at once, one repository sync at a time), archives the history and unmounts.
+//! The supervisor (`build-helper run`): executes the actions of the engine's two machines —
+//! the run's phases ([`crate::engine::run`]: fetch the stage3, mount, extract, steps,
+//! archive, tear down) and the steps ([`crate::engine::machine`]: start workers, mount
+//! waiting targets, grant the sync lock, save the checkpoint) — and feeds their results
+//! back. It makes the mounts in its private mount namespace, runs one worker per target in
+//! a pty, and serves the run's socket.
 //!
-//! Not here: what a step does (recipe), how it runs (worker), how it is shown (ui).
+//! Not here: any decision of what comes next (engine), what a step does (recipe), how it
+//! runs (worker), how it is shown (ui).
 
 mod archive;
 mod finish;
