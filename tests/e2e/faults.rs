@@ -761,9 +761,10 @@ fn the_extraction_and_the_mounts_stop_on_sigint_and_die_with_a_killed_supervisor
     assert_eq!(run_step_state(&tree, "stage3").as_deref(), Some("done"));
     assert_nothing_left(&tree);
 
-    // Some steps done (a step of demo-c fails), then SIGKILL during the mounts of the resume:
-    // umount --all leaves nothing, and the next --resume runs no done step again.
-    let failing = format!("{}:target-world", TARGETS[2]);
+    // Some steps done (the primary's host-toolchain fails early, which keeps this short),
+    // then SIGKILL during the mounts of the resume: umount --all leaves nothing, and the next
+    // --resume runs no done step again.
+    let failing = format!("{}:host-toolchain", TARGETS[0]);
     let out = tree.run_demo(&["--resume"], &[("BH_DEMO_FAIL", &failing)]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let before = done_steps(&tree.checkpoint());
