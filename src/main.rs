@@ -395,7 +395,9 @@ fn cmd_run(starter_path: &Path, flags: RunFlags) -> anyhow::Result<i32> {
         Ui::Plain => Box::new(Plain::default()),
     };
     frontend.checkpoint(&prepared.checkpoint);
-    let result = runtime.block_on(supervisor::supervise(prepared, frontend, req_rx));
+    let sys: std::sync::Arc<dyn build_helper::sys::Sys> =
+        std::sync::Arc::new(build_helper::sys::LinuxSys);
+    let result = runtime.block_on(supervisor::supervise(prepared, sys, frontend, req_rx));
     // The extraction and the mounts are threads the supervisor stops and joins itself; a
     // blocking task still running (a stage3 read in flight at a stop) is not waited for.
     runtime.shutdown_background();

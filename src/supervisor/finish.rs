@@ -6,7 +6,6 @@ use crate::engine::events::Event;
 use crate::engine::run::{Failure, Outcome};
 use crate::error::UsageError;
 use crate::mounts::{self, journal::Journal};
-use crate::sys::LinuxSys;
 use crate::ui::plain;
 
 impl Supervisor {
@@ -14,7 +13,7 @@ impl Supervisor {
     /// journal goes only when nothing is left.
     pub(super) fn teardown(&mut self) {
         let m = self.plan.layout.m_dir.clone();
-        match mounts::teardown(&LinuxSys, &m, true) {
+        match mounts::teardown(self.sys.as_ref(), &m, true) {
             Ok(n) => {
                 if n > 0 {
                     self.ui

@@ -38,7 +38,7 @@ use crate::engine::state::CheckpointWriter;
 use crate::engine::StepState;
 use crate::mounts::{self, journal::Journal, Entry};
 use crate::plan::Plan;
-use crate::sys::LinuxSys;
+use crate::sys::Sys;
 use crate::ui::plain;
 use crate::ui::{Frontend, Request};
 
@@ -66,6 +66,8 @@ struct Supervisor {
     run: Run,
     /// The run machine's actions not executed yet.
     queue: VecDeque<RunAction>,
+    /// The system-call seam (mounts, unmounts), injected by the caller of [`supervise`].
+    sys: std::sync::Arc<dyn Sys>,
     /// The extraction or mounts in flight: the stop flag and the thread.
     background: Option<(
         std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -105,9 +107,13 @@ struct Supervisor {
 /// Must run inside the private mount namespace ([`private_namespace`]) on the thread that
 /// lives for the whole run (workers get SIGTERM when it ends).
 ///
+/// Every mount, unmount and namespace call goes through `sys` ([`crate::sys::LinuxSys`] for
+/// real).
+///
 /// Errors: mounts, stage3 ([`UsageError`] when it does not verify), socket.
 pub async fn supervise(
     prepared: Prepared,
+    sys: std::sync::Arc<dyn Sys>,
     mut ui: Box<dyn Frontend>,
     mut requests: mpsc::UnboundedReceiver<Request>,
 ) -> anyhow::Result<i32> {
@@ -138,6 +144,7 @@ pub async fn supervise(
             stage3_done: checkpoint.run_step(run::STAGE3).map(|s| s.state) == Some(StepState::Done),
         }),
         queue: VecDeque::new(),
+        sys,
         background: None,
         journal: std::sync::Arc::new(std::sync::Mutex::new(Journal {
             m_dir: plan.layout.m_dir.clone(),
@@ -330,7 +337,7 @@ impl Supervisor {
     fn mount(&mut self, entries: &[Entry]) -> anyhow::Result<()> {
         let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
         mounts::apply(
-            &LinuxSys,
+            self.sys.as_ref(),
             &self.plan.layout.m_dir,
             entries,
             &mut journal,

@@ -142,6 +142,7 @@ impl Supervisor {
     /// flight finishes first). Errors: the first mount that fails, as text.
     async fn mount_stoppable(&mut self, entries: Vec<crate::mounts::Entry>) -> Result<(), String> {
         let journal = std::sync::Arc::clone(&self.journal);
+        let sys = std::sync::Arc::clone(&self.sys);
         let m_dir = self.plan.layout.m_dir.clone();
         let run_dir = self.run_dir.clone();
         self.in_background("mount", move |stop| {
@@ -151,7 +152,7 @@ impl Supervisor {
                 }
                 let mut journal = journal.lock().unwrap_or_else(|p| p.into_inner());
                 crate::mounts::apply(
-                    &crate::sys::LinuxSys,
+                    sys.as_ref(),
                     &m_dir,
                     std::slice::from_ref(entry),
                     &mut journal,
