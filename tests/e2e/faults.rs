@@ -811,3 +811,61 @@ fn a_mirror_that_refuses_connections_exits_1_and_mounts_nothing() {
     assert_eq!(run_step_state(&tree, "mounts").as_deref(), Some("pending"));
     assert_nothing_left(&tree);
 }
+
+/// Environment failures (a failing disk, a failing mount), injected with strace: the
+/// extraction's twentieth fchown(2) and the run's sixth mount(2) fail with EIO. Each
+/// exits 1 (not 2: src/error.rs), names the path and the error, fails its run step, and
+/// leaves nothing: no mount, no partial root.
+#[test]
+fn an_io_error_in_the_extraction_or_a_mount_exits_1_and_leaves_nothing() {
+    require_root();
+    let tree = Tree::new();
+    let failing_fchown = [
+        "strace",
+        "-f",
+        "-qq",
+        "--seccomp-bpf",
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=fchown",
+        "-e",
+        "inject=fchown:error=EIO:when=20",
+    ];
+    let mut child = spawn_run_under(&tree, "run1", &failing_fchown, &[], &[]);
+    let code = child.wait().unwrap().code();
+    let out = output_of(&tree, "run1");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("cannot set the owner of"), "{out}");
+    assert!(out.contains("Input/output error"), "{out}");
+    assert_eq!(run_step_state(&tree, "stage3").as_deref(), Some("failed"));
+    let run = newest_run(&tree).unwrap();
+    assert!(!run.join("M/m.partial").exists(), "partial root left");
+    assert_nothing_left(&tree);
+
+    let failing_mount = [
+        "strace",
+        "-f",
+        "-qq",
+        "--seccomp-bpf",
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=mount",
+        "-e",
+        "inject=mount:error=EIO:when=6",
+    ];
+    let mut child = spawn_run_under(&tree, "run2", &failing_mount, &["--resume"], &[]);
+    let code = child.wait().unwrap().code();
+    let out = output_of(&tree, "run2");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("cannot mount"), "{out}");
+    assert!(out.contains("I/O error"), "{out}");
+    assert!(out.contains("stopped during the mounts"), "{out}");
+    assert_eq!(run_step_state(&tree, "mounts").as_deref(), Some("failed"));
+    assert_nothing_left(&tree);
+    assert!(
+        !run.join("journal.json").exists(),
+        "the journal outlived its mounts"
+    );
+}
