@@ -8,12 +8,14 @@
 # clean chroot the portable tarball is tried in (scripts/minbase-chroot.sh); binutils'
 # readelf reads the tarball's binary (glibc floor); pycargoebuild (PyPI, pinned: its output
 # is compared with the committed ebuild) regenerates the ebuild's CRATES and LICENSE;
-# qemu-system-x86 boots the demo's builds (`build-helper boot`, tests/e2e/boot.rs).
+# qemu-system-x86 boots the demo's builds (`build-helper boot`, tests/e2e/boot.rs); strace
+# slows mount(2) and fchown(2) so the fault suite can stop a run in its mounts and extraction
+# (tests/e2e/faults.rs).
 # It also unpacks the kernel of Debian's linux-image-amd64 (see the end) for the demo stage3.
 set -eu
 need=
 for p in busybox-static squashfs-tools squashfs-tools-ng rsync xz-utils file gnupg curl tmux \
-    debootstrap python3-pip binutils qemu-system-x86; do
+    debootstrap python3-pip binutils qemu-system-x86 strace; do
     dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
 done
 if [ -n "$need" ]; then

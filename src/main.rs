@@ -408,8 +408,11 @@ fn cmd_run(starter_path: &Path, flags: RunFlags) -> anyhow::Result<i32> {
         Ui::Plain => Box::new(Plain::default()),
     };
     frontend.checkpoint(&prepared.checkpoint);
-    let result = runtime.block_on(supervisor::supervise(prepared, frontend, req_rx));
-    // A stopped run may leave a blocking task (an extraction) behind: do not wait for it.
+    let sys: std::sync::Arc<dyn build_helper::sys::Sys> =
+        std::sync::Arc::new(build_helper::sys::LinuxSys);
+    let result = runtime.block_on(supervisor::supervise(prepared, sys, frontend, req_rx));
+    // The extraction and the mounts are threads the supervisor stops and joins itself; a
+    // blocking task still running (a stage3 read in flight at a stop) is not waited for.
     runtime.shutdown_background();
     result
 }
@@ -687,7 +690,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 build_helper::worker::join_namespace(&build_helper::sys::LinuxSys, pid)?;
             }
             let target = config::Target::parse(&target).map_err(|e| UsageError(e.to_string()))?;
-            build_helper::worker::main(&run, &target, interactive)
+            build_helper::worker::main(&build_helper::sys::LinuxSys, &run, &target, interactive)
         }
     }
 }

@@ -32,6 +32,14 @@ pub enum Stage3Error {
         reason: String,
     },
 
+    /// The extraction was stopped on request (the run was stopped); `dest` is the partial
+    /// directory, removed.
+    #[error("stage3: the extraction into {dest} was stopped; its partial directory was removed")]
+    Stopped {
+        /// The partial directory.
+        dest: PathBuf,
+    },
+
     /// A network transfer failed (connect, TLS, timeout, broken stream).
     #[error("stage3: could not fetch {url}: {detail}; check the network, or {TRY_MIRROR}")]
     Network {
@@ -271,11 +279,14 @@ pub enum Stage3Error {
 
 impl Stage3Error {
     /// True when the build machine's environment failed (the network, a server error, local
-    /// I/O) rather than the input (mirror, options, a file that does not verify): the command
-    /// then exits 1 instead of 2 (`src/error.rs`).
+    /// I/O, the destination filesystem refusing an extracted entry) rather than the input
+    /// (mirror, options, a file that does not verify, an unreadable or unsafe archive): the
+    /// command then exits 1 instead of 2 (`src/error.rs`).
     pub fn is_environment(&self) -> bool {
         match self {
-            Stage3Error::Network { .. } | Stage3Error::Io { .. } => true,
+            Stage3Error::Network { .. } | Stage3Error::Io { .. } | Stage3Error::Extract { .. } => {
+                true
+            }
             Stage3Error::HttpStatus { status, .. } => *status >= 500,
             _ => false,
         }

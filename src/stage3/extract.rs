@@ -19,6 +19,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::sys::stat::{mknod, Mode, SFlag};
 use tar::EntryType;
@@ -50,6 +51,18 @@ pub struct ExtractStats {
 /// [`Stage3Error::Archive`] for corrupt xz/tar data; [`Stage3Error::Extract`] or
 /// [`Stage3Error::Io`] when the filesystem refuses an operation.
 pub fn extract(tarball: &Path, dest: &Path) -> Result<ExtractStats, Stage3Error> {
+    extract_until(tarball, dest, &AtomicBool::new(false))
+}
+
+/// [`extract`] that stops before the next archive entry once `stop` is set (another thread
+/// sets it: the run was asked to stop), removing the partial directory like any error does.
+///
+/// Errors: as [`extract`], and [`Stage3Error::Stopped`] when stopped.
+pub fn extract_until(
+    tarball: &Path,
+    dest: &Path,
+    stop: &AtomicBool,
+) -> Result<ExtractStats, Stage3Error> {
     if dest.symlink_metadata().is_ok() {
         return Err(Stage3Error::DestExists {
             dest: dest.to_path_buf(),
@@ -73,7 +86,7 @@ pub fn extract(tarball: &Path, dest: &Path) -> Result<ExtractStats, Stage3Error>
         .mode(0o700)
         .create(&partial)
         .map_err(|e| Stage3Error::io("create directory", &partial, e))?;
-    let result = Unpacker::new(tarball, &partial)
+    let result = Unpacker::new(tarball, &partial, stop)
         .run()
         .and_then(|stats| finish(&partial, dest).map(|()| stats));
     if result.is_err() {
@@ -114,13 +127,16 @@ struct Unpacker<'a> {
     /// Directories whose metadata is applied at the end, deepest last in the list.
     dirs: Vec<(PathBuf, String, Meta)>,
     stats: ExtractStats,
+    /// Set by another thread to stop before the next entry.
+    stop: &'a AtomicBool,
 }
 
 impl<'a> Unpacker<'a> {
-    fn new(tarball: &'a Path, root: &'a Path) -> Self {
+    fn new(tarball: &'a Path, root: &'a Path, stop: &'a AtomicBool) -> Self {
         Unpacker {
             tarball,
             root,
+            stop,
             dirs: Vec::new(),
             stats: ExtractStats::default(),
         }
@@ -134,6 +150,11 @@ impl<'a> Unpacker<'a> {
         let mut archive = tar::Archive::new(xz);
         let entries = archive.entries().map_err(|e| self.archive_err("", e))?;
         for item in entries {
+            if self.stop.load(Ordering::Relaxed) {
+                return Err(Stage3Error::Stopped {
+                    dest: self.root.to_path_buf(),
+                });
+            }
             let mut entry = item.map_err(|e| self.archive_err("", e))?;
             let kind = entry.header().entry_type();
             if kind == EntryType::XGlobalHeader {

@@ -462,3 +462,33 @@ fn extract_of_mutated_archives_never_panics_and_leaves_nothing_on_error() {
         assert!(!tmp.path().join(format!("root{i}.partial")).exists());
     }
 }
+
+#[test]
+fn a_stopped_extraction_keeps_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut ar = Ar::new();
+    ar.dir("./", 0o755).dir("./etc/", 0o755);
+    let dest = tmp.path().join("root");
+    let stop = std::sync::atomic::AtomicBool::new(true);
+    let err = extract_until(&ar.write(tmp.path()), &dest, &stop).unwrap_err();
+    assert!(matches!(err, Stage3Error::Stopped { .. }), "{err}");
+    assert!(!dest.exists(), "dest left behind");
+    assert!(!tmp.path().join("root.partial").exists());
+}
+
+#[test]
+fn the_filesystem_refusing_an_entry_exits_1_and_an_unsafe_entry_exits_2() {
+    // EIO from fchown (a failing disk): the build machine's fault, exit 1 (src/error.rs).
+    let refused = Stage3Error::Extract {
+        tarball: PathBuf::from("/d/stage3.tar.xz"),
+        entry: "./usr/bin/su".into(),
+        action: "set the owner of".into(),
+        path: PathBuf::from("/m/root.partial/usr/bin/su"),
+        source: std::io::Error::from_raw_os_error(libc::EIO),
+    };
+    assert!(refused.is_environment());
+    // A tarball that is not a genuine stage3: bad input, exit 2.
+    let mut ar = Ar::new();
+    ar.file("../evil", 0o644, b"x");
+    assert!(!assert_refused(&mut ar).is_environment());
+}

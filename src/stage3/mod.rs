@@ -34,7 +34,7 @@ mod prop_tests;
 
 pub use digests::{parse_digests, Digests};
 pub use error::Stage3Error;
-pub use extract::{extract, ExtractStats};
+pub use extract::{extract, extract_until, ExtractStats};
 pub use fetch::{obtain, obtain_with_verifier, Request, Verified};
 pub use index::{
     is_clearsigned, parse_latest, signed_body, DetachedCheck, Latest, SignatureVerifier, Signed,

@@ -12,7 +12,6 @@ use crate::mounts::{self, Entry};
 use crate::plan::ArchiveOptions;
 use crate::saferoot::{self, Resolve, Root, SafeError};
 use crate::starter::HistoryType;
-use crate::sys::LinuxSys;
 
 /// Where the archive view and the history folder appear inside the environment when its own
 /// squashfs tool writes the archive.
@@ -71,7 +70,7 @@ impl Supervisor {
         }
         // The environment's own tool may have bound the archive view into the environment.
         let work = self.plan.layout.primary_root().join(INSIDE);
-        let _ = mounts::teardown(&LinuxSys, &work, true);
+        let _ = mounts::teardown(self.sys.as_ref(), &work, true);
     }
 
     pub(super) async fn archive(&mut self) -> anyhow::Result<PathBuf> {
@@ -260,7 +259,7 @@ impl Supervisor {
         let result = tokio::task::spawn_blocking(move || run(&mut cmd))
             .await
             .context("the archive task failed")?;
-        mounts::teardown(&LinuxSys, &work, false)?;
+        mounts::teardown(self.sys.as_ref(), &work, false)?;
         result.map_err(anyhow::Error::msg)?;
         std::fs::rename(&partial, &out)
             .with_context(|| format!("renaming {}", partial.display()))?;

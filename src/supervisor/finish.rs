@@ -1,20 +1,19 @@
-//! The end of a run: the `archive-history` step (stopped on request), the summary, the
-//! teardown of every mount, and the exit status.
+//! The end of a run, as the run machine orders it: the summary, the teardown of every mount,
+//! and the exit status with what to do next.
 
-use tokio::sync::mpsc;
-
-use super::{Msg, Signals, Stop, Supervisor};
+use super::Supervisor;
 use crate::engine::events::Event;
-use crate::engine::StepState;
+use crate::engine::run::{Failure, Outcome};
+use crate::error::UsageError;
 use crate::mounts::{self, journal::Journal};
-use crate::sys::LinuxSys;
 use crate::ui::plain;
-use crate::ui::Request;
 
 impl Supervisor {
+    /// [`crate::engine::run::RunAction::TearDown`]: unmounts everything under `M`; the
+    /// journal goes only when nothing is left.
     pub(super) fn teardown(&mut self) {
         let m = self.plan.layout.m_dir.clone();
-        match mounts::teardown(&LinuxSys, &m, true) {
+        match mounts::teardown(self.sys.as_ref(), &m, true) {
             Ok(n) => {
                 if n > 0 {
                     self.ui
@@ -26,54 +25,11 @@ impl Supervisor {
         }
     }
 
-    pub(super) async fn finish(
-        mut self,
-        signals: &mut Signals,
-        requests: &mut mpsc::UnboundedReceiver<Request>,
-        msgs: &mut mpsc::UnboundedReceiver<Msg>,
-    ) -> anyhow::Result<i32> {
-        let mut code = if self.engine.stopping() { 130 } else { 1 };
-        if !self.engine.stopping() && self.engine.checkpoint().all_done() {
-            self.phase = "the archive";
-            self.run_step("archive-history", StepState::Running);
-            let outcome = tokio::select! {
-                r = self.archive() => Some(r),
-                why = signals.next(requests) => {
-                    self.stop = Some(Stop::Interrupted(format!("{why} during the archive")));
-                    None
-                }
-                Some(Msg::CheckpointFailed(m)) = msgs.recv() => {
-                    self.stop = Some(Stop::Failed(m));
-                    None
-                }
-            };
-            let outcome = match outcome {
-                Some(r) => r,
-                None => {
-                    self.stop_archiver();
-                    self.run_step("archive-history", StepState::Interrupted);
-                    code = if matches!(self.stop, Some(Stop::Failed(_))) {
-                        1
-                    } else {
-                        130
-                    };
-                    Err(anyhow::anyhow!("stopped"))
-                }
-            };
-            match outcome {
-                _ if self.stop.is_some() => {}
-                Ok(path) => {
-                    self.run_step("archive-history", StepState::Done);
-                    self.ui.say(&format!("history saved as {}", path.display()));
-                    self.engine.checkpoint_mut().finished = true;
-                    self.save();
-                    code = 0;
-                }
-                Err(e) => {
-                    self.run_step("archive-history", StepState::Failed);
-                    self.ui.say(&format!("archive-history failed: {e:#}"));
-                }
-            }
+    /// [`crate::engine::run::RunAction::Summary`]: the notification, the summary table and,
+    /// for a finished run whose starter asks, whether to keep the mounts for exploring.
+    pub(super) fn summary(&mut self, outcome: &Outcome) {
+        if let Outcome::ArchiveFailed(e) = outcome {
+            self.ui.say(&format!("archive-history failed: {e}"));
         }
         let date = self.plan.date.clone();
         let tree = self.plan.tree.clone();
@@ -83,12 +39,7 @@ impl Supervisor {
                 .display()
                 .to_string()
         });
-        let result = match (code, &self.stop) {
-            (_, Some(Stop::Failed(_))) => "failed",
-            (0, _) => "done",
-            (130, _) => "interrupted",
-            _ => "failed",
-        };
+        let result = outcome.word();
         let ended = crate::engine::events::Record {
             t_us: crate::engine::events::now_us(),
             event: Event::RunFinished {
@@ -97,7 +48,7 @@ impl Supervisor {
         };
         self.notify(&ended, &format!("run {} {result}", self.plan.run_id));
         self.ui.summary(&table);
-        if code == 0 && self.plan.umount_ask {
+        if *outcome == Outcome::Done && self.plan.umount_ask {
             let question = format!(
                 "everything is built. Unmount now? [Y/n] (no keeps the mounts while this \
                  process waits; explore with `nsenter -m -t {}`)",
@@ -108,44 +59,55 @@ impl Supervisor {
                     .wait_for_user("mounts kept; press Enter to unmount and exit");
             }
         }
-        self.teardown();
-        if let Some(Stop::Failed(_)) = &self.stop {
-            code = 1;
-        }
-        let result = match code {
-            0 => "done",
-            130 => "interrupted",
-            _ => "failed",
-        };
+    }
+
+    /// [`crate::engine::run::RunAction::End`]: records the end, says how to continue, and
+    /// returns the exit status ([`Outcome::exit_code`]); a failed phase is returned as its
+    /// error ([`UsageError`] for bad input: exit 2; any other error: exit 1).
+    pub(super) fn end(mut self, outcome: Outcome) -> anyhow::Result<i32> {
+        let code = outcome.exit_code();
         self.events.append(Event::RunFinished {
-            result: result.into(),
+            result: outcome.word().into(),
         });
         self.writer.finish();
+        let resume = format!(
+            "`build-helper run {} --resume {}`",
+            self.plan.starter.display(),
+            self.plan.run_id
+        );
         if code != 0 {
             self.ui.say(&format!(
-                "run {} {result}; logs in {}/logs; continue with `build-helper run {} --resume {}`",
+                "run {} {}; logs in {}/logs; continue with {resume}",
                 self.plan.run_id,
+                outcome.word(),
                 self.run_dir.display(),
-                self.plan.starter.display(),
-                self.plan.run_id
             ));
         }
-        if let Some(Stop::Interrupted(what)) = &self.stop {
-            self.ui
-                .say(&format!("{what}: run {} stopped", self.plan.run_id));
+        if let Outcome::Interrupted { why, phase } = &outcome {
+            self.ui.say(&format!(
+                "{why} during {}: run {} stopped",
+                phase.words(),
+                self.plan.run_id
+            ));
         }
         self.ui.close();
         // A notification still running (at most its timeout): the run's end must reach it.
         for n in self.notifying.drain(..) {
             let _ = n.join();
         }
-        match self.stop.take() {
-            Some(Stop::Failed(m)) => Err(anyhow::anyhow!(
-                "{m}; run {} stopped (continue with `build-helper run {} --resume {}` once the \
-                 cause is fixed)",
+        match outcome {
+            Outcome::Failed {
+                failure: Failure::BadInput(m),
+                ..
+            } => Err(UsageError(m).into()),
+            Outcome::Failed {
+                failure: Failure::Environment(m),
+                phase,
+            } => Err(anyhow::anyhow!(
+                "{m}\nrun {} stopped during {} (continue with {resume} once the cause is \
+                 fixed)",
                 self.plan.run_id,
-                self.plan.starter.display(),
-                self.plan.run_id
+                phase.words()
             )),
             _ => Ok(code),
         }

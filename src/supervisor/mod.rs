@@ -1,9 +1,12 @@
-//! The supervisor (`build-helper run`): owns the run state, makes the mounts in its private
-//! mount namespace, fetches the stage3, starts one worker per target in a pty, reacts to
-//! their events (checkpoint after every transition, toolchain-ready starts the waiting
-//! targets at once, one repository sync at a time), archives the history and unmounts.
+//! The supervisor (`build-helper run`): executes the actions of the engine's two machines —
+//! the run's phases ([`crate::engine::run`]: fetch the stage3, mount, extract, steps,
+//! archive, tear down) and the steps ([`crate::engine::machine`]: start workers, mount
+//! waiting targets, grant the sync lock, save the checkpoint) — and feeds their results
+//! back. It makes the mounts in its private mount namespace, runs one worker per target in
+//! a pty, and serves the run's socket.
 //!
-//! Not here: what a step does (recipe), how it runs (worker), how it is shown (ui).
+//! Not here: any decision of what comes next (engine), what a step does (recipe), how it
+//! runs (worker), how it is shown (ui).
 
 mod archive;
 mod finish;
@@ -12,13 +15,14 @@ mod progress_watch;
 mod setup;
 mod signals;
 pub mod spawn;
+mod steps;
 mod workers;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 
 use anyhow::Context;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::UnixListener;
 use tokio::sync::mpsc;
@@ -27,11 +31,14 @@ use crate::config::Target;
 use crate::engine::events::{now_us, Event, EventLog};
 use crate::engine::machine::{Action, Engine, Input};
 use crate::engine::protocol::{encode, socket_path, SupervisorMsg, WorkerMsg};
+use crate::engine::run::{
+    self, Failure, Outcome, Run, RunAction, RunInput, RunState, Start as RunStart,
+};
 use crate::engine::state::CheckpointWriter;
 use crate::engine::StepState;
 use crate::mounts::{self, journal::Journal, Entry};
 use crate::plan::Plan;
-use crate::sys::LinuxSys;
+use crate::sys::Sys;
 use crate::ui::plain;
 use crate::ui::{Frontend, Request};
 
@@ -52,22 +59,20 @@ enum Msg {
     CheckpointFailed(String),
 }
 
-/// Why the run stops early.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Stop {
-    /// A signal or the user: exit 130, resumable.
-    Interrupted(String),
-    /// The run cannot go on (the checkpoint cannot be written): exit 1.
-    Failed(String),
-}
-
 struct Supervisor {
     /// The run directory's lock, held for the supervisor's whole life.
     _lock: crate::rundir::Lock,
-    /// What the run is doing now, for the message when it is stopped.
-    phase: &'static str,
-    /// Set when the run stops early, with why.
-    stop: Option<Stop>,
+    /// The run's phases; the supervisor executes its actions (`queue`) and feeds back.
+    run: Run,
+    /// The run machine's actions not executed yet.
+    queue: VecDeque<RunAction>,
+    /// The system-call seam (mounts, unmounts), injected by the caller of [`supervise`].
+    sys: std::sync::Arc<dyn Sys>,
+    /// The extraction or mounts in flight: the stop flag and the thread.
+    background: Option<(
+        std::sync::Arc<std::sync::atomic::AtomicBool>,
+        std::thread::JoinHandle<()>,
+    )>,
     plan: Plan,
     /// The run's state machine; the supervisor executes its actions.
     engine: Engine,
@@ -102,9 +107,13 @@ struct Supervisor {
 /// Must run inside the private mount namespace ([`private_namespace`]) on the thread that
 /// lives for the whole run (workers get SIGTERM when it ends).
 ///
+/// Every mount, unmount and namespace call goes through `sys` ([`crate::sys::LinuxSys`] for
+/// real).
+///
 /// Errors: mounts, stage3 ([`UsageError`] when it does not verify), socket.
 pub async fn supervise(
     prepared: Prepared,
+    sys: std::sync::Arc<dyn Sys>,
     mut ui: Box<dyn Frontend>,
     mut requests: mpsc::UnboundedReceiver<Request>,
 ) -> anyhow::Result<i32> {
@@ -132,8 +141,13 @@ pub async fn supervise(
     let failed_tx = msg_tx.clone();
     let mut sup = Supervisor {
         _lock: lock,
-        phase: "starting",
-        stop: None,
+        run: Run::new(RunStart {
+            first_build: plan.first_build,
+            stage3_done: checkpoint.run_step(run::STAGE3).map(|s| s.state) == Some(StepState::Done),
+        }),
+        queue: VecDeque::new(),
+        sys,
+        background: None,
         journal: std::sync::Arc::new(std::sync::Mutex::new(Journal {
             m_dir: plan.layout.m_dir.clone(),
             pid: std::process::id(),
@@ -190,99 +204,119 @@ pub async fn supervise(
             return Err(anyhow::Error::new(e).context(format!("listening on {}", socket.display())));
         }
     };
-    let result = tokio::select! {
-        r = sup.setup() => r,
-        why = signals.next(&mut requests) => {
-            Err(anyhow::Error::new(Interrupted(why)))
-        }
-    };
-    if let Err(e) = result {
-        sup.teardown();
-        let _ = std::fs::remove_file(&socket);
-        if let Some(Interrupted(why)) = e.downcast_ref::<Interrupted>() {
-            let phase = sup.phase;
-            for step in ["stage3", "mounts"] {
-                if sup.engine.checkpoint().run_step(step).map(|s| s.state)
-                    == Some(StepState::Running)
-                {
-                    sup.run_step(step, StepState::Interrupted);
+    let first = sup.run.begin();
+    sup.queue.extend(first);
+    let mut listener = Some(listener);
+    // Each action of the run machine in turn; a phase in flight races the signals and a
+    // checkpoint failure, whose input abandons it.
+    while let Some(action) = sup.queue.pop_front() {
+        let input = match action {
+            RunAction::FetchStage3 => tokio::select! {
+                r = sup.fetch_stage3() => r,
+                i = stop_input(&mut signals, &mut requests, &mut msg_rx) => i,
+            },
+            RunAction::MountBase => tokio::select! {
+                r = sup.mount_base() => r,
+                i = stop_input(&mut signals, &mut requests, &mut msg_rx) => i,
+            },
+            RunAction::Extract(tarball) => tokio::select! {
+                r = sup.extract(tarball) => r,
+                i = stop_input(&mut signals, &mut requests, &mut msg_rx) => i,
+            },
+            RunAction::MountPrimary => tokio::select! {
+                r = sup.mount_primary() => r,
+                i = stop_input(&mut signals, &mut requests, &mut msg_rx) => i,
+            },
+            RunAction::StartSteps => {
+                let Some(listener) = listener.take() else {
+                    continue;
+                };
+                sup.steps(
+                    listener,
+                    &mut signals,
+                    &mut requests,
+                    &mut msg_rx,
+                    &mut out_rx,
+                )
+                .await;
+                let _ = std::fs::remove_file(&socket);
+                RunInput::StepsEnded {
+                    all_done: sup.engine.checkpoint().all_done(),
                 }
             }
-            sup.events.append(Event::RunFinished {
-                result: "interrupted".into(),
-            });
-            sup.writer.finish();
-            sup.ui.say(&format!(
-                "{why} during {phase}: stopped; nothing is mounted; continue with \
-                 `build-helper run {} --resume {}`",
-                sup.plan.starter.display(),
-                sup.plan.run_id
-            ));
-            sup.ui.close();
-            return Ok(130);
-        }
-        sup.writer.finish();
-        sup.ui.close();
-        return Err(e);
-    }
-
-    let accept_tx = sup.msg_tx.clone();
-    tokio::spawn(async move {
-        let mut next = 0u64;
-        while let Ok((stream, _)) = listener.accept().await {
-            // Only root may talk to the supervisor (DESIGN.md, Processes).
-            if !stream.peer_cred().is_ok_and(|c| c.uid() == 0) {
+            RunAction::Archive => tokio::select! {
+                r = sup.archive() => match r {
+                    Ok(path) => RunInput::Archived(path),
+                    Err(e) => RunInput::Failed(Failure::Environment(format!("{e:#}"))),
+                },
+                i = stop_input(&mut signals, &mut requests, &mut msg_rx) => i,
+            },
+            RunAction::StopWorkers => {
+                sup.stop_workers().await;
                 continue;
             }
-            next += 1;
-            let id = next;
-            let (read, write) = stream.into_split();
-            if accept_tx.send(Msg::Connected(id, write)).is_err() {
-                break;
+            RunAction::StopArchiver => {
+                sup.stop_archiver();
+                continue;
             }
-            let tx = accept_tx.clone();
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(read).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    if let Ok(msg) = serde_json::from_str::<WorkerMsg>(&line) {
-                        let _ = tx.send(Msg::Worker(id, msg));
-                    }
-                }
-                let _ = tx.send(Msg::Disconnected(id));
-            });
-        }
-    });
-
-    sup.phase = "the steps";
-    let first = sup.engine.start();
-    sup.execute(first).await;
-    while sup.engine.any_running() {
-        tokio::select! {
-            Some(out) = out_rx.recv() => sup.ui.output(&out.target, &out.bytes),
-            Some(msg) = msg_rx.recv() => sup.handle(msg).await,
-            why = signals.next(&mut requests) => sup.interrupt(why).await,
-        }
+            RunAction::StopExtraction | RunAction::StopMounting => {
+                sup.stop_background();
+                continue;
+            }
+            RunAction::SetRunStep(name, state) => {
+                sup.run_step(name, state);
+                continue;
+            }
+            RunAction::MarkFinished => {
+                sup.engine.checkpoint_mut().finished = true;
+                sup.save();
+                continue;
+            }
+            RunAction::Say(m) => {
+                sup.ui.say(&m);
+                continue;
+            }
+            RunAction::Summary(outcome) => {
+                sup.summary(&outcome);
+                continue;
+            }
+            RunAction::TearDown => {
+                sup.teardown();
+                let _ = std::fs::remove_file(&socket);
+                continue;
+            }
+            RunAction::End(outcome) => return sup.end(outcome),
+        };
+        sup.feed(input).await;
     }
-    while let Ok(out) = out_rx.try_recv() {
-        sup.ui.output(&out.target, &out.bytes);
-    }
-    for t in sup
-        .plan
-        .targets
-        .iter()
-        .map(|t| t.target.clone())
-        .collect::<Vec<_>>()
-    {
-        sup.ui.flush(&t);
-    }
-    let _ = std::fs::remove_file(&socket);
-    sup.finish(&mut signals, &mut requests, &mut msg_rx).await
+    // The machine always ends with `End`; an empty queue means it was never begun.
+    sup.teardown();
+    sup.writer.finish();
+    sup.ui.close();
+    anyhow::bail!("internal error: the run machine stopped without an end")
 }
 
-/// The run was stopped by a signal or the user (the reason word).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct Interrupted(&'static str);
+/// The input that abandons a phase in flight: a signal or the front end's quit (a stop), or
+/// a checkpoint write failure (the run cannot go on). Other messages are of the steps phase
+/// and dropped here.
+async fn stop_input(
+    signals: &mut Signals,
+    requests: &mut mpsc::UnboundedReceiver<Request>,
+    msgs: &mut mpsc::UnboundedReceiver<Msg>,
+) -> RunInput {
+    loop {
+        tokio::select! {
+            why = signals.next(requests) => return RunInput::Stop(why.into()),
+            m = msgs.recv() => match m {
+                Some(Msg::CheckpointFailed(m)) => {
+                    return RunInput::Failed(Failure::Environment(m));
+                }
+                Some(_) => continue,
+                None => std::future::pending::<()>().await,
+            },
+        }
+    }
+}
 
 impl Supervisor {
     /// Hands the checkpoint to the writer thread (temp, fsync, rename off the event loop).
@@ -305,7 +339,7 @@ impl Supervisor {
     fn mount(&mut self, entries: &[Entry]) -> anyhow::Result<()> {
         let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
         mounts::apply(
-            &LinuxSys,
+            self.sys.as_ref(),
             &self.plan.layout.m_dir,
             entries,
             &mut journal,
@@ -465,25 +499,43 @@ impl Supervisor {
         }
     }
 
-    /// The run cannot go on: stop it, and exit 1 with `message`.
-    async fn fail(&mut self, message: String) {
-        self.ui.say(&format!("error: {message}; stopping the run"));
-        if !matches!(self.stop, Some(Stop::Failed(_))) {
-            self.stop = Some(Stop::Failed(message));
+    /// Feeds the run machine; its actions are queued for the driver in `supervise`, except
+    /// the stop of the workers, which the steps loop needs at once.
+    async fn feed(&mut self, input: RunInput) {
+        let actions = self.run.input(input);
+        for action in actions {
+            match action {
+                RunAction::StopWorkers => self.stop_workers().await,
+                other => self.queue.push_back(other),
+            }
         }
-        self.interrupt("stopping").await;
     }
 
+    /// The run cannot go on (the checkpoint cannot be written): stop it, exit 1.
+    async fn fail(&mut self, message: String) {
+        self.ui.say(&format!("error: {message}; stopping the run"));
+        self.feed(RunInput::Failed(Failure::Environment(message)))
+            .await;
+    }
+
+    /// A signal or the user during the steps.
     async fn interrupt(&mut self, why: &str) {
+        self.feed(RunInput::Stop(why.into())).await;
+    }
+
+    /// [`RunAction::StopWorkers`]: the steps machine's stop.
+    async fn stop_workers(&mut self) {
         if !self.engine.stopping() {
+            let why = match self.run.state() {
+                RunState::Steps {
+                    stop: Some(Outcome::Interrupted { why, .. }),
+                } => why.clone(),
+                _ => "stopping".into(),
+            };
             self.ui.say(&format!(
-                "{why} during {}: stopping the workers; the checkpoint keeps what is done \
-                 (continue with --resume)",
-                self.phase
+                "{why} during the steps: stopping the workers; the checkpoint keeps what is \
+                 done (continue with --resume)"
             ));
-        }
-        if self.stop.is_none() {
-            self.stop = Some(Stop::Interrupted(format!("{why} during {}", self.phase)));
         }
         let actions = self.engine.input(Input::Stop);
         self.execute(actions).await;

@@ -31,20 +31,16 @@ impl Supervisor {
         };
         let entries = self.plan.layout.secondary_entries(&dirs);
         let journal = std::sync::Arc::clone(&self.journal);
+        let sys = std::sync::Arc::clone(&self.sys);
         let m_dir = self.plan.layout.m_dir.clone();
         let run_dir = self.run_dir.clone();
         let tx = self.msg_tx.clone();
         let target = target.clone();
         tokio::task::spawn_blocking(move || {
             let mut journal = journal.lock().unwrap_or_else(|p| p.into_inner());
-            let result = crate::mounts::apply(
-                &crate::sys::LinuxSys,
-                &m_dir,
-                &entries,
-                &mut journal,
-                &run_dir,
-            )
-            .map_err(|e| e.to_string());
+            let result =
+                crate::mounts::apply(sys.as_ref(), &m_dir, &entries, &mut journal, &run_dir)
+                    .map_err(|e| e.to_string());
             let _ = tx.send(Msg::Mounted(target, result));
         });
         None

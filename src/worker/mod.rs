@@ -112,8 +112,15 @@ pub fn join_namespace(sys: &dyn crate::sys::Sys, pid: u32) -> anyhow::Result<()>
 /// 0 when every step it was given succeeded, 1 when a step failed (and, when `interactive`,
 /// the user chose abort).
 ///
+/// Steps and the rescue shell are started through `sys` (chroot spawn).
+///
 /// Errors: unreadable plan, unknown target, no supervisor socket.
-pub fn main(run_dir: &Path, target: &Target, interactive: bool) -> anyhow::Result<i32> {
+pub fn main(
+    sys: &dyn crate::sys::Sys,
+    run_dir: &Path,
+    target: &Target,
+    interactive: bool,
+) -> anyhow::Result<i32> {
     install_signal_handlers();
     // Nobody can answer the prompt without a terminal: behave as in plain mode.
     let interactive = interactive && std::io::IsTerminal::is_terminal(&std::io::stdin());
@@ -211,7 +218,7 @@ pub fn main(run_dir: &Path, target: &Target, interactive: bool) -> anyhow::Resul
             }
         }
         link.send(&WorkerMsg::StepStarted { step: name.clone() });
-        let outcome = step::run(&tp.root, step, &env, &log, &link);
+        let outcome = step::run(sys, &tp.root, step, &env, &log, &link);
         // Finished before the lock is given back: on this one connection the supervisor then
         // records the end before the next holder can start (the events never overlap).
         link.send(&WorkerMsg::StepFinished {
@@ -238,7 +245,15 @@ pub fn main(run_dir: &Path, target: &Target, interactive: bool) -> anyhow::Resul
         // Recorded by the supervisor (checkpoint, event, notification): `status` and the
         // front ends show that the target waits for a decision.
         link.send(&WorkerMsg::RescueWaiting { step: name.clone() });
-        match rescue::run(&tp.root, &env, target, name, outcome.exit_code, &log_path) {
+        match rescue::run(
+            sys,
+            &tp.root,
+            &env,
+            target,
+            name,
+            outcome.exit_code,
+            &log_path,
+        ) {
             rescue::Decision::Resume => {}
             rescue::Decision::Abort => return Ok(1),
             rescue::Decision::Retry => {

@@ -8,12 +8,11 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::Ordering;
 
 use crate::config::Target;
+use crate::sys::{ChrootCommand, Group, Sys};
 
 /// What the user chose after the rescue shell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,29 +44,28 @@ fn shell(root: &Path) -> &'static str {
     }
 }
 
-/// Runs the rescue shell chrooted in `root` with `env` and waits for it.
-fn open_shell(root: &Path, env: &BTreeMap<String, String>, target: &Target, step: &str) {
-    let root_owned = root.to_path_buf();
-    let mut cmd = Command::new(shell(root));
-    cmd.arg("-i")
-        .env_clear()
-        .envs(env)
-        .env("BUILD_HELPER_STEP", step)
-        .env("PS1", format!("(rescue {target}) \\w # "));
-    // SAFETY: only async-signal-safe calls (chroot, chdir, setpgid, signal, tcsetpgrp)
-    // between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            std::os::unix::fs::chroot(&root_owned)?;
-            std::env::set_current_dir("/")?;
-            libc::setpgid(0, 0);
-            libc::signal(libc::SIGTTOU, libc::SIG_IGN);
-            libc::tcsetpgrp(0, libc::getpid());
-            libc::signal(libc::SIGTTOU, libc::SIG_DFL);
-            Ok(())
-        });
-    }
-    match cmd.spawn() {
+/// Runs the rescue shell chrooted in `root` with `env`, started through `sys` as the
+/// terminal's foreground process group, and waits for it.
+fn open_shell(
+    sys: &dyn Sys,
+    root: &Path,
+    env: &BTreeMap<String, String>,
+    target: &Target,
+    step: &str,
+) {
+    let mut env = env.clone();
+    env.insert("BUILD_HELPER_STEP".into(), step.into());
+    env.insert("PS1".into(), format!("(rescue {target}) \\w # "));
+    let started = sys.spawn_chrooted(ChrootCommand {
+        root: root.to_path_buf(),
+        program: shell(root).into(),
+        args: vec!["-i".into()],
+        env,
+        group: Group::Foreground,
+        output: None,
+        fd3: None,
+    });
+    match started {
         Ok(mut child) => {
             // A worker told to stop (quit, supervisor gone) takes its shell with it: the
             // shell would keep the target's mounts busy.
@@ -97,6 +95,7 @@ fn say(text: std::fmt::Arguments) {
 /// The rescue flow for the failed `step` of `target`: shell, then the prompt, until the user
 /// decides. End of input (the terminal closed) counts as abort.
 pub fn run(
+    sys: &dyn Sys,
     root: &Path,
     env: &BTreeMap<String, String>,
     target: &Target,
@@ -111,7 +110,7 @@ pub fn run(
         log.display()
     ));
     loop {
-        open_shell(root, env, target, step);
+        open_shell(sys, root, env, target, step);
         say(format_args!(
             "\n{target}: step {step} failed. resume (re-run the step) / retry (run the \
              target from its first step) / abort? "

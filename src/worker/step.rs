@@ -5,10 +5,8 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::fd::OwnedFd;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -17,6 +15,7 @@ use super::{Link, STEP_PGID};
 use crate::engine::protocol::WorkerMsg;
 use crate::progress::Tracker;
 use crate::recipe::Step;
+use crate::sys::{ChrootCommand, Group, Sys};
 
 /// How a step ended.
 pub struct Outcome {
@@ -45,8 +44,12 @@ fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)
 }
 
-/// Runs `step` chrooted into `root` with exactly `env` (plus `BUILD_HELPER_STEP`).
+/// Runs `step` chrooted into `root` with exactly `env` (plus `BUILD_HELPER_STEP`), started
+/// through `sys` ([`crate::sys::Sys::spawn_chrooted`]: a session of its own, output to a
+/// pipe teed to the worker's terminal and `log`, file descriptor 3 to read `toolchain-ready`
+/// lines from). A step that cannot start ends with 127 and says why in `log`.
 pub fn run(
+    sys: &dyn Sys,
     root: &Path,
     step: &Step,
     env: &BTreeMap<String, String>,
@@ -58,7 +61,7 @@ pub fn run(
         log,
         &format!("=== build-helper: step {} started {}\n", step.name, stamp()),
     );
-    let exit_code = match spawn_and_wait(root, step, env, log, link) {
+    let exit_code = match spawn_and_wait(sys, root, step, env, log, link) {
         Ok(code) => code,
         Err(e) => {
             log_line(
@@ -84,45 +87,26 @@ pub fn run(
 }
 
 fn spawn_and_wait(
+    sys: &dyn Sys,
     root: &Path,
     step: &Step,
     env: &BTreeMap<String, String>,
     log: &Arc<Mutex<File>>,
     link: &Link,
-) -> std::io::Result<i32> {
+) -> Result<i32, Box<dyn std::error::Error>> {
     let (out_r, out_w) = pipe()?;
     let (ev_r, ev_w) = pipe()?;
-    let ev_fd = ev_w.as_raw_fd();
-    let root_owned = root.to_path_buf();
-    let mut cmd = Command::new("/bin/sh");
-    cmd.arg("-c")
-        .arg(&step.script)
-        .env_clear()
-        .envs(env)
-        .env("BUILD_HELPER_STEP", &step.name)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(out_w.try_clone()?))
-        .stderr(Stdio::from(out_w));
-    // SAFETY: only async-signal-safe calls (chroot, chdir, setsid, dup2, fcntl) between fork
-    // and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            std::os::unix::fs::chroot(&root_owned)?;
-            std::env::set_current_dir("/")?;
-            nix::unistd::setsid().map_err(std::io::Error::from)?;
-            if ev_fd == 3 {
-                if libc::fcntl(3, libc::F_SETFD, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            } else if libc::dup2(ev_fd, 3) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn()?;
-    drop(cmd);
-    drop(ev_w);
+    let mut env = env.clone();
+    env.insert("BUILD_HELPER_STEP".into(), step.name.clone());
+    let mut child = sys.spawn_chrooted(ChrootCommand {
+        root: root.to_path_buf(),
+        program: "/bin/sh".into(),
+        args: vec!["-c".into(), step.script.clone()],
+        env,
+        group: Group::NewSession,
+        output: Some(out_w),
+        fd3: Some(ev_w),
+    })?;
     STEP_PGID.store(child.id() as i32, Ordering::SeqCst);
 
     let log_out = Arc::clone(log);
@@ -166,16 +150,79 @@ fn spawn_and_wait(
         }
     });
 
-    let status = child.wait()?;
+    let code = child.wait();
     // Nothing a step started may outlive it: it would hold the run's mounts busy.
-    let _ = nix::sys::signal::killpg(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    );
+    child.kill_group();
     STEP_PGID.store(0, Ordering::SeqCst);
     let _ = output.join();
     let _ = events.join();
-    Ok(status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+    Ok(code?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recipe::Phase;
+    use crate::sys::RecordingSys;
+
+    fn step() -> Step {
+        Step {
+            name: "target-env".into(),
+            phase: Phase::Target,
+            script: "emerge -1 sys-libs/musl".into(),
+            sync_lock: false,
+            announces: Vec::new(),
+        }
+    }
+
+    /// A log file and a link whose other end is kept open (a closed one would exit).
+    fn fixtures(dir: &Path) -> (Arc<Mutex<File>>, Link, std::os::unix::net::UnixStream) {
+        let log = Arc::new(Mutex::new(File::create(dir.join("log")).unwrap()));
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let link = Link {
+            writer: Arc::new(Mutex::new(ours)),
+        };
+        (log, link, theirs)
+    }
+
+    #[test]
+    fn a_step_is_started_chrooted_in_its_own_session_with_exactly_its_environment() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (log, link, _peer) = fixtures(tmp.path());
+        let sys = RecordingSys::default();
+        sys.set_exit_code(3);
+        let env = BTreeMap::from([("PATH".to_string(), "/usr/bin:/bin".to_string())]);
+        let root = Path::new("/tree/work/run/M/m");
+        let outcome = run(&sys, root, &step(), &env, &log, &link);
+        assert_eq!(
+            sys.take(),
+            vec![
+                "chroot /tree/work/run/M/m: /bin/sh -c emerge -1 sys-libs/musl \
+                 (env BUILD_HELPER_STEP,PATH; new session; output piped; fd 3)"
+            ]
+        );
+        assert_eq!(outcome.exit_code, 3);
+        let text = std::fs::read_to_string(tmp.path().join("log")).unwrap();
+        assert!(text.contains("step target-env finished: exit 3"), "{text}");
+    }
+
+    #[test]
+    fn a_step_that_cannot_start_ends_with_127_and_says_why_in_its_log() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (log, link, _peer) = fixtures(tmp.path());
+        let sys = RecordingSys::default();
+        let root = Path::new("/tree/work/run/M/m");
+        sys.fail_at(root);
+        let outcome = run(&sys, root, &step(), &BTreeMap::new(), &log, &link);
+        assert_eq!(outcome.exit_code, 127);
+        let text = std::fs::read_to_string(tmp.path().join("log")).unwrap();
+        assert!(
+            text.contains(
+                "build-helper: cannot run step target-env: cannot start /bin/sh chrooted in \
+                 /tree/work/run/M/m"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("finished: exit 127"), "{text}");
+    }
 }

@@ -1,7 +1,8 @@
 //! The fault suite (issue 9): faults an operator of a long build meets, injected into the demo
 //! for real: a second run on a live tree, `status` of a live run, SIGKILL of a worker,
 //! SIGINT and SIGKILL of the supervisor during the steps, the stage3 download (from a slow
-//! loopback server) and the archive, corrupt and inconsistent checkpoints, and the run
+//! loopback server), the extraction and the mounts (slowed with strace) and the archive, a
+//! mirror that refuses connections (exit 1), corrupt and inconsistent checkpoints, and the run
 //! directory's modes under umask 000 against a non-root user. Each asserts exit codes, what
 //! `status` shows, that nothing (process, mount, loop device) is left after `umount --all`,
 //! and that `--resume` re-runs no finished step. Stop latencies are printed (`stop latency`).
@@ -15,12 +16,25 @@ use crate::common::*;
 /// Starts `build-helper run starters/demo.toml --ui plain EXTRA...` in the background under
 /// umask 000, output to `<tree>/<name>.out`.
 fn spawn_run(tree: &Tree, name: &str, extra: &[&str], env: &[(&str, &str)]) -> Child {
+    spawn_run_under(tree, name, &[], extra, env)
+}
+
+/// [`spawn_run`] with the supervisor started by the command `wrapper` (empty: none).
+fn spawn_run_under(
+    tree: &Tree,
+    name: &str,
+    wrapper: &[&str],
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Child {
     let out = std::fs::File::create(tree.path().join(format!("{name}.out"))).unwrap();
     let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg("umask 000; exec \"$0\" \"$@\"")
-        .arg(BIN)
-        .args(["run", tree.starter().to_str().unwrap(), "--ui", "plain"])
+    cmd.arg("-c").arg("umask 000; exec \"$0\" \"$@\"");
+    match wrapper.split_first() {
+        Some((first, rest)) => cmd.arg(first).args(rest).arg(BIN),
+        None => cmd.arg(BIN),
+    };
+    cmd.args(["run", tree.starter().to_str().unwrap(), "--ui", "plain"])
         .args(extra)
         .env("BUILD_HELPER_TREE", tree.path())
         .env("TARBALL_MIRROR", mirror())
@@ -636,4 +650,222 @@ fn a_slow_stage3_download_stops_on_sigint_and_dies_with_a_killed_supervisor() {
     assert_nothing_left(&tree);
     let out = tree.bh(&["status"], &[]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("unfinished"));
+}
+
+/// A slow disk and slow mounts, injected with strace (a real tool, no product-code hook):
+/// every mount(2) of the supervisor takes 150 ms more and every fchown(2) of the extraction
+/// 20 ms more, so the mounts and the extraction last seconds and a signal reliably lands in
+/// them. The supervisor is strace's child ([`traced_pid`]); strace exits as it does.
+const SLOW_MOUNTS_AND_DISK: &[&str] = &[
+    "strace",
+    "-f",
+    "-qq",
+    "--seccomp-bpf",
+    "-o",
+    "/dev/null",
+    "-e",
+    "trace=mount,fchown",
+    "-e",
+    "inject=mount:delay_exit=150000",
+    "-e",
+    "inject=fchown:delay_exit=20000",
+];
+
+/// The pid of the process `tracer` started (its only child).
+fn traced_pid(tracer: &Child) -> nix::unistd::Pid {
+    let parent = tracer.id().to_string();
+    let mut found = None;
+    wait_until(10, "the traced supervisor", || {
+        found = std::fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<i32>().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let ppid = stat.rsplit_once(") ")?.1.split(' ').nth(1)?.to_string();
+            (ppid == parent).then_some(pid)
+        });
+        found.is_some()
+    });
+    nix::unistd::Pid::from_raw(found.unwrap())
+}
+
+/// Sends `sig` to the supervisor that `tracer` runs; returns the tracer's exit code (the
+/// supervisor's: strace exits with it, or dies of the same signal) and how long it took.
+fn signal_traced(tracer: &mut Child, sig: nix::sys::signal::Signal) -> (Option<i32>, Duration) {
+    let supervisor = traced_pid(tracer);
+    let t0 = Instant::now();
+    nix::sys::signal::kill(supervisor, sig).unwrap();
+    let status = tracer.wait().unwrap();
+    (status.code(), t0.elapsed())
+}
+
+fn extracting(tree: &Tree, name: &str) -> bool {
+    output_of(tree, name).contains("extracting ")
+}
+
+/// The mounts phase: `stage3` done (or not needed) and `mounts` running.
+fn mounting(tree: &Tree) -> bool {
+    run_step_state(tree, "stage3").as_deref() == Some("done")
+        && run_step_state(tree, "mounts").as_deref() == Some("running")
+}
+
+#[test]
+fn the_extraction_and_the_mounts_stop_on_sigint_and_die_with_a_killed_supervisor() {
+    use nix::sys::signal::Signal::{SIGINT, SIGKILL};
+    require_root();
+    let tree = Tree::new();
+    let slow = SLOW_MOUNTS_AND_DISK;
+
+    // SIGINT during the extraction: exit 130 within 2 s, the stage3 step interrupted.
+    let mut child = spawn_run_under(&tree, "run1", slow, &[], &[]);
+    wait_until(120, "the extraction", || extracting(&tree, "run1"));
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, took) = signal_traced(&mut child, SIGINT);
+    eprintln!("stop latency (extraction, SIGINT): {} ms", took.as_millis());
+    let out = output_of(&tree, "run1");
+    assert_eq!(code, Some(130), "{out}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert!(
+        out.contains("interrupted during the stage3 extraction"),
+        "{out}"
+    );
+    assert_eq!(
+        run_step_state(&tree, "stage3").as_deref(),
+        Some("interrupted")
+    );
+    assert_nothing_left(&tree);
+
+    // SIGKILL during the resumed extraction: umount --all leaves nothing.
+    let mut child = spawn_run_under(&tree, "run2", slow, &["--resume"], &[]);
+    wait_until(120, "the resumed extraction", || extracting(&tree, "run2"));
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, _) = signal_traced(&mut child, SIGKILL);
+    assert_eq!(code, None, "{}", output_of(&tree, "run2"));
+    let out = tree.bh(&["umount", "--all"], &[]);
+    assert!(out.status.success(), "{out:?}");
+    assert_nothing_left(&tree);
+    let status = tree.bh(&["status"], &[]);
+    assert!(String::from_utf8_lossy(&status.stdout).contains("unfinished"));
+
+    // SIGINT during the mounts of the primary environment (after a complete extraction).
+    let mut child = spawn_run_under(&tree, "run3", slow, &["--resume"], &[]);
+    wait_until(120, "the mounts", || mounting(&tree));
+    let (code, took) = signal_traced(&mut child, SIGINT);
+    eprintln!("stop latency (mounts, SIGINT): {} ms", took.as_millis());
+    let out = output_of(&tree, "run3");
+    assert_eq!(code, Some(130), "{out}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert!(out.contains("interrupted during the mounts"), "{out}");
+    assert_eq!(
+        run_step_state(&tree, "mounts").as_deref(),
+        Some("interrupted")
+    );
+    assert_eq!(run_step_state(&tree, "stage3").as_deref(), Some("done"));
+    assert_nothing_left(&tree);
+
+    // Some steps done (the primary's host-toolchain fails early, which keeps this short),
+    // then SIGKILL during the mounts of the resume: umount --all leaves nothing, and the next
+    // --resume runs no done step again.
+    let failing = format!("{}:host-toolchain", TARGETS[0]);
+    let out = tree.run_demo(&["--resume"], &[("BH_DEMO_FAIL", &failing)]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let before = done_steps(&tree.checkpoint());
+    assert!(!before.is_empty());
+    let mut child = spawn_run_under(&tree, "run5", slow, &["--resume"], &[]);
+    wait_until(60, "the mounts of the resume", || mounting(&tree));
+    let (code, _) = signal_traced(&mut child, SIGKILL);
+    assert_eq!(code, None, "{}", output_of(&tree, "run5"));
+    let out = tree.bh(&["umount", "--all"], &[]);
+    assert!(out.status.success(), "{out:?}");
+    assert_nothing_left(&tree);
+    let out = tree.run_demo(&["--resume"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let after = tree.checkpoint();
+    assert_eq!(after["finished"], true);
+    assert_no_done_step_rerun(&before, &after);
+    assert_nothing_left(&tree);
+}
+
+/// An environment failure in the download (the mirror refuses connections, no kept stage3):
+/// exit 1, not 2, with the URL and what to do; the stage3 step failed; nothing mounted. (Bad
+/// input in the same phase, a stage3 that does not verify, exits 2: main.rs.)
+#[test]
+fn a_mirror_that_refuses_connections_exits_1_and_mounts_nothing() {
+    require_root();
+    let tree = Tree::new();
+    // A port nobody listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let out = tree.run_demo(&[], &[("TARBALL_MIRROR", &url)]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(stderr.contains(&url), "{stderr}");
+    assert!(stderr.contains("check the network"), "{stderr}");
+    assert!(
+        stderr.contains("nothing was mounted or extracted"),
+        "{stderr}"
+    );
+    assert_eq!(run_step_state(&tree, "stage3").as_deref(), Some("failed"));
+    assert_eq!(run_step_state(&tree, "mounts").as_deref(), Some("pending"));
+    assert_nothing_left(&tree);
+}
+
+/// Environment failures (a failing disk, a failing mount), injected with strace: the
+/// extraction's twentieth fchown(2) and the run's sixth mount(2) fail with EIO. Each
+/// exits 1 (not 2: src/error.rs), names the path and the error, fails its run step, and
+/// leaves nothing: no mount, no partial root.
+#[test]
+fn an_io_error_in_the_extraction_or_a_mount_exits_1_and_leaves_nothing() {
+    require_root();
+    let tree = Tree::new();
+    let failing_fchown = [
+        "strace",
+        "-f",
+        "-qq",
+        "--seccomp-bpf",
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=fchown",
+        "-e",
+        "inject=fchown:error=EIO:when=20",
+    ];
+    let mut child = spawn_run_under(&tree, "run1", &failing_fchown, &[], &[]);
+    let code = child.wait().unwrap().code();
+    let out = output_of(&tree, "run1");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("cannot set the owner of"), "{out}");
+    assert!(out.contains("Input/output error"), "{out}");
+    assert_eq!(run_step_state(&tree, "stage3").as_deref(), Some("failed"));
+    let run = newest_run(&tree).unwrap();
+    assert!(!run.join("M/m.partial").exists(), "partial root left");
+    assert_nothing_left(&tree);
+
+    let failing_mount = [
+        "strace",
+        "-f",
+        "-qq",
+        "--seccomp-bpf",
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=mount",
+        "-e",
+        "inject=mount:error=EIO:when=6",
+    ];
+    let mut child = spawn_run_under(&tree, "run2", &failing_mount, &["--resume"], &[]);
+    let code = child.wait().unwrap().code();
+    let out = output_of(&tree, "run2");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("cannot mount"), "{out}");
+    assert!(out.contains("I/O error"), "{out}");
+    assert!(out.contains("stopped during the mounts"), "{out}");
+    assert_eq!(run_step_state(&tree, "mounts").as_deref(), Some("failed"));
+    assert_nothing_left(&tree);
+    assert!(
+        !run.join("journal.json").exists(),
+        "the journal outlived its mounts"
+    );
 }

@@ -1,12 +1,17 @@
 //! The system-call seam: every mount, unmount and loop-device operation of the tool, reading
-//! the mount table, and entering (unshare) or joining (setns) a mount namespace go through
-//! the [`Sys`] trait, injected by the caller.
+//! the mount table, entering (unshare) or joining (setns) a mount namespace, and starting a
+//! process chrooted into an environment (a step, a rescue shell: [`chroot`]) go through the
+//! [`Sys`] trait, injected by the caller.
 //!
 //! [`LinuxSys`] performs the real calls (root only); [`RecordingSys`] records them, keeps a
-//! simulated mount table and can be told to fail a given mount or unmount, so that mount
-//! plans, teardown order and a mount failing half-way are unit-tested without root. The
-//! model is youki's `Syscall` trait (`crates/libcontainer/src/syscall/`). Spawning a chrooted
-//! step stays in the worker, which is tested for real in `tests/e2e`.
+//! simulated mount table and can be told to fail a given mount, unmount or chroot spawn, so
+//! that mount plans, teardown order, a mount failing half-way and how a step is started are
+//! unit-tested without root. The model is youki's `Syscall` trait
+//! (`crates/libcontainer/src/syscall/`).
+
+pub mod chroot;
+
+pub use chroot::{ChrootCommand, Group, Spawned};
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -78,6 +83,16 @@ pub enum SysError {
         /// What went wrong.
         reason: String,
     },
+    /// A chrooted process could not be started (fork, chroot, exec).
+    #[error("cannot start {program} chrooted in {root}: {source}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// The root.
+        root: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
     /// Setting up a loop device failed.
     #[error("cannot attach {file} to a loop device: {reason}")]
     Loop {
@@ -123,6 +138,10 @@ pub trait Sys: Send + Sync {
     /// setns(2) into the mount namespace of process `pid`. Must be called while
     /// single-threaded.
     fn join_mount_ns(&self, pid: u32) -> Result<(), SysError>;
+    /// Starts `cmd` chrooted into its root ([`ChrootCommand`]).
+    ///
+    /// Errors: [`SysError::Spawn`] (no such program in the root, not root, fork failed).
+    fn spawn_chrooted(&self, cmd: ChrootCommand) -> Result<Box<dyn Spawned>, SysError>;
 }
 
 /// The real implementation (Linux, root).
@@ -256,19 +275,27 @@ impl Sys for LinuxSys {
         nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNS)
             .map_err(|errno| SysError::Namespace { what, errno })
     }
+
+    fn spawn_chrooted(&self, cmd: ChrootCommand) -> Result<Box<dyn Spawned>, SysError> {
+        chroot::spawn(cmd)
+    }
 }
 
 /// A fake that records every call; for unit tests of plans and teardown. It keeps a
 /// simulated mount table (mounts add lines, unmounts remove them; [`RecordingSys::table`]
 /// renders it as mountinfo; as the kernel, a mount point with mounts below it cannot be
 /// unmounted unless detached) and fails the mount or unmount of the mount point set with
-/// [`RecordingSys::fail_at`] (EBUSY), so that failures half-way are tested too.
+/// [`RecordingSys::fail_at`] (EBUSY), so that failures half-way are tested too. A chroot
+/// spawn is recorded (`chroot ROOT: PROGRAM ARGS (env NAMES; ...)`) and gives a process that
+/// never ran and exits with [`RecordingSys::set_exit_code`]'s code (0 by default); one into
+/// the root set with `fail_at` fails (ENOENT).
 #[derive(Debug, Default)]
 pub struct RecordingSys {
     /// Everything called so far, as readable lines (`mount ...`, `umount ...`, `loop ...`).
     pub calls: Mutex<Vec<String>>,
     mounted: Mutex<Vec<PathBuf>>,
     fail: Mutex<Option<PathBuf>>,
+    exit_code: Mutex<i32>,
 }
 
 impl RecordingSys {
@@ -290,6 +317,11 @@ impl RecordingSys {
     /// Makes every later mount or unmount of `target` fail with EBUSY.
     pub fn fail_at(&self, target: &Path) {
         *self.fail.lock().unwrap_or_else(|p| p.into_inner()) = Some(target.to_path_buf());
+    }
+
+    /// The exit code of every later recorded chroot spawn.
+    pub fn set_exit_code(&self, code: i32) {
+        *self.exit_code.lock().unwrap_or_else(|p| p.into_inner()) = code;
     }
 
     /// Puts `target` into the simulated mount table (as if mounted earlier).
@@ -404,5 +436,18 @@ impl Sys for RecordingSys {
     fn join_mount_ns(&self, pid: u32) -> Result<(), SysError> {
         self.push(format!("setns mount-namespace {pid}"));
         Ok(())
+    }
+
+    fn spawn_chrooted(&self, cmd: ChrootCommand) -> Result<Box<dyn Spawned>, SysError> {
+        self.push(chroot::record_line(&cmd));
+        if self.fails(&cmd.root) {
+            return Err(SysError::Spawn {
+                program: cmd.program,
+                root: cmd.root,
+                source: std::io::Error::from_raw_os_error(libc::ENOENT),
+            });
+        }
+        let code = *self.exit_code.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(Box::new(chroot::RecordedChild(code)))
     }
 }

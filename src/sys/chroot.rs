@@ -1,0 +1,182 @@
+//! Starting a process chrooted into an environment, through the seam
+//! ([`super::Sys::spawn_chrooted`]): a step (`/bin/sh -c SCRIPT` in a session of its own,
+//! output to a pipe, the event pipe as file descriptor 3) or a rescue shell (a foreground
+//! process group on the worker's terminal).
+//!
+//! Not here: what runs (recipe), reading its output (worker).
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use super::SysError;
+
+/// How the started process stands towards the caller's terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    /// A session of its own (setsid(2)), no controlling terminal, standard input
+    /// `/dev/null`: a step. Its session id is its process group, killed as a whole.
+    NewSession,
+    /// A process group of its own made the terminal's foreground group (setpgid(2),
+    /// tcsetpgrp(3) on standard input), standard input inherited: a rescue shell.
+    Foreground,
+}
+
+/// A process to start chrooted: chroot(2) to `root`, chdir("/"), then exec `program` with
+/// `args` and exactly `env`.
+#[derive(Debug)]
+pub struct ChrootCommand {
+    /// The environment's root on the build machine (absolute).
+    pub root: PathBuf,
+    /// The program, as seen inside `root` (`/bin/sh`).
+    pub program: String,
+    /// Its arguments (without the program name).
+    pub args: Vec<String>,
+    /// The whole environment (nothing is inherited).
+    pub env: BTreeMap<String, String>,
+    /// Session or foreground group.
+    pub group: Group,
+    /// Standard output and error (`None`: inherited).
+    pub output: Option<OwnedFd>,
+    /// Becomes file descriptor 3 in the process (a step's event pipe); `None`: none.
+    pub fd3: Option<OwnedFd>,
+}
+
+/// A process started by [`super::Sys::spawn_chrooted`].
+pub trait Spawned: Send {
+    /// Its process id (0 for a recorded one, which has none).
+    fn id(&self) -> u32;
+    /// Waits for it; its exit code, 128 + the signal number when a signal killed it.
+    ///
+    /// Errors: wait(2) failed.
+    fn wait(&mut self) -> std::io::Result<i32>;
+    /// Kills its whole process group (SIGKILL): nothing it started may outlive it.
+    fn kill_group(&mut self);
+}
+
+/// A real child process.
+struct LinuxChild(std::process::Child);
+
+impl Spawned for LinuxChild {
+    fn id(&self) -> u32 {
+        self.0.id()
+    }
+
+    fn wait(&mut self) -> std::io::Result<i32> {
+        let status = self.0.wait()?;
+        Ok(status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+    }
+
+    fn kill_group(&mut self) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(self.0.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+/// The real spawn (root): fork, chroot, chdir, session or foreground group, fd 3, exec.
+pub(super) fn spawn(cmd: ChrootCommand) -> Result<Box<dyn Spawned>, SysError> {
+    let ChrootCommand {
+        root,
+        program,
+        args,
+        env,
+        group,
+        output,
+        fd3,
+    } = cmd;
+    let failed = |source: std::io::Error| SysError::Spawn {
+        program: program.clone(),
+        root: root.clone(),
+        source,
+    };
+    let mut c = Command::new(&program);
+    c.args(&args).env_clear().envs(&env);
+    if group == Group::NewSession {
+        c.stdin(Stdio::null());
+    }
+    if let Some(out) = output {
+        c.stdout(Stdio::from(out.try_clone().map_err(failed)?))
+            .stderr(Stdio::from(out));
+    }
+    let fd3_raw = fd3.as_ref().map(|f| f.as_raw_fd());
+    let root_in_child = root.clone();
+    // SAFETY: only async-signal-safe calls (chroot, chdir, setsid, setpgid, signal,
+    // tcsetpgrp, dup2, fcntl) between fork and exec.
+    unsafe {
+        c.pre_exec(move || {
+            std::os::unix::fs::chroot(&root_in_child)?;
+            std::env::set_current_dir("/")?;
+            match group {
+                Group::NewSession => {
+                    nix::unistd::setsid().map_err(std::io::Error::from)?;
+                }
+                Group::Foreground => {
+                    libc::setpgid(0, 0);
+                    libc::signal(libc::SIGTTOU, libc::SIG_IGN);
+                    libc::tcsetpgrp(0, libc::getpid());
+                    libc::signal(libc::SIGTTOU, libc::SIG_DFL);
+                }
+            }
+            let moved = match fd3_raw {
+                // Already 3: only the close-on-exec flag goes.
+                Some(3) => libc::fcntl(3, libc::F_SETFD, 0),
+                Some(fd) => libc::dup2(fd, 3),
+                None => 0,
+            };
+            if moved < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = c.spawn().map_err(failed)?;
+    // The parent's copies of the pipes' write ends: the readers see the end with the child.
+    drop(c);
+    drop(fd3);
+    Ok(Box::new(LinuxChild(child)))
+}
+
+/// A recorded process: it never ran; `wait` returns the exit code it was given.
+pub(super) struct RecordedChild(pub(super) i32);
+
+impl Spawned for RecordedChild {
+    fn id(&self) -> u32 {
+        0
+    }
+
+    fn wait(&mut self) -> std::io::Result<i32> {
+        Ok(self.0)
+    }
+
+    fn kill_group(&mut self) {}
+}
+
+/// The line [`super::RecordingSys`] records for `cmd`: root, program, arguments, the
+/// environment's names, the group, and whether it has output and fd 3.
+pub(super) fn record_line(cmd: &ChrootCommand) -> String {
+    let mut line = format!("chroot {}: {}", cmd.root.display(), cmd.program);
+    for a in &cmd.args {
+        line.push(' ');
+        line.push_str(a);
+    }
+    let names: Vec<&str> = cmd.env.keys().map(String::as_str).collect();
+    line.push_str(&format!(" (env {}", names.join(",")));
+    line.push_str(match cmd.group {
+        Group::NewSession => "; new session",
+        Group::Foreground => "; foreground",
+    });
+    if cmd.output.is_some() {
+        line.push_str("; output piped");
+    }
+    if cmd.fd3.is_some() {
+        line.push_str("; fd 3");
+    }
+    line.push(')');
+    line
+}
