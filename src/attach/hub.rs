@@ -1,0 +1,619 @@
+//! The supervisor's side of attaching: a [`Frontend`] that keeps what a screen needs (each
+//! worker's terminal state and scrollback, the checkpoint, the progress, the messages, the
+//! summary) and serves it to the clients on the run's attach socket.
+//!
+//! Threads, not the supervisor's event loop, do the socket work: one accepts, and each client
+//! has a reader (its keys, resizes, answers, detach and stop) and a writer fed by an
+//! unbounded channel whose queued bytes are counted; a client with more than [`CLIENT_QUEUE`]
+//! bytes waiting is dropped (and the log says so), so a slow client never blocks the run.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{BufReader, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::proto::{self, Bytes, ClientMsg, ServerMsg};
+use crate::config::Target;
+use crate::engine::Checkpoint;
+use crate::progress::watch::Shown;
+use crate::supervisor::spawn::Pty;
+use crate::ui::tui::scrollback::Scrollback;
+use crate::ui::tui::{app::SCROLLBACK, BACKLOG};
+use crate::ui::{Frontend, Request};
+
+/// Bytes that may wait for one client before it is dropped (16 MiB: seconds of the fastest
+/// output a worker makes, far more than a screen shows).
+pub const CLIENT_QUEUE: usize = 16 << 20;
+
+/// Supervisor messages kept for clients that attach later.
+const MESSAGES: usize = 200;
+
+/// How long `end` waits for the clients to read the last messages.
+const END_GRACE: Duration = Duration::from_secs(2);
+
+struct HubPane {
+    target: Target,
+    term: vt100::Parser,
+    lines: Scrollback,
+    pty: Option<Pty>,
+}
+
+struct Client {
+    id: u64,
+    tx: mpsc::Sender<Arc<String>>,
+    queued: Arc<AtomicUsize>,
+    stream: UnixStream,
+    writer: Option<JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct State {
+    panes: Vec<HubPane>,
+    cp: Option<Checkpoint>,
+    shown: HashMap<Target, (Shown, Option<u64>)>,
+    messages: VecDeque<String>,
+    summary: Option<String>,
+    /// The question waiting for an answer, and whether it only waits for Enter.
+    question: Option<(String, bool)>,
+    clients: Vec<Client>,
+    next_id: u64,
+    ended: Option<i32>,
+    /// The size clients last gave a pane (rows, cols), for workers started later.
+    size: Option<(u16, u16)>,
+}
+
+impl State {
+    fn pane_mut(&mut self, target: &Target) -> &mut HubPane {
+        let i = match self.panes.iter().position(|p| &p.target == target) {
+            Some(i) => i,
+            None => {
+                let (rows, cols) = self.size.unwrap_or((24, 80));
+                self.panes.push(HubPane {
+                    target: target.clone(),
+                    term: vt100::Parser::new(rows, cols, 0),
+                    lines: Scrollback::new(SCROLLBACK),
+                    pty: None,
+                });
+                self.panes.len() - 1
+            }
+        };
+        &mut self.panes[i]
+    }
+
+    /// Queues `msg` for every client; drops the clients that fell too far behind.
+    fn broadcast(&mut self, msg: &ServerMsg) {
+        if self.clients.is_empty() {
+            return;
+        }
+        let line = Arc::new(proto::encode(msg));
+        let mut slow = Vec::new();
+        for c in &self.clients {
+            let queued = c.queued.fetch_add(line.len(), Ordering::SeqCst) + line.len();
+            if queued > CLIENT_QUEUE || c.tx.send(Arc::clone(&line)).is_err() {
+                slow.push(c.id);
+            }
+        }
+        for id in slow {
+            self.drop_client(id, "it fell more than 16 MiB behind the run's output");
+        }
+    }
+
+    fn drop_client(&mut self, id: u64, why: &str) {
+        let Some(i) = self.clients.iter().position(|c| c.id == id) else {
+            return;
+        };
+        let c = self.clients.remove(i);
+        eprintln!("[build-helper] attach: client {id} dropped: {why}");
+        let _ = c.tx.send(Arc::new(proto::encode(&ServerMsg::Dropped {
+            reason: why.to_string(),
+        })));
+        // Its writer may be stuck on a full socket: unblock it.
+        let _ = c.stream.shutdown(std::net::Shutdown::Both);
+    }
+
+    /// The messages a new client gets first, in order (see the module doc of `attach`).
+    fn snapshot(&self, run: &str) -> Vec<ServerMsg> {
+        let mut out = vec![ServerMsg::Hello {
+            protocol: proto::VERSION,
+            run: run.to_string(),
+        }];
+        if let Some(cp) = &self.cp {
+            out.push(ServerMsg::Checkpoint {
+                cp: Box::new(cp.clone()),
+            });
+        }
+        for p in &self.panes {
+            let (rows, cols) = p.term.screen().size();
+            out.push(ServerMsg::Screen {
+                target: p.target.clone(),
+                rows,
+                cols,
+                scrollback: Bytes(p.lines.bytes()),
+                screen: Bytes(proto::screen_bytes(&p.term)),
+                live: p.pty.is_some(),
+            });
+        }
+        for (target, (shown, run_eta_ms)) in &self.shown {
+            out.push(ServerMsg::Progress {
+                target: target.clone(),
+                shown: shown.clone(),
+                run_eta_ms: *run_eta_ms,
+            });
+        }
+        for m in &self.messages {
+            out.push(ServerMsg::Say { text: m.clone() });
+        }
+        if let Some(table) = &self.summary {
+            out.push(ServerMsg::Summary {
+                table: table.clone(),
+            });
+        }
+        if let Some((text, wait)) = &self.question {
+            out.push(ServerMsg::Ask {
+                text: text.clone(),
+                wait: *wait,
+            });
+        }
+        if let Some(code) = self.ended {
+            out.push(ServerMsg::End { code });
+        }
+        out
+    }
+}
+
+struct Shared {
+    state: Mutex<State>,
+    run: String,
+    requests: UnboundedSender<Request>,
+    answers: Mutex<mpsc::Sender<Option<bool>>>,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn answer(&self, a: Option<bool>) {
+        let _ = self
+            .answers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(a);
+    }
+}
+
+/// The supervisor's front end when screens attach (see the module doc).
+pub struct Hub {
+    shared: Arc<Shared>,
+    answers: mpsc::Receiver<Option<bool>>,
+}
+
+/// What the supervisor's `main` keeps to end the hub after the run: [`HubHandle::end`].
+pub struct HubHandle {
+    shared: Arc<Shared>,
+    listener: UnixListener,
+    socket: PathBuf,
+    accept: Option<JoinHandle<()>>,
+}
+
+/// Listens on `run_dir`'s attach socket ([`proto::socket_path`], mode 0600; only root
+/// peers are served, checked with SO_PEERCRED) and returns the front end for the supervisor
+/// and the handle that ends it. `requests` receives [`Request::Quit`] when a client stops
+/// the run.
+///
+/// Errors: the socket cannot be made.
+pub fn start(
+    run_dir: &Path,
+    requests: UnboundedSender<Request>,
+) -> std::io::Result<(Hub, HubHandle)> {
+    use std::os::unix::fs::PermissionsExt;
+    let socket = proto::socket_path(run_dir);
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket)?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
+    let (answer_tx, answers) = mpsc::channel();
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State::default()),
+        run: crate::rundir::id_of(run_dir),
+        requests,
+        answers: Mutex::new(answer_tx),
+    });
+    let accept = {
+        let shared = Arc::clone(&shared);
+        let listener = listener.try_clone()?;
+        std::thread::spawn(move || accept_loop(&shared, &listener))
+    };
+    Ok((
+        Hub {
+            shared: Arc::clone(&shared),
+            answers,
+        },
+        HubHandle {
+            shared,
+            listener,
+            socket,
+            accept: Some(accept),
+        },
+    ))
+}
+
+/// The uid of a unix socket's peer (SO_PEERCRED, unix(7)).
+fn peer_uid(stream: &UnixStream) -> Option<u32> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: u32::MAX,
+        gid: u32::MAX,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`, a valid ucred.
+    let r = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    (r == 0).then_some(cred.uid)
+}
+
+fn accept_loop(shared: &Arc<Shared>, listener: &UnixListener) {
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else {
+            // Shut down by `end` (or out of descriptors): stop serving.
+            break;
+        };
+        // Only root may talk to the supervisor (DESIGN.md, Processes).
+        if peer_uid(&stream) != Some(0) {
+            eprintln!("[build-helper] attach: refused a client that is not root");
+            continue;
+        }
+        let shared = Arc::clone(shared);
+        std::thread::spawn(move || {
+            if let Err(e) = serve(&shared, stream) {
+                eprintln!("[build-helper] attach: a client failed: {e}");
+            }
+        });
+    }
+}
+
+/// One client: hello, snapshot, then its messages until it leaves.
+fn serve(shared: &Arc<Shared>, stream: UnixStream) -> Result<(), proto::ProtoError> {
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let theirs = match proto::read::<ClientMsg>(&mut reader)? {
+        Some(ClientMsg::Hello { protocol }) => protocol,
+        Some(_) => return Err(proto::ProtoError::NoHello),
+        None => return Err(proto::ProtoError::Closed),
+    };
+    if let Err(e) = proto::check_version(theirs) {
+        // Say who we are, so the client can name both versions.
+        let mut w = stream.try_clone()?;
+        let _ = proto::write(
+            &mut w,
+            &ServerMsg::Hello {
+                protocol: proto::VERSION,
+                run: shared.run.clone(),
+            },
+        );
+        return Err(e);
+    }
+    stream.set_read_timeout(None)?;
+    let id = register(shared, &stream)?;
+    let result = read_loop(shared, id, &mut reader);
+    let mut st = shared.state();
+    if let Some(i) = st.clients.iter().position(|c| c.id == id) {
+        let c = st.clients.remove(i);
+        let _ = c.stream.shutdown(std::net::Shutdown::Both);
+    }
+    if st.clients.is_empty() && st.question.take().is_some() {
+        // Nobody is left to answer: the unattended default.
+        drop(st);
+        shared.answer(None);
+    }
+    result
+}
+
+/// Queues the snapshot and adds the client to the broadcast list in one step under the
+/// lock, so it misses nothing and gets nothing twice.
+fn register(shared: &Arc<Shared>, stream: &UnixStream) -> std::io::Result<u64> {
+    let (tx, rx) = mpsc::channel::<Arc<String>>();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let mut st = shared.state();
+    st.next_id += 1;
+    let id = st.next_id;
+    for msg in st.snapshot(&shared.run) {
+        let line = Arc::new(proto::encode(&msg));
+        queued.fetch_add(line.len(), Ordering::SeqCst);
+        let _ = tx.send(line);
+    }
+    let writer = {
+        let mut out = std::io::BufWriter::new(stream.try_clone()?);
+        let queued = Arc::clone(&queued);
+        let stream = stream.try_clone()?;
+        std::thread::spawn(move || {
+            while let Ok(line) = rx.recv() {
+                if out.write_all(line.as_bytes()).is_err() {
+                    break;
+                }
+                queued.fetch_sub(line.len(), Ordering::SeqCst);
+                // Flush when nothing else waits: batches writes under load.
+                if queued.load(Ordering::SeqCst) == 0 && out.flush().is_err() {
+                    break;
+                }
+            }
+            let _ = out.flush();
+            let _ = stream.shutdown(std::net::Shutdown::Write);
+        })
+    };
+    st.clients.push(Client {
+        id,
+        tx,
+        queued,
+        stream: stream.try_clone()?,
+        writer: Some(writer),
+    });
+    eprintln!(
+        "[build-helper] attach: client {id} attached ({} attached)",
+        st.clients.len()
+    );
+    Ok(id)
+}
+
+fn read_loop(
+    shared: &Arc<Shared>,
+    id: u64,
+    reader: &mut BufReader<UnixStream>,
+) -> Result<(), proto::ProtoError> {
+    while let Some(msg) = proto::read::<ClientMsg>(reader)? {
+        match msg {
+            ClientMsg::Hello { .. } => {}
+            ClientMsg::Keys { target, bytes } => {
+                let st = shared.state();
+                if let Some(pty) = st
+                    .panes
+                    .iter()
+                    .find(|p| p.target == target)
+                    .and_then(|p| p.pty.as_ref())
+                {
+                    pty.write(&bytes.0);
+                }
+            }
+            ClientMsg::Resize { target, cols, rows } => {
+                if rows == 0 || cols == 0 {
+                    continue;
+                }
+                let mut st = shared.state();
+                st.size = Some((rows, cols));
+                let p = st.pane_mut(&target);
+                if p.term.screen().size() != (rows, cols) {
+                    p.term.set_size(rows, cols);
+                    if let Some(pty) = &p.pty {
+                        pty.resize(cols, rows);
+                    }
+                }
+            }
+            ClientMsg::Answer { yes } => {
+                let mut st = shared.state();
+                if st.question.take().is_some() {
+                    st.broadcast(&ServerMsg::Answered);
+                    drop(st);
+                    shared.answer(Some(yes));
+                }
+            }
+            ClientMsg::Detach => {
+                eprintln!("[build-helper] attach: client {id} detached");
+                break;
+            }
+            ClientMsg::Stop => {
+                eprintln!("[build-helper] attach: client {id} stops the run");
+                let _ = shared.requests.send(Request::Quit);
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Hub {
+    fn update(&self, f: impl FnOnce(&mut State) -> Option<ServerMsg>) {
+        let mut st = self.shared.state();
+        if let Some(msg) = f(&mut st) {
+            st.broadcast(&msg);
+        }
+    }
+
+    /// How many clients are attached now.
+    pub fn clients(&self) -> usize {
+        self.shared.state().clients.len()
+    }
+
+    fn question(&mut self, text: &str, wait: bool) -> Option<bool> {
+        {
+            let mut st = self.shared.state();
+            if st.clients.is_empty() {
+                return None;
+            }
+            // Answers to an earlier question are stale.
+            while self.answers.try_recv().is_ok() {}
+            st.question = Some((text.to_string(), wait));
+            st.broadcast(&ServerMsg::Ask {
+                text: text.to_string(),
+                wait,
+            });
+        }
+        self.answers.recv().ok().flatten()
+    }
+}
+
+impl Frontend for Hub {
+    fn say(&mut self, text: &str) {
+        eprintln!("[build-helper] {text}");
+        self.update(|st| {
+            if st.messages.len() == MESSAGES {
+                st.messages.pop_front();
+            }
+            st.messages.push_back(text.to_string());
+            Some(ServerMsg::Say {
+                text: text.to_string(),
+            })
+        });
+    }
+
+    fn output(&mut self, target: &Target, bytes: &[u8]) {
+        self.update(|st| {
+            let p = st.pane_mut(target);
+            p.term.process(bytes);
+            p.lines.feed(bytes);
+            Some(ServerMsg::Output {
+                target: target.clone(),
+                bytes: Bytes(bytes.to_vec()),
+            })
+        });
+    }
+
+    fn flush(&mut self, target: &Target) {
+        self.update(|st| {
+            st.pane_mut(target).pty = None;
+            Some(ServerMsg::Gone {
+                target: target.clone(),
+            })
+        });
+    }
+
+    fn checkpoint(&mut self, cp: &Checkpoint) {
+        self.update(|st| {
+            for t in &cp.targets {
+                let _ = st.pane_mut(&t.target);
+            }
+            st.cp = Some(cp.clone());
+            Some(ServerMsg::Checkpoint {
+                cp: Box::new(cp.clone()),
+            })
+        });
+    }
+
+    fn progress(&mut self, target: &Target, shown: &Shown, run_eta_ms: Option<u64>) {
+        self.update(|st| {
+            st.shown.insert(target.clone(), (shown.clone(), run_eta_ms));
+            Some(ServerMsg::Progress {
+                target: target.clone(),
+                shown: shown.clone(),
+                run_eta_ms,
+            })
+        });
+    }
+
+    fn alert(&mut self, title: &str) {
+        self.update(|_| {
+            Some(ServerMsg::Alert {
+                title: title.to_string(),
+            })
+        });
+    }
+
+    fn attach(&mut self, target: &Target, pty: Pty) {
+        self.update(|st| {
+            let p = st.pane_mut(target);
+            let (rows, cols) = p.term.screen().size();
+            pty.resize(cols, rows);
+            p.pty = Some(pty);
+            Some(ServerMsg::Started {
+                target: target.clone(),
+            })
+        });
+    }
+
+    fn backlog(&self) -> crate::supervisor::spawn::Backlog {
+        Some(BACKLOG)
+    }
+
+    fn pty_size(&self, _target: &Target) -> (u16, u16) {
+        let (rows, cols) = self.shared.state().size.unwrap_or((24, 80));
+        (cols, rows)
+    }
+
+    fn interactive(&self) -> bool {
+        // A rescue shell waits for someone to attach.
+        true
+    }
+
+    fn owns_terminal(&self) -> bool {
+        // The supervisor's stderr is supervisor.log: no progress bar there.
+        true
+    }
+
+    fn summary(&mut self, table: &str) {
+        eprintln!("{table}");
+        self.update(|st| {
+            st.summary = Some(table.to_string());
+            Some(ServerMsg::Summary {
+                table: table.to_string(),
+            })
+        });
+    }
+
+    fn ask(&mut self, question: &str) -> Option<bool> {
+        self.question(question, false)
+    }
+
+    fn wait_for_user(&mut self, text: &str) {
+        let _ = self.question(text, true);
+    }
+}
+
+impl HubHandle {
+    /// Ends serving: every client gets [`ServerMsg::End`] with `code` (and up to 2 s to read
+    /// what is queued), then the socket is closed and removed.
+    pub fn end(mut self, code: i32) {
+        let writers: Vec<JoinHandle<()>> = {
+            let mut st = self.shared.state();
+            st.ended = Some(code);
+            st.broadcast(&ServerMsg::End { code });
+            st.clients
+                .iter_mut()
+                .filter_map(|c| c.writer.take())
+                .collect()
+        };
+        // Closing the channels lets each writer finish what is queued, then stop.
+        let clients = std::mem::take(&mut self.shared.state().clients);
+        let streams: Vec<UnixStream> = clients.into_iter().map(|c| c.stream).collect();
+        let deadline = Instant::now() + END_GRACE;
+        for w in writers {
+            while !w.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if w.is_finished() {
+                let _ = w.join();
+            }
+        }
+        for s in streams {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+        // SAFETY: shutdown(2) on the listening socket wakes the accept thread.
+        unsafe {
+            libc::shutdown(self.listener.as_raw_fd(), libc::SHUT_RDWR);
+        }
+        if let Some(a) = self.accept.take() {
+            let _ = a.join();
+        }
+        let _ = std::fs::remove_file(&self.socket);
+    }
+
+    /// A message for every client and the log (the run's error, before [`HubHandle::end`]).
+    pub fn say(&self, text: &str) {
+        eprintln!("[build-helper] {text}");
+        let mut st = self.shared.state();
+        st.messages.push_back(text.to_string());
+        st.broadcast(&ServerMsg::Say {
+            text: text.to_string(),
+        });
+    }
+}
