@@ -24,6 +24,7 @@ use crate::config::Target;
 use crate::engine::Checkpoint;
 use crate::progress::watch::Shown;
 use crate::supervisor::spawn::Pty;
+use crate::ui::tui::app::Sink;
 use crate::ui::tui::scrollback::Scrollback;
 use crate::ui::tui::{app::SCROLLBACK, BACKLOG};
 use crate::ui::{Frontend, Request};
@@ -42,7 +43,7 @@ struct HubPane {
     target: Target,
     term: vt100::Parser,
     lines: Scrollback,
-    pty: Option<Pty>,
+    pty: Option<Sink>,
 }
 
 struct Client {
@@ -67,6 +68,8 @@ struct State {
     ended: Option<i32>,
     /// The size clients last gave a pane (rows, cols), for workers started later.
     size: Option<(u16, u16)>,
+    /// Bytes that may wait for one client ([`CLIENT_QUEUE`]).
+    queue: usize,
 }
 
 impl State {
@@ -96,12 +99,16 @@ impl State {
         let mut slow = Vec::new();
         for c in &self.clients {
             let queued = c.queued.fetch_add(line.len(), Ordering::SeqCst) + line.len();
-            if queued > CLIENT_QUEUE || c.tx.send(Arc::clone(&line)).is_err() {
+            if queued > self.queue || c.tx.send(Arc::clone(&line)).is_err() {
                 slow.push(c.id);
             }
         }
         for id in slow {
-            self.drop_client(id, "it fell more than 16 MiB behind the run's output");
+            let why = format!(
+                "it fell more than {} KiB behind the run's output",
+                self.queue >> 10
+            );
+            self.drop_client(id, &why);
         }
     }
 
@@ -170,6 +177,8 @@ impl State {
 
 struct Shared {
     state: Mutex<State>,
+    /// The uid a peer must have (root; the tests' own uid).
+    uid: u32,
     run: String,
     requests: UnboundedSender<Request>,
     answers: Mutex<mpsc::Sender<Option<bool>>>,
@@ -213,6 +222,19 @@ pub fn start(
     run_dir: &Path,
     requests: UnboundedSender<Request>,
 ) -> std::io::Result<(Hub, HubHandle)> {
+    start_for(run_dir, requests, 0, CLIENT_QUEUE)
+}
+
+/// [`start`], serving peers of `uid` (root in the product; the unit tests' own uid) and
+/// dropping clients with more than `queue` bytes waiting ([`CLIENT_QUEUE`] in the product).
+///
+/// Errors: the socket cannot be made.
+pub fn start_for(
+    run_dir: &Path,
+    requests: UnboundedSender<Request>,
+    uid: u32,
+    queue: usize,
+) -> std::io::Result<(Hub, HubHandle)> {
     use std::os::unix::fs::PermissionsExt;
     let socket = proto::socket_path(run_dir);
     let _ = std::fs::remove_file(&socket);
@@ -220,7 +242,11 @@ pub fn start(
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
     let (answer_tx, answers) = mpsc::channel();
     let shared = Arc::new(Shared {
-        state: Mutex::new(State::default()),
+        state: Mutex::new(State {
+            queue,
+            ..State::default()
+        }),
+        uid,
         run: crate::rundir::id_of(run_dir),
         requests,
         answers: Mutex::new(answer_tx),
@@ -272,8 +298,8 @@ fn accept_loop(shared: &Arc<Shared>, listener: &UnixListener) {
             break;
         };
         // Only root may talk to the supervisor (DESIGN.md, Processes).
-        if peer_uid(&stream) != Some(0) {
-            eprintln!("[build-helper] attach: refused a client that is not root");
+        if peer_uid(&stream) != Some(shared.uid) {
+            eprintln!("[build-helper] attach: refused a client of another user");
             continue;
         }
         let shared = Arc::clone(shared);
@@ -423,6 +449,20 @@ fn read_loop(
 }
 
 impl Hub {
+    /// Gives `target`'s pane a sink for keys and sizes other than a pty (what
+    /// [`Frontend::attach`] does with one): for tests and measurements.
+    pub fn attach_sink(&mut self, target: &Target, sink: Sink) {
+        self.update(|st| {
+            let p = st.pane_mut(target);
+            let (rows, cols) = p.term.screen().size();
+            sink.resize(cols, rows);
+            p.pty = Some(sink);
+            Some(ServerMsg::Started {
+                target: target.clone(),
+            })
+        });
+    }
+
     fn update(&self, f: impl FnOnce(&mut State) -> Option<ServerMsg>) {
         let mut st = self.shared.state();
         if let Some(msg) = f(&mut st) {
@@ -520,15 +560,7 @@ impl Frontend for Hub {
     }
 
     fn attach(&mut self, target: &Target, pty: Pty) {
-        self.update(|st| {
-            let p = st.pane_mut(target);
-            let (rows, cols) = p.term.screen().size();
-            pty.resize(cols, rows);
-            p.pty = Some(pty);
-            Some(ServerMsg::Started {
-                target: target.clone(),
-            })
-        });
+        self.attach_sink(target, Arc::new(pty));
     }
 
     fn backlog(&self) -> crate::supervisor::spawn::Backlog {

@@ -151,7 +151,9 @@ pub enum ServerMsg {
         /// Exit status.
         code: i32,
     },
-    /// The server drops this client (it fell too far behind). Last message.
+    /// The server drops this client (it fell too far behind). Last message, queued behind
+    /// what the client has not read: the socket is shut down at once, so a client usually
+    /// sees its stream end instead.
     Dropped {
         /// Why.
         reason: String,
