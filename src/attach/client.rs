@@ -239,18 +239,19 @@ pub fn run(run_dir: &Path, alive: Option<&mut dyn FnMut() -> bool>) -> anyhow::R
                 }
             }
             Ev::End(code) => {
-                let has_summary = handle.update(|a| {
-                    let has = a.summary.is_some();
-                    if has {
+                let wait = handle.update(|a| {
+                    // Enter pressed on the summary before the end came: close now.
+                    let wait = a.summary.is_some() && !a.closing;
+                    if wait {
                         // Let the user read the summary in place before the screen goes.
                         a.modal = Modal::Question(Question {
                             text: "Press Enter to close.".into(),
                             default: true,
                         });
                     }
-                    has
+                    wait
                 });
-                if !has_summary {
+                if !wait {
                     break Outcome::Ended(code);
                 }
                 ended = Some(code);
