@@ -25,7 +25,8 @@ use build_helper::{
     about = "Builds customised Gentoo installations for many crossdev targets in parallel",
     after_help = "Reference (in the source tree): docs/starter.md (starters), \
                   docs/configuration.md (configuration directories), docs/recipe.md (the \
-                  steps of a run), docs/mirror.md (the stage3 mirror and its checks)."
+                  steps of a run), docs/mirror.md (the stage3 mirror and its checks), \
+                  docs/attach.md (detaching from a run and attaching to it)."
 )]
 struct Cli {
     #[command(subcommand)]

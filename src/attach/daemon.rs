@@ -44,12 +44,9 @@ pub fn spawn(prepared: Prepared) -> anyhow::Result<Child> {
         .mode(0o600)
         .open(&log_path)
         .with_context(|| format!("opening {}", log_path.display()))?;
-    let fd = prepared
-        .lock
-        .inheritable_fd()
-        .context("handing the run's lock to the supervisor")?;
     let exe = std::env::current_exe().context("finding this program")?;
     let mut cmd = std::process::Command::new(exe);
+    let fd = prepared.lock.pass_to(&mut cmd);
     cmd.arg("supervise")
         .arg("--run")
         .arg(&run_dir)

@@ -29,6 +29,12 @@ use crate::ui::tui::scrollback::Scrollback;
 use crate::ui::tui::{app::SCROLLBACK, BACKLOG};
 use crate::ui::{Frontend, Request};
 
+/// A line for the supervisor's log (its standard error, `supervisor.log`); a log that
+/// cannot be written (a full disk) loses the line rather than stopping the run.
+fn log(text: std::fmt::Arguments) {
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
+}
+
 /// Bytes that may wait for one client before it is dropped (16 MiB: seconds of the fastest
 /// output a worker makes, far more than a screen shows).
 pub const CLIENT_QUEUE: usize = 16 << 20;
@@ -117,7 +123,9 @@ impl State {
             return;
         };
         let c = self.clients.remove(i);
-        eprintln!("[build-helper] attach: client {id} dropped: {why}");
+        log(format_args!(
+            "[build-helper] attach: client {id} dropped: {why}"
+        ));
         let _ = c.tx.send(Arc::new(proto::encode(&ServerMsg::Dropped {
             reason: why.to_string(),
         })));
@@ -299,13 +307,15 @@ fn accept_loop(shared: &Arc<Shared>, listener: &UnixListener) {
         };
         // Only root may talk to the supervisor (DESIGN.md, Processes).
         if peer_uid(&stream) != Some(shared.uid) {
-            eprintln!("[build-helper] attach: refused a client of another user");
+            log(format_args!(
+                "[build-helper] attach: refused a client of another user"
+            ));
             continue;
         }
         let shared = Arc::clone(shared);
         std::thread::spawn(move || {
             if let Err(e) = serve(&shared, stream) {
-                eprintln!("[build-helper] attach: a client failed: {e}");
+                log(format_args!("[build-helper] attach: a client failed: {e}"));
             }
         });
     }
@@ -387,10 +397,10 @@ fn register(shared: &Arc<Shared>, stream: &UnixStream) -> std::io::Result<u64> {
         stream: stream.try_clone()?,
         writer: Some(writer),
     });
-    eprintln!(
+    log(format_args!(
         "[build-helper] attach: client {id} attached ({} attached)",
         st.clients.len()
-    );
+    ));
     Ok(id)
 }
 
@@ -436,11 +446,13 @@ fn read_loop(
                 }
             }
             ClientMsg::Detach => {
-                eprintln!("[build-helper] attach: client {id} detached");
+                log(format_args!("[build-helper] attach: client {id} detached"));
                 break;
             }
             ClientMsg::Stop => {
-                eprintln!("[build-helper] attach: client {id} stops the run");
+                log(format_args!(
+                    "[build-helper] attach: client {id} stops the run"
+                ));
                 let _ = shared.requests.send(Request::Quit);
             }
         }
@@ -495,7 +507,7 @@ impl Hub {
 
 impl Frontend for Hub {
     fn say(&mut self, text: &str) {
-        eprintln!("[build-helper] {text}");
+        log(format_args!("[build-helper] {text}"));
         self.update(|st| {
             if st.messages.len() == MESSAGES {
                 st.messages.pop_front();
@@ -583,7 +595,7 @@ impl Frontend for Hub {
     }
 
     fn summary(&mut self, table: &str) {
-        eprintln!("{table}");
+        log(format_args!("{table}"));
         self.update(|st| {
             st.summary = Some(table.to_string());
             Some(ServerMsg::Summary {
@@ -641,7 +653,7 @@ impl HubHandle {
 
     /// A message for every client and the log (the run's error, before [`HubHandle::end`]).
     pub fn say(&self, text: &str) {
-        eprintln!("[build-helper] {text}");
+        log(format_args!("[build-helper] {text}"));
         let mut st = self.shared.state();
         st.messages.push_back(text.to_string());
         st.broadcast(&ServerMsg::Say {

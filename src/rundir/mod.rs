@@ -194,27 +194,30 @@ impl Lock {
         &self.dir
     }
 
-    /// The lock's descriptor number, made inheritable (close-on-exec cleared) so that a
-    /// supervisor started from this process holds the same lock: flock(2) locks belong to the
-    /// open file description, which the child shares, so the run is never unlocked between
-    /// the two processes. The child takes it with [`Lock::adopt`]; this process may drop its
-    /// `Lock` once the child runs.
-    ///
-    /// Errors: fcntl(2) fails.
-    pub fn inheritable_fd(&self) -> std::io::Result<std::os::fd::RawFd> {
+    /// Lets the process `cmd` starts inherit this lock and returns the descriptor number it
+    /// will have: flock(2) locks belong to the open file description, which the child then
+    /// shares, so the run is never unlocked between the two processes. Close-on-exec is
+    /// cleared in the child only (between fork and exec), so no other process this one starts
+    /// meanwhile inherits the lock. The child takes it with [`Lock::adopt`]; this process may
+    /// drop its `Lock` once the child runs.
+    pub fn pass_to(&self, cmd: &mut std::process::Command) -> std::os::fd::RawFd {
+        use std::os::unix::process::CommandExt;
         let fd = self._file.as_raw_fd();
-        // SAFETY: F_GETFD/F_SETFD on a descriptor this Lock owns.
+        // SAFETY: fcntl(2) is async-signal-safe; it changes the child's copy of the
+        // descriptor table only.
         unsafe {
-            let flags = libc::fcntl(fd, libc::F_GETFD);
-            if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
+            cmd.pre_exec(move || {
+                if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
         }
-        Ok(fd)
+        fd
     }
 
     /// Takes over the lock of `run_dir` inherited as descriptor `fd` (see
-    /// [`Lock::inheritable_fd`]): checks that `fd` is `run_dir`'s lock file and that it holds
+    /// [`Lock::pass_to`]): checks that `fd` is `run_dir`'s lock file and that it holds
     /// the lock, makes it close-on-exec again and writes this process's pid into it.
     ///
     /// Errors: `fd` is not open, is another file, or does not hold the lock
