@@ -37,10 +37,16 @@ impl Drop for StopSupervisors {
     }
 }
 
-/// The demo's environment for a tmux session, `fail` making a step fail once.
+/// The demo's environment for a tmux session, `fail` making a step fail once; stand-in
+/// packages take 20 ms (enough to see steps run, short enough for a lean test).
 fn env(tree: &Tree, fail: &str) -> Vec<(&'static str, String)> {
     let mut env = run_env(tree.path(), fail);
     env.retain(|(k, _)| *k != "BH_DEMO_FAIL" || !fail.is_empty());
+    for (k, v) in &mut env {
+        if *k == "BH_DEMO_PKG_DELAY" {
+            *v = "0.02".into();
+        }
+    }
     env
 }
 
@@ -198,6 +204,42 @@ fn attach_from_another_terminal_shows_every_target_and_drives_the_rescue_shell()
     let out = tree.bh(&["attach"], &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no live run"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while live_pid(&tree.run_dir()).is_some() {
+        assert!(Instant::now() < deadline, "the supervisor did not end");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(mounts_anywhere(tree.path()).is_empty());
+}
+
+#[test]
+fn stop_from_the_tui_stops_the_detached_supervisor_with_130() {
+    require_root();
+    let tree = Tree::new();
+    let _stop = StopSupervisors(tree.path().to_path_buf());
+    let line = format!(
+        "{BIN} run {} --ui tui; echo BH-EXIT=$?; sleep 600",
+        tree.starter().display()
+    );
+    let tmux = Tmux::start("stop", &line, &env(&tree, ""));
+    wait_event(
+        &tree,
+        &format!("\"step-started\",\"target\":\"{}\"", TARGETS[1]),
+        120,
+    );
+    tmux.keys("stop", &["C-c"]);
+    tmux.wait_for("stop", "[d]etach", 10);
+    tmux.keys("stop", &["s"]);
+    tmux.wait_for("stop", "Run finished", 60);
+    tmux.keys("stop", &["Enter"]);
+    let s = tmux.wait_for("stop", "BH-EXIT=", 60);
+    assert!(s.contains("BH-EXIT=130"), "{s}");
+    let events = wait_event(&tree, "\"run-finished\"", 10);
+    assert!(
+        events.contains("\"result\":\"interrupted\""),
+        "{}",
+        tail(&events, 5)
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     while live_pid(&tree.run_dir()).is_some() {
         assert!(Instant::now() < deadline, "the supervisor did not end");
