@@ -2,9 +2,12 @@
 //! emulator per pane), a header with the run's progress, a footer with the keys.
 //!
 //! State ([`app`]) and drawing ([`view`]) are apart, as in ratatui's component template:
-//! the supervisor's calls only update the state under a lock; a drawing thread renders it at
-//! most [`FPS`] times a second, and an input thread turns keys into state changes, keystrokes
-//! for a worker's pty, or [`Request`]s for the supervisor. The rescue shell and the
+//! updates (from an attach client's socket, [`crate::attach::client`], through a [`Handle`];
+//! or, for measuring, the [`Frontend`] calls of a headless TUI) only change the state under a
+//! lock; a drawing thread renders it at most [`FPS`] times a second, and an input thread
+//! turns keys into state changes, keystrokes for a worker (through its pane's
+//! [`app::KeySink`]: the socket, or a pty), or [`Effect`]s (detach, stop, answers) handed to
+//! the caller of [`start_terminal`]. The rescue shell and the
 //! resume / retry / abort prompt are the worker's own (DESIGN.md): they appear in its pane
 //! and the user types into them after `i`.
 
@@ -28,14 +31,13 @@ use crossterm::terminal;
 use ratatui::backend::CrosstermBackend;
 use ratatui::layout::Rect;
 use ratatui::{Terminal, TerminalOptions, Viewport};
-use tokio::sync::mpsc::UnboundedSender;
 
 use self::app::{App, Effect, Modal, Question};
 use crate::config::Target;
 use crate::engine::events::now_us;
 use crate::engine::Checkpoint;
 use crate::supervisor::spawn::Pty;
-use crate::ui::{Frontend, Request};
+use crate::ui::Frontend;
 
 /// Most frames drawn per second.
 pub const FPS: u64 = 20;
@@ -76,26 +78,6 @@ pub struct Tui {
     threads: Vec<JoinHandle<()>>,
     closed: bool,
     headless: bool,
-}
-
-/// Switches the terminal to the alternate screen in raw mode and starts drawing and reading
-/// keys; `requests` receives the user's [`Request`]s (the TUI in the supervisor's process:
-/// detaching is not offered there, it is ignored).
-///
-/// Errors: the terminal cannot be set up (not a terminal).
-pub fn start(requests: UnboundedSender<Request>) -> std::io::Result<Tui> {
-    let (answer_tx, answers) = mpsc::channel();
-    let mut tui = start_terminal(Box::new(move |effect| match effect {
-        Effect::Quit => {
-            let _ = requests.send(Request::Quit);
-        }
-        Effect::Answer(a) => {
-            let _ = answer_tx.send(a);
-        }
-        Effect::Detach => {}
-    }))?;
-    tui.answers = answers;
-    Ok(tui)
 }
 
 /// What the TUI does with the [`Effect`]s of the user's keys (called on the input thread).
