@@ -4,7 +4,7 @@
 //!
 //! Not here: which run to attach (the `attach` command), or the server ([`super::hub`]).
 
-use std::io::BufReader;
+use std::io::{BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -266,7 +266,9 @@ pub fn run(run_dir: &Path, alive: Option<&mut dyn FnMut() -> bool>) -> anyhow::R
     };
     screen.leave_terminal();
     if outcome == Outcome::Detached {
-        println!(
+        // A terminal that is gone loses the line; nothing to do about it.
+        let _ = writeln!(
+            std::io::stdout().lock(),
             "build-helper: detached; run {id} goes on. Come back with `build-helper attach {id}`"
         );
     }

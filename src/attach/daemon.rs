@@ -14,7 +14,7 @@
 //!
 //! Also here: the `attach` command ([`command`]).
 
-use std::io::{IsTerminal, Read, Seek};
+use std::io::{IsTerminal, Read, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -109,7 +109,8 @@ pub fn serve(run_dir: &Path, mode: &str, lock_fd: i32) -> anyhow::Result<i32> {
     let (req_tx, req_rx) = tokio::sync::mpsc::unbounded_channel();
     let (mut hub, handle) = hub::start(run_dir, req_tx)
         .with_context(|| format!("listening on {}", proto::socket_path(run_dir).display()))?;
-    eprintln!(
+    let _ = writeln!(
+        std::io::stderr().lock(),
         "[build-helper] supervisor {} of run {} started",
         std::process::id(),
         rundir::id_of(run_dir)
@@ -162,7 +163,8 @@ pub fn foreground(run_dir: &Path, mut child: Child) -> anyhow::Result<i32> {
         Ok(client::Outcome::Detached) => Ok(0),
         Ok(client::Outcome::Lost(why)) => match child.try_wait() {
             Ok(Some(status)) => {
-                eprintln!(
+                let _ = writeln!(
+                    std::io::stderr().lock(),
                     "build-helper: the supervisor ended ({status}); its log, {}:\n{}",
                     log.display(),
                     log_tail(run_dir, 20)
@@ -179,7 +181,7 @@ pub fn foreground(run_dir: &Path, mut child: Child) -> anyhow::Result<i32> {
         Err(e) => match child.try_wait() {
             // The supervisor ended before serving: say why, with its status.
             Ok(Some(status)) => {
-                eprintln!("{}", log_tail(run_dir, 20));
+                let _ = writeln!(std::io::stderr().lock(), "{}", log_tail(run_dir, 20));
                 Ok(status.code().unwrap_or(1))
             }
             _ => Err(e),
@@ -219,7 +221,15 @@ pub fn command(tree: &Path, run: Option<&str>) -> anyhow::Result<i32> {
     };
     let id = rundir::id_of(&dir);
     let Some(pid) = rundir::live_pid(&dir) else {
-        // Finished, stopped or dead: what it did.
+        // Finished, stopped or dead: what it did. Only printing from here: a closed pipe
+        // (`| head`) ends it quietly, as for `status`.
+        // SAFETY: sets a disposition, no handler; this thread is the only one.
+        let _ = unsafe {
+            nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGPIPE,
+                nix::sys::signal::SigHandler::SigDfl,
+            )
+        };
         crate::commands::status(tree, Some(&id), false)?;
         return Ok(0);
     };
