@@ -337,3 +337,38 @@ fn a_client_answers_the_umount_question_and_gets_the_end() {
         "the socket is removed at the end"
     );
 }
+
+#[test]
+fn two_clients_see_the_same_output_and_one_detaching_leaves_the_other() {
+    let mut h = test_hub();
+    let t = target("a");
+    let (mut w1, mut r1) = client(h.dir.path());
+    let (_w2, mut r2) = client(h.dir.path());
+    wait("two clients", || h.hub.clients() == 2);
+    h.hub.output(&t, b"for both\r\n");
+    for r in [&mut r1, &mut r2] {
+        let m = read_until(r, |m| matches!(m, ServerMsg::Output { .. }));
+        assert_eq!(
+            m,
+            ServerMsg::Output {
+                target: t.clone(),
+                bytes: Bytes(b"for both\r\n".to_vec())
+            }
+        );
+    }
+    proto::write(&mut w1, &ClientMsg::Detach).unwrap();
+    wait("the detach", || h.hub.clients() == 1);
+    h.hub.output(&t, b"after\r\n");
+    let m = read_until(&mut r2, |m| matches!(m, ServerMsg::Output { .. }));
+    assert_eq!(
+        m,
+        ServerMsg::Output {
+            target: t,
+            bytes: Bytes(b"after\r\n".to_vec())
+        }
+    );
+    assert!(
+        h.requests.try_recv().is_err(),
+        "detaching does not stop the run"
+    );
+}
