@@ -2,10 +2,11 @@
 //! worker's terminal state and scrollback, the checkpoint, the progress, the messages, the
 //! summary) and serves it to the clients on the run's attach socket.
 //!
-//! Threads, not the supervisor's event loop, do the socket work ([`sockets`]): one accepts, and each client
-//! has a reader (its keys, resizes, answers, detach and stop) and a writer fed by an
-//! unbounded channel whose queued bytes are counted; a client with more than [`CLIENT_QUEUE`]
-//! bytes waiting is dropped (and the log says so), so a slow client never blocks the run.
+//! Threads, not the supervisor's event loop, do the socket work ([`sockets`]): one accepts,
+//! and each client has a reader (its keys, resizes, answers, detach and stop) and a writer
+//! fed by an unbounded channel whose queued bytes are counted; a client with more than
+//! [`CLIENT_QUEUE`] bytes waiting is dropped (and the log says so), so a slow client never
+//! blocks the run.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
