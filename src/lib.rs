@@ -7,6 +7,7 @@
 //! namespace, starts one [`worker`] per target, keeps the [`engine`] checkpoint, and archives
 //! the environment as the next history.
 
+pub mod attach;
 pub mod binhost;
 pub mod boot;
 pub mod clidocs;

@@ -13,9 +13,9 @@ use build_helper::starter::{HistorySel, Starter, UiKind};
 use build_helper::supervisor::{self, Mode};
 use build_helper::ui::plain::Plain;
 use build_helper::ui::tmux::TmuxUi;
-use build_helper::ui::{tui, Frontend};
+use build_helper::ui::Frontend;
 use build_helper::{
-    boot, clidocs, commands, config, explore, history_cmd, plan, plan_text, starter,
+    attach, boot, clidocs, commands, config, explore, history_cmd, plan, plan_text, starter,
 };
 
 #[derive(Parser)]
@@ -25,7 +25,8 @@ use build_helper::{
     about = "Builds customised Gentoo installations for many crossdev targets in parallel",
     after_help = "Reference (in the source tree): docs/starter.md (starters), \
                   docs/configuration.md (configuration directories), docs/recipe.md (the \
-                  steps of a run), docs/mirror.md (the stage3 mirror and its checks)."
+                  steps of a run), docs/mirror.md (the stage3 mirror and its checks), \
+                  docs/attach.md (detaching from a run and attaching to it)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -270,6 +271,28 @@ enum Command {
         #[arg(long)]
         tree: Option<PathBuf>,
     },
+    /// Open the TUI on a live run (started with --ui tui) from any terminal; `q` detaches
+    /// again. For a run that is not live: its status (root).
+    Attach {
+        /// The run (default: the tree's live run).
+        run: Option<String>,
+        /// The tree (default: BUILD_HELPER_TREE, else the current directory).
+        #[arg(long)]
+        tree: Option<PathBuf>,
+    },
+    /// Internal: supervise a prepared run in its own session (started by `run --ui tui`).
+    #[command(hide = true)]
+    Supervise {
+        /// The run directory.
+        #[arg(long)]
+        run: PathBuf,
+        /// new, resume or retry.
+        #[arg(long)]
+        mode: String,
+        /// The inherited descriptor holding the run directory's lock.
+        #[arg(long)]
+        lock_fd: i32,
+    },
     /// Internal: run one target's steps (started by the supervisor).
     #[command(hide = true)]
     Worker {
@@ -390,22 +413,24 @@ fn cmd_run(starter_path: &Path, flags: RunFlags) -> anyhow::Result<i32> {
     // are made private explicitly (rundir).
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     let prepared = supervisor::prepare(&starter, &starter.options.history, &mode)?;
+    if matches!(ui, Ui::Tui) {
+        // The run belongs to a supervisor in its own session; this terminal gets a client.
+        let run_dir = prepared.plan.run_dir();
+        let child = attach::daemon::spawn(prepared)?;
+        return attach::daemon::foreground(&run_dir, child);
+    }
     supervisor::private_namespace(&build_helper::sys::LinuxSys)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let (req_tx, req_rx) = tokio::sync::mpsc::unbounded_channel();
+    // Plain and tmux send no requests (the TUI is a client of its own supervisor, above).
+    let (_requests, req_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut frontend: Box<dyn Frontend> = match ui {
-        Ui::Tui => {
-            let mut t = tui::start(req_tx).context("starting the TUI on this terminal")?;
-            t.set_log_dir(prepared.plan.run_dir().join("logs"));
-            Box::new(t)
-        }
         Ui::Tmux => Box::new(TmuxUi::new()),
-        Ui::Plain if events.is_some() => Box::new(Plain::events_json()),
-        Ui::Plain => Box::new(Plain::default()),
+        Ui::Plain | Ui::Tui if events.is_some() => Box::new(Plain::events_json()),
+        Ui::Plain | Ui::Tui => Box::new(Plain::default()),
     };
     frontend.checkpoint(&prepared.checkpoint);
     let sys: std::sync::Arc<dyn build_helper::sys::Sys> =
@@ -680,6 +705,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             };
             cmd_boot(&tree_arg(tree), &build, &req, expect.as_deref(), timeout)
         }
+        Command::Attach { run, tree } => attach::daemon::command(&tree_arg(tree), run.as_deref()),
+        Command::Supervise { run, mode, lock_fd } => attach::daemon::serve(&run, &mode, lock_fd),
         Command::Worker {
             run,
             target,
@@ -784,6 +811,8 @@ fn main() -> ExitCode {
     let prints_only = match &cli.command {
         Command::Run { flags, .. } => flags.mount_hist,
         Command::Shell { .. }
+        | Command::Attach { .. }
+        | Command::Supervise { .. }
         | Command::Worker { .. }
         | Command::Boot { .. }
         | Command::DistccHelper { .. } => false,

@@ -193,6 +193,76 @@ impl Lock {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+
+    /// Lets the process `cmd` starts inherit this lock and returns the descriptor number it
+    /// will have: flock(2) locks belong to the open file description, which the child then
+    /// shares, so the run is never unlocked between the two processes. Close-on-exec is
+    /// cleared in the child only (between fork and exec), so no other process this one starts
+    /// meanwhile inherits the lock. The child takes it with [`Lock::adopt`]; this process may
+    /// drop its `Lock` once the child runs.
+    pub fn pass_to(&self, cmd: &mut std::process::Command) -> std::os::fd::RawFd {
+        use std::os::unix::process::CommandExt;
+        let fd = self._file.as_raw_fd();
+        // SAFETY: fcntl(2) is async-signal-safe; it changes the child's copy of the
+        // descriptor table only.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        fd
+    }
+
+    /// Takes over the lock of `run_dir` inherited as descriptor `fd` (see
+    /// [`Lock::pass_to`]): checks that `fd` is `run_dir`'s lock file and that it holds
+    /// the lock, makes it close-on-exec again and writes this process's pid into it.
+    ///
+    /// Errors: `fd` is not open, is another file, or does not hold the lock
+    /// ([`RunDirError::Io`]).
+    pub fn adopt(run_dir: &Path, fd: std::os::fd::RawFd) -> Result<Lock, RunDirError> {
+        use std::io::{Seek, Write};
+        use std::os::fd::FromRawFd;
+        use std::os::unix::fs::MetadataExt;
+        let path = run_dir.join(LOCK);
+        let bad = |what: &str| RunDirError::Io {
+            path: path.clone(),
+            source: std::io::Error::other(format!("descriptor {fd} {what}")),
+        };
+        // SAFETY: F_GETFD only queries whether `fd` is open.
+        if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            return Err(bad("is not open"));
+        }
+        // SAFETY: `fd` is open and was handed to this process to own (the parent's copy is
+        // its own descriptor).
+        let mut file = unsafe { File::from_raw_fd(fd) };
+        let (held, on_disk) = (
+            file.metadata().map_err(io(&path))?,
+            std::fs::metadata(&path).map_err(io(&path))?,
+        );
+        if (held.dev(), held.ino()) != (on_disk.dev(), on_disk.ino()) {
+            return Err(bad("is not the run's lock file"));
+        }
+        // Converting the lock we share is a no-op; failing means another description holds it.
+        if !flock(&file, libc::LOCK_EX).map_err(io(&path))? {
+            return Err(bad("does not hold the lock"));
+        }
+        // SAFETY: as above; sets close-on-exec on our own descriptor.
+        unsafe {
+            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        }
+        let pid = format!("{}\n", std::process::id());
+        file.set_len(0)
+            .and_then(|_| file.rewind())
+            .and_then(|_| file.write_all(pid.as_bytes()))
+            .map_err(io(&path))?;
+        Ok(Lock {
+            _file: file,
+            dir: run_dir.to_path_buf(),
+        })
+    }
 }
 
 fn flock(file: &File, mode: libc::c_int) -> std::io::Result<bool> {

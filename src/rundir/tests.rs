@@ -111,3 +111,46 @@ fn a_corrupt_checkpoint_is_named_not_skipped() {
         "{msg}"
     );
 }
+
+#[test]
+fn an_inherited_lock_is_adopted_without_ever_being_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let lock = super::lock(dir.path()).unwrap();
+    let mut cmd = std::process::Command::new("true");
+    let fd = lock.pass_to(&mut cmd);
+    // What the child has: another descriptor of the same open file (close-on-exec here, so
+    // that processes other tests start meanwhile do not inherit it).
+    // SAFETY: duplicates a descriptor the Lock owns.
+    let inherited = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    assert!(inherited >= 0);
+    drop(lock);
+    assert!(
+        live_pid(dir.path()).is_some(),
+        "dropping the parent's copy kept the lock"
+    );
+    let adopted = Lock::adopt(dir.path(), inherited).unwrap();
+    assert_eq!(live_pid(dir.path()), Some(std::process::id()));
+    assert!(matches!(
+        super::lock(dir.path()),
+        Err(RunDirError::Live { .. })
+    ));
+    drop(adopted);
+    assert_eq!(live_pid(dir.path()), None);
+}
+
+#[test]
+fn adopting_a_descriptor_that_is_not_the_held_lock_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _held = super::lock(dir.path()).unwrap();
+    let other = std::fs::File::create(dir.path().join("other")).unwrap();
+    let e = Lock::adopt(dir.path(), other.as_raw_fd()).unwrap_err();
+    std::mem::forget(other); // adopt took the descriptor over (and closed it)
+    assert!(e.to_string().contains("is not the run's lock file"), "{e}");
+    // The lock file itself, opened again while another open file holds the lock.
+    let again = std::fs::File::open(dir.path().join(LOCK)).unwrap();
+    let e = Lock::adopt(dir.path(), again.as_raw_fd()).unwrap_err();
+    std::mem::forget(again);
+    assert!(e.to_string().contains("does not hold the lock"), "{e}");
+    let e = Lock::adopt(dir.path(), 9999).unwrap_err();
+    assert!(e.to_string().contains("is not open"), "{e}");
+}

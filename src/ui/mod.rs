@@ -2,7 +2,9 @@
 //! the run (the engine does) and send back only requests (quit, keystrokes to a worker).
 //!
 //! [`Frontend`] is the seam between the supervisor's event loop and a front end: `plain` is
-//! line-prefixed output for scripts and CI, `tui` is a ratatui screen with a pane per worker.
+//! line-prefixed output for scripts and CI, `tmux` a window per worker, and for `--ui tui`
+//! the supervisor talks to [`crate::attach::hub`], which serves screens to TUI clients
+//! (`tui`, a ratatui screen with a pane per worker) that attach and detach at will.
 
 pub mod plain;
 pub mod tmux;

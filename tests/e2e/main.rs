@@ -2,6 +2,7 @@
 //! and worker processes, on the demo/test stand-in stage3 served from a `file://` mirror laid
 //! out like Gentoo's. They fail (never skip) when not run as root.
 
+mod attach;
 mod boot;
 mod common;
 mod detach;

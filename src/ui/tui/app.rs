@@ -14,6 +14,28 @@ use crate::engine::{Checkpoint, StepState, TargetRecord, TargetState};
 use crate::progress::watch::Shown;
 use crate::supervisor::spawn::Pty;
 
+/// Where a pane's keystrokes and size go: the worker's pty (in the supervisor) or the attach
+/// socket (in a client, [`crate::attach::client`]).
+pub trait KeySink: Send + Sync {
+    /// Sends keystrokes (raw bytes, as a terminal would).
+    fn write(&self, bytes: &[u8]);
+    /// The pane is drawn at `cols` x `rows` cells: the worker's terminal takes that size.
+    fn resize(&self, cols: u16, rows: u16);
+}
+
+impl KeySink for Pty {
+    fn write(&self, bytes: &[u8]) {
+        Pty::write(self, bytes);
+    }
+
+    fn resize(&self, cols: u16, rows: u16) {
+        Pty::resize(self, cols, rows);
+    }
+}
+
+/// A pane's [`KeySink`], shared.
+pub type Sink = std::sync::Arc<dyn KeySink>;
+
 /// Lines of scrollback kept per worker.
 pub const SCROLLBACK: usize = 10_000;
 
@@ -32,8 +54,8 @@ pub struct Pane {
     pub scroll: usize,
     /// The scrolled-back screen, rebuilt by [`App::refresh_views`] while `scroll > 0`.
     pub view: Option<vt100::Parser>,
-    /// The worker's terminal, once started.
-    pub pty: Option<Pty>,
+    /// The worker's terminal (or the socket to it), once started.
+    pub pty: Option<Sink>,
     /// The worker has exited (after abort, quit, or the end of its steps): a failed target
     /// has no rescue shell any more.
     pub exited: bool,
@@ -84,10 +106,24 @@ fn max_scroll(p: &Pane) -> usize {
 /// What an update asks the outside world to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
-    /// Ask the supervisor to stop the run (confirmed by the user).
+    /// Ask the supervisor to stop the run (confirmed by the user): exit 130, resumable.
     Quit,
+    /// Leave the screen; the run goes on (confirmed by the user).
+    Detach,
     /// Answer the pending question.
     Answer(bool),
+}
+
+/// What is shown over the panes and takes the keys first: at most one at a time.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Modal {
+    /// Nothing: keys go to the panes (or, while typing, to the focused worker).
+    #[default]
+    None,
+    /// `q` or Ctrl-C: detach (the run goes on), stop the run, or cancel.
+    Leave,
+    /// A yes/no question (the umount question, "press Enter to close").
+    Question(Question),
 }
 
 /// A yes/no question shown over the screen.
@@ -111,10 +147,8 @@ pub struct App {
     pub zoom: bool,
     /// Keys go to the focused worker's terminal (Ctrl-] takes them back).
     pub typing: bool,
-    /// "Quit?" is being asked.
-    pub confirm_quit: bool,
-    /// The question being asked (the umount question), if any.
-    pub question: Option<Question>,
+    /// The dialog over the panes, if any.
+    pub modal: Modal,
     /// The end-of-run summary table, once the run ended.
     pub summary: Option<String>,
     /// Enter was pressed on the summary: the screen may close.
@@ -150,8 +184,7 @@ impl App {
             focus: 0,
             zoom: false,
             typing: false,
-            confirm_quit: false,
-            question: None,
+            modal: Modal::None,
             summary: None,
             closing: false,
             messages: VecDeque::new(),
@@ -263,8 +296,31 @@ impl App {
         }
     }
 
+    /// Replaces a pane's terminal with a snapshot (see [`crate::attach`]): a `rows` x `cols`
+    /// screen drawn by `screen` and the kept lines of `scrollback`; `sink` takes its keys when
+    /// its worker runs.
+    pub fn load_screen(
+        &mut self,
+        target: &Target,
+        (rows, cols): (u16, u16),
+        scrollback: &[u8],
+        screen: &[u8],
+        sink: Option<Sink>,
+    ) {
+        let pane = self.pane_mut(target);
+        let mut term = vt100::Parser::new(rows.max(1), cols.max(1), 0);
+        term.process(screen);
+        pane.term = term;
+        let mut lines = Scrollback::new(SCROLLBACK);
+        lines.feed(scrollback);
+        pane.lines = lines;
+        pane.scroll = 0;
+        pane.view = None;
+        pane.pty = sink;
+    }
+
     /// Keeps a worker's pty for typing and resizing.
-    pub fn attach(&mut self, target: &Target, pty: Pty) {
+    pub fn attach(&mut self, target: &Target, pty: Sink) {
         let pane = self.pane_mut(target);
         let (rows, cols) = pane.term.screen().size();
         pty.resize(cols, rows);
@@ -359,17 +415,28 @@ impl App {
     /// Handles one key; returns what the outside world must do. Keystrokes for a worker are
     /// written to its pty here.
     pub fn key(&mut self, k: KeyEvent) -> Option<Effect> {
-        if let Some(q) = &self.question {
-            let answer = match k.code {
-                KeyCode::Char('y') | KeyCode::Char('Y') => Some(true),
-                KeyCode::Char('n') | KeyCode::Char('N') => Some(false),
-                KeyCode::Enter => Some(q.default),
-                _ => None,
-            };
-            if answer.is_some() {
-                self.question = None;
+        match &self.modal {
+            Modal::Question(q) => {
+                let answer = match k.code {
+                    KeyCode::Char('y') | KeyCode::Char('Y') => Some(true),
+                    KeyCode::Char('n') | KeyCode::Char('N') => Some(false),
+                    KeyCode::Enter => Some(q.default),
+                    _ => None,
+                };
+                if answer.is_some() {
+                    self.modal = Modal::None;
+                }
+                return answer.map(Effect::Answer);
             }
-            return answer.map(Effect::Answer);
+            Modal::Leave => {
+                self.modal = Modal::None;
+                return match k.code {
+                    KeyCode::Char('d') | KeyCode::Char('D') => Some(Effect::Detach),
+                    KeyCode::Char('s') | KeyCode::Char('S') => Some(Effect::Quit),
+                    _ => None,
+                };
+            }
+            Modal::None => {}
         }
         if self.summary.is_some() {
             match k.code {
@@ -395,11 +462,6 @@ impl App {
             }
             return None;
         }
-        if self.confirm_quit {
-            self.confirm_quit = false;
-            return matches!(k.code, KeyCode::Char('y') | KeyCode::Char('Y'))
-                .then_some(Effect::Quit);
-        }
         let n = self.panes.len().max(1);
         match k.code {
             KeyCode::Tab | KeyCode::Right | KeyCode::Down => self.focus = (self.focus + 1) % n,
@@ -423,12 +485,12 @@ impl App {
                 self.zoom = false;
                 self.scroll_to(0);
             }
-            KeyCode::Char('q') if self.summary.is_none() => self.confirm_quit = true,
+            KeyCode::Char('q') if self.summary.is_none() => self.modal = Modal::Leave,
             // Raw mode turns Ctrl-C into a key: it asks too.
             KeyCode::Char('c')
                 if k.modifiers.contains(KeyModifiers::CONTROL) && self.summary.is_none() =>
             {
-                self.confirm_quit = true
+                self.modal = Modal::Leave
             }
             _ => {}
         }

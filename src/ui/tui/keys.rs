@@ -4,7 +4,7 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 /// The footer's key help in normal mode.
-pub const HELP: &str = "Tab focus  z zoom  PgUp/PgDn scroll  i type (Ctrl-] back)  q quit";
+pub const HELP: &str = "Tab focus  z zoom  PgUp/PgDn scroll  i type (Ctrl-] back)  q leave";
 
 /// Ctrl-] gives the keyboard back to the TUI (crossterm reports it as Ctrl-5 on terminals
 /// that send 0x1d).

@@ -2,9 +2,12 @@
 //! emulator per pane), a header with the run's progress, a footer with the keys.
 //!
 //! State ([`app`]) and drawing ([`view`]) are apart, as in ratatui's component template:
-//! the supervisor's calls only update the state under a lock; a drawing thread renders it at
-//! most [`FPS`] times a second, and an input thread turns keys into state changes, keystrokes
-//! for a worker's pty, or [`Request`]s for the supervisor. The rescue shell and the
+//! updates (from an attach client's socket, [`crate::attach::client`], through a [`Handle`];
+//! or, for measuring, the [`Frontend`] calls of a headless TUI) only change the state under a
+//! lock; a drawing thread renders it at most [`FPS`] times a second, and an input thread
+//! turns keys into state changes, keystrokes for a worker (through its pane's
+//! [`app::KeySink`]: the socket, or a pty), or [`Effect`]s (detach, stop, answers) handed to
+//! the caller of [`start_terminal`]. The rescue shell and the
 //! resume / retry / abort prompt are the worker's own (DESIGN.md): they appear in its pane
 //! and the user types into them after `i`.
 
@@ -28,14 +31,13 @@ use crossterm::terminal;
 use ratatui::backend::CrosstermBackend;
 use ratatui::layout::Rect;
 use ratatui::{Terminal, TerminalOptions, Viewport};
-use tokio::sync::mpsc::UnboundedSender;
 
-use self::app::{App, Effect, Question};
+use self::app::{App, Effect, Modal, Question};
 use crate::config::Target;
 use crate::engine::events::now_us;
 use crate::engine::Checkpoint;
 use crate::supervisor::spawn::Pty;
-use crate::ui::{Frontend, Request};
+use crate::ui::Frontend;
 
 /// Most frames drawn per second.
 pub const FPS: u64 = 20;
@@ -78,11 +80,14 @@ pub struct Tui {
     headless: bool,
 }
 
+/// What the TUI does with the [`Effect`]s of the user's keys (called on the input thread).
+pub type OnEffect = Box<dyn FnMut(Effect) + Send>;
+
 /// Switches the terminal to the alternate screen in raw mode and starts drawing and reading
-/// keys; `requests` receives the user's [`Request`]s.
+/// keys; every [`Effect`] goes to `on_effect`. The state is fed with [`Tui::handle`].
 ///
 /// Errors: the terminal cannot be set up (not a terminal).
-pub fn start(requests: UnboundedSender<Request>) -> std::io::Result<Tui> {
+pub fn start_terminal(mut on_effect: OnEffect) -> std::io::Result<Tui> {
     terminal::enable_raw_mode()?;
     crossterm::execute!(std::io::stdout(), terminal::EnterAlternateScreen)?;
     // A panic must not leave the user's terminal raw and on the alternate screen.
@@ -94,11 +99,9 @@ pub fn start(requests: UnboundedSender<Request>) -> std::io::Result<Tui> {
     let mut term = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
     term.clear()?;
     let mut tui = spawn_drawing(term, None);
-    let (answer_tx, answers) = mpsc::channel();
-    tui.answers = answers;
     let shared = Arc::clone(&tui.shared);
     tui.threads.push(std::thread::spawn(move || {
-        input_loop(&shared, &requests, &answer_tx)
+        input_loop(&shared, &mut on_effect)
     }));
     Ok(tui)
 }
@@ -198,7 +201,7 @@ pub fn fit(app: &mut App, area: Rect) {
     app.refresh_views();
 }
 
-fn input_loop(shared: &Shared, requests: &UnboundedSender<Request>, answers: &mpsc::Sender<bool>) {
+fn input_loop(shared: &Shared, on_effect: &mut OnEffect) {
     while !shared.stop.load(Ordering::SeqCst) {
         match event::poll(Duration::from_millis(100)) {
             Ok(true) => {}
@@ -220,14 +223,8 @@ fn input_loop(shared: &Shared, requests: &UnboundedSender<Request>, answers: &mp
             Err(_) => break,
         };
         shared.dirty.store(true, Ordering::SeqCst);
-        match effect {
-            Some(Effect::Quit) => {
-                let _ = requests.send(Request::Quit);
-            }
-            Some(Effect::Answer(a)) => {
-                let _ = answers.send(a);
-            }
-            None => {}
+        if let Some(effect) = effect {
+            on_effect(effect);
         }
     }
 }
@@ -248,9 +245,42 @@ impl Tui {
         self.shared.dirty.store(true, Ordering::SeqCst);
     }
 
+    /// A handle that changes the screen's state from another thread (a client's socket
+    /// reader).
+    pub fn handle(&self) -> Handle {
+        Handle(Arc::clone(&self.shared))
+    }
+
+    /// Stops drawing and reading keys, gives the terminal back, and prints the last
+    /// supervisor messages and the summary, if any (for a TUI from [`start_terminal`]).
+    pub fn leave_terminal(&mut self) {
+        self.closed = true;
+        self.shared.stop.store(true, Ordering::SeqCst);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        restore_terminal();
+        let app = self.shared.app();
+        let mut out = std::io::stdout().lock();
+        for m in app
+            .messages
+            .iter()
+            .rev()
+            .take(5)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
+            let _ = writeln!(out, "[build-helper] {m}");
+        }
+        if let Some(s) = &app.summary {
+            let _ = writeln!(out, "\n{s}");
+        }
+    }
+
     fn wait_answer(&mut self, text: &str, default: bool) -> Option<bool> {
         self.update(|a| {
-            a.question = Some(Question {
+            a.modal = Modal::Question(Question {
                 text: text.to_string(),
                 default,
             })
@@ -287,7 +317,7 @@ impl Frontend for Tui {
     }
 
     fn attach(&mut self, target: &Target, pty: Pty) {
-        self.update(|a| a.attach(target, pty));
+        self.update(|a| a.attach(target, Arc::new(pty)));
     }
 
     fn flush(&mut self, target: &Target) {
@@ -346,26 +376,20 @@ impl Frontend for Tui {
             // Let the user read the summary in place before the screen goes.
             let _ = self.wait_answer("Press Enter to close.", true);
         }
-        self.shared.stop.store(true, Ordering::SeqCst);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-        restore_terminal();
-        let app = self.shared.app();
-        for m in app
-            .messages
-            .iter()
-            .rev()
-            .take(5)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-        {
-            let _ = writeln!(std::io::stdout().lock(), "[build-helper] {m}");
-        }
-        if let Some(s) = &app.summary {
-            let _ = writeln!(std::io::stdout().lock(), "\n{s}");
-        }
+        self.leave_terminal();
+    }
+}
+
+/// Changes a [`Tui`]'s state from any thread; the next frame shows it.
+#[derive(Clone)]
+pub struct Handle(Arc<Shared>);
+
+impl Handle {
+    /// Applies `f` to the state and redraws.
+    pub fn update<R>(&self, f: impl FnOnce(&mut App) -> R) -> R {
+        let r = f(&mut self.0.app());
+        self.0.dirty.store(true, Ordering::SeqCst);
+        r
     }
 }
 

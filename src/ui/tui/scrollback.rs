@@ -81,6 +81,19 @@ impl Scrollback {
         }
     }
 
+    /// Every kept line as bytes that [`Scrollback::feed`] turns back into the same lines
+    /// (each completed line ends with `\n`, the unfinished one last): what an attaching
+    /// client gets as a pane's history (see [`crate::attach`]).
+    pub fn bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for l in &self.lines {
+            out.extend_from_slice(l);
+            out.push(b'\n');
+        }
+        out.extend_from_slice(&self.partial);
+        out
+    }
+
     /// Feeds terminal output; returns how many lines it completed.
     pub fn feed(&mut self, bytes: &[u8]) -> usize {
         let mut completed = 0;

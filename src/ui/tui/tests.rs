@@ -7,7 +7,7 @@ use ratatui::layout::Rect;
 use ratatui::style::Color;
 use ratatui::Terminal;
 
-use super::app::{App, Effect};
+use super::app::{App, Effect, Modal};
 use super::{fit, view};
 use crate::config::Target;
 use crate::engine::{Checkpoint, StepRecord, StepState, TargetRecord};
@@ -300,14 +300,27 @@ fn a_long_summary_scrolls_and_always_says_how_to_close() {
 }
 
 #[test]
-fn quit_asks_first_and_only_yes_quits() {
+fn quit_asks_detach_or_stop_and_other_keys_cancel() {
     let mut a = app(1);
     assert_eq!(a.key(key(KeyCode::Char('q'))), None);
-    assert!(a.confirm_quit);
+    assert_eq!(a.modal, Modal::Leave);
     assert_eq!(a.key(key(KeyCode::Char('n'))), None);
-    assert!(!a.confirm_quit);
+    assert_eq!(a.modal, Modal::None);
     a.key(key(KeyCode::Char('q')));
-    assert_eq!(a.key(key(KeyCode::Char('y'))), Some(Effect::Quit));
+    assert_eq!(a.key(key(KeyCode::Char('s'))), Some(Effect::Quit));
+    a.key(key(KeyCode::Char('q')));
+    assert_eq!(a.key(key(KeyCode::Char('d'))), Some(Effect::Detach));
+    assert_eq!(a.modal, Modal::None);
+}
+
+#[test]
+fn the_leave_dialog_offers_detach_and_stop() {
+    let mut a = app(2);
+    a.key(key(KeyCode::Char('q')));
+    let term = screen(&mut a, 100, 30);
+    let text = format!("{:?}", term.backend());
+    assert!(text.contains("[d]etach  [s]top"), "{text}");
+    assert!(text.contains("build-helper attach"), "{text}");
 }
 
 #[test]
@@ -380,14 +393,14 @@ fn a_target_between_two_steps_keeps_running_and_leaves_the_focus() {
 fn ctrl_c_asks_to_quit_like_q() {
     let mut a = app(1);
     a.key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
-    assert!(a.confirm_quit);
+    assert_eq!(a.modal, Modal::Leave);
 }
 
 #[test]
 fn the_umount_question_takes_y_n_or_enter_for_its_default() {
     let mut a = app(1);
     let ask = |a: &mut App| {
-        a.question = Some(super::app::Question {
+        a.modal = Modal::Question(super::app::Question {
             text: "Unmount now? [Y/n]".into(),
             default: true,
         })
@@ -395,7 +408,7 @@ fn the_umount_question_takes_y_n_or_enter_for_its_default() {
     ask(&mut a);
     assert_eq!(a.key(key(KeyCode::Char('x'))), None, "other keys wait");
     assert_eq!(a.key(key(KeyCode::Char('n'))), Some(Effect::Answer(false)));
-    assert!(a.question.is_none());
+    assert_eq!(a.modal, Modal::None);
     ask(&mut a);
     assert_eq!(a.key(key(KeyCode::Enter)), Some(Effect::Answer(true)));
 }

@@ -9,7 +9,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Widget, Wrap};
 use ratatui::Frame;
 
-use super::app::{App, Pane};
+use super::app::{App, Modal, Pane};
 use super::keys::HELP;
 use super::layout::{arrange, Arrangement};
 pub use super::text::{banner, title};
@@ -70,18 +70,24 @@ pub fn render(frame: &mut Frame, app: &App) {
         Paragraph::new(footer_line(app)).style(Style::new().bg(Color::DarkGray).fg(Color::White)),
         footer,
     );
-    if app.confirm_quit {
+    let question = match &app.modal {
+        Modal::Question(q) => Some(q),
+        _ => None,
+    };
+    if app.modal == Modal::Leave {
         dialog(
             frame,
             area,
-            "Quit?",
-            "Stop the run? Running workers are stopped; their checkpoints stay (continue with --resume).",
-            "[y/N]",
+            "Leave?",
+            "d: detach: the screen closes, the run goes on (come back with `build-helper \
+             attach`).\ns: stop the run: running workers are stopped; their checkpoints stay \
+             (continue with --resume).",
+            "[d]etach  [s]top  any other key: cancel",
             0,
         );
     }
     if let Some(summary) = &app.summary {
-        let pinned = match &app.question {
+        let pinned = match question {
             Some(q) => q.text.clone(),
             None => "Press Enter to close.".to_string(),
         };
@@ -93,7 +99,7 @@ pub fn render(frame: &mut Frame, app: &App) {
             &pinned,
             app.summary_scroll,
         );
-    } else if let Some(q) = &app.question {
+    } else if let Some(q) = question {
         dialog(frame, area, "Question", &q.text, "", 0);
     }
 }

@@ -1,0 +1,259 @@
+//! The supervisor in its own session: `build-helper run --ui tui` prepares the run in the
+//! foreground (every bad input is reported there, exit 2), then starts the hidden
+//! `build-helper supervise` from its own executable in a new session (setsid(2)), standard
+//! input `/dev/null`, standard output and error appended to `work/<run>/supervisor.log`,
+//! and attaches a TUI client to it ([`foreground`]). The terminal going away (SIGHUP, a
+//! killed tmux session) ends only the client.
+//!
+//! The run directory's lock passes from the foreground to the supervisor without a gap: the
+//! supervisor inherits the locked descriptor (flock(2) locks belong to the open file
+//! description, which parent and child share), checks it and writes its own pid into it
+//! ([`crate::rundir::Lock::adopt`]). Taking the lock again in the child would leave a moment
+//! in which a second `run` could take it. A new process (exec of `/proc/self/exe`), not
+//! fork(2) alone, because the foreground has threads by then.
+//!
+//! Also here: the `attach` command ([`command`]).
+
+use std::io::{IsTerminal, Read, Seek, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+
+use anyhow::Context;
+
+use super::{client, hub, proto};
+use crate::error::UsageError;
+use crate::rundir;
+use crate::supervisor::{self, Prepared};
+use crate::ui::Frontend;
+
+/// The supervisor's log in the run directory (its standard output and error).
+pub const LOG: &str = "supervisor.log";
+
+/// Starts the supervisor of `prepared` in its own session (see the module doc) and gives up
+/// this process's hold on the run (the child holds the same lock).
+///
+/// Errors: the log cannot be opened; the process cannot be started.
+pub fn spawn(prepared: Prepared) -> anyhow::Result<Child> {
+    let run_dir = prepared.plan.run_dir();
+    let log_path = run_dir.join(LOG);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
+    let exe = std::env::current_exe().context("finding this program")?;
+    let mut cmd = std::process::Command::new(exe);
+    let fd = prepared.lock.pass_to(&mut cmd);
+    cmd.arg("supervise")
+        .arg("--run")
+        .arg(&run_dir)
+        .arg("--mode")
+        .arg(prepared.mode)
+        .arg("--lock-fd")
+        .arg(fd.to_string())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // SAFETY: setsid(2) is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().context("starting the supervisor")?;
+    drop(prepared);
+    Ok(child)
+}
+
+/// The hidden `supervise` command: supervises the prepared run of `run_dir` (`mode`: new,
+/// resume or retry) holding the inherited lock `lock_fd`, serving screens on the attach
+/// socket; returns the run's exit status (as [`supervisor::supervise`]).
+///
+/// Errors: the lock or the run's files are not what `run` left ([`UsageError`]); the
+/// namespace, the socket, and [`supervisor::supervise`]'s errors.
+pub fn serve(run_dir: &Path, mode: &str, lock_fd: i32) -> anyhow::Result<i32> {
+    let mode: &'static str = match mode {
+        "new" => "new",
+        "resume" => "resume",
+        "retry" => "retry",
+        other => {
+            return Err(UsageError(format!(
+                "supervise --mode {other}: not new, resume or retry"
+            ))
+            .into())
+        }
+    };
+    let usage = |e: rundir::RunDirError| UsageError(e.to_string());
+    let lock = rundir::Lock::adopt(run_dir, lock_fd).map_err(usage)?;
+    let plan = rundir::load_plan(run_dir).map_err(usage)?;
+    let checkpoint = rundir::load_checkpoint(run_dir, Some(&plan)).map_err(usage)?;
+    let prepared = Prepared {
+        plan,
+        checkpoint,
+        mode,
+        lock,
+    };
+    // While this process is single-threaded.
+    supervisor::private_namespace(&crate::sys::LinuxSys)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let (req_tx, req_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (mut hub, handle) = hub::start(run_dir, req_tx)
+        .with_context(|| format!("listening on {}", proto::socket_path(run_dir).display()))?;
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "[build-helper] supervisor {} of run {} started",
+        std::process::id(),
+        rundir::id_of(run_dir)
+    );
+    hub.checkpoint(&prepared.checkpoint);
+    let result = runtime.block_on(supervisor::supervise(prepared, Box::new(hub), req_rx));
+    // A stopped run may leave a blocking task (an extraction) behind: do not wait for it.
+    runtime.shutdown_background();
+    let code = match &result {
+        Ok(code) => *code,
+        Err(e) => {
+            handle.say(&format!("error: {e:#}"));
+            if e.downcast_ref::<UsageError>().is_some() {
+                2
+            } else {
+                1
+            }
+        }
+    };
+    handle.end(code);
+    result
+}
+
+/// The last `n` lines of the supervisor's log of `run_dir` (empty when there is none).
+pub fn log_tail(run_dir: &Path, n: usize) -> String {
+    let Ok(mut f) = std::fs::File::open(run_dir.join(LOG)) else {
+        return String::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(std::io::SeekFrom::Start(len.saturating_sub(64 << 10)));
+    let mut s = String::new();
+    let _ = f.read_to_string(&mut s);
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// The foreground of `run --ui tui`: attaches to the supervisor `child` of `run_dir` and
+/// returns the exit status: the run's when it ends while attached, 0 on detach.
+///
+/// Errors: the terminal cannot be set up; the supervisor could not be reached while it
+/// lives.
+pub fn foreground(run_dir: &Path, mut child: Child) -> anyhow::Result<i32> {
+    let result = {
+        let mut alive = || matches!(child.try_wait(), Ok(None));
+        client::run(run_dir, Some(&mut alive))
+    };
+    let log = run_dir.join(LOG);
+    match result {
+        Ok(client::Outcome::Ended(code)) => Ok(code),
+        Ok(client::Outcome::Detached) => Ok(0),
+        Ok(client::Outcome::Lost(why)) => match child.try_wait() {
+            Ok(Some(status)) => {
+                let _ = writeln!(
+                    std::io::stderr().lock(),
+                    "build-helper: the supervisor ended ({status}); its log, {}:\n{}",
+                    log.display(),
+                    log_tail(run_dir, 20)
+                );
+                Ok(status.code().unwrap_or(1))
+            }
+            _ => Err(anyhow::anyhow!(
+                "lost the screen's connection ({why}); the run goes on: `build-helper attach \
+                 {}` (its log: {})",
+                rundir::id_of(run_dir),
+                log.display()
+            )),
+        },
+        Err(e) => match child.try_wait() {
+            // The supervisor ended before serving: say why, with its status.
+            Ok(Some(status)) => {
+                let _ = writeln!(std::io::stderr().lock(), "{}", log_tail(run_dir, 20));
+                Ok(status.code().unwrap_or(1))
+            }
+            _ => Err(e),
+        },
+    }
+}
+
+/// `build-helper attach [RUN]`: the TUI on a live run (default: the tree's live run);
+/// for a run that is not live, its status table. Returns the exit status: the run's when it
+/// ends while attached, 0 on detach or for a run that is not live.
+///
+/// Errors: no such run, no live run, not root, no terminal, or a live run that serves no
+/// screens ([`UsageError`]); the connection fails.
+pub fn command(tree: &Path, run: Option<&str>) -> anyhow::Result<i32> {
+    let usage = |e: rundir::RunDirError| UsageError(e.to_string());
+    if !nix::unistd::geteuid().is_root() {
+        return Err(UsageError(
+            "build-helper attach needs root (the run's socket is root's): run it as root".into(),
+        )
+        .into());
+    }
+    let dir: PathBuf = match run {
+        Some(name) => rundir::open(tree, name).map_err(usage)?,
+        None => match rundir::any_live(tree) {
+            Some(rundir::RunDirError::Live { run, .. }) => {
+                rundir::open(tree, &run).map_err(usage)?
+            }
+            _ => {
+                return Err(UsageError(format!(
+                    "no live run in {}: nothing to attach; `build-helper status` lists the \
+                     runs, `build-helper attach RUN` shows a finished one",
+                    rundir::work(tree).display()
+                ))
+                .into())
+            }
+        },
+    };
+    let id = rundir::id_of(&dir);
+    let Some(pid) = rundir::live_pid(&dir) else {
+        // Finished, stopped or dead: what it did. Only printing from here: a closed pipe
+        // (`| head`) ends it quietly, as for `status`.
+        // SAFETY: sets a disposition, no handler; this thread is the only one.
+        let _ = unsafe {
+            nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGPIPE,
+                nix::sys::signal::SigHandler::SigDfl,
+            )
+        };
+        crate::commands::status(tree, Some(&id), false)?;
+        return Ok(0);
+    };
+    if !proto::socket_path(&dir).exists() {
+        // A tmux run is attached through its tmux session (`--ui tmux`).
+        return Err(UsageError(format!(
+            "run {id} (supervisor pid {pid}) serves no screens: it was started with --ui plain \
+             or --ui tmux; its output is in {}",
+            dir.join("logs").display()
+        ))
+        .into());
+    }
+    if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
+        return Err(UsageError(
+            "build-helper attach needs a terminal on standard input and output".into(),
+        )
+        .into());
+    }
+    match client::run(&dir, None)? {
+        client::Outcome::Ended(code) => Ok(code),
+        client::Outcome::Detached => Ok(0),
+        client::Outcome::Lost(why) => Err(anyhow::anyhow!(
+            "lost the connection to run {id}'s supervisor: {why}; its log: {}",
+            dir.join(LOG).display()
+        )),
+    }
+}
