@@ -35,7 +35,7 @@ pub const LOG: &str = "supervisor.log";
 /// this process's hold on the run (the child holds the same lock).
 ///
 /// Errors: the log cannot be opened; the process cannot be started.
-pub fn spawn(prepared: Prepared) -> anyhow::Result<Child> {
+pub fn spawn(mut prepared: Prepared) -> anyhow::Result<Child> {
     let run_dir = prepared.plan.run_dir();
     let log_path = run_dir.join(LOG);
     let log = std::fs::OpenOptions::new()
@@ -116,7 +116,8 @@ pub fn serve(run_dir: &Path, mode: &str, lock_fd: i32) -> anyhow::Result<i32> {
         rundir::id_of(run_dir)
     );
     hub.checkpoint(&prepared.checkpoint);
-    let result = runtime.block_on(supervisor::supervise(prepared, Box::new(hub), req_rx));
+    let sys: std::sync::Arc<dyn crate::sys::Sys> = std::sync::Arc::new(crate::sys::LinuxSys);
+    let result = runtime.block_on(supervisor::supervise(prepared, sys, Box::new(hub), req_rx));
     // A stopped run may leave a blocking task (an extraction) behind: do not wait for it.
     runtime.shutdown_background();
     let code = match &result {
@@ -234,10 +235,21 @@ pub fn command(tree: &Path, run: Option<&str>) -> anyhow::Result<i32> {
         return Ok(0);
     };
     if !proto::socket_path(&dir).exists() {
-        // A tmux run is attached through its tmux session (`--ui tmux`).
+        // A tmux run is shown by its own tmux session (`--ui tmux`): attach that.
+        match crate::ui::tmux::attach_command(&dir) {
+            Ok(argv) => {
+                let status = std::process::Command::new(&argv[0])
+                    .args(&argv[1..])
+                    .status()
+                    .with_context(|| format!("running {}", argv.join(" ")))?;
+                return Ok(status.code().unwrap_or(1));
+            }
+            Err(crate::ui::tmux::AttachError::NotTmux(_)) => {}
+            Err(e) => return Err(UsageError(format!("run {id}: {e}")).into()),
+        }
         return Err(UsageError(format!(
-            "run {id} (supervisor pid {pid}) serves no screens: it was started with --ui plain \
-             or --ui tmux; its output is in {}",
+            "run {id} (supervisor pid {pid}) serves no screens: it was started with --ui plain; \
+             its output is in {} (follow it with `tail -f`)",
             dir.join("logs").display()
         ))
         .into());

@@ -186,6 +186,21 @@ pub fn private_dir(dir: &Path) -> Result<(), RunDirError> {
 pub struct Lock {
     _file: File,
     dir: PathBuf,
+    /// Set by [`Lock::pass_to`]: the lock now belongs to a child too, so dropping this copy
+    /// only closes the descriptor.
+    handed_over: bool,
+}
+
+impl Drop for Lock {
+    /// Releases the lock explicitly (LOCK_UN), not only by closing: a process forked by
+    /// another thread holds a copy of the descriptor until it execs, and closing ours would
+    /// leave the run locked for that moment. A lock handed to a child is only closed.
+    fn drop(&mut self) {
+        if !self.handed_over {
+            // SAFETY: flock on the descriptor this Lock owns.
+            unsafe { libc::flock(self._file.as_raw_fd(), libc::LOCK_UN) };
+        }
+    }
 }
 
 impl Lock {
@@ -199,8 +214,9 @@ impl Lock {
     /// shares, so the run is never unlocked between the two processes. Close-on-exec is
     /// cleared in the child only (between fork and exec), so no other process this one starts
     /// meanwhile inherits the lock. The child takes it with [`Lock::adopt`]; this process may
-    /// drop its `Lock` once the child runs.
-    pub fn pass_to(&self, cmd: &mut std::process::Command) -> std::os::fd::RawFd {
+    /// drop its `Lock` once the child runs (dropping it then only closes its descriptor).
+    pub fn pass_to(&mut self, cmd: &mut std::process::Command) -> std::os::fd::RawFd {
+        self.handed_over = true;
         use std::os::unix::process::CommandExt;
         let fd = self._file.as_raw_fd();
         // SAFETY: fcntl(2) is async-signal-safe; it changes the child's copy of the
@@ -261,6 +277,7 @@ impl Lock {
         Ok(Lock {
             _file: file,
             dir: run_dir.to_path_buf(),
+            handed_over: false,
         })
     }
 }
@@ -315,6 +332,7 @@ pub fn lock(run_dir: &Path) -> Result<Lock, RunDirError> {
     Ok(Lock {
         _file: file,
         dir: run_dir.to_path_buf(),
+        handed_over: false,
     })
 }
 

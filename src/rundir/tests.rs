@@ -115,7 +115,7 @@ fn a_corrupt_checkpoint_is_named_not_skipped() {
 #[test]
 fn an_inherited_lock_is_adopted_without_ever_being_released() {
     let dir = tempfile::tempdir().unwrap();
-    let lock = super::lock(dir.path()).unwrap();
+    let mut lock = super::lock(dir.path()).unwrap();
     let mut cmd = std::process::Command::new("true");
     let fd = lock.pass_to(&mut cmd);
     // What the child has: another descriptor of the same open file (close-on-exec here, so
