@@ -371,7 +371,8 @@ fn rescue_retry_runs_the_failed_target_again_from_its_first_step() {
 /// decision and since when, the event log has `rescue-waiting`, and the decision (resume)
 /// moves the state on. The same tmux run shows that a step in a tmux window gets the
 /// starter's `pass_env` (set on the command line only, not in the tmux session), and that
-/// the run directory records its tmux session (`tmux.json`) with a working attach command.
+/// the run directory records its tmux session (`tmux.json`) with a working attach command,
+/// which `build-helper attach` runs.
 #[test]
 fn a_waiting_rescue_shell_shows_in_status_until_the_user_decides() {
     require_root();
@@ -487,6 +488,18 @@ fn a_waiting_rescue_shell_shows_in_status_until_the_user_decides() {
         .status()
         .unwrap();
     assert!(has.success(), "the recorded session {session} on {socket}");
+    // `build-helper attach RUN` from another terminal (another tmux server here) shows it.
+    let env: Vec<_> = run_env(tree.path(), "")
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("BH_DEMO_"))
+        .collect();
+    let other = Tmux::start(
+        "wait-attach",
+        &format!("{BIN} attach {id}; echo ATTACH-EXIT=$?; sleep 600"),
+        &env,
+    );
+    other.wait_for("wait-attach", TARGETS[1], 20);
+    other.cmd(&["kill-server"]);
 
     // The decision moves the state on.
     tmux.keys(&failed, &["exit", "Enter"]);
