@@ -4,6 +4,7 @@
 
 mod boot;
 mod common;
+mod demo_screen;
 mod dist;
 mod distcc;
 mod events;

@@ -82,7 +82,13 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
+        // The server leaves its socket file behind: remove it too.
+        let socket = self.cmd(&["display-message", "-p", "#{socket_path}"]);
         self.cmd(&["kill-server"]);
+        let socket = socket.trim();
+        if !socket.is_empty() {
+            let _ = std::fs::remove_file(socket);
+        }
     }
 }
 
