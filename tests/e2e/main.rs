@@ -12,6 +12,8 @@ mod faults;
 mod history;
 mod hostile;
 mod portage;
+#[path = "../support/tar_builder.rs"]
+mod tar_builder;
 #[path = "../support/temp_mirror.rs"]
 mod temp_mirror;
 mod tui;
