@@ -10,10 +10,10 @@
 //! done, the step's last duration / `total`. The clip is this module's own: on the real
 //! `emerge.log` of `tests/fixtures/progress/` (see its README) the plain mean spread a step's
 //! one giant package (qtwebengine, ghc) over every package to come and erred by 102 % on
-//! average; the clipped mean errs by about half that. Without package
-//! progress, the step's remaining time is its last duration (history metadata `step_ms`) minus
-//! its elapsed time. A target's remaining time adds the last durations of its steps still to
-//! run; the run's is the largest of its targets' (targets build in parallel).
+//! average; the clipped mean errs by about half that (52 %). Without package progress, the
+//! step's remaining time is its last duration (history metadata `step_ms`) minus its elapsed
+//! time. A target's remaining time adds the last durations of its steps still to run; the
+//! run's is the largest of its targets' (targets build in parallel).
 //!
 //! Durations are milliseconds throughout; `None` means "no basis for an estimate".
 
