@@ -1,7 +1,8 @@
 //! ETA accuracy on a replayed emerge.log (not a test): `cargo run --example
 //! eta_replay [EMERGE_LOG]`.
 //!
-//! With a path, replays that log (e.g. a build machine's `/var/log/emerge.log`). Without,
+//! With a path, replays that log (e.g. a build machine's `/var/log/emerge.log`, or the real
+//! one of `tests/fixtures/progress/emlop-emerge.10000.log.xz`; xz-compressed or plain). Without,
 //! replays a log it writes itself in Portage's exact `emerge.log` format
 //! (`lib/_emerge/emergelog.py`): 12 `@world` sessions of a seeded pseudo-random build
 //! history: 300 packages whose typical merge times are log-normal (median 60 s, sigma 1.3:
@@ -10,7 +11,7 @@
 //! Prints the mean relative error of the remaining-time estimate over all predictions and
 //! at 25/50/75 % of each session, and of the "last duration" fallback alone.
 
-use build_helper::progress::replay::replay;
+use build_helper::progress::replay::{log_text, replay};
 
 /// xorshift64*: a small seeded generator, so the log is the same on every machine.
 struct Rng(u64);
@@ -65,8 +66,8 @@ fn synthetic_log() -> String {
 
 fn main() {
     let (source, log) = match std::env::args().nth(1) {
-        Some(path) => match std::fs::read(&path) {
-            Ok(b) => (path, String::from_utf8_lossy(&b).into_owned()),
+        Some(path) => match std::fs::read(&path).and_then(|b| log_text(&b)) {
+            Ok(text) => (path, text),
             Err(e) => {
                 eprintln!("eta_replay: cannot read {path}: {e}");
                 std::process::exit(1);

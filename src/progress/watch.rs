@@ -33,6 +33,8 @@ struct Running {
     started_us: u64,
     changed_us: u64,
     progress: Option<Progress>,
+    /// Milliseconds each completed package took (between changes of the current package).
+    done_ms: Vec<u64>,
 }
 
 /// Progress and estimates of a run's targets.
@@ -72,6 +74,7 @@ impl Watch {
                 started_us: now_us,
                 changed_us: now_us,
                 progress: None,
+                done_ms: Vec::new(),
             },
         );
     }
@@ -92,6 +95,9 @@ impl Watch {
             .as_ref()
             .is_some_and(|p| p.current == progress.current);
         if !same_package {
+            if r.progress.as_ref().is_some_and(|p| p.current.is_some()) {
+                r.done_ms.push(now_us.saturating_sub(r.changed_us) / 1000);
+            }
             r.changed_us = now_us;
         }
         r.progress = Some(progress);
@@ -103,6 +109,7 @@ impl Watch {
             elapsed_ms: now_us.saturating_sub(r.started_us) / 1000,
             progress: r.progress.clone(),
             current_ms: now_us.saturating_sub(r.changed_us) / 1000,
+            done_ms: r.done_ms.clone(),
         }
     }
 
@@ -192,13 +199,22 @@ mod tests {
             total: 4,
             current: Some("a/d-1".into()),
         };
-        assert!(w.progress(a, "world", p, s + 30_000_000));
+        assert!(w.progress(a, "world", p.clone(), s + 30_000_000));
         assert!(!w.progress(a, "other", w.running[a].progress.clone().unwrap(), s));
         // 3 done in 30 s: 10 s each; the 4th started now.
         assert_eq!(w.target_eta_ms(&cp, a, s + 30_000_000), Some(20_000));
         assert_eq!(w.run_eta_ms(&cp, s + 30_000_000), Some(50_000));
         let shown = w.shown(&cp, a, s + 30_000_000).unwrap();
         assert_eq!(shown.progress.unwrap().short(), "3/4 a/d-1");
+        // a/d-1 took 8 s: the last package comes at that rate.
+        let p = Progress {
+            done: 4,
+            total: 5,
+            current: Some("a/e-1".into()),
+            ..p
+        };
+        assert!(w.progress(a, "world", p, s + 38_000_000));
+        assert_eq!(w.running[a].done_ms, vec![8_000]);
         w.step_finished(a);
         assert!(w.shown(&cp, a, s).is_none());
     }

@@ -1,109 +1,17 @@
-//! Tests of [`extract`] on archives built here (root needed for owners and device nodes).
+//! Tests of [`extract`] on archives built here, without root. What needs root (owners, device
+//! nodes, file capabilities) is tested in `tests/e2e/hostile.rs`, with the same builder.
 
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 
-use tar::{EntryType, Header};
+use tar::EntryType;
 
 use super::*;
 
-const MTIME: u64 = 1_700_000_000;
+#[path = "../../tests/support/tar_builder.rs"]
+mod tar_builder;
 
-/// A tar archive under construction, written raw so that unsafe names are possible.
-struct Ar(tar::Builder<Vec<u8>>);
-
-impl Ar {
-    fn new() -> Self {
-        Ar(tar::Builder::new(Vec::new()))
-    }
-
-    fn header(kind: EntryType, name: &str, mode: u32, size: u64) -> Header {
-        let mut h = Header::new_gnu();
-        h.set_entry_type(kind);
-        let gnu = h.as_gnu_mut().unwrap();
-        gnu.name[..name.len()].copy_from_slice(name.as_bytes());
-        h.set_mode(mode);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(MTIME);
-        h.set_size(size);
-        h
-    }
-
-    fn add(&mut self, mut h: Header, data: &[u8]) -> &mut Self {
-        h.set_cksum();
-        self.0.append(&h, data).unwrap();
-        self
-    }
-
-    fn dir(&mut self, name: &str, mode: u32) -> &mut Self {
-        self.add(Self::header(EntryType::Directory, name, mode, 0), b"")
-    }
-
-    fn file(&mut self, name: &str, mode: u32, data: &[u8]) -> &mut Self {
-        self.add(
-            Self::header(EntryType::Regular, name, mode, data.len() as u64),
-            data,
-        )
-    }
-
-    fn owned_file(&mut self, name: &str, uid: u64, gid: u64) -> &mut Self {
-        let mut h = Self::header(EntryType::Regular, name, 0o640, 2);
-        h.set_uid(uid);
-        h.set_gid(gid);
-        self.add(h, b"hi")
-    }
-
-    fn link(&mut self, kind: EntryType, name: &str, target: &str) -> &mut Self {
-        let mut h = Self::header(kind, name, 0o777, 0);
-        h.as_gnu_mut().unwrap().linkname[..target.len()].copy_from_slice(target.as_bytes());
-        self.add(h, b"")
-    }
-
-    fn node(&mut self, kind: EntryType, name: &str, major: u32, minor: u32) -> &mut Self {
-        let mut h = Self::header(kind, name, 0o666, 0);
-        h.set_device_major(major).unwrap();
-        h.set_device_minor(minor).unwrap();
-        self.add(h, b"")
-    }
-
-    /// A PAX extended header with `records` for the next entry.
-    fn pax(&mut self, records: &[(&str, &[u8])]) -> &mut Self {
-        let mut data = Vec::new();
-        for (key, value) in records {
-            let rest = key.len() + value.len() + 3; // ' ', '=', '\n'
-            let mut len = rest + 1;
-            while len != rest + len.to_string().len() {
-                len = rest + len.to_string().len();
-            }
-            data.extend_from_slice(format!("{len} {key}=").as_bytes());
-            data.extend_from_slice(value);
-            data.push(b'\n');
-        }
-        let h = Self::header(
-            EntryType::XHeader,
-            "././@PaxHeader",
-            0o644,
-            data.len() as u64,
-        );
-        self.add(h, &data)
-    }
-
-    /// Writes the archive, xz-compressed, to `<dir>/test.tar.xz`.
-    fn write(&mut self, dir: &Path) -> PathBuf {
-        let builder = std::mem::replace(&mut self.0, tar::Builder::new(Vec::new()));
-        let tar = builder.into_inner().unwrap();
-        let mut xz = xz2::write::XzEncoder::new(Vec::new(), 1);
-        std::io::Write::write_all(&mut xz, &tar).unwrap();
-        let path = dir.join("test.tar.xz");
-        std::fs::write(&path, xz.finish().unwrap()).unwrap();
-        path
-    }
-}
-
-fn is_root() -> bool {
-    nix::unistd::Uid::effective().is_root()
-}
+use tar_builder::{Ar, MTIME};
 
 /// Extracts and expects an `Unsafe` error, with nothing left at `dest` or `dest.partial`.
 fn assert_refused(ar: &mut Ar) -> Stage3Error {
@@ -118,40 +26,6 @@ fn assert_refused(ar: &mut Ar) -> Stage3Error {
         "partial left behind"
     );
     err
-}
-
-#[test]
-fn extract_keeps_numeric_owners_modes_and_mtimes() {
-    if !is_root() {
-        eprintln!("note: not root, skipping");
-        return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let mut ar = Ar::new();
-    ar.dir("./", 0o755)
-        .dir("./usr/", 0o755)
-        .dir("./usr/bin/", 0o711)
-        .file("./usr/bin/su", 0o4755, b"#!/bin/sh\n")
-        .owned_file("./usr/owned", 4242, 31337)
-        .dir("./tmp/", 0o1777);
-    let dest = tmp.path().join("root");
-    let stats = extract(&ar.write(tmp.path()), &dest).unwrap();
-    assert_eq!(stats.entries, 6);
-    assert_eq!(stats.bytes, 12);
-    let su = std::fs::symlink_metadata(dest.join("usr/bin/su")).unwrap();
-    assert_eq!(su.mode() & 0o7777, 0o4755);
-    assert_eq!(su.mtime() as u64, MTIME);
-    let owned = std::fs::symlink_metadata(dest.join("usr/owned")).unwrap();
-    assert_eq!((owned.uid(), owned.gid()), (4242, 31337));
-    assert_eq!(owned.mode() & 0o7777, 0o640);
-    let bin = std::fs::symlink_metadata(dest.join("usr/bin")).unwrap();
-    assert_eq!(bin.mode() & 0o7777, 0o711);
-    assert_eq!(bin.mtime() as u64, MTIME);
-    let t = std::fs::symlink_metadata(dest.join("tmp")).unwrap();
-    assert_eq!(t.mode() & 0o7777, 0o1777);
-    let root = std::fs::symlink_metadata(&dest).unwrap();
-    assert_eq!(root.mode() & 0o7777, 0o755);
-    assert!(!tmp.path().join("root.partial").exists());
 }
 
 #[test]
@@ -193,30 +67,6 @@ fn extract_makes_hard_links() {
     let b = std::fs::metadata(dest.join("bin/sh")).unwrap();
     assert_eq!(a.ino(), b.ino());
     assert_eq!(a.nlink(), 2);
-}
-
-#[test]
-fn extract_makes_device_nodes_and_fifos() {
-    if !is_root() {
-        eprintln!("note: not root, skipping");
-        return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let mut ar = Ar::new();
-    ar.node(EntryType::Char, "dev/null", 1, 3)
-        .node(EntryType::Block, "dev/loop0", 7, 0)
-        .node(EntryType::Fifo, "run/initctl", 0, 0);
-    let dest = tmp.path().join("root");
-    extract(&ar.write(tmp.path()), &dest).unwrap();
-    let null = std::fs::symlink_metadata(dest.join("dev/null")).unwrap();
-    assert!(null.file_type().is_char_device());
-    assert_eq!(null.rdev(), nix::sys::stat::makedev(1, 3));
-    assert_eq!(null.mode() & 0o7777, 0o666);
-    let lp = std::fs::symlink_metadata(dest.join("dev/loop0")).unwrap();
-    assert!(lp.file_type().is_block_device());
-    assert_eq!(lp.rdev(), nix::sys::stat::makedev(7, 0));
-    let fifo = std::fs::symlink_metadata(dest.join("run/initctl")).unwrap();
-    assert!(fifo.file_type().is_fifo());
 }
 
 /// Whether `dir`'s filesystem takes `user.*` extended attributes.
@@ -278,29 +128,6 @@ fn extract_keeps_user_xattrs() {
     assert_eq!(
         get_xattr(&ping, "user.test").as_deref(),
         Some(&b"hello\0world"[..])
-    );
-}
-
-#[test]
-fn extract_keeps_security_capability() {
-    if !is_root() {
-        eprintln!("note: not root, skipping");
-        return;
-    }
-    // vfs_cap_data revision 2: cap_net_raw (13) permitted + effective.
-    let mut cap = Vec::new();
-    for word in [0x0200_0001u32, 1 << 13, 0, 0, 0] {
-        cap.extend_from_slice(&word.to_le_bytes());
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let mut ar = Ar::new();
-    ar.pax(&[("SCHILY.xattr.security.capability", &cap)])
-        .owned_file("ping", 0, 0);
-    let dest = tmp.path().join("root");
-    extract(&ar.write(tmp.path()), &dest).unwrap();
-    assert_eq!(
-        get_xattr(&dest.join("ping"), "security.capability"),
-        Some(cap)
     );
 }
 
@@ -438,8 +265,7 @@ fn extract_of_mutated_archives_never_panics_and_leaves_nothing_on_error() {
         .node(EntryType::Fifo, "run/fifo", 0, 0)
         .pax(&[("SCHILY.xattr.user.a", b"1")])
         .file("usr/bin/x", 0o755, b"elf");
-    let builder = std::mem::replace(&mut ar.0, tar::Builder::new(Vec::new()));
-    let tar = builder.into_inner().unwrap();
+    let tar = ar.tar();
     let tmp = tempfile::tempdir().unwrap();
     let mut x = 0x2545_f491_4f6c_dd1du64;
     for i in 0..300 {
@@ -480,10 +306,10 @@ fn a_stopped_extraction_keeps_nothing() {
 fn the_filesystem_refusing_an_entry_exits_1_and_an_unsafe_entry_exits_2() {
     // EIO from fchown (a failing disk): the build machine's fault, exit 1 (src/error.rs).
     let refused = Stage3Error::Extract {
-        tarball: PathBuf::from("/d/stage3.tar.xz"),
+        tarball: std::path::PathBuf::from("/d/stage3.tar.xz"),
         entry: "./usr/bin/su".into(),
         action: "set the owner of".into(),
-        path: PathBuf::from("/m/root.partial/usr/bin/su"),
+        path: std::path::PathBuf::from("/m/root.partial/usr/bin/su"),
         source: std::io::Error::from_raw_os_error(libc::EIO),
     };
     assert!(refused.is_environment());

@@ -347,40 +347,8 @@ mod tests {
     use super::*;
 
     /// Mirrors the original's `scripts/example-starter-zen2-mbp-tb-stack-parallel.sh` (its
-    /// exports and its `HELPER_CMD` line, as published).
-    const PARALLEL: &str = r#"#!/bin/sh
-
-set -e
-
-STARTER_TIME="$(date -u +%Y%m%dT%H%M%SZ)"
-STARTER_PATH=$(readlink -f "$0")
-cd $(dirname "${STARTER_PATH}")
-[ ! -e ../logs ] && mkdir -p ../logs
-
-export MAKEOPTS="${MAKEOPTS} -j$(nproc)"
-# change VIDEO_CARDS_NATIVE for your native target's hardware
-export VIDEO_CARDS_NATIVE="intel amdgpu nouveau radeonsi radeon virgl"
-export MNT_TYPE="bind"
-export HIST_TYPE="files"
-export TMP_TYPE="tmpfs"
-export MOUNT_HIST="${MOUNT_HIST:-no}"
-export GENTOO_MIRRORS="${GENTOO_MIRRORS}"
-export TARBALL_MIRROR="${TARBALL_MIRROR:-}"
-
-if [ "${BUILD_HIST}" = "no" ]
-then
-	export BUILD_HIST='no'
-fi
-
-HELPER_CMD="./build-helper.sh x86_64-unknown-linux-musl:x86_64-unknown-linux-musl:x86_64-unknown-linux-gnu:x86_64-unknown-linux-gnu:i686-unknown-linux-gnu mbp-tb-stack:zen2-tb-stack:zen2-tb-slim:zen2-tb-steam:zen2-steam"
-
-if [ "${TERM_PROGRAM}" = "tmux" ]
-then
-	${HELPER_CMD} 2>&1
-else
-	${HELPER_CMD} 2>&1 | tee ../logs/zen2-mbp-tb-stack-parallel-${STARTER_TIME}.log
-fi
-"#;
+    /// exports and its `HELPER_CMD` line, as published); shared with `tests/plan_golden.rs`.
+    const PARALLEL: &str = include_str!("../../tests/fixtures/example-starter-parallel.sh");
 
     #[test]
     fn parallel_starter_becomes_five_targets_with_its_options() {

@@ -167,15 +167,21 @@ fn run(cmd: TmuxCommand<'_>) -> io::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout()).trim().to_string())
 }
 
-/// ` -u NAME` or ` 'NAME=value'` per variable, for `env(1)`: each name as `get` reads it.
+/// ` -u NAME` per unset variable, then ` 'NAME=value'` per set one, for `env(1)`: each name
+/// as `get` reads it. The unsets come first: `env` reads options only before its first
+/// `NAME=value` operand (POSIX `env`, GNU coreutils), so a later `-u` would be run as the
+/// command (exit 127).
 fn env_args(names: &[String], get: &dyn Fn(&str) -> Option<String>) -> String {
-    names
+    let values: Vec<(&String, Option<String>)> = names.iter().map(|k| (k, get(k))).collect();
+    let unset = values
         .iter()
-        .map(|k| match get(k) {
-            Some(v) => format!(" {}", quote(&format!("{k}={v}"))),
-            None => format!(" -u {}", quote(k)),
-        })
-        .collect()
+        .filter(|(_, v)| v.is_none())
+        .map(|(k, _)| format!(" -u {}", quote(k)));
+    let set = values.iter().filter_map(|(k, v)| {
+        v.as_ref()
+            .map(|v| format!(" {}", quote(&format!("{k}={v}"))))
+    });
+    unset.chain(set).collect()
 }
 
 /// Quotes `s` for the shell tmux runs a window's command with.
@@ -344,10 +350,17 @@ mod tests {
     fn pass_env_variables_reach_the_window_set_or_unset() {
         let names = vec!["BH_DEMO_FAIL".to_string(), "GONE".to_string()];
         let get = |k: &str| (k == "BH_DEMO_FAIL").then(|| "x.a:step 'q'".to_string());
+        // The unset ones first: env(1) takes no option after a NAME=value.
         assert_eq!(
             env_args(&names, &get),
-            r" 'BH_DEMO_FAIL=x.a:step '\''q'\''' -u 'GONE'"
+            r" -u 'GONE' 'BH_DEMO_FAIL=x.a:step '\''q'\'''"
         );
+        let line = format!("env{} true", env_args(&names, &get));
+        let st = std::process::Command::new("sh")
+            .args(["-c", &line])
+            .status()
+            .unwrap();
+        assert!(st.success(), "{line}");
     }
 
     fn record() -> Record {

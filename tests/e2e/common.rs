@@ -146,6 +146,15 @@ impl Drop for Tree {
     }
 }
 
+/// A finished command's standard output, then its standard error, as one text (lossy UTF-8).
+pub fn stdout_then_stderr(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 pub fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")

@@ -189,11 +189,7 @@ fn bh(tree: &Path, args: &[&str]) -> (bool, String) {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = stdout_then_stderr(&out);
     eprintln!("$ build-helper {}\n{}", args.join(" "), tail(&text, 60));
     (out.status.success(), text)
 }

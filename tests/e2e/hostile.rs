@@ -12,9 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use tar::{EntryType, Header};
+use tar::EntryType;
 
 use crate::common::*;
+use crate::tar_builder::{Ar, MTIME};
 
 const DEMO_A: &str = "configs/x86_64-unknown-linux-musl.demo-a";
 
@@ -447,76 +448,6 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
 
 // --- stage3 tarballs (the extractor's cases that already pass, kept passing) ---
 
-/// A tar archive written raw, so that unsafe names are possible.
-struct Ar(tar::Builder<Vec<u8>>);
-
-impl Ar {
-    fn new() -> Ar {
-        Ar(tar::Builder::new(Vec::new()))
-    }
-
-    fn header(kind: EntryType, name: &str, mode: u32, size: u64) -> Header {
-        let mut h = Header::new_gnu();
-        h.set_entry_type(kind);
-        h.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
-        h.set_mode(mode);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(1_700_000_000);
-        h.set_size(size);
-        h
-    }
-
-    fn add(&mut self, mut h: Header, data: &[u8]) -> &mut Ar {
-        h.set_cksum();
-        self.0.append(&h, data).unwrap();
-        self
-    }
-
-    fn dir(&mut self, name: &str) -> &mut Ar {
-        self.add(Self::header(EntryType::Directory, name, 0o755, 0), b"")
-    }
-
-    fn file(&mut self, name: &str, mode: u32, data: &[u8]) -> &mut Ar {
-        let h = Self::header(EntryType::Regular, name, mode, data.len() as u64);
-        self.add(h, data)
-    }
-
-    fn link(&mut self, kind: EntryType, name: &str, target: &str) -> &mut Ar {
-        let mut h = Self::header(kind, name, 0o777, 0);
-        h.as_gnu_mut().unwrap().linkname[..target.len()].copy_from_slice(target.as_bytes());
-        self.add(h, b"")
-    }
-
-    fn pax(&mut self, key: &str, value: &[u8]) -> &mut Ar {
-        let rest = key.len() + value.len() + 3;
-        let mut len = rest + 1;
-        while len != rest + len.to_string().len() {
-            len = rest + len.to_string().len();
-        }
-        let mut data = format!("{len} {key}=").into_bytes();
-        data.extend_from_slice(value);
-        data.push(b'\n');
-        let h = Self::header(
-            EntryType::XHeader,
-            "././@PaxHeader",
-            0o644,
-            data.len() as u64,
-        );
-        self.add(h, &data)
-    }
-
-    /// The archive, xz-compressed, as `<dir>/stage3.tar.xz`.
-    fn write(&mut self, dir: &Path) -> PathBuf {
-        let builder = std::mem::replace(&mut self.0, tar::Builder::new(Vec::new()));
-        let mut xz = xz2::write::XzEncoder::new(Vec::new(), 1);
-        xz.write_all(&builder.into_inner().unwrap()).unwrap();
-        let path = dir.join("stage3.tar.xz");
-        std::fs::write(&path, xz.finish().unwrap()).unwrap();
-        path
-    }
-}
-
 fn extract(ar: &mut Ar) -> (tempfile::TempDir, Result<(), String>) {
     let tmp = tempfile::tempdir().unwrap();
     let tarball = ar.write(tmp.path());
@@ -550,7 +481,7 @@ fn hostile_stage3_tarballs_are_refused_and_write_nothing_outside() {
         }),
         ("pax path escaping", {
             let mut a = Ar::new();
-            a.pax("path", b"../evil").file("harmless", 0o644, b"x");
+            a.pax(&[("path", b"../evil")]).file("harmless", 0o644, b"x");
             a
         }),
         ("file through a symlinked parent", {
@@ -561,12 +492,12 @@ fn hostile_stage3_tarballs_are_refused_and_write_nothing_outside() {
         }),
         ("directory through a symlinked parent", {
             let mut a = Ar::new();
-            a.link(EntryType::Symlink, "a", &out).dir("a/evil/");
+            a.link(EntryType::Symlink, "a", &out).dir("a/evil/", 0o755);
             a
         }),
         ("directory swapped for a symlink", {
             let mut a = Ar::new();
-            a.dir("d/")
+            a.dir("d/", 0o755)
                 .link(EntryType::Symlink, "d", &out)
                 .file("d/evil", 0o644, b"x");
             a
@@ -632,9 +563,9 @@ fn stage3_setuid_bits_and_file_capabilities_are_kept() {
     }
     let (tmp, result) = extract(
         Ar::new()
-            .dir("bin/")
+            .dir("bin/", 0o755)
             .file("bin/su", 0o4755, b"su")
-            .pax("SCHILY.xattr.security.capability", &cap)
+            .pax(&[("SCHILY.xattr.security.capability", &cap)])
             .file("bin/ping", 0o755, b"ping"),
     );
     result.unwrap();
@@ -644,6 +575,49 @@ fn stage3_setuid_bits_and_file_capabilities_are_kept() {
     assert_eq!(su.uid(), 0);
     let got = xattr(&root.join("bin/ping"), "security.capability");
     assert_eq!(got.as_deref(), Some(&cap[..]));
+}
+
+#[test]
+fn stage3_numeric_owners_modes_mtimes_device_nodes_and_fifos_are_kept() {
+    use std::os::unix::fs::FileTypeExt;
+    require_root();
+    let (tmp, result) = extract(
+        Ar::new()
+            .dir("./", 0o755)
+            .dir("./usr/", 0o755)
+            .dir("./usr/bin/", 0o711)
+            .file("./usr/bin/su", 0o4755, b"#!/bin/sh\n")
+            .owned_file("./usr/owned", 4242, 31337)
+            .dir("./tmp/", 0o1777)
+            .node(EntryType::Char, "dev/null", 1, 3)
+            .node(EntryType::Block, "dev/loop0", 7, 0)
+            .node(EntryType::Fifo, "run/initctl", 0, 0),
+    );
+    result.unwrap();
+    let root = tmp.path().join("root");
+    let meta = |p: &str| std::fs::symlink_metadata(root.join(p)).unwrap();
+    let su = meta("usr/bin/su");
+    assert_eq!(su.mode() & 0o7777, 0o4755);
+    assert_eq!(su.mtime() as u64, MTIME);
+    let owned = meta("usr/owned");
+    assert_eq!((owned.uid(), owned.gid()), (4242, 31337));
+    assert_eq!(owned.mode() & 0o7777, 0o640);
+    let bin = meta("usr/bin");
+    assert_eq!((bin.mode() & 0o7777, bin.mtime() as u64), (0o711, MTIME));
+    assert_eq!(meta("tmp").mode() & 0o7777, 0o1777);
+    assert_eq!(
+        std::fs::symlink_metadata(&root).unwrap().mode() & 0o7777,
+        0o755
+    );
+    let null = meta("dev/null");
+    assert!(null.file_type().is_char_device());
+    assert_eq!(null.rdev(), nix::sys::stat::makedev(1, 3));
+    assert_eq!(null.mode() & 0o7777, 0o666);
+    let lp = meta("dev/loop0");
+    assert!(lp.file_type().is_block_device());
+    assert_eq!(lp.rdev(), nix::sys::stat::makedev(7, 0));
+    assert!(meta("run/initctl").file_type().is_fifo());
+    assert!(!tmp.path().join("root.partial").exists());
 }
 
 fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {

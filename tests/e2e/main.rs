@@ -5,6 +5,7 @@
 mod attach;
 mod boot;
 mod common;
+mod demo_screen;
 mod detach;
 mod dist;
 mod distcc;
@@ -13,6 +14,8 @@ mod faults;
 mod history;
 mod hostile;
 mod portage;
+#[path = "../support/tar_builder.rs"]
+mod tar_builder;
 #[path = "../support/temp_mirror.rs"]
 mod temp_mirror;
 mod tui;

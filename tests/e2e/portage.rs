@@ -295,11 +295,7 @@ fn build() -> Vec<Built> {
         .env_remove("TMUX")
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = stdout_then_stderr(&out);
     eprintln!("=== build-helper run {starter}\n{}", tail(&text, 120));
     assert_eq!(
         out.status.code(),
