@@ -99,7 +99,8 @@ fn copy_into(m_dir: &Path, source: &Path, target: &Path) -> Result<(), MountErro
     })?;
     Root::open(m_dir)
         .map_err(safe)?
-        .write(rel, Resolve::NoSymlinks, &bytes, 0o644)
+        // Not fsynced: the copy is made again at every mount of the environment.
+        .replace(rel, Resolve::NoSymlinks, &bytes, 0o644, false)
         .map_err(safe)
 }
 
@@ -127,6 +128,27 @@ pub fn apply(
         journal.save(run_dir, true).map_err(io(run_dir))?;
     }
     let result = apply_entries(sys, m_dir, entries, journal);
+    journal.save(run_dir, false).map_err(io(run_dir))?;
+    result
+}
+
+/// Like [`apply`] for a journal shared by threads that mount at the same time (the waiting
+/// targets' stacked environments): the journal is locked only to record and save the mount
+/// points of the batch, after the mounts, so the threads' mounts do not wait for each other.
+/// The journal must have been saved once already (the base mounts did that).
+///
+/// Errors: [`MountError`] naming the mount point.
+pub fn apply_shared(
+    sys: &dyn Sys,
+    m_dir: &Path,
+    entries: &[Entry],
+    journal: &std::sync::Mutex<Journal>,
+    run_dir: &Path,
+) -> Result<(), MountError> {
+    let mut batch = Journal::default();
+    let result = apply_entries(sys, m_dir, entries, &mut batch);
+    let mut journal = journal.lock().unwrap_or_else(|p| p.into_inner());
+    journal.mounts.append(&mut batch.mounts);
     journal.save(run_dir, false).map_err(io(run_dir))?;
     result
 }
