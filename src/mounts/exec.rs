@@ -515,6 +515,45 @@ mod tests {
     }
 
     #[test]
+    fn targets_mounted_at_the_same_time_each_land_in_the_journal_once_and_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = dir.path().join("M");
+        let sys = crate::sys::RecordingSys::default();
+        let mut journal = Journal {
+            m_dir: m.clone(),
+            ..Journal::default()
+        };
+        apply(&sys, &m, &[], &mut journal, dir.path()).unwrap();
+        let journal = std::sync::Mutex::new(journal);
+        let batch = |t: &str| -> Vec<Entry> {
+            (0..20)
+                .map(|k| Entry::Tmpfs {
+                    target: m.join(t).join(k.to_string()),
+                    options: String::new(),
+                })
+                .collect()
+        };
+        std::thread::scope(|s| {
+            for t in ["t1", "t2", "t3", "t4"] {
+                let (sys, m, journal, entries, run) = (&sys, &m, &journal, batch(t), dir.path());
+                s.spawn(move || apply_shared(sys, m, &entries, journal, run).unwrap());
+            }
+        });
+        let saved = Journal::load(dir.path()).unwrap().unwrap();
+        assert_eq!(saved.mounts.len(), 80);
+        for t in ["t1", "t2", "t3", "t4"] {
+            let mine: Vec<&PathBuf> = saved
+                .mounts
+                .iter()
+                .filter(|p| p.starts_with(m.join(t)))
+                .collect();
+            let want: Vec<PathBuf> = batch(t).iter().map(|e| e.target().to_path_buf()).collect();
+            assert_eq!(mine, want.iter().collect::<Vec<_>>(), "{t}");
+        }
+        assert_eq!(teardown(&sys, &m, false).unwrap(), 80);
+    }
+
+    #[test]
     fn m_becomes_private_and_rbinds_become_slaves() {
         let dir = tempfile::tempdir().unwrap();
         let m = dir.path().join("M");
