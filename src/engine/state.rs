@@ -620,5 +620,11 @@ mod tests {
         w.finish();
         let back = Checkpoint::load(dir.path()).unwrap();
         assert_eq!(back.toolchain_ready, ["t19"]);
+        // The end is compacted: the snapshot alone holds the last state, the log is empty.
+        let snapshot: Checkpoint =
+            crate::rundir::read_versioned(&dir.path().join(FILE), "checkpoint").unwrap();
+        assert_eq!(snapshot, back);
+        let log = dir.path().join(crate::rundir::cplog::LOG);
+        assert_eq!(std::fs::metadata(log).unwrap().len(), 0);
     }
 }
