@@ -1,14 +1,21 @@
 #!/bin/sh
 # Benchmark: the delay between a tuple's toolchain-ready event and the first step of the
 # targets waiting for it, read from the runs' recorded events (work/<run>/events.jsonl), and
-# the bytes the supervisor writes to storage per step (its /proc/<pid>/io write_bytes: the
-# checkpoint, the mount journal, the event log), for a run of N targets.
+# the bytes the supervisor itself writes to storage per step (write_bytes of its threads in
+# /proc/<pid>/task/*/io: the checkpoint and its log, the mount journal, the event log; not
+# its children's), for a run of N targets.
 # Goals (issues 2 and 9): under 100 ms at 64 targets; bytes written per step constant in N.
 # Runs the demo starter (its demo-a primary, then N-1 copies of demo-b and demo-c) once from
 # the stage3 (not measured: it makes the history and its extraction would dominate the bytes
 # written), then RUNS times (default 3) as updates from the newest history, per N, with the
 # release binary on the demo/test stand-in stage3, in a throw-away tree; as root.
-# BH_DEMO_DELAY=0 unless set.
+# BH_DEMO_DELAY=0 unless set. BH_BIN=<build-helper binary> measures that binary instead of
+# building this tree's (to compare with an earlier build); BH_BENCH_KEEP=1 keeps the
+# throw-away tree (its runs' events and logs) for a closer look.
+# The latency metric: for every waiting target (every target but the primary) of every
+# measured run, the time from its tuple's toolchain-ready event to its own first
+# step-started event (both timestamps `t_us` in events.jsonl, written by the supervisor);
+# min, median and max over all of them.
 #   scripts/bench-latency.sh [RUNS] [N...]       e.g. scripts/bench-latency.sh 1 3 16 32 64
 set -eu
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,9 +23,10 @@ runs=${1:-3}
 [ $# -gt 0 ] && shift
 sizes=${*:-3}
 target_dir=${CARGO_TARGET_DIR:-$src/target}
-(cd "$src" && cargo build --release --quiet)
+bin=${BH_BIN:-$target_dir/release/build-helper}
+[ -n "${BH_BIN:-}" ] || (cd "$src" && cargo build --release --quiet)
 base=$(mktemp -d /tmp/bh-bench-latency.XXXXXX)
-trap 'for t in "$base"/n*; do [ -d "$t" ] && "$target_dir/release/build-helper" umount --all --tree "$t" >/dev/null 2>&1 || true; done; rm -rf "$base"' EXIT
+trap 'for t in "$base"/n*; do [ -d "$t" ] && "$bin" umount --all --tree "$t" >/dev/null 2>&1 || true; done; [ -n "${BH_BENCH_KEEP:-}" ] || rm -rf "$base"' EXIT
 "$src/scripts/demo-mirror.sh" "$base/mirror" >/dev/null
 
 # make_tree N DIR: the demo tree with N targets (demo-a first, then copies of b and c).
@@ -42,10 +50,14 @@ make_tree() {
     } > "$starter"
 }
 
-# watch_io PID OUT: keeps the supervisor's last write_bytes in OUT until it exits.
+# watch_io PID OUT: appends "<thread file> <write_bytes>" of each of the supervisor's own
+# threads to OUT every 50 ms until it exits. Per thread (/proc/PID/task/TID/io), because the
+# process's own /proc/PID/io also adds what its reaped children wrote: the workers, their
+# steps and mksquashfs, i.e. the build itself. A thread's last 50 ms before it ends are
+# missed (the supervisor's long-lived threads end with it).
 watch_io() {
     while [ -r "/proc/$1/io" ]; do
-        v=$(awk '/^write_bytes/ { print $2 }' "/proc/$1/io" 2>/dev/null) && [ -n "$v" ] && echo "$v" > "$2"
+        awk '/^write_bytes/ { print FILENAME, $2 }' /proc/"$1"/task/*/io >> "$2" 2>/dev/null || true
         sleep 0.05
     done
 }
@@ -58,7 +70,7 @@ for n in $sizes; do
         if [ "$i" = 0 ]; then history=none; else history=latest; fi
         BUILD_HELPER_TREE=$tree TARBALL_MIRROR=file://$base/mirror BH_OPENPGP_KEY=$base/mirror/demo-release.asc \
             BH_DEMO_DELAY=${BH_DEMO_DELAY:-0} \
-            "$target_dir/release/build-helper" run "$tree/starters/bench.toml" --ui plain --history "$history" >/dev/null 2>&1 &
+            "$bin" run "$tree/starters/bench.toml" --ui plain --history "$history" >/dev/null 2>&1 &
         pid=$!
         watch_io "$pid" "$tree/io.$i" &
         wait "$pid" || echo "run $i of N=$n exited $?" >&2
@@ -95,7 +107,12 @@ for n in sys.argv[2:]:
         steps = sum(1 for e in ev if e["event"] == "step-finished")
         io = os.path.join(tree, "io.%d" % k)
         if steps and os.path.isfile(io):
-            per_step.append(int(open(io).read().strip() or 0) / steps)
+            last = {}
+            for line in open(io):
+                f = line.split()
+                if len(f) == 2 and f[1].isdigit():
+                    last[f[0]] = max(last.get(f[0], 0), int(f[1]))
+            per_step.append(sum(last.values()) / steps)
     if not gaps:
         print("  %4s  no waiting target started" % n)
         continue

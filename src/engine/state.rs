@@ -1,7 +1,9 @@
 //! The checkpoint: `work/<run>/checkpoint.json`, the one source of truth of a run's progress.
 //!
 //! Rules (pueue's restore rules, adapted):
-//! - it is rewritten atomically (temp, fsync, rename) after every transition;
+//! - it is made durable after every transition: a record of what changed is appended to its
+//!   log, and the whole is rewritten atomically (temp, fsync, rename) at start, at the end and
+//!   when the log has grown larger than it (`rundir::cplog`);
 //! - reading a checkpoint ([`Checkpoint::load`]) never changes it: `status` of a live run
 //!   shows its running steps as running;
 //! - the crash rule ([`Checkpoint::restore`]) applies only when the run's supervisor is gone
@@ -250,20 +252,19 @@ impl Checkpoint {
         }
     }
 
-    /// Reads a run's checkpoint as it is on disk (format checked, no crash rule: see
-    /// [`Checkpoint::restore`]).
+    /// Reads a run's checkpoint as it is on disk: snapshot + log (`rundir::cplog`), format
+    /// checked, no crash rule (see [`Checkpoint::restore`]).
     ///
     /// Errors: unreadable, malformed or newer file (the message names it).
     pub fn load(run_dir: &Path) -> Result<Checkpoint, CheckpointError> {
-        crate::rundir::read_versioned(&run_dir.join(FILE), "checkpoint").map_err(|e| {
-            CheckpointError::Read {
-                path: run_dir.join(FILE),
-                message: e.to_string(),
-            }
+        crate::rundir::load_checkpoint(run_dir, None).map_err(|e| CheckpointError::Read {
+            path: run_dir.join(FILE),
+            message: e.to_string(),
         })
     }
 
-    /// Writes the checkpoint atomically into `run_dir` (versioned, mode 0600).
+    /// Writes the checkpoint atomically into `run_dir` as a new snapshot (versioned, mode
+    /// 0600), emptying its log.
     ///
     /// Errors: I/O.
     pub fn save(&self, run_dir: &Path) -> Result<(), CheckpointError> {
@@ -456,14 +457,16 @@ impl Checkpoint {
 }
 
 /// Writes checkpoints on a thread of its own so that the supervisor's event loop never waits
-/// for an fsync (~9 ms here). Each [`CheckpointWriter::save`] hands over a snapshot; when
-/// several queue up while a write is in progress, only the newest is written (it contains
-/// every earlier transition). [`CheckpointWriter::finish`] waits until the last snapshot is
-/// on disk. A write that fails is reported once to the `on_error` callback given to
-/// [`CheckpointWriter::start`] (the supervisor then stops the run: a run whose progress is
-/// not saved cannot be resumed).
+/// for an fsync (~9 ms here). Each [`CheckpointWriter::save`] hands over a copy; when several
+/// queue up while a write is in progress, only the newest is written (the log records set
+/// values, so it contains every earlier transition). The writer appends the changes since
+/// the previous write to the checkpoint log and compacts it into the snapshot at its first
+/// write, when the log outgrows the snapshot, and at [`CheckpointWriter::finish`], which
+/// waits until the last copy is on disk (`rundir::cplog`). A write that fails is reported
+/// once to the `on_error` callback given to [`CheckpointWriter::start`] (the supervisor then
+/// stops the run: a run whose progress is not saved cannot be resumed).
 pub struct CheckpointWriter {
-    tx: Option<std::sync::mpsc::Sender<Vec<u8>>>,
+    tx: Option<std::sync::mpsc::Sender<Checkpoint>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -471,21 +474,32 @@ pub struct CheckpointWriter {
 pub type OnError = Box<dyn Fn(String) + Send>;
 
 impl CheckpointWriter {
-    /// Starts the writer for `<run_dir>/checkpoint.json`.
+    /// Starts the writer for `<run_dir>/checkpoint.json` and its log.
     pub fn start(run_dir: &Path, on_error: OnError) -> CheckpointWriter {
-        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
-        let path = run_dir.join(FILE);
+        let (tx, rx) = std::sync::mpsc::channel::<Checkpoint>();
+        let mut store = crate::rundir::cplog::Store::new(run_dir);
         let thread = std::thread::spawn(move || {
             let mut reported = false;
-            while let Ok(mut bytes) = rx.recv() {
-                while let Ok(newer) = rx.try_recv() {
-                    bytes = newer;
+            let mut report = |e: crate::rundir::RunDirError| {
+                if !reported {
+                    on_error(format!("cannot write the checkpoint: {e}"));
+                    reported = true;
                 }
-                if let Err(e) = crate::fsutil::write_atomic(&path, &bytes) {
-                    if !reported {
-                        on_error(format!("cannot write the checkpoint: {e}"));
-                        reported = true;
-                    }
+            };
+            let mut last = None;
+            while let Ok(mut cp) = rx.recv() {
+                while let Ok(newer) = rx.try_recv() {
+                    cp = newer;
+                }
+                if let Err(e) = store.save(&cp) {
+                    report(e);
+                }
+                last = Some(cp);
+            }
+            // The end is a safe point: the whole state in the snapshot, the log empty.
+            if let Some(cp) = last {
+                if let Err(e) = store.compact(&cp) {
+                    report(e);
                 }
             }
         });
@@ -495,14 +509,14 @@ impl CheckpointWriter {
         }
     }
 
-    /// Queues a snapshot of `cp`.
+    /// Queues a copy of `cp`.
     pub fn save(&self, cp: &Checkpoint) {
-        if let (Some(tx), Ok(bytes)) = (&self.tx, crate::rundir::encode_versioned(cp)) {
-            let _ = tx.send(bytes);
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(cp.clone());
         }
     }
 
-    /// Waits until every queued snapshot is written.
+    /// Waits until every queued copy is written and the log compacted.
     pub fn finish(&mut self) {
         self.tx.take();
         if let Some(t) = self.thread.take() {
@@ -714,5 +728,11 @@ mod tests {
         w.finish();
         let back = Checkpoint::load(dir.path()).unwrap();
         assert_eq!(back.toolchain_ready, ["t19"]);
+        // The end is compacted: the snapshot alone holds the last state, the log is empty.
+        let snapshot: Checkpoint =
+            crate::rundir::read_versioned(&dir.path().join(FILE), "checkpoint").unwrap();
+        assert_eq!(snapshot, back);
+        let log = dir.path().join(crate::rundir::cplog::LOG);
+        assert_eq!(std::fs::metadata(log).unwrap().len(), 0);
     }
 }

@@ -99,7 +99,8 @@ fn copy_into(m_dir: &Path, source: &Path, target: &Path) -> Result<(), MountErro
     })?;
     Root::open(m_dir)
         .map_err(safe)?
-        .write(rel, Resolve::NoSymlinks, &bytes, 0o644)
+        // Not fsynced: the copy is made again at every mount of the environment.
+        .replace(rel, Resolve::NoSymlinks, &bytes, 0o644, false)
         .map_err(safe)
 }
 
@@ -127,6 +128,27 @@ pub fn apply(
         journal.save(run_dir, true).map_err(io(run_dir))?;
     }
     let result = apply_entries(sys, m_dir, entries, journal);
+    journal.save(run_dir, false).map_err(io(run_dir))?;
+    result
+}
+
+/// Like [`apply`] for a journal shared by threads that mount at the same time (the waiting
+/// targets' stacked environments): the journal is locked only to record and save the mount
+/// points of the batch, after the mounts, so the threads' mounts do not wait for each other.
+/// The journal must have been saved once already (the base mounts did that).
+///
+/// Errors: [`MountError`] naming the mount point.
+pub fn apply_shared(
+    sys: &dyn Sys,
+    m_dir: &Path,
+    entries: &[Entry],
+    journal: &std::sync::Mutex<Journal>,
+    run_dir: &Path,
+) -> Result<(), MountError> {
+    let mut batch = Journal::default();
+    let result = apply_entries(sys, m_dir, entries, &mut batch);
+    let mut journal = journal.lock().unwrap_or_else(|p| p.into_inner());
+    journal.mounts.append(&mut batch.mounts);
     journal.save(run_dir, false).map_err(io(run_dir))?;
     result
 }
@@ -490,6 +512,45 @@ mod tests {
         // What was mounted before the failure is torn down.
         assert_eq!(teardown(&sys, &m, false).unwrap(), 1);
         assert!(sys.mounted().is_empty());
+    }
+
+    #[test]
+    fn targets_mounted_at_the_same_time_each_land_in_the_journal_once_and_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = dir.path().join("M");
+        let sys = crate::sys::RecordingSys::default();
+        let mut journal = Journal {
+            m_dir: m.clone(),
+            ..Journal::default()
+        };
+        apply(&sys, &m, &[], &mut journal, dir.path()).unwrap();
+        let journal = std::sync::Mutex::new(journal);
+        let batch = |t: &str| -> Vec<Entry> {
+            (0..20)
+                .map(|k| Entry::Tmpfs {
+                    target: m.join(t).join(k.to_string()),
+                    options: String::new(),
+                })
+                .collect()
+        };
+        std::thread::scope(|s| {
+            for t in ["t1", "t2", "t3", "t4"] {
+                let (sys, m, journal, entries, run) = (&sys, &m, &journal, batch(t), dir.path());
+                s.spawn(move || apply_shared(sys, m, &entries, journal, run).unwrap());
+            }
+        });
+        let saved = Journal::load(dir.path()).unwrap().unwrap();
+        assert_eq!(saved.mounts.len(), 80);
+        for t in ["t1", "t2", "t3", "t4"] {
+            let mine: Vec<&PathBuf> = saved
+                .mounts
+                .iter()
+                .filter(|p| p.starts_with(m.join(t)))
+                .collect();
+            let want: Vec<PathBuf> = batch(t).iter().map(|e| e.target().to_path_buf()).collect();
+            assert_eq!(mine, want.iter().collect::<Vec<_>>(), "{t}");
+        }
+        assert_eq!(teardown(&sys, &m, false).unwrap(), 80);
     }
 
     #[test]

@@ -9,5 +9,5 @@ pub mod journal;
 pub mod loopdev;
 pub mod plan;
 
-pub use exec::{apply, mounts_under, teardown, MountError};
+pub use exec::{apply, apply_shared, mounts_under, teardown, MountError};
 pub use plan::{Entry, Layout, TargetDirs};

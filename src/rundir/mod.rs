@@ -13,10 +13,14 @@
 //! - **Versions.** plan.json and checkpoint.json carry `"format": N` beside their fields
 //!   ([`FORMAT`]); a file without it was written by an older build-helper (format 0, same
 //!   fields: read), one with a newer format is refused with a message naming the file.
+//! - **Checkpoint log.** The checkpoint is a snapshot plus an append-only log of transitions
+//!   (`checkpoint.log`, see [`cplog`]); the mount journal likewise (`journal.log`, see
+//!   `mounts::journal`). Readers always see the combined state.
 //! - **Modes.** The directory and `logs/` are 0700, state files 0600, whatever the umask.
 //!
 //! Not here: what the checkpoint means (engine), what the journal means (mounts).
 
+pub mod cplog;
 pub mod procs;
 
 use std::fs::File;
@@ -479,14 +483,20 @@ pub fn save_plan(run_dir: &Path, plan: &Plan) -> Result<(), RunDirError> {
     write_versioned(&run_dir.join(PLAN), plan)
 }
 
-/// Reads a run's checkpoint as it is on disk, without the crash rule (see
+/// Reads a run's checkpoint as it is on disk (snapshot + log, see [`cplog`]; a torn last
+/// log record is ignored with a warning on stderr), without the crash rule (see
 /// [`Checkpoint::restore`]), and checks that it belongs to `plan`: same run id, the plan's
 /// targets in order, each with the plan's steps.
 ///
 /// Errors: missing, malformed, newer or inconsistent checkpoint (names the file).
 pub fn load_checkpoint(run_dir: &Path, plan: Option<&Plan>) -> Result<Checkpoint, RunDirError> {
     let path = run_dir.join(crate::engine::state::FILE);
-    let cp: Checkpoint = read_versioned(&path, "checkpoint")?;
+    let loaded = cplog::load(run_dir)?;
+    for w in &loaded.warnings {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "warning: {w}");
+    }
+    let cp = loaded.checkpoint;
     if let Some(plan) = plan {
         if let Err(why) = consistent(&cp, plan) {
             return Err(RunDirError::Bad {
@@ -528,11 +538,12 @@ pub fn consistent(cp: &Checkpoint, plan: &Plan) -> Result<(), String> {
     Ok(())
 }
 
-/// Writes a run's checkpoint (versioned, atomic, 0600).
+/// Writes a run's checkpoint whole (versioned, atomic, 0600) as a new snapshot, and empties
+/// its log ([`cplog`]).
 ///
 /// Errors: I/O.
 pub fn save_checkpoint(run_dir: &Path, cp: &Checkpoint) -> Result<(), RunDirError> {
-    write_versioned(&run_dir.join(crate::engine::state::FILE), cp)
+    cplog::write_snapshot(run_dir, cp, cplog::new_gen(0)).map(|_| ())
 }
 
 #[cfg(test)]

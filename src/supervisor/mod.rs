@@ -91,6 +91,8 @@ struct Supervisor {
     exited: HashMap<Target, i32>,
     /// Secondary environments mounted (in reality: the executor's record).
     mounted: HashSet<Target>,
+    /// Limits how many secondary environments are mounted at once.
+    mount_slots: std::sync::Arc<tokio::sync::Semaphore>,
     /// Package progress and estimates of the running steps.
     watch: crate::progress::watch::Watch,
     /// Whether the environment's emerge.log files were read into `watch` (after mounting).
@@ -173,6 +175,7 @@ pub async fn supervise(
         pids: HashMap::new(),
         exited: HashMap::new(),
         mounted: HashSet::new(),
+        mount_slots: std::sync::Arc::new(tokio::sync::Semaphore::new(workers::mount_slots())),
         watch,
         emerge_logs_read: false,
         notifier,

@@ -6,13 +6,22 @@
 use anyhow::Context;
 
 use super::{spawn, ExitWait, Msg, Supervisor};
+
+/// How many waiting targets are mounted at the same time: the processors (the mounts of one
+/// target are syscalls and path walks, CPU-bound), between 2 and 8.
+pub(super) fn mount_slots() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(2, 8)
+}
 use crate::config::Target;
 use crate::engine::events::Event;
 use crate::engine::machine::Input;
 
 impl Supervisor {
-    /// Starts mounting a secondary target's stacked environment on a blocking thread, which
-    /// answers with [`Msg::Mounted`]; returns the result at once (`Some`) when there is
+    /// Starts mounting a secondary target's stacked environment on a blocking thread (at most
+    /// `mount_slots()` at a time), which answers with [`Msg::Mounted`]; returns the result at once (`Some`) when there is
     /// nothing to mount (the primary, or already mounted) or the target is unknown.
     pub(super) fn mount_secondary_async(&mut self, target: &Target) -> Option<Result<(), String>> {
         let primary = self.plan.targets.first().map(|t| &t.target) == Some(target);
@@ -36,12 +45,22 @@ impl Supervisor {
         let run_dir = self.run_dir.clone();
         let tx = self.msg_tx.clone();
         let target = target.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut journal = journal.lock().unwrap_or_else(|p| p.into_inner());
-            let result =
-                crate::mounts::apply(sys.as_ref(), &m_dir, &entries, &mut journal, &run_dir)
-                    .map_err(|e| e.to_string());
-            let _ = tx.send(Msg::Mounted(target, result));
+        let slots = std::sync::Arc::clone(&self.mount_slots);
+        tokio::spawn(async move {
+            // A few at a time, in the order released (the semaphore is fair): the first
+            // targets start as soon as their own mounts are done instead of all together
+            // at the end, and the journal is locked only to record a batch.
+            let Ok(permit) = slots.acquire_owned().await else {
+                return;
+            };
+            let _ = tokio::task::spawn_blocking(move || {
+                let result =
+                    crate::mounts::apply_shared(sys.as_ref(), &m_dir, &entries, &journal, &run_dir)
+                        .map_err(|e| e.to_string());
+                drop(permit);
+                let _ = tx.send(Msg::Mounted(target, result));
+            })
+            .await;
         });
         None
     }

@@ -117,9 +117,10 @@ impl Tree {
         runs.pop().expect("a run directory")
     }
 
+    /// The newest run's checkpoint as on disk: its snapshot with its log replayed.
     pub fn checkpoint(&self) -> serde_json::Value {
-        serde_json::from_slice(&std::fs::read(self.run_dir().join("checkpoint.json")).unwrap())
-            .unwrap()
+        let cp = build_helper::rundir::load_checkpoint(&self.run_dir(), None).unwrap();
+        serde_json::to_value(cp).unwrap()
     }
 
     pub fn events(&self) -> Vec<serde_json::Value> {

@@ -278,6 +278,7 @@ fn live_run_is_locked_private_and_stops_on_sigint_then_resumes() {
     for f in [
         "plan.json",
         "checkpoint.json",
+        "checkpoint.log",
         "journal.json",
         "events.jsonl",
         "lock",
@@ -602,8 +603,7 @@ impl Drop for SlowMirror {
 
 fn run_step_state(tree: &Tree, step: &str) -> Option<String> {
     let run = newest_run(tree)?;
-    let cp: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(run.join("checkpoint.json")).ok()?).ok()?;
+    let cp = serde_json::to_value(build_helper::rundir::load_checkpoint(&run, None).ok()?).ok()?;
     cp["run_steps"]
         .as_array()?
         .iter()

@@ -278,7 +278,11 @@ fn failed_step_resumes_without_rerunning_completed_steps() {
     // `--resume` without a run continues only runs of the same starter.
     let other = tree.path().join("starters/other.toml");
     std::fs::copy(tree.starter(), &other).unwrap();
-    let cp_bytes = std::fs::read(tree.run_dir().join("checkpoint.json")).unwrap();
+    let cp_files = || {
+        ["checkpoint.json", "checkpoint.log"]
+            .map(|f| std::fs::read(tree.run_dir().join(f)).unwrap())
+    };
+    let cp_bytes = cp_files();
     let out = tree.bh(
         &["run", other.to_str().unwrap(), "--ui", "plain", "--resume"],
         &[],
@@ -296,7 +300,7 @@ fn failed_step_resumes_without_rerunning_completed_steps() {
         "{stderr}"
     );
     assert_eq!(
-        std::fs::read(tree.run_dir().join("checkpoint.json")).unwrap(),
+        cp_files(),
         cp_bytes,
         "another starter's --resume touched the run"
     );

@@ -343,7 +343,12 @@ impl Frontend for Hub {
     fn output(&mut self, target: &Target, bytes: &[u8]) {
         self.update(|st| {
             let p = st.pane_mut(target);
-            p.term.process(bytes);
+            if !crate::ui::tui::term::process_guarded(&mut p.term, bytes) {
+                log(format_args!(
+                    "[build-helper] {target}: the terminal emulator failed on this output; its \
+                     screen starts blank again (logs/{target}.log keeps everything)"
+                ));
+            }
             p.lines.feed(bytes);
             Some(ServerMsg::Output {
                 target: target.clone(),

@@ -274,7 +274,7 @@ impl App {
     /// Feeds a worker's terminal output to its pane.
     pub fn output(&mut self, target: &Target, bytes: &[u8]) {
         let pane = self.pane_mut(target);
-        pane.term.process(bytes);
+        super::term::process_guarded(&mut pane.term, bytes);
         let added = pane.lines.feed(bytes);
         if pane.scroll > 0 {
             // Keep the scrolled-back view where it is.
@@ -291,7 +291,7 @@ impl App {
             }
             let (rows, cols) = p.term.screen().size();
             let mut view = vt100::Parser::new(rows, cols, 0);
-            view.process(&p.lines.window(p.scroll, usize::from(rows)));
+            super::term::process_guarded(&mut view, &p.lines.window(p.scroll, usize::from(rows)));
             p.view = Some(view);
         }
     }
@@ -309,7 +309,7 @@ impl App {
     ) {
         let pane = self.pane_mut(target);
         let mut term = vt100::Parser::new(rows.max(1), cols.max(1), 0);
-        term.process(screen);
+        super::term::process_guarded(&mut term, screen);
         pane.term = term;
         let mut lines = Scrollback::new(SCROLLBACK);
         lines.feed(scrollback);
@@ -533,7 +533,7 @@ impl App {
                     "\x1b7\x1b[{r};1H{}\x1b8\x1b[{k}A",
                     "\n".repeat(usize::from(k))
                 );
-                p.term.process(lift.as_bytes());
+                super::term::process_guarded(&mut p.term, lift.as_bytes());
             }
             p.term.set_size(rows, cols);
             p.scroll = p.scroll.min(max_scroll(p));

@@ -15,6 +15,7 @@ pub mod app;
 pub mod keys;
 pub mod layout;
 pub mod scrollback;
+pub mod term;
 #[cfg(test)]
 mod tests;
 pub mod text;
