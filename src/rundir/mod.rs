@@ -243,7 +243,6 @@ impl Lock {
     /// Errors: `fd` is not open, is another file, or does not hold the lock
     /// ([`RunDirError::Io`]).
     pub fn adopt(run_dir: &Path, fd: std::os::fd::RawFd) -> Result<Lock, RunDirError> {
-        use std::io::{Seek, Write};
         use std::os::fd::FromRawFd;
         use std::os::unix::fs::MetadataExt;
         let path = run_dir.join(LOCK);
@@ -257,7 +256,7 @@ impl Lock {
         }
         // SAFETY: `fd` is open and was handed to this process to own (the parent's copy is
         // its own descriptor).
-        let mut file = unsafe { File::from_raw_fd(fd) };
+        let file = unsafe { File::from_raw_fd(fd) };
         let (held, on_disk) = (
             file.metadata().map_err(io(&path))?,
             std::fs::metadata(&path).map_err(io(&path))?,
@@ -273,11 +272,17 @@ impl Lock {
         unsafe {
             libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
         }
+        Lock::held(file, run_dir, &path)
+    }
+
+    /// The lock `file` (of `run_dir`, at `path`) this process now holds: writes its pid.
+    fn held(mut file: File, run_dir: &Path, path: &Path) -> Result<Lock, RunDirError> {
+        use std::io::{Seek, Write};
         let pid = format!("{}\n", std::process::id());
         file.set_len(0)
             .and_then(|_| file.rewind())
             .and_then(|_| file.write_all(pid.as_bytes()))
-            .map_err(io(&path))?;
+            .map_err(io(path))?;
         Ok(Lock {
             _file: file,
             dir: run_dir.to_path_buf(),
@@ -310,10 +315,9 @@ fn read_pid(path: &Path) -> u32 {
 ///
 /// Errors: [`RunDirError::Live`] when another supervisor holds it; I/O.
 pub fn lock(run_dir: &Path) -> Result<Lock, RunDirError> {
-    use std::io::{Seek, Write};
     use std::os::unix::fs::OpenOptionsExt;
     let path = run_dir.join(LOCK);
-    let mut file = std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
@@ -328,16 +332,7 @@ pub fn lock(run_dir: &Path) -> Result<Lock, RunDirError> {
             lock: path,
         });
     }
-    let pid = format!("{}\n", std::process::id());
-    file.set_len(0)
-        .and_then(|_| file.rewind())
-        .and_then(|_| file.write_all(pid.as_bytes()))
-        .map_err(io(&path))?;
-    Ok(Lock {
-        _file: file,
-        dir: run_dir.to_path_buf(),
-        handed_over: false,
-    })
+    Lock::held(file, run_dir, &path)
 }
 
 /// The pid of the supervisor holding `run_dir`'s lock, `None` when no process holds it (the

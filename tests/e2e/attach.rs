@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use crate::tui::{run_env, Tmux};
+use crate::tui::{rescue_resume_and_finish, run_env, Tmux};
 
 /// Stops whatever supervisor of `tree` still runs when a test ends (a failed test must not
 /// leave a detached run behind; the tree's own drop then unmounts).
@@ -173,26 +173,7 @@ fn attach_from_another_terminal_shows_every_target_and_drives_the_rescue_shell()
         assert!(counter, "no step counter for {t}:\n{s}");
     }
     b.keys(pane, &["2"]);
-    b.keys(pane, &["i"]);
-    b.wait_for(pane, "TYPING into x86_64-unknown-linux-musl.demo-b", 10);
-    b.keys(pane, &["echo rescued-$((6*7))", "Enter"]);
-    b.wait_for(pane, "rescued-42", 10);
-    b.keys(pane, &["exit", "Enter"]);
-    b.wait_for(pane, "resume (re-run", 10);
-    b.keys(pane, &["resume", "Enter"]);
-    b.keys(pane, &["C-]"]);
-    b.wait_for(pane, "Run finished", 120);
-    b.keys(pane, &["Enter"]);
-    let s = b.wait_for(pane, "BH-EXIT=", 60);
-    assert!(s.contains("BH-EXIT=0"), "{s}");
-
-    let cp = tree.checkpoint();
-    assert_eq!(cp["finished"], true);
-    let world = steps(&cp, TARGETS[1])
-        .into_iter()
-        .find(|(n, _, _)| n == "target-world")
-        .expect("target-world");
-    assert_eq!((world.1.as_str(), world.2), ("done", 2));
+    rescue_resume_and_finish(&b, pane, &tree);
     // Attaching to the finished run shows what it did.
     let out = tree.bh(&["attach", &run], &[]);
     assert_eq!(out.status.code(), Some(0));

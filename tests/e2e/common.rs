@@ -108,13 +108,18 @@ impl Tree {
 
     /// The newest run directory under work/.
     pub fn run_dir(&self) -> PathBuf {
+        self.newest_run().expect("a run directory")
+    }
+
+    /// The newest run directory (one with a plan), if one exists yet.
+    pub fn newest_run(&self) -> Option<PathBuf> {
         let mut runs: Vec<PathBuf> = std::fs::read_dir(self.path().join("work"))
-            .unwrap()
+            .ok()?
             .map(|e| e.unwrap().path())
             .filter(|p| p.join("plan.json").exists())
             .collect();
         runs.sort();
-        runs.pop().expect("a run directory")
+        runs.pop()
     }
 
     /// The newest run's checkpoint as on disk: its snapshot with its log replayed.

@@ -3,7 +3,7 @@
 //! `build-helper stop` stops a live run from another terminal as Ctrl-C would.
 
 use std::io::BufRead;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -21,17 +21,6 @@ fn wait_until(secs: u64, what: &str, context: impl Fn() -> String, mut cond: imp
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// The newest run directory, if one exists yet.
-fn newest_run(tree: &Tree) -> Option<PathBuf> {
-    let mut runs: Vec<PathBuf> = std::fs::read_dir(tree.path().join("work"))
-        .ok()?
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("plan.json").exists())
-        .collect();
-    runs.sort();
-    runs.pop()
 }
 
 fn events_text(run: &Path) -> String {
@@ -91,10 +80,10 @@ fn plain_run_goes_on_after_sighup_and_the_loss_of_its_terminal() {
     let tmux = Tmux::start("hup", &line, &env);
     let screen = || tmux.screen("hup");
     wait_until(120, "a secondary target's first step", screen, || {
-        newest_run(&tree)
+        tree.newest_run()
             .is_some_and(|r| events_text(&r).contains(&format!("\"target\":\"{}\"", TARGETS[1])))
     });
-    let run = newest_run(&tree).unwrap();
+    let run = tree.newest_run().unwrap();
     let pid = supervisor_pid(&run).expect("a live supervisor");
     let sup = nix::unistd::Pid::from_raw(pid as i32);
     nix::sys::signal::kill(sup, nix::sys::signal::Signal::SIGHUP).unwrap();
@@ -182,9 +171,10 @@ fn stop_stops_a_live_run_from_another_terminal() {
         .unwrap();
     let output = || std::fs::read_to_string(tree.path().join("run.out")).unwrap_or_default();
     wait_until(120, "a step", output, || {
-        newest_run(&tree).is_some_and(|r| events_text(&r).contains("\"step-started\""))
+        tree.newest_run()
+            .is_some_and(|r| events_text(&r).contains("\"step-started\""))
     });
-    let run = newest_run(&tree).unwrap();
+    let run = tree.newest_run().unwrap();
     let id = run.file_name().unwrap().to_string_lossy().into_owned();
     // The run is not the caller's child here: reap it on a thread, as its shell would.
     let reaper = std::thread::spawn(move || child.wait().unwrap());

@@ -64,18 +64,8 @@ fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-fn newest_run(tree: &Tree) -> Option<PathBuf> {
-    let mut runs: Vec<PathBuf> = std::fs::read_dir(tree.path().join("work"))
-        .ok()?
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("plan.json").exists())
-        .collect();
-    runs.sort();
-    runs.pop()
-}
-
 fn events_text(tree: &Tree) -> String {
-    newest_run(tree)
+    tree.newest_run()
         .and_then(|r| std::fs::read_to_string(r.join("events.jsonl")).ok())
         .unwrap_or_default()
 }
@@ -179,6 +169,17 @@ fn done_steps(cp: &serde_json::Value) -> Vec<(String, String, u64)> {
 }
 
 /// After `--resume`, every step done before is still done and was not run again.
+/// `--resume` ends the run (exit 0, finished) without running again a step that was done
+/// `before`, and leaves nothing behind.
+fn resume_finishes_rerunning_nothing(tree: &Tree, before: &[(String, String, u64)]) {
+    let out = tree.run_demo(&["--resume"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let after = tree.checkpoint();
+    assert_eq!(after["finished"], true);
+    assert_no_done_step_rerun(before, &after);
+    assert_nothing_left(tree);
+}
+
 fn assert_no_done_step_rerun(before: &[(String, String, u64)], after: &serde_json::Value) {
     for (t, name, attempts) in before {
         let now = steps(after, t)
@@ -221,7 +222,7 @@ fn live_run_is_locked_private_and_stops_on_sigint_then_resumes() {
     wait_until(180, "a secondary target's first step", || {
         step_started(&tree, TARGETS[1])
     });
-    let run = newest_run(&tree).unwrap();
+    let run = tree.newest_run().unwrap();
     let id = run.file_name().unwrap().to_str().unwrap().to_string();
     let pid = child.id().to_string();
 
@@ -237,7 +238,7 @@ fn live_run_is_locked_private_and_stops_on_sigint_then_resumes() {
         assert!(err.contains(&id) && err.contains(&pid), "{err}");
     }
     assert_eq!(
-        newest_run(&tree).unwrap(),
+        tree.newest_run().unwrap(),
         run,
         "a second run directory appeared"
     );
@@ -363,12 +364,7 @@ fn live_run_is_locked_private_and_stops_on_sigint_then_resumes() {
     // --resume finishes the run without re-running a finished step.
     let before = done_steps(&serde_json::from_slice(&good).unwrap());
     assert!(!before.is_empty());
-    let out = tree.run_demo(&["--resume"], &[]);
-    assert_eq!(out.status.code(), Some(0));
-    let after = tree.checkpoint();
-    assert_eq!(after["finished"], true);
-    assert_no_done_step_rerun(&before, &after);
-    assert_nothing_left(&tree);
+    resume_finishes_rerunning_nothing(&tree, &before);
 }
 
 #[test]
@@ -381,7 +377,7 @@ fn a_killed_worker_takes_its_step_with_it_and_a_killed_step_fails() {
     wait_until(180, "the aarch64 target's first step", || {
         step_started(&tree, victim)
     });
-    let run = newest_run(&tree).unwrap();
+    let run = tree.newest_run().unwrap();
     let plan: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run.join("plan.json")).unwrap()).unwrap();
     let root = PathBuf::from(plan["targets"][2]["root"].as_str().unwrap());
@@ -437,12 +433,7 @@ fn a_killed_worker_takes_its_step_with_it_and_a_killed_step_fails() {
     assert!(out.status.success());
     assert_nothing_left(&tree);
     let before = done_steps(&tree.checkpoint());
-    let out = tree.run_demo(&["--resume"], &[]);
-    assert_eq!(out.status.code(), Some(0));
-    let after = tree.checkpoint();
-    assert_eq!(after["finished"], true);
-    assert_no_done_step_rerun(&before, &after);
-    assert_nothing_left(&tree);
+    resume_finishes_rerunning_nothing(&tree, &before);
 }
 
 /// A real mksquashfs that starts slowly (STAND-IN for a long archive): it writes the start
@@ -602,7 +593,7 @@ impl Drop for SlowMirror {
 }
 
 fn run_step_state(tree: &Tree, step: &str) -> Option<String> {
-    let run = newest_run(tree)?;
+    let run = tree.newest_run()?;
     let cp = serde_json::to_value(build_helper::rundir::load_checkpoint(&run, None).ok()?).ok()?;
     cp["run_steps"]
         .as_array()?
@@ -776,12 +767,7 @@ fn the_extraction_and_the_mounts_stop_on_sigint_and_die_with_a_killed_supervisor
     let out = tree.bh(&["umount", "--all"], &[]);
     assert!(out.status.success(), "{out:?}");
     assert_nothing_left(&tree);
-    let out = tree.run_demo(&["--resume"], &[]);
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let after = tree.checkpoint();
-    assert_eq!(after["finished"], true);
-    assert_no_done_step_rerun(&before, &after);
-    assert_nothing_left(&tree);
+    resume_finishes_rerunning_nothing(&tree, &before);
 }
 
 /// An environment failure in the download (the mirror refuses connections, no kept stage3):
@@ -839,7 +825,7 @@ fn an_io_error_in_the_extraction_or_a_mount_exits_1_and_leaves_nothing() {
     assert!(out.contains("cannot set the owner of"), "{out}");
     assert!(out.contains("Input/output error"), "{out}");
     assert_eq!(run_step_state(&tree, "stage3").as_deref(), Some("failed"));
-    let run = newest_run(&tree).unwrap();
+    let run = tree.newest_run().unwrap();
     assert!(!run.join("M/m.partial").exists(), "partial root left");
     assert_nothing_left(&tree);
 

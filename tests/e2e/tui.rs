@@ -234,6 +234,16 @@ fn tui_failed_pane_opens_the_rescue_shell_and_resume_completes_the_run() {
         "{s}"
     );
 
+    rescue_resume_and_finish(&tmux, pane, &tree);
+    let first = steps(&tree.checkpoint(), TARGETS[1]);
+    assert!(first.iter().all(|(_, s, a)| s == "done" && *a >= 1));
+    assert!(mounts_anywhere(tree.path()).is_empty());
+}
+
+/// In a TUI (in `pane`) whose focused pane is demo-b's failed `target-world`: types into its
+/// rescue shell (`i`) and sees the answer, leaves it, answers `resume`, and waits for the
+/// summary and the run's exit 0 (`BH-EXIT=`); the step then ran twice and the run finished.
+pub fn rescue_resume_and_finish(tmux: &Tmux, pane: &str, tree: &Tree) {
     tmux.keys(pane, &["i"]);
     tmux.wait_for(pane, "TYPING into x86_64-unknown-linux-musl.demo-b", 10);
     tmux.keys(pane, &["echo rescued-$((6*7))", "Enter"]);
@@ -258,9 +268,6 @@ fn tui_failed_pane_opens_the_rescue_shell_and_resume_completes_the_run() {
         ("done", 2),
         "resume re-ran the failed step"
     );
-    let first = steps(&cp, TARGETS[1]);
-    assert!(first.iter().all(|(_, s, a)| s == "done" && *a >= 1));
-    assert!(mounts_anywhere(tree.path()).is_empty());
 }
 
 /// The target of the window named `name` in `session` (window names hold dots, which tmux
