@@ -5,7 +5,6 @@
 //! joining its private namespace); `umount RUN` takes either down.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::Context;
 
@@ -14,14 +13,14 @@ use crate::error::UsageError;
 use crate::mounts::{self, journal::Journal, mounts_under};
 use crate::plan::{self, Plan};
 use crate::starter::Starter;
-use crate::sys::LinuxSys;
+use crate::sys::{ChrootCommand, Group, Sys};
 
 /// Mounts the starter's history (and every target's overlay) for exploration; prints where
 /// each environment is and how to enter and unmount it. Returns the run id.
 ///
 /// Errors: [`UsageError`] when there is no history or the configuration is bad; mount
 /// errors (everything mounted so far is taken down again).
-pub fn mount_hist(starter: &Starter) -> anyhow::Result<String> {
+pub fn mount_hist(sys: &dyn Sys, starter: &Starter) -> anyhow::Result<String> {
     let hist = crate::history::resolve(&starter.tree, &starter.options.history)
         .map_err(UsageError)?
         .ok_or_else(|| {
@@ -52,7 +51,7 @@ pub fn mount_hist(starter: &Starter) -> anyhow::Result<String> {
         for dir in layout.source_dirs() {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        mounts::apply(&LinuxSys, &layout.m_dir, &entries, &mut journal, &run_dir)?;
+        mounts::apply(sys, &layout.m_dir, &entries, &mut journal, &run_dir)?;
         let root = layout.primary_root();
         if !(root.join("etc").is_dir() && root.join("bin/sh").exists()) {
             let history = layout
@@ -69,7 +68,7 @@ pub fn mount_hist(starter: &Starter) -> anyhow::Result<String> {
         Ok(())
     })();
     if let Err(e) = result {
-        let _ = mounts::teardown(&LinuxSys, &layout.m_dir, false);
+        let _ = mounts::teardown(sys, &layout.m_dir, false);
         let _ = Journal::remove(&run_dir);
         return Err(e);
     }
@@ -78,7 +77,8 @@ pub fn mount_hist(starter: &Starter) -> anyhow::Result<String> {
         .as_ref()
         .map(|(p, _)| p.display().to_string())
         .unwrap_or_default();
-    let count = std::fs::read_to_string("/proc/self/mountinfo")
+    let count = sys
+        .mount_table()
         .map(|info| mounts_under(&info, &layout.m_dir).len())
         .unwrap_or(0);
     let tree = crate::commands::tree_flag(&plan.tree);
@@ -117,7 +117,13 @@ fn is_mounted(pid: Option<u32>, path: &Path) -> bool {
 ///
 /// Errors: [`UsageError`] for an unknown run or target, or an environment that is not
 /// mounted; joining a build's namespace or starting the shell failed.
-pub fn shell(tree: &Path, run: &str, target: Option<&str>, args: &[String]) -> anyhow::Result<i32> {
+pub fn shell(
+    sys: &dyn Sys,
+    tree: &Path,
+    run: &str,
+    target: Option<&str>,
+    args: &[String],
+) -> anyhow::Result<i32> {
     let run_dir = crate::rundir::open(tree, run).map_err(|e| UsageError(e.to_string()))?;
     let plan: Plan = crate::rundir::load_plan(&run_dir).map_err(|e| {
         UsageError(format!(
@@ -162,10 +168,8 @@ pub fn shell(tree: &Path, run: &str, target: Option<&str>, args: &[String]) -> a
         .into());
     }
     if let Some(pid) = ns_pid {
-        let ns = std::fs::File::open(format!("/proc/{pid}/ns/mnt"))
-            .with_context(|| format!("opening the mount namespace of run {run} (pid {pid})"))?;
-        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNS)
-            .with_context(|| format!("joining the mount namespace of run {run}"))?;
+        sys.join_mount_ns(pid)
+            .with_context(|| format!("joining the mount namespace of run {run} (pid {pid})"))?;
     }
     let shell: PathBuf = ["bin/bash", "bin/sh"]
         .iter()
@@ -173,25 +177,22 @@ pub fn shell(tree: &Path, run: &str, target: Option<&str>, args: &[String]) -> a
         .find(|p| p.exists())
         .map(|p| PathBuf::from("/").join(p.strip_prefix(&tp.root).unwrap_or(&p)))
         .ok_or_else(|| UsageError(format!("{} has no /bin/sh", tp.root.display())))?;
-    let root = tp.root.clone();
-    let mut cmd = Command::new(&shell);
-    cmd.args(args)
-        .env_clear()
-        .envs(&tp.env)
-        .env("BUILD_HELPER_STEP", "shell")
-        .env(
-            "TERM",
-            std::env::var("TERM").unwrap_or_else(|_| "linux".into()),
-        );
-    // SAFETY: chroot and chdir are async-signal-safe.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-            std::os::unix::fs::chroot(&root)?;
-            std::env::set_current_dir("/")
-        });
-    }
-    let status = cmd
-        .status()
-        .with_context(|| format!("starting {} in {}", shell.display(), tp.root.display()))?;
-    Ok(status.code().unwrap_or(1))
+    let mut env = tp.env.clone();
+    env.insert("BUILD_HELPER_STEP".into(), "shell".into());
+    env.insert(
+        "TERM".into(),
+        std::env::var("TERM").unwrap_or_else(|_| "linux".into()),
+    );
+    let mut child = sys.spawn_chrooted(ChrootCommand {
+        root: tp.root.clone(),
+        program: shell.display().to_string(),
+        args: args.to_vec(),
+        env,
+        group: Group::Caller,
+        output: None,
+        fd3: None,
+    })?;
+    child
+        .wait()
+        .with_context(|| format!("waiting for {} in {}", shell.display(), tp.root.display()))
 }
