@@ -319,7 +319,7 @@ pub fn clean_dead_run(sys: &dyn Sys, run_dir: &Path) -> Result<Cleaned, CleanErr
     // Mounts that go away with the namespace when its last process ends.
     let mut in_ns = 0;
     if let Some(&first) = pids.first() {
-        if let Ok(info) = std::fs::read_to_string(format!("/proc/{first}/mountinfo")) {
+        if let Ok(info) = sys.mount_table_of(first) {
             in_ns = mounts::mounts_under(&info, &m_dir).len();
         }
     }
@@ -338,7 +338,7 @@ pub fn clean_dead_run(sys: &dyn Sys, run_dir: &Path) -> Result<Cleaned, CleanErr
     let holders: Vec<u32> = procs::all_pids()
         .into_iter()
         .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+            sys.mount_table_of(*pid)
                 .is_ok_and(|info| !mounts::mounts_under(&info, &m_dir).is_empty())
         })
         .collect();

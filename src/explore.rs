@@ -102,13 +102,13 @@ pub fn mount_hist(sys: &dyn Sys, starter: &Starter) -> anyhow::Result<String> {
     Ok(plan.run_id)
 }
 
-fn is_mounted(pid: Option<u32>, path: &Path) -> bool {
-    let file = match pid {
-        Some(pid) => format!("/proc/{pid}/mountinfo"),
-        None => "/proc/self/mountinfo".to_string(),
-    };
-    std::fs::read_to_string(file)
-        .is_ok_and(|info| mounts_under(&info, path).iter().any(|m| m == path))
+/// Whether `path` is a mount point in the mount namespace of `pid` (`None`: this process's).
+fn is_mounted(sys: &dyn Sys, pid: Option<u32>, path: &Path) -> bool {
+    match pid {
+        Some(pid) => sys.mount_table_of(pid),
+        None => sys.mount_table(),
+    }
+    .is_ok_and(|info| mounts_under(&info, path).iter().any(|m| m == path))
 }
 
 /// Opens a shell (the environment's `/bin/bash`, else `/bin/sh`) chrooted in `target`'s
@@ -159,7 +159,7 @@ pub fn shell(
     }
     let ns_pid = (!journal.host_namespace).then_some(journal.pid);
     let proc_dir = tp.root.join("proc");
-    if !is_mounted(ns_pid, &proc_dir) {
+    if !is_mounted(sys, ns_pid, &proc_dir) {
         return Err(UsageError(format!(
             "the environment of {target} in run `{run}` is not mounted ({} has no proc); mount \
              it with `build-helper run STARTER --mount-hist` or start the run",
@@ -195,4 +195,68 @@ pub fn shell(
     child
         .wait()
         .with_context(|| format!("waiting for {} in {}", shell.display(), tp.root.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::sys::RecordingSys;
+
+    /// The demo tree (the repository's configs and starters) in a temporary directory, with
+    /// a history directory that passes the check but that nothing really mounts.
+    fn demo_tree() -> (tempfile::TempDir, crate::starter::Starter) {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let copied = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(repo.join("configs"))
+            .arg(repo.join("starters"))
+            .arg(tmp.path())
+            .status()
+            .unwrap();
+        assert!(copied.success());
+        let hist = tmp.path().join("history/20260101T000000Z");
+        std::fs::create_dir_all(hist.join("etc")).unwrap();
+        std::fs::create_dir_all(hist.join("usr")).unwrap();
+        let starter =
+            crate::starter::load(&tmp.path().join("starters/demo.toml"), &|_| None).unwrap();
+        (tmp, starter)
+    }
+
+    #[test]
+    fn a_history_without_a_root_filesystem_is_unmounted_again_deepest_first() {
+        let (_tmp, starter) = demo_tree();
+        let sys = RecordingSys::default();
+        // The recorded mounts make no files: the primary root has no etc/ or bin/sh.
+        let e = super::mount_hist(&sys, &starter).unwrap_err();
+        assert!(
+            e.downcast_ref::<crate::error::UsageError>().is_some(),
+            "bad input, exit 2: {e:#}"
+        );
+        assert!(e.to_string().contains("holds no root filesystem"), "{e:#}");
+        let calls = sys.take();
+        let mounted: Vec<&str> = calls
+            .iter()
+            .filter_map(|c| c.strip_prefix("mount "))
+            .filter_map(|c| c.split(' ').nth(1))
+            .collect();
+        let unmounted: Vec<&str> = calls
+            .iter()
+            .filter_map(|c| c.strip_prefix("umount "))
+            .collect();
+        assert!(mounted.len() > 3, "{calls:#?}");
+        // Every mount comes down, each after everything mounted below it.
+        let mut expected = mounted.clone();
+        expected.sort();
+        let mut got = unmounted.clone();
+        got.sort();
+        assert_eq!(got, expected, "{calls:#?}");
+        for (i, m) in unmounted.iter().enumerate() {
+            let below = |o: &&str| o.len() > m.len() && o.starts_with(&format!("{m}/"));
+            assert!(
+                !unmounted[i + 1..].iter().any(below),
+                "{m} unmounted before a mount below it: {calls:#?}"
+            );
+        }
+        assert!(sys.mounted().is_empty(), "{:?}", sys.mounted());
+    }
 }
