@@ -198,12 +198,13 @@ pub fn shell(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use crate::sys::RecordingSys;
 
     /// The demo tree (the repository's configs and starters) in a temporary directory, with
-    /// a history directory that passes the check but that nothing really mounts.
-    fn demo_tree() -> (tempfile::TempDir, crate::starter::Starter) {
+    /// a history directory that passes the check but that nothing really mounts (also for
+    /// the supervisor's tests).
+    pub(crate) fn demo_tree() -> (tempfile::TempDir, crate::starter::Starter) {
         let tmp = tempfile::tempdir().unwrap();
         let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let copied = std::process::Command::new("cp")
