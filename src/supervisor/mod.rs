@@ -197,8 +197,9 @@ impl Supervisor {
 /// Must run inside the private mount namespace ([`private_namespace`]) on the thread that
 /// lives for the whole run (workers get SIGTERM when it ends).
 ///
-/// Every mount, unmount and namespace call goes through `sys` ([`crate::sys::LinuxSys`] for
-/// real).
+/// Every mount, unmount and namespace call, and every process it starts chrooted (the
+/// archive's in-environment squashfs tool, binhost indexing), goes through `sys`
+/// ([`crate::sys::LinuxSys`] for real, created once by the binary's `main`).
 ///
 /// Errors: mounts, stage3 ([`UsageError`] when it does not verify), socket.
 pub async fn supervise(

@@ -1,7 +1,9 @@
 //! The system-call seam: every mount, unmount and loop-device operation of the tool, reading
-//! the mount table, entering (unshare) or joining (setns) a mount namespace, and starting a
-//! process chrooted into an environment (a step, a rescue shell: [`chroot`]) go through the
-//! [`Sys`] trait, injected by the caller.
+//! a mount table (this process's or another's), entering (unshare) or joining (setns) a mount
+//! namespace, and starting a process chrooted into an environment (a step, a rescue shell,
+//! the archive's in-environment squashfs tool, binhost indexing, `distcc-helper`'s distccd,
+//! the `shell` command: [`chroot`]) go through the [`Sys`] trait, injected by the caller: the
+//! binary's `main` creates one [`LinuxSys`] and hands it down to every command.
 //!
 //! [`LinuxSys`] performs the real calls (root only); [`RecordingSys`] records them, keeps a
 //! simulated mount table and can be told to fail a given mount, unmount or chroot spawn, so
