@@ -8,22 +8,20 @@
 //! machine"), signing packages, or pruning old ones (`eclean-pkg`).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::plan::Plan;
+use crate::sys::{ChrootCommand, Group, Sys};
 
 /// Errors of writing an index; each names the package directory.
 #[derive(Debug, thiserror::Error)]
 pub enum BinhostError {
     /// emaint could not be started.
-    #[error("cannot run emaint for {dir} in {root}: {source}")]
+    #[error("cannot run emaint for {dir}: {source}")]
     Start {
         /// The package directory (`binpkgs/host`, `binpkgs/<target>`).
         dir: String,
-        /// The environment root.
-        root: PathBuf,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (it names the environment root).
+        source: Box<crate::sys::SysError>,
     },
     /// emaint failed.
     #[error(
@@ -114,38 +112,36 @@ pub enum Indexed {
 /// the mount namespace where the root is mounted.
 ///
 /// Errors: [`BinhostError`] naming the directory.
-pub fn index(dir: &PackageDir, env: &[(String, String)]) -> Result<Indexed, BinhostError> {
-    let mut cmd = Command::new("/bin/sh");
-    cmd.args(["-c", &script(dir.config_root.as_deref())])
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(std::process::Stdio::null());
-    let root = dir.root.clone();
-    // SAFETY: chroot and chdir are async-signal-safe.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-            std::os::unix::fs::chroot(&root)?;
-            std::env::set_current_dir("/")
-        });
-    }
-    let out = cmd.output().map_err(|source| BinhostError::Start {
-        dir: dir.label.clone(),
+pub fn index(
+    sys: &dyn Sys,
+    dir: &PackageDir,
+    env: &[(String, String)],
+) -> Result<Indexed, BinhostError> {
+    let cmd = ChrootCommand {
         root: dir.root.clone(),
-        source,
-    })?;
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    match out.status.code() {
-        Some(0) => Ok(Indexed::Written),
-        Some(SKIPPED) => Ok(Indexed::Skipped(text.trim().to_string())),
+        program: "/bin/sh".into(),
+        args: vec!["-c".into(), script(dir.config_root.as_deref())],
+        env: env.iter().cloned().collect(),
+        group: Group::Caller,
+        output: None,
+        fd3: None,
+    };
+    let (code, out) =
+        crate::sys::chroot::output(sys, cmd).map_err(|source| BinhostError::Start {
+            dir: dir.label.clone(),
+            source: Box::new(source),
+        })?;
+    let text = String::from_utf8_lossy(&out).to_string();
+    match code {
+        0 => Ok(Indexed::Written),
+        SKIPPED => Ok(Indexed::Skipped(text.trim().to_string())),
         code => Err(BinhostError::Failed {
             dir: dir.label.clone(),
-            code: code.unwrap_or(-1),
+            code,
             output: tail(&text, 5),
         }),
     }
 }
-
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.trim().lines().collect();
     all[all.len().saturating_sub(lines)..].join(" / ")
@@ -154,7 +150,7 @@ fn tail(text: &str, lines: usize) -> String {
 /// Indexes every package directory of `plan` whose root is mounted (has `proc/self`), each
 /// with its target's step environment; returns one line per directory for the user. A
 /// failure of one directory does not stop the others.
-pub fn index_run(plan: &Plan) -> Vec<Result<String, BinhostError>> {
+pub fn index_run(sys: &dyn Sys, plan: &Plan) -> Vec<Result<String, BinhostError>> {
     package_dirs(plan)
         .iter()
         .map(|dir| {
@@ -171,7 +167,7 @@ pub fn index_run(plan: &Plan) -> Vec<Result<String, BinhostError>> {
                 .find(|t| t.root == dir.root)
                 .map(|t| t.env.clone().into_iter().collect())
                 .unwrap_or_default();
-            index(dir, &env).map(|r| match r {
+            index(sys, dir, &env).map(|r| match r {
                 Indexed::Written => format!("{}: Packages index written", dir.label),
                 Indexed::Skipped(why) => format!("{}: not indexed ({why})", dir.label),
             })
@@ -185,7 +181,7 @@ pub fn index_run(plan: &Plan) -> Vec<Result<String, BinhostError>> {
 ///
 /// Errors: [`UsageError`](crate::error::UsageError) for an unknown or unmounted run, or
 /// without root; joining the run's namespace failed.
-pub fn command(tree: &Path, run: &str) -> anyhow::Result<i32> {
+pub fn command(sys: &dyn Sys, tree: &Path, run: &str) -> anyhow::Result<i32> {
     use anyhow::Context;
 
     use crate::error::UsageError;
@@ -210,18 +206,11 @@ pub fn command(tree: &Path, run: &str) -> anyhow::Result<i32> {
             ))
         })?;
     if !journal.host_namespace {
-        let ns =
-            std::fs::File::open(format!("/proc/{}/ns/mnt", journal.pid)).with_context(|| {
-                format!(
-                    "opening the mount namespace of run {run} (pid {})",
-                    journal.pid
-                )
-            })?;
-        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNS)
+        sys.join_mount_ns(journal.pid)
             .with_context(|| format!("joining the mount namespace of run {run}"))?;
     }
     let mut code = 0;
-    for line in index_run(&plan) {
+    for line in index_run(sys, &plan) {
         match line {
             Ok(l) => println!("{l}"),
             Err(e) => {

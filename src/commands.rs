@@ -8,7 +8,7 @@ use crate::error::UsageError;
 use crate::mounts::{self, journal::Journal};
 use crate::plan::Plan;
 use crate::rundir::{self, procs};
-use crate::sys::LinuxSys;
+use crate::sys::Sys;
 use crate::ui::plain::{state_word, target_word};
 
 /// Every run directory under `<tree>/work` (those holding a plan), oldest first by name.
@@ -292,7 +292,7 @@ pub struct Cleaned {
 ///
 /// Errors: [`CleanError`]: bad input (live run, bad journal) or what still holds the
 /// mounts.
-pub fn clean_dead_run(run_dir: &Path) -> Result<Cleaned, CleanError> {
+pub fn clean_dead_run(sys: &dyn Sys, run_dir: &Path) -> Result<Cleaned, CleanError> {
     let Some(journal) = Journal::load(run_dir).map_err(CleanError::Usage)? else {
         return Ok(Cleaned::default());
     };
@@ -319,7 +319,7 @@ pub fn clean_dead_run(run_dir: &Path) -> Result<Cleaned, CleanError> {
     // Mounts that go away with the namespace when its last process ends.
     let mut in_ns = 0;
     if let Some(&first) = pids.first() {
-        if let Ok(info) = std::fs::read_to_string(format!("/proc/{first}/mountinfo")) {
+        if let Ok(info) = sys.mount_table_of(first) {
             in_ns = mounts::mounts_under(&info, &m_dir).len();
         }
     }
@@ -332,13 +332,13 @@ pub fn clean_dead_run(run_dir: &Path) -> Result<Cleaned, CleanError> {
         )));
     }
     let removed =
-        mounts::teardown(&LinuxSys, &m_dir, false).map_err(|e| CleanError::Held(e.to_string()))?;
+        mounts::teardown(sys, &m_dir, false).map_err(|e| CleanError::Held(e.to_string()))?;
     // Other mount namespaces may hold copies of these mounts (a process that started while
     // they were mounted in the build machine's namespace, e.g. under --mount-hist).
     let holders: Vec<u32> = procs::all_pids()
         .into_iter()
         .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+            sys.mount_table_of(*pid)
                 .is_ok_and(|info| !mounts::mounts_under(&info, &m_dir).is_empty())
         })
         .collect();
@@ -365,7 +365,7 @@ pub fn clean_dead_run(run_dir: &Path) -> Result<Cleaned, CleanError> {
 /// `build-helper umount RUN|--all`.
 ///
 /// Errors: unknown run, a run still active, mounts that cannot be removed.
-pub fn umount(tree: &Path, run: Option<&str>) -> anyhow::Result<()> {
+pub fn umount(sys: &dyn Sys, tree: &Path, run: Option<&str>) -> anyhow::Result<()> {
     let dirs = match run {
         Some(name) => vec![run_named(tree, name)?],
         None => std::fs::read_dir(tree.join("work"))
@@ -381,7 +381,7 @@ pub fn umount(tree: &Path, run: Option<&str>) -> anyhow::Result<()> {
     };
     let mut failed = None;
     for d in dirs {
-        match clean_dead_run(&d) {
+        match clean_dead_run(sys, &d) {
             Ok(c) if c.processes > 0 => println!(
                 "{}: {} mount(s) removed, {} leftover process(es) killed",
                 d.display(),

@@ -5,7 +5,6 @@
 //! joining its private namespace); `umount RUN` takes either down.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::Context;
 
@@ -14,14 +13,14 @@ use crate::error::UsageError;
 use crate::mounts::{self, journal::Journal, mounts_under};
 use crate::plan::{self, Plan};
 use crate::starter::Starter;
-use crate::sys::LinuxSys;
+use crate::sys::{ChrootCommand, Group, Sys};
 
 /// Mounts the starter's history (and every target's overlay) for exploration; prints where
 /// each environment is and how to enter and unmount it. Returns the run id.
 ///
 /// Errors: [`UsageError`] when there is no history or the configuration is bad; mount
 /// errors (everything mounted so far is taken down again).
-pub fn mount_hist(starter: &Starter) -> anyhow::Result<String> {
+pub fn mount_hist(sys: &dyn Sys, starter: &Starter) -> anyhow::Result<String> {
     let hist = crate::history::resolve(&starter.tree, &starter.options.history)
         .map_err(UsageError)?
         .ok_or_else(|| {
@@ -52,7 +51,7 @@ pub fn mount_hist(starter: &Starter) -> anyhow::Result<String> {
         for dir in layout.source_dirs() {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        mounts::apply(&LinuxSys, &layout.m_dir, &entries, &mut journal, &run_dir)?;
+        mounts::apply(sys, &layout.m_dir, &entries, &mut journal, &run_dir)?;
         let root = layout.primary_root();
         if !(root.join("etc").is_dir() && root.join("bin/sh").exists()) {
             let history = layout
@@ -69,7 +68,7 @@ pub fn mount_hist(starter: &Starter) -> anyhow::Result<String> {
         Ok(())
     })();
     if let Err(e) = result {
-        let _ = mounts::teardown(&LinuxSys, &layout.m_dir, false);
+        let _ = mounts::teardown(sys, &layout.m_dir, false);
         let _ = Journal::remove(&run_dir);
         return Err(e);
     }
@@ -78,7 +77,8 @@ pub fn mount_hist(starter: &Starter) -> anyhow::Result<String> {
         .as_ref()
         .map(|(p, _)| p.display().to_string())
         .unwrap_or_default();
-    let count = std::fs::read_to_string("/proc/self/mountinfo")
+    let count = sys
+        .mount_table()
         .map(|info| mounts_under(&info, &layout.m_dir).len())
         .unwrap_or(0);
     let tree = crate::commands::tree_flag(&plan.tree);
@@ -102,13 +102,13 @@ pub fn mount_hist(starter: &Starter) -> anyhow::Result<String> {
     Ok(plan.run_id)
 }
 
-fn is_mounted(pid: Option<u32>, path: &Path) -> bool {
-    let file = match pid {
-        Some(pid) => format!("/proc/{pid}/mountinfo"),
-        None => "/proc/self/mountinfo".to_string(),
-    };
-    std::fs::read_to_string(file)
-        .is_ok_and(|info| mounts_under(&info, path).iter().any(|m| m == path))
+/// Whether `path` is a mount point in the mount namespace of `pid` (`None`: this process's).
+fn is_mounted(sys: &dyn Sys, pid: Option<u32>, path: &Path) -> bool {
+    match pid {
+        Some(pid) => sys.mount_table_of(pid),
+        None => sys.mount_table(),
+    }
+    .is_ok_and(|info| mounts_under(&info, path).iter().any(|m| m == path))
 }
 
 /// Opens a shell (the environment's `/bin/bash`, else `/bin/sh`) chrooted in `target`'s
@@ -117,7 +117,13 @@ fn is_mounted(pid: Option<u32>, path: &Path) -> bool {
 ///
 /// Errors: [`UsageError`] for an unknown run or target, or an environment that is not
 /// mounted; joining a build's namespace or starting the shell failed.
-pub fn shell(tree: &Path, run: &str, target: Option<&str>, args: &[String]) -> anyhow::Result<i32> {
+pub fn shell(
+    sys: &dyn Sys,
+    tree: &Path,
+    run: &str,
+    target: Option<&str>,
+    args: &[String],
+) -> anyhow::Result<i32> {
     let run_dir = crate::rundir::open(tree, run).map_err(|e| UsageError(e.to_string()))?;
     let plan: Plan = crate::rundir::load_plan(&run_dir).map_err(|e| {
         UsageError(format!(
@@ -153,7 +159,7 @@ pub fn shell(tree: &Path, run: &str, target: Option<&str>, args: &[String]) -> a
     }
     let ns_pid = (!journal.host_namespace).then_some(journal.pid);
     let proc_dir = tp.root.join("proc");
-    if !is_mounted(ns_pid, &proc_dir) {
+    if !is_mounted(sys, ns_pid, &proc_dir) {
         return Err(UsageError(format!(
             "the environment of {target} in run `{run}` is not mounted ({} has no proc); mount \
              it with `build-helper run STARTER --mount-hist` or start the run",
@@ -162,10 +168,8 @@ pub fn shell(tree: &Path, run: &str, target: Option<&str>, args: &[String]) -> a
         .into());
     }
     if let Some(pid) = ns_pid {
-        let ns = std::fs::File::open(format!("/proc/{pid}/ns/mnt"))
-            .with_context(|| format!("opening the mount namespace of run {run} (pid {pid})"))?;
-        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNS)
-            .with_context(|| format!("joining the mount namespace of run {run}"))?;
+        sys.join_mount_ns(pid)
+            .with_context(|| format!("joining the mount namespace of run {run} (pid {pid})"))?;
     }
     let shell: PathBuf = ["bin/bash", "bin/sh"]
         .iter()
@@ -173,25 +177,87 @@ pub fn shell(tree: &Path, run: &str, target: Option<&str>, args: &[String]) -> a
         .find(|p| p.exists())
         .map(|p| PathBuf::from("/").join(p.strip_prefix(&tp.root).unwrap_or(&p)))
         .ok_or_else(|| UsageError(format!("{} has no /bin/sh", tp.root.display())))?;
-    let root = tp.root.clone();
-    let mut cmd = Command::new(&shell);
-    cmd.args(args)
-        .env_clear()
-        .envs(&tp.env)
-        .env("BUILD_HELPER_STEP", "shell")
-        .env(
-            "TERM",
-            std::env::var("TERM").unwrap_or_else(|_| "linux".into()),
-        );
-    // SAFETY: chroot and chdir are async-signal-safe.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-            std::os::unix::fs::chroot(&root)?;
-            std::env::set_current_dir("/")
-        });
+    let mut env = tp.env.clone();
+    env.insert("BUILD_HELPER_STEP".into(), "shell".into());
+    env.insert(
+        "TERM".into(),
+        std::env::var("TERM").unwrap_or_else(|_| "linux".into()),
+    );
+    let mut child = sys.spawn_chrooted(ChrootCommand {
+        root: tp.root.clone(),
+        program: shell.display().to_string(),
+        args: args.to_vec(),
+        env,
+        group: Group::Caller,
+        output: None,
+        fd3: None,
+    })?;
+    child
+        .wait()
+        .with_context(|| format!("waiting for {} in {}", shell.display(), tp.root.display()))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use crate::sys::RecordingSys;
+
+    /// The demo tree (the repository's configs and starters) in a temporary directory, with
+    /// a history directory that passes the check but that nothing really mounts (also for
+    /// the supervisor's tests).
+    pub(crate) fn demo_tree() -> (tempfile::TempDir, crate::starter::Starter) {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let copied = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(repo.join("configs"))
+            .arg(repo.join("starters"))
+            .arg(tmp.path())
+            .status()
+            .unwrap();
+        assert!(copied.success());
+        let hist = tmp.path().join("history/20260101T000000Z");
+        std::fs::create_dir_all(hist.join("etc")).unwrap();
+        std::fs::create_dir_all(hist.join("usr")).unwrap();
+        let starter =
+            crate::starter::load(&tmp.path().join("starters/demo.toml"), &|_| None).unwrap();
+        (tmp, starter)
     }
-    let status = cmd
-        .status()
-        .with_context(|| format!("starting {} in {}", shell.display(), tp.root.display()))?;
-    Ok(status.code().unwrap_or(1))
+
+    #[test]
+    fn a_history_without_a_root_filesystem_is_unmounted_again_deepest_first() {
+        let (_tmp, starter) = demo_tree();
+        let sys = RecordingSys::default();
+        // The recorded mounts make no files: the primary root has no etc/ or bin/sh.
+        let e = super::mount_hist(&sys, &starter).unwrap_err();
+        assert!(
+            e.downcast_ref::<crate::error::UsageError>().is_some(),
+            "bad input, exit 2: {e:#}"
+        );
+        assert!(e.to_string().contains("holds no root filesystem"), "{e:#}");
+        let calls = sys.take();
+        let mounted: Vec<&str> = calls
+            .iter()
+            .filter_map(|c| c.strip_prefix("mount "))
+            .filter_map(|c| c.split(' ').nth(1))
+            .collect();
+        let unmounted: Vec<&str> = calls
+            .iter()
+            .filter_map(|c| c.strip_prefix("umount "))
+            .collect();
+        assert!(mounted.len() > 3, "{calls:#?}");
+        // Every mount comes down, each after everything mounted below it.
+        let mut expected = mounted.clone();
+        expected.sort();
+        let mut got = unmounted.clone();
+        got.sort();
+        assert_eq!(got, expected, "{calls:#?}");
+        for (i, m) in unmounted.iter().enumerate() {
+            let below = |o: &&str| o.len() > m.len() && o.starts_with(&format!("{m}/"));
+            assert!(
+                !unmounted[i + 1..].iter().any(below),
+                "{m} unmounted before a mount below it: {calls:#?}"
+            );
+        }
+        assert!(sys.mounted().is_empty(), "{:?}", sys.mounted());
+    }
 }

@@ -4,6 +4,7 @@
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
@@ -11,6 +12,7 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use build_helper::error::{NothingToDo, UsageError};
 use build_helper::starter::{HistorySel, Starter, UiKind};
 use build_helper::supervisor::{self, Mode};
+use build_helper::sys::{LinuxSys, Sys};
 use build_helper::ui::plain::Plain;
 use build_helper::ui::tmux::TmuxUi;
 use build_helper::ui::Frontend;
@@ -360,7 +362,7 @@ struct RunFlags {
     mount_hist: bool,
 }
 
-fn cmd_run(starter_path: &Path, flags: RunFlags) -> anyhow::Result<i32> {
+fn cmd_run(sys: Arc<dyn Sys>, starter_path: &Path, flags: RunFlags) -> anyhow::Result<i32> {
     let RunFlags {
         ui,
         history,
@@ -380,7 +382,7 @@ fn cmd_run(starter_path: &Path, flags: RunFlags) -> anyhow::Result<i32> {
                 UsageError("--mount-hist needs root (it mounts): run it as root".into()).into(),
             );
         }
-        explore::mount_hist(&starter)?;
+        explore::mount_hist(sys.as_ref(), &starter)?;
         return Ok(0);
     }
     let ui = match (events, ui) {
@@ -412,14 +414,14 @@ fn cmd_run(starter_path: &Path, flags: RunFlags) -> anyhow::Result<i32> {
     // Builds, histories and logs get the same modes whatever the caller's umask; run files
     // are made private explicitly (rundir).
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
-    let prepared = supervisor::prepare(&starter, &starter.options.history, &mode)?;
+    let prepared = supervisor::prepare(sys.as_ref(), &starter, &starter.options.history, &mode)?;
     if matches!(ui, Ui::Tui) {
         // The run belongs to a supervisor in its own session; this terminal gets a client.
         let run_dir = prepared.plan.run_dir();
         let child = attach::daemon::spawn(prepared)?;
         return attach::daemon::foreground(&run_dir, child);
     }
-    supervisor::private_namespace(&build_helper::sys::LinuxSys)?;
+    supervisor::private_namespace(sys.as_ref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -433,8 +435,6 @@ fn cmd_run(starter_path: &Path, flags: RunFlags) -> anyhow::Result<i32> {
         Ui::Plain | Ui::Tui => Box::new(Plain::default()),
     };
     frontend.checkpoint(&prepared.checkpoint);
-    let sys: std::sync::Arc<dyn build_helper::sys::Sys> =
-        std::sync::Arc::new(build_helper::sys::LinuxSys);
     let result = runtime.block_on(supervisor::supervise(prepared, sys, frontend, req_rx));
     // The extraction and the mounts are threads the supervisor stops and joins itself; a
     // blocking task still running (a stage3 read in flight at a stop) is not waited for.
@@ -520,7 +520,8 @@ fn check_targets(args: &[PathBuf]) -> anyhow::Result<CheckTargets> {
     })
 }
 
-fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+/// Runs the command of `cli`; every system call of the commands goes through `sys`.
+fn dispatch(cli: Cli, sys: Arc<dyn Sys>) -> anyhow::Result<i32> {
     match cli.command {
         Command::Plan {
             starter,
@@ -578,7 +579,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             print_quietly_on_closed_pipe(&toml)?;
             Ok(0)
         }
-        Command::Run { starter, flags } => cmd_run(&starter, flags),
+        Command::Run { starter, flags } => cmd_run(sys, &starter, flags),
         Command::History { action, tree } => {
             let tree = tree_arg(tree);
             match action {
@@ -598,7 +599,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             if let Some(t) = target.take_if(|t| t.starts_with('-')) {
                 args.insert(0, t);
             }
-            explore::shell(&tree_arg(tree), &run, target.as_deref(), &args)
+            explore::shell(
+                sys.as_ref(),
+                &tree_arg(tree),
+                &run,
+                target.as_deref(),
+                &args,
+            )
         }
         Command::Status { run, json, tree } => {
             commands::status(&tree_arg(tree), run.as_deref(), json)?;
@@ -619,7 +626,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                 )
                 .into());
             }
-            commands::umount(&tree_arg(tree), run.as_deref())?;
+            commands::umount(sys.as_ref(), &tree_arg(tree), run.as_deref())?;
             Ok(0)
         }
         Command::Generate { action } => {
@@ -653,16 +660,21 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
                     .map(|n| n.get() as u32)
                     .unwrap_or(1)
             });
-            build_helper::distcc::serve(&build_helper::distcc::HelperOptions {
-                tree: tree_arg(tree),
-                history,
-                listen,
-                port,
-                allow,
-                jobs,
-            })
+            build_helper::distcc::serve(
+                sys.as_ref(),
+                &build_helper::distcc::HelperOptions {
+                    tree: tree_arg(tree),
+                    history,
+                    listen,
+                    port,
+                    allow,
+                    jobs,
+                },
+            )
         }
-        Command::Binhost { run, tree } => build_helper::binhost::command(&tree_arg(tree), &run),
+        Command::Binhost { run, tree } => {
+            build_helper::binhost::command(sys.as_ref(), &tree_arg(tree), &run)
+        }
         Command::Boot {
             build,
             stack,
@@ -706,7 +718,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             cmd_boot(&tree_arg(tree), &build, &req, expect.as_deref(), timeout)
         }
         Command::Attach { run, tree } => attach::daemon::command(&tree_arg(tree), run.as_deref()),
-        Command::Supervise { run, mode, lock_fd } => attach::daemon::serve(&run, &mode, lock_fd),
+        Command::Supervise { run, mode, lock_fd } => {
+            attach::daemon::serve(sys, &run, &mode, lock_fd)
+        }
         Command::Worker {
             run,
             target,
@@ -714,10 +728,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             join_ns,
         } => {
             if let Some(pid) = join_ns {
-                build_helper::worker::join_namespace(&build_helper::sys::LinuxSys, pid)?;
+                build_helper::worker::join_namespace(sys.as_ref(), pid)?;
             }
             let target = config::Target::parse(&target).map_err(|e| UsageError(e.to_string()))?;
-            build_helper::worker::main(&build_helper::sys::LinuxSys, &run, &target, interactive)
+            build_helper::worker::main(sys.as_ref(), &run, &target, interactive)
         }
     }
 }
@@ -806,6 +820,7 @@ fn sigpipe(default: bool) {
 }
 
 fn main() -> ExitCode {
+    build_helper::attach::timing::mark_process_start();
     sigpipe(true);
     let cli = Cli::parse();
     let prints_only = match &cli.command {
@@ -819,7 +834,9 @@ fn main() -> ExitCode {
         _ => true,
     };
     sigpipe(prints_only);
-    match dispatch(cli) {
+    // The one real system-call seam, handed down to every command.
+    let sys: Arc<dyn Sys> = Arc::new(LinuxSys);
+    match dispatch(cli, sys) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             if let Some(done) = e.downcast_ref::<NothingToDo>() {

@@ -181,7 +181,11 @@ pub fn apply(app: &mut App, msg: ServerMsg, sink: &dyn Fn(&Target) -> Sink, aske
 ///
 /// Errors: [`connect`]'s; the terminal cannot be set up.
 pub fn run(run_dir: &Path, alive: Option<&mut dyn FnMut() -> bool>) -> anyhow::Result<Outcome> {
+    let timing = super::timing::Timing::from_env().map(Arc::new);
     let (stream, mut reader) = connect(run_dir, alive)?;
+    if let Some(t) = &timing {
+        t.connected();
+    }
     let out: Out = Arc::new(Mutex::new(stream));
     let (ev_tx, ev_rx) = mpsc::channel::<Ev>();
     let effects = ev_tx.clone();
@@ -190,12 +194,17 @@ pub fn run(run_dir: &Path, alive: Option<&mut dyn FnMut() -> bool>) -> anyhow::R
     }))
     .context("starting the TUI on this terminal")?;
     screen.set_log_dir(run_dir.join("logs"));
+    if let Some(t) = &timing {
+        let t = Arc::clone(t);
+        screen.set_frame_probe(Box::new(move |app| t.frame_drawn(app)));
+    }
     let handle: Handle = screen.handle();
     let asked = Arc::new(AtomicBool::new(false));
     {
         let out = Arc::clone(&out);
         let asked = Arc::clone(&asked);
         let handle = handle.clone();
+        let timing = timing.clone();
         std::thread::spawn(move || {
             let sink = |t: &Target| -> Sink {
                 Arc::new(RemoteSink {
@@ -210,7 +219,16 @@ pub fn run(run_dir: &Path, alive: Option<&mut dyn FnMut() -> bool>) -> anyhow::R
                         return;
                     }
                     Ok(Some(ServerMsg::Dropped { reason })) => break reason,
-                    Ok(Some(msg)) => handle.update(|a| apply(a, msg, &sink, &asked)),
+                    Ok(Some(msg)) => handle.update(|a| {
+                        let screen_of = match (&timing, &msg) {
+                            (Some(_), ServerMsg::Screen { target, .. }) => Some(target.clone()),
+                            _ => None,
+                        };
+                        apply(a, msg, &sink, &asked);
+                        if let (Some(t), Some(target)) = (&timing, screen_of) {
+                            t.screen_applied(a, &target);
+                        }
+                    }),
                     Ok(None) => break "the supervisor closed the connection".to_string(),
                     Err(e) => break e.to_string(),
                 }

@@ -77,7 +77,12 @@ pub fn spawn(mut prepared: Prepared) -> anyhow::Result<Child> {
 ///
 /// Errors: the lock or the run's files are not what `run` left ([`UsageError`]); the
 /// namespace, the socket, and [`supervisor::supervise`]'s errors.
-pub fn serve(run_dir: &Path, mode: &str, lock_fd: i32) -> anyhow::Result<i32> {
+pub fn serve(
+    sys: std::sync::Arc<dyn crate::sys::Sys>,
+    run_dir: &Path,
+    mode: &str,
+    lock_fd: i32,
+) -> anyhow::Result<i32> {
     let mode: &'static str = match mode {
         "new" => "new",
         "resume" => "resume",
@@ -100,7 +105,7 @@ pub fn serve(run_dir: &Path, mode: &str, lock_fd: i32) -> anyhow::Result<i32> {
         lock,
     };
     // While this process is single-threaded.
-    supervisor::private_namespace(&crate::sys::LinuxSys)?;
+    supervisor::private_namespace(sys.as_ref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -116,7 +121,6 @@ pub fn serve(run_dir: &Path, mode: &str, lock_fd: i32) -> anyhow::Result<i32> {
         rundir::id_of(run_dir)
     );
     hub.checkpoint(&prepared.checkpoint);
-    let sys: std::sync::Arc<dyn crate::sys::Sys> = std::sync::Arc::new(crate::sys::LinuxSys);
     let result = runtime.block_on(supervisor::supervise(prepared, sys, Box::new(hub), req_rx));
     // A stopped run may leave a blocking task (an extraction) behind: do not wait for it.
     runtime.shutdown_background();

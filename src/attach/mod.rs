@@ -42,3 +42,4 @@ pub mod hub;
 pub mod proto;
 #[cfg(test)]
 mod tests;
+pub mod timing;

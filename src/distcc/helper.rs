@@ -13,7 +13,6 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use anyhow::Context;
@@ -22,7 +21,7 @@ use crate::error::UsageError;
 use crate::history;
 use crate::mounts::{self, journal::Journal, Entry};
 use crate::starter::{HistorySel, HistoryType};
-use crate::sys::LinuxSys;
+use crate::sys::{ChrootCommand, Group, Sys};
 
 /// distccd's registered TCP port (IANA "distcc").
 pub const DEFAULT_PORT: u16 = 3632;
@@ -178,7 +177,7 @@ extern "C" fn on_stop(sig: libc::c_int) {
 /// Errors: [`UsageError`] for bad options, no root, no history, or a history without
 /// distccd (saying how to add it); mount or start failures (whatever was mounted is taken down
 /// again).
-pub fn serve(opts: &HelperOptions) -> anyhow::Result<i32> {
+pub fn serve(sys: &dyn Sys, opts: &HelperOptions) -> anyhow::Result<i32> {
     check(opts)?;
     if !nix::unistd::geteuid().is_root() {
         return Err(UsageError(
@@ -196,14 +195,14 @@ pub fn serve(opts: &HelperOptions) -> anyhow::Result<i32> {
             ))
         })?;
     history::check(&file, kind).map_err(UsageError)?;
-    crate::supervisor::private_namespace(&LinuxSys)?;
+    crate::supervisor::private_namespace(sys)?;
     let work = tempfile::Builder::new()
         .prefix("build-helper-distcc-")
         .tempdir()
         .context("creating the helper's mount directory")?;
     let m = work.path().join("M");
-    let result = mount_and_run(opts, &file, kind, work.path(), &m);
-    let down = mounts::teardown(&LinuxSys, &m, true);
+    let result = mount_and_run(sys, opts, &file, kind, work.path(), &m);
+    let down = mounts::teardown(sys, &m, true);
     let code = result?;
     down.context("taking the history's mounts down")?;
     Ok(code)
@@ -250,27 +249,32 @@ fn entries(file: &Path, kind: HistoryType, m: &Path) -> Vec<Entry> {
     ]
 }
 
-fn chrooted(root: &Path, program: &str) -> Command {
-    let mut cmd = Command::new(program);
-    cmd.env_clear()
-        .env(
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        )
-        .env("HOME", "/tmp")
-        .env("TMPDIR", "/tmp");
-    let root = root.to_path_buf();
-    // SAFETY: chroot and chdir are async-signal-safe.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-            std::os::unix::fs::chroot(&root)?;
-            std::env::set_current_dir("/")
-        });
+/// `program` with `args`, to run chrooted in `root` in this command's process group, with
+/// a minimal environment (a standard `PATH`, `HOME` and `TMPDIR` at `/tmp`).
+fn chrooted(root: &Path, program: &str, args: Vec<String>) -> ChrootCommand {
+    ChrootCommand {
+        root: root.to_path_buf(),
+        program: program.to_string(),
+        args,
+        env: [
+            (
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            ),
+            ("HOME", "/tmp"),
+            ("TMPDIR", "/tmp"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        group: Group::Caller,
+        output: None,
+        fd3: None,
     }
-    cmd
 }
 
 fn mount_and_run(
+    sys: &dyn Sys,
     opts: &HelperOptions,
     file: &Path,
     kind: HistoryType,
@@ -284,7 +288,7 @@ fn mount_and_run(
         mnt_ns: crate::rundir::procs::own_mnt_ns(),
         ..Journal::default()
     };
-    mounts::apply(&LinuxSys, m, &entries(file, kind, m), &mut journal, run_dir)?;
+    mounts::apply(sys, m, &entries(file, kind, m), &mut journal, run_dir)?;
     let root = m.join("m");
     let Some(distccd) = DISTCCD.iter().find(|p| root.join(p).is_file()) else {
         return Err(UsageError(format!(
@@ -295,14 +299,17 @@ fn mount_and_run(
         ))
         .into());
     };
-    let out = chrooted(&root, "/bin/sh")
-        .args(["-c", MASQUERADE_SCRIPT])
-        .output()
+    let masquerade = chrooted(
+        &root,
+        "/bin/sh",
+        vec!["-c".into(), MASQUERADE_SCRIPT.into()],
+    );
+    let (code, out) = crate::sys::chroot::output(sys, masquerade)
         .context("linking the environment's compilers for distccd")?;
-    if !out.status.success() {
+    if code != 0 {
         anyhow::bail!(
-            "linking the environment's compilers into /usr/lib/distcc failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
+            "linking the environment's compilers into /usr/lib/distcc failed (exit {code}): {}",
+            String::from_utf8_lossy(&out).trim()
         );
     }
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -342,10 +349,9 @@ fn mount_and_run(
             .context("installing the stop handler")?;
     }
     let program = format!("/{distccd}");
-    let child = chrooted(&root, &program)
-        .args(distccd_args(opts))
-        .spawn()
-        .with_context(|| format!("starting {program} in {}", root.display()))?;
+    let child = sys.spawn_chrooted(chrooted(&root, &program, distccd_args(opts)))?;
+    // Waited for here, not with `child.wait()`: a stop signal interrupts waitpid (EINTR)
+    // and is forwarded to distccd.
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let mut forwarded = 0;
     loop {

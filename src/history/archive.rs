@@ -118,6 +118,33 @@ pub fn kill_running() {
     }
 }
 
+/// Runs `cmd` (the environment's own squashfs tool, [`Group::Caller`](crate::sys::Group):
+/// it dies with the thread that started it) through `sys` to completion; [`kill_running`]
+/// ends it early, as for [`run`].
+///
+/// Errors: it cannot start, or exits non-zero (the message shows the root and the command).
+pub fn run_chrooted(
+    sys: &dyn crate::sys::Sys,
+    cmd: crate::sys::ChrootCommand,
+) -> Result<(), String> {
+    let shown = format!(
+        "{} {} (chrooted in {})",
+        cmd.program,
+        cmd.args.join(" "),
+        cmd.root.display()
+    );
+    let mut child = sys
+        .spawn_chrooted(cmd)
+        .map_err(|e| format!("cannot start {shown}: {e}"))?;
+    RUNNING.store(child.id() as i32, std::sync::atomic::Ordering::SeqCst);
+    let code = child.wait();
+    RUNNING.store(0, std::sync::atomic::Ordering::SeqCst);
+    match code.map_err(|e| format!("waiting for {shown}: {e}"))? {
+        0 => Ok(()),
+        code => Err(format!("{shown} failed: exit status {code}")),
+    }
+}
+
 /// Runs `cmd` to completion. The archiver dies with the thread that started it
 /// (`PR_SET_PDEATHSIG`: when the supervisor is killed, its archiver is too), and
 /// [`kill_running`] ends it early.

@@ -2,16 +2,18 @@
 //! secondary target's root bound in) written as the next history, with its metadata.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 
 use super::Supervisor;
 use crate::config::Target;
-use crate::history::archive::{env_tool, paths, run, squashfs_command};
+use crate::history::archive::{env_tool, paths, run_chrooted, squashfs_command, Tool};
 use crate::mounts::{self, Entry};
 use crate::plan::ArchiveOptions;
 use crate::saferoot::{self, Resolve, Root, SafeError};
 use crate::starter::HistoryType;
+use crate::sys::{ChrootCommand, Group};
 
 /// Where the archive view and the history folder appear inside the environment when its own
 /// squashfs tool writes the archive.
@@ -183,8 +185,10 @@ impl Supervisor {
     /// (crate::binhost) so they can be served as binhosts; a failure is reported, not fatal:
     /// the packages themselves are intact.
     async fn index_binhosts(&mut self) {
-        let plan = self.plan.clone();
-        match tokio::task::spawn_blocking(move || crate::binhost::index_run(&plan)).await {
+        let (plan, sys) = (self.plan.clone(), Arc::clone(&self.sys));
+        match tokio::task::spawn_blocking(move || crate::binhost::index_run(sys.as_ref(), &plan))
+            .await
+        {
             Ok(lines) => {
                 for line in lines {
                     match line {
@@ -236,27 +240,11 @@ impl Supervisor {
             },
         ];
         self.mount(&entries)?;
-        let inside = Path::new("/").join(INSIDE);
         let file_name = partial.file_name().map(PathBuf::from).unwrap_or_default();
-        let mut cmd = squashfs_command(
-            tool,
-            &program,
-            &inside.join("src"),
-            &inside.join("out").join(file_name),
-            opts,
-            jobs,
-        );
-        cmd.env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
-        let chroot = root.clone();
-        // SAFETY: chroot and chdir are async-signal-safe.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-                std::os::unix::fs::chroot(&chroot)?;
-                std::env::set_current_dir("/")
-            });
-        }
+        let cmd = in_environment_command(&root, tool, &program, &file_name, opts, jobs);
         let _ = std::fs::remove_file(&partial);
-        let result = tokio::task::spawn_blocking(move || run(&mut cmd))
+        let sys = Arc::clone(&self.sys);
+        let result = tokio::task::spawn_blocking(move || run_chrooted(sys.as_ref(), cmd))
             .await
             .context("the archive task failed")?;
         mounts::teardown(self.sys.as_ref(), &work, false)?;
@@ -267,9 +255,99 @@ impl Supervisor {
     }
 }
 
+/// The environment's own squashfs tool `program` (`tool`, found by [`env_tool`]), to run
+/// chrooted in `root` (the primary root), packing the archive view bound at [`INSIDE`]`/src`
+/// into [`INSIDE`]`/out/<file_name>` (the history folder's partial image), with only a
+/// standard `PATH` in its environment.
+fn in_environment_command(
+    root: &Path,
+    tool: Tool,
+    program: &Path,
+    file_name: &Path,
+    opts: &ArchiveOptions,
+    jobs: u32,
+) -> ChrootCommand {
+    let inside = Path::new("/").join(INSIDE);
+    let line = squashfs_command(
+        tool,
+        program,
+        &inside.join("src"),
+        &inside.join("out").join(file_name),
+        opts,
+        jobs,
+    );
+    ChrootCommand {
+        root: root.to_path_buf(),
+        program: program.display().to_string(),
+        args: line
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
+        env: [(
+            "PATH".to_string(),
+            "/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+        )]
+        .into(),
+        group: Group::Caller,
+        output: None,
+        fd3: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::symlink;
+    use std::path::Path;
+
+    use crate::history::archive::{run_chrooted, Tool};
+    use crate::plan::ArchiveOptions;
+    use crate::starter::HistoryType;
+    use crate::sys::RecordingSys;
+
+    #[test]
+    fn the_environments_own_tool_runs_chrooted_in_the_primary_root_through_the_seam() {
+        let sys = RecordingSys::default();
+        let opts = ArchiveOptions {
+            history_type: HistoryType::Squashfs,
+            compressor: "zstd".into(),
+            level: Some(5),
+        };
+        let cmd = |tool, program: &str| {
+            super::in_environment_command(
+                Path::new("/t/work/r/M/p"),
+                tool,
+                Path::new(program),
+                Path::new("2026.sqfs.partial"),
+                &opts,
+                2,
+            )
+        };
+        run_chrooted(&sys, cmd(Tool::Mksquashfs, "/usr/bin/mksquashfs")).unwrap();
+        sys.set_exit_code(1);
+        let e = run_chrooted(&sys, cmd(Tool::Gensquashfs, "/usr/bin/gensquashfs")).unwrap_err();
+        assert!(
+            e.contains("chrooted in /t/work/r/M/p") && e.ends_with("failed: exit status 1"),
+            "{e}"
+        );
+        let (src, out) = (
+            "/var/tmp/build-helper-archive/src",
+            "/var/tmp/build-helper-archive/out/2026.sqfs.partial",
+        );
+        assert_eq!(
+            sys.take(),
+            [
+                format!(
+                    "chroot /t/work/r/M/p: /usr/bin/mksquashfs {src} {out} -noappend -quiet \
+                     -no-progress -xattrs -comp zstd -b 1048576 -processors 2 \
+                     -Xcompression-level 5 (env PATH; caller's group)"
+                ),
+                format!(
+                    "chroot /t/work/r/M/p: /usr/bin/gensquashfs -q -f -k -j 2 -b 1048576 -c zstd \
+                     -X level=5 -D {src} {out} (env PATH; caller's group)"
+                ),
+            ]
+        );
+    }
 
     #[test]
     fn links_planted_in_the_environment_or_the_host_conf_reach_nothing_outside() {

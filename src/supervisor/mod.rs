@@ -102,6 +102,94 @@ struct Supervisor {
     notifying: Vec<std::thread::JoinHandle<crate::notify::Outcome>>,
 }
 
+impl Supervisor {
+    /// The supervisor of `prepared`, shown by `ui`, nothing started yet but its event log
+    /// (`run-started` written), checkpoint writer, package progress watch and notifier; with
+    /// the receiving ends of its messages and of its workers' output.
+    ///
+    /// Errors: the event log cannot be opened.
+    fn new(
+        prepared: Prepared,
+        sys: std::sync::Arc<dyn Sys>,
+        mut ui: Box<dyn Frontend>,
+    ) -> anyhow::Result<(
+        Supervisor,
+        mpsc::UnboundedReceiver<Msg>,
+        mpsc::UnboundedReceiver<spawn::Output>,
+    )> {
+        let Prepared {
+            plan,
+            checkpoint,
+            mode,
+            lock,
+        } = prepared;
+        let run_dir = plan.run_dir();
+        let mut events = EventLog::open(&run_dir)
+            .with_context(|| format!("opening the event log in {}", run_dir.display()))?;
+        if let Some(out) = ui.event_sink() {
+            events.tee(out);
+        }
+        events.append(Event::RunStarted { mode: mode.into() });
+        let watch = progress_watch::start(&plan);
+        let notifier = crate::notify::Notifier::new(&plan.notify, &run_dir);
+        let (msg_tx, msg_rx) = mpsc::unbounded_channel();
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        let failed_tx = msg_tx.clone();
+        let mut sup = Supervisor {
+            _lock: lock,
+            run: Run::new(RunStart {
+                first_build: plan.first_build,
+                stage3_done: checkpoint.run_step(run::STAGE3).map(|s| s.state)
+                    == Some(StepState::Done),
+            }),
+            queue: VecDeque::new(),
+            sys,
+            background: None,
+            journal: std::sync::Arc::new(std::sync::Mutex::new(Journal {
+                m_dir: plan.layout.m_dir.clone(),
+                pid: std::process::id(),
+                host_namespace: false,
+                mnt_ns: crate::rundir::procs::own_mnt_ns(),
+                ..Journal::default()
+            })),
+            writer: CheckpointWriter::start(
+                &run_dir,
+                Box::new(move |m| {
+                    let _ = failed_tx.send(Msg::CheckpointFailed(m));
+                }),
+            ),
+            engine: Engine::new(&plan, checkpoint),
+            plan,
+            run_dir,
+            events,
+            ui,
+            msg_tx,
+            out_tx,
+            writers: HashMap::new(),
+            conn_target: HashMap::new(),
+            pids: HashMap::new(),
+            exited: HashMap::new(),
+            mounted: HashSet::new(),
+            mount_slots: std::sync::Arc::new(tokio::sync::Semaphore::new(workers::mount_slots())),
+            watch,
+            emerge_logs_read: false,
+            notifier,
+            notifying: Vec::new(),
+        };
+        sup.ui.say(&format!(
+            "run {} ({mode}), {} target(s), {}",
+            sup.plan.run_id,
+            sup.plan.targets.len(),
+            if sup.plan.first_build {
+                "first build from a stage3".to_string()
+            } else {
+                "update from history".to_string()
+            }
+        ));
+        Ok((sup, msg_rx, out_rx))
+    }
+}
+
 /// Supervises a prepared run to its end, shown by `ui` (which sends its [`Request`]s on
 /// `requests`); returns the exit status: 0 when every target is done and the history
 /// archived, 1 when a target failed, 130 when interrupted.
@@ -109,88 +197,22 @@ struct Supervisor {
 /// Must run inside the private mount namespace ([`private_namespace`]) on the thread that
 /// lives for the whole run (workers get SIGTERM when it ends).
 ///
-/// Every mount, unmount and namespace call goes through `sys` ([`crate::sys::LinuxSys`] for
-/// real).
+/// Every mount, unmount and namespace call, and every process it starts chrooted (the
+/// archive's in-environment squashfs tool, binhost indexing), goes through `sys`
+/// ([`crate::sys::LinuxSys`] for real, created once by the binary's `main`).
 ///
 /// Errors: mounts, stage3 ([`UsageError`] when it does not verify), socket.
 pub async fn supervise(
     prepared: Prepared,
     sys: std::sync::Arc<dyn Sys>,
-    mut ui: Box<dyn Frontend>,
+    ui: Box<dyn Frontend>,
     mut requests: mpsc::UnboundedReceiver<Request>,
 ) -> anyhow::Result<i32> {
-    let Prepared {
-        plan,
-        checkpoint,
-        mode,
-        lock,
-    } = prepared;
     // Signals first: every phase from here on can be stopped.
     // A front end that draws its terminal is gone with it; the others outlive it.
     let mut signals =
         Signals::install(!ui.owns_terminal()).context("installing the signal handlers")?;
-    let run_dir = plan.run_dir();
-    let mut events = EventLog::open(&run_dir)
-        .with_context(|| format!("opening the event log in {}", run_dir.display()))?;
-    if let Some(out) = ui.event_sink() {
-        events.tee(out);
-    }
-    events.append(Event::RunStarted { mode: mode.into() });
-    let watch = progress_watch::start(&plan);
-    let notifier = crate::notify::Notifier::new(&plan.notify, &run_dir);
-    let (msg_tx, mut msg_rx) = mpsc::unbounded_channel();
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel();
-    let failed_tx = msg_tx.clone();
-    let mut sup = Supervisor {
-        _lock: lock,
-        run: Run::new(RunStart {
-            first_build: plan.first_build,
-            stage3_done: checkpoint.run_step(run::STAGE3).map(|s| s.state) == Some(StepState::Done),
-        }),
-        queue: VecDeque::new(),
-        sys,
-        background: None,
-        journal: std::sync::Arc::new(std::sync::Mutex::new(Journal {
-            m_dir: plan.layout.m_dir.clone(),
-            pid: std::process::id(),
-            host_namespace: false,
-            mnt_ns: crate::rundir::procs::own_mnt_ns(),
-            ..Journal::default()
-        })),
-        writer: CheckpointWriter::start(
-            &run_dir,
-            Box::new(move |m| {
-                let _ = failed_tx.send(Msg::CheckpointFailed(m));
-            }),
-        ),
-        engine: Engine::new(&plan, checkpoint),
-        plan,
-        run_dir,
-        events,
-        ui,
-        msg_tx,
-        out_tx,
-        writers: HashMap::new(),
-        conn_target: HashMap::new(),
-        pids: HashMap::new(),
-        exited: HashMap::new(),
-        mounted: HashSet::new(),
-        mount_slots: std::sync::Arc::new(tokio::sync::Semaphore::new(workers::mount_slots())),
-        watch,
-        emerge_logs_read: false,
-        notifier,
-        notifying: Vec::new(),
-    };
-    sup.ui.say(&format!(
-        "run {} ({mode}), {} target(s), {}",
-        sup.plan.run_id,
-        sup.plan.targets.len(),
-        if sup.plan.first_build {
-            "first build from a stage3".to_string()
-        } else {
-            "update from history".to_string()
-        }
-    ));
+    let (mut sup, mut msg_rx, mut out_rx) = Supervisor::new(prepared, sys, ui)?;
 
     // The socket: private to root (mode 0600 in a 0700 directory, and each peer's
     // credentials are checked on accept).
@@ -542,5 +564,69 @@ impl Supervisor {
         }
         let actions = self.engine.input(Input::Stop);
         self.execute(actions).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::{prepare, Action, Mode, Msg, Supervisor};
+    use crate::sys::RecordingSys;
+    use crate::ui::plain::Plain;
+
+    /// The action executor, driven without root: mounting a waiting target's stacked
+    /// environment goes through the injected seam, off the event loop, and comes back as a
+    /// message; a mount that fails half-way comes back as the error naming it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_executor_mounts_a_waiting_target_through_the_injected_seam() {
+        let (_tmp, starter) = crate::explore::tests::demo_tree();
+        let sys = Arc::new(RecordingSys::default());
+        let prepared =
+            prepare(sys.as_ref(), &starter, &starter.options.history, &Mode::New).unwrap();
+        assert!(!prepared.plan.first_build, "an update from the history");
+        let (mut sup, mut msgs, _output) =
+            Supervisor::new(prepared, sys.clone(), Box::new(Plain::default())).unwrap();
+        let layout = sup.plan.layout.clone();
+        let (b, c) = (layout.targets[1].clone(), layout.targets[2].clone());
+        let b_dir = layout.secondary_dir(&b.target);
+        let fail_at = layout.secondary_dir(&c.target).join("m/proc");
+        sys.fail_at(&fail_at);
+        sup.execute(vec![Action::Mount(b.target.clone())]).await;
+        match msgs.recv().await {
+            Some(Msg::Mounted(t, Ok(()))) => assert_eq!(t, b.target),
+            _ => panic!("no successful Mounted message for {}", b.target),
+        }
+        let calls = sys.take();
+        let root = b_dir.join("m").display().to_string();
+        assert!(
+            calls
+                .iter()
+                .any(|c| c.starts_with(&format!("mount overlay {root} overlay"))),
+            "{}'s root is stacked: {calls:#?}",
+            b.target
+        );
+        for call in &calls {
+            // `mount SOURCE TARGET ...`, `propagation TARGET KIND`.
+            let target = match call.split_once(' ') {
+                Some(("mount", rest)) => rest.split(' ').nth(1),
+                Some(("propagation", rest)) => rest.split(' ').next(),
+                _ => None,
+            };
+            assert!(
+                target.is_some_and(|t| std::path::Path::new(t).starts_with(&b_dir)),
+                "{call} is no mount of {}",
+                b.target
+            );
+        }
+        sup.execute(vec![Action::Mount(c.target.clone())]).await;
+        match msgs.recv().await {
+            Some(Msg::Mounted(t, Err(e))) => {
+                assert_eq!(t, c.target);
+                assert!(e.contains(&fail_at.display().to_string()), "{e}");
+            }
+            _ => panic!("no failed Mounted message for {}", c.target),
+        }
+        sup.writer.finish();
     }
 }

@@ -128,7 +128,12 @@ fn corrupt(dir: &Path, starter: &Path, why: &str) -> anyhow::Error {
 ///
 /// Errors: [`UsageError`] for bad input (starter, configuration, history, unknown run,
 /// live run, unusable checkpoint).
-pub fn prepare(starter: &Starter, history: &HistorySel, mode: &Mode) -> anyhow::Result<Prepared> {
+pub fn prepare(
+    sys: &dyn crate::sys::Sys,
+    starter: &Starter,
+    history: &HistorySel,
+    mode: &Mode,
+) -> anyhow::Result<Prepared> {
     let tree = &starter.tree;
     let guard = rundir::tree_guard(tree)?;
     if let Some(live) = rundir::any_live(tree) {
@@ -158,7 +163,7 @@ pub fn prepare(starter: &Starter, history: &HistorySel, mode: &Mode) -> anyhow::
                 Err(_) if retry => Checkpoint::new(&plan),
                 Err(e) => return Err(corrupt(&dir, &starter.path, &e.to_string())),
             };
-            crate::commands::clean_dead_run(&dir).map_err(|e| match e {
+            crate::commands::clean_dead_run(sys, &dir).map_err(|e| match e {
                 crate::commands::CleanError::Usage(m) => usage(m),
                 held => anyhow::Error::new(held),
             })?;

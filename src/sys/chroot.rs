@@ -1,7 +1,10 @@
 //! Starting a process chrooted into an environment, through the seam
 //! ([`super::Sys::spawn_chrooted`]): a step (`/bin/sh -c SCRIPT` in a session of its own,
-//! output to a pipe, the event pipe as file descriptor 3) or a rescue shell (a foreground
-//! process group on the worker's terminal).
+//! output to a pipe, the event pipe as file descriptor 3), a rescue shell (a foreground
+//! process group on the worker's terminal), or a tool or shell the caller waits for in its
+//! own process group (the archive's in-environment squashfs tool, binhost indexing,
+//! `distcc-helper`'s distccd, the `shell` command's shell; [`output`] reads what one
+//! writes).
 //!
 //! Not here: what runs (recipe), reading its output (worker).
 
@@ -22,6 +25,10 @@ pub enum Group {
     /// A process group of its own made the terminal's foreground group (setpgid(2),
     /// tcsetpgrp(3) on standard input), standard input inherited: a rescue shell.
     Foreground,
+    /// The caller's session and process group, standard input inherited, killed (SIGKILL)
+    /// when the thread that started it ends (`PR_SET_PDEATHSIG`, prctl(2)): a tool or a
+    /// shell the caller waits for.
+    Caller,
 }
 
 /// A process to start chrooted: chroot(2) to `root`, chdir("/"), then exec `program` with
@@ -107,7 +114,7 @@ pub(super) fn spawn(cmd: ChrootCommand) -> Result<Box<dyn Spawned>, SysError> {
     let fd3_raw = fd3.as_ref().map(|f| f.as_raw_fd());
     let root_in_child = root.clone();
     // SAFETY: only async-signal-safe calls (chroot, chdir, setsid, setpgid, signal,
-    // tcsetpgrp, dup2, fcntl) between fork and exec.
+    // tcsetpgrp, prctl, dup2, fcntl) between fork and exec.
     unsafe {
         c.pre_exec(move || {
             std::os::unix::fs::chroot(&root_in_child)?;
@@ -121,6 +128,11 @@ pub(super) fn spawn(cmd: ChrootCommand) -> Result<Box<dyn Spawned>, SysError> {
                     libc::signal(libc::SIGTTOU, libc::SIG_IGN);
                     libc::tcsetpgrp(0, libc::getpid());
                     libc::signal(libc::SIGTTOU, libc::SIG_DFL);
+                }
+                Group::Caller => {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
                 }
             }
             let moved = match fd3_raw {
@@ -170,6 +182,7 @@ pub(super) fn record_line(cmd: &ChrootCommand) -> String {
     line.push_str(match cmd.group {
         Group::NewSession => "; new session",
         Group::Foreground => "; foreground",
+        Group::Caller => "; caller's group",
     });
     if cmd.output.is_some() {
         line.push_str("; output piped");
@@ -179,4 +192,35 @@ pub(super) fn record_line(cmd: &ChrootCommand) -> String {
     }
     line.push(')');
     line
+}
+
+/// Runs `cmd` through `sys` to its end with its standard output and error going to one pipe
+/// (whatever `cmd.output` was), and returns its exit code ([`Spawned::wait`]) and what it
+/// wrote, interleaved as written.
+///
+/// Errors: [`SysError::Spawn`] when it cannot start, cannot be waited for, or the pipe
+/// cannot be made or read.
+pub fn output(sys: &dyn super::Sys, mut cmd: ChrootCommand) -> Result<(i32, Vec<u8>), SysError> {
+    use std::io::Read;
+    let failed = |cmd: &ChrootCommand, source: std::io::Error| SysError::Spawn {
+        program: cmd.program.clone(),
+        root: cmd.root.clone(),
+        source,
+    };
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| failed(&cmd, std::io::Error::from(e)))?;
+    cmd.output = Some(write);
+    let (program, root) = (cmd.program.clone(), cmd.root.clone());
+    // The write end goes with `cmd`: the read below ends when the process closes its copy.
+    let mut child = sys.spawn_chrooted(cmd)?;
+    let mut text = Vec::new();
+    let read_result = std::fs::File::from(read).read_to_end(&mut text);
+    let code = child.wait();
+    let again = |source| SysError::Spawn {
+        program: program.clone(),
+        root: root.clone(),
+        source,
+    };
+    read_result.map_err(again)?;
+    Ok((code.map_err(again)?, text))
 }

@@ -1,7 +1,9 @@
 //! The system-call seam: every mount, unmount and loop-device operation of the tool, reading
-//! the mount table, entering (unshare) or joining (setns) a mount namespace, and starting a
-//! process chrooted into an environment (a step, a rescue shell: [`chroot`]) go through the
-//! [`Sys`] trait, injected by the caller.
+//! a mount table (this process's or another's), entering (unshare) or joining (setns) a mount
+//! namespace, and starting a process chrooted into an environment (a step, a rescue shell,
+//! the archive's in-environment squashfs tool, binhost indexing, `distcc-helper`'s distccd,
+//! the `shell` command: [`chroot`]) go through the [`Sys`] trait, injected by the caller: the
+//! binary's `main` creates one [`LinuxSys`] and hands it down to every command.
 //!
 //! [`LinuxSys`] performs the real calls (root only); [`RecordingSys`] records them, keeps a
 //! simulated mount table and can be told to fail a given mount, unmount or chroot spawn, so
@@ -132,6 +134,9 @@ pub trait Sys: Send + Sync {
     /// The mount table of this process's namespace, in `/proc/self/mountinfo` format
     /// (proc(5)).
     fn mount_table(&self) -> Result<String, SysError>;
+    /// The mount table of the mount namespace of process `pid`, as [`Sys::mount_table`]
+    /// (`/proc/PID/mountinfo`).
+    fn mount_table_of(&self, pid: u32) -> Result<String, SysError>;
     /// unshare(2) with `CLONE_NEWNS`: this process gets a private copy of the mount
     /// namespace. Must be called while single-threaded.
     fn unshare_mount_ns(&self) -> Result<(), SysError>;
@@ -249,11 +254,11 @@ impl Sys for LinuxSys {
     }
 
     fn mount_table(&self) -> Result<String, SysError> {
-        let path = Path::new("/proc/self/mountinfo");
-        std::fs::read_to_string(path).map_err(|e| SysError::MountTable {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })
+        read_mount_table(Path::new("/proc/self/mountinfo"))
+    }
+
+    fn mount_table_of(&self, pid: u32) -> Result<String, SysError> {
+        read_mount_table(&PathBuf::from(format!("/proc/{pid}/mountinfo")))
     }
 
     fn unshare_mount_ns(&self) -> Result<(), SysError> {
@@ -279,6 +284,13 @@ impl Sys for LinuxSys {
     fn spawn_chrooted(&self, cmd: ChrootCommand) -> Result<Box<dyn Spawned>, SysError> {
         chroot::spawn(cmd)
     }
+}
+
+fn read_mount_table(path: &Path) -> Result<String, SysError> {
+    std::fs::read_to_string(path).map_err(|e| SysError::MountTable {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
 }
 
 /// A fake that records every call; for unit tests of plans and teardown. It keeps a
@@ -425,6 +437,11 @@ impl Sys for RecordingSys {
     }
 
     fn mount_table(&self) -> Result<String, SysError> {
+        Ok(self.table())
+    }
+
+    /// The simulated table: every process shares it.
+    fn mount_table_of(&self, _pid: u32) -> Result<String, SysError> {
         Ok(self.table())
     }
 

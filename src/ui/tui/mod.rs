@@ -63,6 +63,7 @@ struct Shared {
     dirty: AtomicBool,
     stop: AtomicBool,
     stats: Mutex<FrameStats>,
+    probe: Mutex<Option<FrameProbe>>,
 }
 
 impl Shared {
@@ -80,6 +81,11 @@ pub struct Tui {
     closed: bool,
     headless: bool,
 }
+
+/// Called on the drawing thread with the state just drawn, after each frame is written to
+/// the terminal, until it returns `true` (for reporting only, e.g.
+/// [`crate::attach::timing`]).
+pub type FrameProbe = Box<dyn FnMut(&App) -> bool + Send>;
 
 /// What the TUI does with the [`Effect`]s of the user's keys (called on the input thread).
 pub type OnEffect = Box<dyn FnMut(Effect) + Send>;
@@ -138,6 +144,7 @@ fn spawn_drawing<W: Write + Send + 'static>(
         dirty: AtomicBool::new(true),
         stop: AtomicBool::new(false),
         stats: Mutex::new(FrameStats::default()),
+        probe: Mutex::new(None),
     });
     let draw = {
         let shared = Arc::clone(&shared);
@@ -184,8 +191,14 @@ fn draw_loop<W: Write>(
             let _ = term.backend_mut().write_all(bytes.as_bytes());
         }
         let _ = term.draw(|f| view::render(f, &app));
-        drop(app);
         let took = t0.elapsed();
+        {
+            let mut probe = shared.probe.lock().unwrap_or_else(|e| e.into_inner());
+            if probe.as_mut().is_some_and(|p| p(&app)) {
+                *probe = None;
+            }
+        }
+        drop(app);
         let mut st = shared.stats.lock().unwrap_or_else(|e| e.into_inner());
         st.frames += 1;
         st.total += took;
@@ -234,6 +247,11 @@ impl Tui {
     /// How long drawing took so far.
     pub fn frame_stats(&self) -> FrameStats {
         *self.shared.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Calls `probe` after each frame drawn from now on, until it returns `true`.
+    pub fn set_frame_probe(&mut self, probe: FrameProbe) {
+        *self.shared.probe.lock().unwrap_or_else(|e| e.into_inner()) = Some(probe);
     }
 
     /// Where the run's logs are (`work/<run>/logs`): a failed pane shows its log's path.
