@@ -329,10 +329,26 @@ impl Layout {
     /// A secondary target's stacked environment: `l` a bind of the primary `m`, `m` the
     /// overlay `l`+`u`, the primary package database bound over its own, then the usual binds.
     pub fn secondary_entries(&self, target: &TargetDirs) -> Vec<Entry> {
+        let mut out = self.secondary_prepare_entries(target);
+        out.extend(self.secondary_stacked_entries(target));
+        out
+    }
+
+    /// The part of [`Layout::secondary_entries`] that does not depend on the toolchain, made
+    /// while the target waits for it: the bind of the primary root on `l`. A bind, not an
+    /// overlay: the primary root may still change under it (overlayfs(5) forbids changing a
+    /// lower layer only while an overlay on it is mounted).
+    pub fn secondary_prepare_entries(&self, target: &TargetDirs) -> Vec<Entry> {
+        let dir = self.secondary_dir(&target.target);
+        vec![bind(&self.primary_root(), dir.join("l"))]
+    }
+
+    /// The rest of [`Layout::secondary_entries`], mounted once the target's toolchain is
+    /// ready: the overlay on `l` (`m`) and everything mounted inside it.
+    pub fn secondary_stacked_entries(&self, target: &TargetDirs) -> Vec<Entry> {
         let dir = self.secondary_dir(&target.target);
         let root = dir.join("m");
         let mut out = vec![
-            bind(&self.primary_root(), dir.join("l")),
             Entry::Overlay {
                 lower: vec![dir.join("l")],
                 upper: dir.join("u"),

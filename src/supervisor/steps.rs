@@ -54,6 +54,9 @@ impl Supervisor {
             }
         });
 
+        // Before any target is released: what its environment needs that does not depend
+        // on its toolchain is mounted while it waits.
+        self.prepare_secondaries();
         let first = self.engine.start();
         self.execute(first).await;
         // Signals, then supervisor messages (a target mounted, a worker's step started or
