@@ -105,6 +105,10 @@ impl Seen {
             return Ok(());
         }
         self.check_no_symlink(anchor, dir)?;
+        if self.0.contains(dir) {
+            // The walk found it, a directory.
+            return Ok(());
+        }
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         // Made by mkdir(2) or seen by the walk: directories, each of them.
         if let Ok(rel) = dir.strip_prefix(anchor) {
