@@ -427,6 +427,20 @@ mod tests {
     }
 
     #[test]
+    fn a_waiting_target_gets_only_the_bind_of_the_primary_root_before_its_toolchain() {
+        let l = layout(None);
+        let t = &l.targets[1];
+        let prepare = l.secondary_prepare_entries(t);
+        let dir = PathBuf::from("/t/work/r/M/b-20260101-000000");
+        // Nothing under the overlay's mount point and no overlay: the primary root may
+        // still change under `l`.
+        assert_eq!(prepare, [bind(Path::new("/t/work/r/M/m"), dir.join("l"))]);
+        let mut both = prepare;
+        both.extend(l.secondary_stacked_entries(t));
+        assert_eq!(both, l.secondary_entries(t));
+    }
+
+    #[test]
     fn secondary_stacks_on_primary_and_shares_its_package_database() {
         let l = layout(None);
         let e = l.secondary_entries(&l.targets[1]);
