@@ -329,10 +329,26 @@ impl Layout {
     /// A secondary target's stacked environment: `l` a bind of the primary `m`, `m` the
     /// overlay `l`+`u`, the primary package database bound over its own, then the usual binds.
     pub fn secondary_entries(&self, target: &TargetDirs) -> Vec<Entry> {
+        let mut out = self.secondary_prepare_entries(target);
+        out.extend(self.secondary_stacked_entries(target));
+        out
+    }
+
+    /// The part of [`Layout::secondary_entries`] that does not depend on the toolchain, made
+    /// while the target waits for it: the bind of the primary root on `l`. A bind, not an
+    /// overlay: the primary root may still change under it (overlayfs(5) forbids changing a
+    /// lower layer only while an overlay on it is mounted).
+    pub fn secondary_prepare_entries(&self, target: &TargetDirs) -> Vec<Entry> {
+        let dir = self.secondary_dir(&target.target);
+        vec![bind(&self.primary_root(), dir.join("l"))]
+    }
+
+    /// The rest of [`Layout::secondary_entries`], mounted once the target's toolchain is
+    /// ready: the overlay on `l` (`m`) and everything mounted inside it.
+    pub fn secondary_stacked_entries(&self, target: &TargetDirs) -> Vec<Entry> {
         let dir = self.secondary_dir(&target.target);
         let root = dir.join("m");
         let mut out = vec![
-            bind(&self.primary_root(), dir.join("l")),
             Entry::Overlay {
                 lower: vec![dir.join("l")],
                 upper: dir.join("u"),
@@ -408,6 +424,20 @@ mod tests {
     fn first_build_mounts_only_m_and_the_configs_view() {
         let l = layout(None);
         assert_eq!(l.base_entries().len(), 2);
+    }
+
+    #[test]
+    fn a_waiting_target_gets_only_the_bind_of_the_primary_root_before_its_toolchain() {
+        let l = layout(None);
+        let t = &l.targets[1];
+        let prepare = l.secondary_prepare_entries(t);
+        let dir = PathBuf::from("/t/work/r/M/b-20260101-000000");
+        // Nothing under the overlay's mount point and no overlay: the primary root may
+        // still change under `l`.
+        assert_eq!(prepare, [bind(Path::new("/t/work/r/M/m"), dir.join("l"))]);
+        let mut both = prepare;
+        both.extend(l.secondary_stacked_entries(t));
+        assert_eq!(both, l.secondary_entries(t));
     }
 
     #[test]

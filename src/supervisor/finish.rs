@@ -12,6 +12,7 @@ impl Supervisor {
     /// [`crate::engine::run::RunAction::TearDown`]: unmounts everything under `M`; the
     /// journal goes only when nothing is left.
     pub(super) fn teardown(&mut self) {
+        self.stop_mounting();
         let m = self.plan.layout.m_dir.clone();
         match mounts::teardown(self.sys.as_ref(), &m, true) {
             Ok(n) => {
@@ -22,6 +23,18 @@ impl Supervisor {
                 let _ = Journal::remove(&self.run_dir);
             }
             Err(e) => self.ui.say(&format!("error: {e}")),
+        }
+    }
+
+    /// Lets no more secondary mounts start (closing the mount slots) and waits, at most 30
+    /// seconds, for those in flight on blocking threads: a mount landing after the teardown
+    /// would outlive the run.
+    fn stop_mounting(&mut self) {
+        self.mount_slots.close();
+        let all = super::workers::mount_slots();
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while self.mount_slots.available_permits() < all && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
     }
 

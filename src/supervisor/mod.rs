@@ -93,6 +93,9 @@ struct Supervisor {
     mounted: HashSet<Target>,
     /// Limits how many secondary environments are mounted at once.
     mount_slots: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Per secondary target: whether its toolchain-independent mounts are made (see
+    /// [`workers::Prepared`]).
+    prepared: HashMap<Target, workers::Prepared>,
     /// Package progress and estimates of the running steps.
     watch: crate::progress::watch::Watch,
     /// Whether the environment's emerge.log files were read into `watch` (after mounting).
@@ -171,6 +174,7 @@ impl Supervisor {
             exited: HashMap::new(),
             mounted: HashSet::new(),
             mount_slots: std::sync::Arc::new(tokio::sync::Semaphore::new(workers::mount_slots())),
+            prepared: HashMap::new(),
             watch,
             emerge_logs_read: false,
             notifier,

@@ -9,6 +9,13 @@ use super::{spawn, Msg, Signals, Supervisor};
 use crate::engine::protocol::WorkerMsg;
 use crate::ui::Request;
 
+/// How many supervisor messages the steps loop handles in a row while worker output waits.
+const MSG_BATCH: usize = 64;
+
+/// How many chunks of waiting worker output (a pty read each, at most a few KiB) the steps
+/// loop shows after [`MSG_BATCH`] messages in a row.
+const OUT_BATCH: usize = 64;
+
 impl Supervisor {
     /// Serves the workers on `listener` and runs the steps until every worker is gone;
     /// signals become a stop of the run machine (which stops the workers).
@@ -47,13 +54,35 @@ impl Supervisor {
             }
         });
 
+        // Before any target is released: what its environment needs that does not depend
+        // on its toolchain is mounted while it waits.
+        self.prepare_secondaries();
         let first = self.engine.start();
         self.execute(first).await;
+        // Signals, then supervisor messages (a target mounted, a worker's step started or
+        // finished), then worker output: a message moves the run on, output only shows it.
+        // Output is not starved: after `MSG_BATCH` messages in a row, up to `OUT_BATCH`
+        // chunks of waiting output are shown before the next message.
+        let mut in_a_row = 0;
         while self.engine.any_running() {
+            if in_a_row >= MSG_BATCH {
+                for _ in 0..OUT_BATCH {
+                    let Ok(out) = out_rx.try_recv() else { break };
+                    self.ui.output(&out.target, &out.bytes);
+                }
+                in_a_row = 0;
+            }
             tokio::select! {
-                Some(out) = out_rx.recv() => self.ui.output(&out.target, &out.bytes),
-                Some(msg) = msg_rx.recv() => self.handle(msg).await,
+                biased;
                 why = signals.next(requests) => self.interrupt(why).await,
+                Some(msg) = msg_rx.recv() => {
+                    self.handle(msg).await;
+                    in_a_row += 1;
+                }
+                Some(out) = out_rx.recv() => {
+                    self.ui.output(&out.target, &out.bytes);
+                    in_a_row = 0;
+                }
             }
         }
         while let Ok(out) = out_rx.try_recv() {

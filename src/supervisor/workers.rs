@@ -16,13 +16,71 @@ pub(super) fn mount_slots() -> usize {
         .clamp(2, 8)
 }
 use crate::config::Target;
+
+/// Whether a secondary target's toolchain-independent mounts
+/// ([`crate::mounts::Layout::secondary_prepare_entries`]) are made. Locked while they are
+/// being made and while the target is mounted, so that the early preparation and the
+/// target's mount never both make them.
+pub(super) type Prepared = std::sync::Arc<std::sync::Mutex<bool>>;
 use crate::engine::events::Event;
 use crate::engine::machine::Input;
 
 impl Supervisor {
+    /// The flag of `target`'s toolchain-independent mounts.
+    fn prepared(&mut self, target: &Target) -> Prepared {
+        std::sync::Arc::clone(self.prepared.entry(target.clone()).or_default())
+    }
+
+    /// Starts making, for every secondary target not mounted yet, the mounts of its
+    /// environment that do not depend on its toolchain
+    /// ([`crate::mounts::Layout::secondary_prepare_entries`]), on blocking threads through the
+    /// mount slots, queued before any target is released. A failure is not reported here:
+    /// the target's mount (at its release) makes them again and reports it.
+    pub(super) fn prepare_secondaries(&mut self) {
+        let primary = self.plan.targets.first().map(|t| t.target.clone());
+        let waiting: Vec<_> = self
+            .plan
+            .layout
+            .targets
+            .iter()
+            .filter(|d| Some(&d.target) != primary.as_ref() && !self.mounted.contains(&d.target))
+            .cloned()
+            .collect();
+        for dirs in waiting {
+            let entries = self.plan.layout.secondary_prepare_entries(&dirs);
+            let prepared = self.prepared(&dirs.target);
+            let journal = std::sync::Arc::clone(&self.journal);
+            let sys = std::sync::Arc::clone(&self.sys);
+            let m_dir = self.plan.layout.m_dir.clone();
+            let run_dir = self.run_dir.clone();
+            let slots = std::sync::Arc::clone(&self.mount_slots);
+            tokio::spawn(async move {
+                let Ok(permit) = slots.acquire_owned().await else {
+                    return;
+                };
+                let _ = tokio::task::spawn_blocking(move || {
+                    let mut done = prepared.lock().unwrap_or_else(|p| p.into_inner());
+                    if !*done {
+                        *done = crate::mounts::apply_shared(
+                            sys.as_ref(),
+                            &m_dir,
+                            &entries,
+                            &journal,
+                            &run_dir,
+                        )
+                        .is_ok();
+                    }
+                    drop(permit);
+                })
+                .await;
+            });
+        }
+    }
+
     /// Starts mounting a secondary target's stacked environment on a blocking thread (at most
-    /// `mount_slots()` at a time), which answers with [`Msg::Mounted`]; returns the result at once (`Some`) when there is
-    /// nothing to mount (the primary, or already mounted) or the target is unknown.
+    /// `mount_slots()` at a time), which answers with [`Msg::Mounted`]; returns the result at
+    /// once (`Some`) when there is nothing to mount (the primary, or already mounted) or the
+    /// target is unknown. What [`Supervisor::prepare_secondaries`] made is not made again.
     pub(super) fn mount_secondary_async(&mut self, target: &Target) -> Option<Result<(), String>> {
         let primary = self.plan.targets.first().map(|t| &t.target) == Some(target);
         if primary || self.mounted.contains(target) {
@@ -38,7 +96,9 @@ impl Supervisor {
         else {
             return Some(Err(format!("{target} is missing from the layout")));
         };
-        let entries = self.plan.layout.secondary_entries(&dirs);
+        let prepare = self.plan.layout.secondary_prepare_entries(&dirs);
+        let stacked = self.plan.layout.secondary_stacked_entries(&dirs);
+        let prepared = self.prepared(target);
         let journal = std::sync::Arc::clone(&self.journal);
         let sys = std::sync::Arc::clone(&self.sys);
         let m_dir = self.plan.layout.m_dir.clone();
@@ -54,9 +114,20 @@ impl Supervisor {
                 return;
             };
             let _ = tokio::task::spawn_blocking(move || {
-                let result =
-                    crate::mounts::apply_shared(sys.as_ref(), &m_dir, &entries, &journal, &run_dir)
-                        .map_err(|e| e.to_string());
+                let mut done = prepared.lock().unwrap_or_else(|p| p.into_inner());
+                let apply = |entries: &[crate::mounts::Entry]| {
+                    crate::mounts::apply_shared(sys.as_ref(), &m_dir, entries, &journal, &run_dir)
+                        .map_err(|e| e.to_string())
+                };
+                let result = if *done {
+                    apply(&stacked)
+                } else {
+                    apply(&prepare).and_then(|()| {
+                        *done = true;
+                        apply(&stacked)
+                    })
+                };
+                drop(done);
                 drop(permit);
                 let _ = tx.send(Msg::Mounted(target, result));
             })
@@ -66,7 +137,8 @@ impl Supervisor {
     }
 
     /// Mounts a secondary target's stacked environment unless it is mounted already (the
-    /// primary environment is always mounted).
+    /// primary environment is always mounted); what [`Supervisor::prepare_secondaries`] made
+    /// is not made again.
     pub(super) fn mount_secondary(&mut self, target: &Target) -> anyhow::Result<()> {
         let primary = self.plan.targets.first().map(|t| &t.target) == Some(target);
         if primary || self.mounted.contains(target) {
@@ -80,8 +152,14 @@ impl Supervisor {
             .find(|d| &d.target == target)
             .cloned()
             .context("target missing from the layout")?;
-        let entries = self.plan.layout.secondary_entries(&dirs);
-        self.mount(&entries)?;
+        let prepared = self.prepared(target);
+        let mut done = prepared.lock().unwrap_or_else(|p| p.into_inner());
+        if !*done {
+            self.mount(&self.plan.layout.secondary_prepare_entries(&dirs))?;
+            *done = true;
+        }
+        drop(done);
+        self.mount(&self.plan.layout.secondary_stacked_entries(&dirs))?;
         self.mounted.insert(target.clone());
         Ok(())
     }
