@@ -6,16 +6,19 @@
 use anyhow::Context;
 
 use super::{spawn, ExitWait, Msg, Supervisor};
+use crate::config::Target;
 
 /// How many waiting targets are mounted at the same time: the processors (the mounts of one
-/// target are syscalls and path walks, CPU-bound), between 2 and 8.
+/// target are syscalls and path walks, CPU-bound), between 2 and 8. More slots than
+/// processors is slower: on 2 cores, 4 slots gave 86 / 193 ms (median / worst
+/// toolchain-ready to first step, 64 targets, `scripts/bench-latency.sh 3 64`) against
+/// 55 / 137 ms with 2.
 pub(super) fn mount_slots() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2)
         .clamp(2, 8)
 }
-use crate::config::Target;
 
 /// Whether a secondary target's toolchain-independent mounts
 /// ([`crate::mounts::Layout::secondary_prepare_entries`]) are made. Locked while they are
