@@ -422,11 +422,7 @@ fn cmd_run(sys: Arc<dyn Sys>, starter_path: &Path, flags: RunFlags) -> anyhow::R
         return attach::daemon::foreground(&run_dir, child);
     }
     supervisor::private_namespace(sys.as_ref())?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = supervisor::runtime()?;
     // Plain and tmux send no requests (the TUI is a client of its own supervisor, above).
     let (_requests, req_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut frontend: Box<dyn Frontend> = match ui {

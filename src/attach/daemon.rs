@@ -106,11 +106,7 @@ pub fn serve(
     };
     // While this process is single-threaded.
     supervisor::private_namespace(sys.as_ref())?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = supervisor::runtime()?;
     let (req_tx, req_rx) = tokio::sync::mpsc::unbounded_channel();
     let (mut hub, handle) = hub::start(run_dir, req_tx)
         .with_context(|| format!("listening on {}", proto::socket_path(run_dir).display()))?;

@@ -19,9 +19,6 @@ pub const VERSION: u32 = 1;
 /// File name of the attach socket inside the run directory.
 pub const SOCKET: &str = "attach.sock";
 
-/// Longest socket path used as it is; `sun_path` holds 108 bytes with the final NUL (unix(7)).
-const MAX_SOCKET_PATH: usize = 100;
-
 /// Longest line accepted from a peer (bytes): a snapshot of a pane with 10,000 lines of
 /// scrollback is ~1.4 MB of base64; anything far above is not a peer of ours.
 pub const MAX_LINE: usize = 64 << 20;
@@ -30,16 +27,7 @@ pub const MAX_LINE: usize = 64 << 20;
 /// long for a unix socket, `/run/build-helper-<16 hex>-attach.sock` named after a SHA-256 of
 /// the run directory (as [`crate::engine::protocol::socket_path`] does for the workers').
 pub fn socket_path(run_dir: &Path) -> PathBuf {
-    let path = run_dir.join(SOCKET);
-    if path.as_os_str().len() <= MAX_SOCKET_PATH {
-        return path;
-    }
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(run_dir.as_os_str().as_encoded_bytes());
-    PathBuf::from(format!(
-        "/run/build-helper-{}-attach.sock",
-        hex::encode(&digest[..8])
-    ))
+    crate::engine::protocol::run_socket(run_dir, SOCKET, "-attach")
 }
 
 /// Terminal bytes as a base64 string field.

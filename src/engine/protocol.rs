@@ -21,14 +21,21 @@ const MAX_SOCKET_PATH: usize = 100;
 /// path is too long for a unix socket (a deep tree), `/run/build-helper-<16 hex>.sock`
 /// named after a SHA-256 of the run directory. Supervisor and workers compute the same path.
 pub fn socket_path(run_dir: &Path) -> PathBuf {
-    let path = run_dir.join(SOCKET);
+    run_socket(run_dir, SOCKET, "")
+}
+
+/// The unix socket `file` of a run directory: `<run_dir>/<file>`, or, when that path is too
+/// long for `sun_path`, `/run/build-helper-<16 hex><suffix>.sock` named after a SHA-256 of
+/// the run directory (so every process computes the same path).
+pub fn run_socket(run_dir: &Path, file: &str, suffix: &str) -> PathBuf {
+    let path = run_dir.join(file);
     if path.as_os_str().len() <= MAX_SOCKET_PATH {
         return path;
     }
     use sha2::Digest;
     let digest = sha2::Sha256::digest(run_dir.as_os_str().as_encoded_bytes());
     PathBuf::from(format!(
-        "/run/build-helper-{}.sock",
+        "/run/build-helper-{}{suffix}.sock",
         hex::encode(&digest[..8])
     ))
 }

@@ -194,6 +194,19 @@ impl Supervisor {
     }
 }
 
+/// The async runtime a supervisor runs on: two worker threads (the event loop and the
+/// blocking work beside it), timers and I/O enabled. Call it after [`private_namespace`],
+/// which needs a single-threaded process.
+///
+/// Errors: the runtime cannot start (threads, epoll).
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
 /// Supervises a prepared run to its end, shown by `ui` (which sends its [`Request`]s on
 /// `requests`); returns the exit status: 0 when every target is done and the history
 /// archived, 1 when a target failed, 130 when interrupted.
