@@ -313,7 +313,15 @@ fn tmux_mode_opens_a_window_per_target_and_resume_completes_the_run() {
         &failed,
         "#{pane_dead} #{pane_dead_status}",
     ]);
-    assert_eq!(dead.trim(), "1 0");
+    // On failure, say how the worker ended (a signal leaves the status empty).
+    let signal = tmux.cmd(&[
+        "display-message",
+        "-p",
+        "-t",
+        &failed,
+        "#{pane_dead_signal}",
+    ]);
+    assert_eq!(dead.trim(), "1 0", "the worker died of signal {signal:?}");
     let tty_log = std::fs::read_to_string(
         tree.run_dir()
             .join("logs")
