@@ -283,6 +283,15 @@ pub struct Cleaned {
     pub processes: usize,
 }
 
+/// Whether process `pid` sees a mount under the run's `m_dir`: the namespace the journal
+/// names is the dead run's only while it holds the run's mounts. The kernel reuses a gone
+/// namespace's inode number (nsfs), so the number alone could name another run's live
+/// namespace, whose processes must not be killed.
+fn holds_the_runs_mounts(sys: &dyn Sys, pid: u32, m_dir: &Path) -> bool {
+    sys.mount_table_of(pid)
+        .is_ok_and(|table| !crate::mounts::exec::mounts_under(&table, m_dir).is_empty())
+}
+
 /// Tears down a run whose supervisor is gone: kills every process it left (those in its
 /// private mount namespace, with the archiver and any step; those chrooted below its `M`),
 /// which takes the namespace's mounts and loop devices with them; unmounts what remains in
@@ -308,7 +317,11 @@ pub fn clean_dead_run(sys: &dyn Sys, run_dir: &Path) -> Result<Cleaned, CleanErr
     if let Some(ns) = journal.mnt_ns.filter(|_| !journal.host_namespace) {
         // A dead run's namespace lives on only through processes it left.
         if procs::own_mnt_ns() != Some(ns) {
-            pids.extend(procs::in_namespace(ns));
+            pids.extend(
+                procs::in_namespace(ns)
+                    .into_iter()
+                    .filter(|&p| holds_the_runs_mounts(sys, p, &m_dir)),
+            );
         }
     }
     for p in procs::rooted_in(&m_dir) {
@@ -413,6 +426,23 @@ pub fn load_plan(run_dir: &Path) -> anyhow::Result<Plan> {
 mod tests {
     use super::*;
     use crate::engine::events::{Event, EventLog};
+
+    #[test]
+    fn a_namespace_without_the_runs_mounts_is_not_the_dead_runs() {
+        let m_dir = Path::new("/var/tmp/tree/work/a-1/M");
+        // Another run's live namespace that got the dead one's inode number back.
+        let other = crate::sys::RecordingSys::default();
+        other.add_mounted(Path::new("/var/tmp/tree/work/b-2/M/root"));
+        assert!(!holds_the_runs_mounts(&other, 4242, m_dir));
+        // The dead run's own namespace still holds its mounts.
+        let dead = crate::sys::RecordingSys::default();
+        dead.add_mounted(&m_dir.join("root"));
+        assert!(holds_the_runs_mounts(&dead, 4242, m_dir));
+        // A sibling directory whose name starts like M is not under it.
+        let sibling = crate::sys::RecordingSys::default();
+        sibling.add_mounted(Path::new("/var/tmp/tree/work/a-1/M2/root"));
+        assert!(!holds_the_runs_mounts(&sibling, 4242, m_dir));
+    }
 
     #[test]
     fn a_waiting_rescue_shell_says_since_when_and_what_to_do() {
