@@ -1,40 +1,15 @@
 //! Runs outlive their terminal: the demo with `--ui tui` in a private tmux server whose
 //! session is killed, or left with `q` + detach and attached again from another session.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
 use crate::tui::{rescue_resume_and_finish, run_env, Tmux};
 
-/// Stops whatever supervisor of `tree` still runs when a test ends (a failed test must not
-/// leave a detached run behind; the tree's own drop then unmounts).
-struct StopSupervisors(PathBuf);
-
 /// The pid of the supervisor holding a run's lock, while one holds it.
 fn live_pid(run_dir: &Path) -> Option<u32> {
     build_helper::rundir::live_pid(run_dir)
-}
-
-impl Drop for StopSupervisors {
-    fn drop(&mut self) {
-        let runs = std::fs::read_dir(self.0.join("work"))
-            .into_iter()
-            .flatten()
-            .flatten();
-        for run in runs {
-            let Some(pid) = live_pid(&run.path()) else {
-                continue;
-            };
-            let pid = nix::unistd::Pid::from_raw(pid as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while live_pid(&run.path()).is_some() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-        }
-    }
 }
 
 /// The demo's environment for a tmux session, `fail` making a step fail once; stand-in
@@ -76,7 +51,6 @@ fn wait_event(tree: &Tree, needle: &str, secs: u64) -> String {
 fn killing_the_terminal_of_a_tui_run_leaves_the_run_going_to_its_end() {
     require_root();
     let tree = Tree::new();
-    let _stop = StopSupervisors(tree.path().to_path_buf());
     let line = format!(
         "{BIN} run {} --ui tui; echo BH-EXIT=$?; sleep 600",
         tree.starter().display()
@@ -134,7 +108,6 @@ fn killing_the_terminal_of_a_tui_run_leaves_the_run_going_to_its_end() {
 fn attach_from_another_terminal_shows_every_target_and_drives_the_rescue_shell() {
     require_root();
     let tree = Tree::new();
-    let _stop = StopSupervisors(tree.path().to_path_buf());
     let failing = format!("{}:target-world", TARGETS[1]);
     let line = format!(
         "{BIN} run {} --ui tui; echo BH-EXIT=$?; sleep 600",
@@ -197,7 +170,6 @@ fn attach_from_another_terminal_shows_every_target_and_drives_the_rescue_shell()
 fn stop_from_the_tui_stops_the_detached_supervisor_with_130() {
     require_root();
     let tree = Tree::new();
-    let _stop = StopSupervisors(tree.path().to_path_buf());
     let line = format!(
         "{BIN} run {} --ui tui; echo BH-EXIT=$?; sleep 600",
         tree.starter().display()

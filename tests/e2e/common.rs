@@ -144,6 +144,25 @@ impl Tree {
 
 impl Drop for Tree {
     fn drop(&mut self) {
+        // A failed test must not leave a run going (a detached `--ui tui` supervisor outlives
+        // its test): stop every live supervisor of the tree as `build-helper stop` would.
+        let runs = std::fs::read_dir(self.path().join("work"))
+            .into_iter()
+            .flatten()
+            .flatten();
+        for run in runs {
+            let live = || build_helper::rundir::live_pid(&run.path());
+            let Some(pid) = live() else {
+                continue;
+            };
+            let pid = nix::unistd::Pid::from_raw(pid as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while live().is_some() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
         // Never leave mounts behind, even when a test failed half-way.
         let _ = Command::new(BIN)
             .args(["umount", "--all", "--tree"])
