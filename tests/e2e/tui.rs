@@ -82,13 +82,16 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
-        // tmux can leave its socket file behind when the server is killed: remove it too.
-        let socket = self.cmd(&["display-message", "-p", "#{socket_path}"]);
         self.cmd(&["kill-server"]);
-        let socket = socket.trim();
-        if socket.ends_with(&self.socket) {
-            let _ = std::fs::remove_file(socket);
-        }
+        // tmux leaves its socket file behind when the server is killed (also by a test that
+        // killed it itself): remove it. `-L NAME` is `$TMUX_TMPDIR/tmux-UID/NAME` (tmux(1)).
+        let dir = std::env::var_os("TMUX_TMPDIR").unwrap_or_else(|| "/tmp".into());
+        let uid = nix::unistd::getuid();
+        let _ = std::fs::remove_file(
+            Path::new(&dir)
+                .join(format!("tmux-{uid}"))
+                .join(&self.socket),
+        );
     }
 }
 
