@@ -169,6 +169,26 @@ fn done_steps(cp: &serde_json::Value) -> Vec<(String, String, u64)> {
 }
 
 /// After `--resume`, every step done before is still done and was not run again.
+/// The run whose output is `name` stopped on the signal: exit 130 within 2 s
+/// (`code`, `took`), said it was interrupted during `phase`, and recorded its run step
+/// `step` as interrupted.
+fn assert_interrupted(
+    tree: &Tree,
+    name: &str,
+    (code, took): (Option<i32>, Duration),
+    phase: &str,
+    step: &str,
+) {
+    let out = output_of(tree, name);
+    assert_eq!(code, Some(130), "{out}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert!(
+        out.contains(&format!("interrupted during {phase}")),
+        "{out}"
+    );
+    assert_eq!(run_step_state(tree, step).as_deref(), Some("interrupted"));
+}
+
 /// `--resume` ends the run (exit 0, finished) without running again a step that was done
 /// `before`, and leaves nothing behind.
 fn resume_finishes_rerunning_nothing(tree: &Tree, before: &[(String, String, u64)]) {
@@ -615,17 +635,7 @@ fn a_slow_stage3_download_stops_on_sigint_and_dies_with_a_killed_supervisor() {
     std::thread::sleep(Duration::from_millis(1500));
     let (code, took) = signal_and_wait(&mut child, nix::sys::signal::Signal::SIGINT);
     eprintln!("stop latency (download, SIGINT): {} ms", took.as_millis());
-    let out = output_of(&tree, "run1");
-    assert_eq!(code, Some(130), "{out}");
-    assert!(took < Duration::from_secs(2), "took {took:?}");
-    assert!(
-        out.contains("interrupted during the stage3 download"),
-        "{out}"
-    );
-    assert_eq!(
-        run_step_state(&tree, "stage3").as_deref(),
-        Some("interrupted")
-    );
+    assert_interrupted(&tree, "run1", (code, took), "the stage3 download", "stage3");
     assert_nothing_left(&tree);
 
     // The same phase, supervisor SIGKILLed: umount --all finds nothing to keep.
@@ -711,16 +721,12 @@ fn the_extraction_and_the_mounts_stop_on_sigint_and_die_with_a_killed_supervisor
     std::thread::sleep(Duration::from_millis(300));
     let (code, took) = signal_traced(&mut child, SIGINT);
     eprintln!("stop latency (extraction, SIGINT): {} ms", took.as_millis());
-    let out = output_of(&tree, "run1");
-    assert_eq!(code, Some(130), "{out}");
-    assert!(took < Duration::from_secs(2), "took {took:?}");
-    assert!(
-        out.contains("interrupted during the stage3 extraction"),
-        "{out}"
-    );
-    assert_eq!(
-        run_step_state(&tree, "stage3").as_deref(),
-        Some("interrupted")
+    assert_interrupted(
+        &tree,
+        "run1",
+        (code, took),
+        "the stage3 extraction",
+        "stage3",
     );
     assert_nothing_left(&tree);
 
