@@ -56,28 +56,37 @@ impl Supervisor {
             let sys = std::sync::Arc::clone(&self.sys);
             let m_dir = self.plan.layout.m_dir.clone();
             let run_dir = self.run_dir.clone();
-            let slots = std::sync::Arc::clone(&self.mount_slots);
-            tokio::spawn(async move {
-                let Ok(permit) = slots.acquire_owned().await else {
-                    return;
-                };
-                let _ = tokio::task::spawn_blocking(move || {
-                    let mut done = prepared.lock().unwrap_or_else(|p| p.into_inner());
-                    if !*done {
-                        *done = crate::mounts::apply_shared(
-                            sys.as_ref(),
-                            &m_dir,
-                            &entries,
-                            &journal,
-                            &run_dir,
-                        )
-                        .is_ok();
-                    }
-                    drop(permit);
-                })
-                .await;
+            self.in_mount_slot(move || {
+                let mut done = prepared.lock().unwrap_or_else(|p| p.into_inner());
+                if !*done {
+                    *done = crate::mounts::apply_shared(
+                        sys.as_ref(),
+                        &m_dir,
+                        &entries,
+                        &journal,
+                        &run_dir,
+                    )
+                    .is_ok();
+                }
             });
         }
+    }
+
+    /// Runs `work` on a blocking thread once one of the mount slots is free
+    /// ([`mount_slots`], a fair semaphore), holding the slot until `work` returns; nothing
+    /// runs when the slots were closed (the teardown).
+    fn in_mount_slot(&self, work: impl FnOnce() + Send + 'static) {
+        let slots = std::sync::Arc::clone(&self.mount_slots);
+        tokio::spawn(async move {
+            let Ok(permit) = slots.acquire_owned().await else {
+                return;
+            };
+            let _ = tokio::task::spawn_blocking(move || {
+                work();
+                drop(permit);
+            })
+            .await;
+        });
     }
 
     /// Starts mounting a secondary target's stacked environment on a blocking thread (at most
@@ -108,33 +117,25 @@ impl Supervisor {
         let run_dir = self.run_dir.clone();
         let tx = self.msg_tx.clone();
         let target = target.clone();
-        let slots = std::sync::Arc::clone(&self.mount_slots);
-        tokio::spawn(async move {
-            // A few at a time, in the order released (the semaphore is fair): the first
-            // targets start as soon as their own mounts are done instead of all together
-            // at the end, and the journal is locked only to record a batch.
-            let Ok(permit) = slots.acquire_owned().await else {
-                return;
+        // A few at a time, in the order released (the semaphore is fair): the first targets
+        // start as soon as their own mounts are done instead of all together at the end, and
+        // the journal is locked only to record a batch.
+        self.in_mount_slot(move || {
+            let mut done = prepared.lock().unwrap_or_else(|p| p.into_inner());
+            let apply = |entries: &[crate::mounts::Entry]| {
+                crate::mounts::apply_shared(sys.as_ref(), &m_dir, entries, &journal, &run_dir)
+                    .map_err(|e| e.to_string())
             };
-            let _ = tokio::task::spawn_blocking(move || {
-                let mut done = prepared.lock().unwrap_or_else(|p| p.into_inner());
-                let apply = |entries: &[crate::mounts::Entry]| {
-                    crate::mounts::apply_shared(sys.as_ref(), &m_dir, entries, &journal, &run_dir)
-                        .map_err(|e| e.to_string())
-                };
-                let result = if *done {
+            let result = if *done {
+                apply(&stacked)
+            } else {
+                apply(&prepare).and_then(|()| {
+                    *done = true;
                     apply(&stacked)
-                } else {
-                    apply(&prepare).and_then(|()| {
-                        *done = true;
-                        apply(&stacked)
-                    })
-                };
-                drop(done);
-                drop(permit);
-                let _ = tx.send(Msg::Mounted(target, result));
-            })
-            .await;
+                })
+            };
+            drop(done);
+            let _ = tx.send(Msg::Mounted(target, result));
         });
         None
     }
