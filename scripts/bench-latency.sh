@@ -68,6 +68,9 @@ for n in $sizes; do
     i=0
     while [ "$i" -le "$runs" ]; do
         if [ "$i" = 0 ]; then history=none; else history=latest; fi
+        # The previous run's writes (its history, ~100 MB at 64 targets) reach the disk
+        # first: their writeback would land in this run's mounts.
+        sync
         BUILD_HELPER_TREE=$tree TARBALL_MIRROR=file://$base/mirror BH_OPENPGP_KEY=$base/mirror/demo-release.asc \
             BH_DEMO_DELAY=${BH_DEMO_DELAY:-0} \
             "$bin" run "$tree/starters/bench.toml" --ui plain --history "$history" >/dev/null 2>&1 &

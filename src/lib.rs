@@ -28,6 +28,7 @@ pub mod progress;
 pub mod recipe;
 pub mod rundir;
 pub mod saferoot;
+pub mod sched;
 pub mod stage3;
 pub mod starter;
 pub mod stop;

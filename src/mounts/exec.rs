@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::journal::Journal;
 use super::plan::Entry;
+use super::upper::COPY_MODE;
 use crate::sys::{MountCall, MountFlags, Propagation, Sys, SysError};
 
 /// Errors of mounting and unmounting; each names the path.
@@ -147,7 +148,7 @@ fn copy_into(m_dir: &Path, source: &Path, target: &Path) -> Result<(), MountErro
     Root::open(m_dir)
         .map_err(safe)?
         // Not fsynced: the copy is made again at every mount of the environment.
-        .replace(rel, Resolve::NoSymlinks, &bytes, 0o644, false)
+        .replace(rel, Resolve::NoSymlinks, &bytes, COPY_MODE, false)
         .map_err(safe)
 }
 
@@ -187,7 +188,13 @@ pub fn apply_shared(
     journal: &std::sync::Mutex<Journal>,
     run_dir: &Path,
 ) -> Result<(), MountError> {
-    let mut batch = Journal::default();
+    let mut batch = Journal {
+        host_namespace: journal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .host_namespace,
+        ..Journal::default()
+    };
     let result = apply_entries(sys, m_dir, entries, &mut batch);
     let mut journal = journal.lock().unwrap_or_else(|p| p.into_inner());
     journal.mounts.append(&mut batch.mounts);
@@ -317,10 +324,13 @@ fn apply_entries(
         // In a shared namespace (`--mount-hist`) `M` would otherwise share events with the
         // tree it lives in, and an rbind of /dev or /sys would join the host's peer group:
         // unmounting its children would then unmount the host's /dev/pts. Private `M` and
-        // slave rbinds stop that (the Gentoo handbook's `--make-rslave`).
+        // slave rbinds stop that (the Gentoo handbook's `--make-rslave`). A run's own
+        // namespace is private throughout (made so when it is entered): there an rbind is
+        // a private copy already, and making it a slave of nothing would only cost a walk
+        // of its submounts under the kernel's mount lock, for every target.
         if target == m_dir {
             sys.set_propagation(target, Propagation::Private, false)?;
-        } else if call.flags.bind && call.flags.recursive {
+        } else if call.flags.bind && call.flags.recursive && journal.host_namespace {
             sys.set_propagation(target, Propagation::Slave, true)?;
         }
     }
@@ -623,7 +633,7 @@ mod tests {
     }
 
     #[test]
-    fn m_becomes_private_and_rbinds_become_slaves() {
+    fn m_becomes_private_and_rbinds_become_slaves_in_a_shared_namespace() {
         let dir = tempfile::tempdir().unwrap();
         let m = dir.path().join("M");
         let entries = [
@@ -638,8 +648,13 @@ mod tests {
                 readonly: false,
             },
         ];
+        // `--mount-hist`: the build machine's namespace.
         let sys = crate::sys::RecordingSys::default();
-        apply(&sys, &m, &entries, &mut Journal::default(), dir.path()).unwrap();
+        let mut shared = Journal {
+            host_namespace: true,
+            ..Journal::default()
+        };
+        apply(&sys, &m, &entries, &mut shared, dir.path()).unwrap();
         let calls = sys.take();
         assert_eq!(calls.len(), 4, "{calls:?}");
         assert_eq!(calls[1], format!("propagation {} Private", m.display()));
@@ -647,5 +662,11 @@ mod tests {
             calls[3],
             format!("propagation {} Slave recursive", m.join("m/dev").display())
         );
+        // A run's own namespace is private throughout: the rbind is private already.
+        let sys = crate::sys::RecordingSys::default();
+        apply(&sys, &m, &entries, &mut Journal::default(), dir.path()).unwrap();
+        let calls = sys.take();
+        assert_eq!(calls.len(), 3, "{calls:?}");
+        assert!(!calls[2].starts_with("propagation"), "{calls:?}");
     }
 }

@@ -8,6 +8,8 @@ pub mod exec;
 pub mod journal;
 pub mod loopdev;
 pub mod plan;
+pub mod upper;
 
 pub use exec::{apply, apply_shared, mounts_under, teardown, MountError};
 pub use plan::{Entry, Layout, TargetDirs};
+pub use upper::fill_upper;

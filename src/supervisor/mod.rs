@@ -103,6 +103,10 @@ struct Supervisor {
     /// The starter's notify command, and the notifications still running.
     notifier: Option<crate::notify::Notifier>,
     notifying: Vec<std::thread::JoinHandle<crate::notify::Outcome>>,
+    /// `Some` while the steps loop handles messages that are already waiting: the
+    /// checkpoint is handed to its writer once they are handled (`Some(true)`: a save is
+    /// due), not once per message ([`Supervisor::save_now`]).
+    save_deferred: Option<bool>,
 }
 
 impl Supervisor {
@@ -179,6 +183,7 @@ impl Supervisor {
             emerge_logs_read: false,
             notifier,
             notifying: Vec::new(),
+            save_deferred: None,
         };
         sup.ui.say(&format!(
             "run {} ({mode}), {} target(s), {}",
@@ -455,6 +460,18 @@ impl Supervisor {
             }
         }
         if save {
+            match &mut self.save_deferred {
+                Some(due) => *due = true,
+                None => self.save(),
+            }
+        }
+    }
+
+    /// Ends a deferral of checkpoint saves: the save that came due meanwhile is made now.
+    /// At 64 targets the workers send thousands of messages a second when steps are short,
+    /// and each save copies the whole checkpoint for the writer thread.
+    fn save_now(&mut self) {
+        if self.save_deferred.take() == Some(true) {
             self.save();
         }
     }

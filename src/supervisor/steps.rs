@@ -27,7 +27,10 @@ impl Supervisor {
         msg_rx: &mut mpsc::UnboundedReceiver<Msg>,
         out_rx: &mut mpsc::UnboundedReceiver<spawn::Output>,
     ) {
-        let accept_tx = self.msg_tx.clone();
+        // The workers' connections have a channel of their own, after the supervisor's own
+        // messages: a target mounted (its release) does not wait behind the messages of the
+        // targets already running (at 64 targets, thousands within a second).
+        let (accept_tx, mut worker_rx) = mpsc::unbounded_channel::<Msg>();
         tokio::spawn(async move {
             let mut next = 0u64;
             while let Ok((stream, _)) = listener.accept().await {
@@ -59,10 +62,11 @@ impl Supervisor {
         self.prepare_secondaries();
         let first = self.engine.start();
         self.execute(first).await;
-        // Signals, then supervisor messages (a target mounted, a worker's step started or
-        // finished), then worker output: a message moves the run on, output only shows it.
-        // Output is not starved: after `MSG_BATCH` messages in a row, up to `OUT_BATCH`
-        // chunks of waiting output are shown before the next message.
+        // Signals, then the supervisor's own messages (a target mounted, a worker exited),
+        // then the workers' (a step started or finished), then worker output: a message
+        // moves the run on, output only shows it. Output is not starved: after `MSG_BATCH`
+        // messages in a row, up to `OUT_BATCH` chunks of waiting output are shown before the
+        // next message.
         let mut in_a_row = 0;
         while self.engine.any_running() {
             if in_a_row >= MSG_BATCH {
@@ -74,8 +78,17 @@ impl Supervisor {
             }
             tokio::select! {
                 biased;
-                why = signals.next(requests) => self.interrupt(why).await,
+                why = signals.next(requests) => {
+                    self.save_now();
+                    self.interrupt(why).await;
+                }
                 Some(msg) = msg_rx.recv() => {
+                    self.save_deferred.get_or_insert(false);
+                    self.handle(msg).await;
+                    in_a_row += 1;
+                }
+                Some(msg) = worker_rx.recv() => {
+                    self.save_deferred.get_or_insert(false);
                     self.handle(msg).await;
                     in_a_row += 1;
                 }
@@ -84,7 +97,12 @@ impl Supervisor {
                     in_a_row = 0;
                 }
             }
+            // Saved once the messages already waiting are handled (or a batch of them).
+            if (msg_rx.is_empty() && worker_rx.is_empty()) || in_a_row >= MSG_BATCH {
+                self.save_now();
+            }
         }
+        self.save_now();
         while let Ok(out) = out_rx.try_recv() {
             self.ui.output(&out.target, &out.bytes);
         }

@@ -20,11 +20,12 @@ pub(super) fn mount_slots() -> usize {
         .clamp(2, 8)
 }
 
-/// Whether a secondary target's toolchain-independent mounts
-/// ([`crate::mounts::Layout::secondary_prepare_entries`]) are made. Locked while they are
-/// being made and while the target is mounted, so that the early preparation and the
-/// target's mount never both make them.
-pub(super) type Prepared = std::sync::Arc<std::sync::Mutex<bool>>;
+/// A secondary target's toolchain-independent preparation: `None` until its mounts
+/// ([`crate::mounts::Layout::secondary_prepare_entries`]) are made, then what
+/// [`crate::mounts::fill_upper`] made in its upper layer (nothing when the target's mount
+/// made them). Locked while they are being made and while the target is mounted, so that
+/// the early preparation and the target's mount never both make them.
+pub(super) type Prepared = std::sync::Arc<std::sync::Mutex<Option<crate::mounts::upper::Filled>>>;
 use crate::engine::events::Event;
 use crate::engine::machine::Input;
 
@@ -36,9 +37,11 @@ impl Supervisor {
 
     /// Starts making, for every secondary target not mounted yet, the mounts of its
     /// environment that do not depend on its toolchain
-    /// ([`crate::mounts::Layout::secondary_prepare_entries`]), on blocking threads through the
-    /// mount slots, queued before any target is released. A failure is not reported here:
-    /// the target's mount (at its release) makes them again and reports it.
+    /// ([`crate::mounts::Layout::secondary_prepare_entries`]) and filling its upper layer
+    /// ([`crate::mounts::fill_upper`]: the mount then writes nothing through the overlay), on
+    /// blocking threads through the mount slots, queued before any target is released. A
+    /// failure is not reported here: the target's mount (at its release) makes them again
+    /// and reports it.
     pub(super) fn prepare_secondaries(&mut self) {
         let primary = self.plan.targets.first().map(|t| t.target.clone());
         let waiting: Vec<_> = self
@@ -51,6 +54,7 @@ impl Supervisor {
             .collect();
         for dirs in waiting {
             let entries = self.plan.layout.secondary_prepare_entries(&dirs);
+            let stacked = self.plan.layout.secondary_stacked_entries(&dirs);
             let prepared = self.prepared(&dirs.target);
             let journal = std::sync::Arc::clone(&self.journal);
             let sys = std::sync::Arc::clone(&self.sys);
@@ -58,23 +62,28 @@ impl Supervisor {
             let run_dir = self.run_dir.clone();
             self.in_mount_slot(move || {
                 let mut done = prepared.lock().unwrap_or_else(|p| p.into_inner());
-                if !*done {
-                    *done = crate::mounts::apply_shared(
+                if done.is_none()
+                    && crate::mounts::apply_shared(
                         sys.as_ref(),
                         &m_dir,
                         &entries,
                         &journal,
                         &run_dir,
                     )
-                    .is_ok();
+                    .is_ok()
+                {
+                    // Its overlay is not mounted (the lock is held until it is): what the
+                    // mount would write through it is written into the upper layer now.
+                    *done = Some(crate::mounts::fill_upper(&stacked));
                 }
             });
         }
     }
 
     /// Runs `work` on a blocking thread once one of the mount slots is free
-    /// ([`mount_slots`], a fair semaphore), holding the slot until `work` returns; nothing
-    /// runs when the slots were closed (the teardown).
+    /// ([`mount_slots`], a fair semaphore), holding the slot until `work` returns, at the
+    /// control work's priority ([`crate::sched`]); nothing runs when the slots were closed
+    /// (the teardown).
     fn in_mount_slot(&self, work: impl FnOnce() + Send + 'static) {
         let slots = std::sync::Arc::clone(&self.mount_slots);
         tokio::spawn(async move {
@@ -82,7 +91,8 @@ impl Supervisor {
                 return;
             };
             let _ = tokio::task::spawn_blocking(move || {
-                work();
+                // Ahead of the build's processes: every waiting target waits for this one.
+                crate::sched::with_control(work);
                 drop(permit);
             })
             .await;
@@ -126,13 +136,12 @@ impl Supervisor {
                 crate::mounts::apply_shared(sys.as_ref(), &m_dir, entries, &journal, &run_dir)
                     .map_err(|e| e.to_string())
             };
-            let result = if *done {
-                apply(&stacked)
-            } else {
-                apply(&prepare).and_then(|()| {
-                    *done = true;
+            let result = match &*done {
+                Some(filled) => apply(&filled.not_copied(&stacked)),
+                None => apply(&prepare).and_then(|()| {
+                    *done = Some(Default::default());
                     apply(&stacked)
-                })
+                }),
             };
             drop(done);
             let _ = tx.send(Msg::Mounted(target, result));
@@ -158,12 +167,17 @@ impl Supervisor {
             .context("target missing from the layout")?;
         let prepared = self.prepared(target);
         let mut done = prepared.lock().unwrap_or_else(|p| p.into_inner());
-        if !*done {
+        if done.is_none() {
             self.mount(&self.plan.layout.secondary_prepare_entries(&dirs))?;
-            *done = true;
+            *done = Some(Default::default());
         }
+        let stacked = self.plan.layout.secondary_stacked_entries(&dirs);
+        let stacked = match done.as_ref() {
+            Some(filled) => filled.not_copied(&stacked),
+            None => stacked,
+        };
         drop(done);
-        self.mount(&self.plan.layout.secondary_stacked_entries(&dirs))?;
+        self.mount(&stacked)?;
         self.mounted.insert(target.clone());
         Ok(())
     }

@@ -86,7 +86,8 @@ impl Spawned for LinuxChild {
     }
 }
 
-/// The real spawn (root): fork, chroot, chdir, session or foreground group, fd 3, exec.
+/// The real spawn (root): fork, chroot, chdir, the build's niceness, session or foreground
+/// group, fd 3, exec.
 pub(super) fn spawn(cmd: ChrootCommand) -> Result<Box<dyn Spawned>, SysError> {
     let ChrootCommand {
         root,
@@ -113,12 +114,17 @@ pub(super) fn spawn(cmd: ChrootCommand) -> Result<Box<dyn Spawned>, SysError> {
     }
     let fd3_raw = fd3.as_ref().map(|f| f.as_raw_fd());
     let root_in_child = root.clone();
-    // SAFETY: only async-signal-safe calls (chroot, chdir, setsid, setpgid, signal,
-    // tcsetpgrp, prctl, dup2, fcntl) between fork and exec.
+    // A worker runs raised; what it starts runs at the build's niceness (crate::sched).
+    let niceness = crate::sched::build_niceness();
+    // SAFETY: only async-signal-safe calls (chroot, chdir, setpriority, setsid, setpgid,
+    // signal, tcsetpgrp, prctl, dup2, fcntl) between fork and exec.
     unsafe {
         c.pre_exec(move || {
             std::os::unix::fs::chroot(&root_in_child)?;
             std::env::set_current_dir("/")?;
+            if let Some(n) = niceness {
+                libc::setpriority(libc::PRIO_PROCESS, 0, n);
+            }
             match group {
                 Group::NewSession => {
                     nix::unistd::setsid().map_err(std::io::Error::from)?;

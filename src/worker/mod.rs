@@ -121,6 +121,9 @@ pub fn main(
     target: &Target,
     interactive: bool,
 ) -> anyhow::Result<i32> {
+    // Before any thread: the worker only relays, ahead of the build; its steps get the
+    // build's niceness back (crate::sched).
+    crate::sched::raise_worker();
     install_signal_handlers();
     // Nobody can answer the prompt without a terminal: behave as in plain mode.
     let interactive = interactive && std::io::IsTerminal::is_terminal(&std::io::stdin());

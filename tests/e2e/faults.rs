@@ -117,6 +117,13 @@ fn processes_of(tree: &Path) -> Vec<String> {
     out
 }
 
+/// The niceness of process `pid` (proc(5): field 19 of /proc/PID/stat).
+fn nice_of(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let (_, rest) = stat.rsplit_once(") ").unwrap();
+    rest.split_whitespace().nth(16).unwrap().parse().unwrap()
+}
+
 /// Loop devices whose backing file lies in this tree.
 fn loops_of(tree: &Path) -> Vec<String> {
     let mut out = Vec::new();
@@ -392,7 +399,14 @@ fn a_killed_worker_takes_its_step_with_it_and_a_killed_step_fails() {
     require_root();
     let _heavy = heavy_lock();
     let tree = Tree::new();
-    let mut child = spawn_run(&tree, "run1", &[], &[("BH_DEMO_DELAY", "0.3")]);
+    // Started niced: the steps keep the operator's niceness, the workers run ahead of them.
+    let mut child = spawn_run_under(
+        &tree,
+        "run1",
+        &["nice", "-n", "5"],
+        &[],
+        &[("BH_DEMO_DELAY", "0.3")],
+    );
     let victim = TARGETS[2];
     wait_until(180, "the aarch64 target's first step", || {
         step_started(&tree, victim)
@@ -422,6 +436,10 @@ fn a_killed_worker_takes_its_step_with_it_and_a_killed_step_fails() {
     wait_until(10, "the step's processes in its root", || {
         !rooted().is_empty()
     });
+    assert_eq!(nice_of(worker), build_helper::sched::CONTROL, "the worker");
+    for pid in rooted() {
+        assert_eq!(nice_of(pid), 5, "step process {pid}");
+    }
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(worker),
         nix::sys::signal::Signal::SIGKILL,

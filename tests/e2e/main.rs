@@ -143,6 +143,38 @@ fn demo_runs_in_parallel_then_updates_from_its_history() {
         mounts_anywhere(tree.path())
     );
 
+    // A waiting target's upper layer, filled while it waited (mounts::fill_upper) and by
+    // its own steps' copy-ups: every directory the primary root has too keeps that
+    // directory's mode and owner (a /tmp of 0755 would break Portage's unprivileged build).
+    let data = tree.run_dir().join("root");
+    let mut compared = 0;
+    for t in &TARGETS[1..] {
+        let name = t.rsplit('.').next().unwrap();
+        let upper = data.join(format!("{name}-{date}/u"));
+        for dir in walk_dirs(&upper) {
+            let rel = dir.strip_prefix(&upper).unwrap();
+            let Ok(lower) = std::fs::symlink_metadata(data.join("m").join(rel)) else {
+                continue;
+            };
+            if !lower.is_dir() {
+                continue;
+            }
+            let upper_meta = std::fs::symlink_metadata(&dir).unwrap();
+            use std::os::unix::fs::MetadataExt;
+            assert_eq!(
+                (upper_meta.mode(), upper_meta.uid(), upper_meta.gid()),
+                (lower.mode(), lower.uid(), lower.gid()),
+                "{} differs from the primary root's",
+                dir.display()
+            );
+            compared += 1;
+        }
+    }
+    assert!(
+        compared > 0,
+        "no directory of a waiting target's upper layer compared"
+    );
+
     // toolchain-ready -> first step of the waiting target: measured from the events.
     let events = tree.events();
     for tuple in ["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"] {
@@ -568,6 +600,21 @@ fn bad_input_exits_2_with_a_clear_message_and_touches_nothing() {
         .flatten()
         .collect();
     assert!(kept.is_empty(), "a tampered download was kept: {kept:?}");
+}
+
+/// Every directory below `dir` (not following links), `dir` excluded.
+fn walk_dirs(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                out.push(e.path());
+                todo.push(e.path());
+            }
+        }
+    }
+    out
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
