@@ -66,8 +66,6 @@ pub fn fill_upper(stacked: &[Entry]) -> Filled {
     let [lower] = lower.as_slice() else {
         return filled;
     };
-    // Mount points so far: what is mounted or copied below one lands in that mount, not in
-    // the upper layer.
     // Made here before a first mount (the overlay's mount would make it).
     match std::fs::symlink_metadata(upper) {
         Ok(meta) if meta.is_dir() => {}
@@ -78,6 +76,8 @@ pub fn fill_upper(stacked: &[Entry]) -> Filled {
         }
         _ => return filled,
     }
+    // Mount points so far: what is mounted or copied below one lands in that mount, not in
+    // the upper layer.
     let mut mounted: Vec<&Path> = Vec::new();
     for entry in &stacked[1..] {
         let target = entry.target();
@@ -134,8 +134,7 @@ impl Layers<'_> {
         if parts.iter().any(|c| !matches!(c, Component::Normal(_))) {
             return false;
         }
-        // Looked at whole before anything is made: a path that cannot be made leaves no
-        // directory behind.
+        // Looked at whole before anything is made: a path refused on the way makes nothing.
         let mut todo: Vec<(PathBuf, Option<std::fs::Metadata>)> = Vec::new();
         let mut path = PathBuf::new();
         for (i, part) in parts.iter().enumerate() {
