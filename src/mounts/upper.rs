@@ -273,12 +273,18 @@ mod tests {
         ]
     }
 
+    /// A temporary directory holding `world`, the build machine's file to copy, and its path.
+    fn with_world(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("world");
+        std::fs::write(&src, text).unwrap();
+        (tmp, src)
+    }
+
     #[test]
     fn mount_points_and_copies_are_made_in_the_upper_layer_as_a_copy_up_makes_them() {
-        let tmp = tempfile::tempdir().unwrap();
+        let (tmp, src) = with_world("app-misc/hello\n");
         let dir = tmp.path();
-        let src = dir.join("world");
-        std::fs::write(&src, "app-misc/hello\n").unwrap();
         let l = dir.join("l");
         for d in ["tree/binpkgs", "var/tmp", "var/lib/portage", "proc", "usr"] {
             std::fs::create_dir_all(l.join(d)).unwrap();
@@ -335,10 +341,8 @@ mod tests {
 
     #[test]
     fn a_link_on_the_way_in_either_layer_is_left_to_the_mount() {
-        let tmp = tempfile::tempdir().unwrap();
+        let (tmp, src) = with_world("x\n");
         let dir = tmp.path();
-        let src = dir.join("world");
-        std::fs::write(&src, "x\n").unwrap();
         let l = dir.join("l");
         std::fs::create_dir_all(l.join("var/lib/portage")).unwrap();
         std::fs::create_dir_all(l.join("proc")).unwrap();

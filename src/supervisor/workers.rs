@@ -29,6 +29,25 @@ pub(super) type Prepared = std::sync::Arc<std::sync::Mutex<Option<crate::mounts:
 use crate::engine::events::Event;
 use crate::engine::machine::Input;
 
+/// Mounts a released target through `apply`: its toolchain-independent mounts `prepare`
+/// first unless `done` says they are made, then its stacked environment without the copies
+/// [`crate::mounts::fill_upper`] made in its upper layer already.
+fn mount_released<E>(
+    done: &mut Option<crate::mounts::upper::Filled>,
+    prepare: &[crate::mounts::Entry],
+    stacked: &[crate::mounts::Entry],
+    mut apply: impl FnMut(&[crate::mounts::Entry]) -> Result<(), E>,
+) -> Result<(), E> {
+    let filled = match done {
+        Some(filled) => filled,
+        None => {
+            apply(prepare)?;
+            done.insert(Default::default())
+        }
+    };
+    apply(&filled.not_copied(stacked))
+}
+
 impl Supervisor {
     /// The flag of `target`'s toolchain-independent mounts.
     fn prepared(&mut self, target: &Target) -> Prepared {
@@ -104,19 +123,10 @@ impl Supervisor {
     /// once (`Some`) when there is nothing to mount (the primary, or already mounted) or the
     /// target is unknown. What [`Supervisor::prepare_secondaries`] made is not made again.
     pub(super) fn mount_secondary_async(&mut self, target: &Target) -> Option<Result<(), String>> {
-        let primary = self.plan.targets.first().map(|t| &t.target) == Some(target);
-        if primary || self.mounted.contains(target) {
-            return Some(Ok(()));
-        }
-        let Some(dirs) = self
-            .plan
-            .layout
-            .targets
-            .iter()
-            .find(|d| &d.target == target)
-            .cloned()
-        else {
-            return Some(Err(format!("{target} is missing from the layout")));
+        let dirs = match self.to_mount(target) {
+            Ok(Some(dirs)) => dirs,
+            Ok(None) => return Some(Ok(())),
+            Err(e) => return Some(Err(e)),
         };
         let prepare = self.plan.layout.secondary_prepare_entries(&dirs);
         let stacked = self.plan.layout.secondary_stacked_entries(&dirs);
@@ -132,52 +142,48 @@ impl Supervisor {
         // the journal is locked only to record a batch.
         self.in_mount_slot(move || {
             let mut done = prepared.lock().unwrap_or_else(|p| p.into_inner());
-            let apply = |entries: &[crate::mounts::Entry]| {
+            let result = mount_released(&mut done, &prepare, &stacked, |entries| {
                 crate::mounts::apply_shared(sys.as_ref(), &m_dir, entries, &journal, &run_dir)
                     .map_err(|e| e.to_string())
-            };
-            let result = match &*done {
-                Some(filled) => apply(&filled.not_copied(&stacked)),
-                None => apply(&prepare).and_then(|()| {
-                    *done = Some(Default::default());
-                    apply(&stacked)
-                }),
-            };
+            });
             drop(done);
             let _ = tx.send(Msg::Mounted(target, result));
         });
         None
     }
 
-    /// Mounts a secondary target's stacked environment unless it is mounted already (the
-    /// primary environment is always mounted); what [`Supervisor::prepare_secondaries`] made
-    /// is not made again.
-    pub(super) fn mount_secondary(&mut self, target: &Target) -> anyhow::Result<()> {
+    /// The layout directories of `target` when its stacked environment is still to be
+    /// mounted; `None` for the primary (always mounted) or one mounted already.
+    ///
+    /// Errors: `target` is missing from the layout.
+    fn to_mount(&self, target: &Target) -> Result<Option<crate::mounts::TargetDirs>, String> {
         let primary = self.plan.targets.first().map(|t| &t.target) == Some(target);
         if primary || self.mounted.contains(target) {
-            return Ok(());
+            return Ok(None);
         }
-        let dirs = self
-            .plan
+        self.plan
             .layout
             .targets
             .iter()
             .find(|d| &d.target == target)
             .cloned()
-            .context("target missing from the layout")?;
+            .map(Some)
+            .ok_or_else(|| format!("{target} is missing from the layout"))
+    }
+
+    /// Mounts a secondary target's stacked environment unless it is mounted already (the
+    /// primary environment is always mounted); what [`Supervisor::prepare_secondaries`] made
+    /// is not made again.
+    pub(super) fn mount_secondary(&mut self, target: &Target) -> anyhow::Result<()> {
+        let Some(dirs) = self.to_mount(target).map_err(anyhow::Error::msg)? else {
+            return Ok(());
+        };
+        let prepare = self.plan.layout.secondary_prepare_entries(&dirs);
+        let stacked = self.plan.layout.secondary_stacked_entries(&dirs);
         let prepared = self.prepared(target);
         let mut done = prepared.lock().unwrap_or_else(|p| p.into_inner());
-        if done.is_none() {
-            self.mount(&self.plan.layout.secondary_prepare_entries(&dirs))?;
-            *done = Some(Default::default());
-        }
-        let stacked = self.plan.layout.secondary_stacked_entries(&dirs);
-        let stacked = match done.as_ref() {
-            Some(filled) => filled.not_copied(&stacked),
-            None => stacked,
-        };
+        mount_released(&mut done, &prepare, &stacked, |entries| self.mount(entries))?;
         drop(done);
-        self.mount(&stacked)?;
         self.mounted.insert(target.clone());
         Ok(())
     }
