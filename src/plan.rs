@@ -266,6 +266,8 @@ pub fn build(
                     .iter()
                     .find(|(tuple, _)| *tuple == c.target.tuple)
                     .map(|(_, rt)| rt.clone()),
+                target_portage: c.dir.join("target-portage").display().to_string(),
+                portage_tmpdir: c.portage_tmpdir.clone(),
             });
         }
     }

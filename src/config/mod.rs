@@ -30,7 +30,7 @@ use serde::Serialize;
 pub use host::{load_host, world_has_distcc, HostConfig};
 pub use libc::Libc;
 pub use load::{load_target, BoxKind, TargetConfig};
-pub use portage::KERNEL_COMPRESSORS;
+pub use portage::{KERNEL_COMPRESSORS, ROOT_PREFIX};
 pub use target::{validate_name, validate_tuple, NameError, Target};
 pub use worlds::{World, KERNEL_PACKAGES, RESERVED_IMAGE_NAMES};
 

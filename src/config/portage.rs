@@ -37,9 +37,18 @@ fn make_conf_files(report: &mut Report, make_conf: &Path) -> Vec<std::path::Path
     }
 }
 
+/// The prefix of a `PORTAGE_TMPDIR` relative to the emerge's ROOT, as the original's archived
+/// configurations write it (`PORTAGE_TMPDIR="${ROOT}tmp/"`): Portage expands `${ROOT}` in
+/// make.conf itself (portage/package/ebuild/config.py puts ROOT, with its trailing `/`, in
+/// the expansion map of make.conf). [`portage_tmpdir`] keeps it in this spelling; the recipe
+/// expands it for the ROOT of the emerges that read the file.
+pub const ROOT_PREFIX: &str = "${ROOT}";
+
 /// `PORTAGE_TMPDIR` set in `make_conf` (the last plain assignment wins, as in Portage): an
-/// absolute path of plain characters, which the recipe creates before the first emerge.
-/// A value with shell expansion or odd characters is an error naming its line.
+/// absolute path of plain characters, or one that starts with `${ROOT}` (or `$ROOT`, kept as
+/// [`ROOT_PREFIX`]) followed by plain characters, which the recipe creates before the first
+/// emerge. A trailing `/` is dropped. Any other shell expansion or odd character is an error
+/// naming its line.
 pub(crate) fn portage_tmpdir(report: &mut Report, root: &Path, make_conf: &Path) -> Option<String> {
     let mut found = None;
     for file in make_conf_files(report, make_conf) {
@@ -53,11 +62,19 @@ pub(crate) fn portage_tmpdir(report: &mut Report, root: &Path, make_conf: &Path)
                 continue;
             };
             let value = unquote(value);
-            let plain = value.starts_with('/')
-                && value
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"/._+-@".contains(&b));
-            if plain {
+            let (prefix, rest) = match ["${ROOT}", "$ROOT"]
+                .into_iter()
+                .find_map(|p| value.strip_prefix(p))
+            {
+                Some(rest) => (ROOT_PREFIX, rest.trim_start_matches('/')),
+                None => ("", value),
+            };
+            let plain_chars = rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/._+-@".contains(&b));
+            if plain_chars && !prefix.is_empty() {
+                found = Some(format!("{prefix}{}", rest.trim_end_matches('/')));
+            } else if plain_chars && value.starts_with('/') {
                 found = Some(value.trim_end_matches('/').to_owned()).filter(|v| !v.is_empty());
                 if found.is_none() {
                     found = Some("/".into());
@@ -68,7 +85,8 @@ pub(crate) fn portage_tmpdir(report: &mut Report, root: &Path, make_conf: &Path)
                     Some(i + 1),
                     format!(
                         "PORTAGE_TMPDIR={value:?} cannot be created before the build: write a \
-                         plain absolute path such as /var/tmp/portage/<name>"
+                         plain absolute path such as /var/tmp/portage/<name>, or one below \
+                         ${{ROOT}} such as ${{ROOT}}tmp/"
                     ),
                 );
             }
@@ -234,10 +252,34 @@ mod tests {
             portage_tmpdir(&mut r, tmp.path(), &conf).as_deref(),
             Some("/var/tmp/portage/zen2")
         );
-        write(&conf, "PORTAGE_TMPDIR=\"${ROOT}tmp/\"\n");
+        assert!(r.errors.is_empty());
+        write(&conf, "PORTAGE_TMPDIR=\"$(mktemp)\"\n");
         assert_eq!(portage_tmpdir(&mut r, tmp.path(), &conf), None);
         assert_eq!(r.errors.len(), 1);
         assert_eq!(r.errors[0].line, Some(1));
+    }
+
+    #[test]
+    fn portage_tmpdir_below_root_is_accepted_as_portage_expands_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let conf = tmp.path().join("make.conf");
+        let mut r = Report::default();
+        // The original's archived configurations.
+        for line in [
+            "PORTAGE_TMPDIR=\"${ROOT}tmp/\"\n",
+            "PORTAGE_TMPDIR=${ROOT}tmp\n",
+            "PORTAGE_TMPDIR=\"$ROOT/tmp/\"\n",
+        ] {
+            write(&conf, line);
+            assert_eq!(
+                portage_tmpdir(&mut r, tmp.path(), &conf).as_deref(),
+                Some("${ROOT}tmp"),
+                "{line}"
+            );
+        }
+        write(&conf, "PORTAGE_TMPDIR=\"${ROOT}$(id)\"\n");
+        assert_eq!(portage_tmpdir(&mut r, tmp.path(), &conf), None);
+        assert_eq!(r.errors.len(), 1);
     }
 
     #[test]

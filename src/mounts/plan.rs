@@ -239,14 +239,16 @@ impl Layout {
         // The tmpfs mounts come first: a later one on `tmp` would hide the binds of a tree
         // that lives under /tmp or /var/tmp.
         let mut out = Vec::new();
+        // The sizes are the original's (tmp and var/tmp 4G, run 10G); a tmpfs takes memory
+        // only for what it holds.
         if self.tmp_type == TmpType::Tmpfs {
             out.push(Entry::Tmpfs {
                 target: root.join("tmp"),
-                options: "mode=1777".into(),
+                options: "size=4G,mode=1777".into(),
             });
             out.push(Entry::Tmpfs {
                 target: root.join("var/tmp"),
-                options: "mode=1777".into(),
+                options: "size=4G,mode=1777".into(),
             });
             let portage_tmp = format!("uid=250,gid=250,mode=0775,size={}", self.tmp_size);
             out.push(Entry::Tmpfs {
@@ -284,7 +286,7 @@ impl Layout {
         out.push(bind(&target.binpkgs, inside(root, &target.binpkgs)));
         out.push(Entry::Tmpfs {
             target: root.join("run"),
-            options: "mode=0755".into(),
+            options: "size=10G,mode=0755".into(),
         });
         out.push(Entry::Proc {
             target: root.join("proc"),
@@ -438,6 +440,27 @@ mod tests {
         let mut both = prepare;
         both.extend(l.secondary_stacked_entries(t));
         assert_eq!(both, l.secondary_entries(t));
+    }
+
+    #[test]
+    fn tmp_var_tmp_and_run_tmpfs_have_the_original_sizes() {
+        let l = layout(None);
+        let e = l.secondary_entries(&l.targets[1]);
+        let dir = PathBuf::from("/t/work/r/M/b-20260101-000000");
+        let options_of = |sub: &str| {
+            e.iter().find_map(|x| match x {
+                Entry::Tmpfs { target, options } if target == &dir.join(sub) => {
+                    Some(options.clone())
+                }
+                _ => None,
+            })
+        };
+        assert_eq!(options_of("m/tmp").as_deref(), Some("size=4G,mode=1777"));
+        assert_eq!(
+            options_of("m/var/tmp").as_deref(),
+            Some("size=4G,mode=1777")
+        );
+        assert_eq!(options_of("m/run").as_deref(), Some("size=10G,mode=0755"));
     }
 
     #[test]

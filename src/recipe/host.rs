@@ -19,6 +19,13 @@ pub struct TupleInfo {
     /// e.g. `x86_64-crossdev-linux-musl`; `None`: the tuple gets no rust cross toolchain and
     /// never triggers a rust rebuild (the original's m68k target).
     pub rust_target: Option<String>,
+    /// The `target-portage` directory of the first target with this tuple (a path in the
+    /// build environment, where the configurations are bound at their tree path): the
+    /// configuration the tuple's skeleton is pointed at while rust's dependencies are
+    /// installed into it, as the original.
+    pub target_portage: String,
+    /// `PORTAGE_TMPDIR` of that target's make.conf (see [`crate::config::ROOT_PREFIX`]).
+    pub portage_tmpdir: Option<String>,
 }
 
 /// What the primary phase depends on.
@@ -36,7 +43,10 @@ pub struct HostRecipe {
     /// toolchains are built for tuples whose rust target is missing.
     pub rust: bool,
     /// Every `PORTAGE_TMPDIR` of the host's and the targets' make.conf: created at the start
-    /// of each primary step (Portage refuses to merge without it; a tmpfs starts empty).
+    /// of each primary step (Portage refuses to merge without it; a tmpfs starts empty),
+    /// those below `${ROOT}` for ROOT `/`; a target's below `${ROOT}` is also created in
+    /// its tuple's skeleton before rust's dependencies are installed there
+    /// ([`TupleInfo::portage_tmpdir`]).
     pub portage_tmpdirs: Vec<String>,
     /// The starter sets GENTOO_MIRRORS: `host-sync` adds it to the build environment's
     /// make.conf (the host configuration's) for the run, marked with
@@ -260,19 +270,53 @@ if [ -e /etc/clang ]; then : > /etc/clang/gentoo-gcc-install.cfg; fi
     s
 }
 
+/// `rust-cross`, in the original's order: first every tuple whose rust target is missing
+/// gets its skeleton pointed at its first target's `target-portage` (and, for the primary
+/// target's tuple, its binary packages) and gcc, libc and openssl installed into it; then
+/// one rust build makes the std of every missing target at once; then each skeleton drops
+/// `worlds/rust.clean` and what only rust needed, and its cross gcc and libc are reinstalled.
+/// Building rust per tuple would build std for every tuple before the other skeletons had
+/// their libraries (dev-lang/rust builds all of RUST_CROSS_TARGETS in one go).
 fn rust_cross(r: &HostRecipe) -> String {
-    let mut s = String::from("unset VIDEO_CARDS\n");
-    for t in &r.tuples {
+    let mut s = String::from("unset VIDEO_CARDS\nrebuild=no\n");
+    let with_rust: Vec<(usize, &TupleInfo, String)> = r
+        .tuples
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| rust_target_missing(t).map(|m| (i, t, m)))
+        .collect();
+    for (i, t, missing) in &with_rust {
         let tuple = &sh_quote(&t.tuple);
-        let Some(missing) = rust_target_missing(t) else {
-            // No rust target (m68k): crossdev announced it already.
-            continue;
+        let packages = if *i == 0 {
+            "  ln -sfn \"$BUILD_PKGS\" \"$S/packages\"\n"
+        } else {
+            ""
         };
         s.push_str(&format!(
-            r#"if {missing}; then
+            r#"missing_{i}=no
+if {missing}; then
+  missing_{i}=yes
+  rebuild=yes
   S=/usr/{tuple}.skeleton
-  {tuple}-emerge --root="$S" --sysroot="$S" -1kq virtual/libc sys-devel/gcc dev-libs/openssl
-  emerge -1q dev-lang/rust
+  if [ -e "$S/etc/portage" ] && [ ! -L "$S/etc/portage" ]; then rm -rf "$S/etc/portage"; fi
+  ln -sfn {portage} "$S/etc/portage"
+  if [ -e "$S/packages" ] && [ ! -L "$S/packages" ]; then rm -rf "$S/packages"; fi
+{packages}{tmpdir}  {tuple}-emerge --root="$S" --sysroot="$S" -1kq virtual/libc sys-devel/gcc dev-libs/openssl
+fi
+"#,
+            portage = sh_quote(&t.target_portage),
+            tmpdir = match &t.portage_tmpdir {
+                Some(d) => format!("  mkdir -p {}\n", super::tmpdir_word(d, "\"$S\"/")),
+                None => String::new(),
+            },
+        ));
+    }
+    s.push_str("if [ \"$rebuild\" = yes ]; then emerge -1q dev-lang/rust; fi\n");
+    for (i, t, _) in &with_rust {
+        let tuple = &sh_quote(&t.tuple);
+        s.push_str(&format!(
+            r#"if [ "$missing_{i}" = yes ]; then
+  S=/usr/{tuple}.skeleton
 {clean}  {tuple}-emerge --root="$S" --sysroot="$S" -q --depclean
   emerge -1kq cross-{tuple}/gcc cross-{tuple}/{libc}
 fi
@@ -295,7 +339,12 @@ announce {tuple}
 /// The primary phase's steps. `rust-cross` is present only when the host world installs rust
 /// and some tuple has a rust target. Each step first creates the `PORTAGE_TMPDIR`s.
 pub fn primary_steps(r: &HostRecipe) -> Vec<Step> {
-    let mut prelude = super::tmpdir_commands(&r.portage_tmpdirs);
+    let words: Vec<String> = r
+        .portage_tmpdirs
+        .iter()
+        .map(|d| super::tmpdir_word(d, "/"))
+        .collect();
+    let mut prelude = super::tmpdir_commands(&words);
     if r.cpuflags {
         // The host's CPU flags for every primary step from the moment cpuid2cpuflags is
         // installed (host-portage installs it).

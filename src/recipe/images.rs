@@ -4,6 +4,13 @@
 
 use super::target::{TargetRecipe, DIRS, MIRRORS_MARKER};
 use super::{lib_bits, sh_dq, sh_quote, sh_words, skeleton_commands};
+use crate::config::Libc;
+
+/// The marker in `$X` that the target's base image directory was just created, so
+/// `images` applies base.patch once: on the target's own first build, as the original
+/// (which patches when `../squashfs` did not exist yet), also when the run as a whole is an
+/// update from a history that did not hold this target.
+const PATCH_MARKER: &str = "\"$X/base.patch.pending\"";
 
 /// Kernel modules the split initramfs's init loads: the original's list (block loop and
 /// virtio, netfs and 9p over virtio, fat/vfat/msdos, squashfs, overlay), then what those
@@ -36,6 +43,9 @@ impl TargetRecipe<'_> {
     pub(super) fn final_root(&self) -> String {
         let mut s = String::from(DIRS);
         s.push_str("if [ ! -d \"$S/usr\" ]; then\n");
+        if self.config.base_patch {
+            s.push_str(&format!("  mkdir -p \"$X\"\n  : > {PATCH_MARKER}\n"));
+        }
         for line in skeleton_commands("\"$S\"", lib_bits(&self.config.build_arch)).lines() {
             s.push_str(&format!("  {line}\n"));
         }
@@ -50,18 +60,28 @@ if [ -d "$X/pkg.base" ] && [ ! -d "$S/var/db/pkg" ]; then mkdir -p "$S/var/db"; 
         s.push_str(
             r#"rm -rf "$S/etc/portage"
 cp -a "$BUILD_CONF/target-portage" "$S/etc/portage"
-PORTAGE_CONFIGROOT="$R" ROOT="$R" emaint binhost -f
-FI --root="$S" -uDNKq sys-apps/baselayout
+"#,
+        );
+        if self.config.libc == Libc::Glibc {
+            // The locales target-libc chose, for the image's own locale-gen.
+            s.push_str("cp -a \"$R/etc/locale.gen\" \"$S/etc/locale.gen\"\n");
+        }
+        // SYSROOT is the image itself, and build dependencies are installed into it too
+        // (--with-bdeps=y), as the original: a self-hosting @system image needs its
+        // DEPEND-only packages (headers, static libraries).
+        s.push_str(
+            r#"PORTAGE_CONFIGROOT="$R" ROOT="$R" emaint binhost -f
+FI --root="$S" --sysroot="$S" -1uDNKq --with-bdeps=y sys-apps/baselayout
 "#,
         );
         if !self.config.base_atoms.is_empty() {
             s.push_str(&format!(
-                "FI --root=\"$S\" -uDNKq {}\n",
+                "FI --root=\"$S\" --sysroot=\"$S\" -uDNKq --with-bdeps=y {}\n",
                 sh_words(&self.config.base_atoms)
             ));
         }
         s.push_str(
-            r#"FI --root="$S" -q --depclean
+            r#"FI --root="$S" --sysroot="$S" -q --depclean
 mkdir -p "$S/dev" "$S/home" "$S/media" "$S/mnt" "$S/opt" "$S/proc" "$S/sys"
 nodes "$S"
 unstray "$S"
@@ -124,12 +144,15 @@ mount --bind "$S/etc" "$I/etc"
                 db = self.parent_db(&w.parent),
             ));
             if !w.atoms.is_empty() {
-                s.push_str(&format!("FI --root=\"$I\" -uDNKq {}\n", sh_words(&w.atoms)));
+                s.push_str(&format!(
+                    "FI --root=\"$I\" --sysroot=\"$I\" -uDNKq --with-bdeps=y {}\n",
+                    sh_words(&w.atoms)
+                ));
             }
             // The base's /etc is unbound before depclean, so depclean never removes
             // configuration files of the base image.
             s.push_str(&format!(
-                "umount \"$I/etc\"\nFI --root=\"$I\" -q --depclean\nunstray \"$I\"\nrm -rf \"$X/pkg.{name}\"\n",
+                "umount \"$I/etc\"\nFI --root=\"$I\" --sysroot=\"$I\" -q --depclean\nunstray \"$I\"\nrm -rf \"$X/pkg.{name}\"\n",
                 name = sh_dq(&w.name)
             ));
             if self.config.stage0 {
@@ -159,8 +182,9 @@ rm -rf "$B"
 mkdir -p "$B/root" "$B/pkgs" "$B/etc/portage"
 cp -a "$BUILD_CONF/target-portage/." "$B/etc/portage/"
 mkdir -p "$B/etc/portage/savedconfig/sys-apps"
+rm -f "$B/etc/portage/savedconfig/sys-apps/{name}"-*
 cp "$BUILD_CONF/{name}-mini.config" "$B/etc/portage/savedconfig/sys-apps/{name}"
-USE="static savedconfig" PKGDIR="$B/pkgs" "$CROSSDEV_TARGET-emerge" --root="$B/root" --sysroot="$R" --config-root="$B" --buildpkg=n -1q --nodeps {pkg}
+USE="-make-symlinks -syslog -pam static savedconfig static-libs" PKGDIR="$B/pkgs" "$CROSSDEV_TARGET-emerge" --root="$B/root" --sysroot="$R" --config-root="$B" --buildpkg=n -1q --nodeps {pkg}
 mkdir -p "$F/bin"
 for d in bin sbin usr/bin usr/sbin; do
   if [ -d "$B/root/$d" ]; then cp -a "$B/root/$d/." "$F/bin/"; fi
@@ -198,23 +222,35 @@ fi
         let c = self.config;
         let mut s = String::from(DIRS);
         s.push_str("O=\"$R/usr/src/out\"\nrm -rf \"$O\"\nmkdir -p \"$O\" \"$F\"\n");
-        if self.first_build && c.base_patch {
-            s.push_str("(cd \"$S\" && patch -p0 < \"$BUILD_CONF/base.patch\")\n");
+        if c.base_patch {
+            s.push_str(&format!(
+                "if [ -e {PATCH_MARKER} ]; then\n  (cd \"$S\" && patch -p0 < \"$BUILD_CONF/base.patch\")\n  rm -f {PATCH_MARKER}\nfi\n"
+            ));
         }
         // -k keeps the files' times; the compressor is one the target's kernel reads.
         let pack = format!(
             "gensquashfs -f -k -j \"$BUILD_JOBS\" -c {} -D",
             sh_quote(&self.image_compressor)
         );
-        let base_out = if c.split_base {
-            "\"$O/base\""
+        // Split images go beside the kernel: on a raspberry pi that is boot/ (the SD card's
+        // boot partition, beside kernel8.img), as the original's `boot/base` and `boot/<W>`.
+        let split_dir = if self.rpi_kernel_name().is_some() {
+            if c.split_base || c.split_extra {
+                s.push_str("mkdir -p \"$O/boot\"\n");
+            }
+            "$O/boot"
         } else {
-            "\"$F/base\""
+            "$O"
+        };
+        let base_out = if c.split_base {
+            format!("\"{split_dir}/base\"")
+        } else {
+            "\"$F/base\"".into()
         };
         s.push_str(&format!("{pack} \"$S\" {base_out}\n"));
         for w in &c.worlds {
             let out = if c.split_extra {
-                format!("\"$O/{}\"", sh_dq(&w.name))
+                format!("\"{split_dir}/{}\"", sh_dq(&w.name))
             } else {
                 format!("\"$F/{}\"", sh_dq(&w.name))
             };
@@ -264,18 +300,22 @@ chown -R 0:0 "$F"
         let image = if self.source_kernel() {
             format!("\"$K/{}\"", self.kernel_image())
         } else if let Some(name) = self.rpi_kernel_name() {
+            // raspberrypi-image installs its kernel into ${ROOT}/boot itself.
             format!("\"$R/boot/{name}\"")
         } else {
-            "\"$(ls \"$R\"/boot/vmlinuz-* \"$R\"/boot/kernel-* 2>/dev/null | sort -V | tail -n 1)\""
-                .to_string()
+            // kernel-install.eclass, kernel-install_pkg_postinst: the kernel is installed
+            // into /boot only when ROOT is empty; under the target's ROOT it stays in
+            // /usr/src/linux-<version>, which `$K` points at (kernel-sources).
+            format!("\"$K/{}\"", self.dist_kernel_image())
         };
         s.push_str(&format!("cp {image} \"$KI\"\n"));
         if self.rpi_kernel_name().is_some() {
             s.push_str("rm -rf \"$KB\"\nmkdir -p \"$KB/overlays\"\n");
             if self.source_kernel() {
+                // -L: the raspberrypi tree's arm64 dts/overlays is a link to arm's.
                 s.push_str(
-                    r#"find "$K/arch/$BUILD_ARCH/boot/dts" -name '*.dtb' -exec cp {} "$KB/" \;
-find "$K/arch/$BUILD_ARCH/boot/dts" -name '*.dtbo' -exec cp {} "$KB/overlays/" \;
+                    r#"find -L "$K/arch/$BUILD_ARCH/boot/dts" -name '*.dtb' -exec cp {} "$KB/" \;
+find -L "$K/arch/$BUILD_ARCH/boot/dts" -name '*.dtbo' -exec cp {} "$KB/overlays/" \;
 "#,
                 );
             } else {
@@ -305,17 +345,23 @@ D="$BUILD_DEST"
 mkdir -p "$D"
 rm -rf "$D/EFI" "$D/.EFI.partial"
 mkdir -p "$D/.EFI.partial/boot"
-if [ -d "$O" ]; then cp -a "$O/." "$D/"; fi
 "#,
         );
-        if let Some(name) = self.rpi_kernel_name() {
+        if self.rpi_kernel_name().is_some() {
             // The firmware (bootcode, start*.elf, fixup*.dat, config.txt) that
-            // raspberrypi-firmware installs in the target's /boot, then the kernel over it.
-            s.push_str(&format!(
+            // raspberrypi-firmware installs in the target's /boot; the split images of
+            // `images` (in $O/boot) and the kernel go over it.
+            s.push_str(
                 r#"rm -rf "$D/boot"
 mkdir -p "$D/boot"
 if [ -d "$R/boot" ]; then cp -a "$R/boot/." "$D/boot/"; fi
-cp "$KI" "$D/boot/{name}"
+"#,
+            );
+        }
+        s.push_str("if [ -d \"$O\" ]; then cp -a \"$O/.\" \"$D/\"; fi\n");
+        if let Some(name) = self.rpi_kernel_name() {
+            s.push_str(&format!(
+                r#"cp "$KI" "$D/boot/{name}"
 cp -a "$KB/." "$D/boot/"
 ln -sfn ../../boot/{name} "$D/.EFI.partial/boot/bootx64.efi"
 "#

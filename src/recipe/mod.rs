@@ -95,12 +95,24 @@ fi
 "#;
 
 /// `mkdir -p` of each `PORTAGE_TMPDIR` (spec/recipe.md, "Portage's temporary directories"),
-/// run at the start of every step that may emerge; empty when there are none.
-pub fn tmpdir_commands(dirs: &[String]) -> String {
-    if dirs.is_empty() {
+/// run at the start of every step that may emerge; empty when there are none. Each word is
+/// a [`tmpdir_word`].
+pub fn tmpdir_commands(words: &[String]) -> String {
+    if words.is_empty() {
         String::new()
     } else {
-        format!("mkdir -p {}\n", sh_words(dirs))
+        format!("mkdir -p {}\n", words.join(" "))
+    }
+}
+
+/// A `PORTAGE_TMPDIR` as one shell word for the emerges whose ROOT is `root` (shell text
+/// ending in `/`, e.g. `/` or `"$R"/`): a value below [`crate::config::ROOT_PREFIX`] is
+/// expanded as Portage expands it in make.conf, any other is quoted as it is.
+pub fn tmpdir_word(dir: &str, root: &str) -> String {
+    match dir.strip_prefix(crate::config::ROOT_PREFIX) {
+        Some("") => root.to_string(),
+        Some(rest) => format!("{root}{}", sh_quote(rest)),
+        None => sh_quote(dir),
     }
 }
 

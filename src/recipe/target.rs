@@ -4,11 +4,11 @@
 //! `$K` its kernel sources, `$F` its initramfs, `$KI` the kept kernel image, `$KB` the kept
 //! raspberry pi boot files (dtbs, overlays).
 
-use super::{sh_dq, sh_quote, sh_words, step, tmpdir_commands, Phase, Step};
+use super::{sh_dq, sh_quote, sh_words, step, tmpdir_commands, tmpdir_word, Phase, Step};
 use crate::config::{BoxKind, Libc, TargetConfig};
 
 /// Kernel packages whose sources are built here (target-config.md, linux.config).
-const SOURCE_KERNELS: [&str; 3] = [
+pub(super) const SOURCE_KERNELS: [&str; 3] = [
     "sys-kernel/gentoo-sources",
     "sys-kernel/git-sources",
     "sys-kernel/raspberrypi-sources",
@@ -19,7 +19,9 @@ const SOURCE_KERNELS: [&str; 3] = [
 pub struct TargetRecipe<'a> {
     /// The target's configuration.
     pub config: &'a TargetConfig,
-    /// No history was mounted.
+    /// No history was mounted. The target's own first build (its base image directory does
+    /// not exist yet) is decided by the scripts, not by this: a target new to an update run
+    /// is built for the first time too (base.patch, see `final-root`).
     pub first_build: bool,
     /// The starter sets GENTOO_MIRRORS: the target-portage make.conf gets a
     /// `GENTOO_MIRRORS="$GENTOO_MIRRORS"` line for the run (added in `target-env`, removed in
@@ -50,6 +52,9 @@ nodes() {
   [ -e "$1/dev/console" ] || mknod -m 600 "$1/dev/console" c 5 1
   [ -e "$1/dev/null" ] || mknod -m 666 "$1/dev/null" c 1 3
   [ -e "$1/dev/tty" ] || mknod -m 666 "$1/dev/tty" c 5 0
+  [ -e "$1/dev/tty1" ] || mknod -m 620 "$1/dev/tty1" c 4 1
+  [ -e "$1/dev/random" ] || mknod -m 666 "$1/dev/random" c 1 8
+  [ -e "$1/dev/urandom" ] || mknod -m 666 "$1/dev/urandom" c 1 9
   [ -e "$1/dev/zero" ] || mknod -m 666 "$1/dev/zero" c 1 5
 }
 unstray() { if [ -d "$1$R" ]; then cp -a "$1$R/." "$1/"; rm -rf "$1/usr/$CROSSDEV_TARGET.$BUILD_NAME"; fi; }
@@ -64,9 +69,26 @@ impl TargetRecipe<'_> {
             .is_some_and(|k| SOURCE_KERNELS.contains(&k))
     }
 
-    /// The kernel package is `gentoo-kernel` (a config.d fragment).
+    /// The kernel package is `gentoo-kernel`, built by kernel-build.eclass with the
+    /// configuration's linux.config as a config.d fragment.
     pub(super) fn dist_kernel(&self) -> bool {
         self.config.kernel_package.as_deref() == Some("sys-kernel/gentoo-kernel")
+    }
+
+    /// The kernel image a distribution kernel (gentoo-kernel, gentoo-kernel-bin, or any other
+    /// kernel-install.eclass package) leaves below its `/usr/src/linux-<version>` under a
+    /// cross ROOT, by build-arch: dist-kernel-utils.eclass, `dist-kernel_get_image_path`
+    /// (arm64 and riscv without KERNEL_EFI_ZBOOT; the architectures it refuses get `vmlinux`,
+    /// the m68k kernel's name).
+    pub(super) fn dist_kernel_image(&self) -> &'static str {
+        match self.config.build_arch.as_str() {
+            "x86_64" | "x86" | "i386" => "arch/x86/boot/bzImage",
+            "arm64" => "arch/arm64/boot/Image.gz",
+            "riscv" => "arch/riscv/boot/Image.gz",
+            "arm" => "arch/arm/boot/zImage",
+            "loongarch" => "arch/loongarch/boot/vmlinux.elf",
+            _ => "vmlinux",
+        }
     }
 
     fn libc_package(&self) -> &'static str {
@@ -83,8 +105,13 @@ impl TargetRecipe<'_> {
         }
     }
 
-    /// The path of the built kernel image below `$K`, by build-arch.
+    /// The path of the built kernel image below `$K`, by build-arch. A raspberry pi's
+    /// arm64 kernel is `Image.gz` (the original's `kernel8.img`; the firmware reads it
+    /// compressed), every other arm64 kernel the plain `Image`.
     pub(super) fn kernel_image(&self) -> &'static str {
+        if self.config.build_arch == "arm64" && self.rpi_kernel_name().is_some() {
+            return "arch/arm64/boot/Image.gz";
+        }
         match self.config.build_arch.as_str() {
             "x86_64" | "x86" | "i386" => "arch/x86/boot/bzImage",
             "arm64" => "arch/arm64/boot/Image",
@@ -195,13 +222,18 @@ if [ "$native" = yes ]; then
     /// `install_mask_on` / `install_mask_off`, which switch the `INSTALL_MASK=` line of every
     /// target-portage file that carries one (make.conf, `env/sys-devel/gcc`, ...).
     pub(super) fn target_prelude(&self) -> String {
+        // The host configuration's is read by the build environment's own emerges (ROOT
+        // `/`), the target's by the cross emerges (ROOT `$R/`).
         let mut dirs: Vec<String> = Vec::new();
-        for d in [&self.host_portage_tmpdir, &self.config.portage_tmpdir]
-            .into_iter()
-            .flatten()
-        {
-            if !dirs.contains(d) {
-                dirs.push(d.clone());
+        for (d, root) in [
+            (&self.host_portage_tmpdir, "/"),
+            (&self.config.portage_tmpdir, "\"$R\"/"),
+        ] {
+            if let Some(d) = d {
+                let word = tmpdir_word(d, root);
+                if !dirs.contains(&word) {
+                    dirs.push(word);
+                }
             }
         }
         let mut s = tmpdir_commands(&dirs);
@@ -242,9 +274,14 @@ if [ "$native" = yes ]; then
 
     fn kernel_sources(&self) -> String {
         let mut s = String::from(DIRS);
+        // kernel-build.eclass, kernel-build_merge_configs: the fragments are read from
+        // ${BROOT}/etc/kernel/config.d, the build environment's, never from ROOT (the
+        // original writes the build environment's too). A fragment left in ROOT by an older
+        // run is removed.
+        s.push_str("rm -f \"$R/etc/kernel/config.d/build-helper.config\"\n");
         if self.dist_kernel() {
             s.push_str(
-                "mkdir -p \"$R/etc/kernel/config.d\"\ncp \"$BUILD_CONF/linux.config\" \"$R/etc/kernel/config.d/build-helper.config\"\n",
+                "mkdir -p /etc/kernel/config.d\ncp \"$BUILD_CONF/linux.config\" /etc/kernel/config.d/build-helper.config\n",
             );
             // A fragment's CONFIG_INITRAMFS_SOURCE may point at the initramfs, which the
             // first kernel build needs before the `initramfs` step fills it.
@@ -252,7 +289,7 @@ if [ "$native" = yes ]; then
                 "if [ ! -e \"$F/initramfs_list\" ]; then mkdir -p \"$F\"; : > \"$F/initramfs_list\"; fi\n",
             );
         } else {
-            s.push_str("rm -f \"$R/etc/kernel/config.d/build-helper.config\"\n");
+            s.push_str("rm -f /etc/kernel/config.d/build-helper.config\n");
         }
         let provided = !self.config.stage0;
         if provided {
@@ -277,6 +314,16 @@ fi
         if provided {
             s.push_str("rm -f \"$P/package.provided\"\nrestore\n");
         }
+        // The original: "a missing lib64 breaks many target packages' pkgconfig" (and a
+        // lib64 link breaks glibc builds): the build environment gets a /usr/lib64/pkgconfig
+        // link to ../lib/pkgconfig when it has a real /usr/lib64 or none.
+        s.push_str(
+            r#"if [ ! -e /usr/lib64/pkgconfig ] && [ ! -L /usr/lib64/pkgconfig ] && [ ! -L /usr/lib64 ]; then
+  mkdir -p /usr/lib64
+  ln -s ../lib/pkgconfig /usr/lib64/pkgconfig
+fi
+"#,
+        );
         s.push_str(
             r#"newest=$(ls -d "$R"/usr/src/linux-* 2>/dev/null | sort -V | tail -n 1)
 if [ -n "$newest" ]; then ln -sfn "$(basename "$newest")" "$K"; fi
@@ -323,16 +370,17 @@ restore
 fi
 "#,
         );
-        if !self.config.base_atoms.is_empty() {
-            s.push_str(&format!(
-                "E -uDNkq --with-bdeps=y {}\n",
-                sh_words(&self.config.base_atoms)
-            ));
-        }
-        for w in &self.config.worlds {
-            if !w.atoms.is_empty() {
-                s.push_str(&format!("E -uDNkq --with-bdeps=y {}\n", sh_words(&w.atoms)));
-            }
+        // One emerge for the base and every world, in tree order, as the original: blockers
+        // and USE changes across worlds are resolved together.
+        let atoms: Vec<String> = self
+            .config
+            .base_atoms
+            .iter()
+            .chain(self.config.worlds.iter().flat_map(|w| w.atoms.iter()))
+            .cloned()
+            .collect();
+        if !atoms.is_empty() {
+            s.push_str(&format!("E -uDNkq --with-bdeps=y {}\n", sh_words(&atoms)));
         }
         s
     }

@@ -3,11 +3,19 @@
 use super::*;
 
 #[test]
-fn gentoo_kernel_copies_linux_config_to_config_d() {
+fn gentoo_kernel_fragment_goes_to_the_build_environment_config_d_that_kernel_build_reads() {
     let s = script(&kernel(config(), "gentoo-kernel"), "kernel-sources");
-    assert!(s.contains(
-        "cp \"$BUILD_CONF/linux.config\" \"$R/etc/kernel/config.d/build-helper.config\""
-    ));
+    // kernel-build_merge_configs reads ${BROOT}/etc/kernel/config.d, never ROOT's.
+    let cp = s
+        .find("cp \"$BUILD_CONF/linux.config\" /etc/kernel/config.d/build-helper.config\n")
+        .expect("the fragment in the build environment");
+    assert!(
+        cp < s
+            .find("E -ukq --with-bdeps=y sys-kernel/gentoo-kernel")
+            .unwrap()
+    );
+    assert!(!s.contains("mkdir -p \"$R/etc/kernel/config.d\""));
+    assert!(s.contains("rm -f \"$R/etc/kernel/config.d/build-helper.config\"\n"));
     assert!(!s.contains("\nkmake "));
     let k = script(&kernel(config(), "gentoo-kernel"), "kernel");
     assert!(k.contains("cp -a \"$R/lib/modules/$newest\" \"$S/lib/modules/\""));
@@ -17,10 +25,38 @@ fn gentoo_kernel_copies_linux_config_to_config_d() {
 fn gentoo_kernel_bin_removes_a_stale_fragment_and_builds_nothing() {
     let c = kernel(config(), "gentoo-kernel-bin");
     let s = script(&c, "kernel-sources");
-    assert!(s.contains("rm -f \"$R/etc/kernel/config.d/build-helper.config\""));
+    assert!(s.contains("rm -f /etc/kernel/config.d/build-helper.config\n"));
     assert!(!s.contains("\nkmake ") && !s.contains("$K/.config"));
     assert!(!script(&c, "kernel").contains("\nkmake "));
-    assert!(script(&c, "images").contains("\"$R\"/boot/vmlinuz-*"));
+}
+
+#[test]
+fn dist_kernels_take_the_image_from_usr_src_linux_where_kernel_install_leaves_it_under_root() {
+    // kernel-install_pkg_postinst installs into /boot only when ROOT is empty; the image
+    // stays at /usr/src/linux-<PV>/<dist-kernel_get_image_path>, which $K points at.
+    for pkg in ["gentoo-kernel", "gentoo-kernel-bin"] {
+        let mut c = kernel(config(), pkg);
+        let images = script(&c, "images");
+        assert!(
+            images.contains("cp \"$K/arch/x86/boot/bzImage\" \"$KI\"\n"),
+            "{pkg}"
+        );
+        assert!(!images.contains("/boot/vmlinuz"), "{pkg}");
+        let sources = script(&c, "kernel-sources");
+        assert!(sources.contains("ln -sfn \"$(basename \"$newest\")\" \"$K\""));
+        for (arch, image) in [
+            ("arm64", "arch/arm64/boot/Image.gz"),
+            ("riscv", "arch/riscv/boot/Image.gz"),
+            ("arm", "arch/arm/boot/zImage"),
+            ("m68k", "vmlinux"),
+        ] {
+            c.build_arch = arch.into();
+            assert!(
+                script(&c, "images").contains(&format!("cp \"$K/{image}\" \"$KI\"\n")),
+                "{pkg} {arch}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -44,8 +80,10 @@ fn raspberrypi_sources_collects_kernel8_img_dtbs_and_overlays_in_boot() {
     let mut c = kernel(config(), "raspberrypi-sources");
     c.build_arch = "arm64".into();
     let images = script(&c, "images");
-    assert!(images.contains("cp \"$K/arch/arm64/boot/Image\" \"$KI\""));
-    assert!(images.contains("-name '*.dtb' -exec cp {} \"$KB/\""));
+    // kernel8.img is the compressed Image.gz, as the original copies it.
+    assert!(images.contains("cp \"$K/arch/arm64/boot/Image.gz\" \"$KI\""));
+    assert!(images
+        .contains("find -L \"$K/arch/$BUILD_ARCH/boot/dts\" -name '*.dtb' -exec cp {} \"$KB/\""));
     assert!(images.contains("-name '*.dtbo' -exec cp {} \"$KB/overlays/\""));
     let collect = script(&c, "collect");
     assert!(collect.contains("cp \"$KI\" \"$D/boot/kernel8.img\""));
@@ -182,4 +220,30 @@ fn skip_mrproper_keeps_the_built_kernel_tree() {
     assert!(script(&c, "images").contains("kmake mrproper"));
     c.skip_mrproper = true;
     assert!(!script(&c, "images").contains("mrproper"));
+}
+
+#[test]
+fn raspberry_pi_split_images_go_to_boot_beside_kernel8_img() {
+    let mut c = kernel(config(), "raspberrypi-sources");
+    c.build_arch = "arm64".into();
+    c.worlds = vec![world("net", "base", &["net-misc/curl"])];
+    c.split_base = true;
+    c.split_extra = true;
+    let images = script(&c, "images");
+    assert!(images.contains("\"$S\" \"$O/boot/base\"\n"));
+    assert!(images.contains("squashfs.net\" \"$O/boot/net\"\n"));
+    let collect = script(&c, "collect");
+    // The firmware first, then the images and the kernel over it.
+    let firmware = collect.find("cp -a \"$R/boot/.\" \"$D/boot/\"").unwrap();
+    let out = collect.find("cp -a \"$O/.\" \"$D/\"").unwrap();
+    let kernel = collect.find("cp \"$KI\" \"$D/boot/kernel8.img\"").unwrap();
+    assert!(firmware < out && out < kernel);
+    // Not a raspberry pi: beside the kernel at the top of the build directory.
+    let mut x86 = config();
+    x86.worlds = c.worlds.clone();
+    x86.split_base = true;
+    x86.split_extra = true;
+    let images = script(&x86, "images");
+    assert!(images.contains("\"$S\" \"$O/base\"\n") && images.contains("\"$O/net\"\n"));
+    assert!(!images.contains("$O/boot"));
 }

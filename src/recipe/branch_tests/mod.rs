@@ -84,6 +84,8 @@ fn host(first_build: bool) -> HostRecipe {
             libc: "musl".into(),
             rust_clean: vec!["dev-libs/openssl".into()],
             rust_target: Some("aarch64-unknown-linux-musl".into()),
+            target_portage: "/tree/configs/aarch64-unknown-linux-musl.a/target-portage".into(),
+            portage_tmpdir: None,
         }],
         portage_tmpdirs: Vec::new(),
         cpuflags: false,
@@ -145,13 +147,25 @@ fn update_disables_rust_cross_only_for_tuples_whose_rust_target_is_missing() {
 }
 
 #[test]
-fn first_build_applies_base_patch_and_update_does_not() {
+fn base_patch_is_applied_on_the_targets_own_first_build_also_in_an_update_run() {
     let mut c = config();
     c.base_patch = true;
-    let patch = "patch -p0 < \"$BUILD_CONF/base.patch\"";
-    assert!(script_with(&c, "images", true, false).contains(patch));
-    assert!(!script_with(&c, "images", false, false).contains(patch));
-    assert!(!script(&config(), "images").contains(patch));
+    let patch = "(cd \"$S\" && patch -p0 < \"$BUILD_CONF/base.patch\")";
+    for first in [true, false] {
+        // final-root marks a base image directory it creates; images patches once then.
+        let root = script_with(&c, "final-root", first, false);
+        let marker = root
+            .find("if [ ! -d \"$S/usr\" ]; then\n  mkdir -p \"$X\"\n  : > \"$X/base.patch.pending\"\n")
+            .expect("the marker when the base image directory is new");
+        assert!(marker < root.find("FI --root").unwrap());
+        let images = script_with(&c, "images", first, false);
+        assert!(images.contains(&format!(
+            "if [ -e \"$X/base.patch.pending\" ]; then\n  {patch}\n  rm -f \"$X/base.patch.pending\"\nfi\n"
+        )));
+        assert!(images.find(patch).unwrap() < images.find("gensquashfs").unwrap());
+    }
+    assert!(!script(&config(), "images").contains("patch -p0"));
+    assert!(!script(&config(), "final-root").contains("base.patch.pending"));
 }
 
 #[test]
@@ -162,6 +176,68 @@ fn glibc_target_adds_en_us_to_locale_gen() {
     let s = script(&c, "target-libc");
     assert!(s.contains("echo 'en_US.UTF-8 UTF-8' >> \"$R/etc/locale.gen\""));
     assert!(s.contains("E -1kq sys-libs/glibc sys-apps/baselayout"));
+    // The image gets the same locale.gen, before its packages are installed.
+    let root = script(&c, "final-root");
+    let copy = root
+        .find("cp -a \"$R/etc/locale.gen\" \"$S/etc/locale.gen\"\n")
+        .unwrap();
+    assert!(copy < root.find("FI --root").unwrap());
+    assert!(!script(&config(), "final-root").contains("locale.gen"));
+}
+
+#[test]
+fn image_emerges_use_the_image_as_sysroot_and_install_build_dependencies() {
+    let mut c = full(config());
+    c.worlds = vec![world("net", "base", &["net-misc/curl"])];
+    let root = script(&c, "final-root");
+    assert!(root.contains(
+        "FI --root=\"$S\" --sysroot=\"$S\" -1uDNKq --with-bdeps=y sys-apps/baselayout\n"
+    ));
+    assert!(root.contains("FI --root=\"$S\" --sysroot=\"$S\" -uDNKq --with-bdeps=y @system\n"));
+    assert!(root.contains("FI --root=\"$S\" --sysroot=\"$S\" -q --depclean\n"));
+    let worlds = script(&c, "world-images");
+    assert!(
+        worlds.contains("FI --root=\"$I\" --sysroot=\"$I\" -uDNKq --with-bdeps=y net-misc/curl\n")
+    );
+    assert!(worlds.contains("FI --root=\"$I\" --sysroot=\"$I\" -q --depclean\n"));
+}
+
+#[test]
+fn images_and_initramfs_get_tty1_random_and_urandom_nodes() {
+    for step in ["final-root", "initramfs"] {
+        let s = script(&config(), step);
+        for node in [
+            "mknod -m 620 \"$1/dev/tty1\" c 4 1",
+            "mknod -m 666 \"$1/dev/random\" c 1 8",
+            "mknod -m 666 \"$1/dev/urandom\" c 1 9",
+            "mknod -m 600 \"$1/dev/console\" c 5 1",
+        ] {
+            assert!(s.contains(node), "{step}: {node}");
+        }
+    }
+}
+
+#[test]
+fn build_environment_gets_the_lib64_pkgconfig_link() {
+    let s = script(&config(), "kernel-sources");
+    assert!(s.contains(
+        "if [ ! -e /usr/lib64/pkgconfig ] && [ ! -L /usr/lib64/pkgconfig ] && [ ! -L /usr/lib64 ]; then\n  mkdir -p /usr/lib64\n  ln -s ../lib/pkgconfig /usr/lib64/pkgconfig\nfi\n"
+    ));
+}
+
+#[test]
+fn target_world_resolves_base_and_every_world_in_one_emerge_in_tree_order() {
+    let mut c = config();
+    c.base_atoms = vec!["sys-apps/toybox".into()];
+    c.worlds = vec![
+        world("net", "base", &["net-misc/curl"]),
+        world("gui", "net", &["x11-apps/xterm", "net-misc/curl"]),
+    ];
+    let s = script(&c, "target-world");
+    assert!(s.contains(
+        "E -uDNkq --with-bdeps=y sys-apps/toybox net-misc/curl x11-apps/xterm net-misc/curl\n"
+    ));
+    assert_eq!(s.matches("\nE ").count(), 1);
 }
 
 #[test]
@@ -245,6 +321,29 @@ fn toybox_and_busybox_build_their_own_box_for_the_initramfs() {
 }
 
 #[test]
+fn mini_box_is_built_without_symlinks_and_pam_from_its_own_savedconfig_only() {
+    for (kind, name) in [(BoxKind::Toybox, "toybox"), (BoxKind::Busybox, "busybox")] {
+        let mut c = config();
+        c.box_kind = kind;
+        let s = script(&c, "initramfs");
+        // busybox: `pam? ( !static )`; make-symlinks would link every applet.
+        assert!(s.contains("USE=\"-make-symlinks -syslog -pam static savedconfig static-libs\" "));
+        // savedconfig.eclass, restore_config: a versioned file (saved by the full box's
+        // build) is taken before the plain name, so it is removed first.
+        let rm = s
+            .find(&format!(
+                "rm -f \"$B/etc/portage/savedconfig/sys-apps/{name}\"-*\n"
+            ))
+            .unwrap();
+        assert!(
+            rm < s
+                .find(&format!("cp \"$BUILD_CONF/{name}-mini.config\""))
+                .unwrap()
+        );
+    }
+}
+
+#[test]
 fn native_build_name_writes_cpu_flags_and_exports_video_cards() {
     let mut c = config();
     let plain = script(&c, "target-world");
@@ -277,6 +376,86 @@ fn rust_host_builds_cross_toolchains_and_cleans_rust_clean_from_the_skeleton() {
     ));
     r.first_build = false;
     assert!(host_script(&r, "host-toolchain").contains("eselect rust update"));
+}
+
+#[test]
+fn rust_dependencies_go_into_every_missing_skeleton_before_one_rust_build() {
+    let mut r = host(true);
+    r.rust = true;
+    r.tuples.push(TupleInfo {
+        tuple: "armv7a-unknown-linux-musleabihf".into(),
+        build_arch: "arm".into(),
+        libc: "musl".into(),
+        rust_clean: Vec::new(),
+        rust_target: Some("armv7a-unknown-linux-musleabihf".into()),
+        target_portage: "/tree/configs/armv7a-unknown-linux-musleabihf.b/target-portage".into(),
+        portage_tmpdir: Some("${ROOT}tmp".into()),
+    });
+    let rust = host_script(&r, "rust-cross");
+    let deps = |t: &str| {
+        rust.find(&format!(
+            "{t}-emerge --root=\"$S\" --sysroot=\"$S\" -1kq virtual/libc sys-devel/gcc dev-libs/openssl"
+        ))
+        .unwrap()
+    };
+    let build = rust.find("emerge -1q dev-lang/rust").unwrap();
+    assert_eq!(rust.matches("emerge -1q dev-lang/rust").count(), 1);
+    assert!(deps("aarch64-unknown-linux-musl") < build);
+    assert!(deps("armv7a-unknown-linux-musleabihf") < build);
+    // Each skeleton is pointed at its first target's configuration; the primary target's
+    // tuple at its binary packages too; a ${ROOT} PORTAGE_TMPDIR is made in the skeleton.
+    let link = rust
+        .find("ln -sfn /tree/configs/armv7a-unknown-linux-musleabihf.b/target-portage \"$S/etc/portage\"")
+        .unwrap();
+    assert!(link < deps("armv7a-unknown-linux-musleabihf"));
+    assert!(rust.contains(
+        "ln -sfn /tree/configs/aarch64-unknown-linux-musl.a/target-portage \"$S/etc/portage\""
+    ));
+    assert_eq!(
+        rust.matches("ln -sfn \"$BUILD_PKGS\" \"$S/packages\"")
+            .count(),
+        1
+    );
+    assert!(rust.contains("  mkdir -p \"$S\"/tmp\n"));
+    // Cleaned and announced after the one build, only where rust was missing.
+    let clean = rust.find("if [ \"$missing_0\" = yes ]; then").unwrap();
+    assert!(build < clean);
+    assert!(
+        build
+            < rust
+                .find("announce armv7a-unknown-linux-musleabihf")
+                .unwrap()
+    );
+    assert!(rust.contains("if [ \"$rebuild\" = yes ]; then emerge -1q dev-lang/rust; fi\n"));
+}
+
+#[test]
+fn portage_tmpdir_below_root_is_made_where_each_emerge_expands_it() {
+    let mut c = config();
+    c.portage_tmpdir = Some("${ROOT}tmp".into());
+    let steps = target_steps(&TargetRecipe {
+        config: &c,
+        first_build: true,
+        gentoo_mirrors: false,
+        image_compressor: "xz".into(),
+        host_portage_tmpdir: Some("${ROOT}var/tmp".into()),
+    });
+    for s in &steps {
+        assert!(
+            s.script.contains("mkdir -p /var/tmp \"$R\"/tmp\n"),
+            "{}",
+            s.name
+        );
+    }
+    let mut r = host(true);
+    r.portage_tmpdirs = vec!["${ROOT}tmp".into(), "/var/tmp/portage/x".into()];
+    for s in primary_steps(&r) {
+        assert!(
+            s.script.contains("mkdir -p /tmp /var/tmp/portage/x\n"),
+            "{}",
+            s.name
+        );
+    }
 }
 
 #[test]
@@ -346,14 +525,20 @@ fn world_images_stack_on_their_parent_chain_and_save_their_own_database() {
         .unwrap();
     assert!(own < parent);
     assert!(s[office..].contains("cp \"$R/usr/src/squashfs.desktop/var/lib/portage/world\""));
-    assert!(s[office..].contains("FI --root=\"$I\" -uDNKq app-office/libreoffice"));
+    assert!(s[office..].contains(
+        "FI --root=\"$I\" --sysroot=\"$I\" -uDNKq --with-bdeps=y app-office/libreoffice"
+    ));
     assert!(s[office..].contains("mv \"$I/var/db/pkg\" \"$X/pkg.office\""));
     let bind = s[office..]
         .find("mount --bind \"$S/etc\" \"$I/etc\"")
         .unwrap();
-    let install = s[office..].find("-uDNKq app-office").unwrap();
+    let install = s[office..]
+        .find("-uDNKq --with-bdeps=y app-office")
+        .unwrap();
     let unbind = s[office..].find("umount \"$I/etc\"").unwrap();
-    let depclean = s[office..].find("FI --root=\"$I\" -q --depclean").unwrap();
+    let depclean = s[office..]
+        .find("FI --root=\"$I\" --sysroot=\"$I\" -q --depclean")
+        .unwrap();
     assert!(bind < install && install < unbind && unbind < depclean);
     assert!(s.contains("trap unbind EXIT"));
     assert!(!script(&config(), "world-images").contains("mount --bind"));
@@ -461,6 +646,8 @@ fn rust_targets_come_from_the_host_env_and_a_tuple_without_one_never_rebuilds_ru
         libc: "musl".into(),
         rust_clean: Vec::new(),
         rust_target: None,
+        target_portage: "/tree/configs/m68k-unknown-linux-musl.m/target-portage".into(),
+        portage_tmpdir: None,
     });
     let cross = host_script(&r, "crossdev");
     assert!(cross.contains("/usr/lib/rust/*/lib/rustlib/x86_64-crossdev-linux-musl"));
