@@ -299,6 +299,7 @@ if {missing}; then
   rebuild=yes
   S=/usr/{tuple}.skeleton
   if [ -e "$S/etc/portage" ] && [ ! -L "$S/etc/portage" ]; then rm -rf "$S/etc/portage"; fi
+  mkdir -p "$S/etc"
   ln -sfn {portage} "$S/etc/portage"
   if [ -e "$S/packages" ] && [ ! -L "$S/packages" ]; then rm -rf "$S/packages"; fi
 {packages}{tmpdir}  {tuple}-emerge --root="$S" --sysroot="$S" -1kq virtual/libc sys-devel/gcc dev-libs/openssl

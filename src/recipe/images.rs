@@ -62,6 +62,8 @@ if [ -d "$X/pkg.base" ] && [ ! -d "$S/var/db/pkg" ]; then mkdir -p "$S/var/db"; 
 cp -a "$BUILD_CONF/target-portage" "$S/etc/portage"
 "#,
         );
+        // A PORTAGE_TMPDIR below ${ROOT} is below the image for its emerges.
+        s.push_str(&self.root_tmpdir_commands("\"$S\""));
         if self.config.libc == Libc::Glibc {
             // The locales target-libc chose, for the image's own locale-gen.
             s.push_str("cp -a \"$R/etc/locale.gen\" \"$S/etc/locale.gen\"\n");
@@ -143,6 +145,7 @@ mount --bind "$S/etc" "$I/etc"
                 name = sh_dq(&w.name),
                 db = self.parent_db(&w.parent),
             ));
+            s.push_str(&self.root_tmpdir_commands("\"$I\""));
             if !w.atoms.is_empty() {
                 s.push_str(&format!(
                     "FI --root=\"$I\" --sysroot=\"$I\" -uDNKq --with-bdeps=y {}\n",
@@ -155,6 +158,14 @@ mount --bind "$S/etc" "$I/etc"
                 "umount \"$I/etc\"\nFI --root=\"$I\" --sysroot=\"$I\" -q --depclean\nunstray \"$I\"\nrm -rf \"$X/pkg.{name}\"\n",
                 name = sh_dq(&w.name)
             ));
+            if let Some(rest) = self.root_tmpdir() {
+                // The temporary directory stays out of the world image (its mode would
+                // cover the base's /tmp in the stacked root), as does what Portage left in it.
+                let rest = sh_quote(rest);
+                s.push_str(&format!(
+                    "(cd \"$I\" && rmdir -p {rest}/portage {rest}) 2>/dev/null || true\n"
+                ));
+            }
             if self.config.stage0 {
                 s.push_str(&format!(
                     "mv \"$I/var/db/pkg\" \"$X/pkg.{}\"\n",
@@ -184,7 +195,7 @@ cp -a "$BUILD_CONF/target-portage/." "$B/etc/portage/"
 mkdir -p "$B/etc/portage/savedconfig/sys-apps"
 rm -f "$B/etc/portage/savedconfig/sys-apps/{name}"-*
 cp "$BUILD_CONF/{name}-mini.config" "$B/etc/portage/savedconfig/sys-apps/{name}"
-USE="-make-symlinks -syslog -pam static savedconfig static-libs" PKGDIR="$B/pkgs" "$CROSSDEV_TARGET-emerge" --root="$B/root" --sysroot="$R" --config-root="$B" --buildpkg=n -1q --nodeps {pkg}
+{tmpdir}USE="-make-symlinks -syslog -pam static savedconfig static-libs" PKGDIR="$B/pkgs" "$CROSSDEV_TARGET-emerge" --root="$B/root" --sysroot="$R" --config-root="$B" --buildpkg=n -1q --nodeps {pkg}
 mkdir -p "$F/bin"
 for d in bin sbin usr/bin usr/sbin; do
   if [ -d "$B/root/$d" ]; then cp -a "$B/root/$d/." "$F/bin/"; fi
@@ -193,7 +204,8 @@ nodes "$F"
 rm -rf "$B"
 chown -R 0:0 "$F"
 if [ -f "$F/init" ]; then chmod 700 "$F/init"; fi
-"#
+"#,
+            tmpdir = self.root_tmpdir_commands("\"$B/root\"")
         ));
         s
     }

@@ -255,6 +255,26 @@ if [ "$native" = yes ]; then
         s
     }
 
+    /// The target's `PORTAGE_TMPDIR` when it is below `${ROOT}` (Portage expands it for
+    /// each emerge's ROOT): the path below the ROOT, e.g. `tmp`; `None` otherwise.
+    pub(super) fn root_tmpdir(&self) -> Option<&str> {
+        self.config
+            .portage_tmpdir
+            .as_deref()
+            .and_then(|d| d.strip_prefix(crate::config::ROOT_PREFIX))
+            .filter(|rest| !rest.is_empty())
+    }
+
+    /// `mkdir -p` of the target's `PORTAGE_TMPDIR` below `${ROOT}` for emerges whose ROOT is
+    /// `root` (shell text such as `"$S"`), mode 1777 as /tmp's; empty when it is not below
+    /// `${ROOT}` (the step prelude made it).
+    pub(super) fn root_tmpdir_commands(&self, root: &str) -> String {
+        match self.root_tmpdir() {
+            Some(rest) => format!("mkdir -p -m 1777 {root}/{}\n", sh_quote(rest)),
+            None => String::new(),
+        }
+    }
+
     fn target_libc(&self) -> String {
         let mut s = String::new();
         if self.config.libc == Libc::Glibc {

@@ -447,6 +447,22 @@ fn portage_tmpdir_below_root_is_made_where_each_emerge_expands_it() {
             s.name
         );
     }
+    drop(steps);
+    // The image emerges have ROOT "$S", "$I" and the mini box's "$B/root": their own.
+    c.worlds = vec![world("net", "base", &["net-misc/curl"])];
+    let root = script(&c, "final-root");
+    let made = root.find("mkdir -p -m 1777 \"$S\"/tmp\n").unwrap();
+    assert!(made < root.find("FI --root").unwrap());
+    let worlds = script(&c, "world-images");
+    let made = worlds.find("mkdir -p -m 1777 \"$I\"/tmp\n").unwrap();
+    assert!(made < worlds.find("FI --root").unwrap());
+    let removed = worlds
+        .find("(cd \"$I\" && rmdir -p tmp/portage tmp) 2>/dev/null || true\n")
+        .unwrap();
+    assert!(removed > worlds.find("--depclean").unwrap());
+    assert!(script(&c, "initramfs").contains("mkdir -p -m 1777 \"$B/root\"/tmp\n"));
+    // A plain path is made by the step prelude only.
+    assert!(!script(&config(), "final-root").contains("-m 1777"));
     let mut r = host(true);
     r.portage_tmpdirs = vec!["${ROOT}tmp".into(), "/var/tmp/portage/x".into()];
     for s in primary_steps(&r) {
