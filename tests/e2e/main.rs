@@ -14,6 +14,7 @@ mod faults;
 mod history;
 mod hostile;
 mod portage;
+mod rpi;
 #[path = "../support/tar_builder.rs"]
 mod tar_builder;
 #[path = "../support/temp_mirror.rs"]
