@@ -293,6 +293,7 @@ if [ -n "$ver" ]; then
   for m in {modules}; do
     find "$S/lib/modules/$ver" -name "$m.ko*" -exec sh -c 'mkdir -p "$1/$(dirname "${{2#$3/}}")" && cp "$2" "$1/$(dirname "${{2#$3/}}")/"' _ "$F" {{}} "$S" \;
   done
+  mkdir -p "$F/lib/modules/$ver"
   depmod -a -b "$F" "$ver"
 fi
 chown -R 0:0 "$F"
