@@ -1,7 +1,9 @@
 #!/bin/sh
 # Builds the second STAND-IN stage3 variant for the real-Portage end-to-end test
 # (tests/e2e/portage.rs): Debian (debootstrap minbase) with python3 and bash, squashfs-tools-ng,
-# cpio and gzip (the `images` step packs the images and the split initramfs with them), and
+# cpio and gzip (the `images` step packs the images and the split initramfs with them), GNU
+# make (it runs the source kernel's STAND-IN Makefile) and kmod (depmod of the split
+# initramfs), and
 # REAL Portage installed from PyPI (the `portage` package). It is NOT Gentoo: there is no toolchain for the
 # target and no ::gentoo tree; the test's ebuild repository (tests/e2e/portage-tree) only
 # installs files, which real emerge builds into binary packages and installs from them.
@@ -28,7 +30,7 @@ suite=${DEBIAN_SUITE:-bookworm}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 tuple=x86_64-unknown-linux-musl
 # Bumped when the stage3's contents change, so a kept directory is rebuilt.
-revision=2
+revision=3
 stamp=.build-helper-portage-$version-r$revision
 # The STAND-IN files of scripts/portage-stage3/ are refreshed on every call (a plain copy), so
 # changing them needs no rebuild.
@@ -38,7 +40,7 @@ part=$root.partial
 if [ ! -e "$part/.debootstrap-done" ]; then
     rm -rf "$part"
     debootstrap --variant=minbase \
-        --include=python3,python3-pip,bash,xz-utils,zstd,bzip2,patch,rsync,ca-certificates,squashfs-tools-ng,cpio,gzip \
+        --include=python3,python3-pip,bash,xz-utils,zstd,bzip2,patch,rsync,ca-certificates,squashfs-tools-ng,cpio,gzip,make,kmod \
         "$suite" "$part" "$mirror"
     touch "$part/.debootstrap-done"
 fi

@@ -15,8 +15,16 @@
 //!
 //! The configurations have the shape of the original's (armtux/build-helper `configs/`): the
 //! repository `repos/portage-musl-portage` is named `bhtest` and declared by its location,
-//! make.conf sets `PORTAGE_TMPDIR=/var/tmp/portage/<name>` (which the steps must create: emerge
-//! refuses to run without it), and `env/sys-devel/gcc` carries a second commented INSTALL_MASK.
+//! make.conf sets `PORTAGE_TMPDIR=/var/tmp/portage/<name>` (the stage0) or
+//! `PORTAGE_TMPDIR="${ROOT}tmp/"` (the full stage, as the original's archived configurations;
+//! Portage expands it per emerge), which the steps must create (emerge refuses to run without
+//! it), and `env/sys-devel/gcc` carries a second commented INSTALL_MASK.
+//!
+//! Both kernel branches run through real Portage: the stage0 names a distribution kernel
+//! (the gentoo-kernel STAND-IN: its image stays in /usr/src/linux-<version> under a cross
+//! ROOT, as kernel-install.eclass's, and it merges the config.d fragments of the build
+//! environment, as kernel-build.eclass's), the full stage a source kernel (the gentoo-sources
+//! STAND-IN, configured and built by the recipe with its linux.config) with split.initramfs.
 //!
 //! The last steps pack the base and world images with the stage3's own gensquashfs and collect
 //! the artifacts into `builds/<target>.<date>/`: their names (`base`, `<W>`, `initramfs`) and
@@ -533,8 +541,43 @@ fn assert_stage0_with_install_mask_and_stacked_world_images(b: &Built) {
     }
     assert!(!f.join("base.sqfs").exists());
     assert!(files(&f).contains(&"bin/toybox".to_string()));
+    assert_dist_kernel_from_usr_src_with_the_build_environment_fragment(b);
+}
+
+/// The stage0's distribution kernel (the gentoo-kernel STAND-IN, faithful to
+/// kernel-install.eclass's ROOT rule): under the target's ROOT nothing lands in /boot, the
+/// image stays in /usr/src/linux-<version>, and that is the kernel collected; it was built
+/// with the configuration's fragment, read from the build environment's config.d
+/// (kernel-build.eclass reads ${BROOT}/etc/kernel/config.d).
+fn assert_dist_kernel_from_usr_src_with_the_build_environment_fragment(b: &Built) {
+    let r = b.root.join("usr").join(TARGET);
+    let image = r.join("usr/src/linux-6.6.0-gentoo-dist/arch/x86/boot/bzImage");
+    assert!(image.is_file(), "{}", image.display());
+    let boot = if r.join("boot").exists() {
+        files(&r.join("boot"))
+    } else {
+        Vec::new()
+    };
+    assert!(
+        !boot.iter().any(|f| f.starts_with("vmlinuz")),
+        "a kernel in ROOT's /boot: {boot:?}"
+    );
     let kernel = std::fs::read_to_string(b.dest.join("EFI/boot/bootx64.efi")).unwrap();
-    assert!(kernel.contains("STAND-IN kernel image"), "{kernel}");
+    assert!(
+        kernel.contains("STAND-IN kernel image gentoo-kernel-6.6 6.6.0-gentoo-dist"),
+        "{kernel}"
+    );
+    assert!(
+        kernel.contains("/etc/kernel/config.d/build-helper.config\n")
+            && kernel.contains("CONFIG_BUILD_HELPER_TEST_FRAGMENT=y"),
+        "the fragment was not merged: {kernel}"
+    );
+    assert!(!r.join("etc/kernel/config.d/build-helper.config").exists());
+    // Its modules are in the base image.
+    assert!(b
+        .src
+        .join("squashfs/lib/modules/6.6.0-gentoo-dist/modules.order")
+        .is_file());
 }
 
 /// The full stage: its package database kept, split artifacts collected.
@@ -560,7 +603,14 @@ fn assert_full_stage_that_keeps_its_package_database(b: &Built) {
         .iter()
         .any(|f| f.starts_with("var/db/pkg/test-gui/desktop-1.0/")));
     assert!(b.src.join("squashfs.exclude/pkg.gui").is_dir());
-    assert!(b.root.join("var/tmp/portage/portagefull").is_dir());
+    // PORTAGE_TMPDIR="${ROOT}tmp/": Portage used the ROOT of each emerge, and the world
+    // images do not carry the directory made for them.
+    assert!(b.root.join("usr").join(FULL_TARGET).join("tmp").is_dir());
+    assert!(!b.root.join("var/tmp/portage/portagefull").exists());
+    for w in ["net", "gui"] {
+        let list = files(&b.src.join(format!("squashfs.{w}")));
+        assert!(!list.iter().any(|f| f.starts_with("tmp/")), "{w}: {list:?}");
+    }
     // split.base, split.extra and split.initramfs: the artifacts the configurations'
     // initramfs/init scripts mount, beside the kernel.
     let mut names: Vec<String> = std::fs::read_dir(&b.dest)
@@ -578,6 +628,38 @@ fn assert_full_stage_that_keeps_its_package_database(b: &Built) {
     use std::os::unix::fs::MetadataExt;
     let toybox = std::fs::metadata(b.src.join("initramfs/bin/toybox")).unwrap();
     assert_eq!((toybox.uid(), toybox.gid()), (0, 0));
+    assert_source_kernel_built_with_linux_config_and_a_split_initramfs(b);
+}
+
+/// The full stage's source kernel (the gentoo-sources STAND-IN, built with the stage3's real
+/// GNU make): configured with the configuration's linux.config, without an embedded
+/// initramfs (split.initramfs), its modules in the base image and in the initramfs with
+/// their depmod index.
+fn assert_source_kernel_built_with_linux_config_and_a_split_initramfs(b: &Built) {
+    let kernel = std::fs::read_to_string(b.dest.join("EFI/boot/bootx64.efi")).unwrap();
+    assert!(
+        kernel.starts_with("STAND-IN kernel image 6.6.0-gentoo\n"),
+        "{kernel}"
+    );
+    assert!(
+        kernel.contains("CONFIG_BUILD_HELPER_TEST_SOURCES=y"),
+        "{kernel}"
+    );
+    assert!(!kernel.contains("CONFIG_INITRAMFS_SOURCE"), "{kernel}");
+    assert!(b
+        .src
+        .join("squashfs/lib/modules/6.6.0-gentoo/modules.order")
+        .is_file());
+    assert!(b
+        .src
+        .join("initramfs/lib/modules/6.6.0-gentoo/modules.dep")
+        .is_file());
+    // make mrproper ran, and the configuration was kept.
+    let k = b.src.join("linux");
+    assert!(!k.join("arch/x86/boot/bzImage").exists());
+    assert!(std::fs::read_to_string(k.join(".config"))
+        .unwrap()
+        .contains("CONFIG_BUILD_HELPER_TEST_SOURCES=y"));
 }
 
 /// One run builds both targets in parallel (one primary phase, one unpack of the stage3).

@@ -1,6 +1,7 @@
-# A test package of the build-helper real-Portage test: STAND-IN for the initramfs box; it
-# only installs a shell script named toybox (the `initramfs` step builds it statically with
-# the configuration's toybox-mini.config in the real recipe).
+# A test package of the build-helper real-Portage test: STAND-IN for ::gentoo's
+# sys-apps/toybox (toybox-0.8.14.ebuild), the initramfs box. As its src_install
+# (`dobin toybox`), it installs only /usr/bin/toybox, no applet links; here a shell script
+# (the `initramfs` step builds the real one with the configuration's toybox-mini.config).
 EAPI=8
 DESCRIPTION="build-helper test package sys-apps/toybox (STAND-IN)"
 HOMEPAGE="https://example.invalid"
