@@ -5,7 +5,9 @@
 //! raspberrypi tree's device tree sources (arm64's `dts/overlays` a link to arm's), its
 //! stand-in make builds arm64's `Image.gz` and the device trees, its stand-in
 //! raspberrypi-firmware installs into ROOT's /boot as ::gentoo's. The result's `boot/` is
-//! what goes onto the SD card's boot partition: it is checked file by file.
+//! what goes onto the SD card's boot partition: it is checked file by file. The same
+//! configuration's base.patch (it adds etc/inittab) shows that a target gets it on its own
+//! first build, also when it is new to an update run.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,6 +18,37 @@ const TARGET: &str = "aarch64-unknown-linux-musl.rpi4b";
 
 fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+/// A starter of the demo stand-in stage3 for the aarch64 targets named.
+fn write_starter(tree: &Tree, file: &str, names: &[&str]) -> PathBuf {
+    let mut text = String::new();
+    for name in names {
+        text.push_str(&format!(
+            "[[target]]\ntuple = \"aarch64-unknown-linux-musl\"\nname = \"{name}\"\n\n"
+        ));
+    }
+    text.push_str(
+        "[options]\nui = \"plain\"\nstage3 = \"amd64-musl-hardened\"\n\
+         mount_type = \"bind\"\ntmp_type = \"none\"\nhistory_type = \"squashfs\"\n\
+         umount_ask = false\n",
+    );
+    let path = tree.path().join("starters").join(file);
+    write(&path, &text);
+    path
+}
+
+/// `build-helper run STARTER --ui plain`, which must succeed; then a second's pause, since
+/// runs are named by the second they start.
+fn run(tree: &Tree, starter: &Path, target: &str) {
+    let out = tree.bh(&["run", starter.to_str().unwrap(), "--ui", "plain"], &[]);
+    assert!(
+        out.status.success(),
+        "the run of {} failed:\n{}",
+        starter.display(),
+        tail(&tree.log(target), 40)
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
 }
 
 /// The one build directory of `target` under builds/.
@@ -57,20 +90,8 @@ fn raspberry_pi_boot_holds_kernel8_img_device_trees_firmware_and_the_split_image
     write(&conf.join("split.extra"), "");
     write(&conf.join("worlds/tools"), "app-misc/screen\n");
     write(&conf.join("worlds/tree/tools"), "base\n");
-    let starter = tree.path().join("starters/rpi-e2e.toml");
-    write(
-        &starter,
-        "[[target]]\ntuple = \"aarch64-unknown-linux-musl\"\nname = \"rpi4b\"\n\n\
-         [options]\nui = \"plain\"\nstage3 = \"amd64-musl-hardened\"\n\
-         mount_type = \"bind\"\ntmp_type = \"none\"\nhistory_type = \"squashfs\"\n\
-         umount_ask = false\n",
-    );
-    let out = tree.bh(&["run", starter.to_str().unwrap(), "--ui", "plain"], &[]);
-    assert!(
-        out.status.success(),
-        "the raspberry pi build failed:\n{}",
-        tail(&tree.log(TARGET), 40)
-    );
+    let starter = write_starter(&tree, "rpi-e2e.toml", &["rpi4b"]);
+    run(&tree, &starter, TARGET);
 
     let d = build_dir(&tree, TARGET);
     let boot = d.join("boot");
@@ -108,5 +129,35 @@ fn raspberry_pi_boot_holds_kernel8_img_device_trees_firmware_and_the_split_image
         .iter()
         .any(|p| p == "usr/share/demo/app-misc/screen"));
     // Nothing left mounted.
+    assert_eq!(mounts_anywhere(tree.path()), Vec::<String>::new());
+}
+
+#[test]
+fn base_patch_reaches_a_target_new_to_an_update_run() {
+    require_root();
+    let _heavy = heavy_lock();
+    let tree = Tree::new();
+    // A first run without the raspberry pi target makes the history...
+    let first = write_starter(&tree, "first.toml", &["demo-c"]);
+    run(&tree, &first, "aarch64-unknown-linux-musl.demo-c");
+    // ...which the second run updates, with the raspberry pi target new to it.
+    write(
+        &tree.path().join("configs").join(TARGET).join("split.base"),
+        "",
+    );
+    let second = write_starter(&tree, "second.toml", &["demo-c", "rpi4b"]);
+    run(&tree, &second, TARGET);
+    let plan: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tree.run_dir().join("plan.json")).unwrap()).unwrap();
+    assert_eq!(
+        plan["first_build"],
+        serde_json::Value::Bool(false),
+        "not an update"
+    );
+    let base = listing(&build_dir(&tree, TARGET).join("boot/base"));
+    assert!(
+        base.iter().any(|p| p == "etc/inittab"),
+        "base.patch was not applied: {base:?}"
+    );
     assert_eq!(mounts_anywhere(tree.path()), Vec::<String>::new());
 }
