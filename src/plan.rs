@@ -309,7 +309,6 @@ pub fn build(
         };
         steps.extend(recipe::target_steps(&TargetRecipe {
             config: c,
-            first_build,
             gentoo_mirrors: opts.gentoo_mirrors.is_some(),
             image_compressor: compressors[i].clone(),
             host_portage_tmpdir: host.portage_tmpdir.clone(),

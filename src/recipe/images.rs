@@ -84,7 +84,17 @@ FI --root="$S" --sysroot="$S" -1uDNKq --with-bdeps=y sys-apps/baselayout
         }
         s.push_str(
             r#"FI --root="$S" --sysroot="$S" -q --depclean
-mkdir -p "$S/dev" "$S/home" "$S/media" "$S/mnt" "$S/opt" "$S/proc" "$S/sys"
+"#,
+        );
+        if let Some(rest) = self.root_tmpdir() {
+            // What Portage left in the temporary directory stays out of the image.
+            s.push_str(&format!(
+                "(cd \"$S\" && rmdir {}/portage) 2>/dev/null || true\n",
+                sh_quote(rest)
+            ));
+        }
+        s.push_str(
+            r#"mkdir -p "$S/dev" "$S/home" "$S/media" "$S/mnt" "$S/opt" "$S/proc" "$S/sys"
 nodes "$S"
 unstray "$S"
 if [ -d "$S/lib/modules" ]; then

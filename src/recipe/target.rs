@@ -19,10 +19,6 @@ pub(super) const SOURCE_KERNELS: [&str; 3] = [
 pub struct TargetRecipe<'a> {
     /// The target's configuration.
     pub config: &'a TargetConfig,
-    /// No history was mounted. The target's own first build (its base image directory does
-    /// not exist yet) is decided by the scripts, not by this: a target new to an update run
-    /// is built for the first time too (base.patch, see `final-root`).
-    pub first_build: bool,
     /// The starter sets GENTOO_MIRRORS: the target-portage make.conf gets a
     /// `GENTOO_MIRRORS="$GENTOO_MIRRORS"` line for the run (added in `target-env`, removed in
     /// `collect`, spec/recipe.md "Environment").

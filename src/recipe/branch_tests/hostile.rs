@@ -26,7 +26,7 @@ fn scripts(name: &str) -> Vec<(String, String)> {
     c.split_extra = true;
     let mut r = host(false);
     r.tuples[0].rust_target = Some(name.to_owned());
-    steps_of(&c, true, false)
+    steps_of(&c, false)
         .into_iter()
         .chain(primary_steps(&r))
         .map(|s| (s.name, s.script))

@@ -173,7 +173,6 @@ fn images_use_the_chosen_compressor_and_keep_file_times() {
     assert!(script(&c, "images").contains("gensquashfs -f -k -j \"$BUILD_JOBS\" -c xz -D \"$S\""));
     let steps = target_steps(&TargetRecipe {
         config: &c,
-        first_build: true,
         gentoo_mirrors: false,
         image_compressor: "zstd".into(),
         host_portage_tmpdir: None,

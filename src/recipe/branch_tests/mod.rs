@@ -52,10 +52,9 @@ fn kernel(mut c: TargetConfig, pkg: &str) -> TargetConfig {
     c
 }
 
-fn steps_of(c: &TargetConfig, first_build: bool, gentoo_mirrors: bool) -> Vec<Step> {
+fn steps_of(c: &TargetConfig, gentoo_mirrors: bool) -> Vec<Step> {
     target_steps(&TargetRecipe {
         config: c,
-        first_build,
         gentoo_mirrors,
         image_compressor: c.image_compressor(None).unwrap(),
         host_portage_tmpdir: None,
@@ -64,11 +63,11 @@ fn steps_of(c: &TargetConfig, first_build: bool, gentoo_mirrors: bool) -> Vec<St
 
 /// The script of step `name` (prelude included) for `c` on a first build.
 fn script(c: &TargetConfig, name: &str) -> String {
-    script_with(c, name, true, false)
+    script_with(c, name, false)
 }
 
-fn script_with(c: &TargetConfig, name: &str, first: bool, mirrors: bool) -> String {
-    steps_of(c, first, mirrors)
+fn script_with(c: &TargetConfig, name: &str, mirrors: bool) -> String {
+    steps_of(c, mirrors)
         .into_iter()
         .find(|s| s.name == name)
         .map(|s| s.script)
@@ -151,19 +150,19 @@ fn base_patch_is_applied_on_the_targets_own_first_build_also_in_an_update_run() 
     let mut c = config();
     c.base_patch = true;
     let patch = "(cd \"$S\" && patch -p0 < \"$BUILD_CONF/base.patch\")";
-    for first in [true, false] {
-        // final-root marks a base image directory it creates; images patches once then.
-        let root = script_with(&c, "final-root", first, false);
-        let marker = root
-            .find("if [ ! -d \"$S/usr\" ]; then\n  mkdir -p \"$X\"\n  : > \"$X/base.patch.pending\"\n")
-            .expect("the marker when the base image directory is new");
-        assert!(marker < root.find("FI --root").unwrap());
-        let images = script_with(&c, "images", first, false);
-        assert!(images.contains(&format!(
-            "if [ -e \"$X/base.patch.pending\" ]; then\n  {patch}\n  rm -f \"$X/base.patch.pending\"\nfi\n"
-        )));
-        assert!(images.find(patch).unwrap() < images.find("gensquashfs").unwrap());
-    }
+    // The target's own first build counts, not the run's: final-root marks a base image
+    // directory it creates, and images patches once then (the scripts are the same for a
+    // first build and an update).
+    let root = script(&c, "final-root");
+    let marker = root
+        .find("if [ ! -d \"$S/usr\" ]; then\n  mkdir -p \"$X\"\n  : > \"$X/base.patch.pending\"\n")
+        .expect("the marker when the base image directory is new");
+    assert!(marker < root.find("FI --root").unwrap());
+    let images = script(&c, "images");
+    assert!(images.contains(&format!(
+        "if [ -e \"$X/base.patch.pending\" ]; then\n  {patch}\n  rm -f \"$X/base.patch.pending\"\nfi\n"
+    )));
+    assert!(images.find(patch).unwrap() < images.find("gensquashfs").unwrap());
     assert!(!script(&config(), "images").contains("patch -p0"));
     assert!(!script(&config(), "final-root").contains("base.patch.pending"));
 }
@@ -435,7 +434,6 @@ fn portage_tmpdir_below_root_is_made_where_each_emerge_expands_it() {
     c.portage_tmpdir = Some("${ROOT}tmp".into());
     let steps = target_steps(&TargetRecipe {
         config: &c,
-        first_build: true,
         gentoo_mirrors: false,
         image_compressor: "xz".into(),
         host_portage_tmpdir: Some("${ROOT}var/tmp".into()),
@@ -453,6 +451,10 @@ fn portage_tmpdir_below_root_is_made_where_each_emerge_expands_it() {
     let root = script(&c, "final-root");
     let made = root.find("mkdir -p -m 1777 \"$S\"/tmp\n").unwrap();
     assert!(made < root.find("FI --root").unwrap());
+    let emptied = root
+        .find("(cd \"$S\" && rmdir tmp/portage) 2>/dev/null || true\n")
+        .unwrap();
+    assert!(emptied > root.find("--depclean").unwrap());
     let worlds = script(&c, "world-images");
     let made = worlds.find("mkdir -p -m 1777 \"$I\"/tmp\n").unwrap();
     assert!(made < worlds.find("FI --root").unwrap());
@@ -493,11 +495,11 @@ fn build_arch_with_64_links_lib64_and_others_lib32() {
 #[test]
 fn gentoo_mirrors_are_added_to_make_conf_and_removed_after() {
     let c = config();
-    let env = script_with(&c, "target-env", true, true);
+    let env = script_with(&c, "target-env", true);
     assert!(env.contains(&format!(
         "echo \"GENTOO_MIRRORS=\\\"$GENTOO_MIRRORS\\\" {MIRRORS_MARKER}\" >> \"$BUILD_CONF/target-portage/make.conf\""
     )));
-    let collect = script_with(&c, "collect", true, true);
+    let collect = script_with(&c, "collect", true);
     assert!(collect.contains(&format!("sed -i '/ {MIRRORS_MARKER}$/d'")));
     assert!(!script(&c, "target-env").contains("GENTOO_MIRRORS"));
     assert!(
@@ -578,7 +580,6 @@ fn portage_tmpdirs_exist_before_every_step_that_may_emerge() {
     c.portage_tmpdir = Some("/var/tmp/portage/zen2".into());
     let steps = target_steps(&TargetRecipe {
         config: &c,
-        first_build: true,
         gentoo_mirrors: false,
         image_compressor: "xz".into(),
         host_portage_tmpdir: Some("/var/tmp/portage/host".into()),
