@@ -611,6 +611,8 @@ fn assert_full_stage_that_keeps_its_package_database(b: &Built) {
         let list = files(&b.src.join(format!("squashfs.{w}")));
         assert!(!list.iter().any(|f| f.starts_with("tmp/")), "{w}: {list:?}");
     }
+    assert!(b.src.join("squashfs/tmp").is_dir());
+    assert!(!b.src.join("squashfs/tmp/portage").exists());
     // split.base, split.extra and split.initramfs: the artifacts the configurations'
     // initramfs/init scripts mount, beside the kernel.
     let mut names: Vec<String> = std::fs::read_dir(&b.dest)
