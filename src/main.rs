@@ -239,8 +239,9 @@ enum Command {
         /// `builds/<tuple>.<name>.<date>/`.
         build: String,
         /// `squash_stack`: world images stacked over base, leftmost on top, colon-separated
-        /// (default: every world of the target, children above their parents; `` for base
-        /// only).
+        /// (default: every world of the target, children above their parents; for a target
+        /// without worlds none is passed and the init stacks `extra` when it finds one; ``
+        /// for base only).
         #[arg(long)]
         stack: Option<String>,
         /// `squash_load`: images copied into memory with --docache, colon-separated.

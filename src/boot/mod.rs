@@ -66,7 +66,7 @@ pub enum BootError {
 #[derive(Debug, Clone, Default)]
 pub struct BootRequest {
     /// `squash_stack`; `None`: the build's world tree (every world image, children above
-    /// their parents).
+    /// their parents), or, for a target without worlds, nothing (the init's default).
     pub stack: Option<Vec<String>>,
     /// `squash_load`; `None`: the init's default.
     pub load: Option<Vec<String>>,
@@ -287,9 +287,13 @@ pub fn prepare(build: &Build, req: &BootRequest) -> Result<(PathBuf, BootSpec), 
         .ok_or_else(|| BootError::Arch(c.build_arch.clone()))?;
     let kernel = kernel_of(&build.dir)?;
     let initramfs = Some(build.dir.join("initramfs")).filter(|p| is_plain_file(p));
-    let stack = req.stack.clone().unwrap_or_else(|| default_stack(c));
+    // No world and no --stack: nothing is passed, the init's default (`extra`) applies.
+    let stack = req
+        .stack
+        .clone()
+        .or_else(|| Some(default_stack(c)).filter(|s| !s.is_empty()));
     let in_dir = |name: &str| build.dir.join(name).is_file();
-    for name in stack.iter().chain(req.load.iter().flatten()) {
+    for name in stack.iter().flatten().chain(req.load.iter().flatten()) {
         if !in_dir(name) && c.split_extra {
             let mut have: Vec<String> = std::fs::read_dir(&build.dir)
                 .into_iter()
@@ -321,7 +325,7 @@ pub fn prepare(build: &Build, req: &BootRequest) -> Result<(PathBuf, BootSpec), 
     }
     let medium = req
         .medium
-        .unwrap_or_else(|| default_medium(&build.dir, &stack));
+        .unwrap_or_else(|| default_medium(&build.dir, stack.as_deref().unwrap_or_default()));
     let accel = match req.accel {
         Some(Accel::Kvm) => {
             kvm_works(arch).map_err(BootError::NoKvm)?;

@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use super::common::*;
 
 /// How many boot tests still need the shared demo build; the last one removes it.
-static USERS: AtomicUsize = AtomicUsize::new(4);
+static USERS: AtomicUsize = AtomicUsize::new(5);
 /// The shared demo build's tree, once built.
 static TREE: Mutex<Option<PathBuf>> = Mutex::new(None);
 
@@ -246,4 +246,33 @@ fn boot_runs_the_aarch64_target_on_its_busybox_under_the_virt_machine() {
     assert_eq!(r.lower, "/mnt/base.dir");
     assert_eq!(r.squashfs, "1");
     assert_eq!(output.lines().nth(7), Some("aarch64"));
+}
+
+#[test]
+fn boot_without_worlds_lets_the_init_stack_an_extra_image_as_the_original() {
+    let (tree, _release) = shared();
+    let _heavy = heavy_lock();
+    // demo-c has no world image, so boot passes no squash_stack. A copy of its build with an
+    // image named `extra` beside it (demo-b's net image), shared over 9p.
+    let c = build_dir(&tree, "aarch64-unknown-linux-musl.demo-c");
+    let copy = tree.join("builds/aarch64-unknown-linux-musl.demo-c.00000000-extra");
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(&c)
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let net = build_dir(&tree, "x86_64-unknown-linux-musl.demo-b").join("net");
+    std::fs::copy(net, copy.join("extra")).unwrap();
+    let (out, output) = boot_run(&tree, copy.to_str().unwrap(), REPORT, &["--medium", "9p"]);
+    assert_eq!(out.status.code(), Some(0));
+    let console = String::from_utf8_lossy(&out.stderr);
+    assert!(console.contains("squash_dev=build squash_type=9p"));
+    assert!(!console.contains("squash_stack"));
+    let r = report(&output);
+    assert_busybox_init(&r);
+    assert_eq!(r.lower, "/mnt/extra.dir:/mnt/base.dir");
+    // base is inside the initramfs: images from the medium are copied into memory.
+    assert!(r.files.contains("/mnt/cache/extra"), "{}", r.files);
 }
