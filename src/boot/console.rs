@@ -244,8 +244,9 @@ pub fn smoke(
     })
 }
 
-/// Boots with QEMU's console on pipes and runs `cmd` on it: once the console looks like a
-/// shell waiting ([`text::waits_for_input`]: busybox init's askfirst line or a prompt) a
+/// Boots with QEMU's console on pipes and runs `cmd` on it: at a login prompt
+/// ([`text::asks_login`]) root is typed (at most three times); once the console looks like
+/// a shell waiting ([`text::waits_for_input`]: busybox init's askfirst line or a prompt) a
 /// probe is typed, and when the shell answers it the command line ([`text::command_line`])
 /// is typed; its output is read between the markers. Every console byte goes to `echo`.
 /// QEMU is killed as soon as the command's status is read, at `timeout` (from QEMU's start),
@@ -266,6 +267,8 @@ pub fn run(
     // Where the probe's answer, then the command's output, is looked for in the transcript.
     let mut probe: Option<(Instant, usize)> = None;
     let mut ran_from: Option<(usize, Duration)> = None;
+    // Where the last login was typed (a prompt seen again later is a new one), and how many.
+    let mut logins: (usize, u32) = (0, 0);
     let outcome = loop {
         let left = timeout.saturating_sub(con.start.elapsed());
         if left.is_zero() {
@@ -289,6 +292,11 @@ pub fn run(
             continue;
         }
         let tail = &t[t.len().saturating_sub(512)..];
+        if probe.is_none() && t.len() > logins.0 && logins.1 < 3 && text::asks_login(tail) {
+            logins = (t.len(), logins.1 + 1);
+            con.type_text(text::LOGIN)?;
+            continue;
+        }
         match probe {
             Some((_, from)) if text::is_ready(&t[from..], marker) => {
                 let at = t.len();
@@ -395,6 +403,17 @@ mod tests {
         assert_eq!(ran.output, "one\ntwo\n");
         assert_eq!(ran.status, 7);
         assert!(String::from_utf8_lossy(&r.transcript).contains("activate this console"));
+    }
+
+    #[test]
+    fn run_logs_in_as_root_at_a_login_prompt() {
+        let guest = "printf 'gentoo login: '; read -r user; [ \"$user\" = root ] || exit 9; \
+                     printf '~ # '; exec sh 2>&1";
+        let r = run_on(guest, "echo logged-in", Duration::from_secs(20));
+        let RunOutcome::Ran { ran, .. } = r.outcome else {
+            panic!("{:?}", r.outcome);
+        };
+        assert_eq!(ran.output, "logged-in\n");
     }
 
     #[test]

@@ -141,6 +141,17 @@ pub fn waits_for_input(console: &[u8]) -> bool {
         || last.ends_with("$ ")
 }
 
+/// The console's last line is a login prompt (`<host> login: `, as getty prints it): root is
+/// logged in without a password, as Buildroot's runtime tests do.
+pub fn asks_login(console: &[u8]) -> bool {
+    let all = text(console);
+    let last = all.rsplit('\n').next().unwrap_or("");
+    last.trim_start_matches('\r').ends_with("login: ")
+}
+
+/// What is typed at a login prompt.
+pub const LOGIN: &str = "root\n";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,6 +254,13 @@ mod tests {
         assert!(waits_for_input(b"(none):/$ "));
         assert!(!waits_for_input(b"[    1.0] Run /init as init process\r\n"));
         assert!(!waits_for_input(b"loading 45%"));
+    }
+
+    #[test]
+    fn a_login_prompt_is_recognised_only_as_the_last_line() {
+        assert!(asks_login(b"\r\nWelcome\r\n\r\ngentoo login: "));
+        assert!(!asks_login(b"gentoo login: root\r\nPassword: "));
+        assert!(!waits_for_input(b"gentoo login: "));
     }
 
     #[test]
