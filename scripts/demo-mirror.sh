@@ -32,9 +32,14 @@ file "$busybox" 2>/dev/null | grep -q 'dynamically linked' && { echo "$0: $busyb
 fi
 command -v gpg >/dev/null || { echo "$0: gpg missing: apt-get install gnupg" >&2; exit 2; }
 if [ -z "${STAGE3_ROOT:-}" ]; then
-# The kernel that stands in for the demo's kernel build (Debian's, unpacked by install-deps.sh).
+# The kernels that stand in for the demo's kernel builds and the aarch64 target's busybox
+# (Debian's, unpacked by install-deps.sh).
 kernel=${BH_DEMO_KERNEL:-/var/cache/build-helper/demo-kernel}
-[ -f "$kernel/vmlinuz" ] || { echo "$0: $kernel/vmlinuz missing: run scripts/install-deps.sh" >&2; exit 2; }
+kernel_arm64=${BH_DEMO_KERNEL_ARM64:-/var/cache/build-helper/demo-kernel-arm64}
+busybox_arm64=${BH_DEMO_BUSYBOX_ARM64:-/var/cache/build-helper/demo-busybox-arm64}/busybox
+for f in "$kernel/vmlinuz" "$kernel_arm64/vmlinuz" "$busybox_arm64"; do
+    [ -f "$f" ] || { echo "$0: $f missing: run scripts/install-deps.sh" >&2; exit 2; }
+done
 command -v gensquashfs >/dev/null || { echo "$0: gensquashfs missing: apt-get install squashfs-tools-ng" >&2; exit 2; }
 fi
 
@@ -76,11 +81,15 @@ done
 # The stand-in Gentoo commands (they replace nothing busybox has).
 cp -a "$here/demo-stage3/." "$root/"
 chmod 1777 "$root/tmp" "$root/var/tmp"
-# Real parts the stand-ins hand out, so that the demo's x86_64 results boot: Debian's kernel
-# and the initramfs modules (for the stand-in make), and the build machine's gensquashfs with
-# its shared libraries and loader (run by the stand-in gensquashfs; the stage3 has no libc).
+# Real parts the stand-ins hand out, so that the demo's results boot: Debian's kernels (amd64
+# and arm64) and their initramfs modules (for the stand-in make), Debian's static busybox for
+# arm64 (for the stand-in emerge of sys-apps/busybox on aarch64; x86_64 targets get the
+# stage3's own), and the build machine's gensquashfs with its shared libraries and loader
+# (run by the stand-in gensquashfs; the stage3 has no libc).
 mkdir -p "$root/usr/share/build-helper-demo"
 cp -a "$kernel" "$root/usr/share/build-helper-demo/kernel"
+cp -a "$kernel_arm64" "$root/usr/share/build-helper-demo/kernel-arm64"
+cp "$busybox_arm64" "$root/usr/share/build-helper-demo/busybox-aarch64"
 ng=$root/usr/lib/build-helper-demo/squashfs-tools-ng
 mkdir -p "$ng"
 cp "$(command -v gensquashfs)" "$ng/"

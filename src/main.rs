@@ -239,8 +239,9 @@ enum Command {
         /// `builds/<tuple>.<name>.<date>/`.
         build: String,
         /// `squash_stack`: world images stacked over base, leftmost on top, colon-separated
-        /// (default: every world of the target, children above their parents; `` for base
-        /// only).
+        /// (default: every world of the target, children above their parents; for a target
+        /// without worlds none is passed and the init stacks `extra` when it finds one; ``
+        /// for base only).
         #[arg(long)]
         stack: Option<String>,
         /// `squash_load`: images copied into memory with --docache, colon-separated.
@@ -264,10 +265,17 @@ enum Command {
         memory: u32,
         /// Smoke test: exit 0 when the console prints this text, 1 otherwise; the console
         /// transcript is kept in the build directory (boot-console.log).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "run")]
         expect: Option<String>,
-        /// With --expect: seconds to wait for the text.
-        #[arg(long, default_value_t = 300, requires = "expect")]
+        /// Once the booted console has a shell (busybox init's askfirst, or a prompt), type
+        /// this shell command, print its output on standard output (the console goes to
+        /// standard error) and exit with its status; 124 when --timeout passes first, 125
+        /// when QEMU ends first. The transcript is kept as with --expect.
+        #[arg(long)]
+        run: Option<String>,
+        /// With --expect or --run: seconds (from QEMU's start) to wait for the text, or for
+        /// the command's end.
+        #[arg(long, default_value_t = 300)]
         timeout: u64,
         /// The tree (default: BUILD_HELPER_TREE, else the current directory).
         #[arg(long)]
@@ -681,6 +689,7 @@ fn dispatch(cli: Cli, sys: Arc<dyn Sys>) -> anyhow::Result<i32> {
             accel,
             memory,
             expect,
+            run,
             timeout,
             tree,
         } => {
@@ -709,9 +718,14 @@ fn dispatch(cli: Cli, sys: Arc<dyn Sys>) -> anyhow::Result<i32> {
                     AccelArg::Tcg => Some(boot::Accel::Tcg),
                 },
                 memory_mib: memory,
-                smoke: expect.is_some(),
+                smoke: expect.is_some() || run.is_some(),
             };
-            cmd_boot(&tree_arg(tree), &build, &req, expect.as_deref(), timeout)
+            let watch = match (expect, run) {
+                (Some(text), _) => Some(BootWatch::Expect(text)),
+                (None, Some(cmd)) => Some(BootWatch::Run(cmd)),
+                (None, None) => None,
+            };
+            cmd_boot(&tree_arg(tree), &build, &req, watch, timeout)
         }
         Command::Attach { run, tree } => attach::daemon::command(&tree_arg(tree), run.as_deref()),
         Command::Supervise { run, mode, lock_fd } => {
@@ -732,14 +746,29 @@ fn dispatch(cli: Cli, sys: Arc<dyn Sys>) -> anyhow::Result<i32> {
     }
 }
 
-/// `build-helper boot`: locate, prepare, then run QEMU on the terminal or as a smoke test.
+/// What `boot` watches the console for: a text (`--expect`) or a command's end (`--run`).
+enum BootWatch {
+    Expect(String),
+    Run(String),
+}
+
+/// `build-helper boot`: locate, prepare, then run QEMU on the terminal, as a smoke test or
+/// with a command typed on the booted console.
 fn cmd_boot(
     tree: &Path,
     what: &str,
     req: &boot::BootRequest,
-    expect: Option<&str>,
+    watch: Option<BootWatch>,
     timeout: u64,
 ) -> anyhow::Result<i32> {
+    // A command the console cannot take is refused before anything boots.
+    let marker = boot::run::new_marker();
+    let typed = match &watch {
+        Some(BootWatch::Run(cmd)) => {
+            Some(boot::run::command_line(&marker, cmd).map_err(|e| UsageError(e.to_string()))?)
+        }
+        _ => None,
+    };
     let build = boot::find_build(tree, what).map_err(|e| UsageError(e.to_string()))?;
     let (qemu, spec) = boot::prepare(&build, req).map_err(|e| UsageError(e.to_string()))?;
     let args = boot::qemu::qemu_args(&spec);
@@ -749,39 +778,78 @@ fn cmd_boot(
     };
     eprintln!("build-helper: booting {} ({accel})", build.dir.display());
     eprintln!("build-helper: {} {}", qemu.display(), args.join(" "));
-    let Some(expect) = expect else {
-        let status = boot::console::interactive(&qemu, &args)?;
-        return Ok(status.code().unwrap_or(1));
+    let timeout_d = std::time::Duration::from_secs(timeout);
+    let save = |bytes: &[u8]| -> String {
+        match boot::save_transcript(&build.dir, bytes) {
+            Ok(p) => format!("transcript: {}", p.display()),
+            Err(e) => format!("the transcript was not kept: {e}"),
+        }
     };
-    let transcript = build.dir.join("boot-console.log");
-    let r = boot::console::smoke(
-        &qemu,
-        &args,
-        expect,
-        std::time::Duration::from_secs(timeout),
-        &transcript,
-        &mut std::io::stdout(),
-    )?;
-    let t = transcript.display();
-    match r.outcome {
-        boot::console::Outcome::Seen(at) => {
-            eprintln!(
-                "build-helper: `{expect}` seen after {:.1} s; transcript: {t}",
-                at.as_secs_f64()
-            );
-            Ok(0)
+    match (watch, typed) {
+        (Some(BootWatch::Run(_)), Some(typed)) => {
+            let r = boot::console::run(
+                &qemu,
+                &args,
+                &typed,
+                &marker,
+                timeout_d,
+                &mut std::io::stderr(),
+            )?;
+            let t = save(&r.transcript);
+            match r.outcome {
+                boot::console::RunOutcome::Ran { ran, booted } => {
+                    eprintln!(
+                        "\nbuild-helper: a shell answered {:.1} s after QEMU started; the \
+                         command exited with {}; {t}",
+                        booted.as_secs_f64(),
+                        ran.status
+                    );
+                    print_quietly_on_closed_pipe(&ran.output)?;
+                    Ok(ran.status)
+                }
+                boot::console::RunOutcome::Ended(status) => {
+                    eprintln!(
+                        "\nbuild-helper: QEMU ended ({status}) before the command finished; {t}"
+                    );
+                    Ok(125)
+                }
+                boot::console::RunOutcome::TimedOut { shell } => {
+                    let what = if shell {
+                        "the command did not finish"
+                    } else {
+                        "no shell answered on the console"
+                    };
+                    eprintln!("\nbuild-helper: {what} within {timeout} s (QEMU stopped); {t}");
+                    Ok(124)
+                }
+            }
         }
-        boot::console::Outcome::Ended(status) => {
-            eprintln!(
-                "build-helper: QEMU ended ({status}) before `{expect}` was seen; transcript: {t}"
-            );
-            Ok(1)
+        (Some(BootWatch::Expect(expect)), _) => {
+            let r = boot::console::smoke(&qemu, &args, &expect, timeout_d, &mut std::io::stdout())?;
+            let t = save(&r.transcript);
+            match r.outcome {
+                boot::console::Outcome::Seen(at) => {
+                    eprintln!(
+                        "build-helper: `{expect}` seen after {:.1} s; {t}",
+                        at.as_secs_f64()
+                    );
+                    Ok(0)
+                }
+                boot::console::Outcome::Ended(status) => {
+                    eprintln!(
+                        "build-helper: QEMU ended ({status}) before `{expect}` was seen; {t}"
+                    );
+                    Ok(1)
+                }
+                boot::console::Outcome::TimedOut => {
+                    eprintln!("build-helper: no `{expect}` within {timeout} s (QEMU stopped); {t}");
+                    Ok(1)
+                }
+            }
         }
-        boot::console::Outcome::TimedOut => {
-            eprintln!(
-                "build-helper: no `{expect}` within {timeout} s (QEMU stopped); transcript: {t}"
-            );
-            Ok(1)
+        _ => {
+            let status = boot::console::interactive(&qemu, &args)?;
+            Ok(status.code().unwrap_or(1))
         }
     }
 }

@@ -5,26 +5,35 @@
 //! serial console ([`console`]). The command lines themselves are built in [`qemu`].
 //!
 //! Not for: building anything, or writing to the build (the medium is read-only; only the
-//! console transcript `boot-console.log` is written next to the artifacts).
+//! console transcript `boot-console.log` is written next to the artifacts, through
+//! [`crate::saferoot`]: builds/ is writable from every chroot, so a link planted there is
+//! replaced, never written through).
 //!
 //! A build directory is `builds/<tuple>.<name>.<date>/` as the recipe's `collect` step leaves
-//! it (spec/recipe.md): the kernel in `EFI/boot/bootx64.efi` (a raspberry pi's in
+//! it (docs/recipe.md): the kernel in `EFI/boot/bootx64.efi` (a raspberry pi's in
 //! `boot/kernel8.img` or `boot/kernel.img`, m68k's in `kernel`), the separate initramfs in
-//! `initramfs`, split images as `base`, `<world>` and `config`.
+//! `initramfs`, split images as `base`, `<world>` and `config`. A target's build is found
+//! from the run records (`work/<run>/`, root's alone), never from the names under builds/.
 
 pub mod console;
 pub mod qemu;
+pub mod run;
 
 use std::path::{Path, PathBuf};
 
 use crate::config::{self, Target, TargetConfig};
+use crate::saferoot::{Resolve, Root, SafeError};
 pub use qemu::{Accel, Arch, BootSpec, Medium};
 
 /// What went wrong before QEMU started; every message says what, where and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {
-    #[error("no build of {target} in {dir}: run the build first (build-helper run STARTER)")]
-    NoBuild { target: String, dir: PathBuf },
+    #[error(
+        "no finished build of {target} in the run records of {work} (a run whose `collect` \
+         step is done, its directory under builds/): run the build first (build-helper run \
+         STARTER), or name a build directory"
+    )]
+    NoBuild { target: String, work: PathBuf },
     #[error(
         "{0}: not a build directory (builds/<tuple>.<name>.<date>/) nor a target (<tuple>.<name>)"
     )]
@@ -57,7 +66,7 @@ pub enum BootError {
 #[derive(Debug, Clone, Default)]
 pub struct BootRequest {
     /// `squash_stack`; `None`: the build's world tree (every world image, children above
-    /// their parents).
+    /// their parents), or, for a target without worlds, nothing (the init's default).
     pub stack: Option<Vec<String>>,
     /// `squash_load`; `None`: the init's default.
     pub load: Option<Vec<String>>,
@@ -84,10 +93,13 @@ pub struct Build {
     pub config: TargetConfig,
 }
 
-/// Finds the build to boot: `what` is a build directory, or a target `<tuple>.<name>` whose
-/// newest complete build (the greatest date whose `EFI/` or `boot/` exists) under
-/// `<tree>/builds/` is taken. The target's configuration is read from `<tree>/configs/`
-/// (for a build directory: the tree two levels above it).
+/// Finds the build to boot: `what` is a build directory (named by the user: trusted), or a
+/// target `<tuple>.<name>`, whose build is the newest finished one in the run records: of
+/// the runs under `<tree>/work/` whose plan holds the target and whose checkpoint has its
+/// `collect` step done, the greatest plan date; its directory `builds/<target>.<date>` must
+/// be a directory, not a link. Directory names under builds/ (writable from every chroot)
+/// choose nothing. The target's configuration is read from `<tree>/configs/` (for a build
+/// directory: the tree two levels above it).
 ///
 /// Errors: [`BootError::NoBuild`], [`BootError::NotABuild`], [`BootError::Config`].
 pub fn find_build(tree: &Path, what: &str) -> Result<Build, BootError> {
@@ -111,22 +123,9 @@ pub fn find_build(tree: &Path, what: &str) -> Result<Build, BootError> {
         (dir, target, tree)
     } else {
         let target = Target::parse(what).map_err(|_| BootError::NotABuild(what.into()))?;
-        let builds = tree.join("builds");
-        let prefix = format!("{target}.");
-        let mut found: Vec<PathBuf> = std::fs::read_dir(&builds)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-            .map(|e| e.path())
-            .filter(|p| {
-                p.join("EFI").is_dir() || p.join("boot").is_dir() || p.join("kernel").is_file()
-            })
-            .collect();
-        found.sort();
-        let dir = found.pop().ok_or_else(|| BootError::NoBuild {
+        let dir = recorded_build(tree, &target).ok_or_else(|| BootError::NoBuild {
             target: target.to_string(),
-            dir: builds.clone(),
+            work: crate::rundir::work(tree),
         })?;
         (dir, target, tree.to_path_buf())
     };
@@ -142,8 +141,57 @@ pub fn find_build(tree: &Path, what: &str) -> Result<Build, BootError> {
     Ok(Build { dir, config })
 }
 
+/// The newest finished build of `target` in the run records of `tree` (see [`find_build`]);
+/// runs whose plan or checkpoint cannot be read are passed over.
+fn recorded_build(tree: &Path, target: &Target) -> Option<PathBuf> {
+    let builds = tree.join("builds");
+    crate::rundir::runs(tree)
+        .iter()
+        .filter_map(|run| {
+            let plan = crate::rundir::load_plan(run).ok()?;
+            plan.targets.iter().find(|t| &t.target == target)?;
+            let cp = crate::rundir::load_checkpoint(run, Some(&plan)).ok()?;
+            let record = cp.targets.iter().find(|t| &t.target == target)?;
+            let collected = record
+                .steps
+                .iter()
+                .any(|s| s.name == "collect" && s.state == crate::engine::state::StepState::Done);
+            collected.then_some(plan.date)
+        })
+        .filter(|date| {
+            std::fs::symlink_metadata(builds.join(format!("{target}.{date}")))
+                .is_ok_and(|m| m.file_type().is_dir())
+        })
+        .max()
+        .map(|date| builds.join(format!("{target}.{date}")))
+}
+
+/// Writes the console transcript `bytes` to `<build dir>/boot-console.log` (mode 0644)
+/// through [`crate::saferoot`]: the build directory is opened from its parent without
+/// following a link, and a link at `boot-console.log` is replaced, never written through.
+/// Returns the file's path.
+///
+/// Errors: [`crate::saferoot::SafeError`] (a build directory that is a link is
+/// [`crate::saferoot::SafeError::Escapes`]).
+pub fn save_transcript(build_dir: &Path, bytes: &[u8]) -> Result<PathBuf, SafeError> {
+    let (Some(parent), Some(name)) = (build_dir.parent(), build_dir.file_name()) else {
+        return Err(SafeError::Io {
+            path: build_dir.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a build directory"),
+        });
+    };
+    let root = Root::open(parent)?;
+    let rel = Path::new(name).join(TRANSCRIPT);
+    root.replace(&rel, Resolve::NoSymlinks, bytes, 0o644, false)?;
+    Ok(build_dir.join(TRANSCRIPT))
+}
+
+/// The console transcript's name in the build directory.
+pub const TRANSCRIPT: &str = "boot-console.log";
+
 /// The kernel of a build directory: `EFI/boot/bootx64.efi`, else `boot/kernel8.img`,
-/// `boot/kernel.img`, `kernel` (the places `collect` uses).
+/// `boot/kernel.img`, `kernel` (the places `collect` uses); a link there is not taken (QEMU
+/// would read what it points to, on the build machine).
 ///
 /// Errors: [`BootError::NoKernel`].
 pub fn kernel_of(dir: &Path) -> Result<PathBuf, BootError> {
@@ -156,7 +204,7 @@ pub fn kernel_of(dir: &Path) -> Result<PathBuf, BootError> {
     places
         .iter()
         .map(|p| dir.join(p))
-        .find(|p| p.is_file())
+        .find(|p| is_plain_file(p))
         .ok_or_else(|| BootError::NoKernel {
             dir: dir.to_path_buf(),
             looked: places.join(", "),
@@ -213,6 +261,11 @@ pub fn kvm_works(arch: Arch) -> Result<(), String> {
     Ok(())
 }
 
+/// `path` is a regular file, not a link to one.
+fn is_plain_file(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file())
+}
+
 /// Finds `binary` in PATH.
 fn in_path(binary: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -233,10 +286,14 @@ pub fn prepare(build: &Build, req: &BootRequest) -> Result<(PathBuf, BootSpec), 
     let arch = Arch::from_build_arch(&c.build_arch)
         .ok_or_else(|| BootError::Arch(c.build_arch.clone()))?;
     let kernel = kernel_of(&build.dir)?;
-    let initramfs = Some(build.dir.join("initramfs")).filter(|p| p.is_file());
-    let stack = req.stack.clone().unwrap_or_else(|| default_stack(c));
+    let initramfs = Some(build.dir.join("initramfs")).filter(|p| is_plain_file(p));
+    // No world and no --stack: nothing is passed, the init's default (`extra`) applies.
+    let stack = req
+        .stack
+        .clone()
+        .or_else(|| Some(default_stack(c)).filter(|s| !s.is_empty()));
     let in_dir = |name: &str| build.dir.join(name).is_file();
-    for name in stack.iter().chain(req.load.iter().flatten()) {
+    for name in stack.iter().flatten().chain(req.load.iter().flatten()) {
         if !in_dir(name) && c.split_extra {
             let mut have: Vec<String> = std::fs::read_dir(&build.dir)
                 .into_iter()
@@ -268,7 +325,7 @@ pub fn prepare(build: &Build, req: &BootRequest) -> Result<(PathBuf, BootSpec), 
     }
     let medium = req
         .medium
-        .unwrap_or_else(|| default_medium(&build.dir, &stack));
+        .unwrap_or_else(|| default_medium(&build.dir, stack.as_deref().unwrap_or_default()));
     let accel = match req.accel {
         Some(Accel::Kvm) => {
             kvm_works(arch).map_err(BootError::NoKvm)?;

@@ -98,8 +98,9 @@ pub struct BootSpec {
     pub build_dir: PathBuf,
     /// How the build directory reaches the guest.
     pub medium: Medium,
-    /// `squash_stack`: world images over base, leftmost on top; empty: base only.
-    pub stack: Vec<String>,
+    /// `squash_stack`: world images over base, leftmost on top; empty: base only; `None`:
+    /// not passed, the init's default applies (`extra` when it finds one, as the original).
+    pub stack: Option<Vec<String>>,
     /// `squash_load`: images copied into memory with docache; `None`: the init's default
     /// (the stack).
     pub load: Option<Vec<String>>,
@@ -132,8 +133,8 @@ pub fn kernel_cmdline(spec: &BootSpec) -> String {
             args.push("squash_type=vfat".into());
         }
     }
-    if !spec.stack.is_empty() {
-        args.push(format!("squash_stack={}", spec.stack.join(":")));
+    if let Some(stack) = &spec.stack {
+        args.push(format!("squash_stack={}", stack.join(":")));
     }
     if let Some(load) = &spec.load {
         args.push(format!("squash_load={}", load.join(":")));
@@ -158,7 +159,9 @@ pub fn qemu_args(spec: &BootSpec) -> Vec<String> {
     match (spec.accel, spec.arch) {
         (Accel::Kvm, _) => push(&["-accel", "kvm", "-cpu", "host"]),
         (Accel::Tcg, Arch::X86_64) => push(&["-accel", "tcg"]),
-        (Accel::Tcg, Arch::Aarch64) => push(&["-accel", "tcg", "-cpu", "max"]),
+        // A plain ARMv8.0 core: `max` adds pointer authentication, whose emulation makes a
+        // TCG boot several times slower.
+        (Accel::Tcg, Arch::Aarch64) => push(&["-accel", "tcg", "-cpu", "cortex-a57"]),
     }
     let memory = spec.memory_mib.to_string();
     push(&["-m", &memory, "-smp", "1", "-nic", "none", "-no-reboot"]);
@@ -203,7 +206,7 @@ mod tests {
             initramfs: Some("/t/builds/x.demo.1/initramfs".into()),
             build_dir: "/t/builds/x.demo.1".into(),
             medium: Medium::NineP,
-            stack: vec!["tools".into(), "net".into()],
+            stack: Some(vec!["tools".into(), "net".into()]),
             load: None,
             docache: false,
             append: vec![],
@@ -244,7 +247,10 @@ mod tests {
     fn images_inside_the_initramfs_need_no_medium() {
         let mut s = spec();
         s.medium = Medium::None;
-        s.stack.clear();
+        s.stack = Some(vec![]);
+        assert_eq!(kernel_cmdline(&s), "console=ttyS0 panic=-1 squash_stack=");
+        // No stack at all: the init's default (`extra` when it finds one) applies.
+        s.stack = None;
         assert_eq!(kernel_cmdline(&s), "console=ttyS0 panic=-1");
         assert!(!qemu_args(&s).iter().any(|a| a.contains("9p")));
     }

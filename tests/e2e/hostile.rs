@@ -632,3 +632,109 @@ fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
         buf
     })
 }
+
+/// A tree whose run records (plan and checkpoint under work/) say that demo-a's `collect`
+/// finished in a run at `date`, with that build directory holding Debian's kernel (from
+/// scripts/install-deps.sh) and no initramfs: QEMU boots it to a quick panic and exits.
+fn recorded_kernel_only_build(date: &str) -> (Tree, PathBuf) {
+    let st = Command::new(format!("{SRC}/scripts/install-deps.sh"))
+        .status()
+        .expect("run scripts/install-deps.sh");
+    assert!(st.success(), "scripts/install-deps.sh failed");
+    let tree = Tree::new();
+    let starter = build_helper::starter::load(&tree.starter(), &|_| None).unwrap();
+    let plan = build_helper::plan::build(&starter, date, None).unwrap();
+    let run = tree.path().join("work").join(&plan.run_id);
+    std::fs::create_dir_all(&run).unwrap();
+    build_helper::rundir::save_plan(&run, &plan).unwrap();
+    let mut cp = build_helper::engine::state::Checkpoint::new(&plan);
+    let a = build_helper::config::Target::parse("x86_64-unknown-linux-musl.demo-a").unwrap();
+    cp.step_started(&a, "collect", 1);
+    cp.step_finished(&a, "collect", 0, 1);
+    build_helper::rundir::save_checkpoint(&run, &cp).unwrap();
+    let build = kernel_only_build(&tree, date);
+    (tree, build)
+}
+
+/// `builds/x86_64-unknown-linux-musl.demo-a.<date>/` with Debian's kernel alone.
+fn kernel_only_build(tree: &Tree, date: &str) -> PathBuf {
+    let build = tree
+        .path()
+        .join(format!("builds/x86_64-unknown-linux-musl.demo-a.{date}"));
+    std::fs::create_dir_all(build.join("EFI/boot")).unwrap();
+    std::fs::copy(
+        "/var/cache/build-helper/demo-kernel/vmlinuz",
+        build.join("EFI/boot/bootx64.efi"),
+    )
+    .unwrap();
+    build
+}
+
+/// `build-helper boot demo-a --accel tcg --run true` in `tree`: the kernel panics without
+/// an initramfs, QEMU ends (exit 125) and the transcript is written.
+fn boot_kernel_only(tree: &Tree) -> Output {
+    bh_within(
+        tree,
+        tree.path(),
+        &[
+            "boot",
+            "x86_64-unknown-linux-musl.demo-a",
+            "--accel",
+            "tcg",
+            "--run",
+            "true",
+            "--timeout",
+            "120",
+        ]
+        .map(std::ffi::OsStr::new),
+        180,
+    )
+}
+
+#[test]
+fn a_console_transcript_link_planted_in_builds_is_replaced_not_written_through() {
+    require_root();
+    let (tree, build) = recorded_kernel_only_build("20260101-000000");
+    // A build (writable builds/ from its chroot) plants boot-console.log -> a host file.
+    let victim = tree.path().join("victim");
+    std::fs::write(&victim, "host file\n").unwrap();
+    symlink(&victim, build.join("boot-console.log")).unwrap();
+    let out = boot_kernel_only(&tree);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "host file\n");
+    let log = build.join("boot-console.log");
+    assert!(std::fs::symlink_metadata(&log)
+        .unwrap()
+        .file_type()
+        .is_file());
+    let transcript = std::fs::read_to_string(&log).unwrap();
+    assert!(transcript.contains("Linux version"), "{transcript}");
+    assert!(
+        stderr.contains(&format!("transcript: {}", log.display())),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_build_directory_planted_under_builds_is_not_booted() {
+    require_root();
+    let (tree, recorded) = recorded_kernel_only_build("20260101-000000");
+    // Newest by name, but no run record names it.
+    let planted = kernel_only_build(&tree, "99999999-999999");
+    let out = boot_kernel_only(&tree);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("booting {} (TCG", recorded.display())),
+        "{stderr}"
+    );
+    assert!(recorded.join("boot-console.log").is_file());
+    assert!(!planted.join("boot-console.log").exists());
+    // Without a run record the planted directory alone is no build.
+    std::fs::remove_dir_all(tree.path().join("work")).unwrap();
+    let out = boot_kernel_only(&tree);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no finished build"), "{stderr}");
+    assert!(!planted.join("boot-console.log").exists());
+}
