@@ -148,10 +148,10 @@ impl TargetRecord {
             TargetState::Failed
         } else if self.steps.iter().any(|s| s.state == StepState::Interrupted) {
             TargetState::Interrupted
-        } else if self.steps.iter().any(|s| s.state == StepState::Done) {
-            // Stopped between two steps (supervisor died): resumable, shown as failed.
-            TargetState::Failed
         } else {
+            // Not started, or between two steps of a live run (its worker is about to start
+            // the next one, or waits for its toolchain): no step failed, so not failed. A
+            // run that ended there gets an interrupted step from the crash rule.
             TargetState::Waiting
         }
     }
@@ -279,6 +279,17 @@ impl Checkpoint {
     pub fn restore(&mut self) {
         for t in &mut self.targets {
             t.rescue = None;
+            // Stopped between two steps: the next step is the one the end interrupted.
+            let started = t.steps.iter().any(|s| s.state == StepState::Done);
+            let settled = t
+                .steps
+                .iter()
+                .all(|s| matches!(s.state, StepState::Done | StepState::Pending));
+            if started && settled {
+                if let Some(next) = t.steps.iter_mut().find(|s| s.state == StepState::Pending) {
+                    next.state = StepState::Interrupted;
+                }
+            }
         }
         for s in self
             .targets
@@ -530,6 +541,9 @@ impl Drop for CheckpointWriter {
         self.finish();
     }
 }
+
+#[cfg(test)]
+mod props;
 
 #[cfg(test)]
 mod tests {
