@@ -231,9 +231,10 @@ pub async fn supervise(
     mut requests: mpsc::UnboundedReceiver<Request>,
 ) -> anyhow::Result<i32> {
     // Signals first: every phase from here on can be stopped.
-    // A front end that draws its terminal is gone with it; the others outlive it.
-    let mut signals =
-        Signals::install(!ui.owns_terminal()).context("installing the signal handlers")?;
+    // A front end that draws this process's own terminal is gone with it; the others, and
+    // a detached supervisor (no controlling terminal), outlive it.
+    let ignore_hangup = !ui.owns_terminal() || !signals::has_controlling_terminal();
+    let mut signals = Signals::install(ignore_hangup).context("installing the signal handlers")?;
     let (mut sup, mut msg_rx, mut out_rx) = Supervisor::new(prepared, sys, ui)?;
 
     // The socket: private to root (mode 0600 in a 0700 directory, and each peer's
@@ -247,8 +248,9 @@ pub async fn supervise(
     }) {
         Ok(l) => l,
         Err(e) => {
-            sup.writer.finish();
-            return Err(anyhow::Error::new(e).context(format!("listening on {}", socket.display())));
+            let e = anyhow::Error::new(e).context(format!("listening on {}", socket.display()));
+            sup.ended_early(&format!("{e:#}"));
+            return Err(e);
         }
     };
     let first = sup.run.begin();
@@ -338,9 +340,9 @@ pub async fn supervise(
     }
     // The machine always ends with `End`; an empty queue means it was never begun.
     sup.teardown();
-    sup.writer.finish();
-    sup.ui.close();
-    anyhow::bail!("internal error: the run machine stopped without an end")
+    let why = "internal error: the run machine stopped without an end";
+    sup.ended_early(why);
+    anyhow::bail!(why)
 }
 
 /// The input that abandons a phase in flight: a signal or the front end's quit (a stop), or
