@@ -6,7 +6,9 @@
 //! under an overlay whose upper directory is a tmpfs, in a private mount namespace: nothing
 //! is written to the history, and every mount disappears with the command. distccd runs in
 //! the foreground and logs to the terminal; Ctrl-C (or SIGTERM) stops it and the mounts are
-//! taken down.
+//! taken down, and its scratch directory removed ([`super::scratch`]). It warns when its
+//! `--allow` list is wider than the machine's own networks or it listens on every address
+//! without `--listen` ([`super::exposure`]).
 //!
 //! Not for: scheduling jobs, discovering helpers (zeroconf) or authentication; distccd's own
 //! `--allow` list is the access control.
@@ -38,6 +40,9 @@ pub struct HelperOptions {
     pub history: HistorySel,
     /// Address distccd listens on (`0.0.0.0`: every IPv4 address).
     pub listen: IpAddr,
+    /// Whether `--listen` was given (listening on every address by default is warned
+    /// about, see [`super::exposure::warnings`]).
+    pub listen_given: bool,
     /// TCP port.
     pub port: u16,
     /// Networks allowed to connect, as distccd's `--allow` takes them (`ADDR` or
@@ -195,14 +200,39 @@ pub fn serve(sys: &dyn Sys, opts: &HelperOptions) -> anyhow::Result<i32> {
             ))
         })?;
     history::check(&file, kind).map_err(UsageError)?;
+    for w in super::exposure::warnings(
+        &opts.allow,
+        opts.listen,
+        opts.listen_given,
+        &super::exposure::own_networks(),
+    ) {
+        eprintln!("distcc-helper: warning: {w}");
+    }
+    // What helpers killed with SIGKILL left behind.
+    let (removed, failed) = super::scratch::remove_stale(&std::env::temp_dir());
+    for d in removed {
+        eprintln!(
+            "distcc-helper: removed {}, left by a helper that was killed",
+            d.display()
+        );
+    }
+    for f in failed {
+        eprintln!("distcc-helper: warning: cannot remove a killed helper's directory {f}");
+    }
     crate::supervisor::private_namespace(sys)?;
-    let work = tempfile::Builder::new()
-        .prefix("build-helper-distcc-")
-        .tempdir()
-        .context("creating the helper's mount directory")?;
+    // Removed when this function returns, whatever the way (mounts first).
+    let work = super::scratch::Scratch::new()?;
     let m = work.path().join("M");
     let result = mount_and_run(sys, opts, &file, kind, work.path(), &m);
     let down = mounts::teardown(sys, &m, true);
+    if down.is_err() {
+        // Never remove a directory with mounts below it (the history, /dev).
+        let kept = work.keep();
+        eprintln!(
+            "distcc-helper: {} is kept: its mounts could not all be taken down",
+            kept.display()
+        );
+    }
     let code = result?;
     down.context("taking the history's mounts down")?;
     Ok(code)
@@ -393,6 +423,7 @@ mod tests {
             tree: PathBuf::from("/t"),
             history: HistorySel::Latest,
             listen: "127.0.0.1".parse().unwrap(),
+            listen_given: true,
             port: DEFAULT_PORT,
             allow: allow.iter().map(|s| s.to_string()).collect(),
             jobs: 4,
