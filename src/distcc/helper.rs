@@ -190,16 +190,6 @@ pub fn serve(sys: &dyn Sys, opts: &HelperOptions) -> anyhow::Result<i32> {
         )
         .into());
     }
-    let (file, kind) = history::resolve(&opts.tree, &opts.history)
-        .map_err(UsageError)?
-        .ok_or_else(|| {
-            UsageError(format!(
-                "distcc-helper: there is no history in {}; copy one there (history/<date>.sqfs) or \
-                 give its path with --history",
-                opts.tree.join("history").display()
-            ))
-        })?;
-    history::check(&file, kind).map_err(UsageError)?;
     for w in super::exposure::warnings(
         &opts.allow,
         opts.listen,
@@ -219,7 +209,33 @@ pub fn serve(sys: &dyn Sys, opts: &HelperOptions) -> anyhow::Result<i32> {
     for f in failed {
         eprintln!("distcc-helper: warning: cannot remove a killed helper's directory {f}");
     }
+    let (file, kind) = history::resolve(&opts.tree, &opts.history)
+        .map_err(UsageError)?
+        .ok_or_else(|| {
+            UsageError(format!(
+                "distcc-helper: there is no history in {}; copy one there (history/<date>.sqfs) or \
+                 give its path with --history",
+                opts.tree.join("history").display()
+            ))
+        })?;
+    history::check(&file, kind).map_err(UsageError)?;
     crate::supervisor::private_namespace(sys)?;
+    // From here on a stop signal is an exit this command controls: the mounts come down and
+    // the scratch directory goes.
+    for sig in [
+        nix::sys::signal::Signal::SIGINT,
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGHUP,
+    ] {
+        let action = nix::sys::signal::SigAction::new(
+            nix::sys::signal::SigHandler::Handler(on_stop),
+            nix::sys::signal::SaFlags::empty(),
+            nix::sys::signal::SigSet::empty(),
+        );
+        // SAFETY: the handler only stores into an atomic.
+        unsafe { nix::sys::signal::sigaction(sig, &action) }
+            .context("installing the stop handler")?;
+    }
     // Removed when this function returns, whatever the way (mounts first).
     let work = super::scratch::Scratch::new()?;
     let m = work.path().join("M");
@@ -364,26 +380,20 @@ fn mount_and_run(
     use std::io::Write;
     let _ = std::io::stdout().flush();
 
-    for sig in [
-        nix::sys::signal::Signal::SIGINT,
-        nix::sys::signal::Signal::SIGTERM,
-        nix::sys::signal::Signal::SIGHUP,
-    ] {
-        let action = nix::sys::signal::SigAction::new(
-            nix::sys::signal::SigHandler::Handler(on_stop),
-            nix::sys::signal::SaFlags::empty(),
-            nix::sys::signal::SigSet::empty(),
-        );
-        // SAFETY: the handler only stores into an atomic.
-        unsafe { nix::sys::signal::sigaction(sig, &action) }
-            .context("installing the stop handler")?;
+    if STOP.load(Ordering::SeqCst) != 0 {
+        // Stopped while mounting: distccd never starts.
+        return Ok(0);
     }
     let program = format!("/{distccd}");
     let child = sys.spawn_chrooted(chrooted(&root, &program, distccd_args(opts)))?;
     // Waited for here, not with `child.wait()`: a stop signal interrupts waitpid (EINTR)
     // and is forwarded to distccd.
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let mut forwarded = 0;
+    let mut forwarded = STOP.load(Ordering::SeqCst);
+    if forwarded != 0 {
+        // Stopped between the check above and the start: waitpid will not be interrupted.
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    }
     loop {
         match nix::sys::wait::waitpid(pid, None) {
             Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => {

@@ -6,8 +6,10 @@
 //! process), and its mounts went with that helper's private mount namespace.
 //!
 //! Never removed: a directory whose lock is held (a live helper), one with anything mounted
-//! below it in this namespace, or a link; a directory without a lock file only once it is
-//! older than a minute (a helper may be between making it and locking it).
+//! below it in this namespace, or a link. A directory without a lock file (an older
+//! build-helper's) only when the helper its mount journal names is gone, or, without a
+//! journal, once it is older than a minute (a helper may be between making it and locking
+//! it).
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -91,11 +93,16 @@ fn is_stale(dir: &Path) -> bool {
             let got = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
             got == 0
         }
-        Err(_) => meta
-            .modified()
-            .ok()
-            .and_then(|m| m.elapsed().ok())
-            .is_some_and(|age| age > UNLOCKED_GRACE),
+        // Made by a build-helper without the lock: its mount journal names the helper.
+        Err(_) => match crate::mounts::journal::Journal::load(dir) {
+            Ok(Some(j)) => !crate::rundir::procs::alive(j.pid),
+            Ok(None) => meta
+                .modified()
+                .ok()
+                .and_then(|m| m.elapsed().ok())
+                .is_some_and(|age| age > UNLOCKED_GRACE),
+            Err(_) => false,
+        },
     }
 }
 
