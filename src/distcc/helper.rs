@@ -295,7 +295,8 @@ fn entries(file: &Path, kind: HistoryType, m: &Path) -> Vec<Entry> {
     ]
 }
 
-/// `program` with `args`, to run chrooted in `root` in this command's process group, with
+/// `program` with `args`, to run chrooted in `root` in this command's process group (set
+/// [`ChrootCommand::group`] to change it), with
 /// a minimal environment (a standard `PATH`, `HOME` and `TMPDIR` at `/tmp`).
 fn chrooted(root: &Path, program: &str, args: Vec<String>) -> ChrootCommand {
     ChrootCommand {
@@ -385,8 +386,11 @@ fn mount_and_run(
         return Ok(0);
     }
     let program = format!("/{distccd}");
-    let child = sys.spawn_chrooted(chrooted(&root, &program, distccd_args(opts)))?;
-    // Waited for here, not with `child.wait()`: a stop signal interrupts waitpid (EINTR)
+    let mut cmd = chrooted(&root, &program, distccd_args(opts));
+    // Its own process group, killed whole when it ends: no compiler it started outlives it.
+    cmd.group = Group::Own;
+    let child = sys.spawn_chrooted(cmd)?;
+    // Waited for here, not with `child.wait()`: a stop signal interrupts waitid (EINTR)
     // and is forwarded to distccd.
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let mut forwarded = STOP.load(Ordering::SeqCst);
@@ -394,9 +398,17 @@ fn mount_and_run(
         // Stopped between the check above and the start: waitpid will not be interrupted.
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
     }
+    // Ended, not reaped yet (WNOWAIT: its pid, the group's id, names no one else while its
+    // group is killed), then reaped.
+    let end_group = || {
+        let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(pid, None);
+    };
     loop {
-        match nix::sys::wait::waitpid(pid, None) {
+        use nix::sys::wait::{Id, WaitPidFlag};
+        match nix::sys::wait::waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
             Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => {
+                end_group();
                 return Ok(if STOP.load(Ordering::SeqCst) != 0 {
                     0
                 } else {
@@ -404,6 +416,7 @@ fn mount_and_run(
                 });
             }
             Ok(nix::sys::wait::WaitStatus::Signaled(_, sig, _)) => {
+                end_group();
                 return Ok(if STOP.load(Ordering::SeqCst) != 0 {
                     0
                 } else {
