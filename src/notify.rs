@@ -104,33 +104,42 @@ impl Notifier {
         let started = Instant::now();
         let outcome = loop {
             stderr.drain();
-            // Ended but not reaped yet (a zombie keeps its pid, so its process group id
-            // names no one else while the group is killed below).
-            if !crate::rundir::procs::alive(child.id()) {
-                break match child.try_wait() {
-                    Ok(Some(status)) => {
-                        use std::os::unix::process::ExitStatusExt;
-                        let code = status
-                            .code()
-                            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-                        if code == 0 {
-                            Outcome::Sent
-                        } else {
-                            Outcome::Failed(code)
+            // Ended, not reaped yet (waitid(2) with WNOWAIT): a zombie keeps its pid, so the
+            // group id names no one else while the group is killed (what the command left
+            // in the background belongs to the run and ends with the command); then reaped.
+            use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+            let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+            match waitid(Id::Pid(group), flags) {
+                Ok(WaitStatus::StillAlive) => {}
+                Ok(_) => {
+                    let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+                    break match child.wait() {
+                        Ok(status) => {
+                            use std::os::unix::process::ExitStatusExt;
+                            let code = status
+                                .code()
+                                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+                            if code == 0 {
+                                Outcome::Sent
+                            } else {
+                                Outcome::Failed(code)
+                            }
                         }
-                    }
-                    Ok(None) => continue,
-                    Err(e) => Outcome::NotStarted(e.to_string()),
-                };
+                        Err(e) => Outcome::NotStarted(e.to_string()),
+                    };
+                }
+                Err(e) => {
+                    let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+                    break Outcome::NotStarted(e.to_string());
+                }
             }
             if started.elapsed() >= self.timeout {
+                // The whole process group: a shell's children too.
+                let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
                 break Outcome::TimedOut;
             }
             std::thread::sleep(Duration::from_millis(20));
         };
-        // The whole process group, at the command's end as at its timeout: what it left in
-        // the background belongs to the run and ends with it.
-        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
         let _ = child.wait();
         stderr.drain();
         (outcome, stderr.text())
