@@ -224,7 +224,46 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// ([`crate::sys::LinuxSys`] for real, created once by the binary's `main`).
 ///
 /// Errors: mounts, stage3 ([`UsageError`] when it does not verify), socket.
+///
+/// A panic (an internal error) still ends the run on the record: a line on standard error
+/// (the supervisor's log when detached) and a `run-finished` event `failed`, then the panic
+/// goes on.
 pub async fn supervise(
+    prepared: Prepared,
+    sys: std::sync::Arc<dyn Sys>,
+    ui: Box<dyn Frontend>,
+    requests: mpsc::UnboundedReceiver<Request>,
+) -> anyhow::Result<i32> {
+    use futures_util::FutureExt;
+    let run_dir = prepared.plan.run_dir();
+    let run_id = prepared.plan.run_id.clone();
+    let run = std::panic::AssertUnwindSafe(supervise_run(prepared, sys, ui, requests));
+    match run.catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            use std::io::Write;
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "[build-helper] supervisor {} ends: run {run_id} failed (internal error: {what})",
+                std::process::id()
+            );
+            if let Ok(mut events) = EventLog::open(&run_dir) {
+                events.append(Event::RunFinished {
+                    result: "failed".into(),
+                });
+            }
+            std::panic::resume_unwind(panic)
+        }
+    }
+}
+
+/// [`supervise`] without the panic guard.
+async fn supervise_run(
     prepared: Prepared,
     sys: std::sync::Arc<dyn Sys>,
     ui: Box<dyn Frontend>,

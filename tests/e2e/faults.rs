@@ -1058,3 +1058,52 @@ fn the_detached_supervisor_ignores_sighup_and_logs_its_end_on_sigquit() {
     assert!(out.status.success());
     assert_nothing_left(&tree);
 }
+
+/// Issue 23, finding 3 (the archiver): a squashfs tool that leaves a child (STAND-IN for
+/// mksquashfs: it starts `sleep 600`, writes the start of its output and waits) runs in a
+/// process group of its own, killed whole when the run stops the archive: no child of it
+/// outlives the run.
+#[test]
+fn stopping_the_archive_kills_the_archivers_whole_group() {
+    require_root();
+    let _heavy = heavy_lock();
+    let tree = Tree::new();
+    let bin = tree.path().join("groupbin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let pid_file = tree.path().join("archiver-child");
+    let script = format!(
+        "#!/usr/bin/env python3\n\
+         # STAND-IN for mksquashfs (squashfs-tools) that leaves a child: the archive never ends.\n\
+         import subprocess, sys, time\n\
+         child = subprocess.Popen(['sleep', '600'])\n\
+         open('{}', 'w').write(str(child.pid))\n\
+         open(sys.argv[2], 'wb').write(b'hsqs partial')\n\
+         time.sleep(600)\n",
+        pid_file.display()
+    );
+    let tool = bin.join("mksquashfs");
+    std::fs::write(&tool, script).unwrap();
+    std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut child = spawn_run(&tree, "run", &[], &[("PATH", &path)]);
+    wait_until(300, "the archive to start", || {
+        partial_history(&tree) && pid_file.exists()
+    });
+    let sleep_pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let (code, _) = signal_and_wait(&mut child, nix::sys::signal::Signal::SIGINT);
+    assert_eq!(code, Some(130), "{}", output_of(&tree, "run"));
+    wait_until(5, "the archiver's child to be gone", || {
+        std::fs::read_to_string(format!("/proc/{sleep_pid}/stat"))
+            .map_or(true, |s| s.contains(") Z"))
+    });
+    assert!(histories(&tree).is_empty(), "{:?}", histories(&tree));
+    assert_nothing_left(&tree);
+}
