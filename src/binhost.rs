@@ -204,6 +204,9 @@ pub fn command(sys: &dyn Sys, tree: &Path, run: &str) -> anyhow::Result<i32> {
     if let Some(pid) = mounted.ns_pid {
         sys.join_mount_ns(pid)
             .with_context(|| format!("joining the mount namespace of run {run} (pid {pid})"))?;
+        mounted
+            .check_joined()
+            .map_err(|e| UsageError(e.to_string()))?;
     }
     let mut code = 0;
     for line in index_run(sys, &plan) {

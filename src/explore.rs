@@ -126,7 +126,7 @@ pub fn shell(
 ) -> anyhow::Result<i32> {
     // The one check of a run to enter: id, journal, supervisor alive in its namespace.
     let mounted = crate::rundir::open_mounted(tree, run).map_err(|e| UsageError(e.to_string()))?;
-    let run_dir = mounted.dir;
+    let run_dir = mounted.dir.clone();
     let plan: Plan = crate::rundir::load_plan(&run_dir).map_err(|e| {
         UsageError(format!(
             "run `{run}` cannot be entered ({e:#}); `build-helper status --tree {}` lists the runs",
@@ -157,6 +157,9 @@ pub fn shell(
     if let Some(pid) = ns_pid {
         sys.join_mount_ns(pid)
             .with_context(|| format!("joining the mount namespace of run {run} (pid {pid})"))?;
+        mounted
+            .check_joined()
+            .map_err(|e| UsageError(e.to_string()))?;
     }
     let shell: PathBuf = ["bin/bash", "bin/sh"]
         .iter()

@@ -186,6 +186,25 @@ pub struct Mounted {
     pub ns_pid: Option<u32>,
 }
 
+impl Mounted {
+    /// Checks, after joining [`Mounted::ns_pid`]'s mount namespace, that this process is in
+    /// the namespace the journal recorded: the supervisor could have died, and its pid been
+    /// reused, between [`open_mounted`] and the join.
+    ///
+    /// Errors: [`RunDirError::NotRunning`].
+    pub fn check_joined(&self) -> Result<(), RunDirError> {
+        match (self.ns_pid, self.journal.mnt_ns) {
+            (Some(pid), Some(ns)) if procs::own_mnt_ns() != Some(ns) => {
+                Err(RunDirError::NotRunning {
+                    run: id_of(&self.dir),
+                    pid,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Opens run `name` of `tree` for entering its mounts: the one check every command that
 /// enters a run makes. The id is validated ([`open`]); the run must have a mount journal;
 /// mounts made in a private namespace may be entered only while the supervisor that made

@@ -227,6 +227,14 @@ fn a_live_supervisor_is_entered_only_in_the_namespace_it_recorded() {
     let _held = lock(&dir).unwrap();
     let m = open_mounted(tree.path(), "a-1").unwrap();
     assert_eq!(m.ns_pid, Some(me));
+    // Joined (this process is already there): the namespace is the journal's.
+    m.check_joined().unwrap();
+    let mut moved = m;
+    moved.journal.mnt_ns = procs::own_mnt_ns().map(|n| n + 1);
+    assert!(
+        matches!(moved.check_joined(), Err(RunDirError::NotRunning { .. })),
+        "a pid reused between the check and the join lands in another namespace"
+    );
     // The same pid holding the lock, in another namespace than the journal's.
     mounted_run(tree.path(), me, procs::own_mnt_ns().map(|n| n + 1));
     assert!(matches!(

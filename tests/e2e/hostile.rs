@@ -764,3 +764,58 @@ fn distcc_helper_warns_on_wide_access_and_removes_a_killed_helpers_directory() {
     assert!(!err.contains("warning"), "{err}");
     drop(held);
 }
+
+/// Issue 23, finding 2, the other side: a live run is entered through the same check (the
+/// supervisor holds the run's lock and is in the namespace its journal recorded), and the
+/// shell lands in that namespace, where the target's environment is mounted.
+#[test]
+fn shell_enters_a_live_run_whose_supervisor_holds_it() {
+    require_root();
+    let _heavy = heavy_lock();
+    let tree = Tree::new();
+    let mut run = Command::new(BIN)
+        .args(["run", tree.starter().to_str().unwrap(), "--ui", "plain"])
+        .env("BUILD_HELPER_TREE", tree.path())
+        .env("TARBALL_MIRROR", mirror())
+        .env("BH_OPENPGP_KEY", mirror_key())
+        .env("BH_DEMO_DELAY", "0.2")
+        .env_remove("BH_DEMO_FAIL")
+        .env_remove("TMUX")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let id = loop {
+        let started = tree.newest_run().filter(|r| {
+            std::fs::read_to_string(r.join("events.jsonl"))
+                .is_ok_and(|e| e.contains("\"step-started\""))
+        });
+        if let Some(r) = started {
+            break r.file_name().unwrap().to_string_lossy().into_owned();
+        }
+        assert!(Instant::now() < deadline, "no step started");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = tree.bh(
+        &["shell", &id, "-c", "test -d /proc/self && echo inside"],
+        &[],
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(run.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = run.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("inside"));
+    assert!(tree.bh(&["umount", "--all"], &[]).status.success());
+    assert!(mounts_anywhere(tree.path()).is_empty());
+}
