@@ -819,3 +819,38 @@ fn shell_enters_a_live_run_whose_supervisor_holds_it() {
     assert!(tree.bh(&["umount", "--all"], &[]).status.success());
     assert!(mounts_anywhere(tree.path()).is_empty());
 }
+
+/// Issue 23, finding 9, the helper's own exits: `distcc-helper` ending on an error after it
+/// mounted the history (the demo's history has no distccd) takes its mounts down and removes
+/// its scratch directory.
+#[test]
+fn distcc_helper_removes_its_directory_when_it_ends_on_an_error() {
+    require_root();
+    let _heavy = heavy_lock();
+    let tree = Tree::new();
+    let out = tree.run_demo(&[], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tree.bh(
+        &[
+            "distcc-helper",
+            "--allow",
+            "127.0.0.1",
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            "1",
+        ],
+        &[("TMPDIR", tmp.path().to_str().unwrap())],
+    );
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("has no distccd"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left in TMPDIR: {left:?}");
+    assert!(mounts_anywhere(tree.path()).is_empty());
+    assert!(tree.bh(&["umount", "--all"], &[]).status.success());
+}
