@@ -179,7 +179,8 @@ pub fn index_run(sys: &dyn Sys, plan: &Plan) -> Vec<Result<String, BinhostError>
 /// `--mount-hist` exploration, or a running build, whose mount namespace it joins); prints a
 /// line per directory; returns 0, or 1 when some directory failed.
 ///
-/// Errors: [`UsageError`](crate::error::UsageError) for an unknown or unmounted run, or
+/// Errors: [`UsageError`](crate::error::UsageError) for a bad run id, an unknown or
+/// unmounted run, a run whose supervisor is gone (`crate::rundir::open_mounted`), or
 /// without root; joining the run's namespace failed.
 pub fn command(sys: &dyn Sys, tree: &Path, run: &str) -> anyhow::Result<i32> {
     use anyhow::Context;
@@ -191,23 +192,21 @@ pub fn command(sys: &dyn Sys, tree: &Path, run: &str) -> anyhow::Result<i32> {
         )
         .into());
     }
-    let run_dir = crate::plan::run_dir(tree, run);
-    let plan = crate::commands::load_plan(&run_dir).map_err(|e| {
+    // The one check of a run to enter: id, journal, supervisor alive in its namespace (a
+    // pid reused after the supervisor died must not decide where emaint runs as root).
+    let mounted = crate::rundir::open_mounted(tree, run).map_err(|e| UsageError(e.to_string()))?;
+    let plan = crate::rundir::load_plan(&mounted.dir).map_err(|e| {
         UsageError(format!(
             "run `{run}` cannot be indexed ({e:#}); `build-helper status --tree {}` lists the runs",
             tree.display()
         ))
     })?;
-    let journal = crate::mounts::journal::Journal::load(&run_dir)
-        .map_err(UsageError)?
-        .ok_or_else(|| {
-            UsageError(format!(
-                "run `{run}` is not mounted: mount its history with `build-helper run STARTER --mount-hist`"
-            ))
-        })?;
-    if !journal.host_namespace {
-        sys.join_mount_ns(journal.pid)
-            .with_context(|| format!("joining the mount namespace of run {run}"))?;
+    if let Some(pid) = mounted.ns_pid {
+        sys.join_mount_ns(pid)
+            .with_context(|| format!("joining the mount namespace of run {run} (pid {pid})"))?;
+        mounted
+            .check_joined()
+            .map_err(|e| UsageError(e.to_string()))?;
     }
     let mut code = 0;
     for line in index_run(sys, &plan) {

@@ -32,6 +32,24 @@ pub fn tree_flag(tree: &Path) -> String {
     }
 }
 
+/// `<tree>/work`, or the first run directory in it, when this process may not read it
+/// (permission denied: the runs are root's, mode 0700); `None` when everything is readable
+/// or there is nothing.
+fn unreadable_runs(tree: &Path) -> Option<PathBuf> {
+    let denied = |e: &std::io::Error| e.kind() == std::io::ErrorKind::PermissionDenied;
+    let work = rundir::work(tree);
+    let entries = match std::fs::read_dir(&work) {
+        Ok(d) => d,
+        Err(e) => return denied(&e).then_some(work),
+    };
+    entries.filter_map(|e| e.ok().map(|e| e.path())).find(|d| {
+        d.is_dir()
+            && std::fs::metadata(d.join(rundir::PLAN))
+                .err()
+                .is_some_and(|e| denied(&e))
+    })
+}
+
 /// The directory of run `name` under `<tree>/work` (one with a plan or a mount journal);
 /// `name` must be a plain directory name (no `/`, no `..`).
 ///
@@ -45,6 +63,15 @@ pub fn run_named(tree: &Path, name: &str) -> anyhow::Result<PathBuf> {
 ///
 /// Errors: unknown run, unreadable checkpoint.
 pub fn status(tree: &Path, run: Option<&str>, json: bool) -> anyhow::Result<()> {
+    if let Some(dir) = unreadable_runs(tree) {
+        return Err(UsageError(format!(
+            "build-helper status needs root to read the runs in {} (run directories are \
+             private to root): run it as root, e.g. `sudo build-helper status{}`",
+            dir.display(),
+            tree_flag(tree)
+        ))
+        .into());
+    }
     let dirs = match run {
         Some(name) => vec![run_named(tree, name)?],
         None => runs(tree),
@@ -375,7 +402,8 @@ pub fn clean_dead_run(sys: &dyn Sys, run_dir: &Path) -> Result<Cleaned, CleanErr
     })
 }
 
-/// `build-helper umount RUN|--all`.
+/// `build-helper umount RUN|--all`: cleans up the run(s), then removes the partial archives
+/// interrupted archives left in the history folder (never one a live run may be writing).
 ///
 /// Errors: unknown run, a run still active, mounts that cannot be removed.
 pub fn umount(sys: &dyn Sys, tree: &Path, run: Option<&str>) -> anyhow::Result<()> {
@@ -406,6 +434,18 @@ pub fn umount(sys: &dyn Sys, tree: &Path, run: Option<&str>) -> anyhow::Result<(
                 eprintln!("{}: {e}", d.display());
                 failed = Some(e);
             }
+        }
+    }
+    // What an archive killed with its supervisor left (never a live run's).
+    match crate::history_cmd::remove_stale_partials(tree) {
+        Ok(removed) => {
+            for p in removed {
+                println!("{}: partial archive removed", p.display());
+            }
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            failed.get_or_insert(CleanError::Held(e));
         }
     }
     match failed {

@@ -124,7 +124,9 @@ pub fn shell(
     target: Option<&str>,
     args: &[String],
 ) -> anyhow::Result<i32> {
-    let run_dir = crate::rundir::open(tree, run).map_err(|e| UsageError(e.to_string()))?;
+    // The one check of a run to enter: id, journal, supervisor alive in its namespace.
+    let mounted = crate::rundir::open_mounted(tree, run).map_err(|e| UsageError(e.to_string()))?;
+    let run_dir = mounted.dir.clone();
     let plan: Plan = crate::rundir::load_plan(&run_dir).map_err(|e| {
         UsageError(format!(
             "run `{run}` cannot be entered ({e:#}); `build-helper status --tree {}` lists the runs",
@@ -142,22 +144,7 @@ pub fn shell(
     let tp = plan
         .target(&target)
         .ok_or_else(|| UsageError(format!("run `{run}` has no target {target}")))?;
-    let journal = Journal::load(&run_dir).map_err(UsageError)?.ok_or_else(|| {
-        UsageError(format!(
-            "run `{run}` is not mounted: mount its history with `build-helper run STARTER --mount-hist`"
-        ))
-    })?;
-    // A build mounts in its own namespace: join it (setns needs a single-threaded caller),
-    // only while the supervisor that made it holds the run (a pid may be reused).
-    if !journal.host_namespace && crate::rundir::live_pid(&run_dir) != Some(journal.pid) {
-        return Err(UsageError(format!(
-            "run `{run}` is not running (its supervisor {} is gone): resume it with \
-             `build-helper run STARTER --resume {run}`, or clean up with `build-helper umount {run}`",
-            journal.pid
-        ))
-        .into());
-    }
-    let ns_pid = (!journal.host_namespace).then_some(journal.pid);
+    let ns_pid = mounted.ns_pid;
     let proc_dir = tp.root.join("proc");
     if !is_mounted(sys, ns_pid, &proc_dir) {
         return Err(UsageError(format!(
@@ -170,6 +157,9 @@ pub fn shell(
     if let Some(pid) = ns_pid {
         sys.join_mount_ns(pid)
             .with_context(|| format!("joining the mount namespace of run {run} (pid {pid})"))?;
+        mounted
+            .check_joined()
+            .map_err(|e| UsageError(e.to_string()))?;
     }
     let shell: PathBuf = ["bin/bash", "bin/sh"]
         .iter()

@@ -32,6 +32,15 @@ fn kind_word(k: HistoryType) -> &'static str {
 /// the metadata; `-` where a history has none).
 pub fn list(tree: &Path) {
     let entries = history::list(tree);
+    let partials = history::partials(tree);
+    for p in &partials {
+        println!(
+            "{}: partial archive ({}), not a history: left by an archive that did not finish; \
+             `build-helper umount` removes it",
+            p.display(),
+            human(history::meta::size_of(p))
+        );
+    }
     if entries.is_empty() {
         println!("no history in {}", tree.join("history").display());
         return;
@@ -130,11 +139,35 @@ fn in_use(tree: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Removes all but the newest `keep` histories, never one a run is using.
+/// The plan dates of `tree`'s live runs: a partial archive of one of these dates may be
+/// being written right now.
+fn archiving_dates(tree: &Path) -> Vec<String> {
+    crate::rundir::runs(tree)
+        .into_iter()
+        .filter(|dir| crate::rundir::live_pid(dir).is_some())
+        .filter_map(|dir| crate::rundir::load_plan(&dir).ok())
+        .map(|p| p.date)
+        .collect()
+}
+
+/// Removes the partial archives an interrupted archive left in `tree`'s history folder
+/// (never one a live run may be writing); returns the removed paths. Called by `umount`,
+/// `history prune` and at the start of a run.
+///
+/// Errors: a removal failed (the message names the path).
+pub fn remove_stale_partials(tree: &Path) -> Result<Vec<PathBuf>, String> {
+    history::remove_partials(tree, &archiving_dates(tree))
+}
+
+/// Removes all but the newest `keep` histories, never one a run is using, and the partial
+/// archives interrupted archives left.
 ///
 /// Errors: a removal failed.
 pub fn prune(tree: &Path, keep: usize) -> anyhow::Result<()> {
     let busy = in_use(tree);
+    for p in remove_stale_partials(tree).map_err(anyhow::Error::msg)? {
+        println!("removed {} (a partial archive)", p.display());
+    }
     let removed = history::prune(tree, keep, &busy).map_err(anyhow::Error::msg)?;
     for p in &removed {
         println!("removed {}", p.display());

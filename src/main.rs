@@ -207,9 +207,9 @@ enum Command {
         /// History to serve: latest, a name under history/, or a path.
         #[arg(long, default_value = "latest")]
         history: String,
-        /// Address to listen on.
-        #[arg(long, default_value = "0.0.0.0")]
-        listen: std::net::IpAddr,
+        /// Address to listen on (default: every address, 0.0.0.0, with a warning).
+        #[arg(long)]
+        listen: Option<std::net::IpAddr>,
         /// TCP port.
         #[arg(long, default_value_t = build_helper::distcc::helper::DEFAULT_PORT)]
         port: u16,
@@ -669,7 +669,8 @@ fn dispatch(cli: Cli, sys: Arc<dyn Sys>) -> anyhow::Result<i32> {
                 &build_helper::distcc::HelperOptions {
                     tree: tree_arg(tree),
                     history,
-                    listen,
+                    listen: listen.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()),
+                    listen_given: listen.is_some(),
                     port,
                     allow,
                     jobs,

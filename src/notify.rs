@@ -3,7 +3,10 @@
 //!
 //! [`Notifier::send`] starts the command with the event as one JSON object on its standard
 //! input (the same object as a line of `events.jsonl`), in a thread of its own, so the run
-//! never waits for it; a command that runs longer than its timeout is killed. Whatever goes
+//! never waits for it. The command runs in a process group of its own, killed whole (SIGKILL)
+//! when the command ends and at its timeout, so a child it left in the background never
+//! outlives it, and its standard error is read without blocking, so such a child holding the
+//! pipe never holds the run. Whatever goes
 //! wrong (cannot start, exit status other than 0, timeout) is appended to
 //! `<run dir>/logs/notify.log` with the command's standard error, and never stops the run.
 //! [`bell_and_title`] is what a terminal front end writes: BEL (`\x07`) and the xterm
@@ -88,48 +91,58 @@ impl Notifier {
             Ok(c) => c,
             Err(e) => return (Outcome::NotStarted(e.to_string()), String::new()),
         };
+        let group = nix::unistd::Pid::from_raw(child.id() as i32);
         if let Some(mut stdin) = child.stdin.take() {
             // A command that does not read its input closes the pipe: not an error.
             let _ = stdin.write_all(json.as_bytes());
             let _ = stdin.write_all(b"\n");
         }
-        let mut err_pipe = child.stderr.take();
-        let reader = std::thread::spawn(move || {
-            let mut s = String::new();
-            if let Some(p) = err_pipe.as_mut() {
-                let _ = p.take(64 * 1024).read_to_string(&mut s);
-            }
-            s
-        });
+        // Read without blocking: a child the command left in the background may hold the
+        // pipe open for as long as it lives, and must never hold this thread (nor the run's
+        // end, which joins it).
+        let mut stderr = Capture::new(child.stderr.take());
         let started = Instant::now();
         let outcome = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => {
-                    use std::os::unix::process::ExitStatusExt;
-                    let code = status
-                        .code()
-                        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-                    break if code == 0 {
-                        Outcome::Sent
-                    } else {
-                        Outcome::Failed(code)
+            stderr.drain();
+            // Ended, not reaped yet (waitid(2) with WNOWAIT): a zombie keeps its pid, so the
+            // group id names no one else while the group is killed (what the command left
+            // in the background belongs to the run and ends with the command); then reaped.
+            use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+            let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+            match waitid(Id::Pid(group), flags) {
+                Ok(WaitStatus::StillAlive) => {}
+                Ok(_) => {
+                    let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+                    break match child.wait() {
+                        Ok(status) => {
+                            use std::os::unix::process::ExitStatusExt;
+                            let code = status
+                                .code()
+                                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+                            if code == 0 {
+                                Outcome::Sent
+                            } else {
+                                Outcome::Failed(code)
+                            }
+                        }
+                        Err(e) => Outcome::NotStarted(e.to_string()),
                     };
                 }
-                Ok(None) if started.elapsed() >= self.timeout => {
-                    // The whole process group: a shell's children too.
-                    let _ = nix::sys::signal::killpg(
-                        nix::unistd::Pid::from_raw(child.id() as i32),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                    let _ = child.wait();
-                    break Outcome::TimedOut;
+                Err(e) => {
+                    let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+                    break Outcome::NotStarted(e.to_string());
                 }
-                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-                Err(e) => break Outcome::NotStarted(e.to_string()),
             }
+            if started.elapsed() >= self.timeout {
+                // The whole process group: a shell's children too.
+                let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+                break Outcome::TimedOut;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         };
-        let stderr = reader.join().unwrap_or_default();
-        (outcome, stderr)
+        let _ = child.wait();
+        stderr.drain();
+        (outcome, stderr.text())
     }
 
     fn log_failure(&self, outcome: &Outcome, stderr: &str, json: &str) {
@@ -160,6 +173,67 @@ impl Notifier {
             // Never a panic on a closed or hung-up stderr.
             let _ = std::io::stderr().lock().write_all(line.as_bytes());
         }
+    }
+}
+
+/// The notify command's standard error, read without ever blocking, at most [`CAPTURE`]
+/// bytes kept.
+struct Capture {
+    pipe: Option<std::process::ChildStderr>,
+    bytes: Vec<u8>,
+}
+
+/// The most of a notify command's standard error kept for the log (64 KiB).
+const CAPTURE: usize = 64 * 1024;
+
+impl Capture {
+    /// Takes `pipe` and makes it non-blocking (fcntl(2) `O_NONBLOCK`).
+    fn new(pipe: Option<std::process::ChildStderr>) -> Capture {
+        if let Some(p) = &pipe {
+            use std::os::fd::AsRawFd;
+            let fd = p.as_raw_fd();
+            let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL)
+                .map(nix::fcntl::OFlag::from_bits_truncate)
+                .unwrap_or(nix::fcntl::OFlag::empty());
+            let _ = nix::fcntl::fcntl(
+                fd,
+                nix::fcntl::FcntlArg::F_SETFL(flags | nix::fcntl::OFlag::O_NONBLOCK),
+            );
+        }
+        Capture {
+            pipe,
+            bytes: Vec::new(),
+        }
+    }
+
+    /// Reads what is there now; closes the pipe at its end or on an error.
+    fn drain(&mut self) {
+        let Some(p) = self.pipe.as_mut() else {
+            return;
+        };
+        let mut buf = [0u8; 8192];
+        loop {
+            match p.read(&mut buf) {
+                Ok(0) => {
+                    self.pipe = None;
+                    return;
+                }
+                Ok(n) => {
+                    let room = CAPTURE.saturating_sub(self.bytes.len());
+                    self.bytes.extend_from_slice(&buf[..n.min(room)]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(_) => {
+                    self.pipe = None;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes).into_owned()
     }
 }
 
@@ -214,6 +288,28 @@ mod tests {
         assert!(log.contains("  no route to ntfy"), "{log}");
         assert!(log.contains("killed after 0.2 s"), "{log}");
         assert!(log.contains("could not start"), "{log}");
+    }
+
+    #[test]
+    fn a_background_child_neither_holds_the_notifier_nor_outlives_the_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        // The child keeps the command's standard error open for as long as it lives.
+        let script = format!("sleep 600 & echo $! > {}", pid_file.display());
+        let n = notifier(dir.path(), &["sh", "-c", &script], TIMEOUT);
+        let t = Instant::now();
+        assert_eq!(n.send("{}".into()).join().unwrap(), Outcome::Sent);
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        let pid: u32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let gone = Instant::now() + Duration::from_secs(5);
+        while crate::rundir::procs::alive(pid) && Instant::now() < gone {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!crate::rundir::procs::alive(pid), "sleep {pid} outlived it");
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! under an overlay whose upper directory is a tmpfs, in a private mount namespace: nothing
 //! is written to the history, and every mount disappears with the command. distccd runs in
 //! the foreground and logs to the terminal; Ctrl-C (or SIGTERM) stops it and the mounts are
-//! taken down.
+//! taken down, and its scratch directory removed ([`super::scratch`]). It warns when its
+//! `--allow` list is wider than the machine's own networks or it listens on every address
+//! without `--listen` ([`super::exposure`]).
 //!
 //! Not for: scheduling jobs, discovering helpers (zeroconf) or authentication; distccd's own
 //! `--allow` list is the access control.
@@ -38,6 +40,9 @@ pub struct HelperOptions {
     pub history: HistorySel,
     /// Address distccd listens on (`0.0.0.0`: every IPv4 address).
     pub listen: IpAddr,
+    /// Whether `--listen` was given (listening on every address by default is warned
+    /// about, see [`super::exposure::warnings`]).
+    pub listen_given: bool,
     /// TCP port.
     pub port: u16,
     /// Networks allowed to connect, as distccd's `--allow` takes them (`ADDR` or
@@ -185,6 +190,25 @@ pub fn serve(sys: &dyn Sys, opts: &HelperOptions) -> anyhow::Result<i32> {
         )
         .into());
     }
+    for w in super::exposure::warnings(
+        &opts.allow,
+        opts.listen,
+        opts.listen_given,
+        &super::exposure::own_networks(),
+    ) {
+        eprintln!("distcc-helper: warning: {w}");
+    }
+    // What helpers killed with SIGKILL left behind.
+    let (removed, failed) = super::scratch::remove_stale(&std::env::temp_dir());
+    for d in removed {
+        eprintln!(
+            "distcc-helper: removed {}, left by a helper that was killed",
+            d.display()
+        );
+    }
+    for f in failed {
+        eprintln!("distcc-helper: warning: cannot remove a killed helper's directory {f}");
+    }
     let (file, kind) = history::resolve(&opts.tree, &opts.history)
         .map_err(UsageError)?
         .ok_or_else(|| {
@@ -196,13 +220,35 @@ pub fn serve(sys: &dyn Sys, opts: &HelperOptions) -> anyhow::Result<i32> {
         })?;
     history::check(&file, kind).map_err(UsageError)?;
     crate::supervisor::private_namespace(sys)?;
-    let work = tempfile::Builder::new()
-        .prefix("build-helper-distcc-")
-        .tempdir()
-        .context("creating the helper's mount directory")?;
+    // From here on a stop signal is an exit this command controls: the mounts come down and
+    // the scratch directory goes.
+    for sig in [
+        nix::sys::signal::Signal::SIGINT,
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGHUP,
+    ] {
+        let action = nix::sys::signal::SigAction::new(
+            nix::sys::signal::SigHandler::Handler(on_stop),
+            nix::sys::signal::SaFlags::empty(),
+            nix::sys::signal::SigSet::empty(),
+        );
+        // SAFETY: the handler only stores into an atomic.
+        unsafe { nix::sys::signal::sigaction(sig, &action) }
+            .context("installing the stop handler")?;
+    }
+    // Removed when this function returns, whatever the way (mounts first).
+    let work = super::scratch::Scratch::new()?;
     let m = work.path().join("M");
     let result = mount_and_run(sys, opts, &file, kind, work.path(), &m);
     let down = mounts::teardown(sys, &m, true);
+    if down.is_err() {
+        // Never remove a directory with mounts below it (the history, /dev).
+        let kept = work.keep();
+        eprintln!(
+            "distcc-helper: {} is kept: its mounts could not all be taken down",
+            kept.display()
+        );
+    }
     let code = result?;
     down.context("taking the history's mounts down")?;
     Ok(code)
@@ -249,7 +295,8 @@ fn entries(file: &Path, kind: HistoryType, m: &Path) -> Vec<Entry> {
     ]
 }
 
-/// `program` with `args`, to run chrooted in `root` in this command's process group, with
+/// `program` with `args`, to run chrooted in `root` in this command's process group (set
+/// [`ChrootCommand::group`] to change it), with
 /// a minimal environment (a standard `PATH`, `HOME` and `TMPDIR` at `/tmp`).
 fn chrooted(root: &Path, program: &str, args: Vec<String>) -> ChrootCommand {
     ChrootCommand {
@@ -334,29 +381,34 @@ fn mount_and_run(
     use std::io::Write;
     let _ = std::io::stdout().flush();
 
-    for sig in [
-        nix::sys::signal::Signal::SIGINT,
-        nix::sys::signal::Signal::SIGTERM,
-        nix::sys::signal::Signal::SIGHUP,
-    ] {
-        let action = nix::sys::signal::SigAction::new(
-            nix::sys::signal::SigHandler::Handler(on_stop),
-            nix::sys::signal::SaFlags::empty(),
-            nix::sys::signal::SigSet::empty(),
-        );
-        // SAFETY: the handler only stores into an atomic.
-        unsafe { nix::sys::signal::sigaction(sig, &action) }
-            .context("installing the stop handler")?;
+    if STOP.load(Ordering::SeqCst) != 0 {
+        // Stopped while mounting: distccd never starts.
+        return Ok(0);
     }
     let program = format!("/{distccd}");
-    let child = sys.spawn_chrooted(chrooted(&root, &program, distccd_args(opts)))?;
-    // Waited for here, not with `child.wait()`: a stop signal interrupts waitpid (EINTR)
+    let mut cmd = chrooted(&root, &program, distccd_args(opts));
+    // Its own process group, killed whole when it ends: no compiler it started outlives it.
+    cmd.group = Group::Own;
+    let child = sys.spawn_chrooted(cmd)?;
+    // Waited for here, not with `child.wait()`: a stop signal interrupts waitid (EINTR)
     // and is forwarded to distccd.
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let mut forwarded = 0;
+    let mut forwarded = STOP.load(Ordering::SeqCst);
+    if forwarded != 0 {
+        // Stopped between the check above and the start: waitpid will not be interrupted.
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    }
+    // Ended, not reaped yet (WNOWAIT: its pid, the group's id, names no one else while its
+    // group is killed), then reaped.
+    let end_group = || {
+        let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(pid, None);
+    };
     loop {
-        match nix::sys::wait::waitpid(pid, None) {
+        use nix::sys::wait::{Id, WaitPidFlag};
+        match nix::sys::wait::waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
             Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => {
+                end_group();
                 return Ok(if STOP.load(Ordering::SeqCst) != 0 {
                     0
                 } else {
@@ -364,6 +416,7 @@ fn mount_and_run(
                 });
             }
             Ok(nix::sys::wait::WaitStatus::Signaled(_, sig, _)) => {
+                end_group();
                 return Ok(if STOP.load(Ordering::SeqCst) != 0 {
                     0
                 } else {
@@ -393,6 +446,7 @@ mod tests {
             tree: PathBuf::from("/t"),
             history: HistorySel::Latest,
             listen: "127.0.0.1".parse().unwrap(),
+            listen_given: true,
             port: DEFAULT_PORT,
             allow: allow.iter().map(|s| s.to_string()).collect(),
             jobs: 4,

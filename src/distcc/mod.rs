@@ -6,7 +6,9 @@
 //! exactly the compilers of the machine sending the jobs, cross toolchains included. A history
 //! is that whole environment in one file, so a helper runs the history's own distccd.
 
+pub mod exposure;
 pub mod helper;
 pub mod hosts;
+pub mod scratch;
 
 pub use helper::{serve, HelperOptions};

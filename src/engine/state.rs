@@ -11,7 +11,9 @@
 //!   `interrupted` (exit code `None`), so nothing starts by surprise and resume re-runs it
 //!   from its start;
 //! - a step whose worker died under it (killed, or the run stopped) is `interrupted`, not
-//!   `failed`: failed means the step itself exited non-zero;
+//!   `failed`: failed means the step itself exited non-zero; a target whose worker ended, or
+//!   whose supervisor died, between two of its steps has the next one `interrupted`; a live
+//!   target between two steps is `waiting`, never `failed`;
 //! - resume runs each target from its first step that is not `done`;
 //! - retry resets every step of every target (and the supervisor's `archive-history`);
 //! - a tuple is ready when its `toolchain-ready` event was recorded, or when the whole
@@ -148,11 +150,31 @@ impl TargetRecord {
             TargetState::Failed
         } else if self.steps.iter().any(|s| s.state == StepState::Interrupted) {
             TargetState::Interrupted
-        } else if self.steps.iter().any(|s| s.state == StepState::Done) {
-            // Stopped between two steps (supervisor died): resumable, shown as failed.
-            TargetState::Failed
         } else {
+            // Not started, or between two steps of a live run (its worker is about to start
+            // the next one, or waits for its toolchain): no step failed, so not failed. A
+            // run that ended there gets an interrupted step from the crash rule.
             TargetState::Waiting
+        }
+    }
+
+    /// A target stopped between two steps (some done, the others pending, none running or
+    /// failed): its next step is the one the stop interrupted, so it shows `interrupted`
+    /// rather than `waiting`; resume runs it, as any step not done.
+    fn interrupt_between_steps(&mut self) {
+        let started = self.steps.iter().any(|s| s.state == StepState::Done);
+        let settled = self
+            .steps
+            .iter()
+            .all(|s| matches!(s.state, StepState::Done | StepState::Pending));
+        if started && settled {
+            if let Some(next) = self
+                .steps
+                .iter_mut()
+                .find(|s| s.state == StepState::Pending)
+            {
+                next.state = StepState::Interrupted;
+            }
         }
     }
 
@@ -275,10 +297,12 @@ impl Checkpoint {
     }
 
     /// The crash rule, for a run whose supervisor is gone: whatever was running was
-    /// interrupted, and no rescue shell waits any more. Never applied to a live run.
+    /// interrupted (a target stopped between two steps: its next step), and no rescue shell
+    /// waits any more. Never applied to a live run.
     pub fn restore(&mut self) {
         for t in &mut self.targets {
             t.rescue = None;
+            t.interrupt_between_steps();
         }
         for s in self
             .targets
@@ -390,8 +414,9 @@ impl Checkpoint {
     }
 
     /// A worker ended: a step it left `running` never reported its end (the worker was
-    /// killed, or the run stopped it), so it was interrupted; a rescue shell it had open is
-    /// gone with it (abort, or stopped). Returns true when a step was interrupted.
+    /// killed, or the run stopped it), so it was interrupted; a worker that ended between
+    /// two steps interrupted the next one; a rescue shell it had open is gone with it (abort,
+    /// or stopped). Returns true when a running step was interrupted.
     pub fn worker_exited(&mut self, target: &Target) -> bool {
         let mut any = false;
         if let Some(t) = self.targets.iter_mut().find(|t| &t.target == target) {
@@ -401,6 +426,9 @@ impl Checkpoint {
                     s.state = StepState::Interrupted;
                     any = true;
                 }
+            }
+            if !any {
+                t.interrupt_between_steps();
             }
         }
         any
@@ -532,6 +560,9 @@ impl Drop for CheckpointWriter {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Target;
@@ -637,6 +668,32 @@ mod tests {
         assert_eq!(back.targets[0].steps[0].attempts, 1);
         assert_eq!(back.targets[0].state(), TargetState::Interrupted);
         assert_eq!(back.targets[0].pending_steps()[0], "crossdev");
+    }
+
+    #[test]
+    fn a_target_between_two_steps_waits_live_and_is_interrupted_once_stopped() {
+        let mut c = cp();
+        let a = c.targets[0].target.clone();
+        c.step_started(&a, "crossdev", 1);
+        c.step_finished(&a, "crossdev", 0, 5);
+        assert_eq!(c.target(&a).unwrap().state(), TargetState::Waiting);
+        let mut crashed = c.clone();
+        crashed.restore();
+        assert_eq!(crashed.targets[0].steps[1].state, StepState::Interrupted);
+        assert_eq!(
+            crashed.target(&a).unwrap().state(),
+            TargetState::Interrupted
+        );
+        assert!(!c.worker_exited(&a), "no running step was interrupted");
+        assert_eq!(c.target(&a).unwrap().state(), TargetState::Interrupted);
+        assert_eq!(
+            c.target(&a).unwrap().pending_steps(),
+            ["target-env", "collect"]
+        );
+        // A target that never started stays waiting.
+        let b = c.targets[1].target.clone();
+        c.worker_exited(&b);
+        assert_eq!(c.target(&b).unwrap().state(), TargetState::Waiting);
     }
 
     #[test]

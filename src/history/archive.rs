@@ -109,18 +109,23 @@ pub fn squashfs_command(
 /// The archiver running now (its pid), 0 when none: [`kill_running`] ends it.
 static RUNNING: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
-/// Kills the archiver started by [`run`] that is running now, if any, and waits (up to 5 s)
-/// until it is gone, so its partial output can be removed.
+/// Kills the archiver started by [`run`] or [`run_chrooted`] that is running now, if any,
+/// with its whole process group (it leads one of its own), and waits (up to 5 s) until it
+/// is gone, so its partial output can be removed.
 pub fn kill_running() {
     let pid = RUNNING.swap(0, std::sync::atomic::Ordering::SeqCst);
     if pid > 0 {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
         crate::rundir::procs::kill_all(&[pid as u32], std::time::Duration::from_secs(5));
     }
 }
 
-/// Runs `cmd` (the environment's own squashfs tool, [`Group::Caller`](crate::sys::Group):
-/// it dies with the thread that started it) through `sys` to completion; [`kill_running`]
-/// ends it early, as for [`run`].
+/// Runs `cmd` (the environment's own squashfs tool, in a process group of its own,
+/// [`Group::Own`](crate::sys::Group): it dies with the thread that started it) through `sys`
+/// to completion; [`kill_running`] ends it early, as for [`run`].
 ///
 /// Errors: it cannot start, or exits non-zero (the message shows the root and the command).
 pub fn run_chrooted(
@@ -145,14 +150,16 @@ pub fn run_chrooted(
     }
 }
 
-/// Runs `cmd` to completion. The archiver dies with the thread that started it
-/// (`PR_SET_PDEATHSIG`: when the supervisor is killed, its archiver is too), and
-/// [`kill_running`] ends it early.
+/// Runs `cmd` to completion in a process group of its own. The archiver dies with the
+/// thread that started it (`PR_SET_PDEATHSIG`: when the supervisor is killed, its archiver
+/// is too), and [`kill_running`] ends it and its group early.
 ///
 /// Errors: it cannot start, or exits non-zero (the message shows the command).
 pub fn run(cmd: &mut Command) -> Result<(), String> {
     use std::os::unix::process::CommandExt;
     let shown = format!("{cmd:?}");
+    // A process group of its own, killed whole by `kill_running`.
+    cmd.process_group(0);
     // SAFETY: prctl is async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {

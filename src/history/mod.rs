@@ -11,4 +11,4 @@ pub mod store;
 
 pub use archive::archive;
 pub use meta::Meta;
-pub use store::{check, list, prune, resolve, Entry};
+pub use store::{check, list, partials, prune, remove_partials, resolve, Entry};

@@ -52,6 +52,60 @@ pub fn list(tree: &Path) -> Vec<Entry> {
     out
 }
 
+/// The partial archives under `<tree>/history`: `<date>.sqfs.partial` (an image) and
+/// `<date>.partial/` (a directory) that an archive writes before renaming them to their
+/// final name ([`super::archive::paths`]). One that outlived its archive (the supervisor was
+/// killed with SIGKILL during it) is not a history: [`list`] skips it, `history list`
+/// shows it, and [`remove_partials`] removes it. Sorted by name; links are not followed.
+pub fn partials(tree: &Path) -> Vec<PathBuf> {
+    let Ok(dir) = std::fs::read_dir(tree.join("history")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = dir
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            !name.starts_with('.') && name.ends_with(".partial")
+        })
+        .map(|e| e.path())
+        .collect();
+    out.sort();
+    out
+}
+
+/// The date (`YYYYMMDD-HHMMSS`, the run's plan date) a partial archive belongs to.
+pub fn partial_date(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    let stem = name.strip_suffix(".partial")?;
+    Some(stem.strip_suffix(".sqfs").unwrap_or(stem).to_string())
+}
+
+/// Removes the partial archives of `tree` ([`partials`]) except those of a run still
+/// archiving (`busy_dates`: the plan dates of the tree's live runs); returns what was removed.
+/// A link named like a partial is removed itself, never what it points to.
+///
+/// Errors: a removal failed (the message names the path; earlier removals stay done).
+pub fn remove_partials(tree: &Path, busy_dates: &[String]) -> Result<Vec<PathBuf>, String> {
+    let mut removed = Vec::new();
+    for p in partials(tree) {
+        if partial_date(&p).is_some_and(|d| busy_dates.contains(&d)) {
+            continue;
+        }
+        let is_dir = std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir());
+        let result = if is_dir {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+        match result {
+            Ok(()) => removed.push(p),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("cannot remove {}: {e}", p.display())),
+        }
+    }
+    Ok(removed)
+}
+
 fn kind_of(path: &Path) -> HistoryType {
     if path.is_dir() {
         HistoryType::Files
@@ -268,5 +322,27 @@ mod more_tests {
         let left: Vec<String> = list(tree.path()).into_iter().map(|e| e.name).collect();
         assert_eq!(left, ["20260102-000000", "20260104-000000"]);
         assert!(!h.join("20260101-000000.json").exists());
+    }
+
+    #[test]
+    fn partial_archives_are_listed_apart_and_removed_unless_a_live_run_writes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = dir.path().join("history");
+        std::fs::create_dir_all(h.join("20260103-000000.partial")).unwrap();
+        std::fs::write(h.join("20260101-000000.sqfs.partial"), b"x").unwrap();
+        std::fs::write(h.join("20260102-000000.sqfs.partial"), b"x").unwrap();
+        std::fs::write(h.join("20260100-000000.sqfs"), b"x").unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, h.join("20260104-000000.partial")).unwrap();
+        assert_eq!(partials(dir.path()).len(), 4);
+        assert_eq!(list(dir.path()).len(), 1, "partials are not histories");
+        let removed = remove_partials(dir.path(), &["20260102-000000".to_string()]).unwrap();
+        assert_eq!(removed.len(), 3, "{removed:?}");
+        assert_eq!(
+            partials(dir.path()),
+            [h.join("20260102-000000.sqfs.partial")]
+        );
+        assert!(outside.is_dir(), "a link is removed, not its target");
     }
 }

@@ -2,8 +2,11 @@
 //! writes a run's files (DESIGN.md "Processes" and "Rooms").
 //!
 //! - **Names.** A run id names a directory directly under `<tree>/work`: no `/`, no `..`, no
-//!   leading `.`, at most 200 bytes ([`validate_id`]). Commands that take a run id (`status`,
-//!   `umount`, `shell`, `--resume`) open it through [`open`], never by joining paths.
+//!   leading `.`, at most 200 bytes, the run ids' alphabet ([`validate_id`]). Commands that
+//!   take a run id (`status`, `umount`, `stop`, `attach`, `--resume`) open it through
+//!   [`open`], never by joining paths; those that enter its mounts (`shell`, `binhost`)
+//!   through [`open_mounted`], which also checks that the run's supervisor is alive in the
+//!   run's namespace.
 //! - **Unique.** A new run directory is claimed with mkdir(2), which fails when it exists: two
 //!   `run`s started in the same second never share one ([`claim`] waits for the next second).
 //! - **The lock.** `lock` is flock(2)ed exclusively by the supervisor for its whole life; the
@@ -72,6 +75,24 @@ pub enum RunDirError {
         /// The lock file.
         lock: PathBuf,
     },
+    /// The run has no mounts to enter.
+    #[error(
+        "run `{0}` is not mounted: mount its history with `build-helper run STARTER \
+         --mount-hist`, or start the run"
+    )]
+    NotMounted(String),
+    /// The run's mounts live in a private namespace whose supervisor is gone (or whose pid
+    /// now names another process): nothing may be entered there.
+    #[error(
+        "run `{run}` is not running (its supervisor {pid} is gone): resume it with \
+         `build-helper run STARTER --resume {run}`, or clean up with `build-helper umount {run}`"
+    )]
+    NotRunning {
+        /// The run id.
+        run: String,
+        /// The pid its mount journal names.
+        pid: u32,
+    },
     /// A file written by a newer build-helper.
     #[error(
         "{path}: written by a newer build-helper (format {found}; this one reads up to \
@@ -108,16 +129,19 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RunDirError + '_ {
     }
 }
 
-/// Checks that `name` can only name a directory directly under `work/`.
+/// Checks that `name` can only name a directory directly under `work/` and is written in
+/// the run ids' alphabet: a plan names its run `<primary target name>-<YYYYMMDD-HHMMSS>`, so
+/// ASCII letters, digits, `-`, `_`, `.` and `+`; no `/`, no leading `.` (so neither `.` nor
+/// `..`), at most 200 bytes.
 ///
 /// Errors: [`RunDirError::BadId`].
 pub fn validate_id(name: &str) -> Result<(), RunDirError> {
     let ok = !name.is_empty()
         && name.len() <= 200
         && !name.starts_with('.')
-        && !name.contains('/')
-        && !name.contains('\0')
-        && name != "..";
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+'));
     if ok {
         Ok(())
     } else {
@@ -147,6 +171,82 @@ pub fn open(tree: &Path, name: &str) -> Result<PathBuf, RunDirError> {
             work: work(tree),
         })
     }
+}
+
+/// A run whose mounts a command may enter (`shell`, `binhost`), opened by [`open_mounted`].
+#[derive(Debug)]
+pub struct Mounted {
+    /// The run directory `<tree>/work/<run>`.
+    pub dir: PathBuf,
+    /// Its mount journal.
+    pub journal: crate::mounts::journal::Journal,
+    /// The process whose mount namespace holds the mounts: the run's live supervisor, checked
+    /// to still hold the run's lock and to be in the namespace the journal recorded; `None`
+    /// when the mounts are in the build machine's own namespace (`--mount-hist`).
+    pub ns_pid: Option<u32>,
+}
+
+impl Mounted {
+    /// Checks, after joining [`Mounted::ns_pid`]'s mount namespace, that this process is in
+    /// the namespace the journal recorded: the supervisor could have died, and its pid been
+    /// reused, between [`open_mounted`] and the join.
+    ///
+    /// Errors: [`RunDirError::NotRunning`].
+    pub fn check_joined(&self) -> Result<(), RunDirError> {
+        match (self.ns_pid, self.journal.mnt_ns) {
+            (Some(pid), Some(ns)) if procs::own_mnt_ns() != Some(ns) => {
+                Err(RunDirError::NotRunning {
+                    run: id_of(&self.dir),
+                    pid,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Opens run `name` of `tree` for entering its mounts: the one check every command that
+/// enters a run makes. The id is validated ([`open`]); the run must have a mount journal;
+/// mounts made in a private namespace may be entered only while the supervisor that made
+/// them is alive there: it holds the run's lock ([`live_pid`] is the journal's pid) and its
+/// `/proc/<pid>/ns/mnt` is the namespace the journal recorded. A pid alone could have been
+/// reused by any process after the supervisor died, and would then decide where a command
+/// runs as root.
+///
+/// Errors: [`RunDirError::BadId`], [`RunDirError::Unknown`], a malformed journal
+/// ([`RunDirError::Bad`]), [`RunDirError::NotMounted`], [`RunDirError::NotRunning`].
+pub fn open_mounted(tree: &Path, name: &str) -> Result<Mounted, RunDirError> {
+    use crate::mounts::journal::Journal;
+    let dir = open(tree, name)?;
+    let journal = Journal::load(&dir)
+        .map_err(|why| RunDirError::Bad {
+            path: Journal::path(&dir),
+            why,
+        })?
+        .ok_or_else(|| RunDirError::NotMounted(name.to_string()))?;
+    if journal.host_namespace {
+        return Ok(Mounted {
+            dir,
+            journal,
+            ns_pid: None,
+        });
+    }
+    let pid = journal.pid;
+    let holds_lock = live_pid(&dir) == Some(pid);
+    let same_ns = journal
+        .mnt_ns
+        .is_none_or(|ns| procs::mnt_ns(pid) == Some(ns));
+    if !(holds_lock && same_ns) {
+        return Err(RunDirError::NotRunning {
+            run: name.to_string(),
+            pid,
+        });
+    }
+    Ok(Mounted {
+        dir,
+        journal,
+        ns_pid: Some(pid),
+    })
 }
 
 /// Every run directory under `<tree>/work` holding a plan, sorted by name (run ids end in

@@ -154,3 +154,91 @@ fn adopting_a_descriptor_that_is_not_the_held_lock_is_refused() {
     let e = Lock::adopt(dir.path(), 9999).unwrap_err();
     assert!(e.to_string().contains("is not open"), "{e}");
 }
+
+/// A run directory `work/a-1` with a plan and a mount journal naming `pid` in the mount
+/// namespace `ns`, made in a private namespace.
+fn mounted_run(tree: &Path, pid: u32, ns: Option<u64>) -> PathBuf {
+    let dir = tree.join("work/a-1");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(PLAN), b"{}").unwrap();
+    let mut j = crate::mounts::journal::Journal {
+        m_dir: dir.join("M"),
+        pid,
+        mnt_ns: ns,
+        host_namespace: false,
+        ..Default::default()
+    };
+    j.save(&dir, false).unwrap();
+    dir
+}
+
+#[test]
+fn run_ids_outside_the_run_id_alphabet_are_refused() {
+    for bad in ["a b", "a\nb", "a\0b", "a;b", "a*", "ä-1"] {
+        assert!(
+            matches!(validate_id(bad), Err(RunDirError::BadId(_))),
+            "{bad:?}"
+        );
+    }
+    validate_id("rpi4b_x.y+z-20260101-120000").unwrap();
+}
+
+#[test]
+fn entering_needs_a_journal_and_a_valid_id() {
+    let tree = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        open_mounted(tree.path(), "../x"),
+        Err(RunDirError::BadId(_))
+    ));
+    std::fs::create_dir_all(tree.path().join("work/a-1")).unwrap();
+    std::fs::write(tree.path().join("work/a-1/plan.json"), b"{}").unwrap();
+    assert!(matches!(
+        open_mounted(tree.path(), "a-1"),
+        Err(RunDirError::NotMounted(_))
+    ));
+}
+
+#[test]
+fn a_dead_supervisors_reused_pid_is_not_entered() {
+    let tree = tempfile::tempdir().unwrap();
+    // The journal's pid now belongs to an unrelated process in this very namespace, and no
+    // one holds the run's lock: the supervisor that made the mounts is gone.
+    let mut other = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    mounted_run(tree.path(), other.id(), procs::mnt_ns(other.id()));
+    let got = open_mounted(tree.path(), "a-1");
+    let _ = other.kill();
+    let _ = other.wait();
+    match got {
+        Err(e @ RunDirError::NotRunning { .. }) => {
+            assert!(e.to_string().contains("build-helper umount a-1"), "{e}")
+        }
+        other => panic!("expected NotRunning, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_live_supervisor_is_entered_only_in_the_namespace_it_recorded() {
+    let tree = tempfile::tempdir().unwrap();
+    let me = std::process::id();
+    let dir = mounted_run(tree.path(), me, procs::own_mnt_ns());
+    let _held = lock(&dir).unwrap();
+    let m = open_mounted(tree.path(), "a-1").unwrap();
+    assert_eq!(m.ns_pid, Some(me));
+    // Joined (this process is already there): the namespace is the journal's.
+    m.check_joined().unwrap();
+    let mut moved = m;
+    moved.journal.mnt_ns = procs::own_mnt_ns().map(|n| n + 1);
+    assert!(
+        matches!(moved.check_joined(), Err(RunDirError::NotRunning { .. })),
+        "a pid reused between the check and the join lands in another namespace"
+    );
+    // The same pid holding the lock, in another namespace than the journal's.
+    mounted_run(tree.path(), me, procs::own_mnt_ns().map(|n| n + 1));
+    assert!(matches!(
+        open_mounted(tree.path(), "a-1"),
+        Err(RunDirError::NotRunning { .. })
+    ));
+}

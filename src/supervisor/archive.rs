@@ -288,7 +288,8 @@ fn in_environment_command(
             "/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
         )]
         .into(),
-        group: Group::Caller,
+        // Its own group: the run kills it whole when the archive stops.
+        group: Group::Own,
         output: None,
         fd3: None,
     }
@@ -339,11 +340,11 @@ mod tests {
                 format!(
                     "chroot /t/work/r/M/p: /usr/bin/mksquashfs {src} {out} -noappend -quiet \
                      -no-progress -xattrs -comp zstd -b 1048576 -processors 2 \
-                     -Xcompression-level 5 (env PATH; caller's group)"
+                     -Xcompression-level 5 (env PATH; own group)"
                 ),
                 format!(
                     "chroot /t/work/r/M/p: /usr/bin/gensquashfs -q -f -k -j 2 -b 1048576 -c zstd \
-                     -X level=5 -D {src} {out} (env PATH; caller's group)"
+                     -X level=5 -D {src} {out} (env PATH; own group)"
                 ),
             ]
         );

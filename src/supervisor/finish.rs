@@ -74,6 +74,22 @@ impl Supervisor {
         }
     }
 
+    /// The end of a run that failed before its run machine could end it (the socket could
+    /// not be made): the `run-finished` event, the line in the supervisor's log, and the
+    /// checkpoint written.
+    pub(super) fn ended_early(&mut self, why: &str) {
+        self.events.append(Event::RunFinished {
+            result: "failed".into(),
+        });
+        self.writer.finish();
+        self.ui.say(&format!(
+            "supervisor {} ends: run {} failed ({why})",
+            std::process::id(),
+            self.plan.run_id
+        ));
+        self.ui.close();
+    }
+
     /// [`crate::engine::run::RunAction::End`]: records the end, says how to continue, and
     /// returns the exit status ([`Outcome::exit_code`]); a failed phase is returned as its
     /// error ([`UsageError`] for bad input: exit 2; any other error: exit 1).
@@ -103,6 +119,13 @@ impl Supervisor {
                 self.plan.run_id
             ));
         }
+        // Every end (SIGKILL aside) leaves this line in the supervisor's log.
+        self.ui.say(&format!(
+            "supervisor {} ends: run {} {} (exit status {code})",
+            std::process::id(),
+            self.plan.run_id,
+            outcome.word()
+        ));
         self.ui.close();
         // A notification still running (at most its timeout): the run's end must reach it.
         for n in self.notifying.drain(..) {

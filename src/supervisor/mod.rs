@@ -224,16 +224,56 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// ([`crate::sys::LinuxSys`] for real, created once by the binary's `main`).
 ///
 /// Errors: mounts, stage3 ([`UsageError`] when it does not verify), socket.
+///
+/// A panic (an internal error) still ends the run on the record: a line on standard error
+/// (the supervisor's log when detached) and a `run-finished` event `failed`, then the panic
+/// goes on.
 pub async fn supervise(
+    prepared: Prepared,
+    sys: std::sync::Arc<dyn Sys>,
+    ui: Box<dyn Frontend>,
+    requests: mpsc::UnboundedReceiver<Request>,
+) -> anyhow::Result<i32> {
+    use futures_util::FutureExt;
+    let run_dir = prepared.plan.run_dir();
+    let run_id = prepared.plan.run_id.clone();
+    let run = std::panic::AssertUnwindSafe(supervise_run(prepared, sys, ui, requests));
+    match run.catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            use std::io::Write;
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "[build-helper] supervisor {} ends: run {run_id} failed (internal error: {what})",
+                std::process::id()
+            );
+            if let Ok(mut events) = EventLog::open(&run_dir) {
+                events.append(Event::RunFinished {
+                    result: "failed".into(),
+                });
+            }
+            std::panic::resume_unwind(panic)
+        }
+    }
+}
+
+/// [`supervise`] without the panic guard.
+async fn supervise_run(
     prepared: Prepared,
     sys: std::sync::Arc<dyn Sys>,
     ui: Box<dyn Frontend>,
     mut requests: mpsc::UnboundedReceiver<Request>,
 ) -> anyhow::Result<i32> {
     // Signals first: every phase from here on can be stopped.
-    // A front end that draws its terminal is gone with it; the others outlive it.
-    let mut signals =
-        Signals::install(!ui.owns_terminal()).context("installing the signal handlers")?;
+    // A front end that draws this process's own terminal is gone with it; the others, and
+    // a detached supervisor (no controlling terminal), outlive it.
+    let ignore_hangup = !ui.owns_terminal() || !signals::has_controlling_terminal();
+    let mut signals = Signals::install(ignore_hangup).context("installing the signal handlers")?;
     let (mut sup, mut msg_rx, mut out_rx) = Supervisor::new(prepared, sys, ui)?;
 
     // The socket: private to root (mode 0600 in a 0700 directory, and each peer's
@@ -247,8 +287,9 @@ pub async fn supervise(
     }) {
         Ok(l) => l,
         Err(e) => {
-            sup.writer.finish();
-            return Err(anyhow::Error::new(e).context(format!("listening on {}", socket.display())));
+            let e = anyhow::Error::new(e).context(format!("listening on {}", socket.display()));
+            sup.ended_early(&format!("{e:#}"));
+            return Err(e);
         }
     };
     let first = sup.run.begin();
@@ -338,9 +379,9 @@ pub async fn supervise(
     }
     // The machine always ends with `End`; an empty queue means it was never begun.
     sup.teardown();
-    sup.writer.finish();
-    sup.ui.close();
-    anyhow::bail!("internal error: the run machine stopped without an end")
+    let why = "internal error: the run machine stopped without an end";
+    sup.ended_early(why);
+    anyhow::bail!(why)
 }
 
 /// The input that abandons a phase in flight: a signal or the front end's quit (a stop), or

@@ -174,6 +174,12 @@ pub fn prepare(
             (plan, cp, if retry { "retry" } else { "resume" }, lock)
         }
     };
+    // No other run is live: partial archives other than this run's are left by an archive
+    // that was killed, and are removed before they fill the disk.
+    if let Err(e) = crate::history_cmd::remove_stale_partials(tree) {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr().lock(), "warning: {e}");
+    }
     drop(guard);
     let dir = plan.run_dir();
     rundir::private_dir(&dir)?;

@@ -29,6 +29,12 @@ pub enum Group {
     /// when the thread that started it ends (`PR_SET_PDEATHSIG`, prctl(2)): a tool or a
     /// shell the caller waits for.
     Caller,
+    /// A process group of its own (setpgid(2)) in the caller's session, standard input
+    /// inherited, killed (SIGKILL) when the thread that started it ends
+    /// (`PR_SET_PDEATHSIG`): a helper the run owns (the archive's squashfs tool, distccd),
+    /// whose whole group the caller kills (killpg(2)) at its timeout or end, children
+    /// included; a terminal's Ctrl-C reaches the caller only, which decides.
+    Own,
 }
 
 /// A process to start chrooted: chroot(2) to `root`, chdir("/"), then exec `program` with
@@ -140,6 +146,13 @@ pub(super) fn spawn(cmd: ChrootCommand) -> Result<Box<dyn Spawned>, SysError> {
                         return Err(std::io::Error::last_os_error());
                     }
                 }
+                Group::Own => {
+                    if libc::setpgid(0, 0) < 0
+                        || libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
             }
             let moved = match fd3_raw {
                 // Already 3: only the close-on-exec flag goes.
@@ -189,6 +202,7 @@ pub(super) fn record_line(cmd: &ChrootCommand) -> String {
         Group::NewSession => "; new session",
         Group::Foreground => "; foreground",
         Group::Caller => "; caller's group",
+        Group::Own => "; own group",
     });
     if cmd.output.is_some() {
         line.push_str("; output piped");

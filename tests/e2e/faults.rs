@@ -879,3 +879,231 @@ fn an_io_error_in_the_extraction_or_a_mount_exits_1_and_leaves_nothing() {
         "the journal outlived its mounts"
     );
 }
+
+/// The `status` line of every run, as a user watching the run sees it (no root needed to
+/// read it: the test runs as root).
+fn status_text(tree: &Tree) -> String {
+    let out = Command::new(BIN)
+        .arg("status")
+        .env("BUILD_HELPER_TREE", tree.path())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Issue 23, findings 3 and 5: live `status`, sampled through a whole demo, never shows a
+/// target `failed` while no step failed (a target between two steps is not failed); and a
+/// notify command that leaves a background child (`sleep 600 &`, holding its stderr) neither
+/// holds the supervisor after the run (status not running, a new run not refused, `stop`
+/// finds no live run) nor outlives it.
+#[test]
+fn live_status_is_truthful_through_a_demo_whose_notify_command_leaves_a_child() {
+    require_root();
+    let _heavy = heavy_lock();
+    let tree = Tree::new();
+    let pids = tree.path().join("notify-children");
+    let script = format!("sleep 600 & echo $! >> {}", pids.display());
+    let starter = std::fs::read_to_string(tree.starter()).unwrap();
+    let starter = starter.replace(
+        "[options]\n",
+        &format!("[options]\nnotify = [\"sh\", \"-c\", {script:?}]\n"),
+    );
+    std::fs::write(tree.starter(), starter).unwrap();
+
+    let mut child = spawn_run(&tree, "run", &[], &[]);
+    let t0 = Instant::now();
+    let (mut samples, mut between) = (0, 0);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(600),
+            "the run did not end:\n{}",
+            output_of(&tree, "run")
+        );
+        let text = status_text(&tree);
+        if text.contains("running (supervisor") {
+            samples += 1;
+            assert!(
+                !text.contains(" failed"),
+                "a live run shows a target failed while no step failed:\n{text}"
+            );
+            between += usize::from(text.contains(" waiting"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    eprintln!("live status samples: {samples}, with a target waiting: {between}");
+    let out = output_of(&tree, "run");
+    assert_eq!(status.code(), Some(0), "{out}");
+    assert!(samples >= 20, "only {samples} samples of a live run");
+    // The run's end reached the notify command; its children are gone with it.
+    let children: Vec<i32> = std::fs::read_to_string(&pids)
+        .unwrap_or_else(|e| panic!("the notify command never ran ({e})"))
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert!(!children.is_empty());
+    for pid in &children {
+        wait_until(5, "the notify command's child to be gone", || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z"))
+        });
+    }
+    let text = status_text(&tree);
+    assert!(!text.contains("running"), "{text}");
+    assert!(text.contains("finished"), "{text}");
+    let stop = tree.bh(&["stop"], &[]);
+    let said = String::from_utf8_lossy(&stop.stderr).into_owned();
+    assert!(
+        said.contains("no live run"),
+        "stop found the run live: {said}"
+    );
+    assert_nothing_left(&tree);
+}
+
+/// Issue 23, finding 7: SIGKILL of the supervisor during the archive leaves
+/// `history/<date>.sqfs.partial`; `history list` shows it as a partial archive (not a
+/// history), and `umount --all` removes it with the rest.
+#[test]
+fn a_partial_archive_of_a_killed_supervisor_is_listed_then_removed_by_umount() {
+    require_root();
+    let _heavy = heavy_lock();
+    let tree = Tree::new();
+    let path = slow_mksquashfs(&tree);
+    let mut child = spawn_run(&tree, "run", &[], &[("PATH", &path)]);
+    wait_until(300, "the archive to start", || partial_history(&tree));
+    let (code, _) = signal_and_wait(&mut child, nix::sys::signal::Signal::SIGKILL);
+    assert_eq!(code, None);
+    let list = tree.bh(&["history", "list"], &[]);
+    let text = String::from_utf8_lossy(&list.stdout).into_owned();
+    assert!(list.status.success(), "{text}");
+    assert!(
+        text.contains(".sqfs.partial: partial archive") && text.contains("not a history"),
+        "{text}"
+    );
+    assert!(
+        text.contains("no history in"),
+        "a partial is not a history: {text}"
+    );
+    let out = tree.bh(&["umount", "--all"], &[]);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("partial archive removed"), "{said}");
+    assert!(histories(&tree).is_empty(), "{:?}", histories(&tree));
+    assert_nothing_left(&tree);
+}
+
+/// Issue 23, finding 6: the detached supervisor of `--ui tui` (a session of its own, no
+/// terminal) ignores SIGHUP; a signal whose default action would end it silently (SIGQUIT)
+/// stops the run instead, with a line in its log and a `run-finished` event.
+#[test]
+fn the_detached_supervisor_ignores_sighup_and_logs_its_end_on_sigquit() {
+    require_root();
+    let _heavy = heavy_lock();
+    let tree = Tree::new();
+    let line = format!("exec {BIN} run {} --ui tui", tree.starter().display());
+    let mut env = crate::tui::run_env(tree.path(), "");
+    env.retain(|(k, _)| *k != "BH_DEMO_DELAY");
+    env.push(("BH_DEMO_DELAY", "0.05".into()));
+    let tmux = crate::tui::Tmux::start("hup23", &line, &env);
+    let lock_pid = |run: &Path| -> Option<i32> {
+        let file = std::fs::File::open(run.join("lock")).ok()?;
+        // SAFETY: flock on a valid descriptor.
+        let free = unsafe {
+            libc::flock(
+                std::os::fd::AsRawFd::as_raw_fd(&file),
+                libc::LOCK_SH | libc::LOCK_NB,
+            )
+        } == 0;
+        if free {
+            return None;
+        }
+        std::fs::read_to_string(run.join("lock"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    wait_until(120, "the steps to start", || {
+        tree.newest_run().is_some_and(|r| {
+            std::fs::read_to_string(r.join("events.jsonl"))
+                .is_ok_and(|e| e.contains("\"step-started\""))
+        })
+    });
+    let run = tree.newest_run().unwrap();
+    let pid = lock_pid(&run).expect("a live supervisor");
+    let sup = nix::unistd::Pid::from_raw(pid);
+    nix::sys::signal::kill(sup, nix::sys::signal::Signal::SIGHUP).unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(
+        lock_pid(&run),
+        Some(pid),
+        "SIGHUP ended the detached supervisor"
+    );
+    nix::sys::signal::kill(sup, nix::sys::signal::Signal::SIGQUIT).unwrap();
+    wait_until(30, "the supervisor to end", || lock_pid(&run).is_none());
+    let log = std::fs::read_to_string(run.join("supervisor.log")).unwrap();
+    assert!(
+        log.contains(&format!("supervisor {pid} ends: run")) && log.contains("interrupted"),
+        "{log}"
+    );
+    let events = std::fs::read_to_string(run.join("events.jsonl")).unwrap();
+    let last = events.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("\"run-finished\"") && last.contains("\"interrupted\""),
+        "{events}"
+    );
+    drop(tmux);
+    let out = tree.bh(&["umount", "--all"], &[]);
+    assert!(out.status.success());
+    assert_nothing_left(&tree);
+}
+
+/// Issue 23, finding 3 (the archiver): a squashfs tool that leaves a child (STAND-IN for
+/// mksquashfs: it starts `sleep 600`, writes the start of its output and waits) runs in a
+/// process group of its own, killed whole when the run stops the archive: no child of it
+/// outlives the run.
+#[test]
+fn stopping_the_archive_kills_the_archivers_whole_group() {
+    require_root();
+    let _heavy = heavy_lock();
+    let tree = Tree::new();
+    let bin = tree.path().join("groupbin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let pid_file = tree.path().join("archiver-child");
+    let script = format!(
+        "#!/usr/bin/env python3\n\
+         # STAND-IN for mksquashfs (squashfs-tools) that leaves a child: the archive never ends.\n\
+         import subprocess, sys, time\n\
+         child = subprocess.Popen(['sleep', '600'])\n\
+         open('{}', 'w').write(str(child.pid))\n\
+         open(sys.argv[2], 'wb').write(b'hsqs partial')\n\
+         time.sleep(600)\n",
+        pid_file.display()
+    );
+    let tool = bin.join("mksquashfs");
+    std::fs::write(&tool, script).unwrap();
+    std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut child = spawn_run(&tree, "run", &[], &[("PATH", &path)]);
+    wait_until(300, "the archive to start", || {
+        partial_history(&tree) && pid_file.exists()
+    });
+    let sleep_pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let (code, _) = signal_and_wait(&mut child, nix::sys::signal::Signal::SIGINT);
+    assert_eq!(code, Some(130), "{}", output_of(&tree, "run"));
+    wait_until(5, "the archiver's child to be gone", || {
+        std::fs::read_to_string(format!("/proc/{sleep_pid}/stat"))
+            .map_or(true, |s| s.contains(") Z"))
+    });
+    assert!(histories(&tree).is_empty(), "{:?}", histories(&tree));
+    assert_nothing_left(&tree);
+}

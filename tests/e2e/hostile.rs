@@ -738,3 +738,225 @@ fn a_build_directory_planted_under_builds_is_not_booted() {
     assert!(stderr.contains("no finished build"), "{stderr}");
     assert!(!planted.join("boot-console.log").exists());
 }
+
+/// Issue 23, finding 2: `binhost` takes its run id through the one run-id check: `../x`
+/// (and any id outside the run ids' alphabet) is refused before anything is opened, and a
+/// run whose supervisor is gone is refused even when its pid now names a live process (here
+/// an unrelated `sleep` in the build machine's namespace), so that process never decides
+/// where emaint runs as root.
+#[test]
+fn binhost_refuses_a_bad_run_id_and_a_run_whose_supervisor_is_gone() {
+    require_root();
+    let tree = Tree::new();
+    for bad in ["../x", "a/b", "..", "a b"] {
+        let out = tree.bh(&["binhost", bad], &[]);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
+        assert!(err.contains("is not a run id"), "{bad}: {err}");
+    }
+    let mut other = Command::new("sleep").arg("60").spawn().unwrap();
+    let pid = other.id();
+    let ns = std::fs::metadata(format!("/proc/{pid}/ns/mnt"))
+        .unwrap()
+        .ino();
+    let run = tree.path().join("work/demo-a-20260101-000000");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(run.join("plan.json"), b"{}").unwrap();
+    let journal = serde_json::json!({
+        "format": 1,
+        "mnt_ns": ns,
+        "m_dir": run.join("M"),
+        "pid": pid,
+        "host_namespace": false,
+        "mounts": [],
+    });
+    std::fs::write(run.join("journal.json"), journal.to_string()).unwrap();
+    let out = tree.bh(&["binhost", "demo-a-20260101-000000"], &[]);
+    let _ = other.kill();
+    let _ = other.wait();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("is not running (its supervisor {pid} is gone)")),
+        "{err}"
+    );
+    let shell = tree.bh(&["shell", "demo-a-20260101-000000"], &[]);
+    assert_eq!(shell.status.code(), Some(2), "shell makes the same check");
+}
+
+/// Issue 23, finding 9: `status` run by a user who may not read the runs (they are root's,
+/// mode 0700) says it needs root, not "no runs".
+#[test]
+fn status_as_a_non_root_user_says_it_needs_root() {
+    use std::os::unix::process::CommandExt;
+    require_root();
+    let tree = Tree::new();
+    let run = tree.path().join("work/demo-a-20260101-000000");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(run.join("plan.json"), b"{}").unwrap();
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).unwrap();
+    for dir in [tree.path().to_path_buf(), tree.path().join("work")] {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let out = Command::new(BIN)
+        .args(["status", "--tree", tree.path().to_str().unwrap()])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(!stdout.contains("no runs"), "{stdout}");
+    assert!(stderr.contains("needs root to read the runs"), "{stderr}");
+}
+
+/// Issue 23, finding 9: `distcc-helper` warns when its `--allow` list is wider than the
+/// machine's own networks and when it listens on every address without `--listen`, and
+/// removes the scratch directory a helper killed with SIGKILL left (its lock is free),
+/// never a live helper's (its lock is held).
+#[test]
+fn distcc_helper_warns_on_wide_access_and_removes_a_killed_helpers_directory() {
+    require_root();
+    let tree = Tree::new();
+    // A private temporary directory: other helpers' directories in /tmp are not ours.
+    let tmp = tempfile::tempdir().unwrap();
+    let dead = tmp.path().join("build-helper-distcc-dead01");
+    std::fs::create_dir_all(dead.join("M/u")).unwrap();
+    std::fs::write(dead.join("lock"), b"").unwrap();
+    let live = tmp.path().join("build-helper-distcc-live01");
+    std::fs::create_dir(&live).unwrap();
+    let held = std::fs::File::create(live.join("lock")).unwrap();
+    // SAFETY: flock on a descriptor the test owns.
+    let locked = unsafe {
+        libc::flock(
+            std::os::fd::AsRawFd::as_raw_fd(&held),
+            libc::LOCK_EX | libc::LOCK_NB,
+        )
+    };
+    assert_eq!(locked, 0);
+    let tmpdir = tmp.path().to_str().unwrap();
+    let out = tree.bh(
+        &["distcc-helper", "--allow", "0.0.0.0/0"],
+        &[("TMPDIR", tmpdir)],
+    );
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    // The tree has no history: the helper stops there, after its checks.
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--allow 0.0.0.0/0 is wider than this machine's own networks"),
+        "{err}"
+    );
+    assert!(err.contains("listens on every address"), "{err}");
+    assert!(
+        !dead.exists(),
+        "the killed helper's directory is left: {err}"
+    );
+    assert!(live.is_dir(), "a live helper's directory was removed");
+    // Its own networks and an explicit --listen: no warning.
+    let out = tree.bh(
+        &[
+            "distcc-helper",
+            "--allow",
+            "127.0.0.1",
+            "--listen",
+            "127.0.0.1",
+        ],
+        &[("TMPDIR", tmpdir)],
+    );
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!err.contains("warning"), "{err}");
+    drop(held);
+}
+
+/// Issue 23, finding 2, the other side: a live run is entered through the same check (the
+/// supervisor holds the run's lock and is in the namespace its journal recorded), and the
+/// shell lands in that namespace, where the target's environment is mounted.
+#[test]
+fn shell_enters_a_live_run_whose_supervisor_holds_it() {
+    require_root();
+    let _heavy = heavy_lock();
+    let tree = Tree::new();
+    let mut run = Command::new(BIN)
+        .args(["run", tree.starter().to_str().unwrap(), "--ui", "plain"])
+        .env("BUILD_HELPER_TREE", tree.path())
+        .env("TARBALL_MIRROR", mirror())
+        .env("BH_OPENPGP_KEY", mirror_key())
+        .env("BH_DEMO_DELAY", "0.2")
+        .env_remove("BH_DEMO_FAIL")
+        .env_remove("TMUX")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let id = loop {
+        let started = tree.newest_run().filter(|r| {
+            std::fs::read_to_string(r.join("events.jsonl"))
+                .is_ok_and(|e| e.contains("\"step-started\""))
+        });
+        if let Some(r) = started {
+            break r.file_name().unwrap().to_string_lossy().into_owned();
+        }
+        assert!(Instant::now() < deadline, "no step started");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = tree.bh(
+        &["shell", &id, "-c", "test -d /proc/self && echo inside"],
+        &[],
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(run.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = run.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("inside"));
+    assert!(tree.bh(&["umount", "--all"], &[]).status.success());
+    assert!(mounts_anywhere(tree.path()).is_empty());
+}
+
+/// Issue 23, finding 9, the helper's own exits: `distcc-helper` ending on an error after it
+/// mounted the history (the demo's history has no distccd) takes its mounts down and removes
+/// its scratch directory.
+#[test]
+fn distcc_helper_removes_its_directory_when_it_ends_on_an_error() {
+    require_root();
+    let _heavy = heavy_lock();
+    let tree = Tree::new();
+    let out = tree.run_demo(&[], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tree.bh(
+        &[
+            "distcc-helper",
+            "--allow",
+            "127.0.0.1",
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            "1",
+        ],
+        &[("TMPDIR", tmp.path().to_str().unwrap())],
+    );
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("has no distccd"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left in TMPDIR: {left:?}");
+    assert!(mounts_anywhere(tree.path()).is_empty());
+    assert!(tree.bh(&["umount", "--all"], &[]).status.success());
+}
