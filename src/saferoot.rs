@@ -321,6 +321,20 @@ pub fn read_file(path: &Path, limit: u64) -> Result<Vec<u8>, SafeError> {
     read_regular(unsafe { OwnedFd::from_raw_fd(fd) }, path, limit)
 }
 
+/// Reads the regular file at `path` as UTF-8 text, at most `limit` bytes: [`read_file`]
+/// for text. This is the one reader of text files a user hands over by name (starters,
+/// starter scripts for `import-starter`, key files); files of a configuration directory go
+/// through [`Root::read_to_string`] so that links out of it are refused too.
+///
+/// Errors: those of [`read_file`]; invalid UTF-8 is [`SafeError::Io`] (`InvalidData`).
+pub fn read_text_file(path: &Path, limit: u64) -> Result<String, SafeError> {
+    let bytes = read_file(path, limit)?;
+    String::from_utf8(bytes).map_err(|_| SafeError::Io {
+        path: path.to_path_buf(),
+        source: io::Error::new(io::ErrorKind::InvalidData, "is not valid UTF-8 text"),
+    })
+}
+
 /// `rel` without a leading `/` (and `.` for an empty path).
 fn relative(rel: &Path) -> &Path {
     let rel = rel.strip_prefix("/").unwrap_or(rel);

@@ -46,6 +46,25 @@ pub enum ImportError {
         value: String,
         reason: String,
     },
+    /// The script cannot be read: missing, not a regular file (a FIFO or a device is refused
+    /// without blocking on it), larger than [`crate::saferoot::CONFIG_LIMIT`], not UTF-8.
+    #[error("cannot read the starter script: {source}")]
+    Read {
+        /// Why, with the path.
+        source: crate::saferoot::SafeError,
+    },
+}
+
+/// Reads the starter script at `path` for [`import_starter`] through the one reader of
+/// user-supplied files ([`crate::saferoot::read_text_file`], at most
+/// [`crate::saferoot::CONFIG_LIMIT`] bytes: the original's scripts are under 4 KiB).
+///
+/// # Errors
+/// [`ImportError::Read`]: missing, unreadable, a FIFO / device / socket / directory, too
+/// large, or not UTF-8.
+pub fn read_script(path: &Path) -> Result<String, ImportError> {
+    crate::saferoot::read_text_file(path, crate::saferoot::CONFIG_LIMIT)
+        .map_err(|source| ImportError::Read { source })
 }
 
 /// What an exported value is, seen from the TOML side.

@@ -632,3 +632,93 @@ fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
         buf
     })
 }
+
+/// Issue 23, item 8: `import-starter` reads its script through the one reader of
+/// user-supplied files, so a FIFO, a character device (named directly or through a link) or
+/// an oversized file is refused at once with exit status 2 instead of hanging or filling
+/// memory.
+#[test]
+fn import_starter_refuses_a_fifo_and_dev_zero_at_once() {
+    require_root();
+    let tree = Tree::new();
+    let cwd = tempfile::tempdir().unwrap();
+    let fifo = cwd.path().join("starter.sh");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    let link = cwd.path().join("zero.sh");
+    symlink("/dev/zero", &link).unwrap();
+    let big = cwd.path().join("big.sh");
+    std::fs::write(&big, vec![b'#'; 2 << 20]).unwrap();
+    for (script, needle) in [
+        (fifo.as_path(), "FIFO, not a regular file"),
+        (
+            Path::new("/dev/zero"),
+            "character device, not a regular file",
+        ),
+        (link.as_path(), "character device, not a regular file"),
+        (big.as_path(), "is larger than"),
+    ] {
+        let started = Instant::now();
+        let out = bh_within(
+            &tree,
+            cwd.path(),
+            &["import-starter".as_ref(), script.as_os_str()],
+            10,
+        );
+        let text = assert_exit_2(&out, needle);
+        assert!(text.contains(&*script.to_string_lossy()), "{text}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{script:?} took {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+/// Issue 23, item 8: `check` refuses a make.conf that is a FIFO or a character device (also
+/// one inside a make.conf directory), naming the file and what to do, without blocking.
+#[test]
+fn check_refuses_a_make_conf_that_is_a_fifo_or_a_character_device() {
+    require_root();
+    let cwd = tempfile::tempdir().unwrap();
+    for (how, in_dir) in [("fifo", false), ("chardev", false), ("fifo", true)] {
+        let tree = Tree::new();
+        let config = tree.path().join(DEMO_A);
+        let mut path = config.join("target-portage/make.conf");
+        if in_dir {
+            let text = std::fs::read(&path).unwrap();
+            std::fs::remove_file(&path).unwrap();
+            std::fs::create_dir(&path).unwrap();
+            std::fs::write(path.join("00-base"), text).unwrap();
+            path = path.join("10-local");
+        } else {
+            std::fs::remove_file(&path).unwrap();
+        }
+        let needle = match how {
+            "fifo" => {
+                nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o644))
+                    .unwrap();
+                "is a FIFO, not a regular file"
+            }
+            _ => {
+                nix::sys::stat::mknod(
+                    &path,
+                    nix::sys::stat::SFlag::S_IFCHR,
+                    nix::sys::stat::Mode::from_bits_truncate(0o644),
+                    nix::sys::stat::makedev(1, 5),
+                )
+                .unwrap();
+                "is a character device, not a regular file"
+            }
+        };
+        let check = bh_within(
+            &tree,
+            cwd.path(),
+            &["check".as_ref(), config.as_os_str()],
+            20,
+        );
+        let text = assert_exit_2(&check, needle);
+        assert!(text.contains(&*path.to_string_lossy()), "{how}: {text}");
+        assert!(text.contains("replace it with a file"), "{how}: {text}");
+    }
+}
+
