@@ -121,6 +121,23 @@ impl State {
         }
     }
 
+    /// Queues `msg` for client `id` alone (a refusal of what it asked); a client that fell
+    /// too far behind is dropped instead.
+    fn tell(&mut self, id: u64, msg: &ServerMsg) {
+        let line = Arc::new(proto::encode(msg));
+        let Some(c) = self.clients.iter().find(|c| c.id == id) else {
+            return;
+        };
+        let queued = c.queued.fetch_add(line.len(), Ordering::SeqCst) + line.len();
+        if queued > self.queue || c.tx.send(line).is_err() {
+            let why = format!(
+                "it fell more than {} KiB behind the run's output",
+                self.queue >> 10
+            );
+            self.drop_client(id, &why);
+        }
+    }
+
     fn drop_client(&mut self, id: u64, why: &str) {
         let Some(i) = self.clients.iter().position(|c| c.id == id) else {
             return;

@@ -59,7 +59,7 @@ pub(super) fn accept_loop(shared: &Arc<Shared>, listener: &UnixListener) {
 fn serve(shared: &Arc<Shared>, stream: UnixStream) -> Result<(), proto::ProtoError> {
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
-    let theirs = match proto::read::<ClientMsg>(&mut reader)? {
+    let theirs = match proto::read_limited::<ClientMsg>(&mut reader, proto::MAX_CLIENT_LINE)? {
         Some(ClientMsg::Hello { protocol }) => protocol,
         Some(_) => return Err(proto::ProtoError::NoHello),
         None => return Err(proto::ProtoError::Closed),
@@ -82,7 +82,18 @@ fn serve(shared: &Arc<Shared>, stream: UnixStream) -> Result<(), proto::ProtoErr
     let mut st = shared.state();
     if let Some(i) = st.clients.iter().position(|c| c.id == id) {
         let c = st.clients.remove(i);
-        let _ = c.stream.shutdown(std::net::Shutdown::Both);
+        if let Err(proto::ProtoError::Bad(why)) = &result {
+            // Say why before the connection ends: the writer sends what is queued, then
+            // this, then shuts the socket down (within 10 s if the client does not read).
+            let _ = c.stream.set_write_timeout(Some(Duration::from_secs(10)));
+            let _ =
+                c.tx.send(std::sync::Arc::new(proto::encode(&ServerMsg::Dropped {
+                    reason: format!("the client sent {why}; attach again with build-helper attach"),
+                })));
+            let _ = c.stream.shutdown(std::net::Shutdown::Read);
+        } else {
+            let _ = c.stream.shutdown(std::net::Shutdown::Both);
+        }
     }
     if st.clients.is_empty() && st.question.take().is_some() {
         // Nobody is left to answer: the unattended default.
@@ -143,7 +154,7 @@ fn read_loop(
     id: u64,
     reader: &mut BufReader<UnixStream>,
 ) -> Result<(), proto::ProtoError> {
-    while let Some(msg) = proto::read::<ClientMsg>(reader)? {
+    while let Some(msg) = proto::read_limited::<ClientMsg>(reader, proto::MAX_CLIENT_LINE)? {
         match msg {
             ClientMsg::Hello { .. } => {}
             ClientMsg::Keys { target, bytes } => {
@@ -158,12 +169,22 @@ fn read_loop(
                 }
             }
             ClientMsg::Resize { target, cols, rows } => {
-                if rows == 0 || cols == 0 {
+                let mut st = shared.state();
+                // A pane's emulator is `cols` x `rows` cells: an unbounded size is an
+                // unbounded allocation (65535 x 65535 would be ~300 GB).
+                if let Err(why) = proto::check_size(cols, rows) {
+                    log(format_args!(
+                        "[build-helper] attach: client {id}: {target}: {why}"
+                    ));
+                    st.tell(id, &ServerMsg::Say { text: why });
                     continue;
                 }
-                let mut st = shared.state();
                 st.size = Some((rows, cols));
-                let p = st.pane_mut(&target);
+                // Only the run's panes: a name the run does not have makes no pane (the size
+                // is kept for workers that start later).
+                let Some(p) = st.panes.iter_mut().find(|p| p.target == target) else {
+                    continue;
+                };
                 if p.term.screen().size() != (rows, cols) {
                     p.term.set_size(rows, cols);
                     if let Some(pty) = &p.pty {
