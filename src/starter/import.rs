@@ -48,10 +48,16 @@ pub enum ImportError {
     },
     /// The script cannot be read: missing, not a regular file (a FIFO or a device is refused
     /// without blocking on it), larger than [`crate::saferoot::CONFIG_LIMIT`], not UTF-8.
-    #[error("cannot read the starter script: {source}")]
+    #[error(
+        "cannot read starter script {}: {source}; check the path (import-starter reads one of \
+         the original's example-starter-*.sh scripts, a regular text file)",
+        path.display()
+    )]
     Read {
-        /// Why, with the path.
-        source: crate::saferoot::SafeError,
+        /// The script's path.
+        path: PathBuf,
+        /// Why (without the path).
+        source: std::io::Error,
     },
 }
 
@@ -63,8 +69,12 @@ pub enum ImportError {
 /// [`ImportError::Read`]: missing, unreadable, a FIFO / device / socket / directory, too
 /// large, or not UTF-8.
 pub fn read_script(path: &Path) -> Result<String, ImportError> {
-    crate::saferoot::read_text_file(path, crate::saferoot::CONFIG_LIMIT)
-        .map_err(|source| ImportError::Read { source })
+    crate::saferoot::read_text_file(path, crate::saferoot::CONFIG_LIMIT).map_err(|e| {
+        ImportError::Read {
+            path: path.to_path_buf(),
+            source: e.into_io(),
+        }
+    })
 }
 
 /// What an exported value is, seen from the TOML side.
