@@ -514,3 +514,52 @@ fn stale_sockets_of_a_dead_run_are_removed_and_a_live_runs_are_kept() {
     assert!(crate::engine::protocol::remove_stale_sockets(run).is_empty());
     assert!(sockets[0].exists());
 }
+
+/// A pane whose worker reads no input: a write blocks until the test lets it go.
+struct StuckInput {
+    writing: std::sync::atomic::AtomicBool,
+    release: Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl KeySink for StuckInput {
+    fn write(&self, _bytes: &[u8]) {
+        self.writing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = self
+            .release
+            .lock()
+            .unwrap()
+            .recv_timeout(Duration::from_secs(20));
+    }
+    fn resize(&self, _cols: u16, _rows: u16) {}
+}
+
+#[test]
+fn keys_for_a_worker_that_reads_nothing_never_hold_up_the_runs_output() {
+    let mut h = test_hub();
+    let a = target("a");
+    let (release, rx) = std::sync::mpsc::channel();
+    let stuck = Arc::new(StuckInput {
+        writing: std::sync::atomic::AtomicBool::new(false),
+        release: Mutex::new(rx),
+    });
+    h.hub.attach_sink(&a, stuck.clone());
+    let (mut w, _r) = client(h.dir.path());
+    proto::write(
+        &mut w,
+        &ClientMsg::Keys {
+            target: a.clone(),
+            bytes: Bytes(b"typed while nobody reads\r".to_vec()),
+        },
+    )
+    .unwrap();
+    wait("the blocked write", || {
+        stuck.writing.load(std::sync::atomic::Ordering::SeqCst)
+    });
+    // The run's output goes on (the hub's lock is free) while the write is blocked.
+    let t0 = Instant::now();
+    h.hub.output(&a, b"the build goes on\r\n");
+    h.hub.say("still running");
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    release.send(()).unwrap();
+}

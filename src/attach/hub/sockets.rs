@@ -158,13 +158,16 @@ fn read_loop(
         match msg {
             ClientMsg::Hello { .. } => {}
             ClientMsg::Keys { target, bytes } => {
-                let st = shared.state();
-                if let Some(pty) = st
+                // Written after the lock is let go: a worker that reads no input fills its
+                // terminal's buffer and blocks this writer, which must then hold up this
+                // client only, never the run's output.
+                let pty = shared
+                    .state()
                     .panes
                     .iter()
                     .find(|p| p.target == target)
-                    .and_then(|p| p.pty.as_ref())
-                {
+                    .and_then(|p| p.pty.clone());
+                if let Some(pty) = pty {
                     pty.write(&bytes.0);
                 }
             }
