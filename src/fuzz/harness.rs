@@ -352,11 +352,18 @@ fn describe(input: &[u8]) -> String {
 
 type Answer = Result<(), String>;
 
+/// A parser's thread and its two channels.
+struct Worker {
+    tx: mpsc::Sender<Vec<u8>>,
+    rx: mpsc::Receiver<Answer>,
+    thread: std::thread::JoinHandle<()>,
+}
+
 /// A parser's thread: takes inputs, answers for each whether it panicked.
-fn spawn_worker(name: &str, make: Make) -> (mpsc::Sender<Vec<u8>>, mpsc::Receiver<Answer>) {
+fn spawn_worker(name: &str, make: Make) -> Worker {
     let (in_tx, in_rx) = mpsc::channel::<Vec<u8>>();
     let (out_tx, out_rx) = mpsc::channel::<Answer>();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name(format!("fuzz-{name}"))
         .spawn(move || {
             let mut parse = make();
@@ -372,9 +379,12 @@ fn spawn_worker(name: &str, make: Make) -> (mpsc::Sender<Vec<u8>>, mpsc::Receive
                 }
             }
         })
-        .map(|_| ())
         .unwrap_or_else(|e| panic!("cannot start the fuzz thread of {name}: {e}"));
-    (in_tx, out_rx)
+    Worker {
+        tx: in_tx,
+        rx: out_rx,
+        thread,
+    }
 }
 
 /// Feeds `cases` inputs made from `samples` (seeded with `seed`) to the parser `make`
@@ -391,16 +401,16 @@ pub fn run(
     quiet_panics_on_fuzz_threads();
     let mut rng = Rng::new(seed);
     let mut stats = Stats::default();
-    let (mut tx, mut rx) = spawn_worker(name, make);
+    let mut worker = spawn_worker(name, make);
     let started = Instant::now();
     for _ in 0..cases {
         let input = case(&mut rng, samples);
         stats.cases += 1;
-        if tx.send(input.clone()).is_err() {
-            (tx, rx) = spawn_worker(name, make);
-            let _ = tx.send(input.clone());
+        if worker.tx.send(input.clone()).is_err() {
+            worker = spawn_worker(name, make);
+            let _ = worker.tx.send(input.clone());
         }
-        match rx.recv_timeout(bound) {
+        match worker.rx.recv_timeout(bound) {
             Ok(Ok(())) => {}
             Ok(Err(message)) => {
                 stats.panics += 1;
@@ -417,10 +427,14 @@ pub fn run(
                         .findings
                         .push(format!("no end within {bound:?} on {}", describe(&input)));
                 }
-                (tx, rx) = spawn_worker(name, make);
+                // The hung thread is left behind (with what it holds); a new one goes on.
+                worker = spawn_worker(name, make);
             }
         }
     }
+    // The thread drops its parser (a temporary directory) before the campaign goes on.
+    drop(worker.tx);
+    let _ = worker.thread.join();
     stats.secs = started.elapsed().as_secs_f64();
     stats
 }
