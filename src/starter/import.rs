@@ -4,7 +4,7 @@
 //! A starter script exports the original's variables (`export MNT_TYPE="bind"`, ...) and runs
 //! `build-helper.sh <tuple[:tuple...]> <name[:name...]>` (directly or through a variable such
 //! as `HELPER_CMD="./build-helper.sh ..."`). Only those two things are read; the script is
-//! never run. Each variable becomes the `[options]` key of spec/starter.md's table, other
+//! never run. Each variable becomes the `[options]` key of docs/starter.md's table, other
 //! exports with a plain value go to `[env]`, and what is a shell expression (`$(nproc)`) or
 //! only passes a variable through (`"${GENTOO_MIRRORS}"`, which the run reads from the
 //! environment anyway) becomes a comment saying why it was left out.
@@ -140,7 +140,7 @@ struct Out {
 }
 
 /// Converts the starter script `text` (read from `path`, named in errors and in the output's
-/// first comment) into starter TOML (spec/starter.md).
+/// first comment) into starter TOML (docs/starter.md).
 ///
 /// # Errors
 /// [`ImportError`] naming the file and line: no `build-helper.sh` line, tuples and names that

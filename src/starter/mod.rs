@@ -1,5 +1,5 @@
 //! Starters: the TOML file that says which targets to build and how
-//! (`starters/<file>.toml`, spec/starter.md), with the environment overrides of the original
+//! (`starters/<file>.toml`, docs/starter.md), with the environment overrides of the original
 //! starter scripts applied, checked and turned into a [`Starter`].
 //!
 //! Pure: it reads the starter file and looks whether each target's configuration directory
