@@ -563,3 +563,25 @@ fn keys_for_a_worker_that_reads_nothing_never_hold_up_the_runs_output() {
     assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
     release.send(()).unwrap();
 }
+
+#[test]
+fn a_client_beyond_the_most_a_run_serves_is_told_and_the_others_stay() {
+    let h = test_hub();
+    let mut kept = Vec::new();
+    for _ in 0..hub::MAX_CLIENTS {
+        kept.push(client(h.dir.path()));
+    }
+    wait("every client", || h.hub.clients() == hub::MAX_CLIENTS);
+    let (_w, mut r) = client(h.dir.path());
+    let m = read_until(&mut r, |m| matches!(m, ServerMsg::Dropped { .. }));
+    let ServerMsg::Dropped { reason } = m else {
+        unreachable!()
+    };
+    assert!(reason.contains("64 clients are attached"), "{reason}");
+    assert_eq!(h.hub.clients(), hub::MAX_CLIENTS);
+    // One leaves: a new client is served again.
+    drop(kept.pop());
+    wait("a free place", || h.hub.clients() < hub::MAX_CLIENTS);
+    let (_w2, _r2) = client(h.dir.path());
+    wait("the new client", || h.hub.clients() == hub::MAX_CLIENTS);
+}

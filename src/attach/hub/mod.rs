@@ -42,6 +42,11 @@ fn log(text: std::fmt::Arguments) {
 /// output a worker makes, far more than a screen shows).
 pub const CLIENT_QUEUE: usize = 16 << 20;
 
+/// Clients served at once: each may have up to [`CLIENT_QUEUE`] bytes waiting, so this
+/// bounds what all of them can make the supervisor hold (1 GiB). One more is told so
+/// ([`ServerMsg::Dropped`]) right after the hellos and is not served.
+pub const MAX_CLIENTS: usize = 64;
+
 /// Supervisor messages kept for clients that attach later.
 const MESSAGES: usize = 200;
 

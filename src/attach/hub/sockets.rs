@@ -77,7 +77,30 @@ fn serve(shared: &Arc<Shared>, stream: UnixStream) -> Result<(), proto::ProtoErr
         return Err(e);
     }
     stream.set_read_timeout(None)?;
-    let id = register(shared, &stream)?;
+    let Some(id) = register(shared, &stream)? else {
+        let served = super::MAX_CLIENTS;
+        // Refused before it gets a writer thread or a queue; the write cannot block long.
+        let reason = format!(
+            "{served} clients are attached, the most a run serves; detach one (q, then d) \
+             and attach again"
+        );
+        log(format_args!(
+            "[build-helper] attach: refused a client: {reason}"
+        ));
+        let mut w = stream.try_clone()?;
+        w.set_write_timeout(Some(Duration::from_secs(10)))?;
+        for msg in [
+            ServerMsg::Hello {
+                protocol: proto::VERSION,
+                run: shared.run.clone(),
+            },
+            ServerMsg::Dropped { reason },
+        ] {
+            proto::write(&mut w, &msg)?;
+        }
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+        return Ok(());
+    };
     let result = read_loop(shared, id, &mut reader);
     let mut st = shared.state();
     if let Some(i) = st.clients.iter().position(|c| c.id == id) {
@@ -104,11 +127,15 @@ fn serve(shared: &Arc<Shared>, stream: UnixStream) -> Result<(), proto::ProtoErr
 }
 
 /// Queues the snapshot and adds the client to the broadcast list in one step under the
-/// lock, so it misses nothing and gets nothing twice.
-fn register(shared: &Arc<Shared>, stream: &UnixStream) -> std::io::Result<u64> {
+/// lock, so it misses nothing and gets nothing twice. `None` when [`super::MAX_CLIENTS`]
+/// are served already (counted under the same lock, so never one more).
+fn register(shared: &Arc<Shared>, stream: &UnixStream) -> std::io::Result<Option<u64>> {
     let (tx, rx) = mpsc::channel::<Arc<String>>();
     let queued = Arc::new(AtomicUsize::new(0));
     let mut st = shared.state();
+    if st.clients.len() >= super::MAX_CLIENTS {
+        return Ok(None);
+    }
     st.next_id += 1;
     let id = st.next_id;
     for msg in st.snapshot(&shared.run) {
@@ -146,7 +173,7 @@ fn register(shared: &Arc<Shared>, stream: &UnixStream) -> std::io::Result<u64> {
         "[build-helper] attach: client {id} attached ({} attached)",
         st.clients.len()
     ));
-    Ok(id)
+    Ok(Some(id))
 }
 
 fn read_loop(
