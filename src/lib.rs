@@ -18,6 +18,8 @@ pub mod engine;
 pub mod error;
 pub mod explore;
 pub mod fsutil;
+#[cfg(test)]
+mod fuzz;
 pub mod history;
 pub mod history_cmd;
 pub mod mounts;

@@ -576,8 +576,7 @@ fn dispatch(cli: Cli, sys: Arc<dyn Sys>) -> anyhow::Result<i32> {
             Ok(code)
         }
         Command::ImportStarter { script } => {
-            let text = std::fs::read_to_string(&script)
-                .with_context(|| format!("cannot read starter script {}", script.display()))?;
+            let text = starter::read_script(&script).map_err(|e| UsageError(e.to_string()))?;
             let toml =
                 starter::import_starter(&text, &script).map_err(|e| UsageError(e.to_string()))?;
             print_quietly_on_closed_pipe(&toml)?;

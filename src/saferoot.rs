@@ -192,6 +192,28 @@ impl Root {
         read_regular(fd, &self.path.join(relative(rel)), limit)
     }
 
+    /// Reads the last `max` bytes of the regular file `rel` (all of it when shorter), e.g.
+    /// the tail of a log that a build keeps appending to. Refuses what [`Root::read`]
+    /// refuses, except that a longer file is not an error.
+    ///
+    /// Errors: [`SafeError::Escapes`], [`SafeError::NotRegular`], [`SafeError::Io`].
+    pub fn read_tail(&self, rel: &Path, resolve: Resolve, max: u64) -> Result<Vec<u8>, SafeError> {
+        use std::io::{Seek, SeekFrom};
+        let fd = self.open_at(rel, OFlag::O_RDONLY | OFlag::O_NONBLOCK, resolve)?;
+        let path = self.path.join(relative(rel));
+        let size = regular_size(&fd, &path)?;
+        let io_err = |source: io::Error| SafeError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut file = File::from(fd);
+        file.seek(SeekFrom::Start(size.saturating_sub(max)))
+            .map_err(io_err)?;
+        let mut out = Vec::new();
+        file.take(max).read_to_end(&mut out).map_err(io_err)?;
+        Ok(out)
+    }
+
     /// Like [`Root::read`], as UTF-8 text.
     ///
     /// Errors: those of [`Root::read`]; invalid UTF-8 is [`SafeError::Io`] (`InvalidData`).
@@ -321,6 +343,20 @@ pub fn read_file(path: &Path, limit: u64) -> Result<Vec<u8>, SafeError> {
     read_regular(unsafe { OwnedFd::from_raw_fd(fd) }, path, limit)
 }
 
+/// Reads the regular file at `path` as UTF-8 text, at most `limit` bytes: [`read_file`]
+/// for text. This is the one reader of text files a user hands over by name (starters,
+/// starter scripts for `import-starter`, key files); files of a configuration directory go
+/// through [`Root::read_to_string`] so that links out of it are refused too.
+///
+/// Errors: those of [`read_file`]; invalid UTF-8 is [`SafeError::Io`] (`InvalidData`).
+pub fn read_text_file(path: &Path, limit: u64) -> Result<String, SafeError> {
+    let bytes = read_file(path, limit)?;
+    String::from_utf8(bytes).map_err(|_| SafeError::Io {
+        path: path.to_path_buf(),
+        source: io::Error::new(io::ErrorKind::InvalidData, "is not valid UTF-8 text"),
+    })
+}
+
 /// `rel` without a leading `/` (and `.` for an empty path).
 fn relative(rel: &Path) -> &Path {
     let rel = rel.strip_prefix("/").unwrap_or(rel);
@@ -344,12 +380,14 @@ fn kind_name(mode: SFlag) -> &'static str {
     }
 }
 
-fn read_regular(fd: OwnedFd, path: &Path, limit: u64) -> Result<Vec<u8>, SafeError> {
-    let io_err = |source: io::Error| SafeError::Io {
+/// The size in bytes of the open file `fd`, when it is a regular file.
+///
+/// Errors: [`SafeError::NotRegular`], [`SafeError::Io`] (fstat failed).
+fn regular_size(fd: &OwnedFd, path: &Path) -> Result<u64, SafeError> {
+    let stat = fstat(fd.as_raw_fd()).map_err(|e| SafeError::Io {
         path: path.to_path_buf(),
-        source,
-    };
-    let stat = fstat(fd.as_raw_fd()).map_err(|e| io_err(e.into()))?;
+        source: e.into(),
+    })?;
     let kind = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
     if kind != SFlag::S_IFREG {
         return Err(SafeError::NotRegular {
@@ -357,13 +395,22 @@ fn read_regular(fd: OwnedFd, path: &Path, limit: u64) -> Result<Vec<u8>, SafeErr
             kind: kind_name(kind),
         });
     }
-    if stat.st_size as u64 > limit {
+    Ok(stat.st_size as u64)
+}
+
+fn read_regular(fd: OwnedFd, path: &Path, limit: u64) -> Result<Vec<u8>, SafeError> {
+    let io_err = |source: io::Error| SafeError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let size = regular_size(&fd, path)?;
+    if size > limit {
         return Err(SafeError::TooLarge {
             path: path.to_path_buf(),
             limit,
         });
     }
-    let mut out = Vec::with_capacity(stat.st_size as usize);
+    let mut out = Vec::with_capacity(size as usize);
     File::from(fd)
         .take(limit + 1)
         .read_to_end(&mut out)
@@ -535,5 +582,27 @@ mod tests {
         assert_eq!(open("etc/out"), Err(Errno::ELOOP));
         assert_eq!(open("etclink/real"), Err(Errno::ELOOP));
         assert_eq!(open("../secret"), Err(Errno::EXDEV));
+    }
+
+    #[test]
+    fn read_tail_gives_the_end_of_a_file_and_refuses_a_fifo_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("var/log")).unwrap();
+        std::fs::write(root.join("var/log/emerge.log"), "0123456789").unwrap();
+        let r = Root::open(root).unwrap();
+        let tail = |rel: &str, max| r.read_tail(Path::new(rel), Resolve::NoSymlinks, max);
+        assert_eq!(tail("var/log/emerge.log", 4).unwrap(), b"6789");
+        assert_eq!(tail("var/log/emerge.log", 100).unwrap(), b"0123456789");
+        nix::unistd::mkfifo(&root.join("var/log/fifo"), Mode::from_bits_truncate(0o644)).unwrap();
+        assert!(matches!(
+            tail("var/log/fifo", 4),
+            Err(SafeError::NotRegular { kind: "FIFO", .. })
+        ));
+        symlink("/dev/zero", root.join("var/log/zero")).unwrap();
+        assert!(matches!(
+            tail("var/log/zero", 4),
+            Err(SafeError::Escapes { .. })
+        ));
     }
 }

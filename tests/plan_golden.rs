@@ -299,7 +299,8 @@ fn import_starter_and_check_starter_work_from_the_command_line() {
         "import-starter".as_ref(),
         tree.path().join("none.sh").as_os_str(),
     ]);
-    assert_eq!(code, 1, "{out}");
+    // Bad input, as `plan` of a missing starter.
+    assert_eq!(code, 2, "{out}");
     assert!(out.contains("cannot read starter script"), "{out}");
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::proto::{self, Bytes, ClientMsg, ServerMsg};
+use super::proto::{self, ClientMsg, ServerMsg};
 use crate::config::Target;
 use crate::ui::tui::app::{App, Effect, KeySink, Modal, Question, Sink};
 use crate::ui::tui::{self, Handle};
@@ -38,13 +38,11 @@ pub struct RemoteSink {
 
 impl KeySink for RemoteSink {
     fn write(&self, bytes: &[u8]) {
-        send(
-            &self.out,
-            &ClientMsg::Keys {
-                target: self.target.clone(),
-                bytes: Bytes(bytes.to_vec()),
-            },
-        );
+        // A long paste goes as several messages: the supervisor takes lines up to
+        // `proto::MAX_CLIENT_LINE`.
+        for msg in proto::keys_messages(&self.target, bytes) {
+            send(&self.out, &msg);
+        }
     }
 
     fn resize(&self, cols: u16, rows: u16) {

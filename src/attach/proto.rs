@@ -19,9 +19,27 @@ pub const VERSION: u32 = 1;
 /// File name of the attach socket inside the run directory.
 pub const SOCKET: &str = "attach.sock";
 
-/// Longest line accepted from a peer (bytes): a snapshot of a pane with 10,000 lines of
-/// scrollback is ~1.4 MB of base64; anything far above is not a peer of ours.
+/// Longest line a client accepts from the supervisor (bytes): a snapshot of a pane with
+/// 10,000 lines of scrollback is ~1.4 MB of base64; anything far above is not a peer of ours.
 pub const MAX_LINE: usize = 64 << 20;
+
+/// Longest line the supervisor accepts from a client (bytes): the largest client message is
+/// `keys` with [`KEYS_CHUNK`] bytes (~22 KiB as base64 in JSON). A longer line ends that
+/// client's connection with [`ServerMsg::Dropped`]; it never makes the supervisor allocate
+/// more than this per client.
+pub const MAX_CLIENT_LINE: usize = 64 << 10;
+
+/// Most terminal bytes one `keys` message carries; a client splits a longer paste into
+/// several messages ([`keys_messages`]).
+pub const KEYS_CHUNK: usize = 16 << 10;
+
+/// Widest pane a client may ask for, in columns (a `resize` beyond it is refused): the
+/// supervisor keeps a terminal emulator of `cols` x `rows` cells per pane (~70 bytes a
+/// cell), so 1000 x 1000 bounds one pane near 70 MB; no screen shows more.
+pub const MAX_COLS: u16 = 1000;
+
+/// Tallest pane a client may ask for, in rows; see [`MAX_COLS`].
+pub const MAX_ROWS: u16 = 1000;
 
 /// The attach socket of a run directory: `<run_dir>/attach.sock`, or, when that path is too
 /// long for a unix socket, `/run/build-helper-<16 hex>-attach.sock` named after a SHA-256 of
@@ -230,23 +248,63 @@ pub fn write<T: Serialize>(w: &mut impl Write, msg: &T) -> Result<(), ProtoError
     Ok(())
 }
 
-/// Reads one message; `Ok(None)` at the end of the stream.
+/// Reads one message (a client reading the supervisor's); `Ok(None)` at the end of the
+/// stream.
 ///
 /// Errors: I/O, a line longer than [`MAX_LINE`], or a line that is not a `T`.
 pub fn read<T: serde::de::DeserializeOwned>(r: &mut impl BufRead) -> Result<Option<T>, ProtoError> {
+    read_limited(r, MAX_LINE)
+}
+
+/// Reads one message of at most `max` bytes (the supervisor reads clients' with
+/// [`MAX_CLIENT_LINE`]); `Ok(None)` at the end of the stream. At most `max + 1` bytes are
+/// buffered, whatever the peer sends.
+///
+/// Errors: I/O, a line longer than `max` (or cut off by the end of the stream after more
+/// than `max` bytes), or a line that is not a `T`.
+pub fn read_limited<T: serde::de::DeserializeOwned>(
+    r: &mut impl BufRead,
+    max: usize,
+) -> Result<Option<T>, ProtoError> {
     let mut line = Vec::new();
     let n = std::io::Read::by_ref(r)
-        .take(MAX_LINE as u64 + 1)
+        .take(max as u64 + 1)
         .read_until(b'\n', &mut line)?;
     if n == 0 {
         return Ok(None);
     }
-    if line.len() > MAX_LINE {
-        return Err(ProtoError::Bad(format!("a line over {MAX_LINE} bytes")));
+    if line.len() > max {
+        return Err(ProtoError::Bad(format!("a line over {max} bytes")));
     }
     serde_json::from_slice(&line)
         .map(Some)
         .map_err(|e| ProtoError::Bad(e.to_string()))
+}
+
+/// Checks a client's `resize`: both sizes at least 1 and at most [`MAX_COLS`] x
+/// [`MAX_ROWS`].
+///
+/// Errors: the refusal for that client, naming the size asked, the bounds and what to do.
+pub fn check_size(cols: u16, rows: u16) -> Result<(), String> {
+    if (1..=MAX_COLS).contains(&cols) && (1..=MAX_ROWS).contains(&rows) {
+        return Ok(());
+    }
+    Err(format!(
+        "resize to {cols} x {rows} refused: a pane is 1 to {MAX_COLS} columns by 1 to \
+         {MAX_ROWS} rows; the pane keeps its size (use a smaller terminal window)"
+    ))
+}
+
+/// The `keys` messages that carry `bytes` for `target`: one per [`KEYS_CHUNK`] bytes, so
+/// that each line stays under [`MAX_CLIENT_LINE`] (a long paste).
+pub fn keys_messages(target: &Target, bytes: &[u8]) -> Vec<ClientMsg> {
+    bytes
+        .chunks(KEYS_CHUNK)
+        .map(|chunk| ClientMsg::Keys {
+            target: target.clone(),
+            bytes: Bytes(chunk.to_vec()),
+        })
+        .collect()
 }
 
 /// Checks a peer's hello version.

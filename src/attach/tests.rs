@@ -372,3 +372,216 @@ fn two_clients_see_the_same_output_and_one_detaching_leaves_the_other() {
         "detaching does not stop the run"
     );
 }
+
+#[test]
+fn a_resize_beyond_the_bounds_is_refused_to_that_client_and_changes_nothing() {
+    let mut h = test_hub();
+    let a = target("a");
+    let ra = Arc::new(Recorder::default());
+    h.hub.attach_sink(&a, ra.clone());
+    let (mut w, mut r) = client(h.dir.path());
+    wait("the client", || h.hub.clients() == 1);
+    for (cols, rows) in [(65535, 65535), (1001, 24), (80, 1001), (0, 24)] {
+        proto::write(
+            &mut w,
+            &ClientMsg::Resize {
+                target: a.clone(),
+                cols,
+                rows,
+            },
+        )
+        .unwrap();
+        let m = read_until(&mut r, |m| matches!(m, ServerMsg::Say { .. }));
+        let ServerMsg::Say { text } = m else {
+            unreachable!()
+        };
+        assert!(
+            text.contains(&format!("resize to {cols} x {rows} refused")) && text.contains("1000"),
+            "{text}"
+        );
+    }
+    // The pane kept its size; the client is still served; a size within bounds applies.
+    assert_eq!(ra.sizes.lock().unwrap().as_slice(), &[(80, 24)]);
+    assert_eq!(h.hub.pty_size(&target("later")), (80, 24));
+    proto::write(
+        &mut w,
+        &ClientMsg::Resize {
+            target: a.clone(),
+            cols: 1000,
+            rows: 1000,
+        },
+    )
+    .unwrap();
+    wait("the bounded resize", || {
+        ra.sizes.lock().unwrap().last() == Some(&(1000, 1000))
+    });
+    assert_eq!(h.hub.clients(), 1);
+}
+
+#[test]
+fn a_resize_of_a_target_the_run_does_not_have_makes_no_pane() {
+    let h = test_hub();
+    let (mut w, _r) = client(h.dir.path());
+    wait("the client", || h.hub.clients() == 1);
+    for i in 0..50 {
+        proto::write(
+            &mut w,
+            &ClientMsg::Resize {
+                target: target(&format!("ghost{i}")),
+                cols: 100,
+                rows: 30,
+            },
+        )
+        .unwrap();
+    }
+    wait("the sizes", || h.hub.pty_size(&target("x")) == (100, 30));
+    drop(w);
+    // A new client's snapshot holds no screen: no pane was made for the names.
+    let (_w2, mut r2) = client(h.dir.path());
+    r2.get_ref()
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    while let Ok(Some(m)) = proto::read::<ServerMsg>(&mut r2) {
+        assert!(!matches!(m, ServerMsg::Screen { .. }), "{m:?}");
+    }
+}
+
+#[test]
+fn a_client_line_over_the_bound_ends_that_client_with_a_reason() {
+    let h = test_hub();
+    let (mut w, mut r) = client(h.dir.path());
+    wait("the client", || h.hub.clients() == 1);
+    // 1 MiB without a newline: the hub reads at most MAX_CLIENT_LINE + 1 bytes of it.
+    let junk = vec![b'x'; 1 << 20];
+    let _ = w.write_all(&junk);
+    let m = read_until(&mut r, |m| matches!(m, ServerMsg::Dropped { .. }));
+    let ServerMsg::Dropped { reason } = m else {
+        unreachable!()
+    };
+    assert!(
+        reason.contains(&format!("a line over {} bytes", proto::MAX_CLIENT_LINE)),
+        "{reason}"
+    );
+    wait("the client to go", || h.hub.clients() == 0);
+}
+
+#[test]
+fn a_long_paste_goes_as_keys_messages_within_the_line_bound() {
+    let t = target("a");
+    let paste = vec![b'p'; 100_000];
+    let msgs = proto::keys_messages(&t, &paste);
+    assert_eq!(msgs.len(), 100_000usize.div_ceil(proto::KEYS_CHUNK));
+    let mut joined = Vec::new();
+    for m in &msgs {
+        assert!(proto::encode(m).len() <= proto::MAX_CLIENT_LINE);
+        let ClientMsg::Keys { bytes, .. } = m else {
+            panic!("{m:?}")
+        };
+        joined.extend_from_slice(&bytes.0);
+    }
+    assert_eq!(joined, paste);
+}
+
+#[test]
+fn stale_sockets_of_a_dead_run_are_removed_and_a_live_runs_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path();
+    std::fs::write(run.join(crate::rundir::LOCK), "1\n").unwrap();
+    let sockets = [
+        crate::engine::protocol::socket_path(run),
+        proto::socket_path(run),
+    ];
+    for s in &sockets {
+        drop(UnixListener::bind(s).unwrap());
+    }
+    // A live supervisor holds the lock: nothing is removed.
+    let held = std::fs::File::open(run.join(crate::rundir::LOCK)).unwrap();
+    // SAFETY: flock on a valid descriptor.
+    assert_eq!(
+        unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&held), libc::LOCK_EX) },
+        0
+    );
+    assert!(crate::engine::protocol::remove_stale_sockets(run).is_empty());
+    assert!(sockets.iter().all(|s| s.exists()));
+    drop(held);
+    // Dead: both go, and a second call finds nothing.
+    let removed = crate::engine::protocol::remove_stale_sockets(run);
+    assert_eq!(removed.len(), 2, "{removed:?}");
+    assert!(sockets.iter().all(|s| !s.exists()));
+    assert!(crate::engine::protocol::remove_stale_sockets(run).is_empty());
+    // A regular file at a socket's name is not ours to remove.
+    std::fs::write(&sockets[0], "x").unwrap();
+    assert!(crate::engine::protocol::remove_stale_sockets(run).is_empty());
+    assert!(sockets[0].exists());
+}
+
+/// A pane whose worker reads no input: a write blocks until the test lets it go.
+struct StuckInput {
+    writing: std::sync::atomic::AtomicBool,
+    release: Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl KeySink for StuckInput {
+    fn write(&self, _bytes: &[u8]) {
+        self.writing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = self
+            .release
+            .lock()
+            .unwrap()
+            .recv_timeout(Duration::from_secs(20));
+    }
+    fn resize(&self, _cols: u16, _rows: u16) {}
+}
+
+#[test]
+fn keys_for_a_worker_that_reads_nothing_never_hold_up_the_runs_output() {
+    let mut h = test_hub();
+    let a = target("a");
+    let (release, rx) = std::sync::mpsc::channel();
+    let stuck = Arc::new(StuckInput {
+        writing: std::sync::atomic::AtomicBool::new(false),
+        release: Mutex::new(rx),
+    });
+    h.hub.attach_sink(&a, stuck.clone());
+    let (mut w, _r) = client(h.dir.path());
+    proto::write(
+        &mut w,
+        &ClientMsg::Keys {
+            target: a.clone(),
+            bytes: Bytes(b"typed while nobody reads\r".to_vec()),
+        },
+    )
+    .unwrap();
+    wait("the blocked write", || {
+        stuck.writing.load(std::sync::atomic::Ordering::SeqCst)
+    });
+    // The run's output goes on (the hub's lock is free) while the write is blocked.
+    let t0 = Instant::now();
+    h.hub.output(&a, b"the build goes on\r\n");
+    h.hub.say("still running");
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    release.send(()).unwrap();
+}
+
+#[test]
+fn a_client_beyond_the_most_a_run_serves_is_told_and_the_others_stay() {
+    let h = test_hub();
+    let mut kept = Vec::new();
+    for _ in 0..hub::MAX_CLIENTS {
+        kept.push(client(h.dir.path()));
+    }
+    wait("every client", || h.hub.clients() == hub::MAX_CLIENTS);
+    let (_w, mut r) = client(h.dir.path());
+    let m = read_until(&mut r, |m| matches!(m, ServerMsg::Dropped { .. }));
+    let ServerMsg::Dropped { reason } = m else {
+        unreachable!()
+    };
+    assert!(reason.contains("64 clients are attached"), "{reason}");
+    assert_eq!(h.hub.clients(), hub::MAX_CLIENTS);
+    // One leaves: a new client is served again.
+    drop(kept.pop());
+    wait("a free place", || h.hub.clients() < hub::MAX_CLIENTS);
+    let (_w2, _r2) = client(h.dir.path());
+    wait("the new client", || h.hub.clients() == hub::MAX_CLIENTS);
+}

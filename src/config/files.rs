@@ -241,7 +241,7 @@ pub(crate) fn stays_inside(report: &mut Report, root: &Path, path: &Path) -> boo
 }
 
 /// Where the build environment mounts each local repository directory `repos/<dir>`
-/// (spec/recipe.md, mount layout).
+/// (docs/recipe.md, the mount layout).
 pub(crate) const REPOS_ROOT: &str = "/var/db/repos";
 
 /// The sub-directory names of `repos_dir` (sorted), each checked to be declared in

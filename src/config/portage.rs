@@ -12,6 +12,7 @@ use std::path::Path;
 
 use super::files::{self, Kind};
 use super::Report;
+use crate::saferoot;
 
 /// The squashfs compressors, as gensquashfs names them, with the kernel option that lets
 /// the kernel read each (`fs/squashfs/Kconfig`). In order of preference when the starter
@@ -25,11 +26,13 @@ pub const KERNEL_COMPRESSORS: [(&str, &str); 5] = [
 ];
 
 /// The files of a make.conf (a file, or a directory of files read in name order as Portage
-/// does); missing = none.
+/// does); missing = none. A FIFO, device node or socket (also one inside a make.conf
+/// directory) is listed too, so that reading it reports it ([`files::read_text`] refuses it
+/// without blocking): Portage would read it, `check` must not accept it.
 fn make_conf_files(report: &mut Report, make_conf: &Path) -> Vec<std::path::PathBuf> {
     match files::kind(make_conf) {
-        Ok(Kind::File) => vec![make_conf.to_path_buf()],
-        Ok(Kind::Dir) => files::names(report, make_conf, |k| k == Kind::File)
+        Ok(Kind::File | Kind::Other) => vec![make_conf.to_path_buf()],
+        Ok(Kind::Dir) => files::names(report, make_conf, |k| matches!(k, Kind::File | Kind::Other))
             .into_iter()
             .map(|n| make_conf.join(n))
             .collect(),
@@ -135,8 +138,13 @@ fn walk(report: &mut Report, root: &Path, dir: &Path, out: &mut Vec<String>) {
         if meta.is_dir() {
             walk(report, root, &path, out);
         } else if meta.is_file() {
-            // Binary or unreadable files cannot hold the line; skip them quietly.
-            let Ok(text) = fs::read_to_string(&path) else {
+            // Binary, unreadable or oversized files cannot hold the line; skip them quietly.
+            let Ok(rel) = path.strip_prefix(root) else {
+                continue;
+            };
+            let Ok(text) = saferoot::Root::open(root).and_then(|r| {
+                r.read_to_string(rel, saferoot::Resolve::NoSymlinks, saferoot::CONFIG_LIMIT)
+            }) else {
                 continue;
             };
             let has = text.lines().any(|l| {

@@ -134,7 +134,16 @@ pub fn add_run_env(env: &mut BTreeMap<String, String>, hosts: &str, jobs: u32) {
 pub fn host_world_warning(host_dir: &Path, hosts: Option<&str>) -> Option<Problem> {
     hosts?;
     let base = host_dir.join("worlds/base");
-    let text = std::fs::read_to_string(&base).ok()?;
+    // The one reader of configuration files: no FIFO, device or link out of host_dir.
+    let text = crate::saferoot::Root::open(host_dir)
+        .and_then(|r| {
+            r.read_to_string(
+                Path::new("worlds/base"),
+                crate::saferoot::Resolve::Beneath,
+                crate::saferoot::CONFIG_LIMIT,
+            )
+        })
+        .ok()?;
     let atoms: Vec<String> = text
         .lines()
         .map(|l| l.split('#').next().unwrap_or_default().trim().to_string())

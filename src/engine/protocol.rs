@@ -40,6 +40,43 @@ pub fn run_socket(run_dir: &Path, file: &str, suffix: &str) -> PathBuf {
     ))
 }
 
+/// Removes the unix sockets a dead run left behind: the supervisor's ([`socket_path`]) and
+/// the attach socket ([`crate::attach::proto::socket_path`]), in the run directory or under
+/// `/run` (`/run/build-helper-<16 hex>[-attach].sock`). Called by `status` and `umount`.
+///
+/// A run is dead when no process holds its lock (`<run_dir>/lock`, taken by the supervisor
+/// for its whole life): this takes the lock shared while it removes, so a supervisor that
+/// starts meanwhile (`--resume`) cannot bind a socket that is then removed. Only sockets
+/// are removed (a file of another kind at that path is left alone); a run without a lock
+/// file, a live run, or a caller without the rights (a non-root `status`) removes nothing.
+///
+/// Returns the paths removed.
+pub fn remove_stale_sockets(run_dir: &Path) -> Vec<PathBuf> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::FileTypeExt;
+    let paths = [
+        socket_path(run_dir),
+        crate::attach::proto::socket_path(run_dir),
+    ];
+    let is_socket =
+        |p: &PathBuf| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_socket());
+    if !paths.iter().any(is_socket) {
+        return Vec::new();
+    }
+    let Ok(lock) = std::fs::File::open(run_dir.join(crate::rundir::LOCK)) else {
+        return Vec::new();
+    };
+    // SAFETY: flock on a descriptor this function owns; released when `lock` is dropped.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } != 0 {
+        // Held by a live supervisor (or flock failed): its sockets are in use.
+        return Vec::new();
+    }
+    paths
+        .into_iter()
+        .filter(|p| is_socket(p) && std::fs::remove_file(p).is_ok())
+        .collect()
+}
+
 /// Worker -> supervisor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "msg", rename_all = "kebab-case")]
@@ -108,6 +145,47 @@ pub enum SupervisorMsg {
     Stop,
 }
 
+/// Longest line the supervisor accepts from a worker (bytes, with the `\n`). The largest
+/// worker message is a `progress` with a package atom and a few numbers (under 1 KiB); a
+/// longer line ends that connection, so no peer makes the supervisor buffer more than this.
+pub const MAX_LINE: usize = 64 << 10;
+
+/// Reads one line of at most [`MAX_LINE`] bytes (without its `\n`) from a worker's
+/// connection; `Ok(None)` at the end of the stream. At most `MAX_LINE + 1` bytes are
+/// buffered whatever the peer sends.
+///
+/// Errors: I/O, or [`std::io::ErrorKind::InvalidData`] for a longer line.
+pub async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
+    r: &mut R,
+) -> std::io::Result<Option<Vec<u8>>> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let mut line = Vec::new();
+    let n = r
+        .take(MAX_LINE as u64 + 1)
+        .read_until(b'\n', &mut line)
+        .await?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if line.len() > MAX_LINE {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("a worker sent a line over {MAX_LINE} bytes"),
+        ));
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    }
+    Ok(Some(line))
+}
+
+/// Decodes one worker line (JSON, without its `\n`) into a [`WorkerMsg`].
+///
+/// Errors: the line is not a worker message (serde_json's error, with the column).
+pub fn decode_worker(line: &[u8]) -> Result<WorkerMsg, serde_json::Error> {
+    serde_json::from_slice(line)
+}
+
 /// Encodes a message as one line.
 pub fn encode<T: Serialize>(msg: &T) -> String {
     let mut line = serde_json::to_string(msg).unwrap_or_else(|_| "{}".into());
@@ -131,6 +209,18 @@ mod tests {
             p.display()
         );
         assert_eq!(p, socket_path(&deep));
+    }
+
+    #[tokio::test]
+    async fn a_worker_line_over_the_bound_ends_the_reading_and_buffers_no_more() {
+        let mut data = encode(&WorkerMsg::AcquireSync).into_bytes();
+        data.extend(vec![b'x'; MAX_LINE * 4]);
+        let mut r = tokio::io::BufReader::new(&data[..]);
+        let first = read_line(&mut r).await.unwrap().unwrap();
+        assert_eq!(decode_worker(&first).unwrap(), WorkerMsg::AcquireSync);
+        let err = read_line(&mut r).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("over 65536 bytes"), "{err}");
     }
 
     #[test]

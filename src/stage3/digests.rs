@@ -1,5 +1,5 @@
 //! The `.DIGESTS` file of a stage3 (SHA512 and BLAKE2B-512 blocks, format:
-//! /work/shared/spec/stage3-mirror.md) and the comparison of what a tarball hashed to.
+//! docs/mirror.md) and the comparison of what a tarball hashed to.
 //!
 //! [`parse_digests`] is pure. The running hashes are in `hashing.rs`, fed chunk by chunk by
 //! the download or by the check of a kept file, so a tarball is never read twice. Not for: signatures (see

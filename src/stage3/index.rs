@@ -1,5 +1,5 @@
 //! The release index `latest-stage3-<flavor>.txt` and the OpenPGP clear-signed wrapper it
-//! shares with the `.DIGESTS` files (format: /work/shared/spec/stage3-mirror.md, RFC 4880
+//! shares with the `.DIGESTS` files (format: docs/mirror.md, RFC 4880
 //! section 7).
 //!
 //! Pure text handling, no I/O, and the seam for OpenPGP verification ([`SignatureVerifier`],

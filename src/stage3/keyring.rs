@@ -139,19 +139,22 @@ impl Keyring {
             path: path.to_path_buf(),
             reason,
         };
-        let meta = match std::fs::metadata(path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        // The one reader of user-supplied files: a FIFO or a device is refused unread.
+        let bytes = match crate::saferoot::read_file(path, KEY_FILE_LIMIT) {
+            Ok(bytes) => bytes,
+            Err(e) if e.is_not_found() => {
                 return Err(Stage3Error::NoKeyFile {
                     path: path.to_path_buf(),
                 })
             }
-            Err(e) => return Err(Stage3Error::io("read", path, e)),
+            Err(crate::saferoot::SafeError::TooLarge { .. }) => {
+                return Err(bad(format!("larger than {KEY_FILE_LIMIT} bytes")))
+            }
+            Err(e @ crate::saferoot::SafeError::NotRegular { .. }) => {
+                return Err(bad(e.into_io().to_string()))
+            }
+            Err(e) => return Err(Stage3Error::io("read", path, e.into_io())),
         };
-        if meta.len() > KEY_FILE_LIMIT {
-            return Err(bad(format!("larger than {KEY_FILE_LIMIT} bytes")));
-        }
-        let bytes = std::fs::read(path).map_err(|e| Stage3Error::io("read", path, e))?;
         let (keys, _) =
             SignedPublicKey::from_armor_many(&bytes[..]).map_err(|e| bad(e.to_string()))?;
         let mut ring = Keyring {

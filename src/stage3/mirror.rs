@@ -199,23 +199,25 @@ fn check_name(what: &str, value: &str) -> Result<(), Stage3Error> {
     })
 }
 
-/// Reads a small local text file. Errors: `Io`, `TooLarge`, `NotText`.
+/// Reads a small local text file (a `file://` mirror's index or DIGESTS) through the one
+/// reader of user-supplied files ([`crate::saferoot::read_file`]: a FIFO or a device is
+/// refused without blocking, at most `TEXT_LIMIT` bytes). Errors: `Io`, `TooLarge`,
+/// `NotText`.
 pub(super) async fn read_text_file(path: &Path) -> Result<String, Stage3Error> {
-    let mut file = tokio::fs::File::open(path)
+    let owned = path.to_path_buf();
+    let read = tokio::task::spawn_blocking(move || crate::saferoot::read_file(&owned, TEXT_LIMIT))
         .await
-        .map_err(|e| Stage3Error::io("read", path, e))?;
-    let mut buf = Vec::new();
-    (&mut file)
-        .take(TEXT_LIMIT + 1)
-        .read_to_end(&mut buf)
-        .await
-        .map_err(|e| Stage3Error::io("read", path, e))?;
-    if buf.len() as u64 > TEXT_LIMIT {
-        return Err(Stage3Error::TooLarge {
-            location: path.display().to_string(),
-            limit: TEXT_LIMIT,
-        });
-    }
+        .map_err(|e| Stage3Error::io("read", path, std::io::Error::other(e.to_string())))?;
+    let buf = match read {
+        Ok(buf) => buf,
+        Err(crate::saferoot::SafeError::TooLarge { .. }) => {
+            return Err(Stage3Error::TooLarge {
+                location: path.display().to_string(),
+                limit: TEXT_LIMIT,
+            })
+        }
+        Err(e) => return Err(Stage3Error::io("read", path, e.into_io())),
+    };
     String::from_utf8(buf).map_err(|_| Stage3Error::NotText {
         location: path.display().to_string(),
     })

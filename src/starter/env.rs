@@ -1,4 +1,4 @@
-//! The environment variables of the original starter scripts (spec/starter.md), applied
+//! The environment variables of the original starter scripts (docs/starter.md), applied
 //! over the starter's options. Variables that are unset or empty change nothing, except
 //! `BUILD_HIST` (empty = latest) and `GENTOO_MIRRORS` (empty = none).
 

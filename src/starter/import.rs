@@ -4,7 +4,7 @@
 //! A starter script exports the original's variables (`export MNT_TYPE="bind"`, ...) and runs
 //! `build-helper.sh <tuple[:tuple...]> <name[:name...]>` (directly or through a variable such
 //! as `HELPER_CMD="./build-helper.sh ..."`). Only those two things are read; the script is
-//! never run. Each variable becomes the `[options]` key of spec/starter.md's table, other
+//! never run. Each variable becomes the `[options]` key of docs/starter.md's table, other
 //! exports with a plain value go to `[env]`, and what is a shell expression (`$(nproc)`) or
 //! only passes a variable through (`"${GENTOO_MIRRORS}"`, which the run reads from the
 //! environment anyway) becomes a comment saying why it was left out.
@@ -46,6 +46,35 @@ pub enum ImportError {
         value: String,
         reason: String,
     },
+    /// The script cannot be read: missing, not a regular file (a FIFO or a device is refused
+    /// without blocking on it), larger than [`crate::saferoot::CONFIG_LIMIT`], not UTF-8.
+    #[error(
+        "cannot read starter script {}: {source}; check the path (import-starter reads one of \
+         the original's example-starter-*.sh scripts, a regular text file)",
+        path.display()
+    )]
+    Read {
+        /// The script's path.
+        path: PathBuf,
+        /// Why (without the path).
+        source: std::io::Error,
+    },
+}
+
+/// Reads the starter script at `path` for [`import_starter`] through the one reader of
+/// user-supplied files ([`crate::saferoot::read_text_file`], at most
+/// [`crate::saferoot::CONFIG_LIMIT`] bytes: the original's scripts are under 4 KiB).
+///
+/// # Errors
+/// [`ImportError::Read`]: missing, unreadable, a FIFO / device / socket / directory, too
+/// large, or not UTF-8.
+pub fn read_script(path: &Path) -> Result<String, ImportError> {
+    crate::saferoot::read_text_file(path, crate::saferoot::CONFIG_LIMIT).map_err(|e| {
+        ImportError::Read {
+            path: path.to_path_buf(),
+            source: e.into_io(),
+        }
+    })
 }
 
 /// What an exported value is, seen from the TOML side.
@@ -111,7 +140,7 @@ struct Out {
 }
 
 /// Converts the starter script `text` (read from `path`, named in errors and in the output's
-/// first comment) into starter TOML (spec/starter.md).
+/// first comment) into starter TOML (docs/starter.md).
 ///
 /// # Errors
 /// [`ImportError`] naming the file and line: no `build-helper.sh` line, tuples and names that

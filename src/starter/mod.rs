@@ -1,5 +1,5 @@
 //! Starters: the TOML file that says which targets to build and how
-//! (`starters/<file>.toml`, spec/starter.md), with the environment overrides of the original
+//! (`starters/<file>.toml`, docs/starter.md), with the environment overrides of the original
 //! starter scripts applied, checked and turned into a [`Starter`].
 //!
 //! Pure: it reads the starter file and looks whether each target's configuration directory
@@ -65,7 +65,7 @@ use raw::{Problems, OPTION_KEYS, TARGET_KEYS};
 use crate::config::target::{validate_name, validate_tuple, Target};
 pub use env::EnvFn;
 pub use error::{Location, StarterError};
-pub use import::{import_starter, ImportError};
+pub use import::{import_starter, read_script, ImportError};
 pub use options::{HistorySel, HistoryType, MountType, Options, TmpType, UiKind, COMPRESSORS};
 
 /// The stage3 mirror used when neither the starter nor `TARBALL_MIRROR` names one.
@@ -96,14 +96,8 @@ pub fn load(path: &Path, env: EnvFn<'_>) -> Result<Starter, StarterError> {
         path: path.to_path_buf(),
         source,
     };
-    let bytes = crate::saferoot::read_file(path, crate::saferoot::CONFIG_LIMIT)
+    let text = crate::saferoot::read_text_file(path, crate::saferoot::CONFIG_LIMIT)
         .map_err(|e| read_error(e.into_io()))?;
-    let text = String::from_utf8(bytes).map_err(|_| {
-        read_error(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "is not valid UTF-8 text",
-        ))
-    })?;
     let src = Source { path, text: &text };
     let problems = Problems::default();
     let raw = src.raw(&problems);

@@ -40,57 +40,22 @@ pub(super) fn start(plan: &Plan) -> Watch {
     Watch::new(est)
 }
 
-/// Opens `rel` (relative, plain components) below the trusted directory `root` without
-/// following a symbolic link at any component: the environment's files are not trusted
-/// (DESIGN.md, Trust boundaries), and a link there must not make the supervisor read a host
-/// file.
-fn open_inside(root: &std::path::Path, rel: &str) -> Option<std::fs::File> {
-    use std::ffi::CString;
-    use std::os::fd::{FromRawFd, OwnedFd};
-    use std::os::unix::ffi::OsStrExt;
-    let c = CString::new(root.as_os_str().as_bytes()).ok()?;
-    // SAFETY: plain open(2) of a NUL-terminated path; the descriptor is owned below.
-    let fd = unsafe { libc::open(c.as_ptr(), libc::O_DIRECTORY | libc::O_CLOEXEC) };
-    if fd < 0 {
+/// The last [`MAX_LOG`] bytes of `rel` (relative, plain components: no `..`) below the
+/// trusted directory `root`, if readable: through the one reader of files a build made
+/// ([`crate::saferoot`]), which follows no symbolic link at any component (the environment's
+/// files are not trusted, DESIGN.md "Trust boundaries": a link there must not make the
+/// supervisor read a host file) and refuses a FIFO or a device without blocking on it.
+pub(super) fn read_tail(root: &std::path::Path, rel: &str) -> Option<String> {
+    let rel = std::path::Path::new(rel);
+    if rel
+        .components()
+        .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
         return None;
     }
-    // SAFETY: fd is a fresh descriptor that nothing else owns.
-    let mut dir = unsafe { OwnedFd::from_raw_fd(fd) };
-    let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
-    for (i, part) in parts.iter().enumerate() {
-        if *part == "." || *part == ".." {
-            return None;
-        }
-        let last = i + 1 == parts.len();
-        let flags = libc::O_NOFOLLOW
-            | libc::O_CLOEXEC
-            | if last {
-                libc::O_RDONLY | libc::O_NONBLOCK
-            } else {
-                libc::O_DIRECTORY
-            };
-        let name = CString::new(*part).ok()?;
-        use std::os::fd::AsRawFd;
-        // SAFETY: openat(2) relative to a descriptor we own, NUL-terminated name.
-        let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags) };
-        if fd < 0 {
-            return None;
-        }
-        // SAFETY: as above.
-        dir = unsafe { OwnedFd::from_raw_fd(fd) };
-    }
-    let file = std::fs::File::from(dir);
-    file.metadata().ok()?.is_file().then_some(file)
-}
-
-/// The last [`MAX_LOG`] bytes of `rel` below `root` (see [`open_inside`]), if readable.
-pub(super) fn read_tail(root: &std::path::Path, rel: &str) -> Option<String> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut f = open_inside(root, rel)?;
-    let len = f.metadata().ok()?.len();
-    f.seek(SeekFrom::Start(len.saturating_sub(MAX_LOG))).ok()?;
-    let mut bytes = Vec::new();
-    f.read_to_end(&mut bytes).ok()?;
+    let bytes = crate::saferoot::Root::open(root)
+        .and_then(|r| r.read_tail(rel, crate::saferoot::Resolve::NoSymlinks, MAX_LOG))
+        .ok()?;
     Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 

@@ -1,12 +1,12 @@
 //! The steps phase ([`crate::engine::run::RunAction::StartSteps`]): the socket's accept
 //! loop, then the steps machine's event loop until every worker is gone.
 
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::BufReader;
 use tokio::net::UnixListener;
 use tokio::sync::mpsc;
 
 use super::{spawn, Msg, Signals, Supervisor};
-use crate::engine::protocol::WorkerMsg;
+use crate::engine::protocol;
 use crate::ui::Request;
 
 /// How many supervisor messages the steps loop handles in a row while worker output waits.
@@ -46,9 +46,11 @@ impl Supervisor {
                 }
                 let tx = accept_tx.clone();
                 tokio::spawn(async move {
-                    let mut lines = BufReader::new(read).lines();
-                    while let Ok(Some(line)) = lines.next_line().await {
-                        if let Ok(msg) = serde_json::from_str::<WorkerMsg>(&line) {
+                    // Lines are bounded (`protocol::MAX_LINE`): a longer one ends the
+                    // connection instead of growing a buffer.
+                    let mut read = BufReader::new(read);
+                    while let Ok(Some(line)) = protocol::read_line(&mut read).await {
+                        if let Ok(msg) = protocol::decode_worker(&line) {
                             let _ = tx.send(Msg::Worker(id, msg));
                         }
                     }

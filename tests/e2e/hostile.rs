@@ -960,3 +960,292 @@ fn distcc_helper_removes_its_directory_when_it_ends_on_an_error() {
     assert!(mounts_anywhere(tree.path()).is_empty());
     assert!(tree.bh(&["umount", "--all"], &[]).status.success());
 }
+
+/// Issue 23, item 8: `import-starter` reads its script through the one reader of
+/// user-supplied files, so a FIFO, a character device (named directly or through a link) or
+/// an oversized file is refused at once with exit status 2 instead of hanging or filling
+/// memory.
+#[test]
+fn import_starter_refuses_a_fifo_and_dev_zero_at_once() {
+    require_root();
+    let tree = Tree::new();
+    let cwd = tempfile::tempdir().unwrap();
+    let fifo = cwd.path().join("starter.sh");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    let link = cwd.path().join("zero.sh");
+    symlink("/dev/zero", &link).unwrap();
+    let big = cwd.path().join("big.sh");
+    std::fs::write(&big, vec![b'#'; 2 << 20]).unwrap();
+    for (script, needle) in [
+        (fifo.as_path(), "FIFO, not a regular file"),
+        (
+            Path::new("/dev/zero"),
+            "character device, not a regular file",
+        ),
+        (link.as_path(), "character device, not a regular file"),
+        (big.as_path(), "is larger than"),
+    ] {
+        let started = Instant::now();
+        let out = bh_within(
+            &tree,
+            cwd.path(),
+            &["import-starter".as_ref(), script.as_os_str()],
+            10,
+        );
+        let text = assert_exit_2(&out, needle);
+        assert!(text.contains(&*script.to_string_lossy()), "{text}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{script:?} took {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+/// Issue 23, item 8: `check` refuses a make.conf that is a FIFO or a character device (also
+/// one inside a make.conf directory), naming the file and what to do, without blocking.
+#[test]
+fn check_refuses_a_make_conf_that_is_a_fifo_or_a_character_device() {
+    require_root();
+    let cwd = tempfile::tempdir().unwrap();
+    for (how, in_dir) in [("fifo", false), ("chardev", false), ("fifo", true)] {
+        let tree = Tree::new();
+        let config = tree.path().join(DEMO_A);
+        let mut path = config.join("target-portage/make.conf");
+        if in_dir {
+            let text = std::fs::read(&path).unwrap();
+            std::fs::remove_file(&path).unwrap();
+            std::fs::create_dir(&path).unwrap();
+            std::fs::write(path.join("00-base"), text).unwrap();
+            path = path.join("10-local");
+        } else {
+            std::fs::remove_file(&path).unwrap();
+        }
+        let needle = match how {
+            "fifo" => {
+                nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o644))
+                    .unwrap();
+                "is a FIFO, not a regular file"
+            }
+            _ => {
+                nix::sys::stat::mknod(
+                    &path,
+                    nix::sys::stat::SFlag::S_IFCHR,
+                    nix::sys::stat::Mode::from_bits_truncate(0o644),
+                    nix::sys::stat::makedev(1, 5),
+                )
+                .unwrap();
+                "is a character device, not a regular file"
+            }
+        };
+        let check = bh_within(
+            &tree,
+            cwd.path(),
+            &["check".as_ref(), config.as_os_str()],
+            20,
+        );
+        let text = assert_exit_2(&check, needle);
+        assert!(text.contains(&*path.to_string_lossy()), "{how}: {text}");
+        assert!(text.contains("replace it with a file"), "{how}: {text}");
+    }
+}
+
+/// The demo's `--ui tui` run in a private tmux session (its detached supervisor serves the
+/// attach socket), stand-in packages taking 20 ms.
+fn tui_run(tree: &Tree, session: &str) -> crate::tui::Tmux {
+    let mut env = crate::tui::run_env(tree.path(), "");
+    env.retain(|(k, _)| *k != "BH_DEMO_FAIL");
+    for (k, v) in &mut env {
+        if *k == "BH_DEMO_PKG_DELAY" {
+            *v = "0.02".into();
+        }
+    }
+    let line = format!(
+        "{BIN} run {} --ui tui; echo BH-EXIT=$?; sleep 600",
+        tree.starter().display()
+    );
+    crate::tui::Tmux::start(session, &line, &env)
+}
+
+/// Waits up to `secs` for the newest run's events to hold `needle`; returns them.
+fn wait_for_event(tree: &Tree, needle: &str, secs: u64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let events = tree
+            .newest_run()
+            .and_then(|r| std::fs::read_to_string(r.join("events.jsonl")).ok())
+            .unwrap_or_default();
+        if events.contains(needle) {
+            return events;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "waited {secs} s for {needle} in the events:\n{}",
+            tail(&events, 20)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Connects to a run's attach socket and completes the hello (as `build-helper attach`).
+fn attach_raw(
+    run_dir: &Path,
+) -> (
+    std::os::unix::net::UnixStream,
+    std::io::BufReader<std::os::unix::net::UnixStream>,
+) {
+    use build_helper::attach::proto::{self, ClientMsg, ServerMsg};
+    let socket = proto::socket_path(run_dir);
+    let mut w = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    proto::write(
+        &mut w,
+        &ClientMsg::Hello {
+            protocol: proto::VERSION,
+        },
+    )
+    .unwrap();
+    let mut r = std::io::BufReader::new(w.try_clone().unwrap());
+    r.get_ref()
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let hello = proto::read::<ServerMsg>(&mut r).unwrap();
+    assert!(matches!(hello, Some(ServerMsg::Hello { .. })), "{hello:?}");
+    (w, r)
+}
+
+/// Issue 23, item 4: a client's `resize` to 65535 x 65535 (which made the supervisor try to
+/// allocate ~190 GB and abort) is refused with a message to that client; a line over the
+/// bound ends only that client; the run goes on to its end.
+#[test]
+fn a_65535_by_65535_resize_is_refused_and_the_run_finishes() {
+    use build_helper::attach::proto::{self, ClientMsg, ServerMsg};
+    require_root();
+    let _heavy = heavy_lock();
+    let tree = Tree::new();
+    let tmux = tui_run(&tree, "resize");
+    wait_for_event(&tree, "\"step-started\"", 120);
+    let run_dir = tree.run_dir();
+    let (mut w, mut r) = attach_raw(&run_dir);
+    let target = build_helper::config::Target::parse(TARGETS[0]).unwrap();
+    proto::write(
+        &mut w,
+        &ClientMsg::Resize {
+            target,
+            cols: 65535,
+            rows: 65535,
+        },
+    )
+    .unwrap();
+    let refusal = loop {
+        match proto::read::<ServerMsg>(&mut r).unwrap() {
+            Some(ServerMsg::Say { text }) if text.contains("refused") => break text,
+            Some(_) => continue,
+            None => panic!("the supervisor closed the connection instead of refusing"),
+        }
+    };
+    assert!(
+        refusal.contains("resize to 65535 x 65535 refused") && refusal.contains("1000"),
+        "{refusal}"
+    );
+    // A second client sends a 1 MiB line: it is dropped with the reason, the run is not.
+    let (mut w2, mut r2) = attach_raw(&run_dir);
+    let _ = w2.write_all(&vec![b'x'; 1 << 20]);
+    let dropped = loop {
+        match proto::read::<ServerMsg>(&mut r2) {
+            Ok(Some(ServerMsg::Dropped { reason })) => break reason,
+            Ok(Some(_)) => continue,
+            other => panic!("no reason given to the client: {other:?}"),
+        }
+    };
+    assert!(dropped.contains("a line over"), "{dropped}");
+    let events = wait_for_event(&tree, "\"run-finished\"", 300);
+    let finished = events
+        .lines()
+        .find(|l| l.contains("\"run-finished\""))
+        .unwrap_or_default();
+    assert!(finished.contains("\"result\":\"done\""), "{finished}");
+    let log = std::fs::read_to_string(run_dir.join("supervisor.log")).unwrap_or_default();
+    assert!(log.contains("resize to 65535 x 65535 refused"), "{log}");
+    assert!(
+        !log.contains("panicked") && !log.contains("memory allocation"),
+        "{log}"
+    );
+    // The first client gets the end of the run like any other.
+    loop {
+        match proto::read::<ServerMsg>(&mut r) {
+            Ok(Some(ServerMsg::End { code })) => {
+                assert_eq!(code, 0);
+                break;
+            }
+            Ok(Some(_)) => continue,
+            other => panic!("no end for the refused client: {other:?}"),
+        }
+    }
+    drop(tmux);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while build_helper::rundir::live_pid(&run_dir).is_some() {
+        assert!(Instant::now() < deadline, "the supervisor did not end");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!proto::socket_path(&run_dir).exists());
+    assert!(mounts_anywhere(tree.path()).is_empty());
+}
+
+/// Issue 23, item 4: the sockets of a supervisor killed with SIGKILL (the attach socket and
+/// the workers' socket) are removed by the next `status`; a stale one found later goes with
+/// `umount`.
+#[test]
+fn status_and_umount_remove_the_sockets_of_a_killed_supervisor() {
+    use build_helper::attach::proto;
+    use build_helper::engine::protocol;
+    require_root();
+    let _heavy = heavy_lock();
+    let tree = Tree::new();
+    let tmux = tui_run(&tree, "stale");
+    wait_for_event(&tree, "\"step-started\"", 120);
+    let run_dir = tree.run_dir();
+    let sockets = [
+        protocol::socket_path(&run_dir),
+        proto::socket_path(&run_dir),
+    ];
+    for s in &sockets {
+        assert!(s.exists(), "{} missing while the run is live", s.display());
+    }
+    let pid = build_helper::rundir::live_pid(&run_dir).expect("a live supervisor");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while build_helper::rundir::live_pid(&run_dir).is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the killed supervisor's lock stayed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for s in &sockets {
+        assert!(
+            s.exists(),
+            "{}: SIGKILL leaves it (nothing else to test)",
+            s.display()
+        );
+    }
+    let out = tree.bh(&["status"], &[]);
+    assert!(out.status.success(), "{out:?}");
+    for s in &sockets {
+        assert!(!s.exists(), "{} left after status", s.display());
+    }
+    // One left again (as a crash would), then `umount` removes it with the mounts.
+    drop(std::os::unix::net::UnixListener::bind(&sockets[1]).unwrap());
+    let out = tree.bh(&["umount", "--all"], &[]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(!sockets[1].exists(), "the attach socket left after umount");
+    drop(tmux);
+    assert!(
+        mounts_anywhere(tree.path()).is_empty(),
+        "{:?}",
+        mounts_anywhere(tree.path())
+    );
+}

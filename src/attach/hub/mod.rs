@@ -42,6 +42,11 @@ fn log(text: std::fmt::Arguments) {
 /// output a worker makes, far more than a screen shows).
 pub const CLIENT_QUEUE: usize = 16 << 20;
 
+/// Clients served at once: each may have up to [`CLIENT_QUEUE`] bytes waiting, so this
+/// bounds what all of them can make the supervisor hold (1 GiB). One more is told so
+/// ([`ServerMsg::Dropped`]) right after the hellos and is not served.
+pub const MAX_CLIENTS: usize = 64;
+
 /// Supervisor messages kept for clients that attach later.
 const MESSAGES: usize = 200;
 
@@ -113,6 +118,23 @@ impl State {
             }
         }
         for id in slow {
+            let why = format!(
+                "it fell more than {} KiB behind the run's output",
+                self.queue >> 10
+            );
+            self.drop_client(id, &why);
+        }
+    }
+
+    /// Queues `msg` for client `id` alone (a refusal of what it asked); a client that fell
+    /// too far behind is dropped instead.
+    fn tell(&mut self, id: u64, msg: &ServerMsg) {
+        let line = Arc::new(proto::encode(msg));
+        let Some(c) = self.clients.iter().find(|c| c.id == id) else {
+            return;
+        };
+        let queued = c.queued.fetch_add(line.len(), Ordering::SeqCst) + line.len();
+        if queued > self.queue || c.tx.send(line).is_err() {
             let why = format!(
                 "it fell more than {} KiB behind the run's output",
                 self.queue >> 10

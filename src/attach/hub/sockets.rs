@@ -59,7 +59,7 @@ pub(super) fn accept_loop(shared: &Arc<Shared>, listener: &UnixListener) {
 fn serve(shared: &Arc<Shared>, stream: UnixStream) -> Result<(), proto::ProtoError> {
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
-    let theirs = match proto::read::<ClientMsg>(&mut reader)? {
+    let theirs = match proto::read_limited::<ClientMsg>(&mut reader, proto::MAX_CLIENT_LINE)? {
         Some(ClientMsg::Hello { protocol }) => protocol,
         Some(_) => return Err(proto::ProtoError::NoHello),
         None => return Err(proto::ProtoError::Closed),
@@ -77,12 +77,46 @@ fn serve(shared: &Arc<Shared>, stream: UnixStream) -> Result<(), proto::ProtoErr
         return Err(e);
     }
     stream.set_read_timeout(None)?;
-    let id = register(shared, &stream)?;
+    let Some(id) = register(shared, &stream)? else {
+        let served = super::MAX_CLIENTS;
+        // Refused before it gets a writer thread or a queue; the write cannot block long.
+        let reason = format!(
+            "{served} clients are attached, the most a run serves; detach one (q, then d) \
+             and attach again"
+        );
+        log(format_args!(
+            "[build-helper] attach: refused a client: {reason}"
+        ));
+        let mut w = stream.try_clone()?;
+        w.set_write_timeout(Some(Duration::from_secs(10)))?;
+        for msg in [
+            ServerMsg::Hello {
+                protocol: proto::VERSION,
+                run: shared.run.clone(),
+            },
+            ServerMsg::Dropped { reason },
+        ] {
+            proto::write(&mut w, &msg)?;
+        }
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+        return Ok(());
+    };
     let result = read_loop(shared, id, &mut reader);
     let mut st = shared.state();
     if let Some(i) = st.clients.iter().position(|c| c.id == id) {
         let c = st.clients.remove(i);
-        let _ = c.stream.shutdown(std::net::Shutdown::Both);
+        if let Err(proto::ProtoError::Bad(why)) = &result {
+            // Say why before the connection ends: the writer sends what is queued, then
+            // this, then shuts the socket down (within 10 s if the client does not read).
+            let _ = c.stream.set_write_timeout(Some(Duration::from_secs(10)));
+            let _ =
+                c.tx.send(std::sync::Arc::new(proto::encode(&ServerMsg::Dropped {
+                    reason: format!("the client sent {why}; attach again with build-helper attach"),
+                })));
+            let _ = c.stream.shutdown(std::net::Shutdown::Read);
+        } else {
+            let _ = c.stream.shutdown(std::net::Shutdown::Both);
+        }
     }
     if st.clients.is_empty() && st.question.take().is_some() {
         // Nobody is left to answer: the unattended default.
@@ -93,11 +127,15 @@ fn serve(shared: &Arc<Shared>, stream: UnixStream) -> Result<(), proto::ProtoErr
 }
 
 /// Queues the snapshot and adds the client to the broadcast list in one step under the
-/// lock, so it misses nothing and gets nothing twice.
-fn register(shared: &Arc<Shared>, stream: &UnixStream) -> std::io::Result<u64> {
+/// lock, so it misses nothing and gets nothing twice. `None` when [`super::MAX_CLIENTS`]
+/// are served already (counted under the same lock, so never one more).
+fn register(shared: &Arc<Shared>, stream: &UnixStream) -> std::io::Result<Option<u64>> {
     let (tx, rx) = mpsc::channel::<Arc<String>>();
     let queued = Arc::new(AtomicUsize::new(0));
     let mut st = shared.state();
+    if st.clients.len() >= super::MAX_CLIENTS {
+        return Ok(None);
+    }
     st.next_id += 1;
     let id = st.next_id;
     for msg in st.snapshot(&shared.run) {
@@ -135,7 +173,7 @@ fn register(shared: &Arc<Shared>, stream: &UnixStream) -> std::io::Result<u64> {
         "[build-helper] attach: client {id} attached ({} attached)",
         st.clients.len()
     ));
-    Ok(id)
+    Ok(Some(id))
 }
 
 fn read_loop(
@@ -143,27 +181,40 @@ fn read_loop(
     id: u64,
     reader: &mut BufReader<UnixStream>,
 ) -> Result<(), proto::ProtoError> {
-    while let Some(msg) = proto::read::<ClientMsg>(reader)? {
+    while let Some(msg) = proto::read_limited::<ClientMsg>(reader, proto::MAX_CLIENT_LINE)? {
         match msg {
             ClientMsg::Hello { .. } => {}
             ClientMsg::Keys { target, bytes } => {
-                let st = shared.state();
-                if let Some(pty) = st
+                // Written after the lock is let go: a worker that reads no input fills its
+                // terminal's buffer and blocks this writer, which must then hold up this
+                // client only, never the run's output.
+                let pty = shared
+                    .state()
                     .panes
                     .iter()
                     .find(|p| p.target == target)
-                    .and_then(|p| p.pty.as_ref())
-                {
+                    .and_then(|p| p.pty.clone());
+                if let Some(pty) = pty {
                     pty.write(&bytes.0);
                 }
             }
             ClientMsg::Resize { target, cols, rows } => {
-                if rows == 0 || cols == 0 {
+                let mut st = shared.state();
+                // A pane's emulator is `cols` x `rows` cells: an unbounded size is an
+                // unbounded allocation (65535 x 65535 would be ~300 GB).
+                if let Err(why) = proto::check_size(cols, rows) {
+                    log(format_args!(
+                        "[build-helper] attach: client {id}: {target}: {why}"
+                    ));
+                    st.tell(id, &ServerMsg::Say { text: why });
                     continue;
                 }
-                let mut st = shared.state();
                 st.size = Some((rows, cols));
-                let p = st.pane_mut(&target);
+                // Only the run's panes: a name the run does not have makes no pane (the size
+                // is kept for workers that start later).
+                let Some(p) = st.panes.iter_mut().find(|p| p.target == target) else {
+                    continue;
+                };
                 if p.term.screen().size() != (rows, cols) {
                     p.term.set_size(rows, cols);
                     if let Some(pty) = &p.pty {
