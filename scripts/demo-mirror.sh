@@ -1,6 +1,6 @@
 #!/bin/sh
 # Builds the demo/test STAND-IN stage3 and lays it out under DIR exactly like a Gentoo release
-# mirror (spec/stage3-mirror.md):
+# mirror (docs/mirror.md):
 #   DIR/releases/amd64/autobuilds/latest-stage3-amd64-musl-hardened.txt
 #   DIR/releases/amd64/autobuilds/<stamp>/stage3-amd64-musl-hardened-<stamp>.tar.xz
 #                                          ...tar.xz.DIGESTS  ...tar.xz.sha256  ...tar.xz.CONTENTS.gz

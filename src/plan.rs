@@ -51,7 +51,7 @@ pub struct TargetPlan {
     pub root: PathBuf,
     /// Worlds in build order: `base` first, then the world tree order.
     pub worlds: Vec<String>,
-    /// Environment exported to every step (spec/recipe.md, end), without BUILD_HELPER_STEP.
+    /// Environment exported to every step (docs/recipe.md, "Environment"), without BUILD_HELPER_STEP.
     pub env: BTreeMap<String, String>,
     /// Steps in order: the primary phase first for the primary target.
     pub steps: Vec<Step>,
@@ -351,7 +351,7 @@ pub fn build(
     })
 }
 
-/// The environment of spec/recipe.md ("Environment exported to every step").
+/// The environment of docs/recipe.md ("Environment").
 fn step_env(
     starter: &Starter,
     c: &TargetConfig,

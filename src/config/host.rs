@@ -9,7 +9,7 @@ use super::files::{self, Kind};
 use super::portage;
 use super::{Problem, Report};
 
-/// A loaded host configuration (spec/target-config.md, "Host configuration").
+/// A loaded host configuration (docs/configuration.md, "The host configuration").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HostConfig {
     /// The directory as given (`configs/host` may be a link; it points inside the tree, so

@@ -1,5 +1,5 @@
 //! Loading one target configuration directory (`configs/<tuple>.<name>/`) into a
-//! [`TargetConfig`], checking every rule of spec/target-config.md on the way.
+//! [`TargetConfig`], checking every rule of docs/configuration.md on the way.
 
 use std::path::{Path, PathBuf};
 
@@ -133,7 +133,7 @@ impl TargetConfig {
     }
 }
 
-/// Loads and validates `configs/<tuple>.<name>/` (spec/target-config.md). Never follows the
+/// Loads and validates `configs/<tuple>.<name>/` (docs/configuration.md). Never follows the
 /// links that point into the build environment.
 ///
 /// # Errors

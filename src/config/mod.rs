@@ -1,5 +1,5 @@
 //! Target and host configuration directories (`configs/<tuple>.<name>/`, `configs/host`):
-//! loading, validation and the world tree order, following spec/target-config.md.
+//! loading, validation and the world tree order, following docs/configuration.md.
 //!
 //! Pure in the sense that matters here: it only reads the configuration tree, needs no root,
 //! and never follows the links that point into the build environment (make.profile and

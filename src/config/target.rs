@@ -1,5 +1,5 @@
 //! Target names: a crossdev target tuple plus a build name, written `<tuple>.<name>`
-//! (e.g. `aarch64-unknown-linux-musl.rpi4b`), as defined in spec/target-config.md.
+//! (e.g. `aarch64-unknown-linux-musl.rpi4b`), as defined in docs/configuration.md.
 //!
 //! Only the names are checked here; the configuration directory they point to is loaded by
 //! [`crate::config::load_target`].

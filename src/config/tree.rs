@@ -2,7 +2,7 @@
 //!
 //! Pure: the input is the map read from `worlds/tree/` (world -> parent), the output a build
 //! order or every error found. Reading files and naming paths is the loader's job
-//! ([`crate::config::load_target`]). Rules from spec/target-config.md ("World tree rules").
+//! ([`crate::config::load_target`]). Rules from docs/configuration.md ("worlds/").
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

@@ -1,4 +1,4 @@
-//! The mount layout of a run as pure data (spec/recipe.md, "Mount layout").
+//! The mount layout of a run as pure data (docs/recipe.md, "Mounts").
 //!
 //! [`Layout`] says which directories of the tree go where in each environment root; the
 //! functions here turn it into ordered [`Entry`] lists for the base (`M` and the primary

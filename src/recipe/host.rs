@@ -1,4 +1,4 @@
-//! The primary phase (spec/recipe.md steps 1-5): host sync, host portage, host toolchain,
+//! The primary phase (docs/recipe.md, "The primary phase"): host sync, host portage, host toolchain,
 //! one crossdev toolchain per distinct tuple, rust cross toolchains.
 
 use super::{lib_bits, sh_dq, sh_quote, sh_sq, sh_words, skeleton_commands, step, Phase, Step};

@@ -1,4 +1,4 @@
-//! The second half of the target phase (spec/recipe.md steps 13-18): the final root, the
+//! The second half of the target phase (docs/recipe.md, "The target phase"): the final root, the
 //! stacked world images, the initramfs, the kernel, the squashfs images and the collected
 //! artifacts. Methods of [`TargetRecipe`]; the variables are those of [`super::target`].
 

@@ -1,4 +1,4 @@
-//! The Gentoo crossdev recipe (spec/recipe.md): a configuration becomes an ordered list of
+//! The Gentoo crossdev recipe (docs/recipe.md): a configuration becomes an ordered list of
 //! named [`Step`]s, each a POSIX shell script run inside a chroot.
 //!
 //! Pure: nothing here touches the system, so every generated command is golden-tested. The
@@ -94,7 +94,8 @@ pub const CPU_FLAGS_EXPORT: &str = r#"if command -v cpuid2cpuflags >/dev/null 2>
 fi
 "#;
 
-/// `mkdir -p` of each `PORTAGE_TMPDIR` (spec/recipe.md, "Portage's temporary directories"),
+/// `mkdir -p` of each `PORTAGE_TMPDIR` (docs/recipe.md, "Mounts", and the `PORTAGE_TMPDIR`
+/// row of "The original's step → this recipe"),
 /// run at the start of every step that may emerge; empty when there are none. Each word is
 /// a [`tmpdir_word`].
 pub fn tmpdir_commands(words: &[String]) -> String {

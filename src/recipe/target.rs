@@ -1,4 +1,4 @@
-//! The first half of the target phase (spec/recipe.md steps 6-12): one target's cross root,
+//! The first half of the target phase (docs/recipe.md, "The target phase"): one target's cross root,
 //! from the crossdev skeleton to its built world; the rest is in [`super::images`]. `$R` is
 //! the target's cross root, `$S` its base image directory, `$X` what stays out of the images,
 //! `$K` its kernel sources, `$F` its initramfs, `$KI` the kept kernel image, `$KB` the kept
@@ -21,7 +21,7 @@ pub struct TargetRecipe<'a> {
     pub config: &'a TargetConfig,
     /// The starter sets GENTOO_MIRRORS: the target-portage make.conf gets a
     /// `GENTOO_MIRRORS="$GENTOO_MIRRORS"` line for the run (added in `target-env`, removed in
-    /// `collect`, spec/recipe.md "Environment").
+    /// `collect`, docs/recipe.md "Environment").
     pub gentoo_mirrors: bool,
     /// The compressor of the base and world images (gensquashfs `-c`), one the target's
     /// kernel reads ([`TargetConfig::image_compressor`]).

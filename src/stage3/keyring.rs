@@ -3,7 +3,7 @@
 //! primary key binding back-signature a signing subkey must carry), each with its state
 //! (usable, revoked, expired).
 //!
-//! Rule (spec/stage3-mirror.md, "Keys"): Gentoo's release key signs with a **subkey**; a
+//! Rule (docs/mirror.md, "The key"): Gentoo's release key signs with a **subkey**; a
 //! signature by a bound signing subkey counts as a signature by the primary key. The crate is
 //! rPGP (`pgp`): it parses keys and checks single signatures, but applies no policy of its
 //! own (binding, revocation, expiry), so that policy lives here.
@@ -20,7 +20,7 @@ use super::Stage3Error;
 
 /// The default key file on Gentoo systems (package `sec-keys/openpgp-keys-gentoo-release`).
 pub const DEFAULT_KEY_FILE: &str = "/usr/share/openpgp-keys/gentoo-release.asc";
-/// Fingerprint of Gentoo's release engineering key (spec/stage3-mirror.md).
+/// Fingerprint of Gentoo's release engineering key (docs/mirror.md).
 pub const GENTOO_RELEASE_FINGERPRINT: &str = "13EBBDBEDE7A12775DFDB1BABB572E0E2D182910";
 /// Largest accepted key file, in bytes.
 const KEY_FILE_LIMIT: u64 = 4 << 20;

@@ -1,7 +1,7 @@
 //! The stage3 seed: find the newest stage3 on a Gentoo mirror, download it with its DIGESTS
 //! into distfiles while hashing it, keep it only once verified, and extract it safely.
 //!
-//! Format and rules: /work/shared/spec/stage3-mirror.md. The parsers ([`parse_latest`],
+//! Format and rules: docs/mirror.md. The parsers ([`parse_latest`],
 //! [`parse_digests`], [`signed_body`]) are pure; [`obtain`] does the network and file work
 //! (async); [`extract`] is blocking (call it from `spawn_blocking`). OpenPGP signatures are
 //! checked by [`OpenPgpVerifier`] (pure Rust, rPGP) passed to [`obtain_with_verifier`].

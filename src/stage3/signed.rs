@@ -1,6 +1,6 @@
 //! The signed companions of a tarball on a mirror: its `.DIGESTS` (clear-signed since 2022;
 //! before that, the clear-signed copy was a separate `.DIGESTS.asc`) and its detached
-//! `.asc` signature (spec/stage3-mirror.md, "Layout" and ".DIGESTS").
+//! `.asc` signature (docs/mirror.md, "Layout" and ".DIGESTS").
 //!
 //! Not for: the tarball itself (`download.rs`) or checking signatures (`openpgp.rs`).
 

@@ -1,4 +1,4 @@
-//! One test per configuration branch of the recipe (spec/recipe.md, spec/target-config.md):
+//! One test per configuration branch of the recipe (docs/recipe.md, docs/configuration.md):
 //! each builds the steps of a small [`TargetConfig`] fixture with and without the branch and
 //! checks that the generated commands change as the spec says.
 
