@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::starter::HistoryType;
 
+/// The largest metadata file read, bytes: a real one is a few KiB to a few hundred
+/// (per-package durations).
+pub const META_LIMIT: u64 = 16 << 20;
+
 /// What a history holds and how it was made.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Meta {
@@ -57,9 +61,20 @@ impl Meta {
     }
 
     /// Reads the metadata of the entry at `path`; `None` when there is none or it is
-    /// unreadable (histories made by hand or by the original tool have none).
+    /// unreadable (histories made by hand or by the original tool have none). history/ is
+    /// written during the archive from inside an environment, so the file is read through
+    /// the one reader of files a build may have made ([`crate::saferoot`]): a link, a FIFO,
+    /// a device or a file over [`META_LIMIT`] bytes is no metadata.
     pub fn load(entry: &Path) -> Option<Meta> {
-        let bytes = std::fs::read(Self::path_for(entry)).ok()?;
+        let meta = Self::path_for(entry);
+        let root = crate::saferoot::Root::open(meta.parent()?).ok()?;
+        let bytes = root
+            .read(
+                Path::new(meta.file_name()?),
+                crate::saferoot::Resolve::NoSymlinks,
+                META_LIMIT,
+            )
+            .ok()?;
         serde_json::from_slice(&bytes).ok()
     }
 
@@ -89,6 +104,24 @@ pub fn size_of(path: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metadata_that_is_a_fifo_or_a_link_is_no_metadata_and_never_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = dir.path().join("20260101-000000.sqfs");
+        nix::unistd::mkfifo(
+            &Meta::path_for(&entry),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        assert_eq!(Meta::load(&entry), None);
+        let outside = tempfile::tempdir().unwrap();
+        let real = outside.path().join("meta.json");
+        std::fs::write(&real, "{}").unwrap();
+        let entry = dir.path().join("20260201-000000.sqfs");
+        std::os::unix::fs::symlink(&real, Meta::path_for(&entry)).unwrap();
+        assert_eq!(Meta::load(&entry), None);
+    }
 
     #[test]
     fn metadata_sits_beside_image_and_directory() {

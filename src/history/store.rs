@@ -3,6 +3,7 @@
 //! pruning old entries ([`prune`]).
 
 use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::starter::{HistorySel, HistoryType};
@@ -19,7 +20,9 @@ pub struct Entry {
 }
 
 /// The histories under `<tree>/history`, oldest first (names are dates, so sorting by name
-/// sorts by age). Hidden and `.partial` entries are skipped.
+/// sorts by age). Hidden and `.partial` entries are skipped, and so is a link: history/ is
+/// written from inside an environment during the archive, so a link there may be a build's,
+/// and no history is taken through one (a history named by path in the starter may be one).
 pub fn list(tree: &Path) -> Vec<Entry> {
     let Ok(dir) = std::fs::read_dir(tree.join("history")) else {
         return Vec::new();
@@ -32,15 +35,15 @@ pub fn list(tree: &Path) -> Vec<Entry> {
                 return None;
             }
             let path = e.path();
+            let file_type = e.file_type().ok()?;
             if let Some(name) = file_name.strip_suffix(".sqfs") {
-                path.is_file().then(|| Entry {
+                file_type.is_file().then(|| Entry {
                     name: name.to_string(),
                     path,
                     kind: HistoryType::Squashfs,
                 })
             } else {
-                let is_dir = path.is_dir();
-                is_dir.then_some(Entry {
+                file_type.is_dir().then_some(Entry {
                     name: file_name,
                     path,
                     kind: HistoryType::Files,
@@ -126,8 +129,20 @@ pub fn check(path: &Path, kind: HistoryType) -> Result<(), String> {
     match kind {
         HistoryType::Squashfs => {
             let mut head = [0u8; 48];
-            let mut file = std::fs::File::open(path)
+            // Never blocking on a FIFO a build planted in history/ during the archive: only
+            // a regular file is an image. (Links: [`list`] takes none; a path the starter
+            // names may be one.)
+            let mut file = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+                .open(path)
                 .map_err(|e| format!("history {}: {e}", path.display()))?;
+            if !file.metadata().map(|m| m.is_file()).unwrap_or(false) {
+                return Err(format!(
+                    "history {} is not a regular file; remove it or move it out of history/",
+                    path.display()
+                ));
+            }
             let len = file.metadata().map(|m| m.len()).unwrap_or(0);
             file.read_exact(&mut head).map_err(|_| {
                 format!(
@@ -270,6 +285,29 @@ mod tests {
 #[cfg(test)]
 mod more_tests {
     use super::*;
+
+    #[test]
+    fn a_fifo_or_a_link_planted_in_history_is_no_history_and_never_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("20260101-000000.sqfs");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let err = check(&fifo, HistoryType::Squashfs).unwrap_err();
+        assert!(err.contains("not a regular file"), "{err}");
+        let mut image = vec![0u8; 96];
+        image[..4].copy_from_slice(b"hsqs");
+        image[40] = 96;
+        let real = dir.path().join("elsewhere.img");
+        std::fs::write(&real, &image).unwrap();
+        assert_eq!(check(&real, HistoryType::Squashfs), Ok(()));
+        let history = dir.path().join("history");
+        std::fs::create_dir(&history).unwrap();
+        std::os::unix::fs::symlink(&real, history.join("20260201-000000.sqfs")).unwrap();
+        std::os::unix::fs::symlink(dir.path(), history.join("20260301-000000")).unwrap();
+        assert!(list(dir.path()).is_empty());
+        std::fs::copy(&real, history.join("20260401-000000.sqfs")).unwrap();
+        let names: Vec<String> = list(dir.path()).into_iter().map(|e| e.name).collect();
+        assert_eq!(names, ["20260401-000000"]);
+    }
 
     #[test]
     fn check_refuses_a_file_without_squashfs_magic_and_a_truncated_image() {
