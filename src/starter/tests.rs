@@ -8,7 +8,7 @@ use super::*;
 
 const TARGET: &str = "[[target]]\ntuple = \"x86_64-unknown-linux-musl\"\nname = \"demo-a\"\n";
 
-/// A tree with `starters/s.toml` holding `text` and config directories for `targets`.
+/// A tree with `<tree>/starters/s.toml` holding `text` and config directories for `targets`.
 struct Tree {
     _tmp: tempfile::TempDir,
     root: PathBuf,
