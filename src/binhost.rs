@@ -4,8 +4,8 @@
 //! server can serve the directories to other machines and to installed full-stage targets
 //! (Portage's binrepos.conf(5) points at them).
 //!
-//! Not for: serving the directories (a real web server does that; README "More than one
-//! machine"), signing packages, or pruning old ones (`eclean-pkg`).
+//! Not for: serving the directories (a real web server does that; docs/machines.md),
+//! signing packages, or pruning old ones (`eclean-pkg`).
 
 use std::path::{Path, PathBuf};
 

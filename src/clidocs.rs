@@ -8,7 +8,7 @@
 //! are rendered by `clap_complete`. The tarball (`scripts/dist.sh`), the ebuild and
 //! `cargo install`'s post-step all call the binary, so what they install always matches it.
 //!
-//! Not for: the README's command table, which stays prose.
+//! Not for: the command table of docs/commands.md, which stays prose.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! [`sh_quote`] (a word of its own), [`sh_dq`] (inside a double-quoted string) or [`sh_sq`]
 //! (inside a single-quoted one).
 //!
-//! Names are also validated at `check` time (see the README's "Security model"), so for
+//! Names are also validated at `check` time (see docs/security.md), so for
 //! every valid name both return it unchanged and the scripts stay readable; quoting is what
 //! keeps a script inert should anything unvalidated ever reach it. The rules are POSIX sh's
 //! (XCU 2.2 Quoting).

@@ -268,7 +268,7 @@ impl HistorySel {
     }
 
     /// [`HistorySel::parse`], then a path is refused when it is the build machine's root or
-    /// lies in (or holds) the `work/` of `tree` (see the README's "Security model").
+    /// lies in (or holds) the `work/` of `tree` (see docs/security.md).
     ///
     /// Errors: a message saying what is wrong and what is expected.
     pub fn parse_for_tree(s: &str, base: &Path, tree: &Path) -> Result<HistorySel, String> {
