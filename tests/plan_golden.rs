@@ -2,7 +2,9 @@
 //! mount layout and every generated command, as `build-helper plan --json` prints them. Any
 //! change to the recipe, the layout or an example configuration shows up here as a
 //! reviewable snapshot diff (`cargo insta review`, or `INSTA_UPDATE=always` and `git diff`).
-//! Every example configuration must also pass `build-helper check`.
+//! In the JSON goldens each step's `script` is an array of its lines (see [`scripts_as_lines`]),
+//! so that a change to one command shows as one changed line; `plan --json` itself prints
+//! each script as one string. Every example configuration must also pass `build-helper check`.
 
 use std::path::Path;
 
@@ -19,8 +21,69 @@ fn copy_tree(dst: &Path) {
     }
 }
 
-/// The plan of `starters/<file>` in a copy of the tree, as JSON and as text, with the
-/// tree's path replaced by `<tree>`, for run date 20260101-000000 and 4 jobs.
+/// `json` (as `serde_json::to_string_pretty` prints it) with every `"script": "<string>"`
+/// member written as the array of the script's lines, without their `\n`: joining the lines
+/// with `\n` and appending one `\n` gives the script back. Works on the text, not on a
+/// `serde_json::Value`, so that the members keep the plan's order. Panics when a script
+/// does not end with `\n` (the array form would then lose that fact).
+fn scripts_as_lines(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for line in json.lines() {
+        let body = line.trim_start();
+        let indent = &line[..line.len() - body.len()];
+        let (value, comma) = match body.strip_suffix(',') {
+            Some(v) => (v, ","),
+            None => (body, ""),
+        };
+        let script = value
+            .strip_prefix("\"script\": ")
+            .and_then(|s| serde_json::from_str::<String>(s).ok());
+        let Some(script) = script else {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        };
+        assert!(
+            script.ends_with('\n'),
+            "a script that does not end with a newline: {script:?}"
+        );
+        out.push_str(&format!("{indent}\"script\": [\n"));
+        let lines: Vec<&str> = script.split_terminator('\n').collect();
+        for (i, l) in lines.iter().enumerate() {
+            let sep = if i + 1 < lines.len() { "," } else { "" };
+            let quoted = serde_json::to_string(l).unwrap();
+            out.push_str(&format!("{indent}  {quoted}{sep}\n"));
+        }
+        out.push_str(&format!("{indent}]{comma}\n"));
+    }
+    out.pop();
+    out
+}
+
+#[test]
+fn golden_scripts_are_arrays_of_their_lines() {
+    let plan = serde_json::json!({
+        "steps": [{"name": "a", "script": "set -eux\n\necho \"x\"\n"}],
+        "text": "not\na script\n"
+    });
+    let json = scripts_as_lines(&serde_json::to_string_pretty(&plan).unwrap());
+    let back: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        back,
+        serde_json::json!({
+            "steps": [{"name": "a", "script": ["set -eux", "", "echo \"x\""]}],
+            "text": "not\na script\n"
+        })
+    );
+    assert!(
+        json.contains("\n      \"script\": [\n        \"set -eux\",\n"),
+        "{json}"
+    );
+}
+
+/// The plan of `starters/<file>` in a copy of the tree, as JSON (scripts as arrays of lines,
+/// see [`scripts_as_lines`]) and as text, with the tree's path replaced by `<tree>`, for run
+/// date 20260101-000000 and 4 jobs.
 fn plan_of(file: &str) -> (String, String) {
     let tree = tempfile::tempdir().unwrap();
     copy_tree(tree.path());
@@ -33,8 +96,7 @@ fn plan_of(file: &str) -> (String, String) {
     let starter =
         build_helper::starter::load(&tree.path().join("starters").join(file), &env).unwrap();
     let plan = build_helper::plan::build(&starter, "20260101-000000", None).unwrap();
-    let json = serde_json::to_string_pretty(&plan)
-        .unwrap()
+    let json = scripts_as_lines(&serde_json::to_string_pretty(&plan).unwrap())
         .replace(&tree.path().display().to_string(), "<tree>");
     let text = build_helper::plan_text::render(&plan)
         .replace(&tree.path().display().to_string(), "<tree>");

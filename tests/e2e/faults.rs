@@ -240,6 +240,28 @@ fn as_nobody(script: &str) -> bool {
         .success()
 }
 
+/// In a `status RUN --json` document: a step took its last attempt's recorded duration
+/// unless it runs (a finished step has one), and each target's duration is what its steps
+/// took.
+fn status_durations_add_up(doc: &serde_json::Value) {
+    for t in doc["targets"].as_array().unwrap() {
+        let mut sum = 0;
+        for s in t["steps"].as_array().unwrap() {
+            match s["state"].as_str().unwrap() {
+                "running" => assert_eq!(s["took_ms"], serde_json::Value::Null, "{s}"),
+                state => {
+                    assert_eq!(s["took_ms"], s["duration_ms"], "{s}");
+                    if state == "done" || state == "failed" {
+                        assert!(s["took_ms"].is_u64(), "{s}");
+                    }
+                }
+            }
+            sum += s["took_ms"].as_u64().unwrap_or(0);
+        }
+        assert_eq!(t["duration_ms"], sum, "{t}");
+    }
+}
+
 #[test]
 fn live_run_is_locked_private_and_stops_on_sigint_then_resumes() {
     require_root();
@@ -286,6 +308,12 @@ fn live_run_is_locked_private_and_stops_on_sigint_then_resumes() {
         .collect();
     assert!(states.iter().any(|s| s == "running"), "{states:?}");
     assert!(!states.iter().any(|s| s == "failed" || s == "interrupted"));
+    // The status document says the run is live, by whom, and what each target's steps took.
+    assert_eq!(cp["format"], 1, "{cp}");
+    assert_eq!(cp["kind"], "build", "{cp}");
+    assert_eq!(cp["liveness"], "running", "{cp}");
+    assert_eq!(cp["supervisor_pid"].to_string(), pid, "{cp}");
+    status_durations_add_up(&cp);
 
     // umount of a live run is refused; run ids that are not plain names are refused.
     assert_eq!(tree.bh(&["umount", &id], &[]).status.code(), Some(2));
@@ -358,6 +386,25 @@ fn live_run_is_locked_private_and_stops_on_sigint_then_resumes() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("interrupted"), "{text}");
     assert!(!text.contains(" running "), "{text}");
+    let out = tree.bh(&["status", &id, "--json"], &[]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["liveness"], "unfinished", "{doc}");
+    assert_eq!(doc["supervisor_pid"], serde_json::Value::Null, "{doc}");
+    // Nothing runs any more: no progress and no remaining time.
+    assert_eq!(doc["eta_ms"], serde_json::Value::Null, "{doc}");
+    for t in doc["targets"].as_array().unwrap() {
+        assert_ne!(t["state"], "running", "{doc}");
+        assert_eq!(t["eta_ms"], serde_json::Value::Null, "{doc}");
+    }
+    assert!(
+        doc["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["state"] == "interrupted"),
+        "{doc}"
+    );
+    status_durations_add_up(&doc);
 
     // A corrupt checkpoint is named and refused, never skipped.
     let good = std::fs::read(&cp_path).unwrap();
