@@ -164,7 +164,8 @@ enum Command {
     Status {
         /// The run (`<primary name>-<date>`).
         run: Option<String>,
-        /// Print JSON.
+        /// Print the status as a JSON document (format 1: state, progress, ETA and durations of
+        /// every target and step; docs/status-json.md).
         #[arg(long)]
         json: bool,
         /// The tree (default: BUILD_HELPER_TREE, else the current directory).
