@@ -1,5 +1,7 @@
-//! Tests of [`extract`] on archives built here, without root. What needs root (owners, device
-//! nodes, file capabilities) is tested in `tests/e2e/hostile.rs`, with the same builder.
+//! Tests of [`extract`] on archives built here, without root: the builder makes each entry
+//! owned by the user running the tests, so the extractor's chown succeeds. What needs root
+//! (other owners, device nodes, file capabilities) is tested in `tests/e2e/hostile.rs`, with
+//! the same builder.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;

@@ -145,15 +145,21 @@ fn build_dir(tree: &Path, target: &str) -> PathBuf {
     dirs.pop().unwrap()
 }
 
-fn shared() -> (PathBuf, Release) {
-    require_root();
+/// The shared demo build, held until the returned release drops; `None` when the test skips
+/// (not root).
+fn shared() -> Option<(PathBuf, Release)> {
+    if !require_root() {
+        return None;
+    }
     let release = Release;
-    (built_tree(), release)
+    Some((built_tree(), release))
 }
 
 #[test]
 fn boot_runs_on_the_image_busybox_init_with_the_images_inside_the_initramfs() {
-    let (tree, _release) = shared();
+    let Some((tree, _release)) = shared() else {
+        return;
+    };
     let _heavy = heavy_lock();
     let t = "x86_64-unknown-linux-musl.demo-a";
     let cmd = format!(
@@ -189,7 +195,9 @@ fn boot_runs_on_the_image_busybox_init_with_the_images_inside_the_initramfs() {
 
 #[test]
 fn boot_over_9p_with_squash_stack_keeps_the_medium_reachable() {
-    let (tree, _release) = shared();
+    let Some((tree, _release)) = shared() else {
+        return;
+    };
     let _heavy = heavy_lock();
     let t = "x86_64-unknown-linux-musl.demo-b";
     let cmd = format!("{REPORT}; ls /mnt/tmp/medium | tr '\\n' ' '");
@@ -212,7 +220,9 @@ fn boot_over_9p_with_squash_stack_keeps_the_medium_reachable() {
 
 #[test]
 fn boot_with_docache_copies_the_images_into_memory_and_keeps_them_reachable() {
-    let (tree, _release) = shared();
+    let Some((tree, _release)) = shared() else {
+        return;
+    };
     let _heavy = heavy_lock();
     let t = "x86_64-unknown-linux-musl.demo-b";
     let cmd = format!("{REPORT}; ls /mnt/tmp/cache | tr '\\n' ' '; grep -c ' 9p ' /proc/mounts");
@@ -232,7 +242,9 @@ fn boot_with_docache_copies_the_images_into_memory_and_keeps_them_reachable() {
 
 #[test]
 fn boot_runs_the_aarch64_target_on_its_busybox_under_the_virt_machine() {
-    let (tree, _release) = shared();
+    let Some((tree, _release)) = shared() else {
+        return;
+    };
     let _heavy = heavy_lock();
     let t = "aarch64-unknown-linux-musl.demo-c";
     let cmd = format!("{REPORT}; uname -m");
@@ -250,7 +262,9 @@ fn boot_runs_the_aarch64_target_on_its_busybox_under_the_virt_machine() {
 
 #[test]
 fn boot_without_worlds_lets_the_init_stack_an_extra_image_as_the_original() {
-    let (tree, _release) = shared();
+    let Some((tree, _release)) = shared() else {
+        return;
+    };
     let _heavy = heavy_lock();
     // demo-c has no world image, so boot passes no squash_stack. A copy of its build with an
     // image named `extra` beside it (demo-b's net image), shared over 9p.

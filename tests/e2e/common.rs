@@ -10,13 +10,7 @@ use crate::temp_mirror;
 pub const BIN: &str = env!("CARGO_BIN_EXE_build-helper");
 pub const SRC: &str = env!("CARGO_MANIFEST_DIR");
 
-/// Root-only tests fail (never skip) when not root: CI runs as root and must notice.
-pub fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "the end-to-end tests need root (mounts, chroot); run them as root (CI does)"
-    );
-}
+pub use crate::skip::{require_root, require_tool};
 
 /// Serialises the tests that load both cores (real emerge) with the one that measures
 /// latencies (toolchain-ready -> first step), so neither disturbs the other on a small

@@ -174,6 +174,9 @@ fn glibc_versions(version_info: &str) -> Vec<(u32, u32)> {
 
 #[test]
 fn dist_binary_needs_only_glibc_and_libgcc_and_stays_under_the_glibc_floor() {
+    if !require_tool("readelf") {
+        return;
+    }
     let d = dist();
     let bin = d.unpacked.join(&d.name).join("bin/build-helper");
     let dynamic = readelf(&["--dynamic"], &bin);
@@ -227,7 +230,9 @@ impl Drop for RemoveOnDrop {
 
 #[test]
 fn dist_tarball_runs_version_plan_and_check_in_a_clean_minbase_chroot() {
-    require_root();
+    if !require_root() {
+        return;
+    }
     let d = dist();
     let root = std::env::var_os("BH_MINBASE")
         .map(PathBuf::from)

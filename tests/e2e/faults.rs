@@ -264,7 +264,9 @@ fn status_durations_add_up(doc: &serde_json::Value) {
 
 #[test]
 fn live_run_is_locked_private_and_stops_on_sigint_then_resumes() {
-    require_root();
+    if !require_root() {
+        return;
+    }
     let _heavy = heavy_lock();
     let tree = Tree::new();
     let mut child = spawn_run(&tree, "run1", &[], &[("BH_DEMO_DELAY", "0.3")]);
@@ -443,7 +445,9 @@ fn live_run_is_locked_private_and_stops_on_sigint_then_resumes() {
 
 #[test]
 fn a_killed_worker_takes_its_step_with_it_and_a_killed_step_fails() {
-    require_root();
+    if !require_root() {
+        return;
+    }
     let _heavy = heavy_lock();
     let tree = Tree::new();
     // Started niced: the steps keep the operator's niceness, the workers run ahead of them.
@@ -573,7 +577,9 @@ fn histories(tree: &Tree) -> Vec<String> {
 
 #[test]
 fn the_archive_stops_on_sigint_and_dies_with_a_killed_supervisor() {
-    require_root();
+    if !require_root() {
+        return;
+    }
     let _heavy = heavy_lock();
     let tree = Tree::new();
     let path = slow_mksquashfs(&tree);
@@ -689,7 +695,9 @@ fn run_step_state(tree: &Tree, step: &str) -> Option<String> {
 
 #[test]
 fn a_slow_stage3_download_stops_on_sigint_and_dies_with_a_killed_supervisor() {
-    require_root();
+    if !require_root() {
+        return;
+    }
     let tree = Tree::new();
     let slow = SlowMirror::start(40_000);
     let env = [("TARBALL_MIRROR", slow.url.as_str())];
@@ -776,7 +784,9 @@ fn mounting(tree: &Tree) -> bool {
 #[test]
 fn the_extraction_and_the_mounts_stop_on_sigint_and_die_with_a_killed_supervisor() {
     use nix::sys::signal::Signal::{SIGINT, SIGKILL};
-    require_root();
+    if !require_root() {
+        return;
+    }
     let tree = Tree::new();
     let slow = SLOW_MOUNTS_AND_DISK;
 
@@ -846,7 +856,9 @@ fn the_extraction_and_the_mounts_stop_on_sigint_and_die_with_a_killed_supervisor
 /// input in the same phase, a stage3 that does not verify, exits 2: main.rs.)
 #[test]
 fn a_mirror_that_refuses_connections_exits_1_and_mounts_nothing() {
-    require_root();
+    if !require_root() {
+        return;
+    }
     let tree = Tree::new();
     // A port nobody listens on: bound, then closed.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -875,7 +887,9 @@ fn a_mirror_that_refuses_connections_exits_1_and_mounts_nothing() {
 /// leaves nothing: no mount, no partial root.
 #[test]
 fn an_io_error_in_the_extraction_or_a_mount_exits_1_and_leaves_nothing() {
-    require_root();
+    if !require_root() {
+        return;
+    }
     let tree = Tree::new();
     let failing_fchown = [
         "strace",
@@ -945,7 +959,9 @@ fn status_text(tree: &Tree) -> String {
 /// finds no live run) nor outlives it.
 #[test]
 fn live_status_is_truthful_through_a_demo_whose_notify_command_leaves_a_child() {
-    require_root();
+    if !require_root() {
+        return;
+    }
     let _heavy = heavy_lock();
     let tree = Tree::new();
     let pids = tree.path().join("notify-children");
@@ -1013,7 +1029,9 @@ fn live_status_is_truthful_through_a_demo_whose_notify_command_leaves_a_child() 
 /// history), and `umount --all` removes it with the rest.
 #[test]
 fn a_partial_archive_of_a_killed_supervisor_is_listed_then_removed_by_umount() {
-    require_root();
+    if !require_root() {
+        return;
+    }
     let _heavy = heavy_lock();
     let tree = Tree::new();
     let path = slow_mksquashfs(&tree);
@@ -1045,7 +1063,9 @@ fn a_partial_archive_of_a_killed_supervisor_is_listed_then_removed_by_umount() {
 /// stops the run instead, with a line in its log and a `run-finished` event.
 #[test]
 fn the_detached_supervisor_ignores_sighup_and_logs_its_end_on_sigquit() {
-    require_root();
+    if !require_root() {
+        return;
+    }
     let _heavy = heavy_lock();
     let tree = Tree::new();
     let line = format!("exec {BIN} run {} --ui tui", tree.starter().display());
@@ -1112,7 +1132,9 @@ fn the_detached_supervisor_ignores_sighup_and_logs_its_end_on_sigquit() {
 /// outlives the run.
 #[test]
 fn stopping_the_archive_kills_the_archivers_whole_group() {
-    require_root();
+    if !require_root() {
+        return;
+    }
     let _heavy = heavy_lock();
     let tree = Tree::new();
     let bin = tree.path().join("groupbin");

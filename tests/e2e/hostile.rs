@@ -98,7 +98,9 @@ fn pwned_under(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn hostile_names_in_a_configuration_make_check_and_plan_exit_2() {
-    require_root();
+    if !require_root() {
+        return;
+    }
     let cwd = tempfile::tempdir().unwrap();
     for name in HOSTILE_NAMES {
         // As a world (with its tree entry), then as a local repository directory.
@@ -142,7 +144,9 @@ fn hostile_names_in_a_configuration_make_check_and_plan_exit_2() {
 
 #[test]
 fn fifos_devices_and_links_out_of_a_configuration_are_not_read_nor_printed() {
-    require_root();
+    if !require_root() {
+        return;
+    }
     let cwd = tempfile::tempdir().unwrap();
     let secret = cwd.path().join("secret");
     std::fs::write(&secret, "root:$6$very-secret-hash:19000::::::\n").unwrap();
@@ -201,7 +205,9 @@ fn fifos_devices_and_links_out_of_a_configuration_are_not_read_nor_printed() {
 
 #[test]
 fn plan_refuses_nul_newlines_and_paths_reaching_root_or_work() {
-    require_root();
+    if !require_root() {
+        return;
+    }
     let cwd = tempfile::tempdir().unwrap();
     for (options, needle) in [
         ("[env]\nX = \"a\\u0000b\"\n", "NUL byte or a line break"),
@@ -274,7 +280,9 @@ impl Secret {
 
 #[test]
 fn links_planted_inside_an_environment_reach_nothing_outside() {
-    require_root();
+    if !require_root() {
+        return;
+    }
     let outside = tempfile::tempdir().unwrap();
     let world = Secret::new(outside.path(), "world-secret");
     let base = Secret::new(outside.path(), "base-secret");
@@ -381,7 +389,9 @@ fn links_planted_inside_an_environment_reach_nothing_outside() {
 
 #[test]
 fn a_target_root_turned_into_a_link_never_brings_the_host_into_the_history() {
-    require_root();
+    if !require_root() {
+        return;
+    }
     let tree = Tree::new();
     let outside = tempfile::tempdir().unwrap();
     let secret = Secret::new(outside.path(), "host-file");
@@ -459,7 +469,9 @@ fn extract(ar: &mut Ar) -> (tempfile::TempDir, Result<(), String>) {
 
 #[test]
 fn hostile_stage3_tarballs_are_refused_and_write_nothing_outside() {
-    require_root();
+    if !require_root() {
+        return;
+    }
     let outside = tempfile::tempdir().unwrap();
     let victim = Secret::new(outside.path(), "victim");
     let out = outside.path().display().to_string();
@@ -555,7 +567,9 @@ fn hostile_stage3_tarballs_are_refused_and_write_nothing_outside() {
 
 #[test]
 fn stage3_setuid_bits_and_file_capabilities_are_kept() {
-    require_root();
+    if !require_root() {
+        return;
+    }
     // vfs_cap_data revision 2: cap_net_raw (13) permitted and effective.
     let mut cap = Vec::new();
     for word in [0x0200_0001u32, 1 << 13, 0, 0, 0] {
@@ -580,7 +594,9 @@ fn stage3_setuid_bits_and_file_capabilities_are_kept() {
 #[test]
 fn stage3_numeric_owners_modes_mtimes_device_nodes_and_fifos_are_kept() {
     use std::os::unix::fs::FileTypeExt;
-    require_root();
+    if !require_root() {
+        return;
+    }
     let (tmp, result) = extract(
         Ar::new()
             .dir("./", 0o755)
@@ -693,7 +709,9 @@ fn boot_kernel_only(tree: &Tree) -> Output {
 
 #[test]
 fn a_console_transcript_link_planted_in_builds_is_replaced_not_written_through() {
-    require_root();
+    if !require_root() {
+        return;
+    }
     let (tree, build) = recorded_kernel_only_build("20260101-000000");
     // A build (writable builds/ from its chroot) plants boot-console.log -> a host file.
     let victim = tree.path().join("victim");
@@ -718,7 +736,9 @@ fn a_console_transcript_link_planted_in_builds_is_replaced_not_written_through()
 
 #[test]
 fn a_build_directory_planted_under_builds_is_not_booted() {
-    require_root();
+    if !require_root() {
+        return;
+    }
     let (tree, recorded) = recorded_kernel_only_build("20260101-000000");
     // Newest by name, but no run record names it.
     let planted = kernel_only_build(&tree, "99999999-999999");
@@ -746,7 +766,9 @@ fn a_build_directory_planted_under_builds_is_not_booted() {
 /// where emaint runs as root.
 #[test]
 fn binhost_refuses_a_bad_run_id_and_a_run_whose_supervisor_is_gone() {
-    require_root();
+    if !require_root() {
+        return;
+    }
     let tree = Tree::new();
     for bad in ["../x", "a/b", "..", "a b"] {
         let out = tree.bh(&["binhost", bad], &[]);
@@ -789,7 +811,9 @@ fn binhost_refuses_a_bad_run_id_and_a_run_whose_supervisor_is_gone() {
 #[test]
 fn status_as_a_non_root_user_says_it_needs_root() {
     use std::os::unix::process::CommandExt;
-    require_root();
+    if !require_root() {
+        return;
+    }
     let tree = Tree::new();
     let run = tree.path().join("work/demo-a-20260101-000000");
     std::fs::create_dir_all(&run).unwrap();
@@ -819,7 +843,9 @@ fn status_as_a_non_root_user_says_it_needs_root() {
 /// never a live helper's (its lock is held).
 #[test]
 fn distcc_helper_warns_on_wide_access_and_removes_a_killed_helpers_directory() {
-    require_root();
+    if !require_root() {
+        return;
+    }
     let tree = Tree::new();
     // A private temporary directory: other helpers' directories in /tmp are not ours.
     let tmp = tempfile::tempdir().unwrap();
@@ -876,7 +902,9 @@ fn distcc_helper_warns_on_wide_access_and_removes_a_killed_helpers_directory() {
 /// shell lands in that namespace, where the target's environment is mounted.
 #[test]
 fn shell_enters_a_live_run_whose_supervisor_holds_it() {
-    require_root();
+    if !require_root() {
+        return;
+    }
     let _heavy = heavy_lock();
     let tree = Tree::new();
     let mut run = Command::new(BIN)
@@ -931,7 +959,9 @@ fn shell_enters_a_live_run_whose_supervisor_holds_it() {
 /// its scratch directory.
 #[test]
 fn distcc_helper_removes_its_directory_when_it_ends_on_an_error() {
-    require_root();
+    if !require_root() {
+        return;
+    }
     let _heavy = heavy_lock();
     let tree = Tree::new();
     let out = tree.run_demo(&[], &[]);
@@ -967,7 +997,9 @@ fn distcc_helper_removes_its_directory_when_it_ends_on_an_error() {
 /// memory.
 #[test]
 fn import_starter_refuses_a_fifo_and_dev_zero_at_once() {
-    require_root();
+    if !require_root() {
+        return;
+    }
     let tree = Tree::new();
     let cwd = tempfile::tempdir().unwrap();
     let fifo = cwd.path().join("starter.sh");
@@ -1006,7 +1038,9 @@ fn import_starter_refuses_a_fifo_and_dev_zero_at_once() {
 /// one inside a make.conf directory), naming the file and what to do, without blocking.
 #[test]
 fn check_refuses_a_make_conf_that_is_a_fifo_or_a_character_device() {
-    require_root();
+    if !require_root() {
+        return;
+    }
     let cwd = tempfile::tempdir().unwrap();
     for (how, in_dir) in [("fifo", false), ("chardev", false), ("fifo", true)] {
         let tree = Tree::new();
@@ -1119,7 +1153,9 @@ fn attach_raw(
 #[test]
 fn a_65535_by_65535_resize_is_refused_and_the_run_finishes() {
     use build_helper::attach::proto::{self, ClientMsg, ServerMsg};
-    require_root();
+    if !require_root() {
+        return;
+    }
     let _heavy = heavy_lock();
     let tree = Tree::new();
     let tmux = tui_run(&tree, "resize");
@@ -1198,7 +1234,9 @@ fn a_65535_by_65535_resize_is_refused_and_the_run_finishes() {
 fn status_and_umount_remove_the_sockets_of_a_killed_supervisor() {
     use build_helper::attach::proto;
     use build_helper::engine::protocol;
-    require_root();
+    if !require_root() {
+        return;
+    }
     let _heavy = heavy_lock();
     let tree = Tree::new();
     let tmux = tui_run(&tree, "stale");

@@ -5,7 +5,9 @@ use super::*;
 
 #[test]
 fn pre_2022_digests_asc_is_verified_and_kept() {
-    let case = Case::new();
+    let Some(case) = Case::new() else {
+        return;
+    };
     let digests = case.file_ending(".DIGESTS");
     let signed = std::fs::read_to_string(&digests).unwrap();
     let plain = build_helper::stage3::signed_body(&signed)
@@ -29,7 +31,9 @@ fn pre_2022_digests_asc_is_verified_and_kept() {
 
 #[test]
 fn plain_digests_without_a_signed_copy_are_refused() {
-    let case = Case::new();
+    let Some(case) = Case::new() else {
+        return;
+    };
     let digests = case.file_ending(".DIGESTS");
     let signed = std::fs::read_to_string(&digests).unwrap();
     let plain = build_helper::stage3::signed_body(&signed)

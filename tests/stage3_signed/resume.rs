@@ -4,7 +4,9 @@ use super::*;
 
 #[test]
 fn partial_of_an_earlier_run_is_resumed_with_range() {
-    let case = Case::new();
+    let Some(case) = Case::new() else {
+        return;
+    };
     let tarball = case.tarball();
     let bytes = std::fs::read(&tarball).unwrap();
     let third = bytes.len() / 3;
@@ -31,7 +33,9 @@ fn partial_of_an_earlier_run_is_resumed_with_range() {
 
 #[test]
 fn a_corrupt_partial_of_an_earlier_run_fails_the_digests_and_is_deleted() {
-    let case = Case::new();
+    let Some(case) = Case::new() else {
+        return;
+    };
     let tarball = case.tarball();
     let mut bytes = std::fs::read(&tarball).unwrap();
     let third = bytes.len() / 3;

@@ -20,15 +20,17 @@ impl Ar {
         Ar(tar::Builder::new(Vec::new()))
     }
 
-    /// A GNU header owned by root with mtime [`MTIME`]; `name` must fit in 100 bytes.
+    /// A GNU header with mtime [`MTIME`], owned by the user and group running the test (root
+    /// under scripts/test.sh), so that the extractor's chown of each entry succeeds without
+    /// root too; `name` must fit in 100 bytes.
     pub fn header(kind: EntryType, name: &str, mode: u32, size: u64) -> Header {
         let mut h = Header::new_gnu();
         h.set_entry_type(kind);
         let gnu = h.as_gnu_mut().unwrap();
         gnu.name[..name.len()].copy_from_slice(name.as_bytes());
         h.set_mode(mode);
-        h.set_uid(0);
-        h.set_gid(0);
+        h.set_uid(nix::unistd::geteuid().as_raw().into());
+        h.set_gid(nix::unistd::getegid().as_raw().into());
         h.set_mtime(MTIME);
         h.set_size(size);
         h
