@@ -7,7 +7,7 @@
 //!   binary, install it with one man page per command and the bash, zsh and fish
 //!   completions.
 //!
-//! `pkgcheck scan` (README, "Install") checks the rest on a machine with the Gentoo
+//! `pkgcheck scan` (docs/install.md) checks the rest on a machine with the Gentoo
 //! repository.
 
 use std::path::{Path, PathBuf};

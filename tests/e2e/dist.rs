@@ -12,8 +12,8 @@ use sha2::Digest;
 
 use super::common::*;
 
-/// The highest glibc symbol version the tarball's binary may need: the floor the README
-/// states ("Install"). Debian 12's toolchain links Rust's start-up code against
+/// The highest glibc symbol version the tarball's binary may need: the floor docs/install.md
+/// states. Debian 12's toolchain links Rust's start-up code against
 /// `__libc_start_main@GLIBC_2.34`, so it cannot be lower with it.
 const GLIBC_FLOOR: (u32, u32) = (2, 34);
 
@@ -96,6 +96,8 @@ fn dist_tarball_holds_binary_pages_completions_docs_and_verifies_its_digests() {
         "bin/build-helper",
         "README.md",
         "LICENSE",
+        "docs/install.md",
+        "docs/recipe.md",
         "share/man/man1/build-helper.1",
         "share/man/man1/build-helper-run.1",
         "share/man/man1/build-helper-history-prune.1",
@@ -196,7 +198,7 @@ fn dist_binary_needs_only_glibc_and_libgcc_and_stays_under_the_glibc_floor() {
     let floor = versions.iter().max().copied().expect("no GLIBC_ versions");
     assert!(
         floor <= GLIBC_FLOOR,
-        "the binary now needs glibc {}.{}, above the stated floor {}.{} (README, Install)",
+        "the binary now needs glibc {}.{}, above the stated floor {}.{} (docs/install.md)",
         floor.0,
         floor.1,
         GLIBC_FLOOR.0,
