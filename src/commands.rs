@@ -398,7 +398,7 @@ pub fn status(tree: &Path, run: Option<&str>, json: bool) -> anyhow::Result<()> 
     let now = crate::engine::events::now_us();
     let mut entries = Vec::new();
     for d in &dirs {
-        crate::engine::protocol::remove_stale_sockets(d);
+        crate::attach::proto::remove_stale_sockets(d);
         let name = d
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -714,7 +714,7 @@ pub fn umount(sys: &dyn Sys, tree: &Path, run: Option<&str>) -> anyhow::Result<(
     };
     let mut failed = None;
     for d in dirs {
-        crate::engine::protocol::remove_stale_sockets(&d);
+        crate::attach::proto::remove_stale_sockets(&d);
         match clean_dead_run(sys, &d) {
             Ok(c) if c.processes > 0 => println!(
                 "{}: {} mount(s) removed, {} leftover process(es) killed",

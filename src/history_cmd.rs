@@ -128,13 +128,13 @@ pub fn show(tree: &Path, name: &str) -> anyhow::Result<()> {
 /// Histories a run may be using: those in the plan of an unfinished run or of a run with
 /// mounts (its journal exists).
 fn in_use(tree: &Path) -> Vec<PathBuf> {
-    crate::commands::runs(tree)
+    crate::rundir::runs(tree)
         .into_iter()
         .filter(|dir| {
             let unfinished = crate::engine::Checkpoint::load(dir).is_ok_and(|cp| !cp.finished);
             unfinished || crate::mounts::journal::Journal::path(dir).exists()
         })
-        .filter_map(|dir| crate::commands::load_plan(&dir).ok())
+        .filter_map(|dir| crate::rundir::load_plan(&dir).ok())
         .filter_map(|p| p.layout.history.map(|(path, _)| path))
         .collect()
 }

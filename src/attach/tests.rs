@@ -501,17 +501,17 @@ fn stale_sockets_of_a_dead_run_are_removed_and_a_live_runs_are_kept() {
         unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&held), libc::LOCK_EX) },
         0
     );
-    assert!(crate::engine::protocol::remove_stale_sockets(run).is_empty());
+    assert!(proto::remove_stale_sockets(run).is_empty());
     assert!(sockets.iter().all(|s| s.exists()));
     drop(held);
     // Dead: both go, and a second call finds nothing.
-    let removed = crate::engine::protocol::remove_stale_sockets(run);
+    let removed = proto::remove_stale_sockets(run);
     assert_eq!(removed.len(), 2, "{removed:?}");
     assert!(sockets.iter().all(|s| !s.exists()));
-    assert!(crate::engine::protocol::remove_stale_sockets(run).is_empty());
+    assert!(proto::remove_stale_sockets(run).is_empty());
     // A regular file at a socket's name is not ours to remove.
     std::fs::write(&sockets[0], "x").unwrap();
-    assert!(crate::engine::protocol::remove_stale_sockets(run).is_empty());
+    assert!(proto::remove_stale_sockets(run).is_empty());
     assert!(sockets[0].exists());
 }
 

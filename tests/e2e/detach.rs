@@ -29,22 +29,7 @@ fn events_text(run: &Path) -> String {
 
 /// The pid in the run's lock file while a supervisor holds it.
 fn supervisor_pid(run: &Path) -> Option<u32> {
-    let file = std::fs::File::open(run.join("lock")).ok()?;
-    // SAFETY: flock on a valid descriptor.
-    let free = unsafe {
-        libc::flock(
-            std::os::fd::AsRawFd::as_raw_fd(&file),
-            libc::LOCK_SH | libc::LOCK_NB,
-        )
-    } == 0;
-    if free {
-        return None;
-    }
-    std::fs::read_to_string(run.join("lock"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    build_helper::rundir::live_pid(run)
 }
 
 /// The `result` of the run's last `run-finished` event.

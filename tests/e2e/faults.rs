@@ -1073,24 +1073,6 @@ fn the_detached_supervisor_ignores_sighup_and_logs_its_end_on_sigquit() {
     env.retain(|(k, _)| *k != "BH_DEMO_DELAY");
     env.push(("BH_DEMO_DELAY", "0.05".into()));
     let tmux = crate::tui::Tmux::start("hup23", &line, &env);
-    let lock_pid = |run: &Path| -> Option<i32> {
-        let file = std::fs::File::open(run.join("lock")).ok()?;
-        // SAFETY: flock on a valid descriptor.
-        let free = unsafe {
-            libc::flock(
-                std::os::fd::AsRawFd::as_raw_fd(&file),
-                libc::LOCK_SH | libc::LOCK_NB,
-            )
-        } == 0;
-        if free {
-            return None;
-        }
-        std::fs::read_to_string(run.join("lock"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-    };
     wait_until(120, "the steps to start", || {
         tree.newest_run().is_some_and(|r| {
             std::fs::read_to_string(r.join("events.jsonl"))
@@ -1098,17 +1080,19 @@ fn the_detached_supervisor_ignores_sighup_and_logs_its_end_on_sigquit() {
         })
     });
     let run = tree.newest_run().unwrap();
-    let pid = lock_pid(&run).expect("a live supervisor");
-    let sup = nix::unistd::Pid::from_raw(pid);
+    let pid = build_helper::rundir::live_pid(&run).expect("a live supervisor");
+    let sup = nix::unistd::Pid::from_raw(pid as i32);
     nix::sys::signal::kill(sup, nix::sys::signal::Signal::SIGHUP).unwrap();
     std::thread::sleep(Duration::from_millis(700));
     assert_eq!(
-        lock_pid(&run),
+        build_helper::rundir::live_pid(&run),
         Some(pid),
         "SIGHUP ended the detached supervisor"
     );
     nix::sys::signal::kill(sup, nix::sys::signal::Signal::SIGQUIT).unwrap();
-    wait_until(30, "the supervisor to end", || lock_pid(&run).is_none());
+    wait_until(30, "the supervisor to end", || {
+        build_helper::rundir::live_pid(&run).is_none()
+    });
     let log = std::fs::read_to_string(run.join("supervisor.log")).unwrap();
     assert!(
         log.contains(&format!("supervisor {pid} ends: run")) && log.contains("interrupted"),
