@@ -9,6 +9,7 @@ use super::harness::{Make, Parse};
 use crate::attach::proto::{self, Bytes, ClientMsg, ServerMsg};
 use crate::config::Target;
 use crate::engine::protocol::{self, WorkerMsg};
+use crate::stage3::parse_tests::clearsign;
 
 /// One parser of the campaign.
 pub struct Parser {
@@ -509,24 +510,6 @@ fn emerge_log_samples() -> Vec<Vec<u8>> {
 }
 
 const NAME: &str = "stage3-amd64-musl-20261130T170339Z.tar.xz";
-
-/// `body` clear-signed as Gentoo's release files are (RFC 4880 §7: dash-escaped lines).
-fn clearsign(body: &str) -> String {
-    let escaped: String = body
-        .split_inclusive('\n')
-        .map(|l| {
-            if l.starts_with('-') {
-                format!("- {l}")
-            } else {
-                l.to_string()
-            }
-        })
-        .collect();
-    format!(
-        "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n\n{escaped}\
-         -----BEGIN PGP SIGNATURE-----\n\niQIzBAEBCgAdFiEE\n=abcd\n-----END PGP SIGNATURE-----\n"
-    )
-}
 
 fn digests() -> Parse {
     Box::new(|input| {

@@ -28,7 +28,7 @@ mod extract_tests;
 #[cfg(test)]
 mod fetch_tests;
 #[cfg(test)]
-mod parse_tests;
+pub(crate) mod parse_tests;
 #[cfg(test)]
 mod prop_tests;
 

@@ -23,7 +23,9 @@ fn digests_body() -> String {
     )
 }
 
-fn clearsign(body: &str) -> String {
+/// `body` clear-signed as Gentoo's release files are (RFC 4880 §7: dash-escaped lines), with
+/// a dummy signature block; also the fuzz campaign's clear-signed samples.
+pub(crate) fn clearsign(body: &str) -> String {
     let escaped: String = body
         .split_inclusive('\n')
         .map(|l| {
