@@ -491,6 +491,24 @@ fn a_killed_worker_takes_its_step_with_it_and_a_killed_step_fails() {
     for pid in rooted() {
         assert_eq!(nice_of(pid), 5, "step process {pid}");
     }
+    // A step killed under a living worker (SIGKILL to everything in demo-b's root) ends
+    // with 137 and fails; its worker stops (plain mode). Done while the victim's step runs,
+    // before demo-b (released with it) can finish; between two of demo-b's steps nothing
+    // is in its root, so this waits until a kill reaches a live process.
+    let b_root = PathBuf::from(plan["targets"][1]["root"].as_str().unwrap());
+    wait_until(60, "a step of demo-b killed", || {
+        rooted_in(&b_root)
+            .into_iter()
+            .filter(|&pid| {
+                nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                )
+                .is_ok()
+            })
+            .count()
+            > 0
+    });
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(worker),
         nix::sys::signal::Signal::SIGKILL,
@@ -499,16 +517,6 @@ fn a_killed_worker_takes_its_step_with_it_and_a_killed_step_fails() {
     wait_until(5, "the killed worker's step to be gone", || {
         rooted().is_empty()
     });
-    // A step killed under a living worker (SIGKILL to everything in demo-b's root) ends
-    // with 137 and fails; its worker stops (plain mode).
-    let b_root = PathBuf::from(plan["targets"][1]["root"].as_str().unwrap());
-    wait_until(60, "a step of demo-b", || !rooted_in(&b_root).is_empty());
-    for pid in rooted_in(&b_root) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
     // The primary finishes; the run ends failed (exit 1), the victim interrupted.
     let status = child.wait().unwrap();
     let out = output_of(&tree, "run1");
