@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 use crate::config::fixture::{add_world, target_dir, write};
+// The demo tree (configs/ and starters/ copied into a temporary directory): the explore
+// tests' fixture; its history directory is not used here.
+use crate::explore::tests::demo_tree;
 
 const T: &str = "x86_64-unknown-linux-musl.demo";
 
@@ -36,22 +39,6 @@ fn request() -> BootRequest {
 fn by_path(root: &Path, date: &str) -> Build {
     let dir = root.join(format!("builds/{T}.{date}"));
     find_build(Path::new("/nonexistent"), dir.to_str().unwrap()).unwrap()
-}
-
-/// A copy of the repository's demo configurations and starter in a temporary tree.
-fn demo_tree() -> (tempfile::TempDir, crate::starter::Starter) {
-    let tmp = tempfile::tempdir().unwrap();
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let copied = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(repo.join("configs"))
-        .arg(repo.join("starters"))
-        .arg(tmp.path())
-        .status()
-        .unwrap();
-    assert!(copied.success());
-    let starter = crate::starter::load(&tmp.path().join("starters/demo.toml"), &|_| None).unwrap();
-    (tmp, starter)
 }
 
 const A: &str = "x86_64-unknown-linux-musl.demo-a";
