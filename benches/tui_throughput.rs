@@ -25,10 +25,10 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use build_helper::config::Target;
-use build_helper::engine::events::now_us;
-use build_helper::progress::watch::Shown;
+use build_helper::engine::watch::Shown;
 use build_helper::progress::Tracker;
 use build_helper::supervisor::spawn;
+use build_helper::sys::now_us;
 use build_helper::ui::{tui, Frontend};
 
 const WORKERS: usize = 3;

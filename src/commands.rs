@@ -395,15 +395,15 @@ pub fn status(tree: &Path, run: Option<&str>, json: bool) -> anyhow::Result<()> 
     };
     // The list in text shows no steps: it needs neither the events nor the history.
     let detail = json || run.is_some();
-    let now = crate::engine::events::now_us();
+    let now = crate::sys::now_us();
     let mut entries = Vec::new();
     for d in &dirs {
-        crate::attach::proto::remove_stale_sockets(d);
+        crate::rundir::sockets::remove_stale(d);
         let name = d
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if !d.join(crate::engine::state::FILE).exists() {
+        if !d.join(crate::rundir::CHECKPOINT).exists() {
             // `--mount-hist` runs mount without building: they have no checkpoint.
             let mounted = Journal::load(d).ok().flatten().is_some();
             entries.push(RunEntry::Exploration {
@@ -412,7 +412,7 @@ pub fn status(tree: &Path, run: Option<&str>, json: bool) -> anyhow::Result<()> 
             });
             continue;
         }
-        let mut cp = match Checkpoint::load(d) {
+        let mut cp = match rundir::load_checkpoint(d, None) {
             Ok(cp) => cp,
             Err(e) if run.is_none() => {
                 // One unreadable run must not hide the others: name it and go on.
@@ -459,7 +459,7 @@ pub fn status(tree: &Path, run: Option<&str>, json: bool) -> anyhow::Result<()> 
         .partition(|e| matches!(e, RunEntry::Build(_)));
     others.into_iter().for_each(print_list_entry);
     if run.is_none() && builds.is_empty() {
-        println!("no runs in {}", tree.join("work").display());
+        println!("no runs in {}", crate::rundir::work(tree).display());
     }
     for e in builds {
         match e {
@@ -525,7 +525,8 @@ struct Progressed {
 /// in `<run_dir>/events.jsonl`, with the estimates counted down to `now_us` (microseconds
 /// since the Unix epoch); and the run's estimate from the last of those events.
 fn latest_progress(run_dir: &Path, cp: &Checkpoint, now_us: u64) -> Progressed {
-    use crate::engine::events::{Event, EventLog};
+    use crate::engine::events::Event;
+    use crate::rundir::events::EventLog;
     let mut out = std::collections::HashMap::new();
     // The last progress event's run estimate, with the event's time.
     let mut run_eta: Option<(Option<u64>, u64)> = None;
@@ -701,7 +702,7 @@ pub fn clean_dead_run(sys: &dyn Sys, run_dir: &Path) -> Result<Cleaned, CleanErr
 pub fn umount(sys: &dyn Sys, tree: &Path, run: Option<&str>) -> anyhow::Result<()> {
     let dirs = match run {
         Some(name) => vec![run_named(tree, name)?],
-        None => std::fs::read_dir(tree.join("work"))
+        None => std::fs::read_dir(crate::rundir::work(tree))
             .map(|d| {
                 let mut v: Vec<PathBuf> = d
                     .filter_map(|e| e.ok().map(|e| e.path()))
@@ -714,7 +715,7 @@ pub fn umount(sys: &dyn Sys, tree: &Path, run: Option<&str>) -> anyhow::Result<(
     };
     let mut failed = None;
     for d in dirs {
-        crate::attach::proto::remove_stale_sockets(&d);
+        crate::rundir::sockets::remove_stale(&d);
         match clean_dead_run(sys, &d) {
             Ok(c) if c.processes > 0 => println!(
                 "{}: {} mount(s) removed, {} leftover process(es) killed",
@@ -758,7 +759,8 @@ pub fn load_plan(run_dir: &Path) -> anyhow::Result<Plan> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::events::{Event, EventLog};
+    use crate::engine::events::Event;
+    use crate::rundir::events::EventLog;
 
     #[test]
     fn a_namespace_without_the_runs_mounts_is_not_the_dead_runs() {
@@ -821,7 +823,7 @@ mod tests {
         log.append(progress("x86_64-unknown-linux-musl.a", 36, 4_000_000));
         log.append(progress("x86_64-unknown-linux-musl.a", 37, 3_800_000));
         log.append(progress("x86_64-unknown-linux-musl.b", 212, 0));
-        let latest = latest_progress(dir.path(), &cp, crate::engine::events::now_us()).targets;
+        let latest = latest_progress(dir.path(), &cp, crate::sys::now_us()).targets;
         assert_eq!(latest.len(), 1, "{latest:?}");
         let a = &latest["x86_64-unknown-linux-musl.a"];
         assert_eq!(a.line, "build 37/212 dev-libs/openssl-3.0.13");

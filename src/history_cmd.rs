@@ -131,7 +131,7 @@ fn in_use(tree: &Path) -> Vec<PathBuf> {
     crate::rundir::runs(tree)
         .into_iter()
         .filter(|dir| {
-            let unfinished = crate::engine::Checkpoint::load(dir).is_ok_and(|cp| !cp.finished);
+            let unfinished = crate::rundir::load_checkpoint(dir, None).is_ok_and(|cp| !cp.finished);
             unfinished || crate::mounts::journal::Journal::path(dir).exists()
         })
         .filter_map(|dir| crate::rundir::load_plan(&dir).ok())

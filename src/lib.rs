@@ -27,6 +27,7 @@ pub mod notify;
 pub mod plan;
 pub mod plan_text;
 pub mod progress;
+pub mod protocol;
 pub mod recipe;
 pub mod rundir;
 pub mod saferoot;

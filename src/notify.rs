@@ -56,7 +56,7 @@ impl Notifier {
         (!argv.is_empty()).then(|| Notifier {
             argv: argv.to_vec(),
             timeout: TIMEOUT,
-            log: run_dir.join("logs").join("notify.log"),
+            log: crate::rundir::notify_log(run_dir),
         })
     }
 

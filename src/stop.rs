@@ -97,7 +97,7 @@ pub enum Stopped {
 fn finished_since(run_dir: &Path, from: u64) -> bool {
     use crate::engine::events::{Event, Record};
     use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut f) = std::fs::File::open(run_dir.join("events.jsonl")) else {
+    let Ok(mut f) = std::fs::File::open(run_dir.join(crate::rundir::EVENTS)) else {
         return false;
     };
     let mut text = String::new();
@@ -118,7 +118,8 @@ fn finished_since(run_dir: &Path, from: u64) -> bool {
 pub fn signal_and_wait(run: &LiveRun, timeout: Duration) -> std::io::Result<Stopped> {
     use nix::sys::signal::{kill, Signal};
     let start = Instant::now();
-    let events_before = std::fs::metadata(run.dir.join("events.jsonl")).map_or(0, |m| m.len());
+    let events_before =
+        std::fs::metadata(run.dir.join(crate::rundir::EVENTS)).map_or(0, |m| m.len());
     let pid = nix::unistd::Pid::from_raw(run.pid as i32);
     match kill(pid, Signal::SIGTERM) {
         Ok(()) | Err(nix::errno::Errno::ESRCH) => {}

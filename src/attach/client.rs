@@ -88,7 +88,7 @@ pub fn connect(
     run_dir: &Path,
     alive: Option<&mut dyn FnMut() -> bool>,
 ) -> anyhow::Result<(UnixStream, BufReader<UnixStream>)> {
-    let socket = proto::socket_path(run_dir);
+    let socket = crate::rundir::sockets::attach(run_dir);
     let deadline = Instant::now() + CONNECT_WAIT;
     let mut alive = alive;
     let stream = loop {
@@ -191,7 +191,7 @@ pub fn run(run_dir: &Path, alive: Option<&mut dyn FnMut() -> bool>) -> anyhow::R
         let _ = effects.send(Ev::Effect(e));
     }))
     .context("starting the TUI on this terminal")?;
-    screen.set_log_dir(run_dir.join("logs"));
+    screen.set_log_dir(crate::rundir::logs(run_dir));
     if let Some(t) = &timing {
         let t = Arc::clone(t);
         screen.set_frame_probe(Box::new(move |app| t.frame_drawn(app)));

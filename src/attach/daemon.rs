@@ -22,14 +22,11 @@ use std::process::{Child, Stdio};
 
 use anyhow::Context;
 
-use super::{client, hub, proto};
+use super::{client, hub};
 use crate::error::UsageError;
 use crate::rundir;
 use crate::supervisor::{self, Prepared};
 use crate::ui::Frontend;
-
-/// The supervisor's log in the run directory (its standard output and error).
-pub const LOG: &str = "supervisor.log";
 
 /// Starts the supervisor of `prepared` in its own session (see the module doc) and gives up
 /// this process's hold on the run (the child holds the same lock).
@@ -37,7 +34,7 @@ pub const LOG: &str = "supervisor.log";
 /// Errors: the log cannot be opened; the process cannot be started.
 pub fn spawn(mut prepared: Prepared) -> anyhow::Result<Child> {
     let run_dir = prepared.plan.run_dir();
-    let log_path = run_dir.join(LOG);
+    let log_path = run_dir.join(crate::rundir::SUPERVISOR_LOG);
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -108,8 +105,12 @@ pub fn serve(
     supervisor::private_namespace(sys.as_ref())?;
     let runtime = supervisor::runtime()?;
     let (req_tx, req_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (mut hub, handle) = hub::start(run_dir, req_tx)
-        .with_context(|| format!("listening on {}", proto::socket_path(run_dir).display()))?;
+    let (mut hub, handle) = hub::start(run_dir, req_tx).with_context(|| {
+        format!(
+            "listening on {}",
+            crate::rundir::sockets::attach(run_dir).display()
+        )
+    })?;
     let _ = writeln!(
         std::io::stderr().lock(),
         "[build-helper] supervisor {} of run {} started",
@@ -137,7 +138,7 @@ pub fn serve(
 
 /// The last `n` lines of the supervisor's log of `run_dir` (empty when there is none).
 pub fn log_tail(run_dir: &Path, n: usize) -> String {
-    let Ok(mut f) = std::fs::File::open(run_dir.join(LOG)) else {
+    let Ok(mut f) = std::fs::File::open(run_dir.join(crate::rundir::SUPERVISOR_LOG)) else {
         return String::new();
     };
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
@@ -158,7 +159,7 @@ pub fn foreground(run_dir: &Path, mut child: Child) -> anyhow::Result<i32> {
         let mut alive = || matches!(child.try_wait(), Ok(None));
         client::run(run_dir, Some(&mut alive))
     };
-    let log = run_dir.join(LOG);
+    let log = run_dir.join(crate::rundir::SUPERVISOR_LOG);
     match result {
         Ok(client::Outcome::Ended(code)) => Ok(code),
         Ok(client::Outcome::Detached) => Ok(0),
@@ -234,7 +235,7 @@ pub fn command(tree: &Path, run: Option<&str>) -> anyhow::Result<i32> {
         crate::commands::status(tree, Some(&id), false)?;
         return Ok(0);
     };
-    if !proto::socket_path(&dir).exists() {
+    if !crate::rundir::sockets::attach(&dir).exists() {
         // A tmux run is shown by its own tmux session (`--ui tmux`): attach that.
         match crate::ui::tmux::attach_command(&dir) {
             Ok(argv) => {
@@ -250,7 +251,7 @@ pub fn command(tree: &Path, run: Option<&str>) -> anyhow::Result<i32> {
         return Err(UsageError(format!(
             "run {id} (supervisor pid {pid}) serves no screens: it was started with --ui plain; \
              its output is in {} (follow it with `tail -f`)",
-            dir.join("logs").display()
+            crate::rundir::logs(&dir).display()
         ))
         .into());
     }
@@ -265,7 +266,7 @@ pub fn command(tree: &Path, run: Option<&str>) -> anyhow::Result<i32> {
         client::Outcome::Detached => Ok(0),
         client::Outcome::Lost(why) => Err(anyhow::anyhow!(
             "lost the connection to run {id}'s supervisor: {why}; its log: {}",
-            dir.join(LOG).display()
+            dir.join(crate::rundir::SUPERVISOR_LOG).display()
         )),
     }
 }

@@ -9,7 +9,7 @@
 //!
 //! # The protocol (version [`proto::VERSION`])
 //!
-//! Local only: the socket is `work/<run>/attach.sock` ([`proto::socket_path`]), mode 0600 in
+//! Local only: the socket is `work/<run>/attach.sock` ([`crate::rundir::sockets::attach`]), mode 0600 in
 //! the 0700 run directory, and the supervisor serves only root peers (SO_PEERCRED). Each
 //! message is one JSON object on one line, tagged `"msg"`; terminal bytes are base64
 //! ([`proto::Bytes`]). In order:

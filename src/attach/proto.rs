@@ -3,21 +3,17 @@
 //! 4648 §4, with padding) in string fields. See the [module doc](super) for the order.
 
 use std::io::{BufRead, Read, Write};
-use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Target;
+use crate::engine::watch::Shown;
 use crate::engine::Checkpoint;
-use crate::progress::watch::Shown;
 
 /// The protocol version this build speaks; both hellos carry it and a mismatch ends the
 /// connection with [`ProtoError::Version`].
 pub const VERSION: u32 = 1;
-
-/// File name of the attach socket inside the run directory.
-pub const SOCKET: &str = "attach.sock";
 
 /// Longest line a client accepts from the supervisor (bytes): a snapshot of a pane with
 /// 10,000 lines of scrollback is ~1.4 MB of base64; anything far above is not a peer of ours.
@@ -40,50 +36,6 @@ pub const MAX_COLS: u16 = 1000;
 
 /// Tallest pane a client may ask for, in rows; see [`MAX_COLS`].
 pub const MAX_ROWS: u16 = 1000;
-
-/// The attach socket of a run directory: `<run_dir>/attach.sock`, or, when that path is too
-/// long for a unix socket, `/run/build-helper-<16 hex>-attach.sock` named after a SHA-256 of
-/// the run directory (as [`crate::engine::protocol::socket_path`] does for the workers').
-pub fn socket_path(run_dir: &Path) -> PathBuf {
-    crate::engine::protocol::run_socket(run_dir, SOCKET, "-attach")
-}
-
-/// Removes the unix sockets a dead run left behind: the supervisor's
-/// ([`crate::engine::protocol::socket_path`]) and the attach socket ([`socket_path`]), in the run directory or under
-/// `/run` (`/run/build-helper-<16 hex>[-attach].sock`). Called by `status` and `umount`.
-///
-/// A run is dead when no process holds its lock (`<run_dir>/lock`, taken by the supervisor
-/// for its whole life): this takes the lock shared while it removes, so a supervisor that
-/// starts meanwhile (`--resume`) cannot bind a socket that is then removed. Only sockets
-/// are removed (a file of another kind at that path is left alone); a run without a lock
-/// file, a live run, or a caller without the rights (a non-root `status`) removes nothing.
-///
-/// Returns the paths removed.
-pub fn remove_stale_sockets(run_dir: &Path) -> Vec<PathBuf> {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::fs::FileTypeExt;
-    let paths = [
-        crate::engine::protocol::socket_path(run_dir),
-        socket_path(run_dir),
-    ];
-    let is_socket =
-        |p: &PathBuf| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_socket());
-    if !paths.iter().any(is_socket) {
-        return Vec::new();
-    }
-    let Ok(lock) = std::fs::File::open(run_dir.join(crate::rundir::LOCK)) else {
-        return Vec::new();
-    };
-    // SAFETY: flock on a descriptor this function owns; released when `lock` is dropped.
-    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } != 0 {
-        // Held by a live supervisor (or flock failed): its sockets are in use.
-        return Vec::new();
-    }
-    paths
-        .into_iter()
-        .filter(|p| is_socket(p) && std::fs::remove_file(p).is_ok())
-        .collect()
-}
 
 /// Terminal bytes as a base64 string field.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -71,7 +71,7 @@ fn a_version_mismatch_names_both_versions() {
 #[test]
 fn a_client_refuses_a_server_of_another_version() {
     let dir = tempfile::tempdir().unwrap();
-    let listener = UnixListener::bind(proto::socket_path(dir.path())).unwrap();
+    let listener = UnixListener::bind(crate::rundir::sockets::attach(dir.path())).unwrap();
     let server = std::thread::spawn(move || {
         let (s, _) = listener.accept().unwrap();
         let mut r = BufReader::new(s.try_clone().unwrap());
@@ -333,7 +333,7 @@ fn a_client_answers_the_umount_question_and_gets_the_end() {
     );
     assert_eq!(end, ServerMsg::End { code: 1 });
     assert!(
-        !proto::socket_path(h.dir.path()).exists(),
+        !crate::rundir::sockets::attach(h.dir.path()).exists(),
         "the socket is removed at the end"
     );
 }
@@ -488,8 +488,8 @@ fn stale_sockets_of_a_dead_run_are_removed_and_a_live_runs_are_kept() {
     let run = dir.path();
     std::fs::write(run.join(crate::rundir::LOCK), "1\n").unwrap();
     let sockets = [
-        crate::engine::protocol::socket_path(run),
-        proto::socket_path(run),
+        crate::rundir::sockets::supervisor(run),
+        crate::rundir::sockets::attach(run),
     ];
     for s in &sockets {
         drop(UnixListener::bind(s).unwrap());
@@ -501,17 +501,17 @@ fn stale_sockets_of_a_dead_run_are_removed_and_a_live_runs_are_kept() {
         unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&held), libc::LOCK_EX) },
         0
     );
-    assert!(proto::remove_stale_sockets(run).is_empty());
+    assert!(crate::rundir::sockets::remove_stale(run).is_empty());
     assert!(sockets.iter().all(|s| s.exists()));
     drop(held);
     // Dead: both go, and a second call finds nothing.
-    let removed = proto::remove_stale_sockets(run);
+    let removed = crate::rundir::sockets::remove_stale(run);
     assert_eq!(removed.len(), 2, "{removed:?}");
     assert!(sockets.iter().all(|s| !s.exists()));
-    assert!(proto::remove_stale_sockets(run).is_empty());
+    assert!(crate::rundir::sockets::remove_stale(run).is_empty());
     // A regular file at a socket's name is not ours to remove.
     std::fs::write(&sockets[0], "x").unwrap();
-    assert!(proto::remove_stale_sockets(run).is_empty());
+    assert!(crate::rundir::sockets::remove_stale(run).is_empty());
     assert!(sockets[0].exists());
 }
 

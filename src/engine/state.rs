@@ -23,16 +23,11 @@
 //!   (the target is reset) or abort (its worker exits); the crash rule forgets it (the shell
 //!   died with its worker).
 
-use std::path::{Path, PathBuf};
-
 use serde::{Deserialize, Serialize};
 
 use crate::config::Target;
 use crate::plan::Plan;
 use crate::recipe::Phase;
-
-/// File name of the checkpoint inside the run directory.
-pub const FILE: &str = "checkpoint.json";
 
 /// A step's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -219,27 +214,6 @@ pub struct Checkpoint {
     pub distcc_hosts: Option<String>,
 }
 
-/// Errors reading or writing the checkpoint.
-#[derive(Debug, thiserror::Error)]
-pub enum CheckpointError {
-    /// I/O.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// Unreadable, malformed or written by a newer build-helper.
-    #[error("{message}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong (names the file).
-        message: String,
-    },
-}
-
 impl Checkpoint {
     /// A fresh checkpoint for `plan`: every step pending.
     pub fn new(plan: &Plan) -> Checkpoint {
@@ -272,28 +246,6 @@ impl Checkpoint {
                 .first()
                 .and_then(|t| t.env.get("DISTCC_HOSTS").cloned()),
         }
-    }
-
-    /// Reads a run's checkpoint as it is on disk: snapshot + log (`rundir::cplog`), format
-    /// checked, no crash rule (see [`Checkpoint::restore`]).
-    ///
-    /// Errors: unreadable, malformed or newer file (the message names it).
-    pub fn load(run_dir: &Path) -> Result<Checkpoint, CheckpointError> {
-        crate::rundir::load_checkpoint(run_dir, None).map_err(|e| CheckpointError::Read {
-            path: run_dir.join(FILE),
-            message: e.to_string(),
-        })
-    }
-
-    /// Writes the checkpoint atomically into `run_dir` as a new snapshot (versioned, mode
-    /// 0600), emptying its log.
-    ///
-    /// Errors: I/O.
-    pub fn save(&self, run_dir: &Path) -> Result<(), CheckpointError> {
-        crate::rundir::save_checkpoint(run_dir, self).map_err(|e| CheckpointError::Read {
-            path: run_dir.join(FILE),
-            message: e.to_string(),
-        })
     }
 
     /// The crash rule, for a run whose supervisor is gone: whatever was running was
@@ -484,90 +436,16 @@ impl Checkpoint {
     }
 }
 
-/// Writes checkpoints on a thread of its own so that the supervisor's event loop never waits
-/// for an fsync (~9 ms here). Each [`CheckpointWriter::save`] hands over a copy; when several
-/// queue up while a write is in progress, only the newest is written (the log records set
-/// values, so it contains every earlier transition). The writer appends the changes since
-/// the previous write to the checkpoint log and compacts it into the snapshot at its first
-/// write, when the log outgrows the snapshot, and at [`CheckpointWriter::finish`], which
-/// waits until the last copy is on disk (`rundir::cplog`). A write that fails is reported
-/// once to the `on_error` callback given to [`CheckpointWriter::start`] (the supervisor then
-/// stops the run: a run whose progress is not saved cannot be resumed).
-pub struct CheckpointWriter {
-    tx: Option<std::sync::mpsc::Sender<Checkpoint>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-/// Called (on the writer's thread) with the message of a failed checkpoint write.
-pub type OnError = Box<dyn Fn(String) + Send>;
-
-impl CheckpointWriter {
-    /// Starts the writer for `<run_dir>/checkpoint.json` and its log.
-    pub fn start(run_dir: &Path, on_error: OnError) -> CheckpointWriter {
-        let (tx, rx) = std::sync::mpsc::channel::<Checkpoint>();
-        let mut store = crate::rundir::cplog::Store::new(run_dir);
-        let thread = std::thread::spawn(move || {
-            let mut reported = false;
-            let mut report = |e: crate::rundir::RunDirError| {
-                if !reported {
-                    on_error(format!("cannot write the checkpoint: {e}"));
-                    reported = true;
-                }
-            };
-            let mut last = None;
-            while let Ok(mut cp) = rx.recv() {
-                while let Ok(newer) = rx.try_recv() {
-                    cp = newer;
-                }
-                if let Err(e) = store.save(&cp) {
-                    report(e);
-                }
-                last = Some(cp);
-            }
-            // The end is a safe point: the whole state in the snapshot, the log empty.
-            if let Some(cp) = last {
-                if let Err(e) = store.compact(&cp) {
-                    report(e);
-                }
-            }
-        });
-        CheckpointWriter {
-            tx: Some(tx),
-            thread: Some(thread),
-        }
-    }
-
-    /// Queues a copy of `cp`.
-    pub fn save(&self, cp: &Checkpoint) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(cp.clone());
-        }
-    }
-
-    /// Waits until every queued copy is written and the log compacted.
-    pub fn finish(&mut self) {
-        self.tx.take();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for CheckpointWriter {
-    fn drop(&mut self) {
-        self.finish();
-    }
-}
-
 #[cfg(test)]
 mod props;
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::Target;
 
-    fn cp() -> Checkpoint {
+    /// A two-target checkpoint (the primary with three steps), every step pending.
+    pub(crate) fn cp() -> Checkpoint {
         let step = |name: &str, phase| StepRecord::new(name, Some(phase));
         Checkpoint {
             run_id: "a-1".into(),
@@ -655,22 +533,6 @@ mod tests {
     }
 
     #[test]
-    fn loading_keeps_running_steps_and_restore_interrupts_them() {
-        let mut c = cp();
-        let a = c.targets[0].target.clone();
-        c.step_started(&a, "crossdev", 1);
-        let dir = tempfile::tempdir().unwrap();
-        c.save(dir.path()).unwrap();
-        let mut back = Checkpoint::load(dir.path()).unwrap();
-        assert_eq!(back.targets[0].steps[0].state, StepState::Running);
-        back.restore();
-        assert_eq!(back.targets[0].steps[0].state, StepState::Interrupted);
-        assert_eq!(back.targets[0].steps[0].attempts, 1);
-        assert_eq!(back.targets[0].state(), TargetState::Interrupted);
-        assert_eq!(back.targets[0].pending_steps()[0], "crossdev");
-    }
-
-    #[test]
     fn a_target_between_two_steps_waits_live_and_is_interrupted_once_stopped() {
         let mut c = cp();
         let a = c.targets[0].target.clone();
@@ -704,23 +566,6 @@ mod tests {
         assert!(c.worker_exited(&b));
         assert_eq!(c.targets[1].steps[0].state, StepState::Interrupted);
         assert!(!c.worker_exited(&b));
-    }
-
-    #[test]
-    fn a_failed_write_is_reported() {
-        let dir = tempfile::tempdir().unwrap();
-        let gone = dir.path().join("missing");
-        let (tx, rx) = std::sync::mpsc::channel();
-        let mut w = CheckpointWriter::start(
-            &gone,
-            Box::new(move |m| {
-                let _ = tx.send(m);
-            }),
-        );
-        w.save(&cp());
-        w.finish();
-        let msg = rx.recv().unwrap();
-        assert!(msg.contains("cannot write the checkpoint"), "{msg}");
     }
 
     #[test]
@@ -771,25 +616,5 @@ mod tests {
         c.step_started(&a, "crossdev", 1);
         c.step_finished(&a, "crossdev", 0, 5);
         assert!(c.tuple_ready("x86_64-unknown-linux-musl"));
-    }
-
-    #[test]
-    fn writer_leaves_the_newest_snapshot_on_disk() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut c = cp();
-        let mut w = CheckpointWriter::start(dir.path(), Box::new(|m| panic!("{m}")));
-        for i in 0..20 {
-            c.toolchain_ready = vec![format!("t{i}")];
-            w.save(&c);
-        }
-        w.finish();
-        let back = Checkpoint::load(dir.path()).unwrap();
-        assert_eq!(back.toolchain_ready, ["t19"]);
-        // The end is compacted: the snapshot alone holds the last state, the log is empty.
-        let snapshot: Checkpoint =
-            crate::rundir::read_versioned(&dir.path().join(FILE), "checkpoint").unwrap();
-        assert_eq!(snapshot, back);
-        let log = dir.path().join(crate::rundir::cplog::LOG);
-        assert_eq!(std::fs::metadata(log).unwrap().len(), 0);
     }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::harness::{Make, Parse};
 use crate::attach::proto::{self, Bytes, ClientMsg, ServerMsg};
 use crate::config::Target;
-use crate::engine::protocol::{self, WorkerMsg};
+use crate::protocol::{self, WorkerMsg};
 use crate::stage3::parse_tests::clearsign;
 
 /// One parser of the campaign.

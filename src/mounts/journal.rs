@@ -71,7 +71,7 @@ struct Record {
 impl Journal {
     /// The journal file of a run directory.
     pub fn path(run_dir: &Path) -> PathBuf {
-        run_dir.join("journal.json")
+        run_dir.join(crate::rundir::JOURNAL)
     }
 
     /// Reads a run's journal; `Ok(None)` when there is none (nothing was mounted).

@@ -1,12 +1,11 @@
-//! Mounts: the layout as data ([`plan`]), its executor and teardown ([`exec`]), the journal
-//! that lets `build-helper umount` clean up after a crashed run ([`journal`]), and loop
-//! devices for squashfs images ([`loopdev`]).
+//! Mounts: the layout as data ([`plan`]), its executor and teardown ([`exec`]), and the journal
+//! that lets `build-helper umount` clean up after a crashed run ([`journal`]). Loop devices
+//! for squashfs images are the system-call seam's (`crate::sys::loopdev`).
 //!
 //! Not for deciding *when* to mount (the supervisor does) or what runs inside (the worker).
 
 pub mod exec;
 pub mod journal;
-pub mod loopdev;
 pub mod plan;
 pub mod upper;
 

@@ -17,7 +17,6 @@ pub mod eta;
 pub mod line;
 pub mod replay;
 pub mod tracker;
-pub mod watch;
 
 pub use line::{parse_line, Line};
 pub use tracker::{Phase, Progress, Tracker};

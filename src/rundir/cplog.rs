@@ -203,7 +203,7 @@ pub struct Loaded {
 /// Errors: the snapshot is missing, malformed or newer; a log record other than the last
 /// does not parse, is out of sequence or does not fit the snapshot (names the file and line).
 pub fn load(run_dir: &Path) -> Result<Loaded, RunDirError> {
-    let path = run_dir.join(crate::engine::state::FILE);
+    let path = run_dir.join(crate::rundir::CHECKPOINT);
     let bytes = std::fs::read(&path).map_err(super::io(&path))?;
     let gen = serde_json::from_slice::<serde_json::Value>(&bytes)
         .ok()
@@ -288,7 +288,7 @@ pub fn load(run_dir: &Path) -> Result<Loaded, RunDirError> {
 ///
 /// Errors: I/O (names the file).
 pub fn write_snapshot(run_dir: &Path, cp: &Checkpoint, gen: u64) -> Result<usize, RunDirError> {
-    let path = run_dir.join(crate::engine::state::FILE);
+    let path = run_dir.join(crate::rundir::CHECKPOINT);
     let mut v = serde_json::to_value(cp).map_err(|e| RunDirError::Bad {
         path: path.clone(),
         why: e.to_string(),
@@ -323,7 +323,7 @@ fn open_log(log: &Path) -> Result<std::fs::File, RunDirError> {
 /// A fresh generation number: the time in microseconds (unique per run directory, which one
 /// supervisor at a time writes).
 pub fn new_gen(after: u64) -> u64 {
-    crate::engine::events::now_us().max(after + 1)
+    crate::sys::now_us().max(after + 1)
 }
 
 /// Writes a run's checkpoint as snapshot + log: the supervisor's checkpoint writer thread

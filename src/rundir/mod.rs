@@ -23,8 +23,13 @@
 //!
 //! Not here: what the checkpoint means (engine), what the journal means (mounts).
 
+pub mod checkpoint;
 pub mod cplog;
+pub mod events;
 pub mod procs;
+pub mod sockets;
+
+pub use checkpoint::{consistent, load_checkpoint, save_checkpoint, CheckpointWriter};
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -34,7 +39,6 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::engine::Checkpoint;
 use crate::plan::Plan;
 
 /// The format version of plan.json, checkpoint.json and journal.json written by this build.
@@ -42,8 +46,46 @@ pub const FORMAT: u32 = 1;
 
 /// The plan's file name.
 pub const PLAN: &str = "plan.json";
+/// The checkpoint snapshot's file name (its log: [`cplog::LOG`]).
+pub const CHECKPOINT: &str = "checkpoint.json";
 /// The lock file's name.
 pub const LOCK: &str = "lock";
+/// The event log's file name ([`events`]).
+pub const EVENTS: &str = "events.jsonl";
+/// The mount journal's header file name (its log: `mounts::journal::LOG`).
+pub const JOURNAL: &str = "journal.json";
+/// The detached supervisor's standard output and error (`run --detach`).
+pub const SUPERVISOR_LOG: &str = "supervisor.log";
+/// The tmux front end's record of its session and windows.
+pub const TMUX_RECORD: &str = "tmux.json";
+/// The directory of the run's logs (0700).
+pub const LOGS: &str = "logs";
+
+/// `<run_dir>/logs`.
+pub fn logs(run_dir: &Path) -> PathBuf {
+    run_dir.join(LOGS)
+}
+
+/// The log of one target's steps: `<run_dir>/logs/<target>.log`.
+pub fn step_log(run_dir: &Path, target: &dyn std::fmt::Display) -> PathBuf {
+    logs(run_dir).join(format!("{target}.log"))
+}
+
+/// The recording of one terminal (a target's, or `supervisor`): `<run_dir>/logs/<name>.tty.log`.
+pub fn tty_log(run_dir: &Path, name: &str) -> PathBuf {
+    logs(run_dir).join(format!("{name}.tty.log"))
+}
+
+/// Where notifications that could not be shown are kept: `<run_dir>/logs/notify.log`.
+pub fn notify_log(run_dir: &Path) -> PathBuf {
+    logs(run_dir).join("notify.log")
+}
+
+/// The directory of run `run_id` in `tree`: `<tree>/work/<run_id>` (the id is not checked:
+/// [`open`] checks it).
+pub fn dir(tree: &Path, run_id: &str) -> PathBuf {
+    work(tree).join(run_id)
+}
 
 /// Errors of the run directory; each names the run or file and says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -576,69 +618,6 @@ pub fn load_plan(run_dir: &Path) -> Result<Plan, RunDirError> {
 /// Errors: I/O.
 pub fn save_plan(run_dir: &Path, plan: &Plan) -> Result<(), RunDirError> {
     write_versioned(&run_dir.join(PLAN), plan)
-}
-
-/// Reads a run's checkpoint as it is on disk (snapshot + log, see [`cplog`]; a torn last
-/// log record is ignored with a warning on stderr), without the crash rule (see
-/// [`Checkpoint::restore`]), and checks that it belongs to `plan`: same run id, the plan's
-/// targets in order, each with the plan's steps.
-///
-/// Errors: missing, malformed, newer or inconsistent checkpoint (names the file).
-pub fn load_checkpoint(run_dir: &Path, plan: Option<&Plan>) -> Result<Checkpoint, RunDirError> {
-    let path = run_dir.join(crate::engine::state::FILE);
-    let loaded = cplog::load(run_dir)?;
-    for w in &loaded.warnings {
-        use std::io::Write;
-        let _ = writeln!(std::io::stderr(), "warning: {w}");
-    }
-    let cp = loaded.checkpoint;
-    if let Some(plan) = plan {
-        if let Err(why) = consistent(&cp, plan) {
-            return Err(RunDirError::Bad {
-                path,
-                why: format!("the checkpoint does not match the run's plan: {why}"),
-            });
-        }
-    }
-    Ok(cp)
-}
-
-/// Checks a checkpoint against its plan.
-///
-/// Errors: what differs.
-pub fn consistent(cp: &Checkpoint, plan: &Plan) -> Result<(), String> {
-    if cp.run_id != plan.run_id {
-        return Err(format!("run id {} instead of {}", cp.run_id, plan.run_id));
-    }
-    if cp.targets.len() != plan.targets.len() {
-        return Err(format!(
-            "{} target(s) instead of the plan's {}",
-            cp.targets.len(),
-            plan.targets.len()
-        ));
-    }
-    for (r, t) in cp.targets.iter().zip(&plan.targets) {
-        if r.target != t.target {
-            return Err(format!(
-                "target {} where the plan has {}",
-                r.target, t.target
-            ));
-        }
-        let have: Vec<&str> = r.steps.iter().map(|s| s.name.as_str()).collect();
-        let want: Vec<&str> = t.steps.iter().map(|s| s.name.as_str()).collect();
-        if have != want {
-            return Err(format!("the steps of {} differ from the plan's", t.target));
-        }
-    }
-    Ok(())
-}
-
-/// Writes a run's checkpoint whole (versioned, atomic, 0600) as a new snapshot, and empties
-/// its log ([`cplog`]).
-///
-/// Errors: I/O.
-pub fn save_checkpoint(run_dir: &Path, cp: &Checkpoint) -> Result<(), RunDirError> {
-    cplog::write_snapshot(run_dir, cp, cplog::new_gen(0)).map(|_| ())
 }
 
 #[cfg(test)]

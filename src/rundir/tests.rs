@@ -1,4 +1,5 @@
 use super::*;
+use crate::engine::Checkpoint;
 
 #[test]
 fn run_ids_with_slashes_dots_or_nothing_are_refused() {
@@ -53,7 +54,7 @@ fn lock_file_is_private_whatever_the_umask() {
     let _l = lock(dir.path()).unwrap();
     save_checkpoint(dir.path(), &sample_cp()).unwrap();
     unsafe { libc::umask(old) };
-    for f in [LOCK, crate::engine::state::FILE] {
+    for f in [LOCK, crate::rundir::CHECKPOINT] {
         let mode = std::fs::metadata(dir.path().join(f))
             .unwrap()
             .permissions()

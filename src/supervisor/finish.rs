@@ -54,7 +54,7 @@ impl Supervisor {
         });
         let result = outcome.word();
         let ended = crate::engine::events::Record {
-            t_us: crate::engine::events::now_us(),
+            t_us: crate::sys::now_us(),
             event: Event::RunFinished {
                 result: result.into(),
             },

@@ -28,16 +28,19 @@ use tokio::net::UnixListener;
 use tokio::sync::mpsc;
 
 use crate::config::Target;
-use crate::engine::events::{now_us, Event, EventLog};
+use crate::engine::events::Event;
 use crate::engine::machine::{Action, Engine, Input};
-use crate::engine::protocol::{encode, socket_path, SupervisorMsg, WorkerMsg};
 use crate::engine::run::{
     self, Failure, Outcome, Run, RunAction, RunInput, RunState, Start as RunStart,
 };
-use crate::engine::state::CheckpointWriter;
 use crate::engine::StepState;
 use crate::mounts::{self, journal::Journal, Entry};
 use crate::plan::Plan;
+use crate::protocol::{encode, SupervisorMsg, WorkerMsg};
+use crate::rundir::events::EventLog;
+use crate::rundir::sockets::supervisor as socket_path;
+use crate::rundir::CheckpointWriter;
+use crate::sys::now_us;
 use crate::sys::Sys;
 use crate::ui::plain;
 use crate::ui::{Frontend, Request};
@@ -97,7 +100,7 @@ struct Supervisor {
     /// [`workers::Prepared`]).
     prepared: HashMap<Target, workers::Prepared>,
     /// Package progress and estimates of the running steps.
-    watch: crate::progress::watch::Watch,
+    watch: crate::engine::watch::Watch,
     /// Whether the environment's emerge.log files were read into `watch` (after mounting).
     emerge_logs_read: bool,
     /// The starter's notify command, and the notifications still running.

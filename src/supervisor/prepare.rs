@@ -51,7 +51,7 @@ fn existing_run(starter: &Starter, name: Option<&str>, retry: bool) -> anyhow::R
         None => {
             let mut runs: Vec<PathBuf> = rundir::runs(tree)
                 .into_iter()
-                .filter(|d| d.join(crate::engine::state::FILE).exists())
+                .filter(|d| d.join(crate::rundir::CHECKPOINT).exists())
                 .collect();
             runs.sort_by_key(|p| {
                 std::fs::metadata(p.join(rundir::PLAN))
@@ -68,14 +68,14 @@ fn existing_run(starter: &Starter, name: Option<&str>, retry: bool) -> anyhow::R
             // Never another starter's run: two starters share `work/`.
             if let Ok(plan) = rundir::load_plan(&dir) {
                 if plan.starter != starter.path {
-                    if Checkpoint::load(&dir).is_ok_and(|cp| !cp.finished) {
+                    if rundir::load_checkpoint(&dir, None).is_ok_and(|cp| !cp.finished) {
                         others.push(rundir::id_of(&dir));
                     }
                     continue;
                 }
             }
         }
-        match Checkpoint::load(&dir) {
+        match rundir::load_checkpoint(&dir, None) {
             Ok(cp) if cp.finished && name.is_none() => continue,
             Ok(cp) if cp.finished && !retry => {
                 // Resuming a finished run: nothing is rewritten, archived or mounted.
@@ -183,7 +183,7 @@ pub fn prepare(
     drop(guard);
     let dir = plan.run_dir();
     rundir::private_dir(&dir)?;
-    rundir::private_dir(&dir.join("logs"))?;
+    rundir::private_dir(&rundir::logs(&dir))?;
     rundir::save_plan(&dir, &plan)?;
     rundir::save_checkpoint(&dir, &checkpoint)?;
     Ok(Prepared {

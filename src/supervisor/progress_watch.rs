@@ -4,11 +4,12 @@
 //! estimates for the front ends, and sends notifications (notify command, bell and title).
 
 use crate::config::Target;
-use crate::engine::events::{now_us, Event, Record};
+use crate::engine::events::{Event, Record};
+use crate::engine::watch::Watch;
 use crate::plan::Plan;
 use crate::progress::eta::Estimator;
-use crate::progress::watch::Watch;
 use crate::progress::Progress;
+use crate::sys::now_us;
 
 use super::Supervisor;
 

@@ -6,7 +6,7 @@ use tokio::net::UnixListener;
 use tokio::sync::mpsc;
 
 use super::{spawn, Msg, Signals, Supervisor};
-use crate::engine::protocol;
+use crate::protocol;
 use crate::ui::Request;
 
 /// How many supervisor messages the steps loop handles in a row while worker output waits.

@@ -12,11 +12,21 @@
 //! (`crates/libcontainer/src/syscall/`).
 
 pub mod chroot;
+pub mod loopdev;
 
 pub use chroot::{ChrootCommand, Group, Spawned};
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+/// Microseconds since the Unix epoch, the wall clock every record of a run is stamped with
+/// (0 before 1970). The engine never reads it: time comes in with its inputs.
+pub fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
 
 /// Mount flags we use, a small subset of `MS_*` (mount(2)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -234,11 +244,10 @@ impl Sys for LinuxSys {
     }
 
     fn mount_image(&self, file: &Path, target: &Path, fstype: &str) -> Result<(), SysError> {
-        let (device, open_device) =
-            crate::mounts::loopdev::attach(file).map_err(|reason| SysError::Loop {
-                file: file.to_path_buf(),
-                reason,
-            })?;
+        let (device, open_device) = loopdev::attach(file).map_err(|reason| SysError::Loop {
+            file: file.to_path_buf(),
+            reason,
+        })?;
         let result = self.mount(&MountCall {
             source: device.display().to_string(),
             target: target.to_path_buf(),

@@ -49,7 +49,7 @@ pub trait Frontend: Send {
     fn progress(
         &mut self,
         _target: &Target,
-        _shown: &crate::progress::watch::Shown,
+        _shown: &crate::engine::watch::Shown,
         _run_eta_ms: Option<u64>,
     ) {
     }

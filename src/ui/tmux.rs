@@ -39,9 +39,6 @@ pub struct TmuxUi {
     record: Option<Record>,
 }
 
-/// File name of the tmux record inside the run directory.
-pub const RECORD: &str = "tmux.json";
-
 /// Which tmux server, session and windows a tmux-mode run uses: `work/<run>/tmux.json`
 /// (written with [`crate::rundir::write_versioned`]: private, atomic, with `format`),
 /// rewritten as each worker's window opens. Ids are tmux's own (`$N` session, `@N` window,
@@ -90,7 +87,7 @@ pub enum AttachError {
 ///
 /// Errors: [`AttachError::NotTmux`] when the run did not use tmux, [`AttachError::Unreadable`].
 pub fn attach_command(run_dir: &Path) -> Result<Vec<String>, AttachError> {
-    let path = run_dir.join(RECORD);
+    let path = run_dir.join(crate::rundir::TMUX_RECORD);
     if !path.exists() {
         return Err(AttachError::NotTmux(path));
     }
@@ -215,7 +212,7 @@ impl TmuxUi {
         };
         record.windows.retain(|w| w.target != window.target);
         record.windows.push(window);
-        crate::rundir::write_versioned(&run_dir.join(RECORD), record)
+        crate::rundir::write_versioned(&run_dir.join(crate::rundir::TMUX_RECORD), record)
             .map_err(|e| io::Error::other(e.to_string()))
     }
 }
@@ -242,7 +239,7 @@ impl Frontend for TmuxUi {
             // The run goes on; only `attach` will not find the session.
             self.plain.say(&format!(
                 "cannot record the tmux session in {}: {e}",
-                run_dir.join(RECORD).display()
+                run_dir.join(crate::rundir::TMUX_RECORD).display()
             ));
         }
         Some(Ok(started))
@@ -305,7 +302,7 @@ fn start_window(run_dir: &Path, target: &Target) -> io::Result<(Started, Window)
         .option("remain-on-exit")
         .value("on")
         .build())?;
-    let tty_log = run_dir.join("logs").join(format!("{name}.tty.log"));
+    let tty_log = crate::rundir::tty_log(run_dir, &name);
     if let Some(dir) = tty_log.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -406,16 +403,20 @@ mod tests {
             attach_command(dir.path()),
             Err(AttachError::NotTmux(_))
         ));
-        crate::rundir::write_versioned(&dir.path().join(RECORD), &record()).unwrap();
-        let back: Record =
-            crate::rundir::read_versioned(&dir.path().join(RECORD), "tmux record").unwrap();
+        crate::rundir::write_versioned(&dir.path().join(crate::rundir::TMUX_RECORD), &record())
+            .unwrap();
+        let back: Record = crate::rundir::read_versioned(
+            &dir.path().join(crate::rundir::TMUX_RECORD),
+            "tmux record",
+        )
+        .unwrap();
         assert_eq!(back, record());
         let argv = attach_command(dir.path()).unwrap();
         assert!(
             argv.ends_with(&["-t".to_string(), "$3".to_string()]),
             "{argv:?}"
         );
-        std::fs::write(dir.path().join(RECORD), "{").unwrap();
+        std::fs::write(dir.path().join(crate::rundir::TMUX_RECORD), "{").unwrap();
         assert!(matches!(
             attach_command(dir.path()),
             Err(AttachError::Unreadable(_))

@@ -28,8 +28,9 @@ use std::sync::{Arc, Mutex};
 use anyhow::{anyhow, bail, Context};
 
 use crate::config::Target;
-use crate::engine::protocol::{encode, socket_path, SupervisorMsg, WorkerMsg};
 use crate::plan::Plan;
+use crate::protocol::{encode, SupervisorMsg, WorkerMsg};
+use crate::rundir::sockets::supervisor as socket_path;
 
 /// Exit code of a worker told to stop before its first step.
 pub const NOT_STARTED: i32 = 3;

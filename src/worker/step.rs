@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::{Link, STEP_PGID};
-use crate::engine::protocol::WorkerMsg;
 use crate::progress::Tracker;
+use crate::protocol::WorkerMsg;
 use crate::recipe::Step;
 use crate::sys::{ChrootCommand, Group, Sys};
 

@@ -1129,7 +1129,7 @@ fn attach_raw(
     std::io::BufReader<std::os::unix::net::UnixStream>,
 ) {
     use build_helper::attach::proto::{self, ClientMsg, ServerMsg};
-    let socket = proto::socket_path(run_dir);
+    let socket = build_helper::rundir::sockets::attach(run_dir);
     let mut w = std::os::unix::net::UnixStream::connect(&socket).unwrap();
     proto::write(
         &mut w,
@@ -1223,7 +1223,7 @@ fn a_65535_by_65535_resize_is_refused_and_the_run_finishes() {
         assert!(Instant::now() < deadline, "the supervisor did not end");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(!proto::socket_path(&run_dir).exists());
+    assert!(!build_helper::rundir::sockets::attach(&run_dir).exists());
     assert!(mounts_anywhere(tree.path()).is_empty());
 }
 
@@ -1232,8 +1232,6 @@ fn a_65535_by_65535_resize_is_refused_and_the_run_finishes() {
 /// `umount`.
 #[test]
 fn status_and_umount_remove_the_sockets_of_a_killed_supervisor() {
-    use build_helper::attach::proto;
-    use build_helper::engine::protocol;
     if !require_root() {
         return;
     }
@@ -1243,8 +1241,8 @@ fn status_and_umount_remove_the_sockets_of_a_killed_supervisor() {
     wait_for_event(&tree, "\"step-started\"", 120);
     let run_dir = tree.run_dir();
     let sockets = [
-        protocol::socket_path(&run_dir),
-        proto::socket_path(&run_dir),
+        build_helper::rundir::sockets::supervisor(&run_dir),
+        build_helper::rundir::sockets::attach(&run_dir),
     ];
     for s in &sockets {
         assert!(s.exists(), "{} missing while the run is live", s.display());

@@ -24,8 +24,8 @@ mod sockets;
 
 use super::proto::{self, Bytes, ServerMsg};
 use crate::config::Target;
+use crate::engine::watch::Shown;
 use crate::engine::Checkpoint;
-use crate::progress::watch::Shown;
 use crate::supervisor::spawn::Pty;
 use crate::ui::tui::app::Sink;
 use crate::ui::tui::scrollback::Scrollback;
@@ -245,7 +245,7 @@ pub struct HubHandle {
     accept: Option<JoinHandle<()>>,
 }
 
-/// Listens on `run_dir`'s attach socket ([`proto::socket_path`], mode 0600; only root
+/// Listens on `run_dir`'s attach socket ([`crate::rundir::sockets::attach`], mode 0600; only root
 /// peers are served, checked with SO_PEERCRED) and returns the front end for the supervisor
 /// and the handle that ends it. `requests` receives [`Request::Quit`] when a client stops
 /// the run.
@@ -269,7 +269,7 @@ pub fn start_for(
     queue: usize,
 ) -> std::io::Result<(Hub, HubHandle)> {
     use std::os::unix::fs::PermissionsExt;
-    let socket = proto::socket_path(run_dir);
+    let socket = crate::rundir::sockets::attach(run_dir);
     let _ = std::fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket)?;
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;

@@ -23,10 +23,10 @@
 use std::collections::{BTreeSet, VecDeque};
 
 use super::events::Event;
-use super::protocol::SupervisorMsg;
 use super::state::{Checkpoint, StepState};
 use crate::config::Target;
 use crate::plan::Plan;
+use crate::protocol::SupervisorMsg;
 
 /// What the engine knows of a target from the plan.
 #[derive(Debug, Clone, PartialEq, Eq)]

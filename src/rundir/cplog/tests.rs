@@ -67,7 +67,7 @@ fn replay_of_the_log_equals_the_state_saved() {
     // Records, not snapshots: the snapshot still holds the first state.
     assert_eq!(log_text(dir.path()).lines().count(), 20);
     let snapshot: Checkpoint =
-        crate::rundir::read_versioned(&dir.path().join(crate::engine::state::FILE), "checkpoint")
+        crate::rundir::read_versioned(&dir.path().join(crate::rundir::CHECKPOINT), "checkpoint")
             .unwrap();
     assert_eq!(snapshot, cp(4));
 }
@@ -189,7 +189,7 @@ fn compaction_folds_the_log_into_the_snapshot() {
     store.compact(&c).unwrap();
     assert_eq!(log_text(dir.path()), "");
     let snapshot: Checkpoint =
-        crate::rundir::read_versioned(&dir.path().join(crate::engine::state::FILE), "checkpoint")
+        crate::rundir::read_versioned(&dir.path().join(crate::rundir::CHECKPOINT), "checkpoint")
             .unwrap();
     assert_eq!(snapshot, c);
 }
@@ -217,7 +217,7 @@ fn an_old_checkpoint_without_a_log_is_read() {
     let dir = tempfile::tempdir().unwrap();
     let c = cp(2);
     std::fs::write(
-        dir.path().join(crate::engine::state::FILE),
+        dir.path().join(crate::rundir::CHECKPOINT),
         serde_json::to_vec(&c).unwrap(),
     )
     .unwrap();

@@ -10,8 +10,8 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use super::keys;
 use super::scrollback::Scrollback;
 use crate::config::Target;
+use crate::engine::watch::Shown;
 use crate::engine::{Checkpoint, StepState, TargetRecord, TargetState};
-use crate::progress::watch::Shown;
 use crate::supervisor::spawn::Pty;
 
 /// Where a pane's keystrokes and size go: the worker's pty (in the supervisor) or the attach

@@ -35,9 +35,9 @@ use ratatui::{Terminal, TerminalOptions, Viewport};
 
 use self::app::{App, Effect, Modal, Question};
 use crate::config::Target;
-use crate::engine::events::now_us;
 use crate::engine::Checkpoint;
 use crate::supervisor::spawn::Pty;
+use crate::sys::now_us;
 use crate::ui::Frontend;
 
 /// Most frames drawn per second.
@@ -324,7 +324,7 @@ impl Frontend for Tui {
     fn progress(
         &mut self,
         target: &Target,
-        shown: &crate::progress::watch::Shown,
+        shown: &crate::engine::watch::Shown,
         run_eta_ms: Option<u64>,
     ) {
         self.update(|app| app.set_progress(target, shown, run_eta_ms));

@@ -443,15 +443,9 @@ fn header_says_distcc_is_on_when_the_run_has_helpers() {
     );
 }
 
-/// The facts the supervisor reports for a running step (see `progress::watch`).
-fn shown(
-    step: &str,
-    done: u32,
-    total: u32,
-    pkg: &str,
-    eta_ms: u64,
-) -> crate::progress::watch::Shown {
-    crate::progress::watch::Shown {
+/// The facts the supervisor reports for a running step (see `engine::watch`).
+fn shown(step: &str, done: u32, total: u32, pkg: &str, eta_ms: u64) -> crate::engine::watch::Shown {
+    crate::engine::watch::Shown {
         step: step.into(),
         progress: Some(crate::progress::Progress {
             phase: crate::progress::Phase::Build,

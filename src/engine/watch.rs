@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::emergelog;
-use super::eta::{run_remaining_ms, Estimator, StepNow};
-use super::Progress;
-use crate::engine::{Checkpoint, StepState};
+use super::{Checkpoint, StepState};
+use crate::progress::emergelog;
+use crate::progress::eta::{run_remaining_ms, Estimator, StepNow};
+use crate::progress::Progress;
 
 /// A target's running step as front ends show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,44 +1,13 @@
 //! Messages between a worker and the supervisor: one JSON object per line over the run's
-//! unix socket (`work/<run>/supervisor.sock`).
+//! unix socket (`work/<run>/supervisor.sock`, named by [`crate::rundir::sockets`]).
 //!
 //! Unversioned: a worker is always the supervisor's own executable (`build-helper worker`,
 //! started as the supervisor's own `std::env::current_exe`), so both ends speak the same
 //! messages; a new message needs no version.
 
-use std::path::{Path, PathBuf};
-
 use serde::{Deserialize, Serialize};
 
 use crate::config::Target;
-
-/// File name of the supervisor's socket inside the run directory.
-pub const SOCKET: &str = "supervisor.sock";
-
-/// Longest socket path used as it is; `sun_path` holds 108 bytes with the final NUL (unix(7)).
-const MAX_SOCKET_PATH: usize = 100;
-
-/// The supervisor's socket for a run directory: `<run_dir>/supervisor.sock`, or, when that
-/// path is too long for a unix socket (a deep tree), `/run/build-helper-<16 hex>.sock`
-/// named after a SHA-256 of the run directory. Supervisor and workers compute the same path.
-pub fn socket_path(run_dir: &Path) -> PathBuf {
-    run_socket(run_dir, SOCKET, "")
-}
-
-/// The unix socket `file` of a run directory: `<run_dir>/<file>`, or, when that path is too
-/// long for `sun_path`, `/run/build-helper-<16 hex><suffix>.sock` named after a SHA-256 of
-/// the run directory (so every process computes the same path).
-pub fn run_socket(run_dir: &Path, file: &str, suffix: &str) -> PathBuf {
-    let path = run_dir.join(file);
-    if path.as_os_str().len() <= MAX_SOCKET_PATH {
-        return path;
-    }
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(run_dir.as_os_str().as_encoded_bytes());
-    PathBuf::from(format!(
-        "/run/build-helper-{}{suffix}.sock",
-        hex::encode(&digest[..8])
-    ))
-}
 
 /// Worker -> supervisor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,20 +128,6 @@ pub fn encode<T: Serialize>(msg: &T) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn long_run_directories_get_a_short_socket_path() {
-        let short = Path::new("/t/work/a-1");
-        assert_eq!(socket_path(short), short.join(SOCKET));
-        let deep = PathBuf::from(format!("/{}/work/a-1", "d".repeat(120)));
-        let p = socket_path(&deep);
-        assert!(
-            p.starts_with("/run") && p.as_os_str().len() < 60,
-            "{}",
-            p.display()
-        );
-        assert_eq!(p, socket_path(&deep));
-    }
 
     #[tokio::test]
     async fn a_worker_line_over_the_bound_ends_the_reading_and_buffers_no_more() {
