@@ -10,8 +10,9 @@ use anyhow::Context;
 
 use crate::config::Target;
 use crate::error::UsageError;
-use crate::mounts::{self, journal::Journal, mounts_under};
+use crate::mounts::{self, mounts_under};
 use crate::plan::{self, Plan};
+use crate::rundir::journal::Journal;
 use crate::starter::Starter;
 use crate::sys::{ChrootCommand, Group, Sys};
 

@@ -132,7 +132,7 @@ fn in_use(tree: &Path) -> Vec<PathBuf> {
         .into_iter()
         .filter(|dir| {
             let unfinished = crate::rundir::load_checkpoint(dir, None).is_ok_and(|cp| !cp.finished);
-            unfinished || crate::mounts::journal::Journal::path(dir).exists()
+            unfinished || crate::rundir::journal::Journal::path(dir).exists()
         })
         .filter_map(|dir| crate::rundir::load_plan(&dir).ok())
         .filter_map(|p| p.layout.history.map(|(path, _)| path))

@@ -116,7 +116,7 @@ pub fn date_now() -> String {
 
 /// The run directory of a run id: `<tree>/work/<run>`.
 pub fn run_dir(tree: &Path, run_id: &str) -> PathBuf {
-    crate::rundir::dir(tree, run_id)
+    crate::rundir::layout::dir(tree, run_id)
 }
 
 fn host_world_has_rust(atoms: &[String]) -> bool {
@@ -150,7 +150,7 @@ impl Plan {
 
     /// The target's log file.
     pub fn log_path(&self, target: &Target) -> PathBuf {
-        crate::rundir::step_log(&self.run_dir(), target)
+        crate::rundir::layout::step_log(&self.run_dir(), target)
     }
 }
 

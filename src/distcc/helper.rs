@@ -21,7 +21,8 @@ use anyhow::Context;
 
 use crate::error::UsageError;
 use crate::history;
-use crate::mounts::{self, journal::Journal, Entry};
+use crate::mounts::{self, Entry};
+use crate::rundir::journal::Journal;
 use crate::starter::{HistorySel, HistoryType};
 use crate::sys::{ChrootCommand, Group, Sys};
 

@@ -94,7 +94,7 @@ fn is_stale(dir: &Path) -> bool {
             got == 0
         }
         // Made by a build-helper without the lock: its mount journal names the helper.
-        Err(_) => match crate::mounts::journal::Journal::load(dir) {
+        Err(_) => match crate::rundir::journal::Journal::load(dir) {
             Ok(Some(j)) => !crate::rundir::procs::alive(j.pid),
             Ok(None) => meta
                 .modified()

@@ -7,9 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::journal::Journal;
 use super::plan::Entry;
 use super::upper::COPY_MODE;
+use crate::rundir::journal::Journal;
 use crate::sys::{MountCall, MountFlags, Propagation, Sys, SysError};
 
 /// Errors of mounting and unmounting; each names the path.

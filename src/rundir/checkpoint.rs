@@ -71,7 +71,7 @@ pub fn consistent(cp: &Checkpoint, plan: &Plan) -> Result<(), String> {
 ///
 /// Errors: I/O.
 pub fn save_checkpoint(run_dir: &Path, cp: &Checkpoint) -> Result<(), super::RunDirError> {
-    super::cplog::write_snapshot(run_dir, cp, super::cplog::new_gen(0)).map(|_| ())
+    super::cplog::write_snapshot(run_dir, cp, super::layout::new_gen(0)).map(|_| ())
 }
 
 /// Writes checkpoints on a thread of its own so that the supervisor's event loop never waits

@@ -1,35 +1,25 @@
-//! The checkpoint on disk as a snapshot plus an append-only log of transitions, so that the
+//! The checkpoint on disk as a snapshot plus an append-only log of transitions
+//! ([`super::snaplog`]: the rules of reading, writing and compacting are there), so that the
 //! bytes written per transition do not grow with the number of targets (issue 9 item 6).
 //!
-//! - **Snapshot** `checkpoint.json`: the whole [`Checkpoint`] (versioned, see
-//!   [`super::write_versioned`]), written atomically (temp, fsync, rename) at start, at the
-//!   end and at every compaction. It carries `"log_gen": G`, the generation of the log that
-//!   continues it. A snapshot without `log_gen` (an older build-helper's) has no log.
-//! - **Log** `checkpoint.log`: one JSON line per saved transition batch,
-//!   `{"format":1,"gen":G,"seq":S,"changes":[...]}`, appended with one write(2) and
-//!   fdatasync'd. `seq` counts from 1 after each compaction. Each change sets one part of
-//!   the checkpoint to its new value ([`Change`]), so replaying a record is idempotent.
-//! - **Reading** = snapshot + replay of the log records whose `gen` is the snapshot's. A log
-//!   whose first record has another `gen` is stale (a crash between writing a new snapshot
-//!   and emptying the log) and ignored. The last line may be torn (power loss mid-append):
-//!   without its newline, or not parsing, it is ignored with a warning. Any other line that
-//!   does not parse, does not follow in `seq`, or changes a part the snapshot does not have
-//!   makes the checkpoint corrupt (issue 9 item 3: refused, named with its path, never
-//!   skipped).
+//! - **Snapshot** `checkpoint.json`: the whole [`Checkpoint`], written at start, at the end
+//!   and at every compaction.
+//! - **Log** `checkpoint.log`: one line per saved transition batch,
+//!   `{"format":1,"gen":G,"seq":S,"changes":[...]}`, fdatasync'd. Each change sets one part
+//!   of the checkpoint to its new value ([`Change`]), so replaying a record is idempotent; a
+//!   change to a part the snapshot does not have makes the checkpoint corrupt.
 //! - **Compaction**: a new snapshot with a new generation, then the log emptied; done when
 //!   the log has grown larger than the snapshot (so the bytes written per transition stay
 //!   bounded by about twice a record, whatever the number of targets), or when the
 //!   checkpoint's shape changed (targets, step names), which a record cannot express.
-//!
-//! The format rules follow the write-ahead logs of databases (SQLite's WAL, etcd's raft
-//! log): append, sync, checkpoint into the main file, truncate.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{RunDirError, FORMAT};
+use super::layout::new_gen;
+use super::snaplog::SnapLog;
+use super::RunDirError;
 use crate::engine::state::StepRecord;
 use crate::engine::Checkpoint;
 
@@ -71,13 +61,22 @@ pub enum Change {
     },
 }
 
-/// One line of the log.
+/// The body of one line of the log.
 #[derive(Debug, Serialize, Deserialize)]
 struct Record {
-    format: u32,
-    gen: u64,
-    seq: u64,
     changes: Vec<Change>,
+}
+
+/// The checkpoint's snapshot and log in `run_dir`.
+pub fn files(run_dir: &Path) -> SnapLog {
+    SnapLog {
+        snapshot: run_dir.join(super::CHECKPOINT),
+        log: run_dir.join(LOG),
+        what: "checkpoint",
+        corrupt: "corrupt checkpoint log",
+        hint: "the run cannot be resumed from it: `--retry` builds it again, or start a new run",
+        sequenced: true,
+    }
 }
 
 /// The changes that turn `old` into `new`; `None` when `new` has another shape (run id,
@@ -203,80 +202,13 @@ pub struct Loaded {
 /// Errors: the snapshot is missing, malformed or newer; a log record other than the last
 /// does not parse, is out of sequence or does not fit the snapshot (names the file and line).
 pub fn load(run_dir: &Path) -> Result<Loaded, RunDirError> {
-    let path = run_dir.join(crate::rundir::CHECKPOINT);
-    let bytes = std::fs::read(&path).map_err(super::io(&path))?;
-    let gen = serde_json::from_slice::<serde_json::Value>(&bytes)
-        .ok()
-        .and_then(|v| v.get("log_gen").and_then(|g| g.as_u64()));
-    let mut checkpoint: Checkpoint = super::decode_versioned(&path, "checkpoint", &bytes)?;
-    let mut warnings = Vec::new();
-    let Some(gen) = gen else {
-        return Ok(Loaded {
-            checkpoint,
-            warnings,
-        });
+    let files = files(run_dir);
+    let snapshot = files.read_snapshot::<Checkpoint>()?;
+    let mut checkpoint = snapshot.value;
+    let warnings = match snapshot.gen {
+        Some(gen) => files.replay(gen, |r: Record| apply(&mut checkpoint, &r.changes))?,
+        None => Vec::new(),
     };
-    let log = run_dir.join(LOG);
-    let text = match std::fs::read(&log) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(super::io(&log)(e)),
-    };
-    let corrupt = |line: usize, why: String| RunDirError::Bad {
-        path: log.clone(),
-        why: format!(
-            "corrupt checkpoint log (line {line}: {why}); the run cannot be resumed from it: \
-             `--retry` builds it again, or start a new run"
-        ),
-    };
-    let lines: Vec<&[u8]> = text.split_inclusive(|b| *b == b'\n').collect();
-    for (i, raw) in lines.iter().enumerate() {
-        // Every earlier line was applied: records count from 1.
-        let expect = i as u64 + 1;
-        let last = i + 1 == lines.len();
-        let complete = raw.ends_with(b"\n");
-        let record = if complete {
-            serde_json::from_slice::<Record>(raw).map_err(|e| e.to_string())
-        } else {
-            Err("no end of line".to_string())
-        };
-        let record = match record {
-            Ok(r) => r,
-            Err(why) if last => {
-                warnings.push(format!(
-                    "{}: ignoring a torn last record (line {}: {why}), written as the run \
-                     stopped; the transition it held is lost",
-                    log.display(),
-                    i + 1
-                ));
-                break;
-            }
-            Err(why) => return Err(corrupt(i + 1, why)),
-        };
-        if record.format > FORMAT {
-            return Err(RunDirError::Newer {
-                path: log.clone(),
-                found: u64::from(record.format),
-            });
-        }
-        if record.gen != gen {
-            if i == 0 {
-                // A log left from before the snapshot (crash between the two): stale.
-                break;
-            }
-            return Err(corrupt(
-                i + 1,
-                format!("generation {} in a log of generation {gen}", record.gen),
-            ));
-        }
-        if record.seq != expect {
-            return Err(corrupt(
-                i + 1,
-                format!("record {} where {expect} was expected", record.seq),
-            ));
-        }
-        apply(&mut checkpoint, &record.changes).map_err(|why| corrupt(i + 1, why))?;
-    }
     Ok(Loaded {
         checkpoint,
         warnings,
@@ -288,49 +220,14 @@ pub fn load(run_dir: &Path) -> Result<Loaded, RunDirError> {
 ///
 /// Errors: I/O (names the file).
 pub fn write_snapshot(run_dir: &Path, cp: &Checkpoint, gen: u64) -> Result<usize, RunDirError> {
-    let path = run_dir.join(crate::rundir::CHECKPOINT);
-    let mut v = serde_json::to_value(cp).map_err(|e| RunDirError::Bad {
-        path: path.clone(),
-        why: e.to_string(),
-    })?;
-    if let Some(obj) = v.as_object_mut() {
-        obj.insert("format".into(), FORMAT.into());
-        obj.insert("log_gen".into(), gen.into());
-    }
-    let bytes = serde_json::to_vec(&v).map_err(|e| RunDirError::Bad {
-        path: path.clone(),
-        why: e.to_string(),
-    })?;
-    crate::fsutil::write_atomic(&path, &bytes).map_err(super::io(&path))?;
-    // Emptied after the snapshot is durable: a crash in between leaves a log of the old
-    // generation, which is ignored.
-    let log = run_dir.join(LOG);
-    let f = open_log(&log)?;
-    f.set_len(0).map_err(super::io(&log))?;
-    Ok(bytes.len())
-}
-
-fn open_log(log: &Path) -> Result<std::fs::File, RunDirError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(log)
-        .map_err(super::io(log))
-}
-
-/// A fresh generation number: the time in microseconds (unique per run directory, which one
-/// supervisor at a time writes).
-pub fn new_gen(after: u64) -> u64 {
-    crate::sys::now_us().max(after + 1)
+    files(run_dir).write_snapshot(cp, gen, true)
 }
 
 /// Writes a run's checkpoint as snapshot + log: the supervisor's checkpoint writer thread
 /// owns one. The first [`Store::save`] writes a snapshot; later ones append the changes
 /// since the previous save, or compact (see the module rules).
 pub struct Store {
-    run_dir: PathBuf,
+    files: SnapLog,
     log: Option<std::fs::File>,
     last: Option<Checkpoint>,
     gen: u64,
@@ -349,7 +246,7 @@ impl Store {
     /// A store for `run_dir` that has written nothing yet.
     pub fn new(run_dir: &Path) -> Store {
         Store {
-            run_dir: run_dir.to_path_buf(),
+            files: files(run_dir),
             log: None,
             last: None,
             gen: 0,
@@ -385,7 +282,7 @@ impl Store {
             return Ok(());
         }
         let gen = new_gen(self.gen);
-        self.snapshot_len = write_snapshot(&self.run_dir, cp, gen)?;
+        self.snapshot_len = self.files.write_snapshot(cp, gen, true)?;
         self.gen = gen;
         self.seq = 0;
         self.log_len = 0;
@@ -394,26 +291,10 @@ impl Store {
     }
 
     fn append(&mut self, cp: &Checkpoint, changes: Vec<Change>) -> Result<(), RunDirError> {
-        let path = self.run_dir.join(LOG);
-        let record = Record {
-            format: FORMAT,
-            gen: self.gen,
-            seq: self.seq + 1,
-            changes,
-        };
-        let mut line = serde_json::to_vec(&record).map_err(|e| RunDirError::Bad {
-            path: path.clone(),
-            why: e.to_string(),
-        })?;
-        line.push(b'\n');
-        if self.log.is_none() {
-            self.log = Some(open_log(&path)?);
-        }
-        if let Some(f) = &mut self.log {
-            f.write_all(&line)
-                .and_then(|_| f.sync_data())
-                .map_err(super::io(&path))?;
-        }
+        let line = self
+            .files
+            .encode(self.gen, self.seq + 1, [Record { changes }])?;
+        self.files.append(&mut self.log, &line, true)?;
         self.seq += 1;
         self.log_len += line.len();
         self.last = Some(cp.clone());

@@ -18,7 +18,7 @@
 //!   fields: read), one with a newer format is refused with a message naming the file.
 //! - **Checkpoint log.** The checkpoint is a snapshot plus an append-only log of transitions
 //!   (`checkpoint.log`, see [`cplog`]); the mount journal likewise (`journal.log`, see
-//!   `mounts::journal`). Readers always see the combined state.
+//!   `rundir::journal`). Readers always see the combined state.
 //! - **Modes.** The directory and `logs/` are 0700, state files 0600, whatever the umask.
 //!
 //! Not here: what the checkpoint means (engine), what the journal means (mounts).
@@ -26,10 +26,14 @@
 pub mod checkpoint;
 pub mod cplog;
 pub mod events;
+pub mod journal;
+pub mod layout;
 pub mod procs;
+pub mod snaplog;
 pub mod sockets;
 
 pub use checkpoint::{consistent, load_checkpoint, save_checkpoint, CheckpointWriter};
+pub use layout::*;
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -40,52 +44,6 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::plan::Plan;
-
-/// The format version of plan.json, checkpoint.json and journal.json written by this build.
-pub const FORMAT: u32 = 1;
-
-/// The plan's file name.
-pub const PLAN: &str = "plan.json";
-/// The checkpoint snapshot's file name (its log: [`cplog::LOG`]).
-pub const CHECKPOINT: &str = "checkpoint.json";
-/// The lock file's name.
-pub const LOCK: &str = "lock";
-/// The event log's file name ([`events`]).
-pub const EVENTS: &str = "events.jsonl";
-/// The mount journal's header file name (its log: `mounts::journal::LOG`).
-pub const JOURNAL: &str = "journal.json";
-/// The detached supervisor's standard output and error (`run --detach`).
-pub const SUPERVISOR_LOG: &str = "supervisor.log";
-/// The tmux front end's record of its session and windows.
-pub const TMUX_RECORD: &str = "tmux.json";
-/// The directory of the run's logs (0700).
-pub const LOGS: &str = "logs";
-
-/// `<run_dir>/logs`.
-pub fn logs(run_dir: &Path) -> PathBuf {
-    run_dir.join(LOGS)
-}
-
-/// The log of one target's steps: `<run_dir>/logs/<target>.log`.
-pub fn step_log(run_dir: &Path, target: &dyn std::fmt::Display) -> PathBuf {
-    logs(run_dir).join(format!("{target}.log"))
-}
-
-/// The recording of one terminal (a target's, or `supervisor`): `<run_dir>/logs/<name>.tty.log`.
-pub fn tty_log(run_dir: &Path, name: &str) -> PathBuf {
-    logs(run_dir).join(format!("{name}.tty.log"))
-}
-
-/// Where notifications that could not be shown are kept: `<run_dir>/logs/notify.log`.
-pub fn notify_log(run_dir: &Path) -> PathBuf {
-    logs(run_dir).join("notify.log")
-}
-
-/// The directory of run `run_id` in `tree`: `<tree>/work/<run_id>` (the id is not checked:
-/// [`open`] checks it).
-pub fn dir(tree: &Path, run_id: &str) -> PathBuf {
-    work(tree).join(run_id)
-}
 
 /// Errors of the run directory; each names the run or file and says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -191,11 +149,6 @@ pub fn validate_id(name: &str) -> Result<(), RunDirError> {
     }
 }
 
-/// `<tree>/work`.
-pub fn work(tree: &Path) -> PathBuf {
-    tree.join("work")
-}
-
 /// The directory of the existing run `name` (one holding a plan or a mount journal).
 ///
 /// Errors: [`RunDirError::BadId`], [`RunDirError::Unknown`].
@@ -204,7 +157,7 @@ pub fn open(tree: &Path, name: &str) -> Result<PathBuf, RunDirError> {
     let dir = work(tree).join(name);
     let meta = std::fs::symlink_metadata(&dir);
     let is_dir = meta.is_ok_and(|m| m.file_type().is_dir());
-    if is_dir && (dir.join(PLAN).is_file() || crate::mounts::journal::Journal::path(&dir).is_file())
+    if is_dir && (dir.join(PLAN).is_file() || crate::rundir::journal::Journal::path(&dir).is_file())
     {
         Ok(dir)
     } else {
@@ -221,7 +174,7 @@ pub struct Mounted {
     /// The run directory `<tree>/work/<run>`.
     pub dir: PathBuf,
     /// Its mount journal.
-    pub journal: crate::mounts::journal::Journal,
+    pub journal: crate::rundir::journal::Journal,
     /// The process whose mount namespace holds the mounts: the run's live supervisor, checked
     /// to still hold the run's lock and to be in the namespace the journal recorded; `None`
     /// when the mounts are in the build machine's own namespace (`--mount-hist`).
@@ -258,7 +211,7 @@ impl Mounted {
 /// Errors: [`RunDirError::BadId`], [`RunDirError::Unknown`], a malformed journal
 /// ([`RunDirError::Bad`]), [`RunDirError::NotMounted`], [`RunDirError::NotRunning`].
 pub fn open_mounted(tree: &Path, name: &str) -> Result<Mounted, RunDirError> {
-    use crate::mounts::journal::Journal;
+    use crate::rundir::journal::Journal;
     let dir = open(tree, name)?;
     let journal = Journal::load(&dir)
         .map_err(|why| RunDirError::Bad {

@@ -162,7 +162,7 @@ fn mounted_run(tree: &Path, pid: u32, ns: Option<u64>) -> PathBuf {
     let dir = tree.join("work/a-1");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join(PLAN), b"{}").unwrap();
-    let mut j = crate::mounts::journal::Journal {
+    let mut j = crate::rundir::journal::Journal {
         m_dir: dir.join("M"),
         pid,
         mnt_ns: ns,

@@ -5,7 +5,8 @@ use super::Supervisor;
 use crate::engine::events::Event;
 use crate::engine::run::{Failure, Outcome};
 use crate::error::UsageError;
-use crate::mounts::{self, journal::Journal};
+use crate::mounts;
+use crate::rundir::journal::Journal;
 use crate::ui::plain;
 
 impl Supervisor {

@@ -34,10 +34,11 @@ use crate::engine::run::{
     self, Failure, Outcome, Run, RunAction, RunInput, RunState, Start as RunStart,
 };
 use crate::engine::StepState;
-use crate::mounts::{self, journal::Journal, Entry};
+use crate::mounts::{self, Entry};
 use crate::plan::Plan;
 use crate::protocol::{encode, SupervisorMsg, WorkerMsg};
 use crate::rundir::events::EventLog;
+use crate::rundir::journal::Journal;
 use crate::rundir::sockets::supervisor as socket_path;
 use crate::rundir::CheckpointWriter;
 use crate::sys::now_us;

@@ -226,7 +226,7 @@ fn other_runs(mountinfo: &str) -> Vec<PathBuf> {
             .find(|a| {
                 a.file_name().is_some_and(|n| n == "M")
                     && a.parent()
-                        .is_some_and(|run| crate::mounts::journal::Journal::path(run).is_file())
+                        .is_some_and(|run| crate::rundir::journal::Journal::path(run).is_file())
             })
             .map(Path::to_path_buf);
         if let Some(m) = m {

@@ -9,8 +9,8 @@
 //! with `"log_gen": G`), and an append-only log, `journal.log`: one line
 //! `{"format":1,"gen":G,"mount":"<path>"}` per mount point, appended after each batch of
 //! mounts, so the bytes written per mount do not grow with the number of targets (issue 9
-//! item 6). Reading replays the log lines of the header's generation (a log of another
-//! generation was left before the header was rewritten, and is ignored); a torn last line
+//! item 6). It is kept as the checkpoint is ([`super::snaplog`], the rules of reading and
+//! writing): reading replays the log lines of the header's generation; a torn last line
 //! (power loss mid-append) is ignored, any other line that does not parse is a corrupt
 //! journal named with its path. A `journal.json` without `log_gen` (an older build-helper's)
 //! holds its whole list.
@@ -24,6 +24,10 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use super::layout::{new_gen, FORMAT};
+use super::snaplog::SnapLog;
+use super::RunDirError;
 
 /// Contents of `journal.json`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,18 +64,41 @@ fn is_zero(v: &u64) -> bool {
 /// The log's file name inside the run directory.
 pub const LOG: &str = "journal.log";
 
-/// One line of the log.
+/// The body of one line of the log.
 #[derive(Debug, Serialize, Deserialize)]
 struct Record {
-    format: u32,
-    gen: u64,
     mount: PathBuf,
+}
+
+/// The journal's header and log in `run_dir`.
+fn files(run_dir: &Path) -> SnapLog {
+    SnapLog {
+        snapshot: Journal::path(run_dir),
+        log: run_dir.join(LOG),
+        what: "mount journal",
+        corrupt: "corrupt mount journal",
+        hint: "check `findmnt` for what is still mounted under the run, then remove the \
+               journal by hand",
+        sequenced: false,
+    }
+}
+
+/// A journal error as the commands show it: the message, naming the file.
+fn message(e: RunDirError) -> String {
+    match e {
+        RunDirError::Newer { path, found } => format!(
+            "{}: written by a newer build-helper (format {found}; this one reads up to \
+             {FORMAT}); use that version to unmount this run",
+            path.display()
+        ),
+        e => e.to_string(),
+    }
 }
 
 impl Journal {
     /// The journal file of a run directory.
     pub fn path(run_dir: &Path) -> PathBuf {
-        run_dir.join(crate::rundir::JOURNAL)
+        run_dir.join(crate::rundir::layout::JOURNAL)
     }
 
     /// Reads a run's journal; `Ok(None)` when there is none (nothing was mounted).
@@ -79,26 +106,30 @@ impl Journal {
     /// Errors: unreadable or malformed file, a newer format, or paths outside `run_dir`
     /// (the message names the file).
     pub fn load(run_dir: &Path) -> Result<Option<Journal>, String> {
-        let path = Self::path(run_dir);
-        let mut j: Journal = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| format!("{}: malformed mount journal: {e}", path.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(format!("{}: {e}", path.display())),
+        let files = files(run_dir);
+        let snapshot = match files.read_snapshot::<Journal>() {
+            Ok(read) => read,
+            Err(RunDirError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(message(e)),
         };
-        if j.gen != 0 {
-            j.mounts.extend(replay(&run_dir.join(LOG), j.gen)?);
+        let mut j = snapshot.value;
+        j.format = snapshot.format;
+        if let Some(gen) = snapshot.gen {
+            let mut added = Vec::new();
+            files
+                .replay(gen, |r: Record| {
+                    added.push(r.mount);
+                    Ok(())
+                })
+                .map_err(message)?;
+            j.mounts.extend(added);
+            j.gen = gen;
         }
         j.written = j.mounts.len();
-        if j.format > crate::rundir::FORMAT {
-            return Err(format!(
-                "{}: written by a newer build-helper (format {}; this one reads up to {}); \
-                 use that version to unmount this run",
-                path.display(),
-                j.format,
-                crate::rundir::FORMAT
-            ));
-        }
         let inside = |p: &Path| {
             p.is_absolute()
                 && p.starts_with(run_dir)
@@ -115,7 +146,7 @@ impl Journal {
             return Err(format!(
                 "{}: refusing a mount journal whose paths are not under its run directory {}; \
                  it was not written by build-helper: inspect and remove it by hand",
-                path.display(),
+                files.snapshot.display(),
                 run_dir.display()
             ));
         }
@@ -129,122 +160,41 @@ impl Journal {
     ///
     /// Errors: I/O (the message names the file).
     pub fn save(&mut self, run_dir: &Path, durable: bool) -> std::io::Result<()> {
-        use std::io::Write;
-        let log = run_dir.join(LOG);
-        let named = |e: std::io::Error, p: &Path| {
-            std::io::Error::new(e.kind(), format!("{}: {e}", p.display()))
-        };
+        let files = files(run_dir);
+        let io = |e: RunDirError| std::io::Error::other(e.to_string());
         if self.gen == 0 {
-            let mut j = self.clone();
-            j.format = crate::rundir::FORMAT;
-            j.gen = crate::rundir::cplog::new_gen(0);
-            let bytes = serde_json::to_vec(&j).map_err(std::io::Error::other)?;
-            crate::fsutil::replace(&Self::path(run_dir), &bytes, durable)?;
-            // After the header: a crash in between leaves a log of another generation.
-            open_log(&log)
-                .and_then(|f| f.set_len(0))
-                .map_err(|e| named(e, &log))?;
-            self.gen = j.gen;
-            self.format = j.format;
+            let gen = new_gen(0);
+            files.write_snapshot(&*self, gen, durable).map_err(io)?;
+            self.gen = gen;
+            self.format = FORMAT;
             self.written = self.mounts.len();
             return Ok(());
         }
         if self.written >= self.mounts.len() {
             return Ok(());
         }
-        let mut lines = Vec::new();
-        for mount in &self.mounts[self.written..] {
-            let record = Record {
-                format: crate::rundir::FORMAT,
-                gen: self.gen,
-                mount: mount.clone(),
-            };
-            serde_json::to_writer(&mut lines, &record).map_err(std::io::Error::other)?;
-            lines.push(b'\n');
-        }
-        let mut f = open_log(&log).map_err(|e| named(e, &log))?;
-        f.write_all(&lines).map_err(|e| named(e, &log))?;
-        if durable {
-            f.sync_data().map_err(|e| named(e, &log))?;
-        }
+        let lines = files
+            .encode(
+                self.gen,
+                0,
+                self.mounts[self.written..]
+                    .iter()
+                    .map(|m| Record { mount: m.clone() }),
+            )
+            .map_err(io)?;
+        files.append(&mut None, &lines, durable).map_err(io)?;
         self.written = self.mounts.len();
         Ok(())
     }
 
     /// Removes the journal (header and log) once everything is unmounted.
+    ///
+    /// Errors: I/O other than a missing file (names the file).
     pub fn remove(run_dir: &Path) -> std::io::Result<()> {
-        for path in [Self::path(run_dir), run_dir.join(LOG)] {
-            match std::fs::remove_file(path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
-        }
-        Ok(())
+        files(run_dir)
+            .remove()
+            .map_err(|e| std::io::Error::other(e.to_string()))
     }
-}
-
-fn open_log(log: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(log)
-}
-
-/// The mount points the log `log` of generation `gen` adds (see the module rules).
-fn replay(log: &Path, gen: u64) -> Result<Vec<PathBuf>, String> {
-    let text = match std::fs::read(log) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(format!("{}: {e}", log.display())),
-    };
-    let lines: Vec<&[u8]> = text.split_inclusive(|b| *b == b'\n').collect();
-    let mut out = Vec::new();
-    for (i, raw) in lines.iter().enumerate() {
-        let parsed = if raw.ends_with(b"\n") {
-            serde_json::from_slice::<Record>(raw).map_err(|e| e.to_string())
-        } else {
-            Err("no end of line".into())
-        };
-        let record = match parsed {
-            Ok(r) => r,
-            // Torn by a power loss mid-append: that mount is in the kernel's table, which
-            // teardown reads anyway.
-            Err(_) if i + 1 == lines.len() => break,
-            Err(why) => {
-                return Err(format!(
-                    "{}: corrupt mount journal (line {}: {why}); check `findmnt` for what is \
-                     still mounted under the run, then remove the journal by hand",
-                    log.display(),
-                    i + 1
-                ))
-            }
-        };
-        if record.format > crate::rundir::FORMAT {
-            return Err(format!(
-                "{}: written by a newer build-helper (format {}; this one reads up to {}); use \
-                 that version to unmount this run",
-                log.display(),
-                record.format,
-                crate::rundir::FORMAT
-            ));
-        }
-        if record.gen != gen {
-            if i == 0 {
-                break;
-            }
-            return Err(format!(
-                "{}: corrupt mount journal (line {}: generation {} in a log of generation \
-                 {gen})",
-                log.display(),
-                i + 1,
-                record.gen
-            ));
-        }
-        out.push(record.mount);
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -263,7 +213,7 @@ mod tests {
         };
         good.save(&run, false).unwrap();
         let back = Journal::load(&run).unwrap().unwrap();
-        assert_eq!(back.format, crate::rundir::FORMAT);
+        assert_eq!(back.format, crate::rundir::layout::FORMAT);
         for bad in [
             Journal {
                 m_dir: "/".into(),
