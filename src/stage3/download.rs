@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
 
-use super::fetch::CHUNK;
 use super::hashing::Hasher;
 use super::index::DetachedCheck;
 use super::mirror::Mirror;
 use super::progress::{Meter, Progress};
+use super::request::CHUNK;
 use super::{Digests, SignatureVerifier, Stage3Error};
 
 /// Transfer attempts per mirror (the first one and the retries).

@@ -9,11 +9,11 @@ use std::path::Path;
 use tokio::io::AsyncReadExt;
 
 use super::digests::check;
-use super::fetch::{say_signed, with_suffix, CHUNK};
 use super::hashing::Hasher;
 use super::index::trusted_text;
 use super::mirror::read_text_file;
 use super::progress::{Meter, Progress};
+use super::request::{say_signed, with_suffix, CHUNK};
 use super::{parse_digests, Request, SignatureVerifier, Stage3Error, Verified};
 
 /// Checks a kept tarball against its kept DIGESTS in one read (and against the size the index

@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::error::chain;
-use super::fetch::CHUNK;
+use super::request::CHUNK;
 use super::{Request, Stage3Error};
 
 /// Largest accepted index or DIGESTS text, in bytes.

@@ -21,6 +21,7 @@ mod meta;
 mod mirror;
 mod openpgp;
 mod progress;
+mod request;
 mod signed;
 
 #[cfg(test)]
@@ -35,9 +36,10 @@ mod prop_tests;
 pub use digests::{parse_digests, Digests};
 pub use error::Stage3Error;
 pub use extract::{extract, extract_until, ExtractStats};
-pub use fetch::{obtain, obtain_with_verifier, Request, Verified};
+pub use fetch::{obtain, obtain_with_verifier};
 pub use index::{
     is_clearsigned, parse_latest, signed_body, DetachedCheck, Latest, SignatureVerifier, Signed,
 };
 pub use keyring::{Keyring, DEFAULT_KEY_FILE, GENTOO_RELEASE_FINGERPRINT};
 pub use openpgp::OpenPgpVerifier;
+pub use request::{Request, Verified};

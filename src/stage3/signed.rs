@@ -4,10 +4,10 @@
 //!
 //! Not for: the tarball itself (`download.rs`) or checking signatures (`openpgp.rs`).
 
-use super::fetch::say_signed;
 use super::index::{is_clearsigned, trusted_text};
 use super::mirror::Mirror;
 use super::progress::Progress;
+use super::request::say_signed;
 use super::{parse_digests, Digests, SignatureVerifier, Stage3Error};
 
 /// What the mirror says about one tarball, verified as far as a verifier allows.
