@@ -10,6 +10,7 @@
 pub mod attach;
 pub mod binhost;
 pub mod boot;
+pub mod cli;
 pub mod clidocs;
 pub mod commands;
 pub mod config;
