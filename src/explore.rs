@@ -40,7 +40,7 @@ pub fn mount_hist(sys: &dyn Sys, starter: &Starter) -> anyhow::Result<String> {
         m_dir: layout.m_dir.clone(),
         pid: std::process::id(),
         host_namespace: true,
-        mnt_ns: crate::rundir::procs::own_mnt_ns(),
+        mnt_ns: crate::sys::procs::own_mnt_ns(),
         ..Journal::default()
     };
     let mut entries = layout.base_entries();
@@ -82,7 +82,7 @@ pub fn mount_hist(sys: &dyn Sys, starter: &Starter) -> anyhow::Result<String> {
         .mount_table()
         .map(|info| mounts_under(&info, &layout.m_dir).len())
         .unwrap_or(0);
-    let tree = crate::commands::tree_flag(&plan.tree);
+    let tree = crate::error::tree_flag(&plan.tree);
     println!(
         "history {history} is mounted for exploration as run {} ({count} mounts, in this \
          machine's mount namespace)",

@@ -10,9 +10,9 @@
 pub mod attach;
 pub mod binhost;
 pub mod boot;
+pub mod cleanup;
 pub mod cli;
 pub mod clidocs;
-pub mod commands;
 pub mod config;
 pub mod distcc;
 pub mod engine;
@@ -22,7 +22,6 @@ pub mod fsutil;
 #[cfg(test)]
 mod fuzz;
 pub mod history;
-pub mod history_cmd;
 pub mod mounts;
 pub mod notify;
 pub mod plan;
@@ -35,6 +34,7 @@ pub mod saferoot;
 pub mod sched;
 pub mod stage3;
 pub mod starter;
+pub mod status;
 pub mod stop;
 pub mod supervisor;
 pub mod sys;

@@ -1,4 +1,4 @@
-//! `build-helper stop [RUN]`: stops a live run from any terminal, as Ctrl-C in its own
+//! Stopping a live run from any terminal (`build-helper stop [RUN]`, in `cli::stop`), as Ctrl-C in its own
 //! terminal would. The run's supervisor is found through its run directory's lock
 //! ([`crate::rundir::live_pid`]), sent SIGTERM, and waited for until its lock is free (its
 //! workers stopped, every mount removed, the checkpoint saved) or the timeout passes. A
@@ -8,7 +8,6 @@
 //!
 //! Not here: what the supervisor does when it is told to stop (`supervisor`, engine `Stop`).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -127,7 +126,7 @@ pub fn signal_and_wait(run: &LiveRun, timeout: Duration) -> std::io::Result<Stop
     }
     loop {
         let lock_free = rundir::live_pid(&run.dir).is_none();
-        if lock_free && !rundir::procs::alive(run.pid) {
+        if lock_free && !crate::sys::procs::alive(run.pid) {
             return Ok(Stopped::After(start.elapsed()));
         }
         if finished_since(&run.dir, events_before) {
@@ -142,73 +141,6 @@ pub fn signal_and_wait(run: &LiveRun, timeout: Duration) -> std::io::Result<Stop
             return Ok(Stopped::TimedOut);
         }
         std::thread::sleep(POLL);
-    }
-}
-
-/// `build-helper stop [RUN] [--timeout S]`: finds the run ([`find`]), stops it and says so
-/// on `out`, with how to continue. Returns the exit status: 0 stopped, 1 not stopped within
-/// `timeout`.
-///
-/// Errors: [`UsageError`] (exit 2) from [`find`] or when not root; the signal cannot be sent.
-pub fn command(
-    tree: &Path,
-    run: Option<&str>,
-    timeout: Duration,
-    out: &mut dyn Write,
-) -> anyhow::Result<i32> {
-    if !nix::unistd::geteuid().is_root() {
-        return Err(UsageError(
-            "build-helper stop needs root (the supervisor runs as root): run it as root".into(),
-        )
-        .into());
-    }
-    let live = find(tree, run)?;
-    let id = rundir::id_of(&live.dir);
-    let starter = rundir::load_plan(&live.dir)
-        .map(|p| p.starter.display().to_string())
-        .unwrap_or_else(|_| "STARTER".into());
-    let tree_flag = crate::commands::tree_flag(tree);
-    let _ = writeln!(
-        out,
-        "build-helper: stopping run {id} (supervisor pid {}): its workers stop, the mounts \
-         come down",
-        live.pid
-    );
-    match signal_and_wait(&live, timeout)? {
-        Stopped::After(took) => {
-            let _ = writeln!(
-                out,
-                "build-helper: run {id} stopped after {:.1} s; the checkpoint keeps what is \
-                 done: continue with `build-helper run {starter} --resume {id}`",
-                took.as_secs_f64()
-            );
-            Ok(0)
-        }
-        Stopped::Finished(took) => {
-            let _ = writeln!(
-                out,
-                "build-helper: run {id} stopped after {:.1} s (workers stopped, mounts removed); \
-                 its supervisor (pid {}) has not exited yet (a foreground TUI shows the end \
-                 until Enter is pressed on its terminal); continue with `build-helper run \
-                 {starter} --resume {id}`",
-                took.as_secs_f64(),
-                live.pid
-            );
-            Ok(0)
-        }
-        Stopped::TimedOut => {
-            let _ = writeln!(
-                out,
-                "build-helper: run {id} (supervisor pid {}) did not stop within {} s (it may \
-                 still be stopping an archive or removing mounts): look again with \
-                 `build-helper status{tree_flag} {id}`; as a last resort `kill -9 {}` and \
-                 `build-helper umount{tree_flag} {id}`",
-                live.pid,
-                timeout.as_secs(),
-                live.pid
-            );
-            Ok(1)
-        }
     }
 }
 

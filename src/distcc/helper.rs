@@ -333,7 +333,7 @@ fn mount_and_run(
         m_dir: m.to_path_buf(),
         pid: std::process::id(),
         host_namespace: false,
-        mnt_ns: crate::rundir::procs::own_mnt_ns(),
+        mnt_ns: crate::sys::procs::own_mnt_ns(),
         ..Journal::default()
     };
     mounts::apply(sys, m, &entries(file, kind, m), &mut journal, run_dir)?;

@@ -95,7 +95,7 @@ fn is_stale(dir: &Path) -> bool {
         }
         // Made by a build-helper without the lock: its mount journal names the helper.
         Err(_) => match crate::rundir::journal::Journal::load(dir) {
-            Ok(Some(j)) => !crate::rundir::procs::alive(j.pid),
+            Ok(Some(j)) => !crate::sys::procs::alive(j.pid),
             Ok(None) => meta
                 .modified()
                 .ok()

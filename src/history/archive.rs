@@ -119,7 +119,7 @@ pub fn kill_running() {
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
         );
-        crate::rundir::procs::kill_all(&[pid as u32], std::time::Duration::from_secs(5));
+        crate::sys::procs::kill_all(&[pid as u32], std::time::Duration::from_secs(5));
     }
 }
 

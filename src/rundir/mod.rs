@@ -28,7 +28,6 @@ pub mod cplog;
 pub mod events;
 pub mod journal;
 pub mod layout;
-pub mod procs;
 pub mod snaplog;
 pub mod sockets;
 
@@ -39,6 +38,8 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+
+use crate::sys::procs;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;

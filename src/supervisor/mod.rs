@@ -160,7 +160,7 @@ impl Supervisor {
                 m_dir: plan.layout.m_dir.clone(),
                 pid: std::process::id(),
                 host_namespace: false,
-                mnt_ns: crate::rundir::procs::own_mnt_ns(),
+                mnt_ns: crate::sys::procs::own_mnt_ns(),
                 ..Journal::default()
             })),
             writer: CheckpointWriter::start(

@@ -80,7 +80,7 @@ fn existing_run(starter: &Starter, name: Option<&str>, retry: bool) -> anyhow::R
             Ok(cp) if cp.finished && !retry => {
                 // Resuming a finished run: nothing is rewritten, archived or mounted.
                 let run = rundir::id_of(&dir);
-                let tree = crate::commands::tree_flag(tree);
+                let tree = crate::error::tree_flag(tree);
                 return Err(NothingToDo(format!(
                     "run {run} is finished: nothing to continue, nothing changed (`build-helper \
                      status{tree} {run}` shows it; `--retry {run}` builds it again)"
@@ -163,8 +163,8 @@ pub fn prepare(
                 Err(_) if retry => Checkpoint::new(&plan),
                 Err(e) => return Err(corrupt(&dir, &starter.path, &e.to_string())),
             };
-            crate::commands::clean_dead_run(sys, &dir).map_err(|e| match e {
-                crate::commands::CleanError::Usage(m) => usage(m),
+            crate::cleanup::clean_dead_run(sys, &dir).map_err(|e| match e {
+                crate::cleanup::CleanError::Usage(m) => usage(m),
                 held => anyhow::Error::new(held),
             })?;
             cp.restore();
@@ -176,7 +176,7 @@ pub fn prepare(
     };
     // No other run is live: partial archives other than this run's are left by an archive
     // that was killed, and are removed before they fill the disk.
-    if let Err(e) = crate::history_cmd::remove_stale_partials(tree) {
+    if let Err(e) = crate::cleanup::remove_stale_partials(tree) {
         use std::io::Write;
         let _ = writeln!(std::io::stderr().lock(), "warning: {e}");
     }

@@ -13,6 +13,7 @@
 
 pub mod chroot;
 pub mod loopdev;
+pub mod procs;
 
 pub use chroot::{ChrootCommand, Group, Spawned};
 

@@ -264,7 +264,7 @@ fn start_window(run_dir: &Path, target: &Target) -> io::Result<(Started, Window)
     // The window's shell has the tmux server's environment, not ours: hand over the
     // starter's pass_env variables as they are here (set, or unset), as a pty worker
     // inherits them.
-    let pass_env = crate::commands::load_plan(run_dir)
+    let pass_env = crate::rundir::load_plan(run_dir)
         .map(|p| p.pass_env)
         .unwrap_or_default();
     let command = format!(
