@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{self, Problem, Target, TargetConfig};
+use crate::history::ArchiveOptions;
 use crate::mounts::{Layout, TargetDirs};
 use crate::recipe::{self, HostRecipe, Step, TargetRecipe, TupleInfo};
 use crate::starter::{HistoryType, Starter};
@@ -27,17 +28,6 @@ pub struct Stage3Source {
     pub flavor: String,
     /// The trusted OpenPGP key file; `None` when the user turned signature checks off.
     pub openpgp_key: Option<PathBuf>,
-}
-
-/// How the history archive is written.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ArchiveOptions {
-    /// squashfs image or plain directory.
-    pub history_type: HistoryType,
-    /// squashfs compressor (`zstd`, `xz`, ...).
-    pub compressor: String,
-    /// Compression level, when the compressor takes one.
-    pub level: Option<u32>,
 }
 
 /// One target of the plan.
@@ -404,7 +394,7 @@ fn step_env(
         set(k, v.clone());
     }
     if let Some(hosts) = &starter.options.distcc_hosts {
-        crate::distcc::hosts::add_run_env(&mut env, hosts, starter.options.jobs);
+        crate::starter::distcc_hosts::add_run_env(&mut env, hosts, starter.options.jobs);
     }
     env
 }

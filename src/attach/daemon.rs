@@ -102,7 +102,7 @@ pub fn serve(
         lock,
     };
     // While this process is single-threaded.
-    supervisor::private_namespace(sys.as_ref())?;
+    crate::mounts::private_namespace(sys.as_ref())?;
     let runtime = supervisor::runtime()?;
     let (req_tx, req_rx) = tokio::sync::mpsc::unbounded_channel();
     let (mut hub, handle) = hub::start(run_dir, req_tx).with_context(|| {

@@ -39,7 +39,7 @@ fn check_targets(args: &[PathBuf]) -> anyhow::Result<CheckTargets> {
         if arg.is_file() && arg.extension().is_some_and(|e| e == "toml") {
             let s = super::load_starter(arg, None)?;
             let host = s.tree.join("configs/host");
-            warnings.extend(crate::distcc::hosts::host_world_warning(
+            warnings.extend(crate::starter::distcc_hosts::host_world_warning(
                 &host,
                 s.options.distcc_hosts.as_deref(),
             ));

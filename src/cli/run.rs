@@ -129,7 +129,7 @@ pub(super) fn run(args: Args, sys: Arc<dyn Sys>) -> anyhow::Result<i32> {
         let child = attach::daemon::spawn(prepared)?;
         return attach::daemon::foreground(&run_dir, child);
     }
-    supervisor::private_namespace(sys.as_ref())?;
+    crate::mounts::private_namespace(sys.as_ref())?;
     let runtime = supervisor::runtime()?;
     // Plain and tmux send no requests (the TUI is a client of its own supervisor, above).
     let (_requests, req_rx) = tokio::sync::mpsc::unbounded_channel();

@@ -220,7 +220,7 @@ pub fn serve(sys: &dyn Sys, opts: &HelperOptions) -> anyhow::Result<i32> {
             ))
         })?;
     history::check(&file, kind).map_err(UsageError)?;
-    crate::supervisor::private_namespace(sys)?;
+    crate::mounts::private_namespace(sys)?;
     // From here on a stop signal is an exit this command controls: the mounts come down and
     // the scratch directory goes.
     for sig in [
@@ -502,7 +502,7 @@ mod tests {
         assert_eq!(hosts_entry(v6, 3632, 1, "box"), "[fd00::5]:3632/1,lzo");
         // What the helper prints is accepted as the starter's distcc_hosts.
         for e in [hosts_entry(v4, 3632, 8, "box"), hosts_entry(v6, 1, 1, "b")] {
-            assert!(super::super::hosts::parse(&e).is_ok(), "{e}");
+            assert!(crate::starter::distcc_hosts::parse(&e).is_ok(), "{e}");
         }
     }
 }

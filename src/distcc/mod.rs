@@ -1,6 +1,6 @@
-//! distcc across machines: the starter's `distcc_hosts` (compile jobs of a run sent to
-//! helpers, [`hosts`]) and the `distcc-helper` command that serves a history's compilers
-//! ([`helper`]).
+//! distcc across machines: the `distcc-helper` command that serves a history's compilers
+//! ([`helper`]). The starter's `distcc_hosts` (compile jobs of a run sent to helpers) is the
+//! starter's (`crate::starter::distcc_hosts`).
 //!
 //! Gentoo's answer to outgrowing one machine is distcc, whose catch is that every helper needs
 //! exactly the compilers of the machine sending the jobs, cross toolchains included. A history
@@ -8,7 +8,6 @@
 
 pub mod exposure;
 pub mod helper;
-pub mod hosts;
 pub mod scratch;
 
 pub use helper::{serve, HelperOptions};

@@ -10,8 +10,18 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::plan::ArchiveOptions;
 use crate::starter::HistoryType;
+
+/// How the history archive is written.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ArchiveOptions {
+    /// squashfs image or plain directory.
+    pub history_type: HistoryType,
+    /// squashfs compressor (`zstd`, `xz`, ...).
+    pub compressor: String,
+    /// Compression level, when the compressor takes one.
+    pub level: Option<u32>,
+}
 
 /// A squashfs writer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,6 +9,6 @@ pub mod archive;
 pub mod meta;
 pub mod store;
 
-pub use archive::archive;
+pub use archive::{archive, ArchiveOptions};
 pub use meta::Meta;
 pub use store::{check, list, partials, prune, remove_partials, resolve, Entry};

@@ -6,9 +6,11 @@
 //! Not for deciding *when* to mount (the supervisor does) or what runs inside (the worker).
 
 pub mod exec;
+pub mod namespace;
 pub mod plan;
 pub mod upper;
 
 pub use exec::{apply, apply_shared, mounts_under, teardown, MountError};
+pub use namespace::private_namespace;
 pub use plan::{Entry, Layout, TargetDirs};
 pub use upper::fill_upper;

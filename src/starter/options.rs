@@ -135,7 +135,7 @@ pub struct Options {
     /// `GENTOO_MIRRORS` for make.conf; `None` when empty.
     pub gentoo_mirrors: Option<String>,
     /// distcc helpers for the run's emerges (distcc(1) `DISTCC_HOSTS`, checked by
-    /// [`crate::distcc::hosts::parse`]); `None` when empty.
+    /// [`crate::starter::distcc_hosts::parse`]); `None` when empty.
     pub distcc_hosts: Option<String>,
     /// Build-machine environment variables passed through to every step.
     pub pass_env: Vec<String>,

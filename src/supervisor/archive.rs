@@ -9,8 +9,8 @@ use anyhow::Context;
 use super::Supervisor;
 use crate::config::Target;
 use crate::history::archive::{env_tool, paths, run_chrooted, squashfs_command, Tool};
+use crate::history::ArchiveOptions;
 use crate::mounts::{self, Entry};
-use crate::plan::ArchiveOptions;
 use crate::saferoot::{self, Resolve, Root, SafeError};
 use crate::starter::HistoryType;
 use crate::sys::{ChrootCommand, Group};
@@ -301,7 +301,7 @@ mod tests {
     use std::path::Path;
 
     use crate::history::archive::{run_chrooted, Tool};
-    use crate::plan::ArchiveOptions;
+    use crate::history::ArchiveOptions;
     use crate::starter::HistoryType;
     use crate::sys::RecordingSys;
 

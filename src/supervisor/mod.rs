@@ -46,7 +46,7 @@ use crate::sys::Sys;
 use crate::ui::plain;
 use crate::ui::{Frontend, Request};
 
-pub use prepare::{prepare, private_namespace, Mode, Prepared};
+pub use prepare::{prepare, Mode, Prepared};
 use signals::Signals;
 
 /// Resolves to a worker's exit code.
@@ -204,7 +204,7 @@ impl Supervisor {
 }
 
 /// The async runtime a supervisor runs on: two worker threads (the event loop and the
-/// blocking work beside it), timers and I/O enabled. Call it after [`private_namespace`],
+/// blocking work beside it), timers and I/O enabled. Call it after [`crate::mounts::private_namespace`],
 /// which needs a single-threaded process.
 ///
 /// Errors: the runtime cannot start (threads, epoll).
@@ -220,7 +220,7 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// `requests`); returns the exit status: 0 when every target is done and the history
 /// archived, 1 when a target failed, 130 when interrupted.
 ///
-/// Must run inside the private mount namespace ([`private_namespace`]) on the thread that
+/// Must run inside the private mount namespace ([`crate::mounts::private_namespace`]) on the thread that
 /// lives for the whole run (workers get SIGTERM when it ends).
 ///
 /// Every mount, unmount and namespace call, and every process it starts chrooted (the

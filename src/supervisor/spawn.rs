@@ -1,6 +1,6 @@
 //! Starting a worker process inside a new pseudo-terminal (pty(7)) that the supervisor owns.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::process::Stdio;
@@ -10,6 +10,8 @@ use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::config::Target;
+use crate::sys::pty::Pty;
+use crate::ui::Backlog;
 
 /// Output of a worker's terminal, one chunk as read.
 #[derive(Debug)]
@@ -32,42 +34,6 @@ struct Queued {
 impl Drop for Queued {
     fn drop(&mut self) {
         self.backlog.fetch_sub(self.bytes, Ordering::Relaxed);
-    }
-}
-
-/// What a worker's terminal output may cost while the front end falls behind: `None` keeps
-/// every byte (plain output, where a line dropped is a line lost), `Some(bytes)` drops what
-/// arrives while that much is queued, so neither a flood of output nor a slow front end can
-/// slow a worker down or grow the supervisor's memory; a marker line says what was dropped
-/// (the target's log has everything).
-pub type Backlog = Option<usize>;
-
-/// The supervisor's end of a worker's terminal: what a front end uses to type into it and to
-/// give it the size of its pane. Cheap to clone; writing to a worker that is gone fails
-/// silently (its output has ended already).
-#[derive(Debug, Clone)]
-pub struct Pty {
-    master: Arc<std::fs::File>,
-}
-
-impl Pty {
-    /// Sends keystrokes (raw bytes, as a terminal would) to the worker's terminal.
-    pub fn write(&self, bytes: &[u8]) {
-        let _ = (&*self.master).write_all(bytes);
-    }
-
-    /// Sets the terminal size (`cols` x `rows` cells); the worker's programs get SIGWINCH.
-    pub fn resize(&self, cols: u16, rows: u16) {
-        let size = nix::pty::Winsize {
-            ws_row: rows,
-            ws_col: cols,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: TIOCSWINSZ reads one Winsize from a valid pointer.
-        unsafe {
-            libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &size);
-        }
     }
 }
 
@@ -147,9 +113,7 @@ pub fn on_pty(
     drop(cmd); // closes our copies of the slave: the master sees EIO when the worker is gone
     let target = target.clone();
     let master = Arc::new(std::fs::File::from(pty.master));
-    let handle = Pty {
-        master: Arc::clone(&master),
-    };
+    let handle = Pty::new(Arc::clone(&master));
     std::thread::spawn(move || read_loop(&master, &target, backlog, &out));
     Ok((child, handle))
 }

@@ -14,6 +14,7 @@
 pub mod chroot;
 pub mod loopdev;
 pub mod procs;
+pub mod pty;
 
 pub use chroot::{ChrootCommand, Group, Spawned};
 

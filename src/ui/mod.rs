@@ -14,7 +14,14 @@ use std::path::Path;
 
 use crate::config::Target;
 use crate::engine::Checkpoint;
-use crate::supervisor::spawn::Pty;
+use crate::sys::pty::Pty;
+
+/// What a worker's terminal output may cost while the front end falls behind: `None` keeps
+/// every byte (plain output, where a line dropped is a line lost), `Some(bytes)` drops what
+/// arrives while that much is queued, so neither a flood of output nor a slow front end can
+/// slow a worker down or grow the supervisor's memory; a marker line says what was dropped
+/// (the target's log has everything).
+pub type Backlog = Option<usize>;
 
 /// A worker a front end started itself (a tmux window).
 #[derive(Debug)]
@@ -72,8 +79,8 @@ pub trait Frontend: Send {
         None
     }
     /// How much of a worker's output may wait for this front end before more is dropped
-    /// (see [`crate::supervisor::spawn::Backlog`]); `None` keeps everything.
-    fn backlog(&self) -> crate::supervisor::spawn::Backlog {
+    /// (see [`Backlog`]); `None` keeps everything.
+    fn backlog(&self) -> Backlog {
         None
     }
     /// The terminal size (columns, rows) a new worker's pty should get.

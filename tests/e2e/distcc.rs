@@ -77,7 +77,7 @@ fn tree_with_history(stage3: &Path) -> tempfile::TempDir {
         std::fs::create_dir_all(tree.join(sub)).unwrap();
     }
     std::fs::create_dir_all(tree.join("binpkgs").join(TARGET)).unwrap();
-    let opts = build_helper::plan::ArchiveOptions {
+    let opts = build_helper::history::ArchiveOptions {
         history_type: build_helper::starter::HistoryType::Squashfs,
         compressor: "zstd".into(),
         level: Some(3),

@@ -26,7 +26,7 @@ use super::proto::{self, Bytes, ServerMsg};
 use crate::config::Target;
 use crate::engine::watch::Shown;
 use crate::engine::Checkpoint;
-use crate::supervisor::spawn::Pty;
+use crate::sys::pty::Pty;
 use crate::ui::tui::app::Sink;
 use crate::ui::tui::scrollback::Scrollback;
 use crate::ui::tui::{app::SCROLLBACK, BACKLOG};
@@ -423,7 +423,7 @@ impl Frontend for Hub {
         self.attach_sink(target, Arc::new(pty));
     }
 
-    fn backlog(&self) -> crate::supervisor::spawn::Backlog {
+    fn backlog(&self) -> crate::ui::Backlog {
         Some(BACKLOG)
     }
 

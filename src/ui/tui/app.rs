@@ -12,7 +12,7 @@ use super::scrollback::Scrollback;
 use crate::config::Target;
 use crate::engine::watch::Shown;
 use crate::engine::{Checkpoint, StepState, TargetRecord, TargetState};
-use crate::supervisor::spawn::Pty;
+use crate::sys::pty::Pty;
 
 /// Where a pane's keystrokes and size go: the worker's pty (in the supervisor) or the attach
 /// socket (in a client, [`crate::attach::client`]).

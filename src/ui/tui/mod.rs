@@ -36,8 +36,8 @@ use ratatui::{Terminal, TerminalOptions, Viewport};
 use self::app::{App, Effect, Modal, Question};
 use crate::config::Target;
 use crate::engine::Checkpoint;
-use crate::supervisor::spawn::Pty;
 use crate::sys::now_us;
+use crate::sys::pty::Pty;
 use crate::ui::Frontend;
 
 /// Most frames drawn per second.
@@ -356,7 +356,7 @@ impl Frontend for Tui {
         true
     }
 
-    fn backlog(&self) -> crate::supervisor::spawn::Backlog {
+    fn backlog(&self) -> crate::ui::Backlog {
         Some(BACKLOG)
     }
 
