@@ -362,6 +362,7 @@ fn job_pool_memory_admission_holds_tokens_back() {
 }
 
 #[test]
+#[allow(clippy::zombie_processes)] // wait_with_cost reaps it
 fn job_pool_step_cost_measures_a_process_tree() {
     if !require_root() {
         return;
