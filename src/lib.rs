@@ -26,6 +26,7 @@ pub mod mounts;
 pub mod notify;
 pub mod plan;
 pub mod plan_text;
+pub mod pool;
 pub mod progress;
 pub mod protocol;
 pub mod recipe;

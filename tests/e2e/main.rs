@@ -14,6 +14,7 @@ mod events;
 mod faults;
 mod history;
 mod hostile;
+mod job_pool;
 mod portage;
 mod rpi;
 #[path = "../support/skip.rs"]
