@@ -11,7 +11,8 @@
 # qemu-system-x86 and qemu-system-arm boot the demo's builds (`build-helper boot`,
 # tests/e2e/boot.rs: x86_64, and aarch64 under -M virt); strace
 # slows mount(2) and fchown(2) so the fault suite can stop a run in its mounts and extraction
-# (tests/e2e/faults.rs).
+# (tests/e2e/faults.rs); make (GNU make, which the job pool's tests run as jobserver clients:
+# tests/e2e/job_pool.rs).
 # It also unpacks the kernels of Debian's linux-image-amd64 and linux-image-arm64 and the
 # static busybox of Debian's busybox-static for arm64 (see the end) for the demo stage3; the
 # arm64 packages need dpkg's foreign architecture arm64 (added here; nothing of it is
@@ -19,7 +20,7 @@
 set -eu
 need=
 for p in busybox-static squashfs-tools squashfs-tools-ng rsync xz-utils file gnupg curl tmux \
-    debootstrap python3-pip binutils qemu-system-x86 qemu-system-arm strace; do
+    debootstrap python3-pip binutils qemu-system-x86 qemu-system-arm strace make; do
     dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
 done
 if [ -n "$need" ]; then

@@ -445,7 +445,9 @@ impl Source<'_> {
             umount_ask: self.boolean(raw, "umount_ask", problems).unwrap_or(true),
             gentoo_mirrors,
             distcc_hosts: parsed("distcc_hosts")
-                .and_then(|(k, v)| self.check(&k, &v, |s| crate::starter::distcc_hosts::parse(s), problems))
+                .and_then(|(k, v)| {
+                    self.check(&k, &v, |s| crate::starter::distcc_hosts::parse(s), problems)
+                })
                 .flatten(),
             pass_env,
             notify: raw
