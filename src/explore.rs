@@ -225,15 +225,22 @@ pub(crate) mod tests {
             "bad input, exit 2: {e:#}"
         );
         assert!(e.to_string().contains("holds no root filesystem"), "{e:#}");
+        use crate::sys::Call;
+        use std::path::Path;
         let calls = sys.take();
-        let mounted: Vec<&str> = calls
+        let mounted: Vec<&Path> = calls
             .iter()
-            .filter_map(|c| c.strip_prefix("mount "))
-            .filter_map(|c| c.split(' ').nth(1))
+            .filter_map(|c| match c {
+                Call::Mount(m) => Some(m.target.as_path()),
+                _ => None,
+            })
             .collect();
-        let unmounted: Vec<&str> = calls
+        let unmounted: Vec<&Path> = calls
             .iter()
-            .filter_map(|c| c.strip_prefix("umount "))
+            .filter_map(|c| match c {
+                Call::Umount { target, .. } => Some(target.as_path()),
+                _ => None,
+            })
             .collect();
         assert!(mounted.len() > 3, "{calls:#?}");
         // Every mount comes down, each after everything mounted below it.
@@ -243,10 +250,11 @@ pub(crate) mod tests {
         got.sort();
         assert_eq!(got, expected, "{calls:#?}");
         for (i, m) in unmounted.iter().enumerate() {
-            let below = |o: &&str| o.len() > m.len() && o.starts_with(&format!("{m}/"));
+            let below = |o: &&Path| o != m && o.starts_with(m);
             assert!(
                 !unmounted[i + 1..].iter().any(below),
-                "{m} unmounted before a mount below it: {calls:#?}"
+                "{} unmounted before a mount below it: {calls:#?}",
+                m.display()
             );
         }
         assert!(sys.mounted().is_empty(), "{:?}", sys.mounted());

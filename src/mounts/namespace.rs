@@ -62,14 +62,22 @@ mod tests {
         sys.add_mounted(&run.join("M"));
         sys.add_mounted(&run.join("M/m"));
         super::private_namespace(&sys).unwrap();
-        let calls = sys.take();
-        assert_eq!(calls[0], "unshare mount-namespace");
-        assert_eq!(calls[1], "propagation / Private recursive");
+        use crate::sys::{Call, Propagation};
         assert_eq!(
-            calls[2],
-            format!("umount {} (detach)", run.join("M").display())
+            sys.take(),
+            [
+                Call::UnshareMountNs,
+                Call::Propagation {
+                    target: "/".into(),
+                    kind: Propagation::Private,
+                    recursive: true
+                },
+                Call::Umount {
+                    target: run.join("M"),
+                    detach: true
+                },
+            ]
         );
-        assert_eq!(calls.len(), 3);
     }
 
     #[test]

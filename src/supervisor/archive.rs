@@ -335,7 +335,7 @@ mod tests {
             "/var/tmp/build-helper-archive/out/2026.sqfs.partial",
         );
         assert_eq!(
-            sys.take(),
+            sys.take_lines(),
             [
                 format!(
                     "chroot /t/work/r/M/p: /usr/bin/mksquashfs {src} {out} -noappend -quiet \

@@ -677,23 +677,19 @@ mod tests {
             _ => panic!("no successful Mounted message for {}", b.target),
         }
         let calls = sys.take();
-        let root = b_dir.join("m").display().to_string();
+        let root = b_dir.join("m");
         assert!(
-            calls
-                .iter()
-                .any(|c| c.starts_with(&format!("mount overlay {root} overlay"))),
+            calls.iter().any(|c| matches!(c, crate::sys::Call::Mount(m)
+                if m.source == "overlay" && m.target == root && m.fstype.as_deref() == Some("overlay"))),
             "{}'s root is stacked: {calls:#?}",
             b.target
         );
         for call in &calls {
-            // `mount SOURCE TARGET ...`, `propagation TARGET KIND`.
-            let target = match call.split_once(' ') {
-                Some(("mount", rest)) => rest.split(' ').nth(1),
-                Some(("propagation", rest)) => rest.split(' ').next(),
-                _ => None,
-            };
             assert!(
-                target.is_some_and(|t| std::path::Path::new(t).starts_with(&b_dir)),
+                matches!(
+                    call,
+                    crate::sys::Call::Mount(_) | crate::sys::Call::Propagation { .. }
+                ) && call.target().is_some_and(|t| t.starts_with(&b_dir)),
                 "{call} is no mount of {}",
                 b.target
             );

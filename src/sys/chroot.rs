@@ -188,30 +188,64 @@ impl Spawned for RecordedChild {
     fn kill_group(&mut self) {}
 }
 
-/// The line [`super::RecordingSys`] records for `cmd`: root, program, arguments, the
-/// environment's names, the group, and whether it has output and fd 3.
-pub(super) fn record_line(cmd: &ChrootCommand) -> String {
-    let mut line = format!("chroot {}: {}", cmd.root.display(), cmd.program);
-    for a in &cmd.args {
-        line.push(' ');
-        line.push_str(a);
+/// A chroot spawn as [`super::RecordingSys`] records it: everything but the descriptors,
+/// which are only said to be there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChrootCall {
+    /// [`ChrootCommand::root`].
+    pub root: PathBuf,
+    /// [`ChrootCommand::program`].
+    pub program: String,
+    /// [`ChrootCommand::args`].
+    pub args: Vec<String>,
+    /// [`ChrootCommand::env`].
+    pub env: BTreeMap<String, String>,
+    /// [`ChrootCommand::group`].
+    pub group: Group,
+    /// Standard output and error went to a descriptor of the caller's.
+    pub output_piped: bool,
+    /// A descriptor was passed as fd 3.
+    pub fd3: bool,
+}
+
+impl ChrootCall {
+    /// The record of `cmd`.
+    pub fn of(cmd: &ChrootCommand) -> ChrootCall {
+        ChrootCall {
+            root: cmd.root.clone(),
+            program: cmd.program.clone(),
+            args: cmd.args.clone(),
+            env: cmd.env.clone(),
+            group: cmd.group,
+            output_piped: cmd.output.is_some(),
+            fd3: cmd.fd3.is_some(),
+        }
     }
-    let names: Vec<&str> = cmd.env.keys().map(String::as_str).collect();
-    line.push_str(&format!(" (env {}", names.join(",")));
-    line.push_str(match cmd.group {
-        Group::NewSession => "; new session",
-        Group::Foreground => "; foreground",
-        Group::Caller => "; caller's group",
-        Group::Own => "; own group",
-    });
-    if cmd.output.is_some() {
-        line.push_str("; output piped");
+}
+
+/// One readable line: `chroot ROOT: PROGRAM ARGS (env NAMES; GROUP[; output piped][; fd 3])`.
+impl std::fmt::Display for ChrootCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "chroot {}: {}", self.root.display(), self.program)?;
+        for a in &self.args {
+            write!(f, " {a}")?;
+        }
+        let names: Vec<&str> = self.env.keys().map(String::as_str).collect();
+        write!(f, " (env {}", names.join(","))?;
+        f.write_str(match self.group {
+            Group::NewSession => "; new session",
+            Group::Foreground => "; foreground",
+            Group::Caller => "; caller's group",
+            Group::Own => "; own group",
+        })?;
+        if self.output_piped {
+            f.write_str("; output piped")?;
+        }
+        if self.fd3 {
+            f.write_str("; fd 3")?;
+        }
+        f.write_str(")")
     }
-    if cmd.fd3.is_some() {
-        line.push_str("; fd 3");
-    }
-    line.push(')');
-    line
 }
 
 /// Runs `cmd` through `sys` to its end with its standard output and error going to one pipe

@@ -16,7 +16,7 @@ pub mod loopdev;
 pub mod procs;
 pub mod pty;
 
-pub use chroot::{ChrootCommand, Group, Spawned};
+pub use chroot::{ChrootCall, ChrootCommand, Group, Spawned};
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -304,6 +304,105 @@ fn read_mount_table(path: &Path) -> Result<String, SysError> {
     })
 }
 
+/// One call through the seam, as [`RecordingSys`] records it: typed, so a test matches the
+/// arguments it cares about; [`std::fmt::Display`] gives the readable line a whole transcript
+/// is compared with (`mount SOURCE TARGET FSTYPE FLAGS DATA`, `umount TARGET[ (detach)]`,
+/// `propagation TARGET KIND[ recursive]`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    /// [`Sys::set_propagation`].
+    Propagation {
+        /// The mount point.
+        target: PathBuf,
+        /// The propagation type.
+        kind: Propagation,
+        /// Applied to every mount below too.
+        recursive: bool,
+    },
+    /// [`Sys::mount`].
+    Mount(MountCall),
+    /// [`Sys::umount`].
+    Umount {
+        /// The mount point.
+        target: PathBuf,
+        /// Lazily (`MNT_DETACH`).
+        detach: bool,
+    },
+    /// [`Sys::mount_image`].
+    MountImage {
+        /// The image file.
+        file: PathBuf,
+        /// The mount point.
+        target: PathBuf,
+        /// Its filesystem type.
+        fstype: String,
+    },
+    /// [`Sys::unshare_mount_ns`].
+    UnshareMountNs,
+    /// [`Sys::join_mount_ns`] of this pid's namespace.
+    JoinMountNs(u32),
+    /// [`Sys::spawn_chrooted`].
+    Chroot(ChrootCall),
+}
+
+impl Call {
+    /// The mount point the call acts on (mount, unmount, image, propagation), if any.
+    pub fn target(&self) -> Option<&Path> {
+        match self {
+            Call::Propagation { target, .. }
+            | Call::Umount { target, .. }
+            | Call::MountImage { target, .. } => Some(target),
+            Call::Mount(m) => Some(&m.target),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Call::Propagation {
+                target,
+                kind,
+                recursive,
+            } => write!(
+                f,
+                "propagation {} {kind:?}{}",
+                target.display(),
+                if *recursive { " recursive" } else { "" }
+            ),
+            Call::Mount(call) => write!(
+                f,
+                "mount {} {} {} {:?} {}",
+                call.source,
+                call.target.display(),
+                call.fstype.as_deref().unwrap_or("bind"),
+                call.flags,
+                call.data.as_deref().unwrap_or("-")
+            ),
+            Call::Umount { target, detach } => write!(
+                f,
+                "umount {}{}",
+                target.display(),
+                if *detach { " (detach)" } else { "" }
+            ),
+            Call::MountImage {
+                file,
+                target,
+                fstype,
+            } => write!(
+                f,
+                "mount-image {} {} {fstype}",
+                file.display(),
+                target.display()
+            ),
+            Call::UnshareMountNs => f.write_str("unshare mount-namespace"),
+            Call::JoinMountNs(pid) => write!(f, "setns mount-namespace {pid}"),
+            Call::Chroot(c) => c.fmt(f),
+        }
+    }
+}
+
 /// A fake that records every call; for unit tests of plans and teardown. It keeps a
 /// simulated mount table (mounts add lines, unmounts remove them; [`RecordingSys::table`]
 /// renders it as mountinfo; as the kernel, a mount point with mounts below it cannot be
@@ -314,26 +413,32 @@ fn read_mount_table(path: &Path) -> Result<String, SysError> {
 /// the root set with `fail_at` fails (ENOENT).
 #[derive(Debug, Default)]
 pub struct RecordingSys {
-    /// Everything called so far, as readable lines (`mount ...`, `umount ...`, `loop ...`).
-    pub calls: Mutex<Vec<String>>,
+    /// Everything called so far, in order.
+    pub calls: Mutex<Vec<Call>>,
     mounted: Mutex<Vec<PathBuf>>,
     fail: Mutex<Option<PathBuf>>,
     exit_code: Mutex<i32>,
 }
 
 impl RecordingSys {
-    /// The recorded calls.
-    pub fn take(&self) -> Vec<String> {
+    /// The calls recorded since the last take, in order.
+    pub fn take(&self) -> Vec<Call> {
         match self.calls.lock() {
             Ok(mut calls) => std::mem::take(&mut *calls),
             Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
         }
     }
 
-    fn push(&self, line: String) {
+    /// [`RecordingSys::take`] as readable lines ([`Call`]'s `Display`), for a test that
+    /// compares a whole transcript.
+    pub fn take_lines(&self) -> Vec<String> {
+        self.take().iter().map(ToString::to_string).collect()
+    }
+
+    fn push(&self, call: Call) {
         match self.calls.lock() {
-            Ok(mut calls) => calls.push(line),
-            Err(poisoned) => poisoned.into_inner().push(line),
+            Ok(mut calls) => calls.push(call),
+            Err(poisoned) => poisoned.into_inner().push(call),
         }
     }
 
@@ -386,23 +491,16 @@ impl Sys for RecordingSys {
         kind: Propagation,
         recursive: bool,
     ) -> Result<(), SysError> {
-        self.push(format!(
-            "propagation {} {kind:?}{}",
-            target.display(),
-            if recursive { " recursive" } else { "" }
-        ));
+        self.push(Call::Propagation {
+            target: target.to_path_buf(),
+            kind,
+            recursive,
+        });
         Ok(())
     }
 
     fn mount(&self, call: &MountCall) -> Result<(), SysError> {
-        self.push(format!(
-            "mount {} {} {} {:?} {}",
-            call.source,
-            call.target.display(),
-            call.fstype.as_deref().unwrap_or("bind"),
-            call.flags,
-            call.data.as_deref().unwrap_or("-")
-        ));
+        self.push(Call::Mount(call.clone()));
         if self.fails(&call.target) {
             return Err(SysError::Mount {
                 source_name: call.source.clone(),
@@ -417,11 +515,10 @@ impl Sys for RecordingSys {
     }
 
     fn umount(&self, target: &Path, detach: bool) -> Result<(), SysError> {
-        self.push(format!(
-            "umount {}{}",
-            target.display(),
-            if detach { " (detach)" } else { "" }
-        ));
+        self.push(Call::Umount {
+            target: target.to_path_buf(),
+            detach,
+        });
         let mut table = self.table_mut();
         // As the kernel: a mount point with mounts below it is busy (unless detached).
         let has_children = table.iter().any(|p| p != target && p.starts_with(target));
@@ -438,11 +535,11 @@ impl Sys for RecordingSys {
     }
 
     fn mount_image(&self, file: &Path, target: &Path, fstype: &str) -> Result<(), SysError> {
-        self.push(format!(
-            "mount-image {} {} {fstype}",
-            file.display(),
-            target.display()
-        ));
+        self.push(Call::MountImage {
+            file: file.to_path_buf(),
+            target: target.to_path_buf(),
+            fstype: fstype.to_string(),
+        });
         self.table_mut().push(target.to_path_buf());
         Ok(())
     }
@@ -457,17 +554,17 @@ impl Sys for RecordingSys {
     }
 
     fn unshare_mount_ns(&self) -> Result<(), SysError> {
-        self.push("unshare mount-namespace".into());
+        self.push(Call::UnshareMountNs);
         Ok(())
     }
 
     fn join_mount_ns(&self, pid: u32) -> Result<(), SysError> {
-        self.push(format!("setns mount-namespace {pid}"));
+        self.push(Call::JoinMountNs(pid));
         Ok(())
     }
 
     fn spawn_chrooted(&self, cmd: ChrootCommand) -> Result<Box<dyn Spawned>, SysError> {
-        self.push(chroot::record_line(&cmd));
+        self.push(Call::Chroot(ChrootCall::of(&cmd)));
         if self.fails(&cmd.root) {
             return Err(SysError::Spawn {
                 program: cmd.program,

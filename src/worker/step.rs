@@ -195,7 +195,7 @@ mod tests {
         let root = Path::new("/tree/work/run/M/m");
         let outcome = run(&sys, root, &step(), &env, &log, &link);
         assert_eq!(
-            sys.take(),
+            sys.take_lines(),
             vec![
                 "chroot /tree/work/run/M/m: /bin/sh -c emerge -1 sys-libs/musl \
                  (env BUILD_HELPER_STEP,PATH; new session; output piped; fd 3)"
