@@ -64,15 +64,15 @@ pub fn clean_dead_run(sys: &dyn Sys, run_dir: &Path) -> Result<Cleaned, CleanErr
     let mut pids: Vec<u32> = Vec::new();
     if let Some(ns) = journal.mnt_ns.filter(|_| !journal.host_namespace) {
         // A dead run's namespace lives on only through processes it left.
-        if procs::own_mnt_ns() != Some(ns) {
+        if procs::own_mnt_ns(sys) != Some(ns) {
             pids.extend(
-                procs::in_namespace(ns)
+                procs::in_namespace(sys, ns)
                     .into_iter()
                     .filter(|&p| holds_the_runs_mounts(sys, p, &m_dir)),
             );
         }
     }
-    for p in procs::rooted_in(&m_dir) {
+    for p in procs::rooted_in(sys, &m_dir) {
         if !pids.contains(&p) {
             pids.push(p);
         }
@@ -84,7 +84,7 @@ pub fn clean_dead_run(sys: &dyn Sys, run_dir: &Path) -> Result<Cleaned, CleanErr
             in_ns = mounts::mounts_under(&info, &m_dir).len();
         }
     }
-    let left = procs::kill_all(&pids, std::time::Duration::from_secs(10));
+    let left = procs::kill_all(sys, &pids, std::time::Duration::from_secs(10));
     if !left.is_empty() {
         return Err(CleanError::Held(format!(
             "process(es) {left:?} of the run in {} survived SIGKILL (uninterruptible I/O?); \
@@ -96,7 +96,8 @@ pub fn clean_dead_run(sys: &dyn Sys, run_dir: &Path) -> Result<Cleaned, CleanErr
         mounts::teardown(sys, &m_dir, false).map_err(|e| CleanError::Held(e.to_string()))?;
     // Other mount namespaces may hold copies of these mounts (a process that started while
     // they were mounted in the build machine's namespace, e.g. under --mount-hist).
-    let holders: Vec<u32> = procs::all_pids()
+    let holders: Vec<u32> = sys
+        .pids()
         .into_iter()
         .filter(|pid| {
             sys.mount_table_of(*pid)

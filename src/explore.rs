@@ -40,7 +40,7 @@ pub fn mount_hist(sys: &dyn Sys, starter: &Starter) -> anyhow::Result<String> {
         m_dir: layout.m_dir.clone(),
         pid: std::process::id(),
         host_namespace: true,
-        mnt_ns: crate::sys::procs::own_mnt_ns(),
+        mnt_ns: crate::sys::procs::own_mnt_ns(sys),
         ..Journal::default()
     };
     let mut entries = layout.base_entries();
@@ -126,7 +126,8 @@ pub fn shell(
     args: &[String],
 ) -> anyhow::Result<i32> {
     // The one check of a run to enter: id, journal, supervisor alive in its namespace.
-    let mounted = crate::rundir::open_mounted(tree, run).map_err(|e| UsageError(e.to_string()))?;
+    let mounted =
+        crate::rundir::open_mounted(sys, tree, run).map_err(|e| UsageError(e.to_string()))?;
     let run_dir = mounted.dir.clone();
     let plan: Plan = crate::rundir::load_plan(&run_dir).map_err(|e| {
         UsageError(format!(
@@ -159,7 +160,7 @@ pub fn shell(
         sys.join_mount_ns(pid)
             .with_context(|| format!("joining the mount namespace of run {run} (pid {pid})"))?;
         mounted
-            .check_joined()
+            .check_joined(sys)
             .map_err(|e| UsageError(e.to_string()))?;
     }
     let shell: PathBuf = ["bin/bash", "bin/sh"]

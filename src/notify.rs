@@ -306,10 +306,13 @@ mod tests {
             .parse()
             .unwrap();
         let gone = Instant::now() + Duration::from_secs(5);
-        while crate::sys::procs::alive(pid) && Instant::now() < gone {
+        while crate::sys::procs::linux::alive(pid) && Instant::now() < gone {
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(!crate::sys::procs::alive(pid), "sleep {pid} outlived it");
+        assert!(
+            !crate::sys::procs::linux::alive(pid),
+            "sleep {pid} outlived it"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::UsageError;
 use crate::rundir;
+use crate::sys::{Sys, SysError};
 
 /// How often the lock is looked at while waiting.
 const POLL: Duration = Duration::from_millis(100);
@@ -112,21 +113,27 @@ fn finished_since(run_dir: &Path, from: u64) -> bool {
 /// Sends SIGTERM to the supervisor of `run` and waits up to `timeout` until it has let go
 /// of the run directory's lock and its process is gone.
 ///
-/// Errors: the signal cannot be sent (no permission: not root; the process vanished is no
-/// error, it stopped).
-pub fn signal_and_wait(run: &LiveRun, timeout: Duration) -> std::io::Result<Stopped> {
-    use nix::sys::signal::{kill, Signal};
+/// Errors: [`SysError::Signal`] when the signal cannot be sent (no permission: not root; the
+/// process vanished is no error, it stopped).
+pub fn signal_and_wait(
+    sys: &dyn Sys,
+    run: &LiveRun,
+    timeout: Duration,
+) -> Result<Stopped, SysError> {
     let start = Instant::now();
     let events_before =
         std::fs::metadata(run.dir.join(crate::rundir::EVENTS)).map_or(0, |m| m.len());
-    let pid = nix::unistd::Pid::from_raw(run.pid as i32);
-    match kill(pid, Signal::SIGTERM) {
-        Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
-        Err(e) => return Err(e.into()),
+    match sys.kill(run.pid, nix::sys::signal::Signal::SIGTERM, false) {
+        Ok(())
+        | Err(SysError::Signal {
+            errno: nix::errno::Errno::ESRCH,
+            ..
+        }) => {}
+        Err(e) => return Err(e),
     }
     loop {
         let lock_free = rundir::live_pid(&run.dir).is_none();
-        if lock_free && !crate::sys::procs::alive(run.pid) {
+        if lock_free && !sys.alive(run.pid) {
             return Ok(Stopped::After(start.elapsed()));
         }
         if finished_since(&run.dir, events_before) {
@@ -219,7 +226,7 @@ mod tests {
         assert!(rundir::live_pid(&d).is_some());
         // The child is ours: reap it as soon as it exits, as init would.
         let reaper = std::thread::spawn(move || child.wait().unwrap());
-        let got = signal_and_wait(&run, Duration::from_secs(10)).unwrap();
+        let got = signal_and_wait(&crate::sys::LinuxSys, &run, Duration::from_secs(10)).unwrap();
         assert!(matches!(got, Stopped::After(t) if t < Duration::from_secs(10)));
         assert!(rundir::live_pid(&d).is_none());
         reaper.join().unwrap();
@@ -230,7 +237,7 @@ mod tests {
         let tree = tempfile::tempdir().unwrap();
         let d = run_dir(tree.path(), "demo-a-1");
         let (mut child, run) = holder(&d, true);
-        let got = signal_and_wait(&run, Duration::from_millis(300)).unwrap();
+        let got = signal_and_wait(&crate::sys::LinuxSys, &run, Duration::from_millis(300)).unwrap();
         assert_eq!(got, Stopped::TimedOut);
         assert!(rundir::live_pid(&d).is_some(), "still holding its lock");
         child.kill().unwrap();
@@ -248,7 +255,7 @@ mod tests {
         .unwrap();
         let (mut child, run) = holder(&d, true);
         // An end recorded before the signal is an older one: it does not count.
-        let got = signal_and_wait(&run, Duration::from_millis(300)).unwrap();
+        let got = signal_and_wait(&crate::sys::LinuxSys, &run, Duration::from_millis(300)).unwrap();
         assert_eq!(got, Stopped::TimedOut);
         let events = d.join("events.jsonl");
         let writer = std::thread::spawn(move || {
@@ -263,7 +270,7 @@ mod tests {
             )
             .unwrap();
         });
-        let got = signal_and_wait(&run, Duration::from_secs(10)).unwrap();
+        let got = signal_and_wait(&crate::sys::LinuxSys, &run, Duration::from_secs(10)).unwrap();
         assert!(matches!(got, Stopped::Finished(_)), "{got:?}");
         writer.join().unwrap();
         child.kill().unwrap();

@@ -40,7 +40,8 @@ fn index_mounted_run(sys: &dyn Sys, tree: &Path, run: &str) -> anyhow::Result<i3
     }
     // The one check of a run to enter: id, journal, supervisor alive in its namespace (a
     // pid reused after the supervisor died must not decide where emaint runs as root).
-    let mounted = crate::rundir::open_mounted(tree, run).map_err(|e| UsageError(e.to_string()))?;
+    let mounted =
+        crate::rundir::open_mounted(sys, tree, run).map_err(|e| UsageError(e.to_string()))?;
     let plan = crate::rundir::load_plan(&mounted.dir).map_err(|e| {
         UsageError(format!(
             "run `{run}` cannot be indexed ({e:#}); `build-helper status --tree {}` lists the runs",
@@ -51,7 +52,7 @@ fn index_mounted_run(sys: &dyn Sys, tree: &Path, run: &str) -> anyhow::Result<i3
         sys.join_mount_ns(pid)
             .with_context(|| format!("joining the mount namespace of run {run} (pid {pid})"))?;
         mounted
-            .check_joined()
+            .check_joined(sys)
             .map_err(|e| UsageError(e.to_string()))?;
     }
     let mut code = 0;

@@ -23,8 +23,9 @@ pub(super) struct Args {
 }
 
 /// Stops the run; 0 stopped, 1 not within the timeout, 2 no such live run.
-pub(super) fn run(args: Args, _sys: Arc<dyn Sys>) -> anyhow::Result<i32> {
+pub(super) fn run(args: Args, sys: Arc<dyn Sys>) -> anyhow::Result<i32> {
     stop(
+        sys.as_ref(),
         &super::tree_arg(args.tree),
         args.run.as_deref(),
         std::time::Duration::from_secs(args.timeout),
@@ -38,6 +39,7 @@ pub(super) fn run(args: Args, _sys: Arc<dyn Sys>) -> anyhow::Result<i32> {
 ///
 /// Errors: [`UsageError`] (exit 2) from `crate::stop::find` or when not root; the signal cannot be sent.
 fn stop(
+    sys: &dyn Sys,
     tree: &Path,
     run: Option<&str>,
     timeout: Duration,
@@ -61,7 +63,7 @@ fn stop(
          come down",
         live.pid
     );
-    match crate::stop::signal_and_wait(&live, timeout)? {
+    match crate::stop::signal_and_wait(sys, &live, timeout)? {
         crate::stop::Stopped::After(took) => {
             let _ = writeln!(
                 out,

@@ -200,7 +200,7 @@ pub fn serve(sys: &dyn Sys, opts: &HelperOptions) -> anyhow::Result<i32> {
         eprintln!("distcc-helper: warning: {w}");
     }
     // What helpers killed with SIGKILL left behind.
-    let (removed, failed) = super::scratch::remove_stale(&std::env::temp_dir());
+    let (removed, failed) = super::scratch::remove_stale(sys, &std::env::temp_dir());
     for d in removed {
         eprintln!(
             "distcc-helper: removed {}, left by a helper that was killed",
@@ -333,7 +333,7 @@ fn mount_and_run(
         m_dir: m.to_path_buf(),
         pid: std::process::id(),
         host_namespace: false,
-        mnt_ns: crate::sys::procs::own_mnt_ns(),
+        mnt_ns: crate::sys::procs::own_mnt_ns(sys),
         ..Journal::default()
     };
     mounts::apply(sys, m, &entries(file, kind, m), &mut journal, run_dir)?;

@@ -80,7 +80,7 @@ fn has_mounts(dir: &Path) -> bool {
 }
 
 /// Whether `dir` is a stale scratch directory (see the module doc).
-fn is_stale(dir: &Path) -> bool {
+fn is_stale(sys: &dyn crate::sys::Sys, dir: &Path) -> bool {
     let Ok(meta) = std::fs::symlink_metadata(dir) else {
         return false;
     };
@@ -95,7 +95,7 @@ fn is_stale(dir: &Path) -> bool {
         }
         // Made by a build-helper without the lock: its mount journal names the helper.
         Err(_) => match crate::rundir::journal::Journal::load(dir) {
-            Ok(Some(j)) => !crate::sys::procs::alive(j.pid),
+            Ok(Some(j)) => !sys.alive(j.pid),
             Ok(None) => meta
                 .modified()
                 .ok()
@@ -108,7 +108,7 @@ fn is_stale(dir: &Path) -> bool {
 
 /// Removes the stale scratch directories of helpers that died under `tmp` (see the module
 /// doc); returns those removed, and those that could not be (with why).
-pub fn remove_stale(tmp: &Path) -> (Vec<PathBuf>, Vec<String>) {
+pub fn remove_stale(sys: &dyn crate::sys::Sys, tmp: &Path) -> (Vec<PathBuf>, Vec<String>) {
     let (mut removed, mut failed) = (Vec::new(), Vec::new());
     let Ok(entries) = std::fs::read_dir(tmp) else {
         return (removed, failed);
@@ -119,7 +119,7 @@ pub fn remove_stale(tmp: &Path) -> (Vec<PathBuf>, Vec<String>) {
             continue;
         }
         let dir = e.path();
-        if !is_stale(&dir) || has_mounts(&dir) {
+        if !is_stale(sys, &dir) || has_mounts(&dir) {
             continue;
         }
         match std::fs::remove_dir_all(&dir) {
@@ -153,7 +153,7 @@ mod tests {
         let outside = tmp.path().join("outside");
         std::fs::create_dir(&outside).unwrap();
         std::os::unix::fs::symlink(&outside, tmp.path().join(format!("{PREFIX}link"))).unwrap();
-        let (removed, failed) = remove_stale(tmp.path());
+        let (removed, failed) = remove_stale(&crate::sys::LinuxSys, tmp.path());
         assert_eq!(removed, [dead]);
         assert!(failed.is_empty(), "{failed:?}");
         assert!(live.is_dir() && young.is_dir() && outside.is_dir());
@@ -163,13 +163,19 @@ mod tests {
     fn the_scratch_directory_goes_when_dropped_and_stays_when_kept() {
         let s = Scratch::new().unwrap();
         let p = s.path().to_path_buf();
-        assert!(!is_stale(&p), "locked while it lives");
+        assert!(
+            !is_stale(&crate::sys::LinuxSys, &p),
+            "locked while it lives"
+        );
         drop(s);
         assert!(!p.exists());
         let s = Scratch::new().unwrap();
         let kept = s.keep();
         assert!(kept.is_dir());
-        assert!(is_stale(&kept), "unlocked once its helper is gone");
+        assert!(
+            is_stale(&crate::sys::LinuxSys, &kept),
+            "unlocked once its helper is gone"
+        );
         std::fs::remove_dir_all(kept).unwrap();
     }
 }

@@ -122,14 +122,14 @@ static RUNNING: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new
 /// Kills the archiver started by [`run`] or [`run_chrooted`] that is running now, if any,
 /// with its whole process group (it leads one of its own), and waits (up to 5 s) until it
 /// is gone, so its partial output can be removed.
-pub fn kill_running() {
+pub fn kill_running(sys: &dyn crate::sys::Sys) {
     let pid = RUNNING.swap(0, std::sync::atomic::Ordering::SeqCst);
-    if pid > 0 {
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-        crate::sys::procs::kill_all(&[pid as u32], std::time::Duration::from_secs(5));
+    if let Ok(pid) = u32::try_from(pid) {
+        if pid > 0 {
+            // Gone already is what we want.
+            let _ = sys.kill(pid, nix::sys::signal::Signal::SIGKILL, true);
+            crate::sys::procs::kill_all(sys, &[pid], std::time::Duration::from_secs(5));
+        }
     }
 }
 

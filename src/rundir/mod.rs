@@ -188,9 +188,9 @@ impl Mounted {
     /// reused, between [`open_mounted`] and the join.
     ///
     /// Errors: [`RunDirError::NotRunning`].
-    pub fn check_joined(&self) -> Result<(), RunDirError> {
+    pub fn check_joined(&self, sys: &dyn crate::sys::Sys) -> Result<(), RunDirError> {
         match (self.ns_pid, self.journal.mnt_ns) {
-            (Some(pid), Some(ns)) if procs::own_mnt_ns() != Some(ns) => {
+            (Some(pid), Some(ns)) if procs::own_mnt_ns(sys) != Some(ns) => {
                 Err(RunDirError::NotRunning {
                     run: id_of(&self.dir),
                     pid,
@@ -211,7 +211,11 @@ impl Mounted {
 ///
 /// Errors: [`RunDirError::BadId`], [`RunDirError::Unknown`], a malformed journal
 /// ([`RunDirError::Bad`]), [`RunDirError::NotMounted`], [`RunDirError::NotRunning`].
-pub fn open_mounted(tree: &Path, name: &str) -> Result<Mounted, RunDirError> {
+pub fn open_mounted(
+    sys: &dyn crate::sys::Sys,
+    tree: &Path,
+    name: &str,
+) -> Result<Mounted, RunDirError> {
     use crate::rundir::journal::Journal;
     let dir = open(tree, name)?;
     let journal = Journal::load(&dir)
@@ -231,7 +235,7 @@ pub fn open_mounted(tree: &Path, name: &str) -> Result<Mounted, RunDirError> {
     let holds_lock = live_pid(&dir) == Some(pid);
     let same_ns = journal
         .mnt_ns
-        .is_none_or(|ns| procs::mnt_ns(pid) == Some(ns));
+        .is_none_or(|ns| sys.mnt_ns_of(pid) == Some(ns));
     if !(holds_lock && same_ns) {
         return Err(RunDirError::NotRunning {
             run: name.to_string(),

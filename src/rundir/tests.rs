@@ -188,13 +188,13 @@ fn run_ids_outside_the_run_id_alphabet_are_refused() {
 fn entering_needs_a_journal_and_a_valid_id() {
     let tree = tempfile::tempdir().unwrap();
     assert!(matches!(
-        open_mounted(tree.path(), "../x"),
+        open_mounted(&crate::sys::LinuxSys, tree.path(), "../x"),
         Err(RunDirError::BadId(_))
     ));
     std::fs::create_dir_all(tree.path().join("work/a-1")).unwrap();
     std::fs::write(tree.path().join("work/a-1/plan.json"), b"{}").unwrap();
     assert!(matches!(
-        open_mounted(tree.path(), "a-1"),
+        open_mounted(&crate::sys::LinuxSys, tree.path(), "a-1"),
         Err(RunDirError::NotMounted(_))
     ));
 }
@@ -208,8 +208,12 @@ fn a_dead_supervisors_reused_pid_is_not_entered() {
         .arg("30")
         .spawn()
         .unwrap();
-    mounted_run(tree.path(), other.id(), procs::mnt_ns(other.id()));
-    let got = open_mounted(tree.path(), "a-1");
+    mounted_run(
+        tree.path(),
+        other.id(),
+        crate::sys::procs::linux::mnt_ns(other.id()),
+    );
+    let got = open_mounted(&crate::sys::LinuxSys, tree.path(), "a-1");
     let _ = other.kill();
     let _ = other.wait();
     match got {
@@ -224,22 +228,29 @@ fn a_dead_supervisors_reused_pid_is_not_entered() {
 fn a_live_supervisor_is_entered_only_in_the_namespace_it_recorded() {
     let tree = tempfile::tempdir().unwrap();
     let me = std::process::id();
-    let dir = mounted_run(tree.path(), me, procs::own_mnt_ns());
+    let dir = mounted_run(tree.path(), me, procs::own_mnt_ns(&crate::sys::LinuxSys));
     let _held = lock(&dir).unwrap();
-    let m = open_mounted(tree.path(), "a-1").unwrap();
+    let m = open_mounted(&crate::sys::LinuxSys, tree.path(), "a-1").unwrap();
     assert_eq!(m.ns_pid, Some(me));
     // Joined (this process is already there): the namespace is the journal's.
-    m.check_joined().unwrap();
+    m.check_joined(&crate::sys::LinuxSys).unwrap();
     let mut moved = m;
-    moved.journal.mnt_ns = procs::own_mnt_ns().map(|n| n + 1);
+    moved.journal.mnt_ns = procs::own_mnt_ns(&crate::sys::LinuxSys).map(|n| n + 1);
     assert!(
-        matches!(moved.check_joined(), Err(RunDirError::NotRunning { .. })),
+        matches!(
+            moved.check_joined(&crate::sys::LinuxSys),
+            Err(RunDirError::NotRunning { .. })
+        ),
         "a pid reused between the check and the join lands in another namespace"
     );
     // The same pid holding the lock, in another namespace than the journal's.
-    mounted_run(tree.path(), me, procs::own_mnt_ns().map(|n| n + 1));
+    mounted_run(
+        tree.path(),
+        me,
+        procs::own_mnt_ns(&crate::sys::LinuxSys).map(|n| n + 1),
+    );
     assert!(matches!(
-        open_mounted(tree.path(), "a-1"),
+        open_mounted(&crate::sys::LinuxSys, tree.path(), "a-1"),
         Err(RunDirError::NotRunning { .. })
     ));
 }

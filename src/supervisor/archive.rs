@@ -53,7 +53,7 @@ impl Supervisor {
     /// Stops an archive in progress: kills the archiver and removes its partial output, so
     /// no partial history is left that `latest` could pick.
     pub(super) fn stop_archiver(&mut self) {
-        crate::history::archive::kill_running();
+        crate::history::archive::kill_running(self.sys.as_ref());
         let (partial, _) = paths(
             &self.plan.tree,
             &self.plan.date,

@@ -154,15 +154,15 @@ impl Supervisor {
                     == Some(StepState::Done),
             }),
             queue: VecDeque::new(),
-            sys,
             background: None,
             journal: std::sync::Arc::new(std::sync::Mutex::new(Journal {
                 m_dir: plan.layout.m_dir.clone(),
                 pid: std::process::id(),
                 host_namespace: false,
-                mnt_ns: crate::sys::procs::own_mnt_ns(),
+                mnt_ns: crate::sys::procs::own_mnt_ns(sys.as_ref()),
                 ..Journal::default()
             })),
+            sys,
             writer: CheckpointWriter::start(
                 &run_dir,
                 Box::new(move |m| {
@@ -477,10 +477,10 @@ impl Supervisor {
                 Action::Send(t, msg) => self.send(&t, &msg).await,
                 Action::SignalWorkers => {
                     for pid in self.pids.values() {
-                        let _ = nix::sys::signal::kill(
-                            nix::unistd::Pid::from_raw(*pid as i32),
-                            nix::sys::signal::Signal::SIGTERM,
-                        );
+                        // One that is gone already needs no signal.
+                        let _ = self
+                            .sys
+                            .kill(*pid, nix::sys::signal::Signal::SIGTERM, false);
                     }
                 }
                 Action::KillLeftovers(t) => self.kill_leftovers(&t),

@@ -272,12 +272,16 @@ impl Supervisor {
         let Some(root) = self.plan.target(target).map(|t| t.root.clone()) else {
             return;
         };
-        let left = crate::sys::procs::rooted_in(&root);
+        let left = crate::sys::procs::rooted_in(self.sys.as_ref(), &root);
         if left.is_empty() {
             return;
         }
         let n = left.len();
-        let survivors = crate::sys::procs::kill_all(&left, std::time::Duration::from_secs(5));
+        let survivors = crate::sys::procs::kill_all(
+            self.sys.as_ref(),
+            &left,
+            std::time::Duration::from_secs(5),
+        );
         self.ui.say(&format!(
             "the worker of {target} is gone: killed {n} process(es) it left in {}{}",
             root.display(),

@@ -107,6 +107,18 @@ pub enum SysError {
         /// The error.
         source: std::io::Error,
     },
+    /// kill(2) failed (ESRCH: no such process; EPERM: not allowed).
+    #[error("cannot send {signal} to {whom} {pid}: {errno}")]
+    Signal {
+        /// `process` or `process group`.
+        whom: &'static str,
+        /// The pid or process group id.
+        pid: u32,
+        /// The signal.
+        signal: nix::sys::signal::Signal,
+        /// The error number.
+        errno: nix::Error,
+    },
     /// Setting up a loop device failed.
     #[error("cannot attach {file} to a loop device: {reason}")]
     Loop {
@@ -159,6 +171,23 @@ pub trait Sys: Send + Sync {
     ///
     /// Errors: [`SysError::Spawn`] (no such program in the root, not root, fork failed).
     fn spawn_chrooted(&self, cmd: ChrootCommand) -> Result<Box<dyn Spawned>, SysError>;
+    /// Every process's pid (the numeric entries of `/proc`, proc(5)); empty when `/proc`
+    /// cannot be read.
+    fn pids(&self) -> Vec<u32>;
+    /// The inode number of process `pid`'s mount namespace (`/proc/PID/ns/mnt`); `None` when
+    /// it is gone or not readable.
+    fn mnt_ns_of(&self, pid: u32) -> Option<u64>;
+    /// Process `pid`'s root directory (`/proc/PID/root`, as the build machine names it);
+    /// `None` when it is gone or not readable.
+    fn root_of(&self, pid: u32) -> Option<PathBuf>;
+    /// Whether process `pid` exists and has not ended (a zombie or dead one in
+    /// `/proc/PID/stat` has ended).
+    fn alive(&self, pid: u32) -> bool;
+    /// kill(2): sends `signal` to process `pid`, or to process group `pid` when `group`.
+    ///
+    /// Errors: [`SysError::Signal`] (no such process, not allowed).
+    fn kill(&self, pid: u32, signal: nix::sys::signal::Signal, group: bool)
+        -> Result<(), SysError>;
 }
 
 /// The real implementation (Linux, root).
@@ -295,6 +324,42 @@ impl Sys for LinuxSys {
     fn spawn_chrooted(&self, cmd: ChrootCommand) -> Result<Box<dyn Spawned>, SysError> {
         chroot::spawn(cmd)
     }
+
+    fn pids(&self) -> Vec<u32> {
+        procs::linux::pids()
+    }
+
+    fn mnt_ns_of(&self, pid: u32) -> Option<u64> {
+        procs::linux::mnt_ns(pid)
+    }
+
+    fn root_of(&self, pid: u32) -> Option<PathBuf> {
+        std::fs::read_link(format!("/proc/{pid}/root")).ok()
+    }
+
+    fn alive(&self, pid: u32) -> bool {
+        procs::linux::alive(pid)
+    }
+
+    fn kill(
+        &self,
+        pid: u32,
+        signal: nix::sys::signal::Signal,
+        group: bool,
+    ) -> Result<(), SysError> {
+        let id = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX));
+        let result = if group {
+            nix::sys::signal::killpg(id, signal)
+        } else {
+            nix::sys::signal::kill(id, signal)
+        };
+        result.map_err(|errno| SysError::Signal {
+            whom: if group { "process group" } else { "process" },
+            pid,
+            signal,
+            errno,
+        })
+    }
 }
 
 fn read_mount_table(path: &Path) -> Result<String, SysError> {
@@ -343,6 +408,15 @@ pub enum Call {
     JoinMountNs(u32),
     /// [`Sys::spawn_chrooted`].
     Chroot(ChrootCall),
+    /// [`Sys::kill`].
+    Kill {
+        /// The pid, or the process group id when `group`.
+        pid: u32,
+        /// The signal.
+        signal: nix::sys::signal::Signal,
+        /// Sent to the process group.
+        group: bool,
+    },
 }
 
 impl Call {
@@ -399,8 +473,21 @@ impl std::fmt::Display for Call {
             Call::UnshareMountNs => f.write_str("unshare mount-namespace"),
             Call::JoinMountNs(pid) => write!(f, "setns mount-namespace {pid}"),
             Call::Chroot(c) => c.fmt(f),
+            Call::Kill { pid, signal, group } => write!(
+                f,
+                "kill {signal} {}{pid}",
+                if *group { "group " } else { "" }
+            ),
         }
     }
+}
+
+/// A process of [`RecordingSys`]'s simulated table.
+#[derive(Debug, Clone)]
+struct FakeProcess {
+    mnt_ns: u64,
+    root: PathBuf,
+    survives: bool,
 }
 
 /// A fake that records every call; for unit tests of plans and teardown. It keeps a
@@ -410,12 +497,15 @@ impl std::fmt::Display for Call {
 /// [`RecordingSys::fail_at`] (EBUSY), so that failures half-way are tested too. A chroot
 /// spawn is recorded (`chroot ROOT: PROGRAM ARGS (env NAMES; ...)`) and gives a process that
 /// never ran and exits with [`RecordingSys::set_exit_code`]'s code (0 by default); one into
-/// the root set with `fail_at` fails (ENOENT).
+/// the root set with `fail_at` fails (ENOENT). It also keeps a simulated process table
+/// ([`RecordingSys::add_process`]): `/proc` scans see it, a signal is recorded, and SIGKILL
+/// (or a signal that is not ignored) ends the process, as the kernel would.
 #[derive(Debug, Default)]
 pub struct RecordingSys {
     /// Everything called so far, in order.
     pub calls: Mutex<Vec<Call>>,
     mounted: Mutex<Vec<PathBuf>>,
+    processes: Mutex<std::collections::BTreeMap<u32, FakeProcess>>,
     fail: Mutex<Option<PathBuf>>,
     exit_code: Mutex<i32>,
 }
@@ -452,6 +542,23 @@ impl RecordingSys {
         *self.exit_code.lock().unwrap_or_else(|p| p.into_inner()) = code;
     }
 
+    /// Puts process `pid` into the simulated process table, with its mount namespace and
+    /// root directory; `survives` keeps it alive through every signal (a process in
+    /// uninterruptible sleep).
+    pub fn add_process(&self, pid: u32, mnt_ns: u64, root: &Path, survives: bool) {
+        self.processes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                pid,
+                FakeProcess {
+                    mnt_ns,
+                    root: root.to_path_buf(),
+                    survives,
+                },
+            );
+    }
+
     /// Puts `target` into the simulated mount table (as if mounted earlier).
     pub fn add_mounted(&self, target: &Path) {
         self.table_mut().push(target.to_path_buf());
@@ -460,6 +567,10 @@ impl RecordingSys {
     /// The simulated mount points, in the order mounted.
     pub fn mounted(&self) -> Vec<PathBuf> {
         self.table_mut().clone()
+    }
+
+    fn procs(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<u32, FakeProcess>> {
+        self.processes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn table_mut(&self) -> std::sync::MutexGuard<'_, Vec<PathBuf>> {
@@ -574,5 +685,44 @@ impl Sys for RecordingSys {
         }
         let code = *self.exit_code.lock().unwrap_or_else(|p| p.into_inner());
         Ok(Box::new(chroot::RecordedChild(code)))
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        self.procs().keys().copied().collect()
+    }
+
+    fn mnt_ns_of(&self, pid: u32) -> Option<u64> {
+        self.procs().get(&pid).map(|p| p.mnt_ns)
+    }
+
+    fn root_of(&self, pid: u32) -> Option<PathBuf> {
+        self.procs().get(&pid).map(|p| p.root.clone())
+    }
+
+    fn alive(&self, pid: u32) -> bool {
+        self.procs().contains_key(&pid)
+    }
+
+    fn kill(
+        &self,
+        pid: u32,
+        signal: nix::sys::signal::Signal,
+        group: bool,
+    ) -> Result<(), SysError> {
+        self.push(Call::Kill { pid, signal, group });
+        let mut procs = self.procs();
+        match procs.get(&pid) {
+            None => Err(SysError::Signal {
+                whom: if group { "process group" } else { "process" },
+                pid,
+                signal,
+                errno: nix::Error::ESRCH,
+            }),
+            Some(p) if p.survives => Ok(()),
+            Some(_) => {
+                procs.remove(&pid);
+                Ok(())
+            }
+        }
     }
 }
