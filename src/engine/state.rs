@@ -29,6 +29,8 @@ use crate::config::Target;
 use crate::plan::Plan;
 use crate::recipe::Phase;
 
+use super::run;
+
 /// A step's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -219,10 +221,10 @@ impl Checkpoint {
     pub fn new(plan: &Plan) -> Checkpoint {
         let mut run_steps = Vec::new();
         if plan.first_build {
-            run_steps.push(StepRecord::new("stage3", None));
+            run_steps.push(StepRecord::new(run::STAGE3, None));
         }
-        run_steps.push(StepRecord::new("mounts", None));
-        run_steps.push(StepRecord::new("archive-history", None));
+        run_steps.push(StepRecord::new(run::MOUNTS, None));
+        run_steps.push(StepRecord::new(run::ARCHIVE, None));
         Checkpoint {
             run_id: plan.run_id.clone(),
             run_steps,
@@ -279,11 +281,7 @@ impl Checkpoint {
             t.rescue = None;
         }
         self.toolchain_ready.clear();
-        if let Some(a) = self
-            .run_steps
-            .iter_mut()
-            .find(|s| s.name == "archive-history")
-        {
+        if let Some(a) = self.run_steps.iter_mut().find(|s| s.name == run::ARCHIVE) {
             a.reset();
         }
         self.finished = false;

@@ -53,14 +53,9 @@ pub fn worker(
     backlog: Backlog,
     out: UnboundedSender<Output>,
 ) -> std::io::Result<(tokio::process::Child, Pty)> {
-    let exe = std::env::current_exe()?;
-    let mut cmd = tokio::process::Command::new(exe);
-    cmd.arg("worker")
-        .arg("--run")
-        .arg(run_dir)
-        .arg("--target")
-        .arg(target.to_string())
-        .args(interactive.then_some("--interactive"));
+    let argv = crate::worker::command_line(run_dir, target, interactive, None)?;
+    let mut cmd = tokio::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..]);
     on_pty(cmd, target, cols, rows, backlog, out)
 }
 

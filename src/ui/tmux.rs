@@ -259,21 +259,19 @@ impl Frontend for TmuxUi {
 }
 
 fn start_window(run_dir: &Path, target: &Target) -> io::Result<(Started, Window)> {
-    let exe = std::env::current_exe()?;
     let name = target.to_string();
+    let argv = crate::worker::command_line(run_dir, target, true, Some(std::process::id()))?;
     // The window's shell has the tmux server's environment, not ours: hand over the
     // starter's pass_env variables as they are here (set, or unset), as a pty worker
     // inherits them.
     let pass_env = crate::rundir::load_plan(run_dir)
         .map(|p| p.pass_env)
         .unwrap_or_default();
+    let words: Vec<String> = argv.iter().map(|a| quote(&a.to_string_lossy())).collect();
     let command = format!(
-        "exec env{} {} worker --run {} --target {} --interactive --join-ns {}",
+        "exec env{} {}",
         env_args(&pass_env, &|k| std::env::var(k).ok()),
-        quote(&exe.to_string_lossy()),
-        quote(&run_dir.to_string_lossy()),
-        quote(&name),
-        std::process::id()
+        words.join(" ")
     );
     let out = run(NewWindow::new()
         .detached()

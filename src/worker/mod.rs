@@ -98,6 +98,37 @@ impl Link {
     }
 }
 
+/// The command line that starts the worker of `target` (this executable first):
+/// `build-helper worker --run RUN_DIR --target TARGET [--interactive] [--join-ns PID]`, as
+/// `cli::worker` parses it. `interactive`: a person watches its terminal (a failed step opens
+/// a rescue shell); `join_ns`: the supervisor's pid whose mount namespace it joins first (a
+/// worker started by tmux is outside it).
+///
+/// Errors: this executable's path cannot be found (`std::env::current_exe`).
+pub fn command_line(
+    run_dir: &Path,
+    target: &Target,
+    interactive: bool,
+    join_ns: Option<u32>,
+) -> std::io::Result<Vec<std::ffi::OsString>> {
+    let mut argv: Vec<std::ffi::OsString> = vec![
+        std::env::current_exe()?.into(),
+        "worker".into(),
+        "--run".into(),
+        run_dir.into(),
+        "--target".into(),
+        target.to_string().into(),
+    ];
+    if interactive {
+        argv.push("--interactive".into());
+    }
+    if let Some(pid) = join_ns {
+        argv.push("--join-ns".into());
+        argv.push(pid.to_string().into());
+    }
+    Ok(argv)
+}
+
 /// Joins the mount namespace of process `pid` (the supervisor's private one): a worker
 /// that tmux started sees the run's mounts only after this. Must be called while the process
 /// is single-threaded (setns(2) refuses CLONE_NEWNS otherwise).

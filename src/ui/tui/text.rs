@@ -106,7 +106,11 @@ pub(super) fn header(app: &App, width: u16) -> Vec<Line<'static>> {
         StepState::Pending => "·",
         StepState::Interrupted => "!",
     };
-    for s in cp.run_steps.iter().filter(|s| s.name != "archive-history") {
+    for s in cp
+        .run_steps
+        .iter()
+        .filter(|s| s.name != crate::engine::run::ARCHIVE)
+    {
         base.push(format!(
             "{} {}",
             s.name,
