@@ -14,7 +14,6 @@ use crate::engine::Checkpoint;
 use crate::error::UsageError;
 use crate::rundir;
 use crate::rundir::journal::Journal;
-use crate::ui::plain::{state_word, target_word};
 
 /// `<tree>/work`, or the first run directory in it, when this process may not read it
 /// (permission denied: the runs are root's, mode 0700); `None` when everything is readable
@@ -305,7 +304,7 @@ pub fn render_run(r: &RunStatus, now_us: u64) -> String {
             out,
             "  {:<20} {:<8} {:>5} {:>10}",
             s.record.name,
-            state_word(s.record.state),
+            s.record.state.word(),
             code,
             time
         );
@@ -321,7 +320,7 @@ pub fn render_run(r: &RunStatus, now_us: u64) -> String {
             .eta_ms
             .map(|ms| format!(", ETA {}", crate::progress::eta::short_duration(ms)))
             .unwrap_or_default();
-        let _ = writeln!(out, "{} ({}{eta})", t.target, target_word(t.state));
+        let _ = writeln!(out, "{} ({}{eta})", t.target, t.state.word());
         if let Some(w) = &t.rescue {
             let _ = writeln!(out, "  {}", rescue_line(w, now_us));
         }
@@ -337,7 +336,7 @@ pub fn render_list_line(r: &RunStatus) -> String {
     let states: Vec<String> = r
         .targets
         .iter()
-        .map(|t| format!("{} {}", t.target, target_word(t.state)))
+        .map(|t| format!("{} {}", t.target, t.state.word()))
         .collect();
     let word = match (r.liveness, r.supervisor_pid) {
         (Liveness::Running, Some(pid)) => format!("running (supervisor pid {pid})"),

@@ -48,6 +48,20 @@ pub enum StepState {
     Interrupted,
 }
 
+impl StepState {
+    /// The state as a word (`pending`, `running`, `done`, `failed`, `interrupted`): what
+    /// `status`, the events and the front ends print, and the checkpoint's spelling.
+    pub fn word(self) -> &'static str {
+        match self {
+            StepState::Pending => "pending",
+            StepState::Running => "running",
+            StepState::Done => "done",
+            StepState::Failed => "failed",
+            StepState::Interrupted => "interrupted",
+        }
+    }
+}
+
 /// One step's record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepRecord {
@@ -107,6 +121,20 @@ pub enum TargetState {
     Interrupted,
     /// Every step done.
     Done,
+}
+
+impl TargetState {
+    /// The state as words, as `status` and the front ends print it.
+    pub fn word(self) -> &'static str {
+        match self {
+            TargetState::Waiting => "waiting",
+            TargetState::Running => "running",
+            TargetState::Failed => "failed",
+            TargetState::RescueWaiting { .. } => "rescue shell waiting",
+            TargetState::Interrupted => "interrupted",
+            TargetState::Done => "done",
+        }
+    }
 }
 
 /// A rescue shell that waits for its user: an interactive worker opened it after `step`

@@ -43,7 +43,6 @@ use crate::rundir::sockets::supervisor as socket_path;
 use crate::rundir::CheckpointWriter;
 use crate::sys::now_us;
 use crate::sys::Sys;
-use crate::ui::plain;
 use crate::ui::{Frontend, Request};
 
 pub use prepare::{prepare, Mode, Prepared};
@@ -92,7 +91,6 @@ struct Supervisor {
     conn_target: HashMap<u64, Target>,
     /// Worker pids, for SIGTERM.
     pids: HashMap<Target, u32>,
-    exited: HashMap<Target, i32>,
     /// Secondary environments mounted (in reality: the executor's record).
     mounted: HashSet<Target>,
     /// Limits how many secondary environments are mounted at once.
@@ -169,7 +167,7 @@ impl Supervisor {
                     let _ = failed_tx.send(Msg::CheckpointFailed(m));
                 }),
             ),
-            engine: Engine::new(&plan, checkpoint),
+            engine: Engine::new(&plan, checkpoint).watched(ui.interactive()),
             plan,
             run_dir,
             events,
@@ -179,7 +177,6 @@ impl Supervisor {
             writers: HashMap::new(),
             conn_target: HashMap::new(),
             pids: HashMap::new(),
-            exited: HashMap::new(),
             mounted: HashSet::new(),
             mount_slots: std::sync::Arc::new(tokio::sync::Semaphore::new(workers::mount_slots())),
             prepared: HashMap::new(),
@@ -356,12 +353,17 @@ async fn supervise_run(
                 continue;
             }
             RunAction::SetRunStep(name, state) => {
-                sup.run_step(name, state);
+                let actions = sup.engine.input(Input::RunStep {
+                    name,
+                    state,
+                    now_us: now_us(),
+                });
+                sup.execute(actions).await;
                 continue;
             }
             RunAction::MarkFinished => {
-                sup.engine.checkpoint_mut().finished = true;
-                sup.save();
+                let actions = sup.engine.input(Input::Finished);
+                sup.execute(actions).await;
                 continue;
             }
             RunAction::Say(m) => {
@@ -417,17 +419,6 @@ impl Supervisor {
         self.ui.checkpoint(self.engine.checkpoint());
     }
 
-    fn run_step(&mut self, name: &str, state: StepState) {
-        self.engine
-            .checkpoint_mut()
-            .set_run_step(name, state, now_us());
-        self.save();
-        self.events.append(Event::RunStep {
-            step: name.into(),
-            state: plain::state_word(state).into(),
-        });
-    }
-
     fn mount(&mut self, entries: &[Entry]) -> anyhow::Result<()> {
         let mut journal = self.journal.lock().unwrap_or_else(|p| p.into_inner());
         mounts::apply(
@@ -460,6 +451,8 @@ impl Supervisor {
     async fn execute(&mut self, actions: Vec<Action>) {
         let mut queue: VecDeque<Action> = actions.into();
         let mut save = false;
+        // The record a notification carries: the event just before it.
+        let mut last_event = None;
         while let Some(action) = queue.pop_front() {
             match action {
                 Action::StartWorker(t) => {
@@ -483,22 +476,18 @@ impl Supervisor {
                             .kill(*pid, nix::sys::signal::Signal::SIGTERM, false);
                     }
                 }
+                Action::WorkerGone(t) => {
+                    self.pids.remove(&t);
+                    // Its output has ended: a front end prints what is left, the TUI stops
+                    // offering its rescue shell.
+                    self.ui.flush(&t);
+                }
                 Action::KillLeftovers(t) => self.kill_leftovers(&t),
                 Action::SaveCheckpoint => save = true,
-                Action::Event(e) => {
-                    let record = self.events.append(e);
-                    // One word per failure: an interactive worker's comes when its rescue
-                    // shell waits, a plain one's when the step failed.
-                    match &record.event {
-                        Event::StepFailed { target, step, .. } if !self.ui.interactive() => {
-                            let title = format!("{target}: {step} failed");
-                            self.notify(&record, &title);
-                        }
-                        Event::RescueWaiting { target, step } => {
-                            let title = format!("{target}: {step} failed, rescue shell waiting");
-                            self.notify(&record, &title);
-                        }
-                        _ => {}
+                Action::Event(e) => last_event = Some(self.events.append(e)),
+                Action::Notify(title) => {
+                    if let Some(record) = &last_event {
+                        self.notify(record, &title);
                     }
                 }
                 Action::Say(m) => self.ui.say(&m),
@@ -525,13 +514,18 @@ impl Supervisor {
         match msg {
             Msg::Connected(id, w) => {
                 self.writers.insert(id, w);
+                let actions = self.engine.input(Input::Connected);
+                self.execute(actions).await;
             }
             Msg::Disconnected(id) => {
                 self.writers.remove(&id);
-                self.conn_target.remove(&id);
+                let target = self.conn_target.remove(&id);
+                let actions = self.engine.input(Input::Disconnected(target));
+                self.execute(actions).await;
             }
             Msg::Exited(target, code) => {
-                self.exited.insert(target, code);
+                let actions = self.engine.input(Input::WorkerExited { target, code });
+                self.execute(actions).await;
             }
             Msg::Mounted(target, result) => {
                 if result.is_ok() {
@@ -543,7 +537,6 @@ impl Supervisor {
             Msg::CheckpointFailed(m) => self.fail(m).await,
             Msg::Worker(id, msg) => self.worker_msg(id, msg).await,
         }
-        self.settle().await;
     }
 
     /// A worker's message, as an engine input.

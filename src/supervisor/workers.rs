@@ -1,7 +1,7 @@
 //! Executing the engine's worker actions: starting a worker (every one starts with the run;
 //! secondary ones wait, connected, until the engine releases them), mounting a secondary
-//! target's stacked environment, noticing that a worker is gone (its process exited and its
-//! connection closed), and killing what it left.
+//! target's stacked environment, reporting a worker's exit to the engine (which decides when
+//! it is gone: `engine::machine::Input::WorkerExited`), and killing what it left.
 
 use anyhow::Context;
 
@@ -27,7 +27,6 @@ pub(super) fn mount_slots() -> usize {
 /// the early preparation and the target's mount never both make them.
 pub(super) type Prepared = std::sync::Arc<std::sync::Mutex<Option<crate::mounts::upper::Filled>>>;
 use crate::engine::events::Event;
-use crate::engine::machine::Input;
 
 /// Mounts a released target through `apply`: its toolchain-independent mounts `prepare`
 /// first unless `done` says they are made, then its stacked environment without the copies
@@ -237,33 +236,6 @@ impl Supervisor {
             let _ = tx.send(Msg::Exited(t, code));
         });
         Ok(())
-    }
-
-    /// A worker whose process exited is gone once its connection has closed too (its last
-    /// messages may still be in flight), or when it never connected.
-    pub(super) async fn settle(&mut self) {
-        let unidentified = self
-            .writers
-            .keys()
-            .any(|id| !self.conn_target.contains_key(id));
-        if unidentified {
-            return;
-        }
-        let gone: Vec<(Target, i32)> = self
-            .exited
-            .iter()
-            .filter(|(t, _)| !self.conn_target.values().any(|c| c == *t))
-            .map(|(t, c)| (t.clone(), *c))
-            .collect();
-        for (target, code) in gone {
-            self.exited.remove(&target);
-            self.pids.remove(&target);
-            // Its output has ended: a front end prints what is left, the TUI stops offering
-            // its rescue shell.
-            self.ui.flush(&target);
-            let actions = self.engine.input(Input::WorkerGone { target, code });
-            self.execute(actions).await;
-        }
     }
 
     /// Kills every process left in `target`'s root: nothing a worker started may outlive it

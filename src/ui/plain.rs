@@ -142,13 +142,13 @@ pub fn summary(cp: &Checkpoint, artifacts: &dyn Fn(&Target) -> String) -> String
                     Some(code) if s.state == StepState::Failed => {
                         format!("{} (exit {code})", s.name)
                     }
-                    _ => format!("{} ({})", s.name, state_word(s.state)),
+                    _ => format!("{} ({})", s.name, s.state.word()),
                 })
                 .unwrap_or_default(),
         };
         rows.push([
             t.target.to_string(),
-            target_word(state).to_string(),
+            state.word().to_string(),
             format!("{done}/{}", t.steps.len()),
             format!("{:.1}s", ms as f64 / 1000.0),
             detail,
@@ -168,27 +168,4 @@ pub fn summary(cp: &Checkpoint, artifacts: &dyn Fn(&Target) -> String) -> String
         s.push('\n');
     }
     s
-}
-
-/// A step state as a word.
-pub fn state_word(s: StepState) -> &'static str {
-    match s {
-        StepState::Pending => "pending",
-        StepState::Running => "running",
-        StepState::Done => "done",
-        StepState::Failed => "failed",
-        StepState::Interrupted => "interrupted",
-    }
-}
-
-/// A target state as a word.
-pub fn target_word(s: TargetState) -> &'static str {
-    match s {
-        TargetState::Waiting => "waiting",
-        TargetState::Running => "running",
-        TargetState::Failed => "failed",
-        TargetState::RescueWaiting { .. } => "rescue shell waiting",
-        TargetState::Interrupted => "interrupted",
-        TargetState::Done => "done",
-    }
 }

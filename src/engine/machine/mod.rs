@@ -42,8 +42,12 @@ pub struct TargetInfo {
 /// Something that happened, as the engine sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
+    /// A connection to the supervisor's socket opened (whose it is comes with its hello).
+    Connected,
     /// A worker connected and said which target it runs.
     Hello(Target),
+    /// A connection closed: a worker's (its target) or one that never said hello (`None`).
+    Disconnected(Option<Target>),
     /// A step started (`now_us`: microseconds since the Unix epoch).
     StepStarted {
         /// The worker's target.
@@ -93,15 +97,30 @@ pub enum Input {
         /// The outcome.
         result: Result<(), String>,
     },
-    /// A worker is gone: its process exited (with `code`) and its connection closed.
-    WorkerGone {
+    /// A worker's process exited with `code`. The worker is gone once its connection has
+    /// closed too (its last messages may still be in flight), or when it never connected;
+    /// while a connection has not said whose it is, no exited worker is gone yet (it may be
+    /// that worker's).
+    WorkerExited {
         /// The target.
         target: Target,
-        /// Its exit code.
+        /// Its exit code (128 + signal when killed).
         code: i32,
     },
     /// The run stops (signal, user, or an error that leaves no way on).
     Stop,
+    /// The supervisor's own step `name` (`stage3`, `mounts`, `archive-history`: the run
+    /// machine's [`super::run::RunAction::SetRunStep`]) is now `state`, at `now_us`.
+    RunStep {
+        /// The step.
+        name: &'static str,
+        /// Its new state.
+        state: StepState,
+        /// When, microseconds since the Unix epoch.
+        now_us: u64,
+    },
+    /// The run is finished: nothing is left to resume ([`super::run::RunAction::MarkFinished`]).
+    Finished,
 }
 
 /// What the supervisor must do, in order.
@@ -116,12 +135,19 @@ pub enum Action {
     Send(Target, SupervisorMsg),
     /// Ask every running worker to stop (SIGTERM: each kills its step's process group).
     SignalWorkers,
+    /// A target's worker is gone (process exited, connection closed): forget its process,
+    /// and let the front end show the rest of its output.
+    WorkerGone(Target),
     /// Kill every process left in a target's root (its worker is gone).
     KillLeftovers(Target),
     /// Save the checkpoint (it changed).
     SaveCheckpoint,
     /// Record an event.
     Event(Event),
+    /// Tell the user who may not be watching, with this title (the terminal's bell and
+    /// title, the starter's `notify` command with the event just recorded): one word per
+    /// failure, when a watched worker's rescue shell waits, or when an unwatched step fails.
+    Notify(String),
     /// Tell the user.
     Say(String),
 }
@@ -135,11 +161,20 @@ pub struct Engine {
     running: BTreeSet<Target>,
     /// Workers that said hello.
     connected: BTreeSet<Target>,
+    /// Open connections per target (those that said hello).
+    open: std::collections::BTreeMap<Target, usize>,
+    /// Open connections that have not said whose they are.
+    unidentified: usize,
+    /// Workers whose process exited, with the code, and that are not gone yet.
+    exited: std::collections::BTreeMap<Target, i32>,
     /// Workers told what to do (or to stop), or waiting for their mount.
     released: BTreeSet<Target>,
     sync_holder: Option<Target>,
     sync_queue: VecDeque<Target>,
     stopping: bool,
+    /// A person watches the workers' terminals: a failed step opens a rescue shell, and the
+    /// notification waits for it.
+    watched: bool,
 }
 
 impl Engine {
@@ -168,22 +203,28 @@ impl Engine {
             cp,
             running: BTreeSet::new(),
             connected: BTreeSet::new(),
+            open: std::collections::BTreeMap::new(),
+            unidentified: 0,
+            exited: std::collections::BTreeMap::new(),
             released: BTreeSet::new(),
             sync_holder: None,
             sync_queue: VecDeque::new(),
             stopping: false,
+            watched: false,
         }
+    }
+
+    /// The same engine, told whether a person watches the workers' terminals (the TUI,
+    /// tmux): then a failure is notified when its rescue shell waits, otherwise when the
+    /// step fails.
+    pub fn watched(mut self, watched: bool) -> Engine {
+        self.watched = watched;
+        self
     }
 
     /// The checkpoint.
     pub fn checkpoint(&self) -> &Checkpoint {
         &self.cp
-    }
-
-    /// The checkpoint, for the supervisor's own steps (`stage3`, `mounts`,
-    /// `archive-history`) and the end of the run.
-    pub fn checkpoint_mut(&mut self) -> &mut Checkpoint {
-        &mut self.cp
     }
 
     /// True once the run is stopping.
@@ -235,8 +276,22 @@ impl Engine {
     pub fn input(&mut self, input: Input) -> Vec<Action> {
         let mut out = Vec::new();
         match input {
+            Input::Connected => self.unidentified += 1,
             Input::Hello(target) => {
+                self.unidentified = self.unidentified.saturating_sub(1);
+                *self.open.entry(target.clone()).or_default() += 1;
                 self.connected.insert(target);
+            }
+            Input::Disconnected(None) => {
+                self.unidentified = self.unidentified.saturating_sub(1);
+            }
+            Input::Disconnected(Some(target)) => {
+                if let Some(n) = self.open.get_mut(&target) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.open.remove(&target);
+                    }
+                }
             }
             Input::StepStarted {
                 target,
@@ -270,12 +325,16 @@ impl Engine {
                         .info(&target)
                         .map(|i| i.log.clone())
                         .unwrap_or_default();
+                    let title = format!("{target}: {step} failed");
                     out.push(Action::Event(Event::StepFailed {
                         target: target.to_string(),
                         log,
                         step,
                         exit_code,
                     }));
+                    if !self.watched {
+                        out.push(Action::Notify(title));
+                    }
                 }
             }
             Input::ToolchainReady { target, tuple } => {
@@ -300,11 +359,13 @@ impl Engine {
                 now_us,
             } => {
                 if self.cp.rescue_waiting(&target, &step, now_us) {
+                    let title = format!("{target}: {step} failed, rescue shell waiting");
                     out.push(Action::SaveCheckpoint);
                     out.push(Action::Event(Event::RescueWaiting {
                         target: target.to_string(),
                         step,
                     }));
+                    out.push(Action::Notify(title));
                 } else {
                     out.push(Action::Say(format!(
                         "ignored: {target} says a rescue shell waits for step {step}, which \
@@ -330,7 +391,25 @@ impl Engine {
                 };
                 out.push(Action::Send(target, msg));
             }
-            Input::WorkerGone { target, code } => self.gone(target, code, &mut out),
+            Input::WorkerExited { target, code } => {
+                self.exited.insert(target, code);
+            }
+            Input::RunStep {
+                name,
+                state,
+                now_us,
+            } => {
+                self.cp.set_run_step(name, state, now_us);
+                out.push(Action::SaveCheckpoint);
+                out.push(Action::Event(Event::RunStep {
+                    step: name.into(),
+                    state: state.word().into(),
+                }));
+            }
+            Input::Finished => {
+                self.cp.finished = true;
+                out.push(Action::SaveCheckpoint);
+            }
             Input::Stop => {
                 if !self.stopping {
                     self.stopping = true;
@@ -338,8 +417,28 @@ impl Engine {
                 }
             }
         }
+        self.settle(&mut out);
         out.extend(self.release());
         out
+    }
+
+    /// Every exited worker whose connections have all closed is gone (none is while a
+    /// connection has not said whose it is).
+    fn settle(&mut self, out: &mut Vec<Action>) {
+        if self.unidentified > 0 {
+            return;
+        }
+        let gone: Vec<(Target, i32)> = self
+            .exited
+            .iter()
+            .filter(|(t, _)| !self.open.contains_key(*t))
+            .map(|(t, c)| (t.clone(), *c))
+            .collect();
+        for (target, code) in gone {
+            self.exited.remove(&target);
+            out.push(Action::WorkerGone(target.clone()));
+            self.gone(target, code, out);
+        }
     }
 
     fn info(&self, target: &Target) -> Option<&TargetInfo> {

@@ -14,6 +14,11 @@ fn t(tuple: &str, name: &str) -> Target {
 /// The demo's shape: a primary (x86 a) whose `crossdev` announces both tuples, a second x86
 /// target b, and an aarch64 target c.
 fn engine() -> Engine {
+    engine_with(|_| {})
+}
+
+/// [`engine`] with its checkpoint edited by `edit` first (a resumed run's).
+fn engine_with(edit: impl FnOnce(&mut Checkpoint)) -> Engine {
     let primary_steps = vec![
         ("host-sync".to_string(), vec![]),
         (
@@ -70,6 +75,8 @@ fn engine() -> Engine {
             .collect(),
         finished: false,
     };
+    let mut cp = cp;
+    edit(&mut cp);
     Engine::from_parts(infos, cp)
 }
 
@@ -102,6 +109,16 @@ fn connected() -> Engine {
     assert!(sends(&e.input(Input::Hello(t(X86, "b")))).is_empty());
     assert!(sends(&e.input(Input::Hello(t(ARM, "c")))).is_empty());
     e
+}
+
+/// `target`'s worker exits with `code` and its connection closes: the actions of both.
+fn gone(e: &mut Engine, target: &Target, code: i32) -> Vec<Action> {
+    let mut actions = e.input(Input::WorkerExited {
+        target: target.clone(),
+        code,
+    });
+    actions.extend(e.input(Input::Disconnected(Some(target.clone()))));
+    actions
 }
 
 fn run_step(e: &mut Engine, target: &Target, step: &str) -> Vec<Action> {
@@ -215,10 +232,7 @@ fn the_sync_lock_goes_in_the_order_asked_and_a_gone_holder_passes_it_on() {
     assert!(granted(&e.input(Input::ReleaseSync(a.clone()))).is_empty());
     assert_eq!(granted(&e.input(Input::ReleaseSync(b))), ["c"]);
     // The holder dies: the next in line gets it.
-    let actions = e.input(Input::WorkerGone {
-        target: c,
-        code: 137,
-    });
+    let actions = gone(&mut e, &c, 137);
     assert_eq!(granted(&actions), ["a"]);
 }
 
@@ -227,11 +241,9 @@ fn a_worker_gone_mid_step_interrupts_it_and_kills_what_it_left() {
     let mut e = connected();
     let a = t(X86, "a");
     run_step(&mut e, &a, "host-sync");
-    let actions = e.input(Input::WorkerGone {
-        target: a.clone(),
-        code: 137,
-    });
-    assert_eq!(actions[0], Action::KillLeftovers(a.clone()));
+    let actions = gone(&mut e, &a, 137);
+    assert_eq!(actions[0], Action::WorkerGone(a.clone()));
+    assert_eq!(actions[1], Action::KillLeftovers(a.clone()));
     assert!(actions.contains(&Action::SaveCheckpoint));
     let rec = e.checkpoint().target(&a).unwrap();
     assert_eq!(rec.steps[0].state, StepState::Interrupted);
@@ -306,17 +318,18 @@ fn stop_during_the_steps_signals_once_and_releases_no_one() {
 
 #[test]
 fn a_resumed_run_starts_only_targets_with_steps_left_from_their_first_step_not_done() {
-    let mut e = engine();
     let a = t(X86, "a");
     let b = t(X86, "b");
-    for s in ["host-sync", "crossdev", "target-env"] {
-        e.checkpoint_mut().step_started(&a, s, 1);
-        e.checkpoint_mut().step_finished(&a, s, 0, 1);
-    }
-    e.checkpoint_mut().step_started(&b, "target-env", 1);
-    e.checkpoint_mut().step_finished(&b, "target-env", 0, 1);
-    e.checkpoint_mut().step_started(&b, "collect", 1);
-    e.checkpoint_mut().restore();
+    let mut e = engine_with(|cp| {
+        for s in ["host-sync", "crossdev", "target-env"] {
+            cp.step_started(&a, s, 1);
+            cp.step_finished(&a, s, 0, 1);
+        }
+        cp.step_started(&b, "target-env", 1);
+        cp.step_finished(&b, "target-env", 0, 1);
+        cp.step_started(&b, "collect", 1);
+        cp.restore();
+    });
     let started = e.start();
     assert_eq!(
         started,
@@ -366,7 +379,8 @@ fn a_waiting_rescue_shell_is_recorded_then_ends_with_the_decision() {
             Action::Event(Event::RescueWaiting {
                 target: a.to_string(),
                 step: "host-sync".into(),
-            })
+            }),
+            Action::Notify(format!("{a}: host-sync failed, rescue shell waiting")),
         ]
     );
     let state = |e: &Engine| e.checkpoint().target(&a).unwrap().state();
@@ -381,9 +395,111 @@ fn a_waiting_rescue_shell_is_recorded_then_ends_with_the_decision() {
     assert_eq!(retried.checkpoint().target(&a).unwrap().rescue, None);
     // Abort: the worker is gone, the step stays failed and nothing waits.
     let mut aborted = e.clone();
-    aborted.input(Input::WorkerGone {
+    gone(&mut aborted, &a, 1);
+    assert_eq!(state(&aborted), TargetState::Failed);
+}
+
+#[test]
+fn a_worker_is_gone_once_it_exited_and_its_connection_closed_and_no_stranger_is_pending() {
+    let mut e = connected();
+    let a = t(X86, "a");
+    let is_gone = |actions: &[Action]| actions.contains(&Action::WorkerGone(a.clone()));
+    // A connection that has not said whose it is may be a's last: not gone yet.
+    e.input(Input::Connected);
+    let exited = e.input(Input::WorkerExited {
         target: a.clone(),
+        code: 0,
+    });
+    assert!(!is_gone(&exited), "its connection is open: {exited:?}");
+    assert!(!is_gone(&e.input(Input::Disconnected(Some(a.clone())))));
+    // The stranger closes without a hello: now a is gone, once.
+    let closed = e.input(Input::Disconnected(None));
+    assert!(is_gone(&closed), "{closed:?}");
+    assert!(closed.contains(&Action::KillLeftovers(a.clone())));
+    assert!(!is_gone(&e.input(Input::Disconnected(None))));
+    // A worker that never connected is gone as soon as it exited.
+    let b = t(X86, "b");
+    let mut fresh = engine();
+    fresh.start();
+    let actions = fresh.input(Input::WorkerExited {
+        target: b.clone(),
         code: 1,
     });
-    assert_eq!(state(&aborted), TargetState::Failed);
+    assert_eq!(actions[0], Action::WorkerGone(b));
+}
+
+#[test]
+fn a_failure_is_notified_once_when_its_rescue_shell_waits_or_when_nobody_watches() {
+    let a = t(X86, "a");
+    let fail = |e: &mut Engine| {
+        run_step(e, &a, "host-sync");
+        e.input(Input::StepFinished {
+            target: a.clone(),
+            step: "host-sync".into(),
+            exit_code: 1,
+            duration_ms: 5,
+        })
+    };
+    let notified = |actions: &[Action]| -> Vec<String> {
+        actions
+            .iter()
+            .filter_map(|x| match x {
+                Action::Notify(title) => Some(title.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    // Nobody watches: the failure itself, after the event its notification carries.
+    let mut plain = connected();
+    let actions = fail(&mut plain);
+    let at = actions
+        .iter()
+        .position(|x| matches!(x, Action::Notify(_)))
+        .expect("notified");
+    assert!(matches!(
+        actions[at - 1],
+        Action::Event(Event::StepFailed { .. })
+    ));
+    assert_eq!(
+        notified(&actions),
+        ["x86_64-unknown-linux-musl.a: host-sync failed"]
+    );
+    // Watched: nothing at the failure, one word when the rescue shell waits.
+    let mut watched = connected().watched(true);
+    assert!(notified(&fail(&mut watched)).is_empty());
+    let waiting = watched.input(Input::RescueWaiting {
+        target: a.clone(),
+        step: "host-sync".into(),
+        now_us: 9,
+    });
+    assert_eq!(
+        notified(&waiting),
+        ["x86_64-unknown-linux-musl.a: host-sync failed, rescue shell waiting"]
+    );
+}
+
+#[test]
+fn run_steps_and_the_end_are_recorded_saved_and_logged() {
+    let mut e = engine();
+    let actions = e.input(Input::RunStep {
+        name: crate::engine::run::MOUNTS,
+        state: StepState::Done,
+        now_us: 7,
+    });
+    assert_eq!(
+        actions,
+        [
+            Action::SaveCheckpoint,
+            Action::Event(Event::RunStep {
+                step: "mounts".into(),
+                state: "done".into()
+            })
+        ]
+    );
+    assert_eq!(
+        e.checkpoint().run_step("mounts").map(|s| s.state),
+        Some(StepState::Done)
+    );
+    assert_eq!(e.input(Input::Finished), [Action::SaveCheckpoint]);
+    assert!(e.checkpoint().finished);
 }

@@ -7,7 +7,6 @@ use ratatui::text::{Line, Span};
 
 use super::app::App;
 use crate::engine::{StepState, TargetState};
-use crate::ui::plain::target_word;
 
 /// The first of `candidates` that fits `width` columns, else the last.
 fn fitting(width: u16, candidates: Vec<String>) -> String {
@@ -111,19 +110,12 @@ pub(super) fn header(app: &App, width: u16) -> Vec<Line<'static>> {
         .iter()
         .filter(|s| s.name != crate::engine::run::ARCHIVE)
     {
-        base.push(format!(
-            "{} {}",
-            s.name,
-            crate::ui::plain::state_word(s.state)
-        ));
+        base.push(format!("{} {}", s.name, s.state.word()));
         short.push(format!("{}{}", s.name, mark(s.state)));
     }
     if let Some(primary) = cp.targets.first() {
         if let Some(s) = primary.steps.iter().find(|s| s.name == "host-toolchain") {
-            base.push(format!(
-                "host toolchain {}",
-                crate::ui::plain::state_word(s.state)
-            ));
+            base.push(format!("host toolchain {}", s.state.word()));
             short.push(format!("toolchain{}", mark(s.state)));
         }
     }
@@ -193,11 +185,7 @@ pub fn title(
     // A rescue shell that waits (the checkpoint says so) is named even in a pane that
     // cannot type into it; `rescue`: this pane can.
     let waiting = matches!(state, TargetState::RescueWaiting { .. });
-    let word = if waiting {
-        "failed"
-    } else {
-        target_word(state)
-    };
+    let word = if waiting { "failed" } else { state.word() };
     let (hint, short_hint) = match (waiting, rescue) {
         (true, true) => (": rescue shell waiting, i to type", ": rescue, i"),
         (true, false) => (": rescue shell waiting", ": rescue"),
