@@ -134,7 +134,7 @@ pub(super) fn run(args: Args, sys: Arc<dyn Sys>) -> anyhow::Result<i32> {
     // Plain and tmux send no requests (the TUI is a client of its own supervisor, above).
     let (_requests, req_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut frontend: Box<dyn Frontend> = match ui {
-        Ui::Tmux => Box::new(TmuxUi::new()),
+        Ui::Tmux => Box::new(TmuxUi::new(prepared.plan.pass_env.clone())),
         Ui::Plain | Ui::Tui if events.is_some() => Box::new(Plain::events_json()),
         Ui::Plain | Ui::Tui => Box::new(Plain::default()),
     };

@@ -35,6 +35,8 @@ const POLL: Duration = Duration::from_millis(200);
 #[derive(Debug, Default)]
 pub struct TmuxUi {
     plain: Plain,
+    /// The starter's `pass_env` names: each window's command sets them as they are here.
+    pass_env: Vec<String>,
     /// What `tmux.json` says, once the first window is open.
     record: Option<Record>,
 }
@@ -197,9 +199,13 @@ pub fn dead_status(line: &str) -> Option<i32> {
 }
 
 impl TmuxUi {
-    /// The tmux front end of this tmux session.
-    pub fn new() -> TmuxUi {
-        TmuxUi::default()
+    /// The tmux front end of this tmux session, for a run whose starter passes the
+    /// variables `pass_env` (the plan's) to its workers.
+    pub fn new(pass_env: Vec<String>) -> TmuxUi {
+        TmuxUi {
+            pass_env,
+            ..TmuxUi::default()
+        }
     }
 
     /// Adds `window` to the run's `tmux.json` (looking the session up the first time).
@@ -231,7 +237,7 @@ impl Frontend for TmuxUi {
     }
 
     fn start_worker(&mut self, run_dir: &Path, target: &Target) -> Option<io::Result<Started>> {
-        let (started, window) = match start_window(run_dir, target) {
+        let (started, window) = match start_window(run_dir, target, &self.pass_env) {
             Ok(s) => s,
             Err(e) => return Some(Err(e)),
         };
@@ -258,19 +264,20 @@ impl Frontend for TmuxUi {
     }
 }
 
-fn start_window(run_dir: &Path, target: &Target) -> io::Result<(Started, Window)> {
+fn start_window(
+    run_dir: &Path,
+    target: &Target,
+    pass_env: &[String],
+) -> io::Result<(Started, Window)> {
     let name = target.to_string();
     let argv = crate::worker::command_line(run_dir, target, true, Some(std::process::id()))?;
     // The window's shell has the tmux server's environment, not ours: hand over the
     // starter's pass_env variables as they are here (set, or unset), as a pty worker
     // inherits them.
-    let pass_env = crate::rundir::load_plan(run_dir)
-        .map(|p| p.pass_env)
-        .unwrap_or_default();
     let words: Vec<String> = argv.iter().map(|a| quote(&a.to_string_lossy())).collect();
     let command = format!(
         "exec env{} {}",
-        env_args(&pass_env, &|k| std::env::var(k).ok()),
+        env_args(pass_env, &|k| std::env::var(k).ok()),
         words.join(" ")
     );
     let out = run(NewWindow::new()
