@@ -91,7 +91,7 @@ struct Supervisor {
     conn_target: HashMap<u64, Target>,
     /// Worker pids, for SIGTERM.
     pids: HashMap<Target, u32>,
-    /// Secondary environments mounted (in reality: the executor's record).
+    /// Environments mounted (the primary's with the base; the executor's record).
     mounted: HashSet<Target>,
     /// Limits how many secondary environments are mounted at once.
     mount_slots: std::sync::Arc<tokio::sync::Semaphore>,
@@ -455,6 +455,7 @@ impl Supervisor {
         let mut last_event = None;
         while let Some(action) = queue.pop_front() {
             match action {
+                Action::PrepareMount(t) => self.prepare_secondary(&t),
                 Action::StartWorker(t) => {
                     if let Err(e) = self.start(&t) {
                         self.ui.say(&format!("cannot start {t}: {e:#}"));

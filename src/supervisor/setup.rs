@@ -132,7 +132,12 @@ impl Supervisor {
     pub(super) async fn mount_primary(&mut self) -> RunInput {
         let primary = self.plan.layout.primary_entries();
         match self.mount_stoppable(primary).await {
-            Ok(()) => RunInput::PrimaryMounted,
+            Ok(()) => {
+                if let Some(t) = self.plan.targets.iter().find(|t| t.primary) {
+                    self.mounted.insert(t.target.clone());
+                }
+                RunInput::PrimaryMounted
+            }
             Err(e) => RunInput::Failed(Failure::Environment(e)),
         }
     }

@@ -59,9 +59,8 @@ impl Supervisor {
             }
         });
 
-        // Before any target is released: what its environment needs that does not depend
-        // on its toolchain is mounted while it waits.
-        self.prepare_secondaries();
+        // The engine's first actions: what each waiting environment needs ahead of its
+        // release (`PrepareMount`), then the workers.
         let first = self.engine.start();
         self.execute(first).await;
         // Signals, then the supervisor's own messages (a target mounted, a worker exited),

@@ -53,49 +53,35 @@ impl Supervisor {
         std::sync::Arc::clone(self.prepared.entry(target.clone()).or_default())
     }
 
-    /// Starts making, for every secondary target not mounted yet, the mounts of its
-    /// environment that do not depend on its toolchain
+    /// Starts making, for the secondary `target` unless it is mounted already, the mounts
+    /// of its environment that do not depend on its toolchain
     /// ([`crate::mounts::Layout::secondary_prepare_entries`]) and filling its upper layer
     /// ([`crate::mounts::fill_upper`]: the mount then writes nothing through the overlay), on
-    /// blocking threads through the mount slots, queued before any target is released. A
-    /// failure is not reported here: the target's mount (at its release) makes them again
-    /// and reports it.
-    pub(super) fn prepare_secondaries(&mut self) {
-        let primary = self.plan.targets.first().map(|t| t.target.clone());
-        let waiting: Vec<_> = self
-            .plan
-            .layout
-            .targets
-            .iter()
-            .filter(|d| Some(&d.target) != primary.as_ref() && !self.mounted.contains(&d.target))
-            .cloned()
-            .collect();
-        for dirs in waiting {
-            let entries = self.plan.layout.secondary_prepare_entries(&dirs);
-            let stacked = self.plan.layout.secondary_stacked_entries(&dirs);
-            let prepared = self.prepared(&dirs.target);
-            let journal = std::sync::Arc::clone(&self.journal);
-            let sys = std::sync::Arc::clone(&self.sys);
-            let m_dir = self.plan.layout.m_dir.clone();
-            let run_dir = self.run_dir.clone();
-            self.in_mount_slot(move || {
-                let mut done = prepared.lock().unwrap_or_else(|p| p.into_inner());
-                if done.is_none()
-                    && crate::mounts::apply_shared(
-                        sys.as_ref(),
-                        &m_dir,
-                        &entries,
-                        &journal,
-                        &run_dir,
-                    )
+    /// a blocking thread through the mount slots (the engine asks for every secondary
+    /// before any target is released). A failure is not reported here: the target's mount
+    /// (at its release) makes them again and reports it.
+    pub(super) fn prepare_secondary(&mut self, target: &Target) {
+        let Ok(Some(dirs)) = self.to_mount(target) else {
+            return;
+        };
+        let entries = self.plan.layout.secondary_prepare_entries(&dirs);
+        let stacked = self.plan.layout.secondary_stacked_entries(&dirs);
+        let prepared = self.prepared(&dirs.target);
+        let journal = std::sync::Arc::clone(&self.journal);
+        let sys = std::sync::Arc::clone(&self.sys);
+        let m_dir = self.plan.layout.m_dir.clone();
+        let run_dir = self.run_dir.clone();
+        self.in_mount_slot(move || {
+            let mut done = prepared.lock().unwrap_or_else(|p| p.into_inner());
+            if done.is_none()
+                && crate::mounts::apply_shared(sys.as_ref(), &m_dir, &entries, &journal, &run_dir)
                     .is_ok()
-                {
-                    // Its overlay is not mounted (the lock is held until it is): what the
-                    // mount would write through it is written into the upper layer now.
-                    *done = Some(crate::mounts::fill_upper(&stacked));
-                }
-            });
-        }
+            {
+                // Its overlay is not mounted (the lock is held until it is): what the
+                // mount would write through it is written into the upper layer now.
+                *done = Some(crate::mounts::fill_upper(&stacked));
+            }
+        });
     }
 
     /// Runs `work` on a blocking thread once one of the mount slots is free
@@ -120,7 +106,7 @@ impl Supervisor {
     /// Starts mounting a secondary target's stacked environment on a blocking thread (at most
     /// `mount_slots()` at a time), which answers with [`Msg::Mounted`]; returns the result at
     /// once (`Some`) when there is nothing to mount (the primary, or already mounted) or the
-    /// target is unknown. What [`Supervisor::prepare_secondaries`] made is not made again.
+    /// target is unknown. What [`Supervisor::prepare_secondary`] made is not made again.
     pub(super) fn mount_secondary_async(&mut self, target: &Target) -> Option<Result<(), String>> {
         let dirs = match self.to_mount(target) {
             Ok(Some(dirs)) => dirs,
@@ -152,12 +138,12 @@ impl Supervisor {
     }
 
     /// The layout directories of `target` when its stacked environment is still to be
-    /// mounted; `None` for the primary (always mounted) or one mounted already.
+    /// mounted; `None` for one mounted already (the primary's is, with the base:
+    /// [`Supervisor::mount_primary`] records it).
     ///
     /// Errors: `target` is missing from the layout.
     fn to_mount(&self, target: &Target) -> Result<Option<crate::mounts::TargetDirs>, String> {
-        let primary = self.plan.targets.first().map(|t| &t.target) == Some(target);
-        if primary || self.mounted.contains(target) {
+        if self.mounted.contains(target) {
             return Ok(None);
         }
         self.plan
@@ -171,7 +157,7 @@ impl Supervisor {
     }
 
     /// Mounts a secondary target's stacked environment unless it is mounted already (the
-    /// primary environment is always mounted); what [`Supervisor::prepare_secondaries`] made
+    /// primary environment is always mounted); what [`Supervisor::prepare_secondary`] made
     /// is not made again.
     pub(super) fn mount_secondary(&mut self, target: &Target) -> anyhow::Result<()> {
         let Some(dirs) = self.to_mount(target).map_err(anyhow::Error::msg)? else {

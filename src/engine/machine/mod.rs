@@ -126,6 +126,11 @@ pub enum Input {
 /// What the supervisor must do, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
+    /// Make, ahead of its release, what a secondary target's environment needs that does
+    /// not depend on its toolchain (at the beginning of the run, before any worker starts:
+    /// it is done while the target waits). Never the primary's: its environment is mounted
+    /// with the base.
+    PrepareMount(Target),
     /// Start the worker of a target (at the beginning of the run).
     StartWorker(Target),
     /// Mount a secondary target's stacked environment (idempotent), then answer
@@ -257,12 +262,19 @@ impl Engine {
                     .is_some_and(|r| !r.pending_steps().is_empty())
             })
             .collect();
-        todo.into_iter()
-            .map(|t| {
-                self.running.insert(t.clone());
-                Action::StartWorker(t)
-            })
-            .collect()
+        let primary = self.primary().cloned();
+        let mut out: Vec<Action> = self
+            .targets
+            .iter()
+            .map(|t| &t.target)
+            .filter(|t| Some(*t) != primary.as_ref())
+            .map(|t| Action::PrepareMount(t.clone()))
+            .collect();
+        out.extend(todo.into_iter().map(|t| {
+            self.running.insert(t.clone());
+            Action::StartWorker(t)
+        }));
+        out
     }
 
     /// A worker could not be started: it never runs (its target stays as it is).

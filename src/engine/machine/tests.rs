@@ -100,7 +100,18 @@ fn start(steps: &[&str]) -> SupervisorMsg {
 fn connected() -> Engine {
     let mut e = engine();
     let started = e.start();
-    assert_eq!(started.len(), 3);
+    let (a, b, c) = (t(X86, "a"), t(X86, "b"), t(ARM, "c"));
+    // The waiting environments are prepared before any worker starts; never the primary's.
+    assert_eq!(
+        started,
+        [
+            Action::PrepareMount(b.clone()),
+            Action::PrepareMount(c.clone()),
+            Action::StartWorker(a),
+            Action::StartWorker(b),
+            Action::StartWorker(c)
+        ]
+    );
     let a = e.input(Input::Hello(t(X86, "a")));
     assert_eq!(
         sends(&a),
@@ -334,6 +345,8 @@ fn a_resumed_run_starts_only_targets_with_steps_left_from_their_first_step_not_d
     assert_eq!(
         started,
         [
+            Action::PrepareMount(b.clone()),
+            Action::PrepareMount(t(ARM, "c")),
             Action::StartWorker(b.clone()),
             Action::StartWorker(t(ARM, "c"))
         ]
