@@ -12,7 +12,7 @@
 //! in which a second `run` could take it. A new process (exec of `/proc/self/exe`), not
 //! fork(2) alone, because the foreground has threads by then.
 //!
-//! Also here: the `attach` command ([`command`]).
+//! The `attach` command itself is `cli::attach`.
 
 use std::io::{Read, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;

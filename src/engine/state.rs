@@ -4,7 +4,7 @@
 //! - it is made durable after every transition: a record of what changed is appended to its
 //!   log, and the whole is rewritten atomically (temp, fsync, rename) at start, at the end and
 //!   when the log has grown larger than it (`rundir::cplog`);
-//! - reading a checkpoint ([`Checkpoint::load`]) never changes it: `status` of a live run
+//! - reading a checkpoint (`rundir::load_checkpoint`) never changes it: `status` of a live run
 //!   shows its running steps as running;
 //! - the crash rule ([`Checkpoint::restore`]) applies only when the run's supervisor is gone
 //!   (its run directory lock is free, see `rundir`): a step recorded `running` becomes

@@ -8,7 +8,7 @@ use std::path::Path;
 use crate::engine::Checkpoint;
 use crate::plan::Plan;
 
-/// Reads a run's checkpoint as it is on disk (snapshot + log, see [`cplog`]; a torn last
+/// Reads a run's checkpoint as it is on disk (snapshot + log, see [`super::cplog`]; a torn last
 /// log record is ignored with a warning on stderr), without the crash rule (see
 /// [`Checkpoint::restore`]), and checks that it belongs to `plan`: same run id, the plan's
 /// targets in order, each with the plan's steps.
@@ -67,7 +67,7 @@ pub fn consistent(cp: &Checkpoint, plan: &Plan) -> Result<(), String> {
 }
 
 /// Writes a run's checkpoint whole (versioned, atomic, 0600) as a new snapshot, and empties
-/// its log ([`cplog`]).
+/// its log ([`super::cplog`]).
 ///
 /// Errors: I/O.
 pub fn save_checkpoint(run_dir: &Path, cp: &Checkpoint) -> Result<(), super::RunDirError> {

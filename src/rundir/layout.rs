@@ -50,7 +50,7 @@ pub fn notify_log(run_dir: &Path) -> PathBuf {
 }
 
 /// The directory of run `run_id` in `tree`: `<tree>/work/<run_id>` (the id is not checked:
-/// [`open`] checks it).
+/// [`super::open`] checks it).
 pub fn dir(tree: &Path, run_id: &str) -> PathBuf {
     work(tree).join(run_id)
 }

@@ -224,7 +224,7 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// archive's in-environment squashfs tool, binhost indexing), goes through `sys`
 /// ([`crate::sys::LinuxSys`] for real, created once by the binary's `main`).
 ///
-/// Errors: mounts, stage3 ([`UsageError`] when it does not verify), socket.
+/// Errors: mounts, stage3 ([`crate::error::UsageError`] when it does not verify), socket.
 ///
 /// A panic (an internal error) still ends the run on the record: a line on standard error
 /// (the supervisor's log when detached) and a `run-finished` event `failed`, then the panic
