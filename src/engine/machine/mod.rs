@@ -4,7 +4,16 @@
 //! event, kill what a dead worker left), with no I/O. The supervisor executes the actions and
 //! feeds the results back (a [`Action::Mount`] is answered by [`Input::Mounted`]).
 //!
+//! Each target's worker has one typed state ([`Worker`]: idle, live with its [`Stage`],
+//! connections and exit code, or gone with its code).
+//!
 //! Rules, in one place:
+//! - every waiting environment is prepared before any worker starts, never the primary's
+//!   (it is mounted with the base);
+//! - a worker is gone once its process exited and its connections closed, and while a
+//!   connection has not said whose it is, no worker is gone (it may be that worker's);
+//! - a failure is notified once: when its rescue shell waits in a watched run, when the
+//!   step fails otherwise;
 //! - the primary worker is released at once; a secondary one when its tuple's toolchain is
 //!   ready (its `toolchain-ready` was recorded, or the primary phase is done), after its
 //!   stacked environment is mounted; when the primary worker is gone or the run stops, the
@@ -16,11 +25,13 @@
 //!   in its root is killed;
 //! - after a stop nothing is released or started again;
 //! - a rescue shell that waits is recorded (checkpoint and `rescue-waiting` event) only for a
-//!   step that failed; it ends with the user's decision (see [`crate::engine::state`]).
+//!   step that failed; it ends with the user's decision (see [`crate::engine::state`]);
+//! - the supervisor's own steps (`stage3`, `mounts`, `archive-history`) and the run's end
+//!   are recorded here too ([`Input::RunStep`], [`Input::Finished`]).
 //!
 //! Not here: sockets, processes, mounts, files (the supervisor), what a step does (recipe).
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use super::events::Event;
 use super::state::{Checkpoint, StepState};
@@ -157,23 +168,78 @@ pub enum Action {
     Say(String),
 }
 
+/// Where a target's worker stands with the engine, once it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Started; it has not said which target it runs yet.
+    Started,
+    /// Said hello; waits for its toolchain (a secondary target).
+    Waiting,
+    /// Told what to do (or to stop), or its environment's mount was asked for.
+    Released,
+}
+
+/// A target's worker as the engine sees it: one per target, the whole of what the engine
+/// knows about it ([`Engine::worker`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Worker {
+    /// No worker runs: not started (before the run's start, or nothing left to do), or its
+    /// start failed.
+    #[default]
+    Idle,
+    /// Its process runs, or has exited and its last messages may still be in flight.
+    Live {
+        /// Where it stands.
+        stage: Stage,
+        /// Its connections open now.
+        connections: usize,
+        /// Its process exited with this code: it is gone once `connections` is 0 (and no
+        /// connection that has not said whose it is is open).
+        exited: Option<i32>,
+    },
+    /// Gone: its process exited with `code` and its connections closed.
+    Gone {
+        /// The exit code (128 + signal when killed).
+        code: i32,
+    },
+}
+
+impl Worker {
+    /// A started worker.
+    fn started() -> Worker {
+        Worker::Live {
+            stage: Stage::Started,
+            connections: 0,
+            exited: None,
+        }
+    }
+
+    /// Whether its process runs (or its end is not settled yet).
+    pub fn is_live(&self) -> bool {
+        matches!(self, Worker::Live { .. })
+    }
+
+    /// Whether it said hello and waits to be released.
+    fn is_waiting(&self) -> bool {
+        matches!(
+            self,
+            Worker::Live {
+                stage: Stage::Waiting,
+                ..
+            }
+        )
+    }
+}
+
 /// The engine: the checkpoint plus what the run's workers are doing.
 #[derive(Debug, Clone)]
 pub struct Engine {
     targets: Vec<TargetInfo>,
     cp: Checkpoint,
-    /// Workers started and not gone.
-    running: BTreeSet<Target>,
-    /// Workers that said hello.
-    connected: BTreeSet<Target>,
-    /// Open connections per target (those that said hello).
-    open: std::collections::BTreeMap<Target, usize>,
+    /// Each target's worker (absent: [`Worker::Idle`]).
+    workers: BTreeMap<Target, Worker>,
     /// Open connections that have not said whose they are.
     unidentified: usize,
-    /// Workers whose process exited, with the code, and that are not gone yet.
-    exited: std::collections::BTreeMap<Target, i32>,
-    /// Workers told what to do (or to stop), or waiting for their mount.
-    released: BTreeSet<Target>,
     sync_holder: Option<Target>,
     sync_queue: VecDeque<Target>,
     stopping: bool,
@@ -206,12 +272,8 @@ impl Engine {
         Engine {
             targets,
             cp,
-            running: BTreeSet::new(),
-            connected: BTreeSet::new(),
-            open: std::collections::BTreeMap::new(),
+            workers: BTreeMap::new(),
             unidentified: 0,
-            exited: std::collections::BTreeMap::new(),
-            released: BTreeSet::new(),
             sync_holder: None,
             sync_queue: VecDeque::new(),
             stopping: false,
@@ -239,7 +301,16 @@ impl Engine {
 
     /// True while any worker runs.
     pub fn any_running(&self) -> bool {
-        !self.running.is_empty()
+        self.workers.values().any(Worker::is_live)
+    }
+
+    /// `target`'s worker.
+    pub fn worker(&self, target: &Target) -> Worker {
+        self.workers.get(target).copied().unwrap_or_default()
+    }
+
+    fn worker_mut(&mut self, target: &Target) -> &mut Worker {
+        self.workers.entry(target.clone()).or_default()
     }
 
     fn primary(&self) -> Option<&Target> {
@@ -271,7 +342,7 @@ impl Engine {
             .map(|t| Action::PrepareMount(t.clone()))
             .collect();
         out.extend(todo.into_iter().map(|t| {
-            self.running.insert(t.clone());
+            self.workers.insert(t.clone(), Worker::started());
             Action::StartWorker(t)
         }));
         out
@@ -279,8 +350,7 @@ impl Engine {
 
     /// A worker could not be started: it never runs (its target stays as it is).
     pub fn start_failed(&mut self, target: &Target) -> Vec<Action> {
-        self.running.remove(target);
-        self.released.insert(target.clone());
+        self.workers.insert(target.clone(), Worker::Idle);
         self.release()
     }
 
@@ -291,18 +361,32 @@ impl Engine {
             Input::Connected => self.unidentified += 1,
             Input::Hello(target) => {
                 self.unidentified = self.unidentified.saturating_sub(1);
-                *self.open.entry(target.clone()).or_default() += 1;
-                self.connected.insert(target);
+                let worker = self.worker_mut(&target);
+                match worker {
+                    Worker::Live {
+                        stage, connections, ..
+                    } => {
+                        *connections += 1;
+                        if *stage == Stage::Started {
+                            *stage = Stage::Waiting;
+                        }
+                    }
+                    // Not started by this engine, or gone: it waits like any other.
+                    Worker::Idle | Worker::Gone { .. } => {
+                        *worker = Worker::Live {
+                            stage: Stage::Waiting,
+                            connections: 1,
+                            exited: None,
+                        }
+                    }
+                }
             }
             Input::Disconnected(None) => {
                 self.unidentified = self.unidentified.saturating_sub(1);
             }
             Input::Disconnected(Some(target)) => {
-                if let Some(n) = self.open.get_mut(&target) {
-                    *n = n.saturating_sub(1);
-                    if *n == 0 {
-                        self.open.remove(&target);
-                    }
+                if let Worker::Live { connections, .. } = self.worker_mut(&target) {
+                    *connections = connections.saturating_sub(1);
                 }
             }
             Input::StepStarted {
@@ -403,9 +487,17 @@ impl Engine {
                 };
                 out.push(Action::Send(target, msg));
             }
-            Input::WorkerExited { target, code } => {
-                self.exited.insert(target, code);
-            }
+            Input::WorkerExited { target, code } => match self.worker_mut(&target) {
+                Worker::Live { exited, .. } => *exited = Some(code),
+                // Never seen running: gone at once.
+                worker => {
+                    *worker = Worker::Live {
+                        stage: Stage::Released,
+                        connections: 0,
+                        exited: Some(code),
+                    }
+                }
+            },
             Input::RunStep {
                 name,
                 state,
@@ -441,13 +533,18 @@ impl Engine {
             return;
         }
         let gone: Vec<(Target, i32)> = self
-            .exited
+            .workers
             .iter()
-            .filter(|(t, _)| !self.open.contains_key(*t))
-            .map(|(t, c)| (t.clone(), *c))
+            .filter_map(|(t, w)| match w {
+                Worker::Live {
+                    connections: 0,
+                    exited: Some(code),
+                    ..
+                } => Some((t.clone(), *code)),
+                _ => None,
+            })
             .collect();
         for (target, code) in gone {
-            self.exited.remove(&target);
             out.push(Action::WorkerGone(target.clone()));
             self.gone(target, code, out);
         }
@@ -493,8 +590,7 @@ impl Engine {
     }
 
     fn gone(&mut self, target: Target, code: i32, out: &mut Vec<Action>) {
-        self.running.remove(&target);
-        self.connected.remove(&target);
+        self.workers.insert(target.clone(), Worker::Gone { code });
         out.push(Action::KillLeftovers(target.clone()));
         if self.cp.worker_exited(&target) {
             out.push(Action::Say(format!(
@@ -528,32 +624,39 @@ impl Engine {
         }
     }
 
+    /// Marks a waiting worker released.
+    fn release_one(&mut self, target: &Target) {
+        if let Worker::Live { stage, .. } = self.worker_mut(target) {
+            *stage = Stage::Released;
+        }
+    }
+
     /// Releases every connected waiting worker whose toolchain is ready; tells the waiting
     /// ones whose toolchain can no longer come (primary gone, or stopping) to stop.
     fn release(&mut self) -> Vec<Action> {
         let mut out = Vec::new();
         let primary = self.primary().cloned();
-        let primary_alive = primary.as_ref().is_some_and(|p| self.running.contains(p));
+        let primary_alive = primary.as_ref().is_some_and(|p| self.worker(p).is_live());
         // In plan order, so that decisions do not depend on how targets sort.
         let waiting: Vec<Target> = self
             .targets
             .iter()
             .map(|i| &i.target)
-            .filter(|t| self.connected.contains(*t) && !self.released.contains(*t))
+            .filter(|t| self.worker(t).is_waiting())
             .cloned()
             .collect();
         for target in waiting {
             let is_primary = primary.as_ref() == Some(&target);
             let ready = is_primary || self.cp.tuple_ready(&target.tuple);
             if ready && !self.stopping {
-                self.released.insert(target.clone());
+                self.release_one(&target);
                 if is_primary {
                     out.push(Action::Send(target.clone(), self.start_message(&target)));
                 } else {
                     out.push(Action::Mount(target));
                 }
             } else if !primary_alive || self.stopping {
-                self.released.insert(target.clone());
+                self.release_one(&target);
                 out.push(Action::Send(target, SupervisorMsg::Stop));
             }
         }

@@ -516,3 +516,37 @@ fn run_steps_and_the_end_are_recorded_saved_and_logged() {
     assert_eq!(e.input(Input::Finished), [Action::SaveCheckpoint]);
     assert!(e.checkpoint().finished);
 }
+
+#[test]
+fn each_worker_has_one_typed_state_through_its_life() {
+    let mut e = engine();
+    let b = t(X86, "b");
+    assert_eq!(e.worker(&b), Worker::Idle);
+    e.start();
+    let live = |stage, connections, exited| Worker::Live {
+        stage,
+        connections,
+        exited,
+    };
+    assert_eq!(e.worker(&b), live(Stage::Started, 0, None));
+    e.input(Input::Hello(b.clone()));
+    assert_eq!(e.worker(&b), live(Stage::Waiting, 1, None));
+    // Its toolchain comes with the primary's crossdev: its mount is asked for.
+    let a = t(X86, "a");
+    e.input(Input::Hello(a.clone()));
+    run_step(&mut e, &a, "crossdev");
+    let actions = e.input(Input::ToolchainReady {
+        target: a.clone(),
+        tuple: X86.into(),
+    });
+    assert!(actions.contains(&Action::Mount(b.clone())), "{actions:?}");
+    assert_eq!(e.worker(&b), live(Stage::Released, 1, None));
+    e.input(Input::WorkerExited {
+        target: b.clone(),
+        code: 0,
+    });
+    assert_eq!(e.worker(&b), live(Stage::Released, 1, Some(0)));
+    assert!(e.any_running());
+    e.input(Input::Disconnected(Some(b.clone())));
+    assert_eq!(e.worker(&b), Worker::Gone { code: 0 });
+}
