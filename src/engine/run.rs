@@ -32,13 +32,7 @@
 use std::path::PathBuf;
 
 use super::state::StepState;
-
-/// The run steps the supervisor records in the checkpoint (`run_steps`), by name.
-pub const STAGE3: &str = "stage3";
-/// The mounts run step.
-pub const MOUNTS: &str = "mounts";
-/// The archive run step.
-pub const ARCHIVE: &str = "archive-history";
+pub use super::state::{ARCHIVE, MOUNTS, STAGE3};
 
 /// A phase of the run, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

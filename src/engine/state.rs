@@ -29,7 +29,13 @@ use crate::config::Target;
 use crate::plan::Plan;
 use crate::recipe::Phase;
 
-use super::run;
+/// The run steps the supervisor records in the checkpoint (`run_steps`), by name: the
+/// stage3 download (first builds only).
+pub const STAGE3: &str = "stage3";
+/// The mounts run step.
+pub const MOUNTS: &str = "mounts";
+/// The archive run step.
+pub const ARCHIVE: &str = "archive-history";
 
 /// A step's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -249,10 +255,10 @@ impl Checkpoint {
     pub fn new(plan: &Plan) -> Checkpoint {
         let mut run_steps = Vec::new();
         if plan.first_build {
-            run_steps.push(StepRecord::new(run::STAGE3, None));
+            run_steps.push(StepRecord::new(STAGE3, None));
         }
-        run_steps.push(StepRecord::new(run::MOUNTS, None));
-        run_steps.push(StepRecord::new(run::ARCHIVE, None));
+        run_steps.push(StepRecord::new(MOUNTS, None));
+        run_steps.push(StepRecord::new(ARCHIVE, None));
         Checkpoint {
             run_id: plan.run_id.clone(),
             run_steps,
@@ -309,7 +315,7 @@ impl Checkpoint {
             t.rescue = None;
         }
         self.toolchain_ready.clear();
-        if let Some(a) = self.run_steps.iter_mut().find(|s| s.name == run::ARCHIVE) {
+        if let Some(a) = self.run_steps.iter_mut().find(|s| s.name == ARCHIVE) {
             a.reset();
         }
         self.finished = false;
