@@ -18,7 +18,7 @@ pub mod spawn;
 mod steps;
 mod workers;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -62,6 +62,17 @@ enum Msg {
     CheckpointFailed(String),
 }
 
+/// What the supervisor holds of one target in the real world.
+#[derive(Default)]
+struct Held {
+    /// Its worker's pid while it runs (for SIGTERM).
+    pid: Option<u32>,
+    /// Its environment is mounted (the primary's with the base; the executor's record).
+    mounted: bool,
+    /// Whether its toolchain-independent mounts are made (see [`workers::Prepared`]).
+    prepared: workers::Prepared,
+}
+
 struct Supervisor {
     /// The run directory's lock, held for the supervisor's whole life.
     _lock: crate::rundir::Lock,
@@ -89,15 +100,11 @@ struct Supervisor {
     out_tx: mpsc::UnboundedSender<spawn::Output>,
     writers: HashMap<u64, OwnedWriteHalf>,
     conn_target: HashMap<u64, Target>,
-    /// Worker pids, for SIGTERM.
-    pids: HashMap<Target, u32>,
-    /// Environments mounted (the primary's with the base; the executor's record).
-    mounted: HashSet<Target>,
+    /// What the supervisor holds of each target in the real world (its worker's pid, its
+    /// mounts); what the engine knows of it is the engine's ([`crate::engine::machine::Worker`]).
+    held: HashMap<Target, Held>,
     /// Limits how many secondary environments are mounted at once.
     mount_slots: std::sync::Arc<tokio::sync::Semaphore>,
-    /// Per secondary target: whether its toolchain-independent mounts are made (see
-    /// [`workers::Prepared`]).
-    prepared: HashMap<Target, workers::Prepared>,
     /// Package progress and estimates of the running steps.
     watch: crate::engine::watch::Watch,
     /// Whether the environment's emerge.log files were read into `watch` (after mounting).
@@ -176,10 +183,8 @@ impl Supervisor {
             out_tx,
             writers: HashMap::new(),
             conn_target: HashMap::new(),
-            pids: HashMap::new(),
-            mounted: HashSet::new(),
+            held: HashMap::new(),
             mount_slots: std::sync::Arc::new(tokio::sync::Semaphore::new(workers::mount_slots())),
-            prepared: HashMap::new(),
             watch,
             emerge_logs_read: false,
             notifier,
@@ -470,15 +475,13 @@ impl Supervisor {
                 }
                 Action::Send(t, msg) => self.send(&t, &msg).await,
                 Action::SignalWorkers => {
-                    for pid in self.pids.values() {
+                    for pid in self.held.values().filter_map(|h| h.pid) {
                         // One that is gone already needs no signal.
-                        let _ = self
-                            .sys
-                            .kill(*pid, nix::sys::signal::Signal::SIGTERM, false);
+                        let _ = self.sys.kill(pid, nix::sys::signal::Signal::SIGTERM, false);
                     }
                 }
                 Action::WorkerGone(t) => {
-                    self.pids.remove(&t);
+                    self.held.entry(t.clone()).or_default().pid = None;
                     // Its output has ended: a front end prints what is left, the TUI stops
                     // offering its rescue shell.
                     self.ui.flush(&t);
@@ -530,7 +533,7 @@ impl Supervisor {
             }
             Msg::Mounted(target, result) => {
                 if result.is_ok() {
-                    self.mounted.insert(target.clone());
+                    self.held.entry(target.clone()).or_default().mounted = true;
                 }
                 let actions = self.engine.input(Input::Mounted { target, result });
                 self.execute(actions).await;

@@ -134,7 +134,7 @@ impl Supervisor {
         match self.mount_stoppable(primary).await {
             Ok(()) => {
                 if let Some(t) = self.plan.targets.iter().find(|t| t.primary) {
-                    self.mounted.insert(t.target.clone());
+                    self.held.entry(t.target.clone()).or_default().mounted = true;
                 }
                 RunInput::PrimaryMounted
             }

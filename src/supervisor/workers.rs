@@ -50,7 +50,7 @@ fn mount_released<E>(
 impl Supervisor {
     /// The flag of `target`'s toolchain-independent mounts.
     fn prepared(&mut self, target: &Target) -> Prepared {
-        std::sync::Arc::clone(self.prepared.entry(target.clone()).or_default())
+        std::sync::Arc::clone(&self.held.entry(target.clone()).or_default().prepared)
     }
 
     /// Starts making, for the secondary `target` unless it is mounted already, the mounts
@@ -143,7 +143,7 @@ impl Supervisor {
     ///
     /// Errors: `target` is missing from the layout.
     fn to_mount(&self, target: &Target) -> Result<Option<crate::mounts::TargetDirs>, String> {
-        if self.mounted.contains(target) {
+        if self.held.get(target).is_some_and(|h| h.mounted) {
             return Ok(None);
         }
         self.plan
@@ -169,7 +169,7 @@ impl Supervisor {
         let mut done = prepared.lock().unwrap_or_else(|p| p.into_inner());
         mount_released(&mut done, &prepare, &stacked, |entries| self.mount(entries))?;
         drop(done);
-        self.mounted.insert(target.clone());
+        self.held.entry(target.clone()).or_default().mounted = true;
         Ok(())
     }
 
@@ -210,7 +210,7 @@ impl Supervisor {
                 (pid, wait)
             }
         };
-        self.pids.insert(target.clone(), pid);
+        self.held.entry(target.clone()).or_default().pid = Some(pid);
         self.events.append(Event::WorkerStarted {
             target: target.to_string(),
             pid,
