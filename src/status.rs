@@ -249,7 +249,7 @@ fn run_status(
             TargetStatus {
                 target: t.target.clone(),
                 state: t.state(),
-                rescue: t.rescue_waiting().cloned(),
+                rescue: t.rescue_waiting(),
                 eta_ms: now.and_then(|p| p.eta_ms),
                 duration_ms: steps.iter().filter_map(|s| s.took_ms).sum(),
                 steps,
@@ -297,7 +297,8 @@ pub fn render_run(r: &RunStatus, now_us: u64) -> String {
         };
         let code = s
             .record
-            .exit_code
+            .state
+            .exit_code()
             .map(|c| c.to_string())
             .unwrap_or_else(|| "-".into());
         let _ = writeln!(

@@ -174,7 +174,6 @@ mod tests {
                 .map(|t| TargetRecord {
                     target: t.clone(),
                     steps: vec![],
-                    rescue: None,
                 })
                 .collect(),
             finished: false,

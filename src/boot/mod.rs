@@ -155,7 +155,7 @@ fn recorded_build(tree: &Path, target: &Target) -> Option<PathBuf> {
             let collected = record
                 .steps
                 .iter()
-                .any(|s| s.name == "collect" && s.state == crate::engine::state::StepState::Done);
+                .any(|s| s.name == "collect" && s.state.is_done());
             collected.then_some(plan.date)
         })
         .filter(|date| {

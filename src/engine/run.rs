@@ -370,12 +370,16 @@ impl Run {
                 // Its partial output must not look like a history.
                 out.push(RunAction::StopArchiver);
                 let message = failure.message().to_string();
-                self.end(Outcome::ArchiveFailed(message), StepState::Failed, &mut out);
+                self.end(
+                    Outcome::ArchiveFailed(message),
+                    StepState::RUN_STEP_FAILED,
+                    &mut out,
+                );
             }
             (_, RunInput::Failed(failure)) => {
                 self.end(
                     Outcome::Failed { phase, failure },
-                    StepState::Failed,
+                    StepState::RUN_STEP_FAILED,
                     &mut out,
                 );
             }
@@ -397,7 +401,7 @@ impl Run {
                                     .into(),
                             ),
                         },
-                        StepState::Failed,
+                        StepState::RUN_STEP_FAILED,
                         &mut out,
                     ),
                     None => {
@@ -407,17 +411,17 @@ impl Run {
                 }
             }
             (RunState::Extracting, RunInput::Extracted) => {
-                self.set(STAGE3, StepState::Done, &mut out);
+                self.set(STAGE3, StepState::RUN_STEP_DONE, &mut out);
                 self.state = RunState::MountingPrimary;
                 out.push(RunAction::MountPrimary);
             }
             (RunState::MountingPrimary, RunInput::PrimaryMounted) => {
-                self.set(MOUNTS, StepState::Done, &mut out);
+                self.set(MOUNTS, StepState::RUN_STEP_DONE, &mut out);
                 self.state = RunState::Steps { stop: None };
                 out.push(RunAction::StartSteps);
             }
             (RunState::Archiving, RunInput::Archived(path)) => {
-                self.set(ARCHIVE, StepState::Done, &mut out);
+                self.set(ARCHIVE, StepState::RUN_STEP_DONE, &mut out);
                 out.push(RunAction::MarkFinished);
                 out.push(RunAction::Say(format!(
                     "history saved as {}",

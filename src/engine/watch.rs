@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Checkpoint, StepState};
+use super::Checkpoint;
 use crate::progress::emergelog;
 use crate::progress::eta::{run_remaining_ms, Estimator, StepNow};
 use crate::progress::Progress;
@@ -116,14 +116,14 @@ impl Watch {
     /// Remaining milliseconds of `target`, whose steps not done yet are those of `cp`.
     pub fn target_eta_ms(&self, cp: &Checkpoint, target: &str, now_us: u64) -> Option<u64> {
         let rec = cp.targets.iter().find(|t| t.target.to_string() == target)?;
-        if rec.steps.iter().all(|s| s.state == StepState::Done) {
+        if rec.steps.iter().all(|s| s.state.is_done()) {
             return Some(0);
         }
         let running = self.running.get(target);
         let pending: Vec<String> = rec
             .steps
             .iter()
-            .filter(|s| s.state != StepState::Done)
+            .filter(|s| !s.state.is_done())
             .filter(|s| running.is_none_or(|r| r.step != s.name))
             .map(|s| s.name.clone())
             .collect();

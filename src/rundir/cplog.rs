@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::layout::new_gen;
 use super::snaplog::SnapLog;
 use super::RunDirError;
-use crate::engine::state::StepRecord;
+use crate::engine::state::{RescueWait, StepRecord};
 use crate::engine::Checkpoint;
 
 /// The log's file name inside the run directory.
@@ -57,7 +57,7 @@ pub enum Change {
         /// Target index (0 = primary).
         target: usize,
         /// The wait, `None` once it ended.
-        rescue: Option<crate::engine::state::RescueWait>,
+        rescue: Option<RescueWait>,
     },
 }
 
@@ -106,14 +106,13 @@ pub fn diff(old: &Checkpoint, new: &Checkpoint) -> Option<Vec<Change>> {
         }
     }
     for (target, (ta, tb)) in old.targets.iter().zip(&new.targets).enumerate() {
-        if ta.rescue != tb.rescue {
-            out.push(Change::Rescue {
-                target,
-                rescue: tb.rescue.clone(),
-            });
+        let rescue = tb.rescue_waiting();
+        if ta.rescue_waiting() != rescue {
+            out.push(Change::Rescue { target, rescue });
         }
         for (index, (a, b)) in ta.steps.iter().zip(&tb.steps).enumerate() {
-            if a != b {
+            // The file keeps a waiting rescue shell on the target (the change above).
+            if a.on_disk() != b.on_disk() {
                 out.push(Change::Step {
                     target,
                     index,
@@ -155,6 +154,10 @@ pub fn apply(cp: &mut Checkpoint, changes: &[Change]) -> Result<(), String> {
         )),
         None => Err(format!("{what} does not exist")),
     };
+    // A waiting rescue shell lives in its failed step's state, which a replaced record does
+    // not carry (the file keeps it on the target): kept, or set by its change, afterwards.
+    let mut rescues: Vec<Option<RescueWait>> =
+        cp.targets.iter().map(|t| t.rescue_waiting()).collect();
     for c in changes {
         match c {
             Change::Step {
@@ -176,13 +179,19 @@ pub fn apply(cp: &mut Checkpoint, changes: &[Change]) -> Result<(), String> {
             Change::ToolchainReady(v) => cp.toolchain_ready = v.clone(),
             Change::Finished(f) => cp.finished = *f,
             Change::DistccHosts(h) => cp.distcc_hosts = h.clone(),
-            Change::Rescue { target, rescue } => {
-                cp.targets
-                    .get_mut(*target)
-                    .ok_or_else(|| format!("target {target} does not exist"))?
-                    .rescue = rescue.clone();
-            }
+            // After the records (below): a record replaced carries no rescue of its own.
+            Change::Rescue { .. } => {}
         }
+    }
+    for c in changes {
+        if let Change::Rescue { target, rescue } = c {
+            *rescues
+                .get_mut(*target)
+                .ok_or_else(|| format!("target {target} does not exist"))? = rescue.clone();
+        }
+    }
+    for (t, rescue) in cp.targets.iter_mut().zip(&rescues) {
+        t.set_rescue(rescue.as_ref());
     }
     Ok(())
 }

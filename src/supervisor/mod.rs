@@ -33,7 +33,6 @@ use crate::engine::machine::{Action, Engine, Input};
 use crate::engine::run::{
     self, Failure, Outcome, Run, RunAction, RunInput, RunState, Start as RunStart,
 };
-use crate::engine::StepState;
 use crate::mounts::{self, Entry};
 use crate::plan::Plan;
 use crate::protocol::{encode, SupervisorMsg, WorkerMsg};
@@ -155,8 +154,9 @@ impl Supervisor {
             _lock: lock,
             run: Run::new(RunStart {
                 first_build: plan.first_build,
-                stage3_done: checkpoint.run_step(run::STAGE3).map(|s| s.state)
-                    == Some(StepState::Done),
+                stage3_done: checkpoint
+                    .run_step(run::STAGE3)
+                    .is_some_and(|s| s.state.is_done()),
             }),
             queue: VecDeque::new(),
             background: None,

@@ -125,11 +125,7 @@ pub fn summary(cp: &Checkpoint, artifacts: &dyn Fn(&Target) -> String) -> String
         "artifacts / failed step".to_string(),
     ]];
     for t in &cp.targets {
-        let done = t
-            .steps
-            .iter()
-            .filter(|s| s.state == StepState::Done)
-            .count();
+        let done = t.steps.iter().filter(|s| s.state.is_done()).count();
         let ms: u64 = t.steps.iter().filter_map(|s| s.duration_ms).sum();
         let state = t.state();
         let detail = match state {
@@ -137,9 +133,12 @@ pub fn summary(cp: &Checkpoint, artifacts: &dyn Fn(&Target) -> String) -> String
             _ => t
                 .steps
                 .iter()
-                .find(|s| s.state != StepState::Done)
-                .map(|s| match s.exit_code {
-                    Some(code) if s.state == StepState::Failed => {
+                .find(|s| !s.state.is_done())
+                .map(|s| match s.state {
+                    StepState::Failed {
+                        exit_code: Some(code),
+                        ..
+                    } => {
                         format!("{} (exit {code})", s.name)
                     }
                     _ => format!("{} ({})", s.name, s.state.word()),

@@ -70,7 +70,6 @@ fn engine_with(edit: impl FnOnce(&mut Checkpoint)) -> Engine {
                         StepRecord::new(n, Some(phase))
                     })
                     .collect(),
-                rescue: None,
             })
             .collect(),
         finished: false,
@@ -405,7 +404,10 @@ fn a_waiting_rescue_shell_is_recorded_then_ends_with_the_decision() {
     // Retry: the target starts over.
     let mut retried = e.clone();
     retried.input(Input::Retry(a.clone()));
-    assert_eq!(retried.checkpoint().target(&a).unwrap().rescue, None);
+    assert_eq!(
+        retried.checkpoint().target(&a).unwrap().rescue_waiting(),
+        None
+    );
     // Abort: the worker is gone, the step stays failed and nothing waits.
     let mut aborted = e.clone();
     gone(&mut aborted, &a, 1);
@@ -496,7 +498,7 @@ fn run_steps_and_the_end_are_recorded_saved_and_logged() {
     let mut e = engine();
     let actions = e.input(Input::RunStep {
         name: crate::engine::run::MOUNTS,
-        state: StepState::Done,
+        state: StepState::RUN_STEP_DONE,
         now_us: 7,
     });
     assert_eq!(
@@ -511,7 +513,7 @@ fn run_steps_and_the_end_are_recorded_saved_and_logged() {
     );
     assert_eq!(
         e.checkpoint().run_step("mounts").map(|s| s.state),
-        Some(StepState::Done)
+        Some(StepState::RUN_STEP_DONE)
     );
     assert_eq!(e.input(Input::Finished), [Action::SaveCheckpoint]);
     assert!(e.checkpoint().finished);

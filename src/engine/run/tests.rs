@@ -77,11 +77,11 @@ fn a_first_build_runs_every_phase_in_order_and_ends_done() {
     );
     assert_eq!(
         run.input(RunInput::Extracted),
-        vec![SetRunStep(STAGE3, StepState::Done), MountPrimary]
+        vec![SetRunStep(STAGE3, StepState::RUN_STEP_DONE), MountPrimary]
     );
     assert_eq!(
         run.input(RunInput::PrimaryMounted),
-        vec![SetRunStep(MOUNTS, StepState::Done), StartSteps]
+        vec![SetRunStep(MOUNTS, StepState::RUN_STEP_DONE), StartSteps]
     );
     assert_eq!(
         run.input(RunInput::StepsEnded { all_done: true }),
@@ -92,7 +92,7 @@ fn a_first_build_runs_every_phase_in_order_and_ends_done() {
         run.input(RunInput::Archived(h)),
         with_ending(
             vec![
-                SetRunStep(ARCHIVE, StepState::Done),
+                SetRunStep(ARCHIVE, StepState::RUN_STEP_DONE),
                 MarkFinished,
                 Say("history saved as /tree/history/2026-11-30.sqfs".into()),
             ],
@@ -216,7 +216,7 @@ fn a_failing_phase_fails_its_run_steps_and_exits_by_the_kind_of_failure() {
             assert!(got
                 .iter()
                 .filter(|a| matches!(a, SetRunStep(..)))
-                .all(|a| matches!(a, SetRunStep(_, StepState::Failed))));
+                .all(|a| matches!(a, SetRunStep(_, StepState::RUN_STEP_FAILED))));
             let want = if matches!(failure, Failure::BadInput(_)) {
                 2
             } else {
@@ -232,7 +232,7 @@ fn the_download_failing_mounts_nothing() {
     let mut run = at(Phase::Download);
     let got = run.input(RunInput::Failed(Failure::Environment("timeout".into())));
     assert!(!got.iter().any(|a| matches!(a, MountBase | MountPrimary)));
-    assert_eq!(got[0], SetRunStep(STAGE3, StepState::Failed));
+    assert_eq!(got[0], SetRunStep(STAGE3, StepState::RUN_STEP_FAILED));
 }
 
 #[test]
@@ -274,7 +274,10 @@ fn a_failing_archive_removes_its_partial_output_and_exits_1() {
     assert_eq!(
         got,
         with_ending(
-            vec![StopArchiver, SetRunStep(ARCHIVE, StepState::Failed)],
+            vec![
+                StopArchiver,
+                SetRunStep(ARCHIVE, StepState::RUN_STEP_FAILED)
+            ],
             outcome.clone()
         )
     );
@@ -299,7 +302,7 @@ fn resume_after_the_stage3_is_done_starts_at_the_mounts() {
     );
     assert_eq!(
         run.input(RunInput::PrimaryMounted),
-        vec![SetRunStep(MOUNTS, StepState::Done), StartSteps]
+        vec![SetRunStep(MOUNTS, StepState::RUN_STEP_DONE), StartSteps]
     );
 }
 
@@ -318,7 +321,7 @@ fn resume_of_a_first_build_whose_environment_is_gone_fails_and_says_start_a_new_
     };
     assert_eq!(*phase, Phase::BaseMounts);
     assert!(failure.message().contains("start a new run"));
-    assert_eq!(got[0], SetRunStep(MOUNTS, StepState::Failed));
+    assert_eq!(got[0], SetRunStep(MOUNTS, StepState::RUN_STEP_FAILED));
 }
 
 #[test]

@@ -40,7 +40,6 @@ fn checkpoint() -> Checkpoint {
                 .iter()
                 .map(|s| StepRecord::new(s, Some(Phase::Target)))
                 .collect(),
-            rescue: None,
         })
         .collect();
     Checkpoint {

@@ -16,7 +16,6 @@ fn cp(targets: usize) -> Checkpoint {
             .map(|i| TargetRecord {
                 target: Target::new("x86_64-unknown-linux-musl", &format!("t{i}")).unwrap(),
                 steps: vec![step("target-env"), step("world"), step("collect")],
-                rescue: None,
             })
             .collect(),
         finished: false,
@@ -36,7 +35,7 @@ fn transitions(c: &mut Checkpoint, i: u64) {
     }
     if i == 3 {
         c.set_toolchain_ready("x86_64-unknown-linux-musl");
-        c.set_run_step("mounts", crate::engine::StepState::Done, i);
+        c.set_run_step("mounts", crate::engine::StepState::RUN_STEP_DONE, i);
     }
     // A step fails and its rescue shell waits: the wait is recorded too.
     if i == 5 {

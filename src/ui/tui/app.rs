@@ -72,20 +72,20 @@ impl Pane {
 /// target stopped between two steps failed, right for a run that ended), a live target
 /// between two steps is running: its worker is about to start the next one.
 pub fn shown_state(r: &TargetRecord) -> TargetState {
-    let any = |st: StepState| r.steps.iter().any(|s| s.state == st);
-    if r.steps.iter().all(|s| s.state == StepState::Done) {
+    let any = |st: fn(&StepState) -> bool| r.steps.iter().any(|s| st(&s.state));
+    if r.steps.iter().all(|s| s.state.is_done()) {
         TargetState::Done
-    } else if any(StepState::Running) {
+    } else if any(|s| *s == StepState::Running) {
         TargetState::Running
     } else if let Some(w) = r.rescue_waiting() {
         TargetState::RescueWaiting {
             since_us: w.since_us,
         }
-    } else if any(StepState::Failed) {
+    } else if any(|s| s.is_failed()) {
         TargetState::Failed
-    } else if any(StepState::Interrupted) {
+    } else if any(|s| *s == StepState::Interrupted) {
         TargetState::Interrupted
-    } else if any(StepState::Done) {
+    } else if any(|s| s.is_done()) {
         TargetState::Running
     } else {
         TargetState::Waiting
@@ -350,8 +350,8 @@ impl App {
         }
         r.steps
             .iter()
-            .find(|s| s.state == StepState::Failed)
-            .map(|s| (s.name.clone(), s.exit_code))
+            .find(|s| s.state.is_failed())
+            .map(|s| (s.name.clone(), s.state.exit_code()))
     }
 
     /// A new checkpoint snapshot: adds panes for new targets and moves the focus to a target
@@ -392,7 +392,7 @@ impl App {
             .steps
             .iter()
             .position(|s| s.state == StepState::Running)
-            .or_else(|| r.steps.iter().position(|s| s.state == StepState::Failed))
+            .or_else(|| r.steps.iter().position(|s| s.state.is_failed()))
             .or_else(|| r.steps.iter().position(|s| s.state == StepState::Pending));
         let step = match current {
             Some(i) => format!("{}/{n} {}", i + 1, r.steps[i].name),

@@ -22,19 +22,22 @@ const STEPS: [&str; 5] = [
     "kernel",
 ];
 
+/// A target step that finished well.
+const DONE: StepState = StepState::Done { exit_code: Some(0) };
+/// A target step that failed with exit code 1, no rescue shell waiting.
+const FAILED: StepState = StepState::Failed {
+    exit_code: Some(1),
+    rescue: None,
+};
+
 fn step(name: &str, state: StepState, started_s: Option<u64>) -> StepRecord {
     StepRecord {
         name: name.into(),
         phase: Some(Phase::Target),
         state,
-        exit_code: match state {
-            StepState::Done => Some(0),
-            StepState::Failed => Some(1),
-            _ => None,
-        },
         started_us: started_s.map(|s| T0 + s * 1_000_000),
         duration_ms: match state {
-            StepState::Done | StepState::Failed => Some(12_000),
+            StepState::Done { .. } | StepState::Failed { .. } => Some(12_000),
             _ => None,
         },
         attempts: u32::from(started_s.is_some()),
@@ -57,8 +60,8 @@ fn record(i: usize, n: usize) -> TargetRecord {
         .iter()
         .enumerate()
         .map(|(k, s)| match running {
-            _ if i == 0 && n > 1 => step(s, StepState::Done, Some(k as u64 * 12)),
-            Some(r) if k < r => step(s, StepState::Done, Some(k as u64 * 12)),
+            _ if i == 0 && n > 1 => step(s, DONE, Some(k as u64 * 12)),
+            Some(r) if k < r => step(s, DONE, Some(k as u64 * 12)),
             Some(r) if k == r => step(s, StepState::Running, Some(k as u64 * 12)),
             _ => step(s, StepState::Pending, None),
         })
@@ -69,7 +72,6 @@ fn record(i: usize, n: usize) -> TargetRecord {
             name: format!("board{}", i + 1),
         },
         steps,
-        rescue: None,
     }
 }
 
@@ -77,8 +79,8 @@ fn checkpoint(n: usize) -> Checkpoint {
     Checkpoint {
         run_id: "board1-20261122".into(),
         run_steps: vec![
-            step("stage3", StepState::Done, Some(0)),
-            step("mounts", StepState::Done, Some(0)),
+            step("stage3", DONE, Some(0)),
+            step("mounts", DONE, Some(0)),
             step("archive-history", StepState::Pending, None),
         ],
         toolchain_ready: vec!["x86_64-unknown-linux-musl".into()],
@@ -162,8 +164,7 @@ fn fail_board2(a: &mut App) -> Target {
     let mut cp = checkpoint(3);
     let failed = cp.targets[1].target.clone();
     let s = &mut cp.targets[1].steps[1];
-    s.state = StepState::Failed;
-    s.exit_code = Some(1);
+    s.state = FAILED;
     a.log_dir = Some("/srv/bh/work/board1-20261122-015603/logs".into());
     a.checkpoint(&cp);
     let out = format!(
@@ -376,7 +377,7 @@ fn a_target_between_two_steps_keeps_running_and_leaves_the_focus() {
     let mut cp = checkpoint(3);
     // board2's running step just finished; its next one has not started yet.
     let s = &mut cp.targets[1].steps[1];
-    s.state = StepState::Done;
+    s.state = DONE;
     a.checkpoint(&cp);
     assert_eq!(a.focus, 0);
     let (state, step, _) = a.progress(&cp.targets[1].target);
@@ -532,12 +533,10 @@ fn rescue_waiting_board2(a: &mut App, n: usize) -> Target {
     let mut cp = checkpoint(n);
     let failed = cp.targets[1].target.clone();
     let s = &mut cp.targets[1].steps[1];
-    s.state = StepState::Failed;
-    s.exit_code = Some(1);
-    cp.targets[1].rescue = Some(crate::engine::state::RescueWait {
-        step: s.name.clone(),
-        since_us: T0 + 60 * 1_000_000,
-    });
+    s.state = StepState::Failed {
+        exit_code: Some(1),
+        rescue: Some(T0 + 60 * 1_000_000),
+    };
     a.checkpoint(&cp);
     failed
 }

@@ -30,7 +30,7 @@ pub(super) fn header(app: &App, width: u16) -> Vec<Line<'static>> {
         .targets
         .iter()
         .flat_map(|t| &t.steps)
-        .filter(|s| s.state == StepState::Done)
+        .filter(|s| s.state.is_done())
         .count();
     let count = |s: TargetState| {
         cp.targets
@@ -99,9 +99,9 @@ pub(super) fn header(app: &App, width: u16) -> Vec<Line<'static>> {
     let mut base = Vec::new();
     let mut short = Vec::new();
     let mark = |st: StepState| match st {
-        StepState::Done => "✓",
+        StepState::Done { .. } => "✓",
         StepState::Running => "…",
-        StepState::Failed => "✗",
+        StepState::Failed { .. } => "✗",
         StepState::Pending => "·",
         StepState::Interrupted => "!",
     };
