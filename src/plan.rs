@@ -104,11 +104,6 @@ pub fn date_now() -> String {
     chrono::Utc::now().format("%Y%m%d-%H%M%S").to_string()
 }
 
-/// The run directory of a run id: `<tree>/work/<run>`.
-pub fn run_dir(tree: &Path, run_id: &str) -> PathBuf {
-    crate::rundir::layout::dir(tree, run_id)
-}
-
 fn host_world_has_rust(atoms: &[String]) -> bool {
     atoms.iter().any(|a| {
         let a = a.trim_start_matches(['=', '<', '>', '~']);
@@ -119,7 +114,7 @@ fn host_world_has_rust(atoms: &[String]) -> bool {
 impl Plan {
     /// The run directory (`<tree>/work/<run_id>`).
     pub fn run_dir(&self) -> PathBuf {
-        run_dir(&self.tree, &self.run_id)
+        crate::rundir::layout::dir(&self.tree, &self.run_id)
     }
 
     /// The target plan of `target`.
@@ -200,7 +195,7 @@ pub fn build(
         .unwrap_or_default();
     let run_id = format!("{primary_name}-{date}");
     let host_conf = resolve_in(&configs, &host.dir);
-    let run = run_dir(&tree, &run_id);
+    let run = crate::rundir::layout::dir(&tree, &run_id);
     let binpkgs = tree.join("binpkgs");
 
     let layout = Layout {

@@ -466,7 +466,6 @@ pub fn entries(
         Some(name) => vec![rundir::open(tree, name).map_err(|e| UsageError(e.to_string()))?],
         None => rundir::runs(tree),
     };
-    let now = now_us;
     let mut entries = Vec::new();
     for d in &dirs {
         rundir::sockets::remove_stale(d);
@@ -501,7 +500,7 @@ pub fn entries(
             cp.restore();
         }
         let (estimates, progress) = if detail {
-            (last_run_estimates(d), latest_progress(d, &cp, now))
+            (last_run_estimates(d), latest_progress(d, &cp, now_us))
         } else {
             Default::default()
         };

@@ -357,6 +357,12 @@ impl Engine {
     /// Applies one input; returns the actions, in order.
     pub fn input(&mut self, input: Input) -> Vec<Action> {
         let mut out = Vec::new();
+        // Only these can end a worker (a hello may be the last stranger's): the others do
+        // not look through every worker on the hot path of step messages.
+        let may_end = matches!(
+            input,
+            Input::Hello(_) | Input::Disconnected(_) | Input::WorkerExited { .. }
+        );
         match input {
             Input::Connected => self.unidentified += 1,
             Input::Hello(target) => {
@@ -521,7 +527,9 @@ impl Engine {
                 }
             }
         }
-        self.settle(&mut out);
+        if may_end {
+            self.settle(&mut out);
+        }
         out.extend(self.release());
         out
     }
