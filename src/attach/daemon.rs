@@ -118,7 +118,8 @@ pub fn serve(
         rundir::id_of(run_dir)
     );
     hub.checkpoint(&prepared.checkpoint);
-    let result = runtime.block_on(supervisor::supervise(prepared, sys, Box::new(hub), req_rx));
+    let (result, lock) =
+        runtime.block_on(supervisor::supervise(prepared, sys, Box::new(hub), req_rx));
     // A stopped run may leave a blocking task (an extraction) behind: do not wait for it.
     runtime.shutdown_background();
     let code = match &result {
@@ -133,6 +134,8 @@ pub fn serve(
         }
     };
     handle.end(code);
+    // Unlocked last: a run seen unlocked has no socket left.
+    drop(lock);
     result
 }
 

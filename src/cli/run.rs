@@ -139,10 +139,11 @@ pub(super) fn run(args: Args, sys: Arc<dyn Sys>) -> anyhow::Result<i32> {
         Ui::Plain | Ui::Tui => Box::new(Plain::default()),
     };
     frontend.checkpoint(&prepared.checkpoint);
-    let result = runtime.block_on(supervisor::supervise(prepared, sys, frontend, req_rx));
+    let (result, lock) = runtime.block_on(supervisor::supervise(prepared, sys, frontend, req_rx));
     // The extraction and the mounts are threads the supervisor stops and joins itself; a
     // blocking task still running (a stage3 read in flight at a stop) is not waited for.
     runtime.shutdown_background();
+    drop(lock);
     result
 }
 

@@ -73,8 +73,6 @@ struct Held {
 }
 
 struct Supervisor {
-    /// The run directory's lock, held for the supervisor's whole life.
-    _lock: crate::rundir::Lock,
     /// The run's phases; the supervisor executes its actions (`queue`) and feeds back.
     run: Run,
     /// The run machine's actions not executed yet.
@@ -124,7 +122,9 @@ impl Supervisor {
     ///
     /// Errors: the event log cannot be opened.
     fn new(
-        prepared: Prepared,
+        plan: crate::plan::Plan,
+        checkpoint: crate::engine::state::Checkpoint,
+        mode: &'static str,
         sys: std::sync::Arc<dyn Sys>,
         mut ui: Box<dyn Frontend>,
     ) -> anyhow::Result<(
@@ -132,12 +132,6 @@ impl Supervisor {
         mpsc::UnboundedReceiver<Msg>,
         mpsc::UnboundedReceiver<spawn::Output>,
     )> {
-        let Prepared {
-            plan,
-            checkpoint,
-            mode,
-            lock,
-        } = prepared;
         let run_dir = plan.run_dir();
         let mut events = EventLog::open(&run_dir)
             .with_context(|| format!("opening the event log in {}", run_dir.display()))?;
@@ -151,7 +145,6 @@ impl Supervisor {
         let (out_tx, out_rx) = mpsc::unbounded_channel();
         let failed_tx = msg_tx.clone();
         let mut sup = Supervisor {
-            _lock: lock,
             run: Run::new(RunStart {
                 first_build: plan.first_build,
                 stage3_done: checkpoint
@@ -234,18 +227,29 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// A panic (an internal error) still ends the run on the record: a line on standard error
 /// (the supervisor's log when detached) and a `run-finished` event `failed`, then the panic
 /// goes on.
+///
+/// The run directory's lock comes back with the result: the caller releases it last, after
+/// its front end has ended (the attach socket removed), so that whoever waits for the run
+/// to be unlocked finds none of its files in use.
 pub async fn supervise(
     prepared: Prepared,
     sys: std::sync::Arc<dyn Sys>,
     ui: Box<dyn Frontend>,
     requests: mpsc::UnboundedReceiver<Request>,
-) -> anyhow::Result<i32> {
+) -> (anyhow::Result<i32>, crate::rundir::Lock) {
     use futures_util::FutureExt;
-    let run_dir = prepared.plan.run_dir();
-    let run_id = prepared.plan.run_id.clone();
-    let run = std::panic::AssertUnwindSafe(supervise_run(prepared, sys, ui, requests));
+    let Prepared {
+        plan,
+        checkpoint,
+        mode,
+        lock,
+    } = prepared;
+    let run_dir = plan.run_dir();
+    let run_id = plan.run_id.clone();
+    let run =
+        std::panic::AssertUnwindSafe(supervise_run(plan, checkpoint, mode, sys, ui, requests));
     match run.catch_unwind().await {
-        Ok(result) => result,
+        Ok(result) => (result, lock),
         Err(panic) => {
             use std::io::Write;
             let what = panic
@@ -270,7 +274,9 @@ pub async fn supervise(
 
 /// [`supervise`] without the panic guard.
 async fn supervise_run(
-    prepared: Prepared,
+    plan: crate::plan::Plan,
+    checkpoint: crate::engine::state::Checkpoint,
+    mode: &'static str,
     sys: std::sync::Arc<dyn Sys>,
     ui: Box<dyn Frontend>,
     mut requests: mpsc::UnboundedReceiver<Request>,
@@ -280,7 +286,7 @@ async fn supervise_run(
     // a detached supervisor (no controlling terminal), outlive it.
     let ignore_hangup = !ui.owns_terminal() || !signals::has_controlling_terminal();
     let mut signals = Signals::install(ignore_hangup).context("installing the signal handlers")?;
-    let (mut sup, mut msg_rx, mut out_rx) = Supervisor::new(prepared, sys, ui)?;
+    let (mut sup, mut msg_rx, mut out_rx) = Supervisor::new(plan, checkpoint, mode, sys, ui)?;
 
     // The socket: private to root (mode 0600 in a 0700 directory, and each peer's
     // credentials are checked on accept).
@@ -661,8 +667,14 @@ mod tests {
         let prepared =
             prepare(sys.as_ref(), &starter, &starter.options.history, &Mode::New).unwrap();
         assert!(!prepared.plan.first_build, "an update from the history");
-        let (mut sup, mut msgs, _output) =
-            Supervisor::new(prepared, sys.clone(), Box::new(Plain::default())).unwrap();
+        let (mut sup, mut msgs, _output) = Supervisor::new(
+            prepared.plan,
+            prepared.checkpoint,
+            prepared.mode,
+            sys.clone(),
+            Box::new(Plain::default()),
+        )
+        .unwrap();
         let layout = sup.plan.layout.clone();
         let (b, c) = (layout.targets[1].clone(), layout.targets[2].clone());
         let b_dir = layout.secondary_dir(&b.target);
