@@ -47,6 +47,21 @@ pub struct TargetPlan {
     pub steps: Vec<Step>,
 }
 
+/// The run's job pool as planned: `jobs` tokens served as a GNU make jobserver to every
+/// target's environment (at [`crate::pool::FIFO_IN_ENV`]), held back while memory is short
+/// or the load high (docs/job-pool.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobPoolPlan {
+    /// Tokens in the pool.
+    pub jobs: u32,
+    /// No token is handed out while `MemAvailable` is below this many bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_mem_avail: Option<u64>,
+    /// No token is handed out while the 1-minute load average is at or above this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_load: Option<crate::starter::Load>,
+}
+
 /// A whole run as data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
@@ -64,6 +79,10 @@ pub struct Plan {
     pub stage3: Option<Stage3Source>,
     /// `make -j` jobs for kernels and squashfs.
     pub jobs: u32,
+    /// The run's job pool (docs/job-pool.md); `None` with `job_pool = false` (and for
+    /// `--mount-hist`, which runs no step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_pool: Option<JobPoolPlan>,
     /// Build-machine variables passed through to every step (names).
     pub pass_env: Vec<String>,
     /// The starter's `notify` command (empty: none); see [`crate::notify`].
@@ -197,6 +216,8 @@ pub fn build(
     let host_conf = resolve_in(&configs, &host.dir);
     let run = crate::rundir::layout::dir(&tree, &run_id);
     let binpkgs = tree.join("binpkgs");
+    // `--mount-hist` runs no step: no pool to serve.
+    let pooled = opts.job_pool && !opts.mount_hist;
 
     let layout = Layout {
         m_dir: run.join("M"),
@@ -233,6 +254,7 @@ pub fn build(
             })
             .collect(),
         date: date.to_string(),
+        jobserver: pooled.then(|| crate::rundir::layout::jobserver_dir(&run)),
     };
 
     let mut tuples: Vec<TupleInfo> = Vec::new();
@@ -323,6 +345,17 @@ pub fn build(
             openpgp_key: opts.verify_signatures.then(|| opts.openpgp_key.clone()),
         }),
         jobs: opts.jobs,
+        job_pool: pooled.then(|| JobPoolPlan {
+            // distcc's helpers run jobs beside the local ones: the pool grows by their slots,
+            // as MAKEOPTS does without a pool (crate::starter::distcc_hosts::add_run_env).
+            jobs: opts.jobs.saturating_add(
+                opts.distcc_hosts
+                    .as_deref()
+                    .map_or(0, crate::starter::distcc_hosts::slots),
+            ),
+            min_mem_avail: opts.min_mem_avail,
+            max_load: opts.max_load,
+        }),
         pass_env: opts.pass_env.clone(),
         notify: opts.notify.clone(),
         archive: ArchiveOptions {
@@ -381,7 +414,18 @@ fn step_env(
     set("HOST_CONF", host_dir.display().to_string());
     set("PRIMARY_BUILD", yes_no(primary));
     set("FIRST_BUILD", yes_no(first_build));
-    set("MAKEOPTS", format!("-j{}", starter.options.jobs));
+    // With the pool, MAKEOPTS carries no -j: a make given -j on its command line (Portage's
+    // emake puts MAKEOPTS there) runs a pool of its own instead of the run's jobserver. The
+    // worker adds MAKEFLAGS naming the jobserver to each step (docs/job-pool.md).
+    let pooled = starter.options.job_pool && !starter.options.mount_hist;
+    set(
+        "MAKEOPTS",
+        match (pooled, starter.options.max_load) {
+            (false, _) => format!("-j{}", starter.options.jobs),
+            (true, Some(load)) => format!("-l{}", load.0),
+            (true, None) => String::new(),
+        },
+    );
     if let Some(m) = &starter.options.gentoo_mirrors {
         set("GENTOO_MIRRORS", m.clone());
     }

@@ -247,7 +247,8 @@ fn apply_entries(
                         other => other,
                     })?;
                 }
-                if source.is_file() {
+                // A file, or the job pool's fifo: bound on an empty file.
+                if std::fs::metadata(source).is_ok_and(|m| !m.is_dir()) {
                     if let Some(parent) = target.parent() {
                         seen.prepare_dir(m_dir, parent)?;
                     }

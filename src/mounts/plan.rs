@@ -123,6 +123,11 @@ pub struct Layout {
     pub targets: Vec<TargetDirs>,
     /// The run date (`YYYYMMDD-HHMMSS`), suffix of secondary environment names.
     pub date: String,
+    /// The directory of the job pool's fifos (one per target, [`crate::pool::fifo_path`]),
+    /// each bound at [`crate::pool::FIFO_IN_ENV`] in its target's environment; `None`: no
+    /// pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jobserver: Option<PathBuf>,
 }
 
 /// `root` joined with an absolute path `abs` (leading `/` dropped).
@@ -288,6 +293,12 @@ impl Layout {
             target: root.join("run"),
             options: "size=10G,mode=0755".into(),
         });
+        if let Some(dir) = &self.jobserver {
+            out.push(bind(
+                &crate::pool::fifo_path(dir, &target.target.to_string()),
+                inside(root, std::path::Path::new(crate::pool::FIFO_IN_ENV)),
+            ));
+        }
         out.push(Entry::Proc {
             target: root.join("proc"),
         });

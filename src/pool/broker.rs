@@ -119,6 +119,11 @@ fn check_target(target: &str) -> Result<(), PoolError> {
     })
 }
 
+/// The fifo of `target` in the pool's directory `dir`: `<dir>/<target>.fifo`.
+pub fn fifo_path(dir: &Path, target: &str) -> PathBuf {
+    dir.join(format!("{target}.fifo"))
+}
+
 impl Broker {
     /// Starts a pool with the real /proc readings: see [`Broker::start_with_probe`].
     pub fn start(dir: &Path, targets: &[&str], config: PoolConfig) -> Result<Broker, PoolError> {
@@ -153,7 +158,7 @@ impl Broker {
                 cleanup(&made);
                 return Err(PoolError::DuplicateTarget(t.to_string()));
             }
-            let path = dir.join(format!("{t}.fifo"));
+            let path = fifo_path(dir, t);
             match Fifo::create(&path, config.fifo_mode) {
                 Ok(f) => {
                     made.push(path);

@@ -5,27 +5,6 @@ use std::path::PathBuf;
 /// Everything the job pool can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
-    /// A size such as `min_mem_avail = "2G"` could not be read.
-    #[error(
-        "bad size `{input}` for {what}: {why}; write a whole number of bytes with an optional \
-         suffix K, M, G or T (powers of 1024), e.g. \"2G\" or \"512M\""
-    )]
-    BadSize {
-        /// The setting the size was given for (e.g. `min_mem_avail`).
-        what: String,
-        /// The text as given.
-        input: String,
-        /// What is wrong with it.
-        why: String,
-    },
-    /// A load-average limit that is not a positive finite number.
-    #[error("bad load-average limit `{input}`: {why}; give a positive number such as 4 or 3.5")]
-    BadLoad {
-        /// The text or value as given.
-        input: String,
-        /// What is wrong with it.
-        why: String,
-    },
     /// The pool was configured with no tokens or too many.
     #[error("bad job count {jobs}: {why}")]
     BadJobs {

@@ -18,7 +18,6 @@ pub mod cost;
 mod error;
 pub mod fifo;
 pub mod makeflags;
-pub mod size;
 #[cfg(test)]
 mod tests;
 
@@ -26,11 +25,10 @@ pub use account::{
     ImplicitSlots, Ledger, PoolSnapshot, PoolStats, Reclaimed, TargetShare, TokenChannel,
 };
 pub use admission::{AdmissionLimits, Held, ProcProbe, SystemProbe};
-pub use broker::{Broker, PoolConfig, WakeStats};
+pub use broker::{fifo_path, Broker, PoolConfig, WakeStats};
 pub use cost::{CostSource, StepCost};
 pub use error::PoolError;
 pub use makeflags::{JobserverAuth, MakeVersion};
-pub use size::{parse_load, parse_size};
 
 /// Where a target's fifo is bind-mounted inside its environment, the same path in every
 /// environment (the supervisor creates an empty file there as the mount point).

@@ -28,6 +28,15 @@ pub const SUPERVISOR_LOG: &str = "supervisor.log";
 pub const TMUX_RECORD: &str = "tmux.json";
 /// The directory of the run's logs (0700).
 pub const LOGS: &str = "logs";
+/// The directory of the job pool's fifos.
+pub const JOBSERVER: &str = "jobserver";
+/// The job pool's state while the run lives (written by the supervisor, read by `status`).
+pub const POOL: &str = "pool.json";
+
+/// `<run_dir>/jobserver`: the job pool's fifos, one per target (docs/job-pool.md).
+pub fn jobserver_dir(run_dir: &Path) -> PathBuf {
+    run_dir.join(JOBSERVER)
+}
 
 /// `<run_dir>/logs`.
 pub fn logs(run_dir: &Path) -> PathBuf {

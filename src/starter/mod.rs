@@ -22,7 +22,11 @@
 //! mount_opts = "size=30G"
 //! tmp_type = "none"          # none | tmpfs
 //! tmp_size = "30G"
-//! jobs = 16                  # default: the number of CPUs
+//! jobs = 16                  # default: the number of CPUs; the size of the job pool
+//! job_pool = true            # one GNU make jobserver of `jobs` tokens for the whole run
+//!                            # (docs/job-pool.md); false: MAKEOPTS="-j<jobs>" per target
+//! min_mem_avail = "2G"       # no new job while MemAvailable is below (default: no limit)
+//! max_load = 6               # no new job while the load average is at or above
 //! history = "latest"         # latest | none | <name under history/> | <path>
 //!                            # (a value with `/`; relative to the tree)
 //! history_type = "squashfs"  # squashfs | files
@@ -49,6 +53,7 @@ mod error;
 mod import;
 mod options;
 mod raw;
+pub mod size;
 #[cfg(test)]
 mod tests;
 
@@ -67,7 +72,7 @@ use crate::config::target::{validate_name, validate_tuple, Target};
 pub use env::EnvFn;
 pub use error::{Location, StarterError};
 pub use import::{import_starter, read_script, ImportError};
-pub use options::{HistorySel, HistoryType, MountType, Options, TmpType, UiKind, COMPRESSORS};
+pub use options::{HistorySel, HistoryType, Load, MountType, Options, TmpType, UiKind, COMPRESSORS};
 
 /// The stage3 mirror used when neither the starter nor `TARBALL_MIRROR` names one.
 pub const DEFAULT_MIRROR: &str = "https://gentoo.osuosl.org";
@@ -384,6 +389,22 @@ impl Source<'_> {
             .integer(raw, "jobs", problems)
             .and_then(|n| self.check("jobs", &n, |&n| options::jobs(n), problems))
             .unwrap_or_else(default_jobs);
+        let min_mem_avail = parsed("min_mem_avail").and_then(|(k, v)| {
+            self.check(
+                &k,
+                &v,
+                |s| size::parse_size("min_mem_avail", s).map_err(|e| e.to_string()),
+                problems,
+            )
+        });
+        let max_load = self.number(raw, "max_load", problems).and_then(|n| {
+            self.check(
+                "max_load",
+                &n,
+                |&n| size::parse_load(&n.to_string()).map_err(|e| e.to_string()),
+                problems,
+            )
+        });
         let gentoo_mirrors = parsed("gentoo_mirrors")
             .and_then(|(k, v)| self.check(&k, &v, |s| options::gentoo_mirrors(s), problems))
             .flatten();
@@ -398,6 +419,9 @@ impl Source<'_> {
             tmp_type,
             tmp_size: word("tmp_size", &options::size).unwrap_or_else(|| "30G".to_owned()),
             jobs,
+            job_pool: self.boolean(raw, "job_pool", problems).unwrap_or(true),
+            min_mem_avail,
+            max_load: max_load.map(options::Load),
             history,
             history_type,
             compression_level: match level {

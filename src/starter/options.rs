@@ -89,6 +89,19 @@ pub enum HistorySel {
     Path(PathBuf),
 }
 
+fn yes() -> bool {
+    true
+}
+
+/// A load-average limit: a positive finite number (checked by
+/// [`crate::starter::size::parse_load`]), compared with `/proc/loadavg`'s first field.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Load(pub f64);
+
+// A load limit is finite (never NaN), so equality is an equivalence.
+impl Eq for Load {}
+
 /// The options of a run: `[options]` of the starter with the environment overrides applied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Options {
@@ -107,8 +120,19 @@ pub struct Options {
     pub tmp_type: TmpType,
     /// Size of the var/tmp/portage tmpfs: digits with an optional K/M/G/T suffix, or `N%`.
     pub tmp_size: String,
-    /// Parallel jobs for kernel builds and squashfs; at least 1.
+    /// Parallel jobs: the job pool's tokens (docs/job-pool.md), kernel builds and squashfs;
+    /// at least 1.
     pub jobs: u32,
+    /// One GNU make jobserver of `jobs` tokens for the whole run (default true); `false`:
+    /// every target gets `MAKEOPTS="-j<jobs>"`, as the original did.
+    #[serde(default = "yes")]
+    pub job_pool: bool,
+    /// No new job from the pool while `MemAvailable` is below this many bytes.
+    #[serde(default)]
+    pub min_mem_avail: Option<u64>,
+    /// No new job from the pool while the 1-minute load average is at or above this.
+    #[serde(default)]
+    pub max_load: Option<Load>,
     pub history: HistorySel,
     pub history_type: HistoryType,
     /// One of [`COMPRESSORS`].

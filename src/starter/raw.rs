@@ -35,6 +35,9 @@ pub(super) const OPTION_KEYS: &[(&str, &str)] = &[
     ("tmp_type", "a string: \"none\" or \"tmpfs\""),
     ("tmp_size", "a string: a size such as \"30G\""),
     ("jobs", "an integer: 1 or more"),
+    ("job_pool", "a boolean: true or false"),
+    ("min_mem_avail", "a string: a size such as \"2G\""),
+    ("max_load", "a number above 0 such as 6 or 3.5"),
     (
         "history",
         "a string: \"latest\", \"none\", a name under history/ or a path",
@@ -295,6 +298,25 @@ impl Source<'_> {
         let (_, v) = table.iter().find(|(k, _)| k.get_ref() == key)?;
         match v.get_ref() {
             Value::Integer(n) => Some(Spanned::new(v.span(), *n)),
+            other => {
+                problems.push(self.wrong(key, OPTION_KEYS, other, &v.span()));
+                None
+            }
+        }
+    }
+
+    /// The number value of `key` (an integer or a float), if present and a number; else a
+    /// problem.
+    pub(super) fn number(
+        &self,
+        table: &Table,
+        key: &str,
+        problems: &Problems,
+    ) -> Option<Spanned<f64>> {
+        let (_, v) = table.iter().find(|(k, _)| k.get_ref() == key)?;
+        match v.get_ref() {
+            Value::Integer(n) => Some(Spanned::new(v.span(), *n as f64)),
+            Value::Float(f) => Some(Spanned::new(v.span(), *f)),
             other => {
                 problems.push(self.wrong(key, OPTION_KEYS, other, &v.span()));
                 None

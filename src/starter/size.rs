@@ -1,19 +1,44 @@
 //! Byte sizes as a user writes them in a starter or on the command line (`"2G"`, `"512M"`,
-//! `"1048576"`), for the pool's memory admission (`min_mem_avail`).
+//! `"1048576"`), for the job pool's memory admission (`min_mem_avail`), and load-average
+//! limits (`max_load`).
 //!
 //! The suffixes are binary (K = 1024), as steve's `--min-memory-avail` and procps' `free`
 //! read them; a trailing `B` or `iB` is accepted (`2GiB`, `512MB` both mean powers of 1024).
 
-use super::PoolError;
+/// A size or load limit that cannot be read: what is wrong and how to write it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SizeError {
+    /// A size such as `min_mem_avail = "2G"` could not be read.
+    #[error(
+        "bad size `{input}` for {what}: {why}; write a whole number of bytes with an optional \
+         suffix K, M, G or T (powers of 1024), e.g. \"2G\" or \"512M\""
+    )]
+    BadSize {
+        /// The setting the size was given for (e.g. `min_mem_avail`).
+        what: String,
+        /// The text as given.
+        input: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// A load-average limit that is not a positive finite number.
+    #[error("bad load-average limit `{input}`: {why}; give a positive number such as 4 or 3.5")]
+    BadLoad {
+        /// The text or value as given.
+        input: String,
+        /// What is wrong with it.
+        why: String,
+    },
+}
 
 /// Parses `input`, a size in bytes for the setting `what`: digits, optionally a decimal
 /// fraction (`1.5G`), then optionally one of `K`, `M`, `G`, `T` (case-insensitive, powers of
 /// 1024) and an optional `B`/`iB`. Surrounding spaces are ignored.
 ///
-/// Errors: [`PoolError::BadSize`] naming `what` and `input` for an empty string, a missing
+/// Errors: [`SizeError::BadSize`] naming `what` and `input` for an empty string, a missing
 /// number, an unknown suffix, or a value above `u64::MAX` bytes.
-pub fn parse_size(what: &str, input: &str) -> Result<u64, PoolError> {
-    let bad = |why: &str| PoolError::BadSize {
+pub fn parse_size(what: &str, input: &str) -> Result<u64, SizeError> {
+    let bad = |why: &str| SizeError::BadSize {
         what: what.to_string(),
         input: input.to_string(),
         why: why.to_string(),
@@ -66,9 +91,9 @@ pub fn parse_size(what: &str, input: &str) -> Result<u64, PoolError> {
 
 /// Parses a load-average limit (`"4"`, `"3.5"`): a positive finite number.
 ///
-/// Errors: [`PoolError::BadLoad`] for anything else.
-pub fn parse_load(input: &str) -> Result<f64, PoolError> {
-    let bad = |why: &str| PoolError::BadLoad {
+/// Errors: [`SizeError::BadLoad`] for anything else.
+pub fn parse_load(input: &str) -> Result<f64, SizeError> {
+    let bad = |why: &str| SizeError::BadLoad {
         input: input.to_string(),
         why: why.to_string(),
     };
