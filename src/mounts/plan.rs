@@ -418,7 +418,39 @@ mod tests {
                 t("x86_64-unknown-linux-musl", "b"),
             ],
             date: "20260101-000000".into(),
+            jobserver: Some("/t/work/r/jobserver".into()),
         }
+    }
+
+    #[test]
+    fn each_environment_binds_its_own_targets_fifo_at_the_jobserver_path_after_run() {
+        let l = layout(None);
+        for t in &l.targets {
+            let root = l.root_of(&t.target);
+            let entries = l.env_entries(&root, t);
+            let run = entries
+                .iter()
+                .position(|e| e.target() == root.join("run"))
+                .unwrap();
+            let fifo = entries
+                .iter()
+                .position(|e| {
+                    matches!(e, Entry::Bind { source, target, .. }
+                        if *source == Path::new("/t/work/r/jobserver").join(format!("{}.fifo", t.target))
+                            && *target == root.join("run/build-helper/jobserver"))
+                })
+                .unwrap_or_else(|| panic!("no fifo bind for {}: {entries:?}", t.target));
+            assert!(run < fifo, "the /run tmpfs would hide the fifo");
+        }
+        let unpooled = Layout {
+            jobserver: None,
+            ..l.clone()
+        };
+        let t = &unpooled.targets[0];
+        assert!(!unpooled
+            .env_entries(&unpooled.root_of(&t.target), t)
+            .iter()
+            .any(|e| e.target().ends_with("run/build-helper/jobserver")));
     }
 
     #[test]

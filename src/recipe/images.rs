@@ -224,7 +224,7 @@ if [ -f "$F/init" ]; then chmod 700 "$F/init"; fi
         let mut s = String::from(DIRS);
         if self.source_kernel() {
             s.push_str(
-                "kmake -j\"$BUILD_JOBS\"\nkmake modules_install INSTALL_MOD_PATH=\"$S\" INSTALL_MOD_STRIP=1\n",
+                "kmake $(kjobs)\nkmake modules_install INSTALL_MOD_PATH=\"$S\" INSTALL_MOD_STRIP=1\n",
             );
         } else {
             s.push_str(
@@ -312,7 +312,7 @@ chown -R 0:0 "$F"
                 modules = INITRAMFS_MODULES.join(" ")
             ));
         } else if self.source_kernel() {
-            s.push_str("kmake -j\"$BUILD_JOBS\"\n");
+            s.push_str("kmake $(kjobs)\n");
         } else if self.dist_kernel() {
             // gentoo-kernel embeds the initramfs when its config fragment says so: build it
             // again now that the initramfs holds the images.

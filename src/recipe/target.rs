@@ -42,6 +42,8 @@ F="$R/usr/src/initramfs"
 KI="$R/usr/src/kernel-image"
 KB="$R/usr/src/kernel-boot"
 kmake() { make -C "$K" ARCH="$BUILD_ARCH" CROSS_COMPILE="$CROSSDEV_TARGET-" "$@"; }
+# -j only without the run's jobserver: a make given -j leaves the jobserver for a pool of its own.
+kjobs() { case " ${MAKEFLAGS:-} " in *" --jobserver-auth="*) ;; *) echo "-j$BUILD_JOBS" ;; esac; }
 FI() { FEATURES=-collision-protect "$CROSSDEV_TARGET-emerge" --config-root="$S" "$@"; }
 nodes() {
   mkdir -p "$1/dev"
