@@ -72,7 +72,9 @@ use crate::config::target::{validate_name, validate_tuple, Target};
 pub use env::EnvFn;
 pub use error::{Location, StarterError};
 pub use import::{import_starter, read_script, ImportError};
-pub use options::{HistorySel, HistoryType, Load, MountType, Options, TmpType, UiKind, COMPRESSORS};
+pub use options::{
+    HistorySel, HistoryType, Load, MountType, Options, TmpType, UiKind, COMPRESSORS,
+};
 
 /// The stage3 mirror used when neither the starter nor `TARBALL_MIRROR` names one.
 pub const DEFAULT_MIRROR: &str = "https://gentoo.osuosl.org";

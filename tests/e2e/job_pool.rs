@@ -320,7 +320,9 @@ fn job_pool_memory_admission_holds_tokens_back() {
     let mut config = PoolConfig::new(3);
     config.implicit_slots = ImplicitSlots::CoveredByClient;
     config.limits = AdmissionLimits {
-        min_mem_avail: Some(build_helper::pool::parse_size("min_mem_avail", "2G").unwrap()),
+        min_mem_avail: Some(
+            build_helper::starter::size::parse_size("min_mem_avail", "2G").unwrap(),
+        ),
         max_load: None,
     };
     let target = [TARGETS[0]];
