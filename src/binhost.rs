@@ -125,6 +125,7 @@ pub fn index(
         group: Group::Caller,
         output: None,
         fd3: None,
+        cgroup: None,
     };
     let (code, out) =
         crate::sys::chroot::output(sys, cmd).map_err(|source| BinhostError::Start {

@@ -183,6 +183,7 @@ pub fn shell(
         group: Group::Caller,
         output: None,
         fd3: None,
+        cgroup: None,
     })?;
     child
         .wait()

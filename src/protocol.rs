@@ -33,6 +33,10 @@ pub enum WorkerMsg {
         exit_code: i32,
         /// Wall time in milliseconds.
         duration_ms: u64,
+        /// What the step's process tree cost (CPU time, peak memory); `None` when it could
+        /// not be measured, or from an older build.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cost: Option<crate::pool::StepCost>,
     },
     /// A tuple's cross toolchain is ready (announced by `crossdev` or `rust-cross`).
     ToolchainReady {
@@ -147,6 +151,11 @@ mod tests {
             step: "target-env".into(),
             exit_code: 1,
             duration_ms: 12,
+            cost: Some(crate::pool::StepCost {
+                cpu_us: 1_500,
+                peak_rss_bytes: 4 << 20,
+                source: crate::pool::CostSource::Rusage,
+            }),
         };
         let line = encode(&msg);
         assert_eq!(line.matches('\n').count(), 1);

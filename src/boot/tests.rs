@@ -54,7 +54,7 @@ fn record_run(starter: &crate::starter::Starter, date: &str, collected: &[&str])
     for t in collected {
         let t = Target::parse(t).unwrap();
         cp.step_started(&t, "collect", 1);
-        cp.step_finished(&t, "collect", 0, 1);
+        cp.step_finished(&t, "collect", 0, 1, None);
     }
     crate::rundir::save_checkpoint(&dir, &cp).unwrap();
 }

@@ -85,6 +85,8 @@ pub(super) fn run(args: Args, sys: Arc<dyn Sys>) -> anyhow::Result<i32> {
         starter.options.verify_signatures = false;
     }
     if mount_hist || starter.options.mount_hist {
+        // Planned as what it is: no steps, so no job pool and MAKEOPTS -j<jobs> for `shell`.
+        starter.options.mount_hist = true;
         if !nix::unistd::geteuid().is_root() {
             return Err(
                 UsageError("--mount-hist needs root (it mounts): run it as root".into()).into(),

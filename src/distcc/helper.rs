@@ -318,6 +318,7 @@ fn chrooted(root: &Path, program: &str, args: Vec<String>) -> ChrootCommand {
         group: Group::Caller,
         output: None,
         fd3: None,
+        cgroup: None,
     }
 }
 

@@ -52,6 +52,38 @@ pub enum Event {
         exit_code: i32,
         /// Milliseconds.
         duration_ms: u64,
+        /// What the step's process tree cost (CPU time, peak memory); `None` when it could
+        /// not be measured, or from an older build.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cost: Option<crate::pool::StepCost>,
+    },
+    /// The run's job pool is served (docs/job-pool.md): `total` tokens.
+    JobPoolStarted {
+        /// Tokens in the pool (`jobs`).
+        total: usize,
+    },
+    /// A step of a pooled run ended (follows its `step-finished`, or its worker's end): every
+    /// token granted to its target is back in the pool.
+    JobTokensReturned {
+        /// `<tuple>.<name>`.
+        target: String,
+        /// Step name.
+        step: String,
+        /// Tokens the target had been granted when the step ended.
+        granted: usize,
+        /// Of those, tokens its processes held and never wrote back (killed or crashed).
+        lost: usize,
+        /// Tokens free in the pool now.
+        free: usize,
+        /// Tokens in the pool.
+        total: usize,
+    },
+    /// The run's steps ended and the pool was closed: `free == total` means no token was lost.
+    JobPoolClosed {
+        /// Tokens in the pool.
+        total: usize,
+        /// Tokens back in the broker's hands when it closed.
+        free: usize,
     },
     /// A step failed (follows its `step-finished`): where to look.
     StepFailed {

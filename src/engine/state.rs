@@ -137,6 +137,8 @@ pub struct StepRecord {
     pub duration_ms: Option<u64>,
     /// How many times it was started.
     pub attempts: u32,
+    /// What the last attempt's process tree cost (CPU time, peak memory), when measured.
+    pub cost: Option<crate::pool::StepCost>,
 }
 
 /// A step record as the checkpoint (format 1) and `status --json` spell it: the state as a
@@ -150,6 +152,8 @@ struct StepWire {
     started_us: Option<u64>,
     duration_ms: Option<u64>,
     attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cost: Option<crate::pool::StepCost>,
 }
 
 /// [`StepState`]'s word in the checkpoint.
@@ -184,6 +188,7 @@ impl From<StepWire> for StepRecord {
             started_us: w.started_us,
             duration_ms: w.duration_ms,
             attempts: w.attempts,
+            cost: w.cost,
         }
     }
 }
@@ -205,6 +210,7 @@ impl From<StepRecord> for StepWire {
             started_us: r.started_us,
             duration_ms: r.duration_ms,
             attempts: r.attempts,
+            cost: r.cost,
         }
     }
 }
@@ -219,6 +225,7 @@ impl StepRecord {
             started_us: None,
             duration_ms: None,
             attempts: 0,
+            cost: None,
         }
     }
 
@@ -554,7 +561,14 @@ impl Checkpoint {
     }
 
     /// Records a step end.
-    pub fn step_finished(&mut self, target: &Target, step: &str, exit_code: i32, duration_ms: u64) {
+    pub fn step_finished(
+        &mut self,
+        target: &Target,
+        step: &str,
+        exit_code: i32,
+        duration_ms: u64,
+        cost: Option<crate::pool::StepCost>,
+    ) {
         if let Some(s) = self
             .targets
             .iter_mut()
@@ -563,6 +577,7 @@ impl Checkpoint {
         {
             s.state = StepState::finished(exit_code);
             s.duration_ms = Some(duration_ms);
+            s.cost = cost;
         }
     }
 
@@ -680,7 +695,7 @@ pub(crate) mod tests {
         let mut c = cp();
         let a = c.targets[0].target.clone();
         c.step_started(&a, "crossdev", 1);
-        c.step_finished(&a, "crossdev", 2, 40);
+        c.step_finished(&a, "crossdev", 2, 40, None);
         assert!(c.rescue_waiting(&a, "crossdev", 9));
         assert_eq!(
             c.targets[0].steps[0].state,
@@ -717,7 +732,7 @@ pub(crate) mod tests {
         // Only a failed step can have a rescue shell.
         assert!(!c.rescue_waiting(&a, "crossdev", 1));
         c.step_started(&a, "crossdev", 1);
-        c.step_finished(&a, "crossdev", 2, 5);
+        c.step_finished(&a, "crossdev", 2, 5, None);
         assert!(c.rescue_waiting(&a, "crossdev", 7));
         assert_eq!(
             c.target(&a).unwrap().state(),
@@ -754,9 +769,9 @@ pub(crate) mod tests {
         let mut c = cp();
         let a = c.targets[0].target.clone();
         c.step_started(&a, "crossdev", 1);
-        c.step_finished(&a, "crossdev", 0, 5);
+        c.step_finished(&a, "crossdev", 0, 5, None);
         c.step_started(&a, "target-env", 2);
-        c.step_finished(&a, "target-env", 1, 5);
+        c.step_finished(&a, "target-env", 1, 5, None);
         assert_eq!(
             c.target(&a).unwrap().pending_steps(),
             ["target-env", "collect"]
@@ -769,7 +784,7 @@ pub(crate) mod tests {
         let mut c = cp();
         let a = c.targets[0].target.clone();
         c.step_started(&a, "crossdev", 1);
-        c.step_finished(&a, "crossdev", 0, 5);
+        c.step_finished(&a, "crossdev", 0, 5, None);
         assert_eq!(c.target(&a).unwrap().state(), TargetState::Waiting);
         let mut crashed = c.clone();
         crashed.restore();
@@ -806,12 +821,12 @@ pub(crate) mod tests {
         let a = c.targets[0].target.clone();
         let b = c.targets[1].target.clone();
         c.step_started(&a, "crossdev", 1);
-        c.step_finished(&a, "crossdev", 0, 5);
+        c.step_finished(&a, "crossdev", 0, 5, None);
         c.set_toolchain_ready("aarch64-unknown-linux-musl");
         c.step_started(&b, "target-env", 2);
-        c.step_finished(&b, "target-env", 0, 5);
+        c.step_finished(&b, "target-env", 0, 5, None);
         c.step_started(&b, "collect", 3);
-        c.step_finished(&b, "collect", 1, 5);
+        c.step_finished(&b, "collect", 1, 5, None);
         assert_eq!(c.reset_target(&b), vec!["target-env", "collect"]);
         assert_eq!(c.targets[1].state(), TargetState::Waiting);
         assert!(c.targets[0].steps[0].state.is_done());
@@ -825,7 +840,7 @@ pub(crate) mod tests {
         let mut c = cp();
         let a = c.targets[0].target.clone();
         c.step_started(&a, "crossdev", 1);
-        c.step_finished(&a, "crossdev", 0, 5);
+        c.step_finished(&a, "crossdev", 0, 5, None);
         c.set_toolchain_ready("aarch64-unknown-linux-musl");
         c.reset_for_retry();
         assert!(c.targets.iter().all(|t| t.state() == TargetState::Waiting));
@@ -846,7 +861,7 @@ pub(crate) mod tests {
         assert!(c.tuple_ready("aarch64-unknown-linux-musl"));
         assert!(!c.tuple_ready("x86_64-unknown-linux-musl"));
         c.step_started(&a, "crossdev", 1);
-        c.step_finished(&a, "crossdev", 0, 5);
+        c.step_finished(&a, "crossdev", 0, 5, None);
         assert!(c.tuple_ready("x86_64-unknown-linux-musl"));
     }
 }

@@ -434,6 +434,7 @@ fn worker_samples() -> Vec<Vec<u8>> {
             step: "target-world".into(),
             exit_code: 1,
             duration_ms: 1234,
+            cost: None,
         },
         WorkerMsg::ToolchainReady {
             tuple: "aarch64-unknown-linux-musl".into(),

@@ -109,14 +109,17 @@ fn own_cgroup(text: &str) -> Option<&str> {
 }
 
 impl CgroupRoot {
-    /// The cgroup of this process under `/sys/fs/cgroup`, when `/sys/fs/cgroup` is a cgroup2
-    /// mount (statfs magic `CGROUP2_SUPER_MAGIC`; a hybrid layout with cgroup2 elsewhere does
-    /// not count) and that directory is writable. `None` otherwise: use rusage.
+    /// The cgroup of this process in the cgroup v2 hierarchy, when `/sys/fs/cgroup` (the
+    /// unified layout) or `/sys/fs/cgroup/unified` (systemd's hybrid layout) is a cgroup2
+    /// mount (statfs magic `CGROUP2_SUPER_MAGIC`) and that directory is writable. `None`
+    /// otherwise: use rusage.
     pub fn detect() -> Option<CgroupRoot> {
-        let mount = Path::new("/sys/fs/cgroup");
-        if !is_cgroup2(mount) {
-            return None;
-        }
+        // The unified layout, else the v2 hierarchy of the hybrid one (systemd's
+        // `/sys/fs/cgroup/unified`, which has no controllers: CPU only).
+        let mount = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+            .into_iter()
+            .map(Path::new)
+            .find(|m| is_cgroup2(m))?;
         let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
         let rel = own_cgroup(&text)?.trim().trim_start_matches('/');
         let dir = mount.join(rel);

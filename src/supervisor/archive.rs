@@ -292,6 +292,7 @@ fn in_environment_command(
         group: Group::Own,
         output: None,
         fd3: None,
+        cgroup: None,
     }
 }
 

@@ -13,6 +13,7 @@ impl Supervisor {
     /// [`crate::engine::run::RunAction::TearDown`]: unmounts everything under `M`; the
     /// journal goes only when nothing is left.
     pub(super) fn teardown(&mut self) {
+        self.close_pool();
         self.stop_mounting();
         let m = self.plan.layout.m_dir.clone();
         match mounts::teardown(self.sys.as_ref(), &m, true) {

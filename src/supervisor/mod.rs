@@ -10,6 +10,7 @@
 
 mod archive;
 mod finish;
+mod pool;
 pub mod prepare;
 mod progress_watch;
 mod setup;
@@ -73,6 +74,8 @@ struct Held {
 }
 
 struct Supervisor {
+    /// The run's job pool while the steps run (`None`: `job_pool = false`, or closed).
+    pool: Option<pool::RunPool>,
     /// The run's phases; the supervisor executes its actions (`queue`) and feeds back.
     run: Run,
     /// The run machine's actions not executed yet.
@@ -139,12 +142,18 @@ impl Supervisor {
             events.tee(out);
         }
         events.append(Event::RunStarted { mode: mode.into() });
+        // Before any environment is mounted: each binds its target's fifo.
+        let pool = pool::RunPool::start(&plan, &run_dir).context("starting the job pool")?;
+        if let Some(p) = &pool {
+            events.append(p.started_event());
+        }
         let watch = progress_watch::start(&plan);
         let notifier = crate::notify::Notifier::new(&plan.notify, &run_dir);
         let (msg_tx, msg_rx) = mpsc::unbounded_channel();
         let (out_tx, out_rx) = mpsc::unbounded_channel();
         let failed_tx = msg_tx.clone();
         let mut sup = Supervisor {
+            pool,
             run: Run::new(RunStart {
                 first_build: plan.first_build,
                 stage3_done: checkpoint
@@ -339,6 +348,7 @@ async fn supervise_run(
                     &mut out_rx,
                 )
                 .await;
+                sup.close_pool();
                 let _ = std::fs::remove_file(&socket);
                 RunInput::StepsEnded {
                     all_done: sup.engine.checkpoint().all_done(),
@@ -424,6 +434,37 @@ async fn stop_input(
 }
 
 impl Supervisor {
+    /// `target` started `step`: the pool offers it tokens.
+    fn pool_step_started(&mut self, target: &Target, step: &str) {
+        let Some(pool) = &mut self.pool else { return };
+        if let Err(e) = pool.step_started(target, step) {
+            self.ui.say(&format!("job pool: {target}: {e}"));
+        }
+    }
+
+    /// `target`'s step ended: its tokens come back (recorded as an event).
+    fn pool_step_ended(&mut self, target: &Target) {
+        let Some(pool) = &mut self.pool else { return };
+        match pool.step_ended(target) {
+            Some(Ok(event)) => {
+                self.events.append(event);
+            }
+            Some(Err(e)) => self.ui.say(&format!("job pool: {target}: {e}")),
+            None => {}
+        }
+    }
+
+    /// The steps ended: the pool closes (recorded as an event with what came back).
+    fn close_pool(&mut self) {
+        let Some(pool) = self.pool.take() else { return };
+        match pool.close() {
+            Ok(event) => {
+                self.events.append(event);
+            }
+            Err(e) => self.ui.say(&format!("job pool: {e}")),
+        }
+    }
+
     /// Hands the checkpoint to the writer thread (temp, fsync, rename off the event loop).
     fn save(&mut self) {
         self.writer.save(self.engine.checkpoint());
@@ -488,6 +529,8 @@ impl Supervisor {
                 }
                 Action::WorkerGone(t) => {
                     self.held.entry(t.clone()).or_default().pid = None;
+                    // A step it left running is over: its leftovers were killed.
+                    self.pool_step_ended(&t);
                     // Its output has ended: a front end prints what is left, the TUI stops
                     // offering its rescue shell.
                     self.ui.flush(&t);
@@ -575,11 +618,13 @@ impl Supervisor {
                 step,
                 exit_code,
                 duration_ms,
+                cost,
             } => Input::StepFinished {
                 target,
                 step,
                 exit_code,
                 duration_ms,
+                cost,
             },
             WorkerMsg::ToolchainReady { tuple } => Input::ToolchainReady { target, tuple },
             WorkerMsg::AcquireSync => Input::AcquireSync(target),
@@ -600,8 +645,15 @@ impl Supervisor {
         let actions = self.engine.input(input);
         self.execute(actions).await;
         match progress {
-            Some((target, Some(step))) => self.progress_step_started(&target, &step),
-            Some((target, None)) => self.watch.step_finished(&target.to_string()),
+            Some((target, Some(step))) => {
+                self.pool_step_started(&target, &step);
+                self.progress_step_started(&target, &step);
+            }
+            Some((target, None)) => {
+                // The worker killed the step's process group before it said so.
+                self.pool_step_ended(&target);
+                self.watch.step_finished(&target.to_string());
+            }
             None => {}
         }
     }

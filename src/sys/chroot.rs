@@ -55,6 +55,20 @@ pub struct ChrootCommand {
     pub output: Option<OwnedFd>,
     /// Becomes file descriptor 3 in the process (a step's event pipe); `None`: none.
     pub fd3: Option<OwnedFd>,
+    /// A cgroup v2 `cgroup.procs` file open for writing: the process joins that cgroup
+    /// before it executes anything (it writes `0`, itself), so no descendant escapes it (a
+    /// step's cost, `crate::pool::cost`); `None`: it stays in the caller's cgroup.
+    pub cgroup: Option<OwnedFd>,
+}
+
+/// What a waited-for process and the descendants it waited for used (wait4(2)'s rusage).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    /// User plus system CPU time, microseconds.
+    pub cpu_us: u64,
+    /// The largest resident set of any single one of those processes, bytes
+    /// (`ru_maxrss`, kilobytes on Linux).
+    pub max_rss_bytes: u64,
 }
 
 /// A process started by [`super::Sys::spawn_chrooted`].
@@ -67,28 +81,67 @@ pub trait Spawned: Send {
     fn wait(&mut self) -> std::io::Result<i32>;
     /// Kills its whole process group (SIGKILL): nothing it started may outlive it.
     fn kill_group(&mut self);
+    /// What it used, once [`Spawned::wait`] returned (`None` before, or when not known).
+    fn usage(&self) -> Option<Usage> {
+        None
+    }
 }
 
-/// A real child process.
-struct LinuxChild(std::process::Child);
+/// A real child process; reaped with wait4(2), which also gives what it used.
+struct LinuxChild {
+    child: std::process::Child,
+    /// Its exit code and usage once reaped.
+    reaped: Option<(i32, Usage)>,
+}
 
 impl Spawned for LinuxChild {
     fn id(&self) -> u32 {
-        self.0.id()
+        self.child.id()
     }
 
     fn wait(&mut self) -> std::io::Result<i32> {
-        let status = self.0.wait()?;
-        Ok(status
+        if let Some((code, _)) = self.reaped {
+            return Ok(code);
+        }
+        let pid = self.child.id() as libc::pid_t;
+        let mut status: libc::c_int = 0;
+        // SAFETY: rusage is plain data; all-zero is a valid value.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        loop {
+            // SAFETY: wait4 writes an int through `status` and a rusage through `ru`, both
+            // alive for the call; `pid` is our child, not reaped yet (std never waits for it:
+            // `child` is only used for its pid and kept so nothing else reaps it).
+            let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+            if rc == pid {
+                break;
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+        let code = std::process::ExitStatus::from_raw(status);
+        let code = code
             .code()
-            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+            .unwrap_or_else(|| 128 + code.signal().unwrap_or(0));
+        let us = |t: libc::timeval| (t.tv_sec.max(0) as u64) * 1_000_000 + t.tv_usec.max(0) as u64;
+        let usage = Usage {
+            cpu_us: us(ru.ru_utime).saturating_add(us(ru.ru_stime)),
+            max_rss_bytes: (ru.ru_maxrss.max(0) as u64).saturating_mul(1024),
+        };
+        self.reaped = Some((code, usage));
+        Ok(code)
     }
 
     fn kill_group(&mut self) {
         let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(self.0.id() as i32),
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
             nix::sys::signal::Signal::SIGKILL,
         );
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.reaped.map(|(_, u)| u)
     }
 }
 
@@ -103,6 +156,7 @@ pub(super) fn spawn(cmd: ChrootCommand) -> Result<Box<dyn Spawned>, SysError> {
         group,
         output,
         fd3,
+        cgroup,
     } = cmd;
     let failed = |source: std::io::Error| SysError::Spawn {
         program: program.clone(),
@@ -119,13 +173,20 @@ pub(super) fn spawn(cmd: ChrootCommand) -> Result<Box<dyn Spawned>, SysError> {
             .stderr(Stdio::from(out));
     }
     let fd3_raw = fd3.as_ref().map(|f| f.as_raw_fd());
+    let cgroup_raw = cgroup.as_ref().map(|f| f.as_raw_fd());
     let root_in_child = root.clone();
     // A worker runs raised; what it starts runs at the build's niceness (crate::sched).
     let niceness = crate::sched::build_niceness();
-    // SAFETY: only async-signal-safe calls (chroot, chdir, setpriority, setsid, setpgid,
-    // signal, tcsetpgrp, prctl, dup2, fcntl) between fork and exec.
+    // SAFETY: only async-signal-safe calls (write, chroot, chdir, setpriority, setsid,
+    // setpgid, signal, tcsetpgrp, prctl, dup2, fcntl) between fork and exec.
     unsafe {
         c.pre_exec(move || {
+            // First, while the path of the cgroup file is still the host's: join the cgroup.
+            if let Some(fd) = cgroup_raw {
+                if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
             std::os::unix::fs::chroot(&root_in_child)?;
             std::env::set_current_dir("/")?;
             if let Some(n) = niceness {
@@ -170,7 +231,11 @@ pub(super) fn spawn(cmd: ChrootCommand) -> Result<Box<dyn Spawned>, SysError> {
     // The parent's copies of the pipes' write ends: the readers see the end with the child.
     drop(c);
     drop(fd3);
-    Ok(Box::new(LinuxChild(child)))
+    drop(cgroup);
+    Ok(Box::new(LinuxChild {
+        child,
+        reaped: None,
+    }))
 }
 
 /// A recorded process: it never ran; `wait` returns the exit code it was given.

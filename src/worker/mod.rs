@@ -14,6 +14,7 @@
 //!
 //! Not here: deciding what runs (engine), mounting (supervisor), showing it (ui).
 
+mod jobserver;
 pub mod rescue;
 mod step;
 
@@ -253,13 +254,22 @@ pub fn main(
             }
         }
         link.send(&WorkerMsg::StepStarted { step: name.clone() });
-        let outcome = step::run(sys, &tp.root, step, &env, &log, &link);
+        // The run's job pool, as this environment's make and Portage can take part in it.
+        let mut step_env = env.clone();
+        if let Some(pool) = &plan.job_pool {
+            let note = jobserver::step_env(sys, &tp.root, &mut step_env, pool);
+            if let Ok(mut f) = log.lock() {
+                let _ = f.write_all(note.as_bytes());
+            }
+        }
+        let outcome = step::run(sys, &tp.root, step, &step_env, &log, &link);
         // Finished before the lock is given back: on this one connection the supervisor then
         // records the end before the next holder can start (the events never overlap).
         link.send(&WorkerMsg::StepFinished {
             step: name.clone(),
             exit_code: outcome.exit_code,
             duration_ms: outcome.duration_ms,
+            cost: outcome.cost,
         });
         if step.sync_lock {
             link.send(&WorkerMsg::ReleaseSync);

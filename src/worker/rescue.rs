@@ -64,6 +64,7 @@ fn open_shell(
         group: Group::Foreground,
         output: None,
         fd3: None,
+        cgroup: None,
     });
     match started {
         Ok(mut child) => {

@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::{Link, STEP_PGID};
+use crate::pool::cost::{CgroupRoot, StepCgroup};
+use crate::pool::{CostSource, StepCost};
 use crate::progress::Tracker;
 use crate::protocol::WorkerMsg;
 use crate::recipe::Step;
@@ -23,6 +25,8 @@ pub struct Outcome {
     pub exit_code: i32,
     /// Wall time in milliseconds.
     pub duration_ms: u64,
+    /// What its process tree cost; `None` when it did not start.
+    pub cost: Option<StepCost>,
 }
 
 fn stamp() -> String {
@@ -61,14 +65,14 @@ pub fn run(
         log,
         &format!("=== build-helper: step {} started {}\n", step.name, stamp()),
     );
-    let exit_code = match spawn_and_wait(sys, root, step, env, log, link) {
-        Ok(code) => code,
+    let (exit_code, cost) = match spawn_and_wait(sys, root, step, env, log, link) {
+        Ok(ended) => ended,
         Err(e) => {
             log_line(
                 log,
                 &format!("build-helper: cannot run step {}: {e}\n", step.name),
             );
-            127
+            (127, None)
         }
     };
     let duration_ms = started.elapsed().as_millis() as u64;
@@ -80,10 +84,36 @@ pub fn run(
             duration_ms as f64 / 1000.0
         ),
     );
+    if let Some(c) = &cost {
+        log_line(
+            log,
+            &format!(
+                "=== build-helper: step {} cost: CPU {:.1} s, peak memory {} MiB ({})\n",
+                step.name,
+                c.cpu_us as f64 / 1e6,
+                c.peak_rss_bytes >> 20,
+                match c.source {
+                    CostSource::Cgroup => "its cgroup",
+                    CostSource::CgroupCpuRusageMemory =>
+                        "CPU from its cgroup, memory: largest process",
+                    CostSource::Rusage => "waited-for processes; memory: largest process",
+                }
+            ),
+        );
+    }
     Outcome {
         exit_code,
         duration_ms,
+        cost,
     }
+}
+
+/// A cgroup v2 leaf for one step, where this machine gives one (see
+/// [`crate::pool::cost::CgroupRoot::detect`]); `None`: the cost comes from rusage alone.
+fn step_cgroup(step: &str) -> Option<StepCgroup> {
+    let root = CgroupRoot::detect()?;
+    let name = format!("build-helper-{}-{step}", std::process::id());
+    root.create(&name).ok()
 }
 
 fn spawn_and_wait(
@@ -93,8 +123,16 @@ fn spawn_and_wait(
     env: &BTreeMap<String, String>,
     log: &Arc<Mutex<File>>,
     link: &Link,
-) -> Result<i32, Box<dyn std::error::Error>> {
+) -> Result<(i32, Option<StepCost>), Box<dyn std::error::Error>> {
     let (out_r, out_w) = pipe()?;
+    let cgroup = step_cgroup(&step.name);
+    let procs = cgroup.as_ref().and_then(|c| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(c.path().join("cgroup.procs"))
+            .ok()
+            .map(OwnedFd::from)
+    });
     let (ev_r, ev_w) = pipe()?;
     let mut env = env.clone();
     env.insert("BUILD_HELPER_STEP".into(), step.name.clone());
@@ -106,6 +144,7 @@ fn spawn_and_wait(
         group: Group::NewSession,
         output: Some(out_w),
         fd3: Some(ev_w),
+        cgroup: procs,
     })?;
     STEP_PGID.store(child.id() as i32, Ordering::SeqCst);
 
@@ -156,7 +195,24 @@ fn spawn_and_wait(
     STEP_PGID.store(0, Ordering::SeqCst);
     let _ = output.join();
     let _ = events.join();
-    Ok(code?)
+    let code = code?;
+    let rusage = child.usage().map(|u| StepCost {
+        cpu_us: u.cpu_us,
+        peak_rss_bytes: u.max_rss_bytes,
+        source: CostSource::Rusage,
+    });
+    let cost = match (&cgroup, rusage) {
+        (Some(c), Some(r)) => Some(c.cost(&r).unwrap_or(r)),
+        (_, r) => r,
+    };
+    if let Some(c) = cgroup {
+        // Leftovers the kill above missed (another session) keep it busy: it goes on drop
+        // once they are gone, and the log says so.
+        if let Err(e) = c.remove() {
+            log_line(log, &format!("build-helper: {e}\n"));
+        }
+    }
+    Ok((code, cost))
 }
 
 #[cfg(test)]

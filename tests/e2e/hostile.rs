@@ -666,7 +666,7 @@ fn recorded_kernel_only_build(date: &str) -> (Tree, PathBuf) {
     let mut cp = build_helper::engine::state::Checkpoint::new(&plan);
     let a = build_helper::config::Target::parse("x86_64-unknown-linux-musl.demo-a").unwrap();
     cp.step_started(&a, "collect", 1);
-    cp.step_finished(&a, "collect", 0, 1);
+    cp.step_finished(&a, "collect", 0, 1, None);
     build_helper::rundir::save_checkpoint(&run, &cp).unwrap();
     let build = kernel_only_build(&tree, date);
     (tree, build)

@@ -78,6 +78,8 @@ pub enum Input {
         exit_code: i32,
         /// Its wall time, milliseconds.
         duration_ms: u64,
+        /// What its process tree cost, when measured.
+        cost: Option<crate::pool::StepCost>,
     },
     /// A worker forwarded `toolchain-ready <tuple>` from its running step.
     ToolchainReady {
@@ -412,15 +414,17 @@ impl Engine {
                 step,
                 exit_code,
                 duration_ms,
+                cost,
             } => {
                 self.cp
-                    .step_finished(&target, &step, exit_code, duration_ms);
+                    .step_finished(&target, &step, exit_code, duration_ms, cost);
                 out.push(Action::SaveCheckpoint);
                 out.push(Action::Event(Event::StepFinished {
                     target: target.to_string(),
                     step: step.clone(),
                     exit_code,
                     duration_ms,
+                    cost,
                 }));
                 if exit_code != 0 {
                     let log = self

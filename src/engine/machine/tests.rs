@@ -214,6 +214,7 @@ fn only_the_running_step_the_plan_names_may_announce_a_tuple() {
         step: "host-sync".into(),
         exit_code: 0,
         duration_ms: 1,
+        cost: None,
     });
     run_step(&mut e, &a, "crossdev");
     let actions = e.input(Input::ToolchainReady {
@@ -272,6 +273,7 @@ fn retry_resets_the_target_and_sends_its_steps_again() {
         step: "host-sync".into(),
         exit_code: 1,
         duration_ms: 1,
+        cost: None,
     });
     let actions = e.input(Input::Retry(a));
     assert_eq!(
@@ -290,6 +292,7 @@ fn a_failed_step_records_where_its_log_is() {
         step: "host-sync".into(),
         exit_code: 2,
         duration_ms: 1,
+        cost: None,
     });
     assert!(actions.iter().any(|x| matches!(x,
         Action::Event(Event::StepFailed { log, exit_code: 2, .. }) if log == "a.log")));
@@ -333,10 +336,10 @@ fn a_resumed_run_starts_only_targets_with_steps_left_from_their_first_step_not_d
     let mut e = engine_with(|cp| {
         for s in ["host-sync", "crossdev", "target-env"] {
             cp.step_started(&a, s, 1);
-            cp.step_finished(&a, s, 0, 1);
+            cp.step_finished(&a, s, 0, 1, None);
         }
         cp.step_started(&b, "target-env", 1);
-        cp.step_finished(&b, "target-env", 0, 1);
+        cp.step_finished(&b, "target-env", 0, 1, None);
         cp.step_started(&b, "collect", 1);
         cp.restore();
     });
@@ -382,6 +385,7 @@ fn a_waiting_rescue_shell_is_recorded_then_ends_with_the_decision() {
         step: "host-sync".into(),
         exit_code: 1,
         duration_ms: 3,
+        cost: None,
     });
     let actions = waiting(&mut e, 7);
     assert_eq!(
@@ -453,6 +457,7 @@ fn a_failure_is_notified_once_when_its_rescue_shell_waits_or_when_nobody_watches
             step: "host-sync".into(),
             exit_code: 1,
             duration_ms: 5,
+            cost: None,
         })
     };
     let notified = |actions: &[Action]| -> Vec<String> {

@@ -78,7 +78,7 @@ proptest! {
             match a {
                 Act::Advance(code) if !m.gone => match m.running {
                     Some(s) => {
-                        cp.step_finished(&target, &steps[s], code, 1);
+                        cp.step_finished(&target, &steps[s], code, 1, None);
                         m.running = None;
                         if code == 0 {
                             m.next = s + 1;

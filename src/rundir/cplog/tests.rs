@@ -31,7 +31,7 @@ fn transitions(c: &mut Checkpoint, i: u64) {
     if i.is_multiple_of(2) {
         c.step_started(&t, step, i);
     } else {
-        c.step_finished(&t, step, 0, i);
+        c.step_finished(&t, step, 0, i, None);
     }
     if i == 3 {
         c.set_toolchain_ready("x86_64-unknown-linux-musl");
@@ -41,7 +41,7 @@ fn transitions(c: &mut Checkpoint, i: u64) {
     if i == 5 {
         let t = c.targets[0].target.clone();
         c.step_started(&t, "collect", i);
-        c.step_finished(&t, "collect", 1, i);
+        c.step_finished(&t, "collect", 1, i, None);
         assert!(c.rescue_waiting(&t, "collect", i));
     }
 }

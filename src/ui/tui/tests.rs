@@ -41,6 +41,7 @@ fn step(name: &str, state: StepState, started_s: Option<u64>) -> StepRecord {
             _ => None,
         },
         attempts: u32::from(started_s.is_some()),
+        cost: None,
     }
 }
 
