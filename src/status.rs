@@ -118,6 +118,16 @@ pub struct RunStatus {
     pub run_steps: Vec<StepStatus>,
     /// The targets, primary first.
     pub targets: Vec<TargetStatus>,
+    /// The run's job pool while it lives (`pool.json`, written by the supervisor:
+    /// `total`, `free`, `cap`, `held` with its reason, each target's `granted` share;
+    /// docs/job-pool.md); `None` without a pool or once the steps ended.
+    pub pool: Option<serde_json::Value>,
+}
+
+/// The job pool's state of the live run `run_dir`, as its supervisor last wrote it.
+fn read_pool(run_dir: &std::path::Path) -> Option<serde_json::Value> {
+    let bytes = std::fs::read(run_dir.join(crate::rundir::layout::POOL)).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// One target, as `status` shows it.
@@ -138,6 +148,8 @@ pub struct TargetStatus {
     /// The milliseconds its steps took: the sum of their `took_ms` (time spent in steps,
     /// not the wall clock since its start: a target may wait between steps).
     pub duration_ms: u64,
+    /// The CPU time its steps used, microseconds (the sum of their measured `cost`s).
+    pub cpu_us: u64,
     /// Its steps in plan order.
     pub steps: Vec<StepStatus>,
 }
@@ -252,6 +264,10 @@ fn run_status(
                 rescue: t.rescue_waiting(),
                 eta_ms: now.and_then(|p| p.eta_ms),
                 duration_ms: steps.iter().filter_map(|s| s.took_ms).sum(),
+                cpu_us: steps
+                    .iter()
+                    .filter_map(|s| s.record.cost.map(|c| c.cpu_us))
+                    .sum(),
                 steps,
             }
         })
@@ -270,6 +286,7 @@ fn run_status(
             .map(|s| step_status(s, None, None))
             .collect(),
         targets,
+        pool: None,
     }
 }
 
@@ -301,9 +318,20 @@ pub fn render_run(r: &RunStatus, now_us: u64) -> String {
             .exit_code()
             .map(|c| c.to_string())
             .unwrap_or_else(|| "-".into());
+        let cost = s
+            .record
+            .cost
+            .map(|c| {
+                format!(
+                    "  CPU {:>7}, peak {} MiB",
+                    secs(c.cpu_us / 1000),
+                    c.peak_rss_bytes >> 20
+                )
+            })
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "  {:<20} {:<8} {:>5} {:>10}",
+            "  {:<20} {:<8} {:>5} {:>10}{cost}",
             s.record.name,
             s.record.state.word(),
             code,
@@ -313,6 +341,19 @@ pub fn render_run(r: &RunStatus, now_us: u64) -> String {
             let _ = writeln!(out, "  {:<20} {}", "", p.line);
         }
     };
+    if let Some(p) = &r.pool {
+        let n = |k: &str| p[k].as_u64().unwrap_or_default();
+        let held = match p["held"]["reason"].as_str() {
+            Some(why) => format!("; no new job: {why}"),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "job pool: {} of {} tokens in use{held}",
+            n("total").saturating_sub(n("free")),
+            n("total")
+        );
+    }
     for s in &r.run_steps {
         show(&mut out, s);
     }
@@ -504,7 +545,11 @@ pub fn entries(
         } else {
             Default::default()
         };
-        entries.push(RunEntry::Build(run_status(&cp, pid, &estimates, &progress)));
+        let mut status = run_status(&cp, pid, &estimates, &progress);
+        if pid.is_some() {
+            status.pool = read_pool(d);
+        }
+        entries.push(RunEntry::Build(status));
     }
     Ok(entries)
 }
