@@ -804,4 +804,48 @@ mod tests {
         assert_eq!(r.liveness, Liveness::Finished);
         assert!(render_run(&r, now).starts_with("run a-20260101-000000 (finished)\n"));
     }
+
+    /// A live pooled run: the pool's line, each step's cost beside its time, each target's
+    /// CPU time in JSON.
+    #[test]
+    fn status_shows_the_job_pool_and_what_each_step_cost() {
+        let cp: Checkpoint = serde_json::from_value(serde_json::json!({
+            "run_id": "a-20260101-000000", "toolchain_ready": [], "finished": false,
+            "run_steps": [],
+            "targets": [
+                {"target": {"tuple": "x86_64-unknown-linux-musl", "name": "a"},
+                 "steps": [{"name": "target-world", "state": "done", "exit_code": 0,
+                            "duration_ms": 61000, "attempts": 1,
+                            "cost": {"cpu_us": 95_500_000u64, "peak_rss_bytes": 734_003_200u64,
+                                     "source": "rusage"}},
+                           {"name": "kernel", "state": "running", "started_us": 5,
+                            "attempts": 1}]}
+            ]
+        }))
+        .unwrap();
+        let mut run = run_status(&cp, Some(7), &StepMs::default(), &Progressed::default());
+        run.pool = Some(serde_json::json!({"total": 4, "free": 1, "cap": 3,
+            "held": {"reason": "low-memory", "available": 1u64 << 30, "min": 2u64 << 30},
+            "targets": []}));
+        let text = render_run(&run, 0);
+        assert!(
+            text.contains("job pool: 3 of 4 tokens in use; no new job: low-memory"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "  target-world         done         0      61.0s  CPU   95.5s, peak 700 MiB"
+            ),
+            "{text}"
+        );
+        let json = serde_json::to_value(&run).unwrap();
+        assert_eq!(json["pool"]["held"]["reason"], "low-memory");
+        assert_eq!(json["targets"][0]["cpu_us"], 95_500_000u64);
+        assert_eq!(
+            json["targets"][0]["steps"][0]["cost"]["cpu_us"],
+            95_500_000u64
+        );
+        assert_eq!(json["targets"][0]["steps"][0]["cost"]["source"], "rusage");
+        assert!(json["targets"][0]["steps"][1].get("cost").is_none());
+    }
 }

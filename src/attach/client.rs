@@ -147,6 +147,7 @@ pub fn apply(app: &mut App, msg: ServerMsg, sink: &dyn Fn(&Target) -> Sink, aske
             shown,
             run_eta_ms,
         } => app.set_progress(&target, &shown, run_eta_ms),
+        ServerMsg::Pool { pool } => app.pool = Some(pool),
         ServerMsg::Say { text } => app.say(&text),
         ServerMsg::Output { target, bytes } => app.output(&target, &bytes.0),
         ServerMsg::Started { target } => {

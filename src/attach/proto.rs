@@ -13,7 +13,7 @@ use crate::engine::Checkpoint;
 
 /// The protocol version this build speaks; both hellos carry it and a mismatch ends the
 /// connection with [`ProtoError::Version`].
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// Longest line a client accepts from the supervisor (bytes): a snapshot of a pane with
 /// 10,000 lines of scrollback is ~1.4 MB of base64; anything far above is not a peer of ours.
@@ -97,6 +97,12 @@ pub enum ServerMsg {
         shown: Shown,
         /// The whole run's remaining milliseconds, when known.
         run_eta_ms: Option<u64>,
+    },
+    /// The run's job pool (after a step started or ended, at most once a second while it
+    /// changes; once in the snapshot).
+    Pool {
+        /// Tokens in use of the total, and why no new job is handed out.
+        pool: crate::pool::PoolView,
     },
     /// A supervisor message (one line).
     Say {

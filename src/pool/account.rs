@@ -113,6 +113,38 @@ pub struct PoolSnapshot {
     pub stats: PoolStats,
 }
 
+/// What front ends show of the pool: tokens in use of the total, and why no new job is
+/// handed out, if that is so.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct PoolView {
+    /// Tokens in the pool.
+    pub total: usize,
+    /// Tokens out of the broker's hands (offered or held by jobs).
+    pub in_use: usize,
+    /// Why admission is closed, in words (`low memory: 1.2 GiB available, 2.0 GiB needed`).
+    pub held: Option<String>,
+}
+
+impl PoolSnapshot {
+    /// What front ends show of it.
+    pub fn view(&self) -> PoolView {
+        let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
+        PoolView {
+            total: self.total,
+            in_use: self.total.saturating_sub(self.free),
+            held: self.held.as_ref().map(|h| match h {
+                Held::LowMemory { available, min } => format!(
+                    "low memory: {:.1} GiB available, {:.1} GiB needed",
+                    gib(*available),
+                    gib(*min)
+                ),
+                Held::HighLoad { load, max } => format!("load {load:.2}, limit {max}"),
+                Held::Unreadable { error } => format!("cannot read /proc: {error}"),
+            }),
+        }
+    }
+}
+
 /// What [`Ledger::step_ended`] got back from a target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Reclaimed {

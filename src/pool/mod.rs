@@ -22,7 +22,7 @@ pub mod makeflags;
 mod tests;
 
 pub use account::{
-    ImplicitSlots, Ledger, PoolSnapshot, PoolStats, Reclaimed, TargetShare, TokenChannel,
+    ImplicitSlots, Ledger, PoolSnapshot, PoolStats, PoolView, Reclaimed, TargetShare, TokenChannel,
 };
 pub use admission::{AdmissionLimits, Held, ProcProbe, SystemProbe};
 pub use broker::{fifo_path, Broker, PoolConfig, WakeStats};

@@ -327,3 +327,26 @@ fn many_random_client_moves_keep_the_books_balanced() {
         }
     }
 }
+
+#[test]
+fn front_ends_see_tokens_in_use_and_why_admission_is_held() {
+    let (mut l, f) = ledger(4, ImplicitSlots::CoveredByClient, &["a"]);
+    l.step_started("a").unwrap();
+    l.settle(None).unwrap();
+    assert_eq!(f[0].client_read(1), 1);
+    l.settle(None).unwrap();
+    let v = l.snapshot().view();
+    assert_eq!((v.total, v.in_use, v.held), (4, 2, None));
+    let low = Held::LowMemory {
+        available: 3 << 29,
+        min: 2 << 30,
+    };
+    l.settle(Some(low)).unwrap();
+    let v = l.snapshot().view();
+    assert_eq!(
+        v.held.as_deref(),
+        Some("low memory: 1.5 GiB available, 2.0 GiB needed")
+    );
+    // The unread offer was withdrawn; the token a job holds stays out.
+    assert_eq!(v.in_use, 1);
+}

@@ -440,6 +440,14 @@ impl Supervisor {
         if let Err(e) = pool.step_started(target, step) {
             self.ui.say(&format!("job pool: {target}: {e}"));
         }
+        self.pool_refresh();
+    }
+
+    /// `pool.json` and the front ends get the pool as it is now (when it changed).
+    fn pool_refresh(&mut self) {
+        if let Some(view) = self.pool.as_mut().and_then(pool::RunPool::refresh) {
+            self.ui.pool(&view);
+        }
     }
 
     /// `target`'s step ended: its tokens come back (recorded as an event).
@@ -452,6 +460,7 @@ impl Supervisor {
             Some(Err(e)) => self.ui.say(&format!("job pool: {target}: {e}")),
             None => {}
         }
+        self.pool_refresh();
     }
 
     /// The steps ended: the pool closes (recorded as an event with what came back).

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::config::Target;
 use crate::engine::events::Event;
 use crate::plan::Plan;
-use crate::pool::{AdmissionLimits, Broker, PoolConfig, PoolSnapshot};
+use crate::pool::{AdmissionLimits, Broker, PoolConfig, PoolSnapshot, PoolView};
 
 /// The pool of a run and what it knows of each target's running step.
 pub(super) struct RunPool {
@@ -22,6 +22,8 @@ pub(super) struct RunPool {
     running: HashMap<Target, String>,
     /// `<run_dir>/pool.json`.
     state_file: PathBuf,
+    /// What front ends were last told.
+    shown: Option<PoolView>,
 }
 
 impl RunPool {
@@ -46,6 +48,7 @@ impl RunPool {
             total: pool.jobs as usize,
             running: HashMap::new(),
             state_file: run_dir.join(crate::rundir::layout::POOL),
+            shown: None,
         };
         run.write_state();
         Ok(Some(run))
@@ -59,9 +62,9 @@ impl RunPool {
     /// `target` starts `step`: it gets offers from the pool.
     pub(super) fn step_started(&mut self, target: &Target, step: &str) -> Result<(), String> {
         self.running.insert(target.clone(), step.to_string());
-        let result = self.broker.step_started(&target.to_string());
-        self.write_state();
-        result.map_err(|e| e.to_string())
+        self.broker
+            .step_started(&target.to_string())
+            .map_err(|e| e.to_string())
     }
 
     /// `target`'s step ended and its process group is gone: everything granted to it comes
@@ -69,7 +72,6 @@ impl RunPool {
     pub(super) fn step_ended(&mut self, target: &Target) -> Option<Result<Event, String>> {
         let step = self.running.remove(target)?;
         let result = self.broker.step_ended(&target.to_string());
-        self.write_state();
         Some(match result {
             Ok(back) => {
                 let free = self.snapshot().map(|s| s.free).unwrap_or_default();
@@ -98,6 +100,18 @@ impl RunPool {
                 let _ = crate::fsutil::write_atomic(&self.state_file, &json);
             }
         }
+    }
+
+    /// Writes `pool.json` and returns what front ends should show, when that changed since
+    /// they were last told.
+    pub(super) fn refresh(&mut self) -> Option<PoolView> {
+        self.write_state();
+        let view = self.snapshot()?.view();
+        if self.shown.as_ref() == Some(&view) {
+            return None;
+        }
+        self.shown = Some(view.clone());
+        Some(view)
     }
 
     /// Closes the pool (its fifos removed, `pool.json` too); the closing event.

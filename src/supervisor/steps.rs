@@ -69,6 +69,10 @@ impl Supervisor {
         // messages in a row, up to `OUT_BATCH` chunks of waiting output are shown before the
         // next message.
         let mut in_a_row = 0;
+        // The job pool changes between steps too (jobs take and return tokens): shown once
+        // a second at most.
+        let mut pool_tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        pool_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         while self.engine.any_running() {
             if in_a_row >= MSG_BATCH {
                 for _ in 0..OUT_BATCH {
@@ -97,6 +101,7 @@ impl Supervisor {
                     self.ui.output(&out.target, &out.bytes);
                     in_a_row = 0;
                 }
+                _ = pool_tick.tick(), if self.pool.is_some() => self.pool_refresh(),
             }
             // Saved once the messages already waiting are handled (or a batch of them).
             if (msg_rx.is_empty() && worker_rx.is_empty()) || in_a_row >= MSG_BATCH {

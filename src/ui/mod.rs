@@ -60,6 +60,9 @@ pub trait Frontend: Send {
         _run_eta_ms: Option<u64>,
     ) {
     }
+    /// The run's job pool changed (tokens in use, admission held): a front end that has a
+    /// header shows it.
+    fn pool(&mut self, _pool: &crate::pool::PoolView) {}
     /// Something needs the user (a step failed, a rescue shell waits, the run ended): a front
     /// end on a terminal rings the bell and sets the terminal's title to `title`.
     fn alert(&mut self, _title: &str) {}

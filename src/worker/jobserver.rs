@@ -120,3 +120,84 @@ pub fn step_env(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::RecordingSys;
+
+    fn pool() -> JobPoolPlan {
+        JobPoolPlan {
+            jobs: 3,
+            min_mem_avail: None,
+            max_load: None,
+        }
+    }
+
+    #[test]
+    fn portage_with_jobserver_token_is_found_in_gentoos_and_pips_layouts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        assert!(!portage_has_jobserver_token(root));
+        let gentoo = root.join("usr/lib/python3.13/site-packages/portage");
+        std::fs::create_dir_all(&gentoo).unwrap();
+        std::fs::write(
+            gentoo.join("const.py"),
+            "SUPPORTED_FEATURES = frozenset(\n    [\n        \"ipc-sandbox\",\n    ]\n)\n",
+        )
+        .unwrap();
+        assert!(!portage_has_jobserver_token(root), "an older Portage");
+        std::fs::write(
+            gentoo.join("const.py"),
+            "SUPPORTED_FEATURES = frozenset(\n    [\n        \"jobserver-token\",\n    ]\n)\n",
+        )
+        .unwrap();
+        assert!(portage_has_jobserver_token(root));
+        let tmp2 = tempfile::tempdir().unwrap();
+        let pip = tmp2
+            .path()
+            .join("usr/local/lib/python3.11/dist-packages/portage");
+        std::fs::create_dir_all(&pip).unwrap();
+        std::fs::write(pip.join("const.py"), "        \"jobserver-token\",\n").unwrap();
+        assert!(portage_has_jobserver_token(tmp2.path()));
+    }
+
+    #[test]
+    fn a_link_out_of_the_environment_is_not_followed() {
+        let outside = tempfile::tempdir().unwrap();
+        let p = outside.path().join("python3.12/site-packages/portage");
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::write(p.join("const.py"), "\"jobserver-token\"").unwrap();
+        let env = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(env.path().join("usr")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), env.path().join("usr/lib")).unwrap();
+        assert!(!portage_has_jobserver_token(env.path()));
+    }
+
+    #[test]
+    fn without_gnu_make_4_4_a_step_runs_unpooled_and_says_why() {
+        // The recording seam runs nothing: `make --version` prints nothing, as in an
+        // environment without GNU make.
+        let sys = RecordingSys::default();
+        let mut env = BTreeMap::from([
+            ("PATH".to_string(), "/usr/bin:/bin".to_string()),
+            ("MAKEOPTS".to_string(), String::new()),
+        ]);
+        let note = step_env(&sys, Path::new("/tree/work/r/M/m"), &mut env, &pool());
+        assert_eq!(env["MAKEOPTS"], "-j3");
+        assert!(!env.contains_key("MAKEFLAGS"));
+        assert!(
+            note.contains("no GNU make in this environment")
+                && note.contains("needs GNU make 4.4 or newer")
+                && note.contains("MAKEOPTS=-j3"),
+            "{note}"
+        );
+        assert_eq!(
+            sys.take_lines(),
+            vec![
+                "chroot /tree/work/r/M/m: /bin/sh -c exec make --version 2>/dev/null \
+                 (env PATH; caller's group; output piped)"
+            ]
+        );
+    }
+}

@@ -73,6 +73,7 @@ struct State {
     panes: Vec<HubPane>,
     cp: Option<Checkpoint>,
     shown: HashMap<Target, (Shown, Option<u64>)>,
+    pool: Option<crate::pool::PoolView>,
     messages: VecDeque<String>,
     summary: Option<String>,
     /// The question waiting for an answer, and whether it only waits for Enter.
@@ -186,6 +187,9 @@ impl State {
                 shown: shown.clone(),
                 run_eta_ms: *run_eta_ms,
             });
+        }
+        if let Some(pool) = &self.pool {
+            out.push(ServerMsg::Pool { pool: pool.clone() });
         }
         for m in &self.messages {
             out.push(ServerMsg::Say { text: m.clone() });
@@ -408,6 +412,13 @@ impl Frontend for Hub {
                 shown: shown.clone(),
                 run_eta_ms,
             })
+        });
+    }
+
+    fn pool(&mut self, pool: &crate::pool::PoolView) {
+        self.update(|st| {
+            st.pool = Some(pool.clone());
+            Some(ServerMsg::Pool { pool: pool.clone() })
         });
     }
 

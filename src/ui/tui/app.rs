@@ -167,6 +167,8 @@ pub struct App {
     pub run_eta: Option<(u64, u64)>,
     /// A terminal title to set, with the bell, at the next frame (something needs the user).
     pub alert: Option<String>,
+    /// The run's job pool, as last reported.
+    pub pool: Option<crate::pool::PoolView>,
 }
 
 impl Default for App {
@@ -194,6 +196,7 @@ impl App {
             shown: std::collections::HashMap::new(),
             run_eta: None,
             alert: None,
+            pool: None,
         }
     }
 

@@ -566,3 +566,44 @@ fn a_waiting_rescue_shell_shows_in_the_title_and_the_list() {
     let text = rows(&term).join("\n");
     assert!(text.lines().any(|l| l.contains("board2 RESC")), "{text}");
 }
+
+#[test]
+fn the_header_shows_the_job_pool_and_why_it_holds_jobs_back() {
+    let mut a = app(3);
+    a.pool = Some(crate::pool::PoolView {
+        total: 4,
+        in_use: 3,
+        held: None,
+    });
+    let first = rows(&screen(&mut a, 200, 60))[0].clone();
+    assert!(first.contains("jobs 3/4"), "{first}");
+    a.pool = Some(crate::pool::PoolView {
+        total: 4,
+        in_use: 0,
+        held: Some("low memory: 1.0 GiB available, 2.0 GiB needed".into()),
+    });
+    let first = rows(&screen(&mut a, 200, 60))[0].clone();
+    assert!(
+        first.contains("jobs 0/4 (held: low memory: 1.0 GiB available, 2.0 GiB needed)"),
+        "{first}"
+    );
+    // Narrow: the counts stay, the pool goes first.
+    let first = rows(&screen(&mut a, 80, 24))[0].clone();
+    assert!(first.contains("steps"), "{first}");
+}
+
+#[test]
+fn a_panes_title_shows_the_cpu_time_its_steps_used_when_there_is_room() {
+    let mut a = app(1);
+    let mut cp = a.cp.clone().unwrap();
+    cp.targets[0].steps[0].cost = Some(crate::pool::StepCost {
+        cpu_us: 90_000_000,
+        peak_rss_bytes: 300 << 20,
+        source: crate::pool::CostSource::Rusage,
+    });
+    a.checkpoint(&cp);
+    let wide = rows(&screen(&mut a, 200, 60)).join("\n");
+    assert!(wide.contains("CPU 1m · 1m15s"), "{wide}");
+    let narrow = rows(&screen(&mut a, 40, 24))[3..].join("\n");
+    assert!(!narrow.contains("CPU"), "{narrow}");
+}

@@ -96,6 +96,26 @@ pub(super) fn header(app: &App, width: u16) -> Vec<Line<'static>> {
             Style::new().fg(ratatui::style::Color::Cyan),
         ));
     }
+    // The job pool: tokens in use of the total, and why none is handed out, when it fits.
+    if let Some(p) = &app.pool {
+        let jobs = format!("  jobs {}/{}", p.in_use, p.total);
+        let held = p
+            .held
+            .as_ref()
+            .map(|h| format!(" (held: {h})"))
+            .unwrap_or_default();
+        for text in [format!("{jobs}{held}"), jobs] {
+            if first.width() + text.chars().count() <= usize::from(width) {
+                let style = if held.is_empty() || !text.contains("held") {
+                    Style::new().fg(Color::Cyan)
+                } else {
+                    Style::new().fg(Color::Yellow)
+                };
+                first.push_span(Span::styled(text, style));
+                break;
+            }
+        }
+    }
     let mut base = Vec::new();
     let mut short = Vec::new();
     let mark = |st: StepState| match st {

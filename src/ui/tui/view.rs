@@ -187,6 +187,26 @@ fn draw_pane(frame: &mut Frame, app: &App, i: usize, area: Rect) {
             format!("ETA {}", short_duration(ms)),
         ];
     }
+    // The CPU time its finished steps used (their measured cost), first to go when narrow.
+    let cpu_us: u64 = app
+        .cp
+        .as_ref()
+        .and_then(|cp| cp.targets.iter().find(|t| t.target == pane.target))
+        .map(|t| {
+            t.steps
+                .iter()
+                .filter_map(|s| s.cost.map(|c| c.cpu_us))
+                .sum()
+        })
+        .unwrap_or(0);
+    if cpu_us > 0 {
+        // Only beside the fullest title: the step and its package come first.
+        let with = format!("CPU {} · {}", short_duration(cpu_us / 1000), times[0]);
+        let room = width.saturating_sub(with.chars().count() + 1);
+        if !title(&head, &pane.target, state, &steps[0], rescue, room).contains('…') {
+            times.insert(0, with);
+        }
+    }
     let mut pick = None;
     'fit: for time in &times {
         let room = width.saturating_sub(time.chars().count() + 1);
