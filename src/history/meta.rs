@@ -42,6 +42,12 @@ pub struct Meta {
     /// [`IndexMap`] keeps it in memory (histories written before this kept the order sorted
     /// by name).
     pub step_ms: IndexMap<String, IndexMap<String, u64>>,
+    /// Per target and step, as [`Meta::step_ms`]: what the step's last attempt cost (CPU
+    /// time, peak memory, where the figures come from; docs/job-pool.md), for the steps
+    /// that were measured. Per step only: emerge.log records merge times, no CPU or memory.
+    /// Absent in older metadata.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub step_cost: IndexMap<String, IndexMap<String, crate::pool::StepCost>>,
     /// Per package (`category/package`): its last merge times in seconds, oldest first, at
     /// most [`crate::progress::eta::KEEP`] (from the environment's emerge.log files and the
     /// history before); the next run's estimates start from them. Absent in older metadata.
@@ -159,10 +165,24 @@ mod tests {
             compression: None,
             archive_ms: 0,
             step_ms,
+            step_cost: IndexMap::from([(
+                "z.primary".to_string(),
+                IndexMap::from([(
+                    "crossdev".to_string(),
+                    crate::pool::StepCost {
+                        cpu_us: 7_200_000_000,
+                        peak_rss_bytes: 1 << 30,
+                        source: crate::pool::CostSource::Cgroup,
+                    },
+                )]),
+            )]),
             package_secs: BTreeMap::new(),
         };
         meta.save(&entry).unwrap();
+        let text = std::fs::read_to_string(Meta::path_for(&entry)).unwrap();
+        assert!(text.contains("\"step_cost\""), "{text}");
         let back = Meta::load(&entry).unwrap();
+        assert_eq!(back.step_cost, meta.step_cost);
         let targets: Vec<_> = back.step_ms.keys().cloned().collect();
         assert_eq!(targets, ["z.primary", "a.second"]);
         let steps: Vec<_> = back.step_ms["z.primary"].keys().cloned().collect();

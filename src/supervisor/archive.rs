@@ -158,6 +158,21 @@ impl Supervisor {
                     (t.target.to_string(), steps)
                 })
                 .collect(),
+            step_cost: self
+                .engine
+                .checkpoint()
+                .targets
+                .iter()
+                .map(|t| {
+                    let steps: indexmap::IndexMap<String, crate::pool::StepCost> = t
+                        .steps
+                        .iter()
+                        .filter_map(|s| s.cost.map(|c| (s.name.clone(), c)))
+                        .collect();
+                    (t.target.to_string(), steps)
+                })
+                .filter(|(_, steps)| !steps.is_empty())
+                .collect(),
             package_secs: self.package_times(),
         };
         meta.save(&out)
