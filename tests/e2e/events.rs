@@ -88,6 +88,41 @@ fn events_json_streams_one_event_per_line_with_the_failure() {
     assert_eq!(notified[1]["event"], "run-finished");
     assert_eq!(notified[1]["result"], "failed");
     assert!(!tree.run_dir().join("logs/notify.log").exists());
+    // The job pool (on by default) was served for the steps: every step's tokens came back,
+    // none lost; each step's cost is on its step-finished.
+    let of = |k: &str| -> Vec<&serde_json::Value> {
+        events.iter().filter(|e| e["event"] == k).collect()
+    };
+    let started = of("job-pool-started");
+    assert_eq!(started.len(), 1, "{kinds:?}");
+    let total = started[0]["total"].as_u64().unwrap();
+    assert!(total >= 1);
+    let finished = of("step-finished");
+    let returned = of("job-tokens-returned");
+    assert_eq!(returned.len(), finished.len(), "{returned:?}");
+    for r in &returned {
+        assert_eq!(
+            (r["lost"].as_u64(), r["total"].as_u64()),
+            (Some(0), Some(total)),
+            "{r}"
+        );
+    }
+    let closed = of("job-pool-closed");
+    assert_eq!(closed.len(), 1, "{kinds:?}");
+    assert_eq!(closed[0]["free"].as_u64(), Some(total), "{}", closed[0]);
+    for f in &finished {
+        assert!(f["cost"]["cpu_us"].as_u64().is_some(), "{f}");
+        assert!(f["cost"]["peak_rss_bytes"].as_u64() > Some(0), "{f}");
+        assert!(f["cost"]["source"].is_string(), "{f}");
+    }
+    // The demo stage3's make is a STAND-IN, not GNU make: its steps run unpooled and say so.
+    let log =
+        std::fs::read_to_string(tree.run_dir().join(format!("logs/{}.log", TARGETS[0]))).unwrap();
+    assert!(
+        log.contains("no GNU make in this environment") && log.contains("runs unpooled"),
+        "{log}"
+    );
+    assert!(log.contains("cost: CPU"), "{log}");
     // The same records as the run's event log, and the plain lines went to stderr.
     assert_eq!(events.len(), tree.events().len());
     assert!(String::from_utf8_lossy(&out.stderr).contains("[build-helper] run "));
