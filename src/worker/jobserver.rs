@@ -10,6 +10,8 @@
 //! - Portage that knows `FEATURES=jobserver-token` (`_emerge/Scheduler.py`: it takes a token
 //!   for every job beyond its first, from a `fifo:` jobserver only): `FEATURES` gains it, so
 //!   `emerge --jobs` draws from the pool too.
+//! - Portage's sandbox: `SANDBOX_WRITE` gains the fifo's path, which ebuild.sh merges into
+//!   its own (steve's ebuild does the same with `/etc/sandbox.d/90steve`).
 //! - Anything else (make older than 4.4, no GNU make): the step runs unpooled with
 //!   `MAKEOPTS=-j<jobs>`, as without a pool, and its log says why.
 
@@ -86,6 +88,14 @@ pub fn step_env(
                 };
                 env.insert(k, v);
             }
+            // Portage's sandbox lets an ebuild's make write its tokens back only where
+            // SANDBOX_WRITE allows; ebuild.sh adds the environment's value to its own (the
+            // SANDBOX_* variables are cumulative), as /etc/sandbox.d/90steve does for steve.
+            let sandbox = match env.get("SANDBOX_WRITE") {
+                Some(w) if !w.trim().is_empty() => format!("{w}:{FIFO_IN_ENV}"),
+                _ => FIFO_IN_ENV.to_string(),
+            };
+            env.insert("SANDBOX_WRITE".into(), sandbox);
             let token = portage_has_jobserver_token(root);
             if token {
                 let features = match env.get("FEATURES") {
