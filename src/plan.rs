@@ -461,3 +461,47 @@ mod resolve_tests {
         assert_eq!(real("missing"), configs.join("missing"));
     }
 }
+
+#[cfg(test)]
+mod job_pool_tests {
+    use crate::starter::Load;
+
+    /// The starter's pool options as the plan carries them: the pool on by default, its
+    /// size grown by distcc's helpers, MAKEOPTS without -j (with -l under max_load); off,
+    /// MAKEOPTS -j<jobs> as the original had it; `--mount-hist` runs no step, so no pool.
+    #[test]
+    fn the_plan_carries_the_pool_and_makeopts_follow_it() {
+        let (_tmp, mut starter) = crate::explore::tests::demo_tree();
+        starter.options.jobs = 3;
+        let plan = super::build(&starter, "20260101-000000", None).unwrap();
+        let pool = plan.job_pool.as_ref().expect("the pool is on by default");
+        assert_eq!(
+            (pool.jobs, pool.min_mem_avail, pool.max_load),
+            (3, None, None)
+        );
+        let dir = plan.layout.jobserver.clone().expect("the fifos' directory");
+        assert_eq!(dir, plan.run_dir().join("jobserver"));
+        assert!(plan.targets.iter().all(|t| t.env["MAKEOPTS"].is_empty()));
+
+        starter.options.min_mem_avail = Some(2 << 30);
+        starter.options.max_load = Some(Load(6.5));
+        starter.options.distcc_hosts = Some("helper/8".into());
+        let plan = super::build(&starter, "20260101-000000", None).unwrap();
+        let pool = plan.job_pool.as_ref().unwrap();
+        assert_eq!(pool.jobs, 3 + 8, "distcc's slots join the pool");
+        assert_eq!(pool.min_mem_avail, Some(2 << 30));
+        assert_eq!(plan.targets[0].env["MAKEOPTS"], "-l6.5");
+
+        starter.options.job_pool = false;
+        starter.options.distcc_hosts = None;
+        let plan = super::build(&starter, "20260101-000000", None).unwrap();
+        assert!(plan.job_pool.is_none() && plan.layout.jobserver.is_none());
+        assert!(plan.targets.iter().all(|t| t.env["MAKEOPTS"] == "-j3"));
+
+        starter.options.job_pool = true;
+        starter.options.mount_hist = true;
+        let plan = super::build(&starter, "20260101-000000", None).unwrap();
+        assert!(plan.job_pool.is_none() && plan.layout.jobserver.is_none());
+        assert!(plan.targets.iter().all(|t| t.env["MAKEOPTS"] == "-j3"));
+    }
+}

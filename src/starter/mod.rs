@@ -403,7 +403,7 @@ impl Source<'_> {
             self.check(
                 "max_load",
                 &n,
-                |&n| size::parse_load(&n.to_string()).map_err(|e| e.to_string()),
+                |n| size::parse_load(&format!("{n:?}")).map_err(|e| e.to_string()),
                 problems,
             )
         });

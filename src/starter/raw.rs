@@ -15,6 +15,24 @@ use super::{Source, StarterError};
 /// A table with the spans of its keys and values.
 pub(super) type Table = BTreeMap<Spanned<String>, Spanned<Value>>;
 
+/// A TOML number as the starter has it; shown in messages as it was written.
+#[derive(Clone, Copy)]
+pub(super) enum Number {
+    /// `6`.
+    Integer(i64),
+    /// `3.5`.
+    Float(f64),
+}
+
+impl std::fmt::Debug for Number {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Number::Integer(n) => write!(f, "{n}"),
+            Number::Float(x) => write!(f, "{x}"),
+        }
+    }
+}
+
 /// Every `[options]` key and what it takes (the reference is docs/starter.md).
 pub(super) const OPTION_KEYS: &[(&str, &str)] = &[
     ("ui", "a string: \"tui\", \"tmux\" or \"plain\""),
@@ -312,11 +330,11 @@ impl Source<'_> {
         table: &Table,
         key: &str,
         problems: &Problems,
-    ) -> Option<Spanned<f64>> {
+    ) -> Option<Spanned<Number>> {
         let (_, v) = table.iter().find(|(k, _)| k.get_ref() == key)?;
         match v.get_ref() {
-            Value::Integer(n) => Some(Spanned::new(v.span(), *n as f64)),
-            Value::Float(f) => Some(Spanned::new(v.span(), *f)),
+            Value::Integer(n) => Some(Spanned::new(v.span(), Number::Integer(*n))),
+            Value::Float(f) => Some(Spanned::new(v.span(), Number::Float(*f))),
             other => {
                 problems.push(self.wrong(key, OPTION_KEYS, other, &v.span()));
                 None

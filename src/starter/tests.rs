@@ -112,6 +112,9 @@ mount_opts = "size=10G,mode=755"
 tmp_type = "tmpfs"
 tmp_size = "50%"
 jobs = 16
+job_pool = false
+min_mem_avail = "1.5G"
+max_load = 6
 history = "2024-05-01"
 history_type = "files"
 compressor = "xz"
@@ -145,6 +148,10 @@ MAKEOPTS = "-j16"
     assert_eq!(
         (o.mount_opts.as_str(), o.tmp_size.as_str(), o.jobs),
         ("size=10G,mode=755", "50%", 16)
+    );
+    assert_eq!(
+        (o.job_pool, o.min_mem_avail, o.max_load),
+        (false, Some(3 << 29), Some(Load(6.0)))
     );
     assert_eq!(o.history, HistorySel::Name("2024-05-01".into()));
     assert_eq!(o.history_type, HistoryType::Files);
@@ -230,6 +237,22 @@ fn invalid_value_names_key_value_file_and_line() {
     );
     let message = err(&demo("[options]\njobs = 0\n"));
     assert!(message.contains(":5: jobs = 0 is not valid"), "{message}");
+    let message = err(&demo("[options]\nmin_mem_avail = \"2X\"\n"));
+    assert!(
+        message.contains(":5: min_mem_avail = \"2X\" is not valid: bad size `2X` for min_mem_avail: unknown unit `X`"),
+        "{message}"
+    );
+    let message = err(&demo("[options]\nmax_load = 0\n"));
+    assert!(
+        message.contains(
+            ":5: max_load = 0 is not valid: bad load-average limit `0`: it must be above 0"
+        ),
+        "{message}"
+    );
+    let message = err(&demo("[options]\nmax_load = \"6\"\n"));
+    assert!(message.contains("max_load"), "{message}");
+    let message = err(&demo("[options]\njob_pool = \"yes\"\n"));
+    assert!(message.contains("job_pool"), "{message}");
     let message = err(&demo(
         "[options]\ncompressor = \"lz4\"\ncompression_level = 1\n",
     ));
