@@ -78,7 +78,7 @@ pub enum Event {
         /// Tokens in the pool.
         total: usize,
     },
-    /// The run's steps ended and the pool was closed: `free == total` means no token was lost.
+    /// The run was torn down and its pool closed: `free == total` means no token was lost.
     JobPoolClosed {
         /// Tokens in the pool.
         total: usize,

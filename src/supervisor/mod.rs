@@ -348,7 +348,6 @@ async fn supervise_run(
                     &mut out_rx,
                 )
                 .await;
-                sup.close_pool();
                 let _ = std::fs::remove_file(&socket);
                 RunInput::StepsEnded {
                     all_done: sup.engine.checkpoint().all_done(),
@@ -463,7 +462,8 @@ impl Supervisor {
         self.pool_refresh();
     }
 
-    /// The steps ended: the pool closes (recorded as an event with what came back).
+    /// The run is torn down: the pool closes (recorded as an event with what came back).
+    /// Not before: the archive mounts the environments again, each binding its fifo.
     fn close_pool(&mut self) {
         let Some(pool) = self.pool.take() else { return };
         match pool.close() {

@@ -1,6 +1,7 @@
 //! The run's job pool as the supervisor serves it (docs/job-pool.md): started before any
 //! environment is mounted (each binds its target's fifo), told when each target's step starts
-//! and ends (also when its worker is gone mid-step), and closed when the steps end. Every
+//! and ends (also when its worker is gone mid-step), and closed at the teardown (the archive
+//! mounts the environments again, with their fifos). Every
 //! change goes to the event log and to `pool.json`, which `status` shows.
 //!
 //! Not here: the token ledger and the broker's thread (`crate::pool`), a step's environment
