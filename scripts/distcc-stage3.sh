@@ -8,6 +8,12 @@
 # /usr/lib/distcc (Debian's layout) is one of the two Portage looks for with FEATURES=distcc.
 # Package scripts are stopped from starting services (policy-rc.d).
 #
+# Test instrumentation, not a real part: /etc/profile.d/bh-test-step-env.sh, which every step
+# runs (its script starts with `. /etc/profile`), appends the step's job-pool variables
+# (MAKEFLAGS, MAKEOPTS, FEATURES, NINJAOPTS) to /var/cache/distfiles/bh-step-env/<name>.log when
+# that directory exists: the job pool's tests make it in the run's distfiles directory, bound
+# into every environment, and read what each step got. Without it the file does nothing.
+#
 # GNU make 4.4.1: the job pool hands a run's targets the jobserver as
 # `--jobserver-auth=fifo:PATH`, which make 4.4 and newer understand and bookworm's make 4.3
 # refuses. Debian has 4.4.1 only from trixie on, and trixie's binary package
@@ -30,8 +36,9 @@ set -eu
 [ $# -eq 2 ] || { echo "usage: $0 PORTAGE_STAGE3 DIR" >&2; exit 2; }
 src=$1
 root=$2
-# Bumped when the stage3's contents change, so a kept directory is rebuilt (3: make 4.4.1).
-mark=.build-helper-distcc-3
+# Bumped when the stage3's contents change, so a kept directory is rebuilt (3: make 4.4.1;
+# 4: the step environment log).
+mark=.build-helper-distcc-4
 [ -e "$root/$mark" ] && exit 0
 [ -e "$src/usr/local/bin/emerge" ] || { echo "$0: $src is not the stage3 of scripts/portage-stage3.sh" >&2; exit 2; }
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
@@ -103,6 +110,16 @@ for c in gcc x86_64-linux-gnu-gcc; do
     [ -e "$part/usr/lib/distcc/$c" ] || { echo "$0: /usr/lib/distcc/$c missing after installing distcc" >&2; exit 1; }
 done
 chroot "$part" distccd --version | head -n 1
+cat > "$part/etc/profile.d/bh-test-step-env.sh" <<'EOF'
+# build-helper test stage3 (scripts/distcc-stage3.sh), test instrumentation: when the run's
+# distfiles directory has bh-step-env/ (the job pool's tests make it), each step's login
+# shell appends the job-pool variables it was given, one tab-separated line per step.
+if [ -n "${BUILD_HELPER_STEP-}" ] && [ -d /var/cache/distfiles/bh-step-env ]; then
+    printf '%s\t%s\tMAKEFLAGS=%s\tMAKEOPTS=%s\tFEATURES=%s\tNINJAOPTS=%s\n' "$BUILD_HELPER_STEP" \
+        "${BUILD_NAME-}" "${MAKEFLAGS-<unset>}" "${MAKEOPTS-<unset>}" "${FEATURES-<unset>}" \
+        "${NINJAOPTS-<unset>}" >> "/var/cache/distfiles/bh-step-env/${BUILD_NAME:-none}.log"
+fi
+EOF
 # The environment's make is 4.4.1 and joins a jobserver named by a fifo: a sub-make started
 # with --jobserver-style=fifo sees the fifo form in its MAKEFLAGS.
 chroot "$part" make --version | head -n 1 | grep -qx "GNU Make $make_version" \
