@@ -1,0 +1,1 @@
+/var/db/repos/portage-musl-portage/profiles/default
