@@ -57,6 +57,16 @@ impl Tree {
         Tree { dir }
     }
 
+    /// An empty tree (a temporary directory named `<prefix>XXXXXX`) that a test fills itself;
+    /// dropped like any other (live supervisors stopped, mounts removed).
+    pub fn bare(prefix: &str) -> Tree {
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir()
+            .expect("tempdir");
+        Tree { dir }
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }

@@ -25,7 +25,7 @@ const SOURCES: [&str; 6] = [
     "main.c", "part1.c", "part2.c", "part3.c", "part4.c", "part5.c",
 ];
 
-fn distcc_stage3() -> PathBuf {
+pub(crate) fn distcc_stage3() -> PathBuf {
     static STAGE3: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     STAGE3
         .get_or_init(|| {

@@ -2,7 +2,14 @@
 //! compile jobs at once than the pool allows (and do without it); a killed step's tokens come
 //! back; low memory holds tokens back. The makes get the jobserver in the form the installed
 //! make understands (fd form for 4.2/4.3, fifo form for 4.4 and newer).
+//!
+//! The `*_in_a_run` tests do the same through `build-helper run`: three stage0 targets of
+//! tests/e2e/jobs-tree compile a real C package with real gcc and emake in the gcc stage3 of
+//! scripts/distcc-stage3.sh (GNU make 4.4.1, Portage 3.0.83 with `jobserver-token`), the
+//! supervisor serving the pool and the workers giving each step its `MAKEFLAGS`; the peak of
+//! concurrent compiles comes from the compiles' own start and end logs.
 
+use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -406,4 +413,583 @@ fn job_pool_step_cost_measures_a_process_tree() {
         leaf.remove().unwrap();
         assert!(!path.exists(), "the step cgroup is left behind");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Through `build-helper run`: three stage0 targets of tests/e2e/jobs-tree compile
+// test-jobs/cbuild (24 C files each, real gcc, `emake`) in the gcc stage3 of
+// scripts/distcc-stage3.sh, whose GNU make 4.4.1 joins the run's pool through
+// `--jobserver-auth=fifo:/run/build-helper/jobserver`. Each compile logs its start and end
+// (CLOCK_REALTIME ns) into the tree's distfiles (`bh-jobs/<target>.log`), each step's login
+// shell its MAKEFLAGS, MAKEOPTS and FEATURES (`bh-step-env/<name>.log`, the stage3's
+// /etc/profile.d/bh-test-step-env.sh). Every run is an update from one history archived from
+// the stage3 once per test process (faster than a first build from a mirror of it: about
+// 85 s against 110 s here, and 2 s of archiving against 30 s of mirror).
+// ---------------------------------------------------------------------------------------------
+
+/// The targets of the jobs tree (tests/e2e/jobs-tree/make-tree.sh), primary first.
+const RUN_TARGETS: [&str; 3] = [
+    "x86_64-unknown-linux-musl.jobs1",
+    "x86_64-unknown-linux-musl.jobs2",
+    "x86_64-unknown-linux-musl.jobs3",
+];
+/// C files each target compiles (test-jobs/cbuild's BH_JOBS_FILES).
+const RUN_FILES: usize = 24;
+/// What a pooled step's MAKEFLAGS names (GNU make 4.4 in the environment).
+const FIFO_AUTH: &str = "--jobserver-auth=fifo:/run/build-helper/jobserver";
+/// The history's name.
+const RUN_HISTORY: &str = "20261201-000000";
+
+/// The history every run starts from: the gcc stage3 archived with the product's archiver
+/// into `<stage3>.jobs/history/`, once per test process (replaced each time, as portage.rs
+/// replaces its mirror: the stage3 may have changed).
+fn jobs_history() -> PathBuf {
+    static HISTORY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    HISTORY
+        .get_or_init(|| {
+            let stage3 = crate::distcc::distcc_stage3();
+            let mut dir = stage3.clone().into_os_string();
+            dir.push(".jobs");
+            let dir = PathBuf::from(dir);
+            let _ = std::fs::remove_dir_all(&dir);
+            let opts = build_helper::history::ArchiveOptions {
+                history_type: build_helper::starter::HistoryType::Squashfs,
+                compressor: "zstd".into(),
+                level: Some(3),
+            };
+            build_helper::history::archive(&stage3, &dir, RUN_HISTORY, &opts, 2)
+                .expect("archiving the history")
+                .expect("the build machine has mksquashfs (scripts/install-deps.sh)")
+        })
+        .clone()
+}
+
+/// A tree of the jobs tree with `options` appended to its starter's `[options]`.
+fn jobs_tree(options: &str) -> Tree {
+    let tree = Tree::bare("bh-e2e-jobs-");
+    let st = Command::new(format!("{SRC}/tests/e2e/jobs-tree/make-tree.sh"))
+        .arg(tree.path())
+        .arg("3")
+        .env("BH_JOBS_FILES", RUN_FILES.to_string())
+        .env("BH_JOBS_WORK", "1")
+        .env("BH_JOBS_SLEEP", "0.2")
+        .status()
+        .expect("run make-tree.sh");
+    assert!(st.success(), "make-tree.sh failed");
+    let starter = tree.path().join("starters/jobs.toml");
+    let mut text = std::fs::read_to_string(&starter).unwrap();
+    text.push_str(options);
+    std::fs::write(&starter, text).unwrap();
+    std::fs::create_dir_all(tree.path().join("distfiles/bh-step-env")).unwrap();
+    tree
+}
+
+/// A finished `build-helper run` of a jobs tree.
+struct RunOutcome {
+    code: Option<i32>,
+    text: String,
+    took: Duration,
+}
+
+/// Runs the tree's starter (`--ui plain`, from [`jobs_history`]); while it runs, calls
+/// `during` every 10 ms until it returns false.
+fn run_jobs(tree: &Tree, mut during: impl FnMut(&Tree) -> bool) -> RunOutcome {
+    let history = jobs_history();
+    let out_path = tree.path().join("run.out");
+    let out = std::fs::File::create(&out_path).unwrap();
+    let t0 = Instant::now();
+    let mut child = Command::new(BIN)
+        .arg("run")
+        .arg(tree.path().join("starters/jobs.toml"))
+        .args(["--ui", "plain", "--history"])
+        .arg(&history)
+        .env("BUILD_HELPER_TREE", tree.path())
+        .env_remove("TMUX")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let mut polling = true;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(900),
+            "the run takes more than 15 minutes"
+        );
+        if polling {
+            polling = during(tree);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let took = t0.elapsed();
+    let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+    eprintln!(
+        "=== build-helper run (jobs tree), {:.1} s, exit {:?}\n{}",
+        took.as_secs_f64(),
+        status.code(),
+        tail(&text, 30)
+    );
+    assert!(
+        mounts_anywhere(tree.path()).is_empty(),
+        "mounts left: {:?}",
+        mounts_anywhere(tree.path())
+    );
+    RunOutcome {
+        code: status.code(),
+        text,
+        took,
+    }
+}
+
+/// One logged compile of test-jobs/cbuild.
+#[derive(Debug, Clone)]
+struct Compile {
+    target: String,
+    file: String,
+    start: u128,
+    end: Option<u128>,
+}
+
+/// Every compile in the tree's compile logs, and the `make-env` lines (what emake saw).
+fn compiles(tree: &Tree) -> (Vec<Compile>, Vec<String>) {
+    let mut out: Vec<Compile> = Vec::new();
+    let mut env = Vec::new();
+    let dir = tree.path().join("distfiles/bh-jobs");
+    for target in RUN_TARGETS {
+        let text = std::fs::read_to_string(dir.join(format!("{target}.log"))).unwrap_or_default();
+        for line in text.lines() {
+            let w: Vec<&str> = line.split(' ').collect();
+            match w.first() {
+                Some(&"make-env") => env.push(line.to_string()),
+                Some(&"start") if w.len() == 4 => out.push(Compile {
+                    target: w[2].to_string(),
+                    file: w[3].to_string(),
+                    start: w[1].parse().unwrap(),
+                    end: None,
+                }),
+                Some(&"end") if w.len() == 4 => {
+                    let c = out
+                        .iter_mut()
+                        .find(|c| c.target == w[2] && c.file == w[3] && c.end.is_none())
+                        .unwrap_or_else(|| panic!("an end without a start: {line}"));
+                    c.end = Some(w[1].parse().unwrap());
+                }
+                // A line cut by a kill.
+                _ => {}
+            }
+        }
+    }
+    (out, env)
+}
+
+/// The most compiles running at once among `list` (one without an end counts as running
+/// until the last instant logged).
+fn peak_of<'a>(list: impl IntoIterator<Item = &'a Compile>) -> usize {
+    let list: Vec<&Compile> = list.into_iter().collect();
+    let last = list
+        .iter()
+        .map(|c| c.end.unwrap_or(c.start))
+        .max()
+        .unwrap_or(0);
+    let mut ev: Vec<(u128, i32)> = Vec::new();
+    for c in &list {
+        ev.push((c.start, 1));
+        ev.push((c.end.unwrap_or(last + 1), -1));
+    }
+    // Ends before starts at the same instant.
+    ev.sort();
+    let (mut now, mut max) = (0i32, 0i32);
+    for (_, d) in ev {
+        now += d;
+        max = max.max(now);
+    }
+    max as usize
+}
+
+/// The peak of each target's own compiles, in [`RUN_TARGETS`] order.
+fn peaks_per_target(all: &[Compile]) -> Vec<usize> {
+    RUN_TARGETS
+        .iter()
+        .map(|t| peak_of(all.iter().filter(|c| c.target == *t)))
+        .collect()
+}
+
+/// Each `(target name, step)` and the variables its login shell got, from
+/// `distfiles/bh-step-env/<name>.log`, in the order the steps ran.
+fn step_envs(tree: &Tree, name: &str) -> Vec<(String, BTreeMap<String, String>)> {
+    let text = std::fs::read_to_string(
+        tree.path()
+            .join("distfiles/bh-step-env")
+            .join(format!("{name}.log")),
+    )
+    .unwrap_or_default();
+    text.lines()
+        .map(|l| {
+            let mut f = l.split('\t');
+            let step = f.next().unwrap().to_string();
+            assert_eq!(f.next(), Some(name), "{l}");
+            let vars = f
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            (step, vars)
+        })
+        .collect()
+}
+
+/// The planned steps of each target, from the run's plan.json.
+fn planned_steps(tree: &Tree) -> Vec<Vec<String>> {
+    let plan: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tree.run_dir().join("plan.json")).unwrap()).unwrap();
+    plan["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            t["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["name"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .collect()
+}
+
+/// Asserts that every planned step of every target ran with the run's jobserver in its
+/// environment (GNU make 4.4.1 there), `MAKEOPTS` without `-j`, and that emake in
+/// test-jobs/cbuild saw the same.
+fn assert_every_step_was_pooled(tree: &Tree, make_env: &[String]) {
+    for (i, planned) in planned_steps(tree).iter().enumerate() {
+        let name = RUN_TARGETS[i].rsplit_once('.').unwrap().1;
+        let envs = step_envs(tree, name);
+        // A step that sources /etc/profile again (host-toolchain after env-update) logs twice.
+        let mut ran: Vec<String> = envs.iter().map(|(s, _)| s.clone()).collect();
+        ran.dedup();
+        assert_eq!(
+            &ran, planned,
+            "{name}: the steps whose environment was logged"
+        );
+        for (step, vars) in &envs {
+            assert_eq!(
+                vars.get("MAKEFLAGS").map(String::as_str),
+                Some(FIFO_AUTH),
+                "{name} {step}: {vars:?}"
+            );
+            let opts = vars.get("MAKEOPTS").cloned().unwrap_or_default();
+            assert!(!opts.contains("-j"), "{name} {step}: MAKEOPTS={opts}");
+        }
+    }
+    assert_eq!(make_env.len(), RUN_TARGETS.len(), "{make_env:?}");
+    for line in make_env {
+        assert!(
+            line.contains(&format!(" MAKEFLAGS={FIFO_AUTH} MAKEOPTS= ")),
+            "emake's environment: {line}"
+        );
+    }
+}
+
+/// The run's events of kind `kind`.
+fn events_of(tree: &Tree, kind: &str) -> Vec<serde_json::Value> {
+    tree.events()
+        .into_iter()
+        .filter(|e| e["event"] == kind)
+        .collect()
+}
+
+/// Asserts the pool's events: started and closed with `jobs` tokens, nothing lost at the end,
+/// and one `job-tokens-returned` per finished step (same target and step).
+fn assert_pool_events(tree: &Tree, jobs: u64) {
+    let started = events_of(tree, "job-pool-started");
+    assert_eq!(started.len(), 1, "{started:?}");
+    assert_eq!(started[0]["total"], jobs);
+    let closed = events_of(tree, "job-pool-closed");
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    assert_eq!(closed[0]["total"], jobs, "{closed:?}");
+    assert_eq!(closed[0]["free"], jobs, "tokens lost for good: {closed:?}");
+    let finished: Vec<(String, String)> = events_of(tree, "step-finished")
+        .iter()
+        .map(|e| (e["target"].to_string(), e["step"].to_string()))
+        .collect();
+    let returned: Vec<(String, String)> = events_of(tree, "job-tokens-returned")
+        .iter()
+        .map(|e| (e["target"].to_string(), e["step"].to_string()))
+        .collect();
+    assert_eq!(
+        returned, finished,
+        "one job-tokens-returned after every step"
+    );
+}
+
+/// Every compile of `target` logged its start and its end.
+fn assert_all_compiled(all: &[Compile], target: &str) {
+    let mine: Vec<&Compile> = all.iter().filter(|c| c.target == target).collect();
+    // The objects and main.o.
+    assert_eq!(mine.len(), RUN_FILES + 1, "{target}: {mine:?}");
+    assert!(mine.iter().all(|c| c.end.is_some()), "{target}: {mine:?}");
+}
+
+fn now_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+#[test]
+fn job_pool_caps_concurrent_jobs_across_three_targets_in_a_run() {
+    if !require_root() {
+        return;
+    }
+    jobs_history();
+    let _heavy = heavy_lock();
+    let jobs = 2;
+    let tree = jobs_tree(&format!("jobs = {jobs}\njob_pool = true\n"));
+    let run = run_jobs(&tree, |_| false);
+    assert_eq!(run.code, Some(0), "the pooled run failed");
+    let cp = tree.checkpoint();
+    for t in RUN_TARGETS {
+        assert!(steps(&cp, t).iter().all(|s| s.1 == "done"), "{t}");
+    }
+    let (all, make_env) = compiles(&tree);
+    for t in RUN_TARGETS {
+        assert_all_compiled(&all, t);
+    }
+    let bound = jobs.max(RUN_TARGETS.len()) + 1;
+    let peak = peak_of(&all);
+    let per_target = peaks_per_target(&all);
+    eprintln!(
+        "job pool through build-helper run, jobs = {jobs}, 3 targets: peak {peak} concurrent \
+         compiles (bound {bound}), per target {per_target:?}, run {:.1} s",
+        run.took.as_secs_f64()
+    );
+    assert!(peak <= bound, "peak {peak} above {bound}");
+    assert!(peak >= 2, "the targets compiled one at a time: {peak}");
+    // A make given no -j runs one job at a time unless it holds a token of the pool.
+    assert!(
+        per_target.iter().any(|&p| p >= 2),
+        "no target ever ran a job on a token: {per_target:?}"
+    );
+    assert_every_step_was_pooled(&tree, &make_env);
+    assert_pool_events(&tree, jobs as u64);
+    // Each step's cost: the compiles of target-world are in its CPU time.
+    for e in events_of(&tree, "step-finished") {
+        let cost = &e["cost"];
+        assert!(cost.is_object(), "no cost: {e}");
+        assert!(
+            ["cgroup", "cgroup-cpu-rusage-memory", "rusage"]
+                .contains(&cost["source"].as_str().unwrap_or("")),
+            "{e}"
+        );
+        if e["step"] == "target-world" {
+            assert!(cost["cpu_us"].as_u64().unwrap_or(0) > 0, "{e}");
+            assert!(cost["peak_rss_bytes"].as_u64().unwrap_or(0) > 0, "{e}");
+        }
+    }
+}
+
+/// The pid of the top-level make of test-jobs/cbuild building for `target` (its environment
+/// has `BH_TARGET=<target>`, exported by the ebuild's src_compile before emake).
+fn make_of(target: &str) -> Option<i32> {
+    let want = format!("BH_TARGET={target}");
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim_end() != "make" {
+            continue;
+        }
+        let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        if env.split(|&b| b == 0).any(|v| v == want.as_bytes()) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// The compiles of `target` running at `t` (started before it, not ended by then).
+fn running_at(all: &[Compile], target: &str, t: u128) -> usize {
+    all.iter()
+        .filter(|c| c.target == target && c.start < t && c.end.is_none_or(|e| e > t))
+        .count()
+}
+
+#[test]
+fn job_pool_returns_the_tokens_of_a_step_killed_in_a_run() {
+    if !require_root() {
+        return;
+    }
+    jobs_history();
+    let _heavy = heavy_lock();
+    // Six tokens, three targets in a step: three bytes out at most.
+    let jobs = 6;
+    let tree = jobs_tree(&format!("jobs = {jobs}\njob_pool = true\n"));
+    // The first target seen running two compiles that both started less than 150 ms ago
+    // (each lasts at least the 0.2 s it sleeps, so both still run when the kill lands): its
+    // make holds a token for the second. Killed with SIGKILL, it never writes it back.
+    let mut victim: Option<(String, i32, u128)> = None;
+    let run = run_jobs(&tree, |tree| {
+        let (all, _) = compiles(tree);
+        let now = now_ns();
+        for t in RUN_TARGETS {
+            let fresh = all
+                .iter()
+                .filter(|c| c.target == t && c.end.is_none() && c.start + 150_000_000 > now)
+                .count();
+            if fresh < 2 {
+                continue;
+            }
+            let Some(pid) = make_of(t) else { continue };
+            let at = now_ns();
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .unwrap();
+            victim = Some((t.to_string(), pid, at));
+            return false;
+        }
+        true
+    });
+    let (victim, pid, at) = victim.expect("no target ever ran two compiles at once");
+    assert_eq!(run.code, Some(1), "a target failed: the run exits 1");
+    let (all, _) = compiles(&tree);
+    // Tokens its make held when it died: one per compile running then, but the implicit slot.
+    let held = running_at(&all, &victim, at).saturating_sub(1);
+    assert!(
+        held >= 1,
+        "{victim}'s make (pid {pid}) held no token when killed: {all:?}"
+    );
+    let cp = tree.checkpoint();
+    let st = steps(&cp, &victim);
+    let world = st.iter().find(|s| s.0 == "target-world").unwrap();
+    assert_eq!(world.1, "failed", "{victim}: {st:?}");
+    assert!(
+        tree.log(&victim).contains("emake failed"),
+        "{victim} failed for another reason"
+    );
+    // The plain front end's summary: the victim failed, the others are done.
+    let summary = |t: &str| {
+        run.text
+            .lines()
+            .rev()
+            .find(|l| l.split_whitespace().next() == Some(t))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        summary(&victim).contains(" failed "),
+        "{}",
+        summary(&victim)
+    );
+    let others: Vec<&str> = RUN_TARGETS.into_iter().filter(|t| *t != victim).collect();
+    for t in &others {
+        assert!(summary(t).contains(" done "), "{}", summary(t));
+    }
+    for t in &others {
+        assert!(
+            steps(&cp, t).iter().all(|s| s.1 == "done"),
+            "{t}: {:?}",
+            steps(&cp, t)
+        );
+        assert_all_compiled(&all, t);
+    }
+    let back = events_of(&tree, "job-tokens-returned");
+    let killed = back
+        .iter()
+        .find(|e| e["target"] == victim.as_str() && e["step"] == "target-world")
+        .unwrap_or_else(|| panic!("no job-tokens-returned for {victim} target-world: {back:?}"));
+    let granted = killed["granted"].as_u64().unwrap() as usize;
+    let lost = killed["lost"].as_u64().unwrap() as usize;
+    eprintln!(
+        "job pool through build-helper run: {victim}'s make killed holding at least {held} \
+         token(s); job-tokens-returned {killed}; run {:.1} s",
+        run.took.as_secs_f64()
+    );
+    assert!(
+        lost >= held,
+        "the tokens the killed make held came back as lost: {killed}"
+    );
+    assert!(granted >= lost, "{killed}");
+    assert_pool_events(&tree, jobs as u64);
+}
+
+#[test]
+fn job_pool_memory_admission_holds_tokens_back_in_a_run() {
+    if !require_root() {
+        return;
+    }
+    jobs_history();
+    let _heavy = heavy_lock();
+    let jobs = 6;
+    let tree = jobs_tree(&format!(
+        "jobs = {jobs}\njob_pool = true\nmin_mem_avail = \"1024T\"\n"
+    ));
+    // `status --json` of the live run, every half second until its pool says why it holds
+    // tokens back while every target runs a step (the target phase).
+    let mut held: Option<serde_json::Value> = None;
+    let mut last = Instant::now() - Duration::from_secs(1);
+    let run = run_jobs(&tree, |tree| {
+        if last.elapsed() < Duration::from_millis(500) {
+            return true;
+        }
+        last = Instant::now();
+        let out = Command::new(BIN)
+            .args(["status", "--json"])
+            .env("BUILD_HELPER_TREE", tree.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
+            return true;
+        };
+        let pool = doc["runs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find_map(|r| r["pool"].as_object().cloned());
+        if let Some(pool) = pool {
+            let active = pool["targets"]
+                .as_array()
+                .map_or(0, |ts| ts.iter().filter(|t| t["active"] == true).count());
+            if active == RUN_TARGETS.len() && !pool["held"].is_null() {
+                held = Some(serde_json::Value::Object(pool));
+                return false;
+            }
+        }
+        true
+    });
+    assert_eq!(run.code, Some(0), "the run failed");
+    let pool = held.expect("status --json never showed the pool holding tokens back");
+    eprintln!("status --json pool while memory is short: {pool}");
+    let min = 1024u64 << 40;
+    assert_eq!(pool["held"]["reason"], "low-memory", "{pool}");
+    assert_eq!(pool["held"]["min"], min, "{pool}");
+    assert!(pool["held"]["available"].as_u64().unwrap() < min, "{pool}");
+    let (all, make_env) = compiles(&tree);
+    for t in RUN_TARGETS {
+        assert_all_compiled(&all, t);
+    }
+    let peak = peak_of(&all);
+    let per_target = peaks_per_target(&all);
+    eprintln!(
+        "job pool through build-helper run, min_mem_avail above the machine's memory: peak \
+         {peak} concurrent compiles, per target {per_target:?}, run {:.1} s",
+        run.took.as_secs_f64()
+    );
+    // Only each make's implicit slot: one compile at a time per target.
+    assert_eq!(per_target, vec![1; RUN_TARGETS.len()], "a token was used");
+    assert!(peak <= RUN_TARGETS.len(), "peak {peak}");
+    for e in events_of(&tree, "job-tokens-returned") {
+        assert_eq!(
+            e["granted"], 0,
+            "a token left the pool while memory was short: {e}"
+        );
+    }
+    assert_every_step_was_pooled(&tree, &make_env);
+    assert_pool_events(&tree, jobs as u64);
 }
