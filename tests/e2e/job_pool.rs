@@ -423,8 +423,8 @@ fn job_pool_step_cost_measures_a_process_tree() {
 // (CLOCK_REALTIME ns) into the tree's distfiles (`bh-jobs/<target>.log`), each step's login
 // shell its MAKEFLAGS, MAKEOPTS and FEATURES (`bh-step-env/<name>.log`, the stage3's
 // /etc/profile.d/bh-test-step-env.sh). Every run is an update from one history archived from
-// the stage3 once per test process (faster than a first build from a mirror of it: about
-// 85 s against 110 s here, and 2 s of archiving against 30 s of mirror).
+// the stage3 once per test process: faster than a first build from a mirror of it (measured
+// here: a run of 92 s against 112 s, and 2 s of archiving once against 28 s of mirror).
 // ---------------------------------------------------------------------------------------------
 
 /// The targets of the jobs tree (tests/e2e/jobs-tree/make-tree.sh), primary first.
