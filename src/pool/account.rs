@@ -53,7 +53,9 @@ pub enum ImplicitSlots {
     /// One token per target in a step stays in the pool for that target's implicit slot, but
     /// at least one token is always available as a byte: at most `max(jobs - K, 1)` bytes are
     /// out, so the peak is `max(jobs, K + 1)` concurrent jobs, within `max(jobs, K) + 1`.
-    /// Right for plain make and for emerge without `FEATURES=jobserver-token`.
+    /// Right for plain make, and for emerge whose `MAKEFLAGS` came from its environment
+    /// (with `FEATURES=jobserver-token` it then runs its first job on its implicit slot):
+    /// what a run's steps use.
     ReservePerTarget,
     /// The top-level client of each step already holds a real token for its implicit slot
     /// (Portage's `FEATURES=jobserver-token` makes emerge take a token per job it starts), so
