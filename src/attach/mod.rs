@@ -19,11 +19,12 @@
 //!    names both versions: [`proto::ProtoError::Version`]).
 //! 2. server -> client, the snapshot: `checkpoint {cp}`; one `screen {target, rows, cols,
 //!    scrollback, screen, live}` per target (its kept lines and the bytes that redraw its
-//!    current screen, [`proto::screen_bytes`]); `progress` per running target; the kept
-//!    `say` messages; then `summary`, `ask` and `end` when the run is that far.
+//!    current screen, [`proto::screen_bytes`]); `progress` per running target; `pool
+//!    {pool}` (the job pool's tokens in use, total and why none is handed out) once served;
+//!    the kept `say` messages; then `summary`, `ask` and `end` when the run is that far.
 //! 3. server -> client, live, in the order they happen: `output {target, bytes}`, `started`
 //!    / `gone {target}` (a worker's terminal takes keys / has ended), `checkpoint`,
-//!    `progress`, `say`, `alert`, `summary`, `ask {text, wait}` (the umount question) and
+//!    `progress`, `pool`, `say`, `alert`, `summary`, `ask {text, wait}` (the umount question) and
 //!    `answered`, and last `end {code}` (the supervisor's exit status) or `dropped {reason}`.
 //! 4. client -> server, any time after its hello: `keys {target, bytes}`, `resize {target,
 //!    cols, rows}` (the pane's size; the last client to resize wins), `answer {yes}`,
