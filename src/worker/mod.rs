@@ -237,6 +237,8 @@ pub fn main(
         env.entry("TERM".into()).or_insert(term);
     }
 
+    // Where each step's cgroup leaf goes, to measure what it cost (once per worker).
+    let cgroups = crate::pool::cost::CgroupRoot::detect();
     let mut i = 0;
     while let Some(name) = steps.get(i).cloned() {
         let name = &name;
@@ -256,13 +258,14 @@ pub fn main(
         link.send(&WorkerMsg::StepStarted { step: name.clone() });
         // The run's job pool, as this environment's make and Portage can take part in it.
         let mut step_env = env.clone();
-        if let Some(pool) = &plan.job_pool {
-            let note = jobserver::step_env(sys, &tp.root, &mut step_env, pool);
-            if let Ok(mut f) = log.lock() {
-                let _ = f.write_all(note.as_bytes());
-            }
-        }
-        let outcome = step::run(sys, &tp.root, step, &step_env, &log, &link);
+        let extras = step::Extras {
+            cgroups: cgroups.as_ref(),
+            note: plan
+                .job_pool
+                .as_ref()
+                .map(|pool| jobserver::step_env(sys, &tp.root, &mut step_env, pool)),
+        };
+        let outcome = step::run(sys, &tp.root, step, &step_env, &log, &link, &extras);
         // Finished before the lock is given back: on this one connection the supervisor then
         // records the end before the next holder can start (the events never overlap).
         link.send(&WorkerMsg::StepFinished {

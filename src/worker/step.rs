@@ -48,10 +48,21 @@ fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)
 }
 
+/// What a step gets beside its script and environment.
+#[derive(Default)]
+pub struct Extras<'a> {
+    /// Where its cgroup v2 leaf is made, to measure its whole tree's cost (the worker's
+    /// [`CgroupRoot::detect`], once); `None`: wait4's rusage alone.
+    pub cgroups: Option<&'a CgroupRoot>,
+    /// A line for its log after the banner (its share of the job pool).
+    pub note: Option<String>,
+}
+
 /// Runs `step` chrooted into `root` with exactly `env` (plus `BUILD_HELPER_STEP`), started
 /// through `sys` ([`crate::sys::Sys::spawn_chrooted`]: a session of its own, output to a
 /// pipe teed to the worker's terminal and `log`, file descriptor 3 to read `toolchain-ready`
-/// lines from). A step that cannot start ends with 127 and says why in `log`.
+/// lines from), in a cgroup leaf of `extras.cgroups` when given. A step that cannot start
+/// ends with 127 and says why in `log`.
 pub fn run(
     sys: &dyn Sys,
     root: &Path,
@@ -59,13 +70,17 @@ pub fn run(
     env: &BTreeMap<String, String>,
     log: &Arc<Mutex<File>>,
     link: &Link,
+    extras: &Extras,
 ) -> Outcome {
     let started = Instant::now();
     log_line(
         log,
         &format!("=== build-helper: step {} started {}\n", step.name, stamp()),
     );
-    let (exit_code, cost) = match spawn_and_wait(sys, root, step, env, log, link) {
+    if let Some(note) = &extras.note {
+        log_line(log, note);
+    }
+    let (exit_code, cost) = match spawn_and_wait(sys, root, step, env, log, link, extras) {
         Ok(ended) => ended,
         Err(e) => {
             log_line(
@@ -108,12 +123,10 @@ pub fn run(
     }
 }
 
-/// A cgroup v2 leaf for one step, where this machine gives one (see
-/// [`crate::pool::cost::CgroupRoot::detect`]); `None`: the cost comes from rusage alone.
-fn step_cgroup(step: &str) -> Option<StepCgroup> {
-    let root = CgroupRoot::detect()?;
+/// A cgroup v2 leaf for one step under `root`; `None`: the cost comes from rusage alone.
+fn step_cgroup(root: Option<&CgroupRoot>, step: &str) -> Option<StepCgroup> {
     let name = format!("build-helper-{}-{step}", std::process::id());
-    root.create(&name).ok()
+    root?.create(&name).ok()
 }
 
 fn spawn_and_wait(
@@ -123,9 +136,10 @@ fn spawn_and_wait(
     env: &BTreeMap<String, String>,
     log: &Arc<Mutex<File>>,
     link: &Link,
+    extras: &Extras,
 ) -> Result<(i32, Option<StepCost>), Box<dyn std::error::Error>> {
     let (out_r, out_w) = pipe()?;
-    let cgroup = step_cgroup(&step.name);
+    let cgroup = step_cgroup(extras.cgroups, &step.name);
     let procs = cgroup.as_ref().and_then(|c| {
         std::fs::OpenOptions::new()
             .write(true)
@@ -249,7 +263,7 @@ mod tests {
         sys.set_exit_code(3);
         let env = BTreeMap::from([("PATH".to_string(), "/usr/bin:/bin".to_string())]);
         let root = Path::new("/tree/work/run/M/m");
-        let outcome = run(&sys, root, &step(), &env, &log, &link);
+        let outcome = run(&sys, root, &step(), &env, &log, &link, &Extras::default());
         assert_eq!(
             sys.take_lines(),
             vec![
@@ -269,7 +283,15 @@ mod tests {
         let sys = RecordingSys::default();
         let root = Path::new("/tree/work/run/M/m");
         sys.fail_at(root);
-        let outcome = run(&sys, root, &step(), &BTreeMap::new(), &log, &link);
+        let outcome = run(
+            &sys,
+            root,
+            &step(),
+            &BTreeMap::new(),
+            &log,
+            &link,
+            &Extras::default(),
+        );
         assert_eq!(outcome.exit_code, 127);
         let text = std::fs::read_to_string(tmp.path().join("log")).unwrap();
         assert!(
