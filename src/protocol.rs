@@ -24,6 +24,10 @@ pub enum WorkerMsg {
     StepStarted {
         /// Step name.
         step: String,
+        /// The cgroup v2 leaf it runs in, when the worker made one: the supervisor removes it
+        /// should the worker be gone before it could (killed).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cgroup: Option<std::path::PathBuf>,
     },
     /// A step ended.
     StepFinished {

@@ -429,6 +429,7 @@ fn worker_samples() -> Vec<Vec<u8>> {
         },
         WorkerMsg::StepStarted {
             step: "target-world".into(),
+            cgroup: None,
         },
         WorkerMsg::StepFinished {
             step: "target-world".into(),

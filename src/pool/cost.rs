@@ -318,6 +318,33 @@ impl StepCgroup {
     }
 }
 
+/// Removes the step leaf at `path` that a process which is gone left behind (a killed
+/// worker's): what still runs in it is killed first (`cgroup.kill`, Linux 5.14), then the
+/// empty leaf is removed, retried for up to `wait` while the kernel reports the exits.
+/// Nothing there is no error.
+///
+/// Errors: [`PoolError::Io`] naming the leaf when it stays busy or cannot be removed.
+pub fn remove_leaf(path: &Path, wait: std::time::Duration) -> Result<(), PoolError> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let _ = std::fs::write(path.join("cgroup.kill"), "1");
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match std::fs::remove_dir(path) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e)
+                if e.raw_os_error() == Some(libc::EBUSY)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => return Err(PoolError::io("cannot remove cgroup", path, e)),
+        }
+    }
+}
+
 fn remove_dir_retrying(path: &Path) -> Result<(), PoolError> {
     let mut tries = 0;
     loop {

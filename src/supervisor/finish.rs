@@ -14,6 +14,12 @@ impl Supervisor {
     /// journal goes only when nothing is left.
     pub(super) fn teardown(&mut self) {
         self.close_pool();
+        for leaf in std::mem::take(&mut self.stale_cgroups) {
+            if let Err(e) = crate::pool::cost::remove_leaf(&leaf, std::time::Duration::from_secs(2))
+            {
+                self.ui.say(&format!("warning: {e}"));
+            }
+        }
         self.stop_mounting();
         let m = self.plan.layout.m_dir.clone();
         match mounts::teardown(self.sys.as_ref(), &m, true) {

@@ -71,11 +71,16 @@ struct Held {
     mounted: bool,
     /// Whether its toolchain-independent mounts are made (see [`workers::Prepared`]).
     prepared: workers::Prepared,
+    /// The cgroup leaf of its running step, as its worker named it (removed here should the
+    /// worker be gone before it could remove it).
+    cgroup: Option<PathBuf>,
 }
 
 struct Supervisor {
     /// The run's job pool while the steps run (`None`: `job_pool = false`, or closed).
     pool: Option<pool::RunPool>,
+    /// Step cgroup leaves that were still busy when their step or worker ended.
+    stale_cgroups: Vec<PathBuf>,
     /// The run's phases; the supervisor executes its actions (`queue`) and feeds back.
     run: Run,
     /// The run machine's actions not executed yet.
@@ -154,6 +159,7 @@ impl Supervisor {
         let failed_tx = msg_tx.clone();
         let mut sup = Supervisor {
             pool,
+            stale_cgroups: Vec::new(),
             run: Run::new(RunStart {
                 first_build: plan.first_build,
                 stage3_done: checkpoint
@@ -537,7 +543,16 @@ impl Supervisor {
                     }
                 }
                 Action::WorkerGone(t) => {
-                    self.held.entry(t.clone()).or_default().pid = None;
+                    let held = self.held.entry(t.clone()).or_default();
+                    held.pid = None;
+                    // A killed worker leaves its step's cgroup leaf: its processes were
+                    // killed (KillLeftovers); removed now, or at the teardown while busy.
+                    if let Some(leaf) = held.cgroup.take() {
+                        if crate::pool::cost::remove_leaf(&leaf, std::time::Duration::ZERO).is_err()
+                        {
+                            self.stale_cgroups.push(leaf);
+                        }
+                    }
                     // A step it left running is over: its leftovers were killed.
                     self.pool_step_ended(&t);
                     // Its output has ended: a front end prints what is left, the TUI stops
@@ -618,23 +633,35 @@ impl Supervisor {
                 self.progress_report(&target, &step, progress);
                 return;
             }
-            WorkerMsg::StepStarted { step } => Input::StepStarted {
-                target,
-                step,
-                now_us: now_us(),
-            },
+            WorkerMsg::StepStarted { step, cgroup } => {
+                self.held.entry(target.clone()).or_default().cgroup = cgroup;
+                Input::StepStarted {
+                    target,
+                    step,
+                    now_us: now_us(),
+                }
+            }
             WorkerMsg::StepFinished {
                 step,
                 exit_code,
                 duration_ms,
                 cost,
-            } => Input::StepFinished {
-                target,
-                step,
-                exit_code,
-                duration_ms,
-                cost,
-            },
+            } => {
+                // Its worker removed the leaf; one still there (a process escaped the step)
+                // goes at the teardown.
+                if let Some(leaf) = self.held.entry(target.clone()).or_default().cgroup.take() {
+                    if leaf.exists() {
+                        self.stale_cgroups.push(leaf);
+                    }
+                }
+                Input::StepFinished {
+                    target,
+                    step,
+                    exit_code,
+                    duration_ms,
+                    cost,
+                }
+            }
             WorkerMsg::ToolchainReady { tuple } => Input::ToolchainReady { target, tuple },
             WorkerMsg::AcquireSync => Input::AcquireSync(target),
             WorkerMsg::ReleaseSync => Input::ReleaseSync(target),

@@ -39,6 +39,13 @@ pub const NOT_STARTED: i32 = 3;
 /// Process group of the running step (0 when none); read by the signal handler.
 static STEP_PGID: AtomicI32 = AtomicI32::new(0);
 
+/// The running step's cgroup leaf, removed when the supervisor goes away mid-step.
+static STEP_CGROUP: Mutex<Option<std::path::PathBuf>> = Mutex::new(None);
+
+fn set_step_cgroup(leaf: Option<std::path::PathBuf>) {
+    *STEP_CGROUP.lock().unwrap_or_else(|p| p.into_inner()) = leaf;
+}
+
 extern "C" fn on_terminate(sig: libc::c_int) {
     let pgid = STEP_PGID.load(Ordering::SeqCst);
     // SAFETY: kill and _exit are async-signal-safe.
@@ -71,6 +78,11 @@ fn supervisor_gone() -> ! {
             nix::unistd::Pid::from_raw(pgid),
             nix::sys::signal::Signal::SIGKILL,
         );
+    }
+    // Nobody else knows of the step's cgroup leaf now.
+    let leaf = STEP_CGROUP.lock().ok().and_then(|mut l| l.take());
+    if let Some(leaf) = leaf {
+        let _ = crate::pool::cost::remove_leaf(&leaf, std::time::Duration::from_secs(1));
     }
     let _ = writeln!(
         std::io::stderr().lock(),
@@ -255,17 +267,25 @@ pub fn main(
                 }
             }
         }
-        link.send(&WorkerMsg::StepStarted { step: name.clone() });
+        // Its cgroup leaf, named to the supervisor: it removes it should this worker be killed.
+        let cgroup = step::step_cgroup(cgroups.as_ref(), name);
+        let leaf = cgroup.as_ref().map(|c| c.path().to_path_buf());
+        set_step_cgroup(leaf.clone());
+        link.send(&WorkerMsg::StepStarted {
+            step: name.clone(),
+            cgroup: leaf,
+        });
         // The run's job pool, as this environment's make and Portage can take part in it.
         let mut step_env = env.clone();
         let extras = step::Extras {
-            cgroups: cgroups.as_ref(),
+            cgroup,
             note: plan
                 .job_pool
                 .as_ref()
                 .map(|pool| jobserver::step_env(sys, &tp.root, &mut step_env, pool)),
         };
-        let outcome = step::run(sys, &tp.root, step, &step_env, &log, &link, &extras);
+        let outcome = step::run(sys, &tp.root, step, &step_env, &log, &link, extras);
+        set_step_cgroup(None);
         // Finished before the lock is given back: on this one connection the supervisor then
         // records the end before the next holder can start (the events never overlap).
         link.send(&WorkerMsg::StepFinished {

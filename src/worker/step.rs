@@ -50,19 +50,26 @@ fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
 
 /// What a step gets beside its script and environment.
 #[derive(Default)]
-pub struct Extras<'a> {
-    /// Where its cgroup v2 leaf is made, to measure its whole tree's cost (the worker's
-    /// [`CgroupRoot::detect`], once); `None`: wait4's rusage alone.
-    pub cgroups: Option<&'a CgroupRoot>,
+pub struct Extras {
+    /// The cgroup v2 leaf it runs in, to measure its whole tree's cost (removed when the step
+    /// ends); `None`: wait4's rusage alone.
+    pub cgroup: Option<StepCgroup>,
     /// A line for its log after the banner (its share of the job pool).
     pub note: Option<String>,
+}
+
+/// The cgroup v2 leaf for one step of this worker under `root` (see [`CgroupRoot::detect`]);
+/// `None` when there is no cgroup root or the leaf cannot be made.
+pub fn step_cgroup(root: Option<&CgroupRoot>, step: &str) -> Option<StepCgroup> {
+    let name = format!("build-helper-{}-{step}", std::process::id());
+    root?.create(&name).ok()
 }
 
 /// Runs `step` chrooted into `root` with exactly `env` (plus `BUILD_HELPER_STEP`), started
 /// through `sys` ([`crate::sys::Sys::spawn_chrooted`]: a session of its own, output to a
 /// pipe teed to the worker's terminal and `log`, file descriptor 3 to read `toolchain-ready`
-/// lines from), in a cgroup leaf of `extras.cgroups` when given. A step that cannot start
-/// ends with 127 and says why in `log`.
+/// lines from), in `extras.cgroup` when given. A step that cannot start ends with 127 and
+/// says why in `log`.
 pub fn run(
     sys: &dyn Sys,
     root: &Path,
@@ -70,17 +77,18 @@ pub fn run(
     env: &BTreeMap<String, String>,
     log: &Arc<Mutex<File>>,
     link: &Link,
-    extras: &Extras,
+    extras: Extras,
 ) -> Outcome {
     let started = Instant::now();
     log_line(
         log,
         &format!("=== build-helper: step {} started {}\n", step.name, stamp()),
     );
-    if let Some(note) = &extras.note {
+    let Extras { cgroup, note } = extras;
+    if let Some(note) = &note {
         log_line(log, note);
     }
-    let (exit_code, cost) = match spawn_and_wait(sys, root, step, env, log, link, extras) {
+    let (exit_code, cost) = match spawn_and_wait(sys, root, step, env, log, link, cgroup) {
         Ok(ended) => ended,
         Err(e) => {
             log_line(
@@ -123,12 +131,6 @@ pub fn run(
     }
 }
 
-/// A cgroup v2 leaf for one step under `root`; `None`: the cost comes from rusage alone.
-fn step_cgroup(root: Option<&CgroupRoot>, step: &str) -> Option<StepCgroup> {
-    let name = format!("build-helper-{}-{step}", std::process::id());
-    root?.create(&name).ok()
-}
-
 fn spawn_and_wait(
     sys: &dyn Sys,
     root: &Path,
@@ -136,10 +138,9 @@ fn spawn_and_wait(
     env: &BTreeMap<String, String>,
     log: &Arc<Mutex<File>>,
     link: &Link,
-    extras: &Extras,
+    cgroup: Option<StepCgroup>,
 ) -> Result<(i32, Option<StepCost>), Box<dyn std::error::Error>> {
     let (out_r, out_w) = pipe()?;
-    let cgroup = step_cgroup(extras.cgroups, &step.name);
     let procs = cgroup.as_ref().and_then(|c| {
         std::fs::OpenOptions::new()
             .write(true)
@@ -263,7 +264,7 @@ mod tests {
         sys.set_exit_code(3);
         let env = BTreeMap::from([("PATH".to_string(), "/usr/bin:/bin".to_string())]);
         let root = Path::new("/tree/work/run/M/m");
-        let outcome = run(&sys, root, &step(), &env, &log, &link, &Extras::default());
+        let outcome = run(&sys, root, &step(), &env, &log, &link, Extras::default());
         assert_eq!(
             sys.take_lines(),
             vec![
@@ -290,7 +291,7 @@ mod tests {
             &BTreeMap::new(),
             &log,
             &link,
-            &Extras::default(),
+            Extras::default(),
         );
         assert_eq!(outcome.exit_code, 127);
         let text = std::fs::read_to_string(tmp.path().join("log")).unwrap();

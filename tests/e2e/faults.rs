@@ -494,20 +494,23 @@ fn a_killed_worker_takes_its_step_with_it_and_a_killed_step_fails() {
     // A step killed under a living worker (SIGKILL to everything in demo-b's root) ends
     // with 137 and fails; its worker stops (plain mode). Done while the victim's step runs,
     // before demo-b (released with it) can finish; between two of demo-b's steps nothing
-    // is in its root, so this waits until a kill reaches a live process.
+    // is in its root, and a kill may reach only the worker's `make --version` look before a
+    // step (the job pool's), so this kills until demo-b's step has failed.
     let b_root = PathBuf::from(plan["targets"][1]["root"].as_str().unwrap());
+    let b_failed = || {
+        events_text(&tree).lines().any(|l| {
+            let e: serde_json::Value = serde_json::from_str(l).unwrap();
+            e["event"] == "step-failed" && e["target"] == TARGETS[1]
+        })
+    };
     wait_until(60, "a step of demo-b killed", || {
-        rooted_in(&b_root)
-            .into_iter()
-            .filter(|&pid| {
-                nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                )
-                .is_ok()
-            })
-            .count()
-            > 0
+        for pid in rooted_in(&b_root) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        b_failed()
     });
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(worker),
