@@ -445,12 +445,13 @@ impl Supervisor {
         if let Err(e) = pool.step_started(target, step) {
             self.ui.say(&format!("job pool: {target}: {e}"));
         }
-        self.pool_refresh();
+        self.pool_refresh(false);
     }
 
-    /// `pool.json` and the front ends get the pool as it is now (when it changed).
-    fn pool_refresh(&mut self) {
-        if let Some(view) = self.pool.as_mut().and_then(pool::RunPool::refresh) {
+    /// The front ends get the pool as it is now (when it changed); with `write`,
+    /// `pool.json` too.
+    fn pool_refresh(&mut self, write: bool) {
+        if let Some(view) = self.pool.as_mut().and_then(|p| p.refresh(write)) {
             self.ui.pool(&view);
         }
     }
@@ -465,7 +466,7 @@ impl Supervisor {
             Some(Err(e)) => self.ui.say(&format!("job pool: {target}: {e}")),
             None => {}
         }
-        self.pool_refresh();
+        self.pool_refresh(false);
     }
 
     /// The run is torn down: the pool closes (recorded as an event with what came back).

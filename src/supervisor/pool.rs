@@ -94,19 +94,22 @@ impl RunPool {
         self.broker.snapshot().ok()
     }
 
-    /// Writes `pool.json` (the snapshot, for `status`); a failure only costs the display.
+    /// Writes `pool.json` (the snapshot, for `status`): replaced whole, without fsync (a
+    /// display file, written on the event loop); a failure only costs the display.
     pub(super) fn write_state(&self) {
         if let Some(s) = self.snapshot() {
             if let Ok(json) = serde_json::to_vec(&s) {
-                let _ = crate::fsutil::write_atomic(&self.state_file, &json);
+                let _ = crate::fsutil::replace(&self.state_file, &json, false);
             }
         }
     }
 
-    /// Writes `pool.json` and returns what front ends should show, when that changed since
-    /// they were last told.
-    pub(super) fn refresh(&mut self) -> Option<PoolView> {
-        self.write_state();
+    /// What front ends should show, when that changed since they were last told; with
+    /// `write`, `pool.json` too (once a second: `status` reads it).
+    pub(super) fn refresh(&mut self, write: bool) -> Option<PoolView> {
+        if write {
+            self.write_state();
+        }
         let view = self.snapshot()?.view();
         if self.shown.as_ref() == Some(&view) {
             return None;

@@ -101,7 +101,7 @@ impl Supervisor {
                     self.ui.output(&out.target, &out.bytes);
                     in_a_row = 0;
                 }
-                _ = pool_tick.tick(), if self.pool.is_some() => self.pool_refresh(),
+                _ = pool_tick.tick(), if self.pool.is_some() => self.pool_refresh(true),
             }
             // Saved once the messages already waiting are handled (or a batch of them).
             if (msg_rx.is_empty() && worker_rx.is_empty()) || in_a_row >= MSG_BATCH {

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicPtr, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
@@ -42,16 +42,42 @@ static STEP_PGID: AtomicI32 = AtomicI32::new(0);
 /// The running step's cgroup leaf, removed when the supervisor goes away mid-step.
 static STEP_CGROUP: Mutex<Option<std::path::PathBuf>> = Mutex::new(None);
 
+/// The same leaf as a C string for the signal handler (null when none). Each step's string
+/// is leaked on purpose (a few dozen bytes per step): the handler may read it at any moment,
+/// so it is never freed.
+static STEP_LEAF: AtomicPtr<libc::c_char> = AtomicPtr::new(std::ptr::null_mut());
+
 fn set_step_cgroup(leaf: Option<std::path::PathBuf>) {
+    let c = leaf
+        .as_ref()
+        .and_then(|p| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).ok())
+        .map_or(std::ptr::null_mut(), std::ffi::CString::into_raw);
+    STEP_LEAF.store(c, Ordering::SeqCst);
     *STEP_CGROUP.lock().unwrap_or_else(|p| p.into_inner()) = leaf;
 }
 
 extern "C" fn on_terminate(sig: libc::c_int) {
     let pgid = STEP_PGID.load(Ordering::SeqCst);
-    // SAFETY: kill and _exit are async-signal-safe.
+    let leaf = STEP_LEAF.load(Ordering::SeqCst);
+    // SAFETY: kill, rmdir, nanosleep and _exit are async-signal-safe; `leaf` is null or a
+    // NUL-terminated string that is never freed.
     unsafe {
         if pgid > 0 {
             libc::kill(-pgid, libc::SIGKILL);
+        }
+        // The step's cgroup leaf empties as its killed processes exit: removed here, for up
+        // to half a second, since nobody else knows of it once this worker is gone.
+        if !leaf.is_null() {
+            let pause = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 10_000_000,
+            };
+            for _ in 0..50 {
+                if libc::rmdir(leaf) == 0 || *libc::__errno_location() != libc::EBUSY {
+                    break;
+                }
+                libc::nanosleep(&pause, std::ptr::null_mut());
+            }
         }
         libc::_exit(128 + sig);
     }
