@@ -329,6 +329,17 @@ pub fn remove_leaf(path: &Path, wait: std::time::Duration) -> Result<(), PoolErr
         return Ok(());
     }
     let _ = std::fs::write(path.join("cgroup.kill"), "1");
+    rmdir_while_busy(path, wait)
+}
+
+/// Removes the empty cgroup `path`, retried for up to one second while busy.
+fn remove_dir_retrying(path: &Path) -> Result<(), PoolError> {
+    rmdir_while_busy(path, std::time::Duration::from_secs(1))
+}
+
+/// rmdir(2) of `path`, retried every 10 ms for up to `wait` while the kernel still counts
+/// exiting processes in it (EBUSY); gone already is no error.
+fn rmdir_while_busy(path: &Path, wait: std::time::Duration) -> Result<(), PoolError> {
     let deadline = std::time::Instant::now() + wait;
     loop {
         match std::fs::remove_dir(path) {
@@ -338,21 +349,6 @@ pub fn remove_leaf(path: &Path, wait: std::time::Duration) -> Result<(), PoolErr
                 if e.raw_os_error() == Some(libc::EBUSY)
                     && std::time::Instant::now() < deadline =>
             {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            Err(e) => return Err(PoolError::io("cannot remove cgroup", path, e)),
-        }
-    }
-}
-
-fn remove_dir_retrying(path: &Path) -> Result<(), PoolError> {
-    let mut tries = 0;
-    loop {
-        match std::fs::remove_dir(path) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 100 => {
-                tries += 1;
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
             Err(e) => return Err(PoolError::io("cannot remove cgroup", path, e)),

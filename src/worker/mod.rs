@@ -39,21 +39,30 @@ pub const NOT_STARTED: i32 = 3;
 /// Process group of the running step (0 when none); read by the signal handler.
 static STEP_PGID: AtomicI32 = AtomicI32::new(0);
 
-/// The running step's cgroup leaf, removed when the supervisor goes away mid-step.
-static STEP_CGROUP: Mutex<Option<std::path::PathBuf>> = Mutex::new(None);
-
-/// The same leaf as a C string for the signal handler (null when none). Each step's string
-/// is leaked on purpose (a few dozen bytes per step): the handler may read it at any moment,
-/// so it is never freed.
+/// The running step's cgroup leaf as a C string (null when none), removed when the worker
+/// stops mid-step (by a signal, or because the supervisor went away). Each step's string is
+/// leaked on purpose (a few dozen bytes per step): the signal handler may read it at any
+/// moment, so it is never freed.
 static STEP_LEAF: AtomicPtr<libc::c_char> = AtomicPtr::new(std::ptr::null_mut());
 
-fn set_step_cgroup(leaf: Option<std::path::PathBuf>) {
+fn set_step_cgroup(leaf: Option<&std::path::Path>) {
     let c = leaf
-        .as_ref()
         .and_then(|p| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).ok())
         .map_or(std::ptr::null_mut(), std::ffi::CString::into_raw);
     STEP_LEAF.store(c, Ordering::SeqCst);
-    *STEP_CGROUP.lock().unwrap_or_else(|p| p.into_inner()) = leaf;
+}
+
+/// The running step's cgroup leaf, if any.
+fn step_cgroup_now() -> Option<std::path::PathBuf> {
+    let p = STEP_LEAF.load(Ordering::SeqCst);
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: a non-null STEP_LEAF is a NUL-terminated string that is never freed.
+    let bytes = unsafe { std::ffi::CStr::from_ptr(p) }.to_bytes();
+    Some(std::path::PathBuf::from(
+        <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(bytes),
+    ))
 }
 
 extern "C" fn on_terminate(sig: libc::c_int) {
@@ -106,8 +115,7 @@ fn supervisor_gone() -> ! {
         );
     }
     // Nobody else knows of the step's cgroup leaf now.
-    let leaf = STEP_CGROUP.lock().ok().and_then(|mut l| l.take());
-    if let Some(leaf) = leaf {
+    if let Some(leaf) = step_cgroup_now() {
         let _ = crate::pool::cost::remove_leaf(&leaf, std::time::Duration::from_secs(1));
     }
     let _ = writeln!(
@@ -296,7 +304,7 @@ pub fn main(
         // Its cgroup leaf, named to the supervisor: it removes it should this worker be killed.
         let cgroup = step::step_cgroup(cgroups.as_ref(), name);
         let leaf = cgroup.as_ref().map(|c| c.path().to_path_buf());
-        set_step_cgroup(leaf.clone());
+        set_step_cgroup(leaf.as_deref());
         link.send(&WorkerMsg::StepStarted {
             step: name.clone(),
             cgroup: leaf,
